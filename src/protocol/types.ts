@@ -1,0 +1,69 @@
+// The protocol-neutral vocabulary shared by the client codecs (text, binary)
+// and the routing core. Codecs turn bytes into Commands and Outcomes into
+// bytes; routing turns Commands into Outcomes. Nothing here touches a socket.
+
+export type StoreMode = 'set' | 'add' | 'replace' | 'append' | 'prepend' | 'cas';
+
+/** An item as a client sees it. `cas` is the 64-bit compare-and-swap token. */
+export interface Item {
+  value: Buffer;
+  flags: number;
+  cas: bigint;
+}
+
+/** The operations the routing core performs, whatever protocol asked for them. */
+export type Command =
+  /** One key per lookup; a text multi-get is several of these. `touch` makes it a gat. */
+  | { op: 'get'; key: Buffer; touch?: number }
+  /** `cas` is 0n unless the client sent one (text `cas`, binary SET with a CAS). */
+  | { op: 'store'; mode: StoreMode; key: Buffer; flags: number; exptime: number; value: Buffer; cas: bigint }
+  | { op: 'delete'; key: Buffer; cas: bigint }
+  | { op: 'touch'; key: Buffer; exptime: number }
+  /** `create` is binary only: the initial value and expiry when the key is missing. */
+  | { op: 'arith'; kind: 'incr' | 'decr'; key: Buffer; delta: bigint; create?: { initial: bigint; exptime: number } }
+  | { op: 'flush'; delay: number };
+
+export type GetOutcome =
+  | { status: 'hit'; item: Item }
+  | { status: 'miss' }
+  /** No replica could answer: the client connection must be closed, never answered with a miss. */
+  | { status: 'unavailable' };
+
+export type StoreOutcome =
+  | { status: 'stored'; cas: bigint }
+  | { status: 'not_stored' }
+  | { status: 'exists' }
+  | { status: 'not_found' }
+  | { status: 'unavailable' };
+
+export type DeleteOutcome = { status: 'deleted' } | { status: 'not_found' } | { status: 'exists' } | { status: 'unavailable' };
+
+export type TouchOutcome = { status: 'touched' } | { status: 'not_found' } | { status: 'unavailable' };
+
+export type ArithOutcome =
+  | { status: 'ok'; value: bigint; cas: bigint }
+  | { status: 'not_found' }
+  | { status: 'non_numeric' }
+  | { status: 'unavailable' };
+
+export type FlushOutcome = { status: 'ok' } | { status: 'unavailable' };
+
+/** The routing core as the client sessions see it. It never throws: failures are outcomes. */
+export interface Router {
+  get(key: Buffer, touch?: number): Promise<GetOutcome>;
+  store(cmd: Extract<Command, { op: 'store' }>): Promise<StoreOutcome>;
+  delete(key: Buffer, cas: bigint): Promise<DeleteOutcome>;
+  touch(key: Buffer, exptime: number): Promise<TouchOutcome>;
+  arith(cmd: Extract<Command, { op: 'arith' }>): Promise<ArithOutcome>;
+  flush(delay: number): Promise<FlushOutcome>;
+}
+
+/** A key is valid for memcached's text protocol: 1..250 bytes, no space or control character. */
+export function isTextSafeKey(key: Buffer, maxKeyLength: number): boolean {
+  if (key.length === 0 || key.length > maxKeyLength) return false;
+  for (let i = 0; i < key.length; i++) {
+    const b = key[i];
+    if (b <= 0x20 || b === 0x7f) return false;
+  }
+  return true;
+}
