@@ -1,0 +1,67 @@
+// What the routing core needs from one memcached backend. src/backends/
+// implements it over real sockets; tests implement it with scripted fakes.
+// Every method resolves (never rejects): a backend failure is the `failed` outcome.
+
+import type { StoreMode } from '../protocol/types';
+
+/** An item as a backend holds it, with what read repair and resync need to copy it faithfully. */
+export interface StoredItem {
+  value: Buffer;
+  flags: number;
+  cas: bigint;
+  /** Remaining time to live in seconds; -1 = never expires. */
+  ttl: number;
+}
+
+/** The backend did not answer: timed out, refused, closed, or replied with an error. */
+export interface Failed {
+  status: 'failed';
+  reason: string;
+}
+
+export type NodeGet = { status: 'hit'; item: StoredItem } | { status: 'miss' } | Failed;
+export type NodeStore =
+  | { status: 'stored'; cas: bigint }
+  | { status: 'not_stored' }
+  | { status: 'exists' }
+  | { status: 'not_found' }
+  | Failed;
+export type NodeDelete = { status: 'deleted' } | { status: 'not_found' } | { status: 'exists' } | Failed;
+export type NodeTouch = { status: 'touched' } | { status: 'not_found' } | Failed;
+export type NodeArith =
+  | { status: 'ok'; value: bigint; cas: bigint }
+  | { status: 'not_found' }
+  | { status: 'non_numeric' }
+  | Failed;
+export type NodeFlush = { status: 'ok' } | Failed;
+
+export interface StoreRequest {
+  mode: StoreMode;
+  key: Buffer;
+  value: Buffer;
+  flags: number;
+  /** Passed through as the client sent it: relative seconds, absolute Unix time, or negative (expired). */
+  exptime: number;
+  /** Compare-and-swap token; 0n = unconditional. */
+  cas: bigint;
+}
+
+export interface MemcachedNode {
+  /** "host:port", the name on the hash ring and in metrics. */
+  readonly address: string;
+  /** False while the backend is marked down; the ring skips it. */
+  isUp(): boolean;
+  /** `touch` set: also update the expiry (gat). */
+  get(key: Buffer, touch?: number): Promise<NodeGet>;
+  store(req: StoreRequest): Promise<NodeStore>;
+  delete(key: Buffer, cas: bigint): Promise<NodeDelete>;
+  touch(key: Buffer, exptime: number): Promise<NodeTouch>;
+  /** `create`: the initial value and expiry when the key is missing (binary protocol). */
+  arith(
+    kind: 'incr' | 'decr',
+    key: Buffer,
+    delta: bigint,
+    create?: { initial: bigint; exptime: number },
+  ): Promise<NodeArith>;
+  flush(delay: number): Promise<NodeFlush>;
+}

@@ -1,0 +1,209 @@
+// The replication rules, one place for both client protocols.
+//
+//   read   get ──> authority ──miss/failed──> next member ──> ... ──> hit: reply,
+//                                                                    copy to the members that missed (read repair)
+//          every member missed ──> miss;  no hit and any member failed ──> unavailable (the session closes)
+//   write  set/replace/append/prepend/touch/delete ──> all members in parallel; the authority's reply wins
+//   decide add/cas/incr/decr ──> authority decides ──success──> value copied to the other members
+//
+// The authority is the first live member of the key's replica set. Every method
+// resolves; a failure is an outcome, never an exception.
+
+import type {
+  ArithOutcome,
+  Command,
+  DeleteOutcome,
+  FlushOutcome,
+  GetOutcome,
+  Router,
+  StoreOutcome,
+  TouchOutcome,
+} from '../protocol/types';
+import type { MemcachedNode, NodeGet, StoredItem } from './node';
+import type { ReplicaRing } from './ring';
+
+/** Where the router reports what metrics count. */
+export interface RouterEvents {
+  /** A member other than the first asked had to answer. */
+  failover(command: string): void;
+  /** An item was copied to a member that missed it. */
+  readRepair(): void;
+  /** Members that answered gave different answers to the same write. */
+  disagreement(command: string): void;
+}
+
+export const SILENT_EVENTS: RouterEvents = {
+  failover() {},
+  readRepair() {},
+  disagreement() {},
+};
+
+type StoreCommand = Extract<Command, { op: 'store' }>;
+type ArithCommand = Extract<Command, { op: 'arith' }>;
+
+const UNAVAILABLE = { status: 'unavailable' } as const;
+const MISS = { status: 'miss' } as const;
+
+/** memcached reads a relative expiry above 30 days as an absolute Unix time. */
+const MAX_RELATIVE_EXPTIME = 60 * 60 * 24 * 30;
+
+/** The exptime that gives a copy the same remaining life as the original, or null if it is about to expire. */
+export function exptimeForCopy(ttl: number, nowSeconds = Math.floor(Date.now() / 1000)): number | null {
+  if (ttl < 0) return 0; // never expires
+  if (ttl === 0) return null;
+  return ttl > MAX_RELATIVE_EXPTIME ? nowSeconds + ttl : ttl;
+}
+
+export class ReplicatedRouter implements Router {
+  constructor(
+    private readonly ring: ReplicaRing,
+    private readonly events: RouterEvents = SILENT_EVENTS,
+  ) {}
+
+  async get(key: Buffer, touch?: number): Promise<GetOutcome> {
+    const members = this.ring.replicaSet(key);
+    if (members.length === 0) return UNAVAILABLE;
+    return touch === undefined ? this.readInTurn(key, members) : this.readAllAndTouch(key, touch, members);
+  }
+
+  async store(cmd: StoreCommand): Promise<StoreOutcome> {
+    const members = this.ring.replicaSet(cmd.key);
+    if (members.length === 0) return UNAVAILABLE;
+    if (cmd.mode === 'add' || cmd.mode === 'cas') return this.decideThenCopy(cmd, members);
+
+    const replies = await Promise.all(members.map((m) => m.store({ ...cmd })));
+    const reply = this.pickReply(cmd.mode, replies);
+    if (reply.status === 'failed') return UNAVAILABLE;
+    return reply;
+  }
+
+  async delete(key: Buffer, cas: bigint): Promise<DeleteOutcome> {
+    const members = this.ring.replicaSet(key);
+    if (members.length === 0) return UNAVAILABLE;
+    if (cas !== 0n) {
+      // Only the authority's CAS is meaningful; the others follow its decision.
+      const { reply, rest } = await this.askAuthority('delete', members, (m) => m.delete(key, cas));
+      if (reply.status === 'deleted') await Promise.all(rest.map((m) => m.delete(key, 0n)));
+      return reply.status === 'failed' ? UNAVAILABLE : reply;
+    }
+    const reply = this.pickReply('delete', await Promise.all(members.map((m) => m.delete(key, 0n))));
+    return reply.status === 'failed' ? UNAVAILABLE : reply;
+  }
+
+  async touch(key: Buffer, exptime: number): Promise<TouchOutcome> {
+    const members = this.ring.replicaSet(key);
+    if (members.length === 0) return UNAVAILABLE;
+    const reply = this.pickReply('touch', await Promise.all(members.map((m) => m.touch(key, exptime))));
+    return reply.status === 'failed' ? UNAVAILABLE : reply;
+  }
+
+  async arith(cmd: ArithCommand): Promise<ArithOutcome> {
+    const members = this.ring.replicaSet(cmd.key);
+    if (members.length === 0) return UNAVAILABLE;
+    const { reply, authority, rest } = await this.askAuthority(cmd.kind, members, (m) =>
+      m.arith(cmd.kind, cmd.key, cmd.delta, cmd.create),
+    );
+    if (reply.status === 'failed') return UNAVAILABLE;
+    if (reply.status === 'ok' && rest.length > 0) {
+      // Bring the others to the authority's value, with its flags and expiry.
+      const current = await authority.get(cmd.key);
+      if (current.status === 'hit') await this.copyTo(rest, cmd.key, current.item, 'set');
+    }
+    return reply;
+  }
+
+  async flush(delay: number): Promise<FlushOutcome> {
+    const live = this.ring.nodes.filter((n) => n.isUp());
+    const replies = await Promise.all(live.map((n) => n.flush(delay)));
+    return replies.some((r) => r.status === 'ok') ? { status: 'ok' } : UNAVAILABLE;
+  }
+
+  /** Ask the members one after another until one has the item. */
+  private async readInTurn(key: Buffer, members: MemcachedNode[]): Promise<GetOutcome> {
+    const missed: MemcachedNode[] = [];
+    let failed = false;
+    for (let i = 0; i < members.length; i++) {
+      const reply = await members[i].get(key);
+      if (reply.status === 'hit') {
+        if (i > 0) this.events.failover('get');
+        this.repair(missed, key, reply.item);
+        return { status: 'hit', item: toClientItem(reply.item) };
+      }
+      if (reply.status === 'miss') missed.push(members[i]);
+      else failed = true;
+    }
+    // A miss only when every member said so; otherwise we cannot know.
+    return failed ? UNAVAILABLE : MISS;
+  }
+
+  /** gat/gats: every member must see the new expiry, so ask them all at once. */
+  private async readAllAndTouch(key: Buffer, touch: number, members: MemcachedNode[]): Promise<GetOutcome> {
+    const replies: NodeGet[] = await Promise.all(members.map((m) => m.get(key, touch)));
+    const hitAt = replies.findIndex((r) => r.status === 'hit');
+    if (hitAt < 0) return replies.some((r) => r.status === 'failed') ? UNAVAILABLE : MISS;
+    if (hitAt > 0) this.events.failover('gat');
+    const hit = replies[hitAt] as Extract<NodeGet, { status: 'hit' }>;
+    this.repair(
+      members.filter((_, i) => replies[i].status === 'miss'),
+      key,
+      hit.item,
+    );
+    return { status: 'hit', item: toClientItem(hit.item) };
+  }
+
+  /**
+   * add and cas: only the authority can decide (the session lock relies on one
+   * place saying yes). If it fails, the next member is the authority.
+   */
+  private async decideThenCopy(cmd: StoreCommand, members: MemcachedNode[]): Promise<StoreOutcome> {
+    const { reply, rest } = await this.askAuthority(cmd.mode, members, (m) => m.store({ ...cmd }));
+    if (reply.status === 'failed') return UNAVAILABLE;
+    if (reply.status === 'stored' && rest.length > 0) {
+      await Promise.all(rest.map((m) => m.store({ ...cmd, mode: 'set', cas: 0n })));
+    }
+    return reply;
+  }
+
+  private async askAuthority<R extends { status: string }>(
+    command: string,
+    members: MemcachedNode[],
+    ask: (m: MemcachedNode) => Promise<R>,
+  ): Promise<{ reply: R; authority: MemcachedNode; rest: MemcachedNode[] }> {
+    let i = 0;
+    let reply = await ask(members[0]);
+    while (reply.status === 'failed' && i + 1 < members.length) {
+      i++;
+      this.events.failover(command);
+      reply = await ask(members[i]);
+    }
+    return { reply, authority: members[i], rest: members.slice(i + 1) };
+  }
+
+  /** The authority's reply if it answered, else the first answer from the others. */
+  private pickReply<R extends { status: string }>(command: string, replies: R[]): R {
+    const answered = replies.filter((r) => r.status !== 'failed');
+    if (answered.length === 0) return replies[0];
+    if (answered.some((r) => r.status !== answered[0].status)) this.events.disagreement(command);
+    if (replies[0].status === 'failed') this.events.failover(command);
+    return answered[0];
+  }
+
+  /** Read repair: copy a hit to the members that missed, never over a value written meanwhile. */
+  private repair(missed: MemcachedNode[], key: Buffer, item: StoredItem): void {
+    if (missed.length === 0) return;
+    this.events.readRepair();
+    void this.copyTo(missed, key, item, 'add');
+  }
+
+  private async copyTo(nodes: MemcachedNode[], key: Buffer, item: StoredItem, mode: 'add' | 'set'): Promise<void> {
+    const exptime = exptimeForCopy(item.ttl);
+    if (exptime === null) return;
+    await Promise.all(
+      nodes.map((n) => n.store({ mode, key, value: item.value, flags: item.flags, exptime, cas: 0n })),
+    );
+  }
+}
+
+function toClientItem(item: StoredItem) {
+  return { value: item.value, flags: item.flags, cas: item.cas };
+}

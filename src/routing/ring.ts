@@ -1,0 +1,67 @@
+// Placement: which backends hold a key. Every replicached process over the same
+// backend list computes the same ring (ketama via `hashring`), so sidecars agree
+// on placement without talking to each other.
+
+import HashRing from 'hashring';
+import type { MemcachedNode } from './node';
+
+export interface RingMember {
+  node: MemcachedNode;
+  /** Relative share of the ring (hashring weight); 1 for equal shares. */
+  weight: number;
+}
+
+/** How many key -> ring-order lookups to remember; hashing dominates routing cost otherwise. */
+const ORDER_CACHE_SIZE = 10_000;
+
+export class ReplicaRing {
+  readonly replicas: number;
+  private readonly ring: HashRing;
+  private readonly byAddress = new Map<string, MemcachedNode>();
+  private readonly orderCache = new Map<string, MemcachedNode[]>();
+
+  constructor(members: readonly RingMember[], replicas: number) {
+    if (replicas < 1) throw new RangeError('replicas must be at least 1');
+    const weights: Record<string, { weight: number }> = {};
+    for (const { node, weight } of members) {
+      this.byAddress.set(node.address, node);
+      weights[node.address] = { weight };
+    }
+    this.ring = new HashRing(weights, 'md5', { 'max cache size': 0 });
+    this.replicas = Math.min(replicas, members.length);
+  }
+
+  get nodes(): MemcachedNode[] {
+    return [...this.byAddress.values()];
+  }
+
+  /**
+   * The key's replica set: the first `replicas` distinct live backends clockwise
+   * from the key. A backend that is down is skipped, so the next one on the ring
+   * takes its place and R copies keep existing while it is away. The first
+   * member is the authority.
+   */
+  replicaSet(key: Buffer): MemcachedNode[] {
+    const set: MemcachedNode[] = [];
+    for (const node of this.ringOrder(key)) {
+      if (!node.isUp()) continue;
+      set.push(node);
+      if (set.length === this.replicas) break;
+    }
+    return set;
+  }
+
+  /** Every backend, in the key's ring order, up or down. */
+  ringOrder(key: Buffer): MemcachedNode[] {
+    const ringKey = key.toString('latin1'); // one char per byte: distinct keys stay distinct
+    let order = this.orderCache.get(ringKey);
+    if (order === undefined) {
+      order = this.ring.range(ringKey, this.byAddress.size).map((address) => this.byAddress.get(address)!);
+      if (this.orderCache.size >= ORDER_CACHE_SIZE) {
+        this.orderCache.delete(this.orderCache.keys().next().value!);
+      }
+      this.orderCache.set(ringKey, order);
+    }
+    return order;
+  }
+}

@@ -1,0 +1,142 @@
+// One client connection: detect its protocol from the first byte (0x80 is a
+// binary request, as memcached decides), feed the parser, dispatch requests,
+// and write replies in order. Back-pressure: the socket stops being read while
+// the client has too many requests in flight or too many reply bytes unread.
+
+import type { Socket } from 'node:net';
+import type { Limits } from '../protocol/limits';
+import { CLOSE, OrderedReplies, type SlotResult } from './ordered-replies';
+
+/** A parser and the code that answers what it parses, for one protocol. */
+export interface Protocol {
+  push(chunk: Buffer): void;
+  /**
+   * The next complete request, ready to start, or null when none is buffered
+   * or the protocol has finished (quit, fatal error) and reads nothing more.
+   */
+  next(): StartRequest | null;
+}
+
+/** Starts one request; `reply` must be called exactly once, possibly at once. */
+export type StartRequest = (reply: (result: SlotResult) => void) => void;
+
+export interface SessionObserver {
+  bytesIn(n: number): void;
+  bytesOut(n: number): void;
+  closed(): void;
+}
+
+export type ProtocolFactory = (firstByte: number) => Protocol;
+
+export class ClientSession {
+  private protocol: Protocol | null = null;
+  private readonly replies: OrderedReplies;
+  private pumping = false;
+  private paused = false;
+  private ended = false;
+  private stopped = false;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly limits: Limits,
+    private readonly makeProtocol: ProtocolFactory,
+    private readonly observer: SessionObserver,
+  ) {
+    this.replies = new OrderedReplies({
+      write: (chunks) => this.write(chunks),
+      close: () => this.end(),
+    });
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('drain', () => this.pump());
+    socket.on('error', () => this.socket.destroy());
+    socket.on('close', () => {
+      this.ended = true;
+      this.observer.closed();
+    });
+    if (limits.clientIdleTimeoutMs > 0) {
+      socket.setTimeout(limits.clientIdleTimeoutMs, () => this.socket.destroy());
+    }
+  }
+
+  /** Requests whose replies are not yet written. */
+  get inFlight(): number {
+    return this.replies.pending;
+  }
+
+  /** Shutting down: read no more requests; those in flight still get their replies. */
+  stopReading(): void {
+    this.stopped = true;
+    this.socket.pause();
+  }
+
+  private onData(chunk: Buffer): void {
+    this.observer.bytesIn(chunk.length);
+    if (this.ended) return;
+    if (this.protocol === null) this.protocol = this.makeProtocol(chunk[0]);
+    this.protocol.push(chunk);
+    this.pump();
+  }
+
+  /** Start every buffered request the bounds allow, then decide whether to keep reading. */
+  private pump(): void {
+    if (this.pumping || this.protocol === null) return;
+    this.pumping = true;
+    try {
+      while (!this.ended && !this.stopped && this.replies.pending < this.limits.maxInflightPerClient) {
+        const start = this.protocol.next();
+        if (start === null) break;
+        const reply = this.replies.reserve();
+        start((result) => {
+          reply(result);
+          if (!this.pumping) this.pump();
+        });
+      }
+    } finally {
+      this.pumping = false;
+    }
+    this.updateReading();
+  }
+
+  private updateReading(): void {
+    if (this.ended || this.stopped) return;
+    const overloaded =
+      this.replies.pending >= this.limits.maxInflightPerClient ||
+      this.socket.writableLength > this.limits.maxClientOutputBytes;
+    if (overloaded && !this.paused) {
+      this.paused = true;
+      this.socket.pause();
+    } else if (!overloaded && this.paused) {
+      this.paused = false;
+      this.socket.resume();
+    }
+  }
+
+  private write(chunks: Buffer[]): void {
+    if (this.ended) return;
+    let n = 0;
+    if (chunks.length === 1) {
+      n = chunks[0].length;
+      this.socket.write(chunks[0]);
+    } else {
+      this.socket.cork();
+      for (const c of chunks) {
+        n += c.length;
+        this.socket.write(c);
+      }
+      this.socket.uncork();
+    }
+    this.observer.bytesOut(n);
+  }
+
+  /** Close after what was written so far has been sent. */
+  private end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.socket.end();
+    // A client that never reads its socket must not hold the connection open.
+    setTimeout(() => this.socket.destroy(), 5000).unref();
+  }
+}
+
+export { CLOSE };

@@ -1,0 +1,17 @@
+// What a client session needs from the rest of the proxy.
+
+import type { Limits } from '../protocol/limits';
+import type { Router } from '../protocol/types';
+
+export interface ServerContext {
+  router: Router;
+  limits: Limits;
+  /** The version clients are told (`version`, binary VERSION). */
+  version: string;
+  /** flush_all wipes every user's session cluster-wide; it can be turned off. */
+  allowFlushAll: boolean;
+  /** The proxy's own figures for `stats`, in memcached's STAT name/value form. */
+  stats(): Array<[string, string | number | bigint]>;
+  /** Counts a client command and its result, for `stats` and metrics. */
+  countCommand(command: string, result: string): void;
+}

@@ -1,0 +1,119 @@
+// The text protocol side of a client session: parsed requests go to the
+// router, outcomes are encoded byte-exact. A read that no replica could answer
+// closes the connection instead of answering a miss (see README: "never a false miss").
+
+import { TextParser, type TextRequest } from '../protocol/text/parser';
+import * as reply from '../protocol/text/encoder';
+import type { GetOutcome } from '../protocol/types';
+import type { Protocol, StartRequest } from './client-session';
+import type { ServerContext } from './context';
+import { CLOSE, type SlotResult } from './ordered-replies';
+
+const FLUSH_DISABLED = Buffer.from('SERVER_ERROR flush_all is disabled\r\n');
+
+export class TextProtocol implements Protocol {
+  private readonly parser: TextParser;
+  private finished = false;
+
+  constructor(private readonly ctx: ServerContext) {
+    this.parser = new TextParser(ctx.limits);
+  }
+
+  push(chunk: Buffer): void {
+    if (!this.finished) this.parser.push(chunk);
+  }
+
+  next(): StartRequest | null {
+    if (this.finished) return null;
+    const req = this.parser.next();
+    if (req === null) return null;
+    if (req.kind === 'quit' || (req.kind === 'error' && req.close)) {
+      this.finished = true;
+    }
+    return (done) => this.run(req, done);
+  }
+
+  private run(req: TextRequest, done: (r: SlotResult) => void): void {
+    const { router } = this.ctx;
+    switch (req.kind) {
+      case 'get': {
+        const command = (req.touch === undefined ? 'get' : 'gat') + (req.withCas ? 's' : '');
+        void Promise.all(req.keys.map((k) => router.get(k, req.touch))).then((outcomes) =>
+          done(this.encodeGet(command, req.keys, outcomes, req.withCas)),
+        );
+        return;
+      }
+      case 'store':
+        void router
+          .store({
+            op: 'store',
+            mode: req.mode,
+            key: req.key,
+            flags: req.flags,
+            exptime: req.exptime,
+            value: req.value,
+            cas: req.cas,
+          })
+          .then((o) => {
+            this.ctx.countCommand(req.mode, o.status);
+            done(req.noreply ? null : reply.encodeStoreOutcome(o));
+          });
+        return;
+      case 'delete':
+        void router.delete(req.key, 0n).then((o) => {
+          this.ctx.countCommand('delete', o.status);
+          done(req.noreply ? null : reply.encodeDeleteOutcome(o));
+        });
+        return;
+      case 'touch':
+        void router.touch(req.key, req.exptime).then((o) => {
+          this.ctx.countCommand('touch', o.status);
+          done(req.noreply ? null : reply.encodeTouchOutcome(o));
+        });
+        return;
+      case 'arith':
+        void router.arith({ op: 'arith', kind: req.op, key: req.key, delta: req.delta }).then((o) => {
+          this.ctx.countCommand(req.op, o.status);
+          done(req.noreply ? null : reply.encodeArithOutcome(o));
+        });
+        return;
+      case 'flush_all':
+        if (!this.ctx.allowFlushAll) {
+          done(req.noreply ? null : FLUSH_DISABLED);
+          return;
+        }
+        void router.flush(req.delay).then((o) => {
+          this.ctx.countCommand('flush_all', o.status);
+          done(req.noreply ? null : o.status === 'ok' ? reply.OK : reply.SERVER_UNAVAILABLE);
+        });
+        return;
+      case 'version':
+        done(reply.encodeVersion(this.ctx.version));
+        return;
+      case 'verbosity':
+        done(req.noreply ? null : reply.OK);
+        return;
+      case 'stats':
+        done(req.args.length === 0 ? reply.encodeStats(this.ctx.stats()) : reply.ERROR);
+        return;
+      case 'quit':
+        done(CLOSE);
+        return;
+      case 'error':
+        done(req.close ? { final: req.reply } : req.reply);
+        return;
+    }
+  }
+
+  private encodeGet(command: string, keys: Buffer[], outcomes: GetOutcome[], withCas: boolean): SlotResult {
+    const out: Buffer[] = [];
+    for (let i = 0; i < outcomes.length; i++) {
+      const o = outcomes[i];
+      this.ctx.countCommand(command, o.status);
+      if (o.status === 'unavailable') return CLOSE;
+      if (o.status === 'hit') out.push(reply.encodeValue(keys[i], o.item, withCas));
+    }
+    out.push(reply.END);
+    return out;
+  }
+}

@@ -1,0 +1,213 @@
+import { beforeEach, describe, expect, test } from 'vitest';
+import { ReplicaRing } from '../../src/routing/ring';
+import { ReplicatedRouter, exptimeForCopy, type RouterEvents } from '../../src/routing/replicated-router';
+import { FakeNode } from './fake-node';
+
+const k = (s: string) => Buffer.from(s);
+
+function setup(n = 3, replicas = 2) {
+  const nodes = Array.from({ length: n }, (_, i) => new FakeNode(`127.0.0.1:${11300 + i}`));
+  const ring = new ReplicaRing(
+    nodes.map((node) => ({ node, weight: 1 })),
+    replicas,
+  );
+  const counts = { failover: 0, readRepair: 0, disagreement: 0 };
+  const events: RouterEvents = {
+    failover: () => counts.failover++,
+    readRepair: () => counts.readRepair++,
+    disagreement: () => counts.disagreement++,
+  };
+  const router = new ReplicatedRouter(ring, events);
+  const membersOf = (key: string) => ring.ringOrder(k(key)) as FakeNode[];
+  return { nodes, ring, router, counts, membersOf };
+}
+
+const store = (key: string, value: string, mode: 'set' | 'add' | 'replace' | 'append' | 'prepend' | 'cas' = 'set', cas = 0n) =>
+  ({ op: 'store', mode, key: k(key), flags: 7, exptime: 0, value: k(value), cas }) as const;
+
+describe('ReplicaRing', () => {
+  test('replica sets are R distinct backends, the same for equal rings', () => {
+    const a = setup(5, 3);
+    const b = setup(5, 3);
+    for (let i = 0; i < 200; i++) {
+      const key = k(`session:${i}`);
+      const set = a.ring.replicaSet(key).map((n) => n.address);
+      expect(new Set(set).size).toBe(3);
+      expect(b.ring.replicaSet(key).map((n) => n.address)).toEqual(set);
+    }
+  });
+
+  test('a down backend is skipped and the next on the ring takes its place', () => {
+    const { ring, membersOf } = setup(4, 2);
+    const order = membersOf('user:42');
+    order[0].up = false;
+    expect(ring.replicaSet(k('user:42'))).toEqual([order[1], order[2]]);
+  });
+
+  test('keys spread over every backend', () => {
+    const { ring, nodes } = setup(3, 1);
+    const seen = new Map<string, number>();
+    for (let i = 0; i < 3000; i++) {
+      const a = ring.replicaSet(k(`k${i}`))[0].address;
+      seen.set(a, (seen.get(a) ?? 0) + 1);
+    }
+    for (const n of nodes) expect(seen.get(n.address)).toBeGreaterThan(500);
+  });
+});
+
+describe('ReplicatedRouter writes', () => {
+  test('set reaches every member of the replica set and no other backend', async () => {
+    const { router, membersOf } = setup(3, 2);
+    const [a, b, c] = membersOf('s1');
+    expect(await router.store(store('s1', 'v1'))).toMatchObject({ status: 'stored' });
+    expect([a.value('s1'), b.value('s1'), c.value('s1')]).toEqual(['v1', 'v1', undefined]);
+  });
+
+  test('the authority answers; disagreement is counted', async () => {
+    const { router, membersOf, counts } = setup(3, 2);
+    const [a, b] = membersOf('s2');
+    b.put('s2', 'old');
+    expect(await router.store(store('s2', 'x', 'replace'))).toEqual({ status: 'not_stored' });
+    expect(counts.disagreement).toBe(1);
+    expect(a.value('s2')).toBeUndefined();
+  });
+
+  test('a failed authority: the best of the others answers', async () => {
+    const { router, membersOf, counts } = setup(3, 2);
+    const [a, b] = membersOf('s3');
+    a.failing = true;
+    expect(await router.store(store('s3', 'v'))).toMatchObject({ status: 'stored' });
+    expect(b.value('s3')).toBe('v');
+    expect(counts.failover).toBe(1);
+  });
+
+  test('every member failed: unavailable', async () => {
+    const { router, nodes } = setup(3, 2);
+    for (const n of nodes) n.failing = true;
+    expect(await router.store(store('s4', 'v'))).toEqual({ status: 'unavailable' });
+    expect(await router.delete(k('s4'), 0n)).toEqual({ status: 'unavailable' });
+    expect(await router.touch(k('s4'), 10)).toEqual({ status: 'unavailable' });
+  });
+
+  test('no live backend at all: unavailable', async () => {
+    const { router, nodes } = setup(3, 2);
+    for (const n of nodes) n.up = false;
+    expect(await router.get(k('x'))).toEqual({ status: 'unavailable' });
+    expect(await router.store(store('x', 'v'))).toEqual({ status: 'unavailable' });
+  });
+
+  test('add is decided by the authority alone, then copied', async () => {
+    const { router, membersOf } = setup(3, 2);
+    const [a, b] = membersOf('lock');
+    b.put('lock', 'stale-copy');
+    expect(await router.store(store('lock', 'mine', 'add'))).toMatchObject({ status: 'stored' });
+    expect(a.value('lock')).toBe('mine');
+    expect(b.value('lock')).toBe('mine');
+    expect(await router.store(store('lock', 'theirs', 'add'))).toEqual({ status: 'not_stored' });
+    expect(a.calls.filter((c) => c.startsWith('add'))).toHaveLength(2);
+    expect(b.calls.filter((c) => c.startsWith('add'))).toHaveLength(0);
+  });
+
+  test('add fails over to the next member when the authority fails', async () => {
+    const { router, membersOf } = setup(3, 2);
+    const [a, b] = membersOf('lock2');
+    a.failing = true;
+    expect(await router.store(store('lock2', 'mine', 'add'))).toMatchObject({ status: 'stored' });
+    expect(b.value('lock2')).toBe('mine');
+  });
+
+  test('cas goes to the authority and the new value is copied', async () => {
+    const { router, membersOf } = setup(3, 2);
+    const [a, b] = membersOf('c');
+    await router.store(store('c', 'v1'));
+    const got = await router.get(k('c'));
+    if (got.status !== 'hit') throw new Error('expected a hit');
+    expect(await router.store(store('c', 'v2', 'cas', got.item.cas + 100n))).toEqual({ status: 'exists' });
+    expect(await router.store(store('c', 'v2', 'cas', got.item.cas))).toMatchObject({ status: 'stored' });
+    expect([a.value('c'), b.value('c')]).toEqual(['v2', 'v2']);
+    expect(await router.store(store('nope', 'v', 'cas', 1n))).toEqual({ status: 'not_found' });
+  });
+
+  test('incr: the authority counts, the others get its value', async () => {
+    const { router, membersOf } = setup(3, 2);
+    const [a, b] = membersOf('n');
+    a.put('n', '10');
+    b.put('n', '3');
+    expect(await router.arith({ op: 'arith', kind: 'incr', key: k('n'), delta: 5n })).toMatchObject({ status: 'ok', value: 15n });
+    expect(b.value('n')).toBe('15');
+    expect(await router.arith({ op: 'arith', kind: 'decr', key: k('missing'), delta: 1n })).toEqual({ status: 'not_found' });
+    membersOf('t')[0].put('t', 'text');
+    expect(await router.arith({ op: 'arith', kind: 'incr', key: k('t'), delta: 1n })).toEqual({ status: 'non_numeric' });
+  });
+
+  test('flush reaches every live backend', async () => {
+    const { router, nodes } = setup(3, 2);
+    nodes[2].up = false;
+    expect(await router.flush(0)).toEqual({ status: 'ok' });
+    expect(nodes.map((n) => n.calls.includes('flush'))).toEqual([true, true, false]);
+  });
+});
+
+describe('ReplicatedRouter reads', () => {
+  let s: ReturnType<typeof setup>;
+  beforeEach(() => {
+    s = setup(3, 2);
+  });
+
+  test('a hit on the authority asks no one else', async () => {
+    const [a, b] = s.membersOf('r1');
+    a.put('r1', 'v', 9);
+    expect(await s.router.get(k('r1'))).toEqual({ status: 'hit', item: expect.objectContaining({ flags: 9 }) });
+    expect(b.calls).toEqual([]);
+  });
+
+  test('a miss on the authority fails over, and the hit is copied back (read repair)', async () => {
+    const [a, b] = s.membersOf('r2');
+    b.put('r2', 'v', 5, 300);
+    const got = await s.router.get(k('r2'));
+    expect(got).toMatchObject({ status: 'hit', item: { flags: 5 } });
+    await new Promise((r) => setImmediate(r));
+    expect(a.items.get('r2')).toMatchObject({ flags: 5, ttl: 300 });
+    expect(a.calls).toContain('add r2 v exptime=300');
+    expect(s.counts).toMatchObject({ failover: 1, readRepair: 1 });
+  });
+
+  test('a miss only when every member missed', async () => {
+    expect(await s.router.get(k('absent'))).toEqual({ status: 'miss' });
+  });
+
+  test('a failed member and no hit: unavailable, never a miss', async () => {
+    const [a] = s.membersOf('r3');
+    a.failing = true;
+    expect(await s.router.get(k('r3'))).toEqual({ status: 'unavailable' });
+  });
+
+  test('a failed authority with a hit elsewhere: the hit', async () => {
+    const [a, b] = s.membersOf('r4');
+    a.failing = true;
+    b.put('r4', 'v');
+    expect(await s.router.get(k('r4'))).toMatchObject({ status: 'hit' });
+  });
+
+  test('gat touches every member and repairs those that missed', async () => {
+    const [a, b] = s.membersOf('g');
+    b.put('g', 'v');
+    expect(await s.router.get(k('g'), 100)).toMatchObject({ status: 'hit' });
+    expect(a.calls).toContain('gat 100 g');
+    expect(b.items.get('g')!.ttl).toBe(100);
+    await new Promise((r) => setImmediate(r));
+    expect(a.value('g')).toBe('v');
+  });
+});
+
+describe('exptimeForCopy', () => {
+  test.each([
+    [-1, 0],
+    [0, null],
+    [60, 60],
+    [2592000, 2592000],
+    [2592001, 1_000_000_000 + 2592001],
+  ])('ttl %s -> exptime %s', (ttl, expected) => {
+    expect(exptimeForCopy(ttl, 1_000_000_000)).toBe(expected);
+  });
+});
