@@ -1,0 +1,93 @@
+// Value checks shared by the YAML file and the command line, with each numeric
+// field's range in one table. A check returns the value or the problem; the
+// caller names the field. `text` is true for a flag: its value is a string
+// whose digits are the number, and the message quotes what was typed.
+
+import type { Limits } from '../protocol/limits';
+import { parseHostPort, type Parsed } from './address';
+import { LOG_LEVELS, type BackendOptions, type HostPort, type LogLevel } from './types';
+
+/** setTimeout's ceiling (2^31-1 ms); also a sane ceiling for every count. */
+const MAX_INT = 2_147_483_647;
+
+export interface Range {
+  min: number;
+  max: number;
+}
+
+export const BACKEND_OPTION_RANGES: Readonly<Record<keyof BackendOptions, Range>> = {
+  connections: { min: 1, max: 64 },
+  connectTimeoutMs: { min: 1, max: MAX_INT },
+  requestTimeoutMs: { min: 1, max: MAX_INT },
+  failureLimit: { min: 1, max: MAX_INT },
+  probeIntervalMs: { min: 1, max: MAX_INT },
+  retryMaxMs: { min: 1, max: MAX_INT },
+  upAfterProbes: { min: 1, max: MAX_INT },
+};
+
+export const LIMIT_RANGES: Readonly<Record<keyof Limits, Range>> = {
+  // The backend codec cannot carry a longer key: memcached's KEY_MAX_LENGTH.
+  maxKeyLength: { min: 1, max: 250 },
+  // memcached's own ceiling for -I.
+  maxItemSize: { min: 1, max: 1024 * 1024 * 1024 },
+  // A storage command with a 250-byte key and every field at its widest fits in 512.
+  maxLineLength: { min: 512, max: 16 * 1024 * 1024 },
+  maxKeysPerGet: { min: 1, max: MAX_INT },
+  maxInflightPerClient: { min: 1, max: MAX_INT },
+  maxClientOutputBytes: { min: 1, max: MAX_INT },
+  maxClientConnections: { min: 1, max: MAX_INT },
+  clientIdleTimeoutMs: { min: 0, max: MAX_INT },
+};
+
+export const WORKERS_RANGE: Range = { min: 1, max: 256 };
+export const WEIGHT_RANGE: Range = { min: 1, max: 1000 };
+/** Replicas on their own; load.ts checks them against the number of backends. */
+export const REPLICAS_RANGE: Range = { min: 1, max: MAX_INT };
+
+/** How a value from the file is quoted in a message. */
+export function show(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (v === null || v === undefined) return 'nothing';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object') return 'a mapping';
+  return String(v);
+}
+
+function got(v: unknown, text: boolean): string {
+  return text ? JSON.stringify(v) : show(v);
+}
+
+export function describeRange({ min, max }: Range): string {
+  if (max < MAX_INT) return `an integer between ${min} and ${max}`;
+  return min === 0 ? 'a non-negative integer' : min === 1 ? 'a positive integer' : `an integer of at least ${min}`;
+}
+
+export function checkInteger(v: unknown, text: boolean, range: Range): Parsed<number> {
+  const n = text ? (typeof v === 'string' && /^[0-9]{1,16}$/.test(v) ? Number(v) : NaN) : v;
+  if (typeof n === 'number' && Number.isSafeInteger(n) && n >= range.min && n <= range.max) return { ok: true, value: n };
+  return { ok: false, problem: `must be ${describeRange(range)}, got ${got(v, text)}` };
+}
+
+export function checkBoolean(v: unknown): Parsed<boolean> {
+  if (typeof v === 'boolean') return { ok: true, value: v };
+  return { ok: false, problem: `must be true or false, got ${show(v)}` };
+}
+
+export function checkLogLevel(v: unknown, text: boolean): Parsed<LogLevel> {
+  const level = LOG_LEVELS.find((l) => l === v);
+  if (level !== undefined) return { ok: true, value: level };
+  return { ok: false, problem: `must be one of ${LOG_LEVELS.join(', ')}, got ${got(v, text)}` };
+}
+
+export function checkHostPort(v: unknown, minPort: 0 | 1): Parsed<HostPort> {
+  if (typeof v !== 'string') return { ok: false, problem: `must be a "host:port" string, got ${show(v)}` };
+  return parseHostPort(v, minPort);
+}
+
+/** A listen address for the metrics endpoint, or "off" (null). */
+export function checkMetricsListen(v: unknown): Parsed<HostPort | null> {
+  if (v === 'off') return { ok: true, value: null };
+  const parsed = checkHostPort(v, 0);
+  if (parsed.ok) return parsed;
+  return { ok: false, problem: `${parsed.problem} (or "off")` };
+}

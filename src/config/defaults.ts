@@ -1,0 +1,29 @@
+// Every default of the configuration, in one place (the limits' own are in
+// src/protocol/limits.ts).
+
+import type { BackendOptions, HostPort, LogLevel } from './types';
+
+export const DEFAULT_LISTEN: Readonly<HostPort> = Object.freeze({ host: '127.0.0.1', port: 11211 });
+export const DEFAULT_METRICS_LISTEN: Readonly<HostPort> = Object.freeze({ host: '127.0.0.1', port: 9150 });
+
+/** Replicas when none are given: this many, or every backend when there are fewer. */
+export const DEFAULT_REPLICAS = 2;
+
+/** memcached processes the CLI starts when no backend is configured. */
+export const LOCAL_BACKEND_COUNT = 3;
+
+export const DEFAULT_BACKEND_OPTIONS: Readonly<BackendOptions> = Object.freeze({
+  connections: 2,
+  // Both timeouts stay well under a second: pecl-memcache gives up after 1 s.
+  connectTimeoutMs: 300,
+  requestTimeoutMs: 500,
+  failureLimit: 2,
+  probeIntervalMs: 250,
+  retryMaxMs: 5000,
+  upAfterProbes: 2,
+});
+
+export const DEFAULT_WEIGHT = 1;
+export const DEFAULT_WORKERS = 1;
+export const DEFAULT_LOG_LEVEL: LogLevel = 'info';
+export const DEFAULT_ALLOW_FLUSH_ALL = true;

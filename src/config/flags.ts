@@ -1,0 +1,221 @@
+// The command line: `--flag value` or `--flag=value`, each flag at most once.
+// One table drives both parsing and --help, so every flag is documented.
+
+import type { Parsed } from './address';
+import { formatHostPort } from './address';
+import {
+  BACKEND_OPTION_RANGES,
+  LIMIT_RANGES,
+  REPLICAS_RANGE,
+  WORKERS_RANGE,
+  checkHostPort,
+  checkInteger,
+  checkLogLevel,
+  checkMetricsListen,
+  describeRange,
+} from './checks';
+import {
+  DEFAULT_BACKEND_OPTIONS,
+  DEFAULT_LISTEN,
+  DEFAULT_LOG_LEVEL,
+  DEFAULT_METRICS_LISTEN,
+  DEFAULT_REPLICAS,
+  DEFAULT_WEIGHT,
+  DEFAULT_WORKERS,
+  LOCAL_BACKEND_COUNT,
+} from './defaults';
+import { ConfigError } from './errors';
+import { emptyLayer, type ConfigLayer } from './layer';
+import { DEFAULT_LIMITS } from '../protocol/limits';
+import { LOG_LEVELS, type BackendConfig } from './types';
+
+export interface RunArgs {
+  kind: 'run';
+  /** The settings given as flags; they override the config file's. */
+  flags: ConfigLayer;
+  /** --config, as typed. */
+  configPath: string | null;
+}
+export type ParsedArgs = { kind: 'help' } | { kind: 'version' } | RunArgs;
+
+interface Flag {
+  name: string;
+  /** The value's placeholder in --help; absent for a switch. */
+  arg?: string;
+  help: string;
+  /** Records the value in the layer, or returns the problem. */
+  set(layer: ConfigLayer, value: string): Parsed<void>;
+}
+
+const done: Parsed<void> = { ok: true, value: undefined };
+
+function into<T>(parsed: Parsed<T>, store: (v: T) => void): Parsed<void> {
+  if (!parsed.ok) return parsed;
+  store(parsed.value);
+  return done;
+}
+
+const FLAGS: readonly Flag[] = [
+  {
+    name: '--listen',
+    arg: '<host:port>',
+    help: `address clients connect to (default ${formatHostPort(DEFAULT_LISTEN)}; port 0 = any free port)`,
+    set: (l, v) => into(checkHostPort(v, 0), (hp) => (l.listen = hp)),
+  },
+  {
+    name: '--backends',
+    arg: '<host:port,...>',
+    help: `memcached servers, comma-separated (default: start ${LOCAL_BACKEND_COUNT} local memcached processes)`,
+    set: (l, v) => into(parseBackendList(v), (b) => (l.backends = b)),
+  },
+  {
+    name: '--replicas',
+    arg: '<n>',
+    help: `copies of every item, 1..number of backends (default min(${DEFAULT_REPLICAS}, number of backends))`,
+    set: (l, v) => into(checkInteger(v, true, REPLICAS_RANGE), (n) => (l.replicas = n)),
+  },
+  {
+    name: '--metrics-listen',
+    arg: '<host:port|off>',
+    help: `Prometheus /metrics, /healthz, /readyz (default ${formatHostPort(DEFAULT_METRICS_LISTEN)})`,
+    set: (l, v) => into(checkMetricsListen(v), (hp) => (l.metricsListen = hp)),
+  },
+  {
+    name: '--config',
+    arg: '<file>',
+    help: 'YAML config file (camelCase fields); flags override it; re-read on SIGHUP',
+    set: () => done, // handled by parseArgs: it is not a setting
+  },
+  {
+    name: '--connections',
+    arg: '<n>',
+    help: `persistent connections per backend (default ${DEFAULT_BACKEND_OPTIONS.connections})`,
+    set: (l, v) => into(checkInteger(v, true, BACKEND_OPTION_RANGES.connections), (n) => (l.backend.connections = n)),
+  },
+  {
+    name: '--connect-timeout',
+    arg: '<ms>',
+    help: `backend connect timeout in milliseconds (default ${DEFAULT_BACKEND_OPTIONS.connectTimeoutMs})`,
+    set: (l, v) =>
+      into(checkInteger(v, true, BACKEND_OPTION_RANGES.connectTimeoutMs), (n) => (l.backend.connectTimeoutMs = n)),
+  },
+  {
+    name: '--request-timeout',
+    arg: '<ms>',
+    help: `backend request timeout in milliseconds (default ${DEFAULT_BACKEND_OPTIONS.requestTimeoutMs})`,
+    set: (l, v) =>
+      into(checkInteger(v, true, BACKEND_OPTION_RANGES.requestTimeoutMs), (n) => (l.backend.requestTimeoutMs = n)),
+  },
+  {
+    name: '--item-size-max',
+    arg: '<bytes>',
+    help: `largest value a client may store, suffix k or m allowed (default ${DEFAULT_LIMITS.maxItemSize / 1024 / 1024}m)`,
+    set: (l, v) => into(parseSize(v), (n) => (l.limits.maxItemSize = n)),
+  },
+  {
+    name: '--max-connections',
+    arg: '<n>',
+    help: `client connections open at once (default ${DEFAULT_LIMITS.maxClientConnections})`,
+    set: (l, v) =>
+      into(checkInteger(v, true, LIMIT_RANGES.maxClientConnections), (n) => (l.limits.maxClientConnections = n)),
+  },
+  {
+    name: '--workers',
+    arg: '<n>',
+    help: `worker processes (default ${DEFAULT_WORKERS})`,
+    set: (l, v) => into(checkInteger(v, true, WORKERS_RANGE), (n) => (l.workers = n)),
+  },
+  {
+    name: '--log-level',
+    arg: '<level>',
+    help: `${LOG_LEVELS.join('|')} (default ${DEFAULT_LOG_LEVEL})`,
+    set: (l, v) => into(checkLogLevel(v, true), (level) => (l.logLevel = level)),
+  },
+  {
+    name: '--no-flush-all',
+    help: 'refuse flush_all instead of sending it to every backend',
+    set: (l) => {
+      l.allowFlushAll = false;
+      return done;
+    },
+  },
+  { name: '--help', help: 'print this help and exit', set: () => done },
+  { name: '--version', help: 'print the version and exit', set: () => done },
+];
+
+export const HELP_TEXT = [
+  'Usage: replicached [flags]',
+  '       replicached --config replicached.yaml [flags]',
+  '',
+  'A memcached proxy that writes every item to several memcached servers.',
+  '',
+  'Flags:',
+  ...FLAGS.map((f) => `  ${`${f.name}${f.arg ? ` ${f.arg}` : ''}`.padEnd(34)} ${f.help}`),
+  '',
+  'Exit status: 0 on a clean stop, 2 for an invalid flag or config file.',
+  '',
+].join('\n');
+
+/** Reads argv (without node and the script). Throws ConfigError naming the flag. */
+export function parseArgs(argv: readonly string[]): ParsedArgs {
+  if (argv.includes('--help') || argv.includes('-h')) return { kind: 'help' };
+  if (argv.includes('--version')) return { kind: 'version' };
+
+  const flags = emptyLayer(null);
+  let configPath: string | null = null;
+  const seen = new Set<string>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (!arg.startsWith('--')) throw new ConfigError(arg, 'unexpected argument: flags start with "--" (see --help)');
+    const eq = arg.indexOf('=');
+    const name = eq < 0 ? arg : arg.slice(0, eq);
+    const flag = FLAGS.find((f) => f.name === name);
+    if (flag === undefined) throw new ConfigError(name, 'unknown flag (see --help)');
+    if (seen.has(name)) throw new ConfigError(name, 'given more than once');
+    seen.add(name);
+
+    let value = '';
+    if (flag.arg === undefined) {
+      if (eq >= 0) throw new ConfigError(name, 'takes no value');
+    } else if (eq >= 0) {
+      value = arg.slice(eq + 1);
+    } else {
+      const next = argv[i + 1];
+      if (next === undefined || next.startsWith('--')) throw new ConfigError(name, `needs a value: ${flag.arg}`);
+      value = next;
+      i++;
+    }
+
+    if (name === '--config') {
+      if (value === '') throw new ConfigError(name, `needs a value: ${flag.arg}`);
+      configPath = value;
+      continue;
+    }
+    const result = flag.set(flags, value);
+    if (!result.ok) throw new ConfigError(name, result.problem);
+  }
+  return { kind: 'run', flags, configPath };
+}
+
+function parseBackendList(text: string): Parsed<BackendConfig[]> {
+  const backends: BackendConfig[] = [];
+  const entries = text.split(',').map((e) => e.trim());
+  for (const [i, entry] of entries.entries()) {
+    if (entry === '') return { ok: false, problem: `entry ${i + 1} of ${JSON.stringify(text)} is empty` };
+    const parsed = checkHostPort(entry, 1);
+    if (!parsed.ok) return { ok: false, problem: `${entry}: ${parsed.problem}` };
+    const address = formatHostPort(parsed.value);
+    if (backends.some((b) => b.address === address)) return { ok: false, problem: `${address} is listed twice` };
+    backends.push({ address, host: parsed.value.host, port: parsed.value.port, weight: DEFAULT_WEIGHT, local: false });
+  }
+  return { ok: true, value: backends };
+}
+
+/** Bytes, with an optional binary k or m suffix as memcached's -I takes. */
+function parseSize(text: string): Parsed<number> {
+  const range = LIMIT_RANGES.maxItemSize;
+  const m = /^([0-9]{1,10})([kKmM]?)$/.exec(text);
+  const n = m ? Number(m[1]) * (m[2] === '' ? 1 : m[2].toLowerCase() === 'k' ? 1024 : 1024 * 1024) : NaN;
+  if (n >= range.min && n <= range.max) return { ok: true, value: n };
+  return { ok: false, problem: `must be ${describeRange(range)} bytes (suffix k or m allowed), got ${JSON.stringify(text)}` };
+}

@@ -1,0 +1,24 @@
+// One source of settings (the config file, or the command line), each field
+// already checked on its own. load.ts merges the layers (flags over file),
+// fills in defaults and checks what spans fields (replicas vs. backends).
+
+import type { Limits } from '../protocol/limits';
+import type { BackendConfig, BackendOptions, HostPort, LogLevel } from './types';
+
+export interface ConfigLayer {
+  /** The config file the settings came from; null for the command line. */
+  source: string | null;
+  listen?: HostPort;
+  backends?: BackendConfig[];
+  replicas?: number;
+  metricsListen?: HostPort | null;
+  backend: Partial<BackendOptions>;
+  limits: Partial<Limits>;
+  allowFlushAll?: boolean;
+  workers?: number;
+  logLevel?: LogLevel;
+}
+
+export function emptyLayer(source: string | null): ConfigLayer {
+  return { source, backend: {}, limits: {} };
+}

@@ -1,0 +1,87 @@
+// From the command line and the config file to a Config: the file's settings,
+// then the flags over them, then the defaults for whatever neither gave, then
+// the checks that span fields. A reload runs loadConfig again with the same
+// RunArgs: the file is re-read and the flags still win.
+
+import { readFileSync } from 'node:fs';
+import { DEFAULT_LIMITS } from '../protocol/limits';
+import {
+  DEFAULT_ALLOW_FLUSH_ALL,
+  DEFAULT_BACKEND_OPTIONS,
+  DEFAULT_LISTEN,
+  DEFAULT_LOG_LEVEL,
+  DEFAULT_METRICS_LISTEN,
+  DEFAULT_REPLICAS,
+  DEFAULT_WORKERS,
+  LOCAL_BACKEND_COUNT,
+} from './defaults';
+import { ConfigError } from './errors';
+import type { RunArgs } from './flags';
+import type { ConfigLayer } from './layer';
+import { parseConfigText } from './schema';
+import type { Config } from './types';
+
+export type ReadFile = (path: string) => string;
+
+const readUtf8: ReadFile = (path) => readFileSync(path, 'utf8');
+
+/** The Config for these arguments, reading --config through `readFile`. Throws ConfigError. */
+export function loadConfig(args: RunArgs, readFile: ReadFile = readUtf8): Config {
+  let file: ConfigLayer | null = null;
+  if (args.configPath !== null) {
+    let text: string;
+    try {
+      text = readFile(args.configPath);
+    } catch (err) {
+      const reason = err instanceof Error ? err.message : String(err);
+      throw new ConfigError('--config', `cannot read ${JSON.stringify(args.configPath)}: ${reason}`);
+    }
+    file = parseConfigText(text, args.configPath);
+  }
+  return resolveConfig(file, args.flags, args.configPath);
+}
+
+/** Merges the layers (flags over file), fills in defaults, checks replicas against the backends. */
+export function resolveConfig(file: ConfigLayer | null, flags: ConfigLayer, configPath: string | null): Config {
+  const pick = <K extends 'listen' | 'backends' | 'replicas' | 'metricsListen' | 'allowFlushAll' | 'workers' | 'logLevel'>(
+    key: K,
+  ): { value: ConfigLayer[K]; layer: ConfigLayer } | undefined => {
+    if (flags[key] !== undefined) return { value: flags[key], layer: flags };
+    if (file !== null && file[key] !== undefined) return { value: file[key], layer: file };
+    return undefined;
+  };
+
+  const backends = pick('backends')?.value ?? [];
+  const replicasGiven = pick('replicas');
+  const available = backends.length > 0 ? backends.length : LOCAL_BACKEND_COUNT;
+  let replicas = Math.min(DEFAULT_REPLICAS, available);
+  if (replicasGiven?.value !== undefined) {
+    replicas = replicasGiven.value;
+    if (replicas > available) {
+      const what =
+        backends.length > 0
+          ? 'the number of backends'
+          : 'the number of local memcached processes started when no backends are given';
+      const { source } = replicasGiven.layer;
+      throw new ConfigError(
+        source === null ? '--replicas' : 'replicas',
+        `must be an integer between 1 and ${available} (${what}), got ${JSON.stringify(String(replicas))}`,
+        source,
+      );
+    }
+  }
+
+  const metricsListen = pick('metricsListen');
+  return {
+    listen: { ...(pick('listen')?.value ?? DEFAULT_LISTEN) },
+    backends: backends.map((b) => ({ ...b })),
+    replicas,
+    metricsListen: metricsListen === undefined ? { ...DEFAULT_METRICS_LISTEN } : metricsListen.value ?? null,
+    backend: { ...DEFAULT_BACKEND_OPTIONS, ...file?.backend, ...flags.backend },
+    limits: { ...DEFAULT_LIMITS, ...file?.limits, ...flags.limits },
+    allowFlushAll: pick('allowFlushAll')?.value ?? DEFAULT_ALLOW_FLUSH_ALL,
+    workers: pick('workers')?.value ?? DEFAULT_WORKERS,
+    logLevel: pick('logLevel')?.value ?? DEFAULT_LOG_LEVEL,
+    configPath,
+  };
+}

@@ -1,0 +1,175 @@
+// The YAML config file. Field names are camelCase, as in the Config type
+// (a snake_case spelling is refused with the right name suggested). Every
+// field is optional; flags given on the command line override the file.
+//
+//   listen: 127.0.0.1:11211          # host:port; port 0 = any free port
+//   backends:                        # leave out to start local memcached processes
+//     - 10.0.0.1:11211               # "host:port", or a mapping:
+//     - { address: 10.0.0.2:11211, weight: 1, local: true }
+//   replicas: 2                      # 1..number of backends; default min(2, backends)
+//   metricsListen: 127.0.0.1:9150    # or "off"
+//   backend:
+//     connections: 2                 # persistent connections per backend
+//     connectTimeoutMs: 300
+//     requestTimeoutMs: 500
+//     failureLimit: 2                # consecutive failures that mark a backend down
+//     probeIntervalMs: 250           # probe period of a down backend
+//     retryMaxMs: 5000               # reconnect backoff ceiling
+//     upAfterProbes: 2               # good probes that bring it back
+//   limits:                          # see src/protocol/limits.ts
+//     maxKeyLength: 250
+//     maxItemSize: 1048576
+//     maxLineLength: 65536
+//     maxKeysPerGet: 10000
+//     maxInflightPerClient: 1024
+//     maxClientOutputBytes: 4194304
+//     maxClientConnections: 10000
+//     clientIdleTimeoutMs: 0         # 0 = never
+//   allowFlushAll: true
+//   workers: 1
+//   logLevel: info                   # fatal, error, warn, info, debug, trace
+//
+// Unknown fields are errors, so a misspelt setting never silently falls back to its default.
+
+import { parseDocument } from 'yaml';
+import type { Limits } from '../protocol/limits';
+import { formatHostPort, type Parsed } from './address';
+import {
+  BACKEND_OPTION_RANGES,
+  LIMIT_RANGES,
+  REPLICAS_RANGE,
+  WEIGHT_RANGE,
+  WORKERS_RANGE,
+  checkBoolean,
+  checkHostPort,
+  checkInteger,
+  checkLogLevel,
+  checkMetricsListen,
+  show,
+  type Range,
+} from './checks';
+import { DEFAULT_WEIGHT } from './defaults';
+import { ConfigError } from './errors';
+import { emptyLayer, type ConfigLayer } from './layer';
+import type { BackendConfig, BackendOptions } from './types';
+
+const TOP_FIELDS = [
+  'listen',
+  'backends',
+  'replicas',
+  'metricsListen',
+  'backend',
+  'limits',
+  'allowFlushAll',
+  'workers',
+  'logLevel',
+] as const;
+const BACKEND_ENTRY_FIELDS = ['address', 'weight', 'local'] as const;
+
+type Mapping = Record<string, unknown>;
+
+/** Reads the file's settings, each checked on its own. Throws ConfigError naming `source` and the field. */
+export function parseConfigText(yamlText: string, source: string): ConfigLayer {
+  const doc = parseDocument(yamlText, { uniqueKeys: true });
+  const syntax = doc.errors[0];
+  if (syntax !== undefined) {
+    const pos = syntax.linePos?.[0];
+    // The message ends with " at line L, column C:" and a snippet; the position goes in the field instead.
+    const problem = syntax.message.split('\n')[0].replace(/ at line \d+, column \d+:$/, '');
+    throw new ConfigError(pos ? `line ${pos.line}, column ${pos.col}` : 'YAML', problem, source);
+  }
+  let root: unknown;
+  try {
+    root = doc.toJS(); // throws on alias expansion past yaml's maxAliasCount (a "billion laughs" file)
+  } catch (err) {
+    throw new ConfigError('YAML', err instanceof Error ? err.message : String(err), source);
+  }
+  const layer = emptyLayer(source);
+  if (root === null || root === undefined) return layer;
+  if (!isMapping(root)) throw new ConfigError('top level', `must be a mapping of settings, got ${show(root)}`, source);
+
+  const fail = (field: string, problem: string): never => {
+    throw new ConfigError(field, problem, source);
+  };
+  const take = <T>(field: string, parsed: Parsed<T>): T => (parsed.ok ? parsed.value : fail(field, parsed.problem));
+  const int = (field: string, v: unknown, range: Range): number => take(field, checkInteger(v, false, range));
+
+  const top = fieldsOf(root, '', TOP_FIELDS, fail);
+  if (top.listen !== undefined) layer.listen = take('listen', checkHostPort(top.listen, 0));
+  if (top.backends !== undefined) layer.backends = parseBackends(top.backends, take, fail);
+  if (top.replicas !== undefined) layer.replicas = int('replicas', top.replicas, REPLICAS_RANGE);
+  if (top.metricsListen !== undefined) layer.metricsListen = take('metricsListen', checkMetricsListen(top.metricsListen));
+  if (top.backend !== undefined) {
+    const names = Object.keys(BACKEND_OPTION_RANGES) as (keyof BackendOptions)[];
+    const fields = fieldsOf(top.backend, 'backend', names, fail);
+    for (const name of names) {
+      const v = fields[name];
+      if (v !== undefined) layer.backend[name] = int(`backend.${name}`, v, BACKEND_OPTION_RANGES[name]);
+    }
+  }
+  if (top.limits !== undefined) {
+    const names = Object.keys(LIMIT_RANGES) as (keyof Limits)[];
+    const fields = fieldsOf(top.limits, 'limits', names, fail);
+    for (const name of names) {
+      const v = fields[name];
+      if (v !== undefined) layer.limits[name] = int(`limits.${name}`, v, LIMIT_RANGES[name]);
+    }
+  }
+  if (top.allowFlushAll !== undefined) layer.allowFlushAll = take('allowFlushAll', checkBoolean(top.allowFlushAll));
+  if (top.workers !== undefined) layer.workers = int('workers', top.workers, WORKERS_RANGE);
+  if (top.logLevel !== undefined) layer.logLevel = take('logLevel', checkLogLevel(top.logLevel, false));
+  return layer;
+}
+
+function parseBackends(
+  v: unknown,
+  take: <T>(field: string, parsed: Parsed<T>) => T,
+  fail: (field: string, problem: string) => never,
+): BackendConfig[] {
+  if (!Array.isArray(v)) return fail('backends', `must be a list of "host:port" or {address, weight, local}, got ${show(v)}`);
+  if (v.length === 0) return fail('backends', 'must list at least one backend (leave the field out to start local memcached processes)');
+  const seen = new Map<string, number>();
+  return v.map((entry: unknown, i): BackendConfig => {
+    const path = `backends[${i}]`;
+    let addressField = path;
+    let fields: Partial<Record<(typeof BACKEND_ENTRY_FIELDS)[number], unknown>> = { address: entry };
+    if (isMapping(entry)) {
+      fields = fieldsOf(entry, path, BACKEND_ENTRY_FIELDS, fail);
+      addressField = `${path}.address`;
+      if (fields.address === undefined) fail(addressField, 'is required');
+    }
+    const hp = take(addressField, checkHostPort(fields.address, 1));
+    const address = formatHostPort(hp);
+    const earlier = seen.get(address);
+    if (earlier !== undefined) fail(addressField, `duplicate of backends[${earlier}] (${JSON.stringify(address)})`);
+    seen.set(address, i);
+    return {
+      address,
+      host: hp.host,
+      port: hp.port,
+      weight: fields.weight === undefined ? DEFAULT_WEIGHT : take(`${path}.weight`, checkInteger(fields.weight, false, WEIGHT_RANGE)),
+      local: fields.local === undefined ? false : take(`${path}.local`, checkBoolean(fields.local)),
+    };
+  });
+}
+
+/** The mapping's fields, refusing any not in `known` (with the camelCase name when it was written in snake_case). */
+function fieldsOf<K extends string>(
+  v: unknown,
+  path: string,
+  known: readonly K[],
+  fail: (field: string, problem: string) => never,
+): Partial<Record<K, unknown>> {
+  if (!isMapping(v)) return fail(path, `must be a mapping, got ${show(v)}`);
+  for (const key of Object.keys(v)) {
+    if ((known as readonly string[]).includes(key)) continue;
+    const camel = key.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+    const hint = (known as readonly string[]).includes(camel) ? ` (did you mean "${camel}"?)` : ` (known: ${known.join(', ')})`;
+    fail(path === '' ? key : `${path}.${key}`, `unknown field${hint}`);
+  }
+  return v as Partial<Record<K, unknown>>;
+}
+
+function isMapping(v: unknown): v is Mapping {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}

@@ -1,0 +1,56 @@
+// The resolved configuration the rest of the proxy runs on: every field set,
+// every value checked. How a Config is built from a file and flags is in load.ts.
+
+import type { Limits } from '../protocol/limits';
+
+export interface HostPort {
+  /** An IPv4 address, an IPv6 address without brackets, or a hostname. */
+  host: string;
+  port: number;
+}
+
+export interface BackendConfig {
+  /** "host:port" as written by the user, normalized (IPv6 in brackets); the metrics' `backend` label. */
+  address: string;
+  host: string;
+  port: number;
+  /** Relative share of the ring (hashring weight). */
+  weight: number;
+  /** The memcached on this node: read first when it is a live member of a key's replica set. */
+  local: boolean;
+}
+
+export interface BackendOptions {
+  /** Persistent connections per backend. */
+  connections: number;
+  connectTimeoutMs: number;
+  requestTimeoutMs: number;
+  /** Consecutive failures that mark a backend down. */
+  failureLimit: number;
+  /** How often a down backend is probed. */
+  probeIntervalMs: number;
+  /** Ceiling of the exponential reconnect backoff. */
+  retryMaxMs: number;
+  /** Consecutive successful probes that bring a down backend back. */
+  upAfterProbes: number;
+}
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface Config {
+  listen: HostPort;
+  /** Empty: the CLI starts LOCAL_BACKEND_COUNT memcached processes itself. */
+  backends: BackendConfig[];
+  replicas: number;
+  /** null: no metrics endpoint. */
+  metricsListen: HostPort | null;
+  backend: BackendOptions;
+  limits: Limits;
+  /** false: `flush_all` is refused instead of being sent to every backend. */
+  allowFlushAll: boolean;
+  workers: number;
+  logLevel: LogLevel;
+  /** The config file as given on the command line, re-read on reload; null without --config. */
+  configPath: string | null;
+}

@@ -1,0 +1,216 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig, parseArgs, parseConfigText, type Config } from '../../src/config';
+
+/** Loads argv with the given files readable (by exact path) and no others. */
+function load(argv: string[], files: Record<string, string>): Config {
+  const args = parseArgs(argv);
+  if (args.kind !== 'run') throw new Error(`expected a run, got ${args.kind}`);
+  return loadConfig(args, (path) => {
+    const text = files[path];
+    if (text === undefined) throw new Error(`ENOENT: no such file or directory, open '${path}'`);
+    return text;
+  });
+}
+
+function fromFile(yaml: string, extraArgs: string[] = []): Config {
+  return load(['--config', 'replicached.yaml', ...extraArgs], { 'replicached.yaml': yaml });
+}
+
+function errorOf(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof ConfigError) return err;
+    throw err;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+const FULL = `
+listen: 127.0.0.1:22122
+backends:
+  - 10.0.0.1:11211
+  - { address: 10.0.0.2:11211, weight: 3 }
+  - address: "[::1]:11211"
+    local: true
+replicas: 3
+metricsListen: 127.0.0.1:0
+backend:
+  connections: 3
+  connectTimeoutMs: 100
+  requestTimeoutMs: 200
+  failureLimit: 5
+  probeIntervalMs: 50
+  retryMaxMs: 1000
+  upAfterProbes: 3
+limits:
+  maxKeyLength: 200
+  maxItemSize: 2097152
+  maxLineLength: 4096
+  maxKeysPerGet: 100
+  maxInflightPerClient: 16
+  maxClientOutputBytes: 65536
+  maxClientConnections: 10
+  clientIdleTimeoutMs: 60000
+allowFlushAll: false
+workers: 2
+logLevel: warn
+`;
+
+describe('config file', () => {
+  it('every field', () => {
+    expect(fromFile(FULL)).toEqual({
+      listen: { host: '127.0.0.1', port: 22122 },
+      backends: [
+        { address: '10.0.0.1:11211', host: '10.0.0.1', port: 11211, weight: 1, local: false },
+        { address: '10.0.0.2:11211', host: '10.0.0.2', port: 11211, weight: 3, local: false },
+        { address: '[::1]:11211', host: '::1', port: 11211, weight: 1, local: true },
+      ],
+      replicas: 3,
+      metricsListen: { host: '127.0.0.1', port: 0 },
+      backend: {
+        connections: 3,
+        connectTimeoutMs: 100,
+        requestTimeoutMs: 200,
+        failureLimit: 5,
+        probeIntervalMs: 50,
+        retryMaxMs: 1000,
+        upAfterProbes: 3,
+      },
+      limits: {
+        maxKeyLength: 200,
+        maxItemSize: 2097152,
+        maxLineLength: 4096,
+        maxKeysPerGet: 100,
+        maxInflightPerClient: 16,
+        maxClientOutputBytes: 65536,
+        maxClientConnections: 10,
+        clientIdleTimeoutMs: 60000,
+      },
+      allowFlushAll: false,
+      workers: 2,
+      logLevel: 'warn',
+      configPath: 'replicached.yaml',
+    });
+  });
+
+  it('an empty file or one with only comments gives the defaults', () => {
+    expect(fromFile('')).toEqual({ ...fromFile('# nothing\n'), configPath: 'replicached.yaml' });
+    expect(fromFile('').replicas).toBe(2);
+    expect(fromFile('').backends).toEqual([]);
+  });
+
+  it('replicas defaults to min(2, backends in the file)', () => {
+    expect(fromFile('backends: [127.0.0.1:1]').replicas).toBe(1);
+    expect(fromFile('backends: [127.0.0.1:1, 127.0.0.1:2, 127.0.0.1:3]').replicas).toBe(2);
+  });
+
+  it('flags override the file, field by field', () => {
+    const c = fromFile(FULL, ['--backends', '127.0.0.1:1,127.0.0.1:2', '--replicas', '1', '--request-timeout', '999', '--item-size-max', '1k', '--log-level', 'error']);
+    expect(c.backends.map((b) => b.address)).toEqual(['127.0.0.1:1', '127.0.0.1:2']);
+    expect(c.replicas).toBe(1);
+    // Overridden fields change; the file's others stay.
+    expect(c.backend).toMatchObject({ requestTimeoutMs: 999, connectTimeoutMs: 100, connections: 3 });
+    expect(c.limits).toMatchObject({ maxItemSize: 1024, maxKeyLength: 200 });
+    expect(c).toMatchObject({ logLevel: 'error', workers: 2, allowFlushAll: false });
+    expect(c.listen).toEqual({ host: '127.0.0.1', port: 22122 });
+  });
+
+  it('flag backends make the file replicas too many: the file field is named', () => {
+    const err = errorOf(() => fromFile('replicas: 3', ['--backends', '127.0.0.1:1,127.0.0.1:2']));
+    expect(err.message).toBe('replicached.yaml: replicas: must be an integer between 1 and 2 (the number of backends), got "3"');
+  });
+
+  it('flag replicas over file backends', () => {
+    expect(fromFile('backends: [127.0.0.1:1, 127.0.0.1:2, 127.0.0.1:3]', ['--replicas', '3']).replicas).toBe(3);
+    const err = errorOf(() => fromFile('backends: [127.0.0.1:1, 127.0.0.1:2]', ['--replicas', '3']));
+    expect(err.message).toBe('--replicas: must be an integer between 1 and 2 (the number of backends), got "3"');
+  });
+
+  it('reads a real file from disk by default', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'replicached-config-'));
+    afterAll(() => rmSync(dir, { recursive: true, force: true }));
+    const path = join(dir, 'r.yaml');
+    writeFileSync(path, 'workers: 3\n');
+    const args = parseArgs(['--config', path]);
+    if (args.kind !== 'run') throw new Error('expected a run');
+    expect(loadConfig(args).workers).toBe(3);
+    // A reload is loadConfig again with the same arguments: it sees the new file.
+    writeFileSync(path, 'workers: 4\n');
+    expect(loadConfig(args).workers).toBe(4);
+  });
+
+  it('an unreadable file names --config', () => {
+    const err = errorOf(() => load(['--config', 'missing.yaml'], {}));
+    expect(err.field).toBe('--config');
+    expect(err.message).toMatch(/^--config: cannot read "missing\.yaml": ENOENT/);
+  });
+});
+
+describe('file errors name the file, the field and the problem', () => {
+  it.each<[string, string, string]>([
+    ['backends:\n  - 10.0.0.1:11211\n  - { address: "10.0.0.1:99999" }\n', 'backends[1].address', 'port must be 1..65535, got "99999"'],
+    ['backends: [10.0.0.1:11211, "10.0.0.2"]', 'backends[1]', 'must be "host:port", got "10.0.0.2"'],
+    ['backends: [10.0.0.1:11211, 10.0.0.1:11211]', 'backends[1]', 'duplicate of backends[0] ("10.0.0.1:11211")'],
+    ['backends:\n  - 10.0.0.1:11211\n  - address: 10.0.0.1:11211\n', 'backends[1].address', 'duplicate of backends[0] ("10.0.0.1:11211")'],
+    ['backends: []', 'backends', 'must list at least one backend (leave the field out to start local memcached processes)'],
+    ['backends: 10.0.0.1:11211', 'backends', 'must be a list of "host:port" or {address, weight, local}, got "10.0.0.1:11211"'],
+    ['backends: [11211]', 'backends[0]', 'must be a "host:port" string, got 11211'],
+    ['backends:\n  - weight: 2\n', 'backends[0].address', 'is required'],
+    ['backends:\n  - { address: 10.0.0.1:1, weight: 0 }\n', 'backends[0].weight', 'must be an integer between 1 and 1000, got 0'],
+    ['backends:\n  - { address: 10.0.0.1:1, local: "yes" }\n', 'backends[0].local', 'must be true or false, got "yes"'],
+    ['backends:\n  - { address: 10.0.0.1:1, port: 1 }\n', 'backends[0].port', 'unknown field (known: address, weight, local)'],
+    ['backends: [10.0.0.1:1, 10.0.0.2:1]\nreplicas: 3\n', 'replicas', 'must be an integer between 1 and 2 (the number of backends), got "3"'],
+    ['replicas: 0', 'replicas', 'must be a positive integer, got 0'],
+    ['replicas: "2"', 'replicas', 'must be a positive integer, got "2"'],
+    ['replicas: 1.5', 'replicas', 'must be a positive integer, got 1.5'],
+    ['replicas:', 'replicas', 'must be a positive integer, got nothing'],
+    ['listen: 11211', 'listen', 'must be a "host:port" string, got 11211'],
+    ['listen: "localhost:http"', 'listen', 'port must be 0..65535, got "http"'],
+    ['metricsListen: false', 'metricsListen', 'must be a "host:port" string, got false (or "off")'],
+    ['backend:\n  connections: 100\n', 'backend.connections', 'must be an integer between 1 and 64, got 100'],
+    ['backend:\n  requestTimeout: 100\n', 'backend.requestTimeout', 'unknown field (known: connections, connectTimeoutMs, requestTimeoutMs, failureLimit, probeIntervalMs, retryMaxMs, upAfterProbes)'],
+    ['backend:\n  request_timeout_ms: 100\n', 'backend.request_timeout_ms', 'unknown field (did you mean "requestTimeoutMs"?)'],
+    ['backend: 5', 'backend', 'must be a mapping, got 5'],
+    ['limits:\n  maxKeyLength: 251\n', 'limits.maxKeyLength', 'must be an integer between 1 and 250, got 251'],
+    ['limits:\n  maxLineLength: 100\n', 'limits.maxLineLength', 'must be an integer between 512 and 16777216, got 100'],
+    ['limits:\n  clientIdleTimeoutMs: -1\n', 'limits.clientIdleTimeoutMs', 'must be a non-negative integer, got -1'],
+    ['limits:\n  maxItemSize: 1m\n', 'limits.maxItemSize', 'must be an integer between 1 and 1073741824, got "1m"'],
+    ['limits: [1]', 'limits', 'must be a mapping, got a list'],
+    ['allowFlushAll: "no"', 'allowFlushAll', 'must be true or false, got "no"'],
+    ['allow_flush_all: false', 'allow_flush_all', 'unknown field (did you mean "allowFlushAll"?)'],
+    ['workers: 0', 'workers', 'must be an integer between 1 and 256, got 0'],
+    ['logLevel: verbose', 'logLevel', 'must be one of fatal, error, warn, info, debug, trace, got "verbose"'],
+    ['replica: 2', 'replica', 'unknown field (known: listen, backends, replicas, metricsListen, backend, limits, allowFlushAll, workers, logLevel)'],
+    ['- listen: 127.0.0.1:1', 'top level', 'must be a mapping of settings, got a list'],
+    ['workers: 1\nworkers: 2\n', 'line 2, column 1', 'Map keys must be unique'],
+    ['backends: [10.0.0.1:1\n', 'line 2, column 1', 'Flow sequence in block collection must be sufficiently indented and end with a ]'],
+  ])('%j', (yaml, field, problem) => {
+    const err = errorOf(() => fromFile(yaml));
+    expect(err.message).toBe(`replicached.yaml: ${field}: ${problem}`);
+    expect(err.field).toBe(field);
+    expect(err.source).toBe('replicached.yaml');
+  });
+});
+
+describe('parseConfigText (hot reload)', () => {
+  it('returns the file layer, named by its source', () => {
+    const layer = parseConfigText('backends: [127.0.0.1:1]\nbackend: { requestTimeoutMs: 50 }\n', '/etc/replicached.yaml');
+    expect(layer.source).toBe('/etc/replicached.yaml');
+    expect(layer.backends?.map((b) => b.address)).toEqual(['127.0.0.1:1']);
+    expect(layer.backend).toEqual({ requestTimeoutMs: 50 });
+    expect(layer.replicas).toBeUndefined();
+  });
+  it('throws a ConfigError naming the source for an invalid text', () => {
+    expect(() => parseConfigText('workers: many', '/etc/replicached.yaml')).toThrow(
+      new ConfigError('workers', 'must be an integer between 1 and 256, got "many"', '/etc/replicached.yaml'),
+    );
+  });
+  it('a YAML alias bomb is refused, not expanded', () => {
+    const bomb = ['a: &a [x, x, x, x, x, x, x, x, x, x]', ...'bcdefghi'.split('').map((c, i) => `${c}: &${c} [${Array(10).fill(`*${'abcdefghi'[i]}`).join(', ')}]`)].join('\n');
+    expect(() => parseConfigText(bomb, 'bomb.yaml')).toThrow(ConfigError);
+  });
+});
