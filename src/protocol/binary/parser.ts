@@ -157,6 +157,7 @@ export class BinaryParser {
   private readonly scratch = Buffer.alloc(HEADER_LENGTH + MAX_EXTRAS);
   // The frame being read (states body and value).
   private header: Header = { opcode: 0, keylen: 0, extlen: 0, bodylen: 0, opaque: 0, cas: 0n };
+  private head: BinaryRequestHead = { opcode: 0, opaque: 0, quiet: false };
   private readonly extras = Buffer.alloc(MAX_EXTRAS);
   private key: Buffer = Buffer.alloc(0);
   private value: Buffer = Buffer.alloc(0);
@@ -253,6 +254,7 @@ export class BinaryParser {
     if (vlen !== null && vlen > this.limits.maxItemSize) return this.skipBody(head, Status.TooLarge, h.bodylen);
 
     this.header = h;
+    this.head = head;
     this.state = 'body';
     return null;
   }
@@ -272,7 +274,7 @@ export class BinaryParser {
   /** Builds the request for the frame whose extras, key and value are now read. */
   private request(): BinaryRequest {
     const h = this.header;
-    const head = { opcode: h.opcode, opaque: h.opaque, quiet: QUIET.has(h.opcode) };
+    const head = this.head;
     const x = this.extras;
     const key = this.key;
     switch (h.opcode) {
