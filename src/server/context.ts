@@ -12,6 +12,6 @@ export interface ServerContext {
   allowFlushAll: boolean;
   /** The proxy's own figures for `stats`, in memcached's STAT name/value form. */
   stats(): Array<[string, string | number | bigint]>;
-  /** Counts a client command and its result, for `stats` and metrics. */
-  countCommand(command: string, result: string): void;
+  /** Counts a finished client command and its result, for `stats` and metrics; `startedMs` from performance.now(). */
+  countCommand(command: string, result: string, startedMs: number): void;
 }

@@ -35,11 +35,12 @@ export class TextProtocol implements Protocol {
 
   private run(req: TextRequest, done: (r: SlotResult) => void): void {
     const { router } = this.ctx;
+    const started = performance.now();
     switch (req.kind) {
       case 'get': {
         const command = (req.touch === undefined ? 'get' : 'gat') + (req.withCas ? 's' : '');
         void Promise.all(req.keys.map((k) => router.get(k, req.touch))).then((outcomes) =>
-          done(this.encodeGet(command, req.keys, outcomes, req.withCas)),
+          done(this.encodeGet(command, req.keys, outcomes, req.withCas, started)),
         );
         return;
       }
@@ -55,25 +56,25 @@ export class TextProtocol implements Protocol {
             cas: req.cas,
           })
           .then((o) => {
-            this.ctx.countCommand(req.mode, o.status);
+            this.ctx.countCommand(req.mode, o.status, started);
             done(req.noreply ? null : reply.encodeStoreOutcome(o));
           });
         return;
       case 'delete':
         void router.delete(req.key, 0n).then((o) => {
-          this.ctx.countCommand('delete', o.status);
+          this.ctx.countCommand('delete', o.status, started);
           done(req.noreply ? null : reply.encodeDeleteOutcome(o));
         });
         return;
       case 'touch':
         void router.touch(req.key, req.exptime).then((o) => {
-          this.ctx.countCommand('touch', o.status);
+          this.ctx.countCommand('touch', o.status, started);
           done(req.noreply ? null : reply.encodeTouchOutcome(o));
         });
         return;
       case 'arith':
         void router.arith({ op: 'arith', kind: req.op, key: req.key, delta: req.delta }).then((o) => {
-          this.ctx.countCommand(req.op, o.status);
+          this.ctx.countCommand(req.op, o.status, started);
           done(req.noreply ? null : reply.encodeArithOutcome(o));
         });
         return;
@@ -83,8 +84,8 @@ export class TextProtocol implements Protocol {
           return;
         }
         void router.flush(req.delay).then((o) => {
-          this.ctx.countCommand('flush_all', o.status);
-          done(req.noreply ? null : o.status === 'ok' ? reply.OK : reply.SERVER_UNAVAILABLE);
+          this.ctx.countCommand('flush_all', o.status, started);
+          done(req.noreply ? null : o.status === 'ok' ? reply.OK : reply.SERVER_ERROR_UNAVAILABLE);
         });
         return;
       case 'version':
@@ -105,13 +106,13 @@ export class TextProtocol implements Protocol {
     }
   }
 
-  private encodeGet(command: string, keys: Buffer[], outcomes: GetOutcome[], withCas: boolean): SlotResult {
+  private encodeGet(command: string, keys: Buffer[], outcomes: GetOutcome[], withCas: boolean, started: number): SlotResult {
     const out: Buffer[] = [];
     for (let i = 0; i < outcomes.length; i++) {
       const o = outcomes[i];
-      this.ctx.countCommand(command, o.status);
+      this.ctx.countCommand(command, o.status, started);
       if (o.status === 'unavailable') return CLOSE;
-      if (o.status === 'hit') out.push(reply.encodeValue(keys[i], o.item, withCas));
+      if (o.status === 'hit') out.push(...reply.encodeValue(keys[i], o.item, withCas));
     }
     out.push(reply.END);
     return out;

@@ -1,0 +1,99 @@
+#!/usr/bin/env node
+// Command line: arguments, the local-memcached default, signals, exit codes.
+//   exit 0  stopped by a signal, after draining
+//   exit 1  could not start (port in use, memcached missing, ...)
+//   exit 2  invalid flags or config file
+
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { ConfigError, HELP_TEXT, LOCAL_BACKEND_COUNT, loadConfig, parseArgs, type Config } from './config';
+import { startLocalMemcached, type LocalMemcached } from './local-memcached';
+import { createLogger } from './log';
+import { startProxy } from './proxy';
+
+const SHUTDOWN_DEADLINE_MS = 5000;
+
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+function configOrExit(argv: string[]): Config {
+  try {
+    const args = parseArgs(argv);
+    if (args.kind === 'help') {
+      process.stdout.write(HELP_TEXT);
+      process.exit(0);
+    }
+    if (args.kind === 'version') {
+      process.stdout.write(`replicached ${packageVersion()}\n`);
+      process.exit(0);
+    }
+    return loadConfig(args);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`replicached: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+}
+
+function phpIniHint(listen: string): string {
+  return [
+    'php.ini for php-memcached (binary protocol, its default, works as is):',
+    '  session.save_handler = memcached',
+    `  session.save_path = "${listen}"`,
+    'php.ini for pecl-memcache:',
+    '  session.save_handler = memcache',
+    `  session.save_path = "tcp://${listen}"`,
+  ].join('\n');
+}
+
+async function main(): Promise<void> {
+  const config = configOrExit(process.argv.slice(2));
+  const logger = createLogger(config.logLevel);
+
+  let local: LocalMemcached | null = null;
+  if (config.backends.length === 0) {
+    local = await startLocalMemcached(LOCAL_BACKEND_COUNT);
+    config.backends = local.addresses.map((address) => {
+      const [host, port] = [address.slice(0, address.lastIndexOf(':')), Number(address.slice(address.lastIndexOf(':') + 1))];
+      return { address, host, port, weight: 1, local: false };
+    });
+    logger.info({ backends: local.addresses }, 'no backends configured: started local memcached processes');
+  }
+
+  const proxy = await startProxy(config, logger).catch(async (err: Error) => {
+    await local?.stop();
+    throw err;
+  });
+  const listen = `${config.listen.host}:${proxy.port}`;
+  logger.info(
+    {
+      listen,
+      backends: config.backends.map((b) => b.address),
+      replicas: config.replicas,
+      metrics: proxy.metricsPort === null ? null : `${config.metricsListen!.host}:${proxy.metricsPort}`,
+    },
+    'replicached listening',
+  );
+  process.stderr.write(`replicached listening on ${listen}\n${phpIniHint(listen)}\n`);
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    await proxy.close(SHUTDOWN_DEADLINE_MS);
+    await local?.stop();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+}
+
+main().catch((err: Error) => {
+  process.stderr.write(`replicached: ${err.message}\n`);
+  process.exit(1);
+});

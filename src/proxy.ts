@@ -1,0 +1,123 @@
+// Wires a Config into a running proxy:
+//   config -> backends -> ring -> router -> listener (client sessions)
+//                                        -> metrics endpoint
+
+import { Backend } from './backends/backend';
+import type { Config } from './config';
+import type { Logger } from './log';
+import { createMetrics, type Metrics } from './metrics/registry';
+import { startMetricsServer, type MetricsServer } from './metrics/http';
+import { ProxyStats } from './proxy-stats';
+import { ReplicaRing } from './routing/ring';
+import { ReplicatedRouter } from './routing/replicated-router';
+import type { ServerContext } from './server/context';
+import { Listener } from './server/listener';
+
+/** The memcached version clients are told: the protocol level replicached speaks. */
+export const PROTOCOL_VERSION = '1.6.0';
+
+export interface RunningProxy {
+  /** The client port actually bound (useful with port 0). */
+  port: number;
+  metricsPort: number | null;
+  metrics: Metrics;
+  backends: Backend[];
+  /** Stop accepting, finish requests in flight, close everything. */
+  close(deadlineMs?: number): Promise<void>;
+}
+
+export async function startProxy(config: Config, logger: Logger): Promise<RunningProxy> {
+  const metrics = createMetrics();
+  const backends = config.backends.map((b) => {
+    const backend = new Backend(b.address, config.backend);
+    metrics.backendUp.set({ backend: b.address }, 1);
+    backend.on('down', (reason) => {
+      metrics.backendUp.set({ backend: b.address }, 0);
+      metrics.backendEjections.inc({ backend: b.address });
+      logger.warn({ backend: b.address, reason }, 'backend down');
+    });
+    backend.on('up', () => {
+      metrics.backendUp.set({ backend: b.address }, 1);
+      metrics.backendReturns.inc({ backend: b.address });
+      logger.info({ backend: b.address }, 'backend up');
+    });
+    return backend;
+  });
+  const ring = new ReplicaRing(
+    backends.map((node, i) => ({ node, weight: config.backends[i].weight })),
+    config.replicas,
+  );
+  const router = new ReplicatedRouter(ring, {
+    failover: (command) => metrics.failovers.inc({ command }),
+    readRepair: () => metrics.readRepairs.inc(),
+    disagreement: (command) => metrics.replicaDisagreements.inc({ command }),
+  });
+
+  const stats = new ProxyStats(PROTOCOL_VERSION, () => backends, () => ring.replicas);
+  const ctx: ServerContext = {
+    router,
+    limits: config.limits,
+    version: PROTOCOL_VERSION,
+    allowFlushAll: config.allowFlushAll,
+    stats: () => stats.snapshot(),
+    countCommand: (command, result, startedMs) => {
+      stats.count(command, result);
+      metrics.requests.inc({ command, result });
+      metrics.requestDuration.observe({ command }, (performance.now() - startedMs) / 1000);
+    },
+  };
+  const listener = new Listener(ctx, {
+    connectionOpened: () => {
+      stats.currConnections++;
+      stats.totalConnections++;
+      metrics.clientConnections.inc();
+    },
+    connectionClosed: () => {
+      stats.currConnections--;
+      metrics.clientConnections.dec();
+    },
+    connectionRejected: () => {
+      stats.rejectedConnections++;
+      metrics.clientConnectionsRejected.inc();
+    },
+    bytesIn: (n) => {
+      stats.bytesRead += n;
+      metrics.clientBytesReceived.inc(n);
+    },
+    bytesOut: (n) => {
+      stats.bytesWritten += n;
+      metrics.clientBytesSent.inc(n);
+    },
+  });
+
+  let metricsServer: MetricsServer | null = null;
+  let port: number;
+  try {
+    ({ port } = await listener.listen(config.listen.host, config.listen.port));
+    if (config.metricsListen) {
+      metricsServer = await startMetricsServer({
+        registry: metrics.registry,
+        host: config.metricsListen.host,
+        port: config.metricsListen.port,
+        // Ready while every key has at least one live replica: one live backend is enough.
+        isReady: () => backends.some((b) => b.isUp()),
+      });
+    }
+  } catch (err) {
+    await listener.shutdown(0);
+    for (const b of backends) b.close();
+    throw err;
+  }
+
+  return {
+    port,
+    metricsPort: metricsServer?.port ?? null,
+    metrics,
+    backends,
+    close: async (deadlineMs = 5000) => {
+      await listener.shutdown(deadlineMs);
+      await metricsServer?.close();
+      for (const b of backends) b.close();
+    },
+  };
+}

@@ -1,0 +1,125 @@
+// The binary protocol side of a client session (php-memcached's default for
+// sessions). Same router as the text side; quiet requests answer only on
+// failure (GETQ only on a hit), and since replies leave in request order a
+// NOOP naturally comes after everything pending before it.
+
+import { BinaryParser, type BinaryRequest } from '../protocol/binary/parser';
+import * as bin from '../protocol/binary/encoder';
+import { Status } from '../protocol/binary/opcodes';
+import { canCarryKey } from '../protocol/backend/meta';
+import type { Protocol, StartRequest } from './client-session';
+import type { ServerContext } from './context';
+import { CLOSE, type SlotResult } from './ordered-replies';
+
+/** Binary INCR/DECR expiration meaning "fail if the key is missing" instead of creating it. */
+const NO_CREATE = 0xffffffff;
+
+export class BinaryProtocol implements Protocol {
+  private readonly parser: BinaryParser;
+  private finished = false;
+
+  constructor(private readonly ctx: ServerContext) {
+    this.parser = new BinaryParser(ctx.limits);
+  }
+
+  push(chunk: Buffer): void {
+    if (!this.finished) this.parser.push(chunk);
+  }
+
+  next(): StartRequest | null {
+    if (this.finished) return null;
+    const req = this.parser.next();
+    if (req === null) return null;
+    if (req.kind === 'quit' || (req.kind === 'error' && req.close)) this.finished = true;
+    return (done) => this.run(req, done);
+  }
+
+  private run(req: BinaryRequest, done: (r: SlotResult) => void): void {
+    const { router } = this.ctx;
+    const started = performance.now();
+    if ('key' in req && !canCarryKey(req.key)) {
+      // A key no backend could store intact is refused, never mangled.
+      done(bin.encodeError(req.opcode, req.opaque, Status.InvalidArguments));
+      return;
+    }
+    switch (req.kind) {
+      case 'get':
+        void router.get(req.key, req.touch).then((o) => {
+          this.ctx.countCommand(req.touch === undefined ? 'get' : 'gat', o.status, started);
+          if (o.status === 'unavailable') done(CLOSE);
+          else if (o.status === 'hit') done(bin.encodeGetHit(req, o.item));
+          else done(req.quiet ? null : bin.encodeGetMiss(req));
+        });
+        return;
+      case 'store':
+        void router
+          .store({
+            op: 'store',
+            mode: req.mode,
+            key: req.key,
+            flags: req.flags,
+            exptime: req.exptime,
+            value: req.value,
+            cas: req.cas,
+          })
+          .then((o) => {
+            this.ctx.countCommand(req.mode, o.status, started);
+            done(req.quiet && o.status === 'stored' ? null : bin.encodeStoreOutcome(req, o));
+          });
+        return;
+      case 'delete':
+        void router.delete(req.key, req.cas).then((o) => {
+          this.ctx.countCommand('delete', o.status, started);
+          done(req.quiet && o.status === 'deleted' ? null : bin.encodeDeleteOutcome(req, o));
+        });
+        return;
+      case 'arith': {
+        const create = req.exptime === NO_CREATE ? undefined : { initial: req.initial, exptime: req.exptime };
+        void router.arith({ op: 'arith', kind: req.op, key: req.key, delta: req.delta, create }).then((o) => {
+          this.ctx.countCommand(req.op, o.status, started);
+          done(req.quiet && o.status === 'ok' ? null : bin.encodeArithOutcome(req, o));
+        });
+        return;
+      }
+      case 'touch':
+        // memcached's TOUCH reply carries the item's flags and CAS: a gat gives both.
+        void router.get(req.key, req.exptime).then((o) => {
+          this.ctx.countCommand('touch', o.status, started);
+          done(o.status === 'unavailable' ? CLOSE : bin.encodeTouchOutcome(req, o));
+        });
+        return;
+      case 'flush':
+        if (!this.ctx.allowFlushAll) {
+          done(bin.encodeError(req.opcode, req.opaque, Status.NotSupported));
+          return;
+        }
+        void router.flush(req.delay).then((o) => {
+          this.ctx.countCommand('flush_all', o.status, started);
+          done(req.quiet && o.status === 'ok' ? null : bin.encodeFlushOutcome(req, o));
+        });
+        return;
+      case 'noop':
+        done(bin.encodeEmptySuccess(req));
+        return;
+      case 'version':
+        done(bin.encodeVersion(req, this.ctx.version));
+        return;
+      case 'stat':
+        done([
+          ...(req.group === '' ? this.ctx.stats().map(([k, v]) => bin.encodeStat(req, k, String(v))) : []),
+          bin.encodeStatEnd(req),
+        ]);
+        return;
+      case 'quit':
+        done(req.quiet ? CLOSE : { final: bin.encodeEmptySuccess(req) });
+        return;
+      case 'error':
+        if (req.silent) done(CLOSE);
+        else {
+          const packet = bin.encodeError(req.opcode, req.opaque, req.status);
+          done(req.close ? { final: packet } : packet);
+        }
+        return;
+    }
+  }
+}
