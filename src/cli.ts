@@ -78,7 +78,8 @@ async function main(): Promise<void> {
     },
     'replicached listening',
   );
-  process.stderr.write(`replicached listening on ${listen}\n${phpIniHint(listen)}\n`);
+  const metricsAt = proxy.metricsPort === null ? '' : `metrics on http://${config.metricsListen!.host}:${proxy.metricsPort}/metrics\n`;
+  process.stderr.write(`replicached listening on ${listen}\n${metricsAt}${phpIniHint(listen)}\n`);
 
   let stopping = false;
   const stop = async (signal: string) => {

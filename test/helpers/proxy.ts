@@ -1,0 +1,83 @@
+// Starts the built replicached CLI (dist/cli.js) as a child process on a free
+// port, as a user would run it, and stops it. `npm test` builds dist/ first.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+
+const CLI = path.join(__dirname, '..', '..', 'dist', 'cli.js');
+const READY_TIMEOUT_MS = 10_000;
+
+export interface ProxyProcess {
+  readonly port: number;
+  readonly metricsPort: number | null;
+  readonly child: ChildProcess;
+  /** Everything the process wrote to stdout and stderr so far. */
+  output(): string;
+  /** SIGTERM, wait for the exit; returns the exit code. */
+  stop(): Promise<number | null>;
+}
+
+const running = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const c of running) c.kill('SIGKILL');
+});
+
+export interface ProxyOptions {
+  backends: string[];
+  replicas?: number;
+  /** Serve metrics on a free port (default off). */
+  metrics?: boolean;
+  args?: string[];
+}
+
+export async function startProxy(opts: ProxyOptions): Promise<ProxyProcess> {
+  const args = [
+    CLI,
+    '--listen',
+    '127.0.0.1:0',
+    '--backends',
+    opts.backends.join(','),
+    '--metrics-listen',
+    opts.metrics ? '127.0.0.1:0' : 'off',
+    '--log-level',
+    'warn',
+    ...(opts.replicas === undefined ? [] : ['--replicas', String(opts.replicas)]),
+    ...(opts.args ?? []),
+  ];
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(child);
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((resolve) =>
+    child.once('exit', (code) => {
+      running.delete(child);
+      resolve(code);
+    }),
+  );
+
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  let port: number | null = null;
+  while (port === null) {
+    const m = /replicached listening on [\d.]+:(\d+)/.exec(out);
+    if (m) port = Number(m[1]);
+    else if (child.exitCode !== null || Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`replicached did not start:\n${out}`);
+    } else await new Promise((r) => setTimeout(r, 20));
+  }
+  const metrics = /metrics on http:\/\/[\d.]+:(\d+)\//.exec(out);
+  return {
+    port,
+    metricsPort: metrics ? Number(metrics[1]) : null,
+    child,
+    output: () => out,
+    stop: async () => {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 8000);
+      const code = await exited;
+      clearTimeout(timer);
+      return code;
+    },
+  };
+}
