@@ -42,9 +42,13 @@ export function canCarryKey(key: Buffer): boolean {
   return isRawSafeKey(key) || key.length <= MAX_BASE64_KEY_BYTES;
 }
 
-/** The key token and, when base64 was needed, its ` b` flag. Latin-1 keeps bytes >= 0x80 intact. */
-function keyToken(key: Buffer): string {
-  return isRawSafeKey(key) ? key.toString('latin1') : key.toString('base64') + ' b';
+/**
+ * The key token and its flag: ` b` when the key went base64, else ''. Latin-1 keeps
+ * bytes >= 0x80 intact. The flag may go anywhere after the key, except in `ms`,
+ * where the value length must come first.
+ */
+function keyParts(key: Buffer): [token: string, flag: string] {
+  return isRawSafeKey(key) ? [key.toString('latin1'), ''] : [key.toString('base64'), ' b'];
 }
 
 // ---------------------------------------------------------------------------
@@ -77,15 +81,20 @@ function int(n: number): string {
   return String(Math.trunc(n));
 }
 
-/** `mg`: value, client flags, remaining TTL and CAS; `touch` also sets a new expiry (gat). */
+/**
+ * `mg`: value, client flags, remaining TTL and CAS; `touch` also sets a new expiry
+ * (gat). Flags apply in order: T must come before t for t to report the new TTL.
+ */
 export function encodeGet(key: Buffer, touch?: number, opaque?: string): Buffer {
+  const [k, b] = keyParts(key);
   const t = touch === undefined ? '' : ' T' + int(touch);
-  return Buffer.from(`mg ${keyToken(key)} v f t c${t}${opaqueFlag(opaque)}\r\n`, 'latin1');
+  return Buffer.from(`mg ${k}${b}${t} v f t c${opaqueFlag(opaque)}\r\n`, 'latin1');
 }
 
 /** `mg` with only a new expiry: HD when touched, EN when missing. */
 export function encodeTouch(key: Buffer, exptime: number, opaque?: string): Buffer {
-  return Buffer.from(`mg ${keyToken(key)} T${int(exptime)}${opaqueFlag(opaque)}\r\n`, 'latin1');
+  const [k, b] = keyParts(key);
+  return Buffer.from(`mg ${k}${b} T${int(exptime)}${opaqueFlag(opaque)}\r\n`, 'latin1');
 }
 
 export interface StoreFields {
@@ -110,8 +119,9 @@ const MODE_TOKEN: Record<StoreMode, string> = {
 /** `ms`, returning the new CAS (c). */
 export function encodeStore(req: StoreFields, opaque?: string): Encoded {
   const cas = req.cas !== 0n || req.mode === 'cas' ? ' C' + req.cas.toString() : '';
+  const [k, b] = keyParts(req.key);
   const head =
-    `ms ${keyToken(req.key)} ${req.value.length} F${req.flags >>> 0} T${int(req.exptime)} c` +
+    `ms ${k} ${req.value.length}${b} F${req.flags >>> 0} T${int(req.exptime)} c` +
     `${cas}${MODE_TOKEN[req.mode]}${opaqueFlag(opaque)}\r\n`;
   if (req.value.length > INLINE_VALUE_MAX) return [Buffer.from(head, 'latin1'), req.value, CRLF];
   const out = Buffer.allocUnsafe(head.length + req.value.length + 2);
@@ -125,7 +135,8 @@ export function encodeStore(req: StoreFields, opaque?: string): Encoded {
 /** `md`; a non-zero `cas` makes it conditional (EX on mismatch). */
 export function encodeDelete(key: Buffer, cas: bigint, opaque?: string): Buffer {
   const c = cas !== 0n ? ' C' + cas.toString() : '';
-  return Buffer.from(`md ${keyToken(key)}${c}${opaqueFlag(opaque)}\r\n`, 'latin1');
+  const [k, b] = keyParts(key);
+  return Buffer.from(`md ${k}${b}${c}${opaqueFlag(opaque)}\r\n`, 'latin1');
 }
 
 /** binary protocol's "do not create" expiry. */
@@ -145,7 +156,8 @@ export function encodeArith(
   const mode = kind === 'decr' ? ' MD' : '';
   const viv =
     create && create.exptime !== NO_CREATE_EXPTIME ? ` N${int(create.exptime)} J${create.initial.toString()}` : '';
-  return Buffer.from(`ma ${keyToken(key)}${mode} D${delta.toString()} v c${viv}${opaqueFlag(opaque)}\r\n`, 'latin1');
+  const [k, b] = keyParts(key);
+  return Buffer.from(`ma ${k}${b}${mode} D${delta.toString()} v c${viv}${opaqueFlag(opaque)}\r\n`, 'latin1');
 }
 
 /** `mn`: answered MN, with no opaque. */

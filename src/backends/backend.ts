@@ -1,0 +1,468 @@
+// One memcached backend: a small pool of pipelined connections, and its health.
+//
+//            up ──(failureLimit consecutive connection failures,
+//             ▲    or one request timeout)──► down: every connection destroyed,
+//             │                               requests fail at once
+//             └──(upAfterProbes good probes in a row)── probe: a fresh
+//                 connection + `version`, every probeIntervalMs, backing off
+//                 exponentially (with jitter) to retryMaxMs while probes fail
+//
+// Requests go to the least-loaded open connection; the pool grows to its size
+// when the open connections are busy. A request that finds no open connection
+// waits for one being opened, and fails with it if the connect fails. A hung
+// backend costs each request at most one timeout: the first timeout marks the
+// backend down and fails everything pending on it.
+
+import { EventEmitter } from 'node:events';
+import {
+  DEFAULT_PARSER_LIMITS,
+  canCarryKey,
+  encodeArith,
+  encodeDelete,
+  encodeFlushAll,
+  encodeGet,
+  encodeMetadump,
+  encodeStats,
+  encodeStore,
+  encodeTouch,
+  encodeVersion,
+  type DumpLine,
+  type Encoded,
+  type FinalReply,
+  type ParserLimits,
+  type PartReply,
+  type ReplyKind,
+} from '../protocol/backend/meta';
+import type {
+  Failed,
+  MemcachedNode,
+  NodeArith,
+  NodeDelete,
+  NodeFlush,
+  NodeGet,
+  NodeStore,
+  NodeTouch,
+  StoreRequest,
+} from '../routing/node';
+import { Connection, failed, type BackendRequest, type ConnectionFailure, type ConnectionOwner } from './connection';
+import { Fifo } from './fifo';
+import { describe, toArith, toDelete, toFlush, toGet, toStore, toTouch, toVersion } from './outcomes';
+
+export interface BackendOptions {
+  /** Persistent connections in the pool. */
+  connections: number;
+  connectTimeoutMs: number;
+  /** Per request, from the moment it is sent; the first timeout marks the backend down. */
+  requestTimeoutMs: number;
+  /** Consecutive connection-level failures (refused, reset, closed, desync) that mark it down. */
+  failureLimit: number;
+  /** First probe delay once down; the delay doubles while probes fail. */
+  probeIntervalMs: number;
+  /** Longest delay between probes. */
+  retryMaxMs: number;
+  /** Good probes in a row before a down backend is marked up. */
+  upAfterProbes: number;
+  /** Requests in flight or waiting for a connection; over it, a request fails at once. */
+  maxPending: number;
+  /** A metadump fails when no line arrives for this long. */
+  metadumpIdleTimeoutMs: number;
+  parser: ParserLimits;
+}
+
+export const DEFAULT_BACKEND_OPTIONS: Readonly<BackendOptions> = Object.freeze({
+  connections: 2,
+  connectTimeoutMs: 300,
+  requestTimeoutMs: 500,
+  failureLimit: 2,
+  probeIntervalMs: 250,
+  retryMaxMs: 5000,
+  upAfterProbes: 2,
+  maxPending: 16_384,
+  metadumpIdleTimeoutMs: 5000,
+  parser: DEFAULT_PARSER_LIMITS,
+});
+
+export interface BackendEvents {
+  /** Marked down; requests fail at once until it is up again. */
+  down: [reason: string];
+  /** Marked up again after enough good probes. */
+  up: [];
+}
+
+/** Who the memcached process is: a restart changes both (its data is gone). */
+export interface BackendIdentity {
+  status: 'ok';
+  pid: number;
+  /** Unix time the process started (stats time - uptime). */
+  startedAt: number;
+}
+
+export type BackendState = 'up' | 'down' | 'closed';
+
+export class Backend extends EventEmitter<BackendEvents> implements MemcachedNode {
+  readonly address: string;
+  private readonly host: string;
+  private readonly port: number;
+  private readonly opts: BackendOptions;
+  private status: BackendState = 'up';
+  private downReason = '';
+  private readonly pool = new Set<Connection>();
+  /** Probe and metadump connections: outside the pool, closed with the backend. */
+  private readonly side = new Set<Connection>();
+  private readonly waiting = new Fifo<BackendRequest>();
+  private failures = 0;
+  private goodProbes = 0;
+  private probeDelay: number;
+  private probeTimer: NodeJS.Timeout | null = null;
+  private readonly poolOwner: ConnectionOwner = {
+    opened: (conn) => this.onOpened(conn),
+    replied: () => {
+      this.failures = 0;
+    },
+    closed: (conn, failure) => this.onClosed(conn, failure),
+  };
+
+  /** `address` is "host:port" (IPv6 as "[::1]:11211"). */
+  constructor(address: string, options: Partial<BackendOptions> = {}) {
+    super();
+    this.address = address;
+    const { host, port } = splitAddress(address);
+    this.host = host;
+    this.port = port;
+    this.opts = { ...DEFAULT_BACKEND_OPTIONS, ...options };
+    this.probeDelay = this.opts.probeIntervalMs;
+  }
+
+  isUp(): boolean {
+    return this.status === 'up';
+  }
+
+  get state(): BackendState {
+    return this.status;
+  }
+
+  /** Pool connections open now (not counting those still connecting). */
+  get openConnections(): number {
+    let n = 0;
+    for (const c of this.pool) if (c.isOpen) n++;
+    return n;
+  }
+
+  /** Requests in flight on the pool plus those waiting for a connection. */
+  get load(): number {
+    let n = this.waiting.length;
+    for (const c of this.pool) n += c.pending;
+    return n;
+  }
+
+  get(key: Buffer, touch?: number): Promise<NodeGet> {
+    if (!canCarryKey(key)) return Promise.resolve(uncarriable());
+    return this.request('meta', (o) => encodeGet(key, touch, o), toGet);
+  }
+
+  store(req: StoreRequest): Promise<NodeStore> {
+    if (!canCarryKey(req.key)) return Promise.resolve(uncarriable());
+    return new Promise((resolve) =>
+      this.dispatch({
+        kind: 'meta',
+        encode: (o) => encodeStore(req, o),
+        dataFollows: true,
+        resolve: (r) => resolve(isFailed(r) ? r : toStore(r)),
+      }),
+    );
+  }
+
+  delete(key: Buffer, cas: bigint): Promise<NodeDelete> {
+    if (!canCarryKey(key)) return Promise.resolve(uncarriable());
+    return this.request('meta', (o) => encodeDelete(key, cas, o), toDelete);
+  }
+
+  touch(key: Buffer, exptime: number): Promise<NodeTouch> {
+    if (!canCarryKey(key)) return Promise.resolve(uncarriable());
+    return this.request('meta', (o) => encodeTouch(key, exptime, o), toTouch);
+  }
+
+  arith(
+    kind: 'incr' | 'decr',
+    key: Buffer,
+    delta: bigint,
+    create?: { initial: bigint; exptime: number },
+  ): Promise<NodeArith> {
+    if (!canCarryKey(key)) return Promise.resolve(uncarriable());
+    return this.request('meta', (o) => encodeArith(kind, key, delta, create, o), toArith);
+  }
+
+  flush(delay: number): Promise<NodeFlush> {
+    return this.request('line', () => encodeFlushAll(delay), toFlush);
+  }
+
+  version(): Promise<{ status: 'ok'; version: string } | Failed> {
+    return this.request('line', encodeVersion, toVersion);
+  }
+
+  /** `stats [group]` as name -> value. */
+  stats(group?: string): Promise<Map<string, string> | Failed> {
+    const stats = new Map<string, string>();
+    return new Promise((resolve) =>
+      this.dispatch({
+        kind: 'stats',
+        encode: () => encodeStats(group),
+        onPart: (part) => {
+          if (part.type === 'stat') stats.set(part.name, part.value);
+        },
+        resolve: (r) => resolve(isFailed(r) ? r : r.type === 'end' ? stats : failed(describe(r))),
+      }),
+    );
+  }
+
+  /** pid and start time from `stats`: compare two answers to tell a restart (an empty backend). */
+  async identity(): Promise<BackendIdentity | Failed> {
+    const s = await this.stats();
+    if (!(s instanceof Map)) return s;
+    const pid = Number(s.get('pid'));
+    const startedAt = Number(s.get('time')) - Number(s.get('uptime'));
+    if (!Number.isInteger(pid) || !Number.isInteger(startedAt)) return failed('stats without pid, time or uptime');
+    return { status: 'ok', pid, startedAt };
+  }
+
+  /**
+   * Every key the backend holds (`lru_crawler metadump all`, on a connection of
+   * its own), raw bytes. Large caches: prefer metadumpEach, which keeps nothing.
+   */
+  async metadump(): Promise<Buffer[] | Failed> {
+    const keys: Buffer[] = [];
+    const r = await this.metadumpEach((line) => keys.push(line.key));
+    return r.status === 'ok' ? keys : r;
+  }
+
+  /** Streams the metadump line by line; resolves when it ends. */
+  metadumpEach(onLine: (line: DumpLine) => void): Promise<{ status: 'ok'; count: number } | Failed> {
+    if (this.status !== 'up') return Promise.resolve(this.unavailable());
+    let count = 0;
+    const onPart = (part: PartReply): void => {
+      if (part.type !== 'dump') return;
+      count++;
+      onLine(part);
+    };
+    return this.oneShot('metadump', encodeMetadump, this.opts.metadumpIdleTimeoutMs, onPart).then((r) =>
+      isFailed(r) ? r : r.type === 'end' ? { status: 'ok', count } : failed(describe(r)),
+    );
+  }
+
+  /** Ends every connection, probe and timer; requests still pending fail. */
+  async close(): Promise<void> {
+    if (this.status === 'closed') return;
+    this.status = 'closed';
+    if (this.probeTimer !== null) {
+      clearTimeout(this.probeTimer);
+      this.probeTimer = null;
+    }
+    const all = [...this.pool, ...this.side];
+    for (const c of all) c.close('backend closed');
+    this.failWaiting('backend closed');
+    await Promise.all(all.map((c) => c.done));
+  }
+
+  // -------------------------------------------------------------------------
+  // Pool
+
+  private request<T>(kind: ReplyKind, encode: (opaque: string) => Encoded, map: (r: FinalReply) => T): Promise<T | Failed> {
+    return new Promise((resolve) => this.dispatch({ kind, encode, resolve: (r) => resolve(isFailed(r) ? r : map(r)) }));
+  }
+
+  private dispatch(req: BackendRequest): void {
+    if (this.status !== 'up') {
+      req.resolve(this.unavailable());
+      return;
+    }
+    let best: Connection | null = null;
+    let load = this.waiting.length;
+    for (const c of this.pool) {
+      load += c.pending;
+      if (c.isOpen && (best === null || c.pending < best.pending)) best = c;
+    }
+    if (load >= this.opts.maxPending) {
+      req.resolve(failed('too many requests pending'));
+      return;
+    }
+    if ((best === null || best.pending > 0) && this.pool.size < this.opts.connections) this.openConnection();
+    if (best !== null) best.send(req);
+    else this.waiting.push(req);
+  }
+
+  private openConnection(): void {
+    const conn = new Connection(
+      {
+        host: this.host,
+        port: this.port,
+        connectTimeoutMs: this.opts.connectTimeoutMs,
+        requestTimeoutMs: this.opts.requestTimeoutMs,
+        parser: this.opts.parser,
+      },
+      this.poolOwner,
+    );
+    this.pool.add(conn);
+  }
+
+  private leastLoaded(): Connection | null {
+    let best: Connection | null = null;
+    for (const c of this.pool) if (c.isOpen && (best === null || c.pending < best.pending)) best = c;
+    return best;
+  }
+
+  private onOpened(conn: Connection): void {
+    if (this.status !== 'up') {
+      conn.close();
+      return;
+    }
+    for (let req = this.waiting.shift(); req !== undefined; req = this.waiting.shift()) {
+      (this.leastLoaded() ?? conn).send(req);
+    }
+  }
+
+  private onClosed(conn: Connection, failure: ConnectionFailure | null): void {
+    this.pool.delete(conn);
+    if (failure === null || this.status !== 'up') return;
+    if (failure.kind === 'timeout') {
+      this.markDown(failure.reason);
+      return;
+    }
+    if (++this.failures >= this.opts.failureLimit) {
+      this.markDown(failure.reason);
+      return;
+    }
+    // Requests waiting for a connection never wait on one that is not coming.
+    if (this.pool.size === 0) this.failWaiting(failure.reason);
+  }
+
+  private failWaiting(reason: string): void {
+    const result = failed(reason);
+    for (const req of this.waiting.drain()) req.resolve(result);
+  }
+
+  private unavailable(): Failed {
+    return failed(this.status === 'closed' ? 'backend closed' : `backend down: ${this.downReason}`);
+  }
+
+  // -------------------------------------------------------------------------
+  // Health
+
+  private markDown(reason: string): void {
+    if (this.status !== 'up') return;
+    this.status = 'down';
+    this.downReason = reason;
+    this.failures = 0;
+    this.goodProbes = 0;
+    for (const c of [...this.pool]) c.close(`backend down: ${reason}`);
+    this.failWaiting(`backend down: ${reason}`);
+    this.probeDelay = this.opts.probeIntervalMs;
+    this.scheduleProbe();
+    this.notify('down', reason);
+  }
+
+  private markUp(): void {
+    this.status = 'up';
+    this.downReason = '';
+    this.failures = 0;
+    this.goodProbes = 0;
+    this.notify('up');
+  }
+
+  private notify(...args: ['down', string] | ['up']): void {
+    // A listener's exception must not unwind into the socket code that noticed the change.
+    try {
+      if (args[0] === 'down') this.emit('down', args[1]);
+      else this.emit('up');
+    } catch (err) {
+      queueMicrotask(() => {
+        throw err;
+      });
+    }
+  }
+
+  /** Equal jitter: between half and all of the delay, so probes from many proxies spread out. */
+  private scheduleProbe(): void {
+    const ms = this.probeDelay * (0.5 + Math.random() * 0.5);
+    this.probeTimer = setTimeout(() => {
+      this.probeTimer = null;
+      void this.probe();
+    }, ms);
+  }
+
+  private async probe(): Promise<void> {
+    const r = await this.oneShot('line', encodeVersion, this.opts.requestTimeoutMs);
+    if (this.status !== 'down') return;
+    if (!isFailed(r) && toVersion(r).status === 'ok') {
+      if (++this.goodProbes >= this.opts.upAfterProbes) {
+        this.markUp();
+        return;
+      }
+      this.probeDelay = this.opts.probeIntervalMs;
+    } else {
+      this.goodProbes = 0;
+      this.probeDelay = Math.min(this.opts.retryMaxMs, this.probeDelay * 2);
+    }
+    this.scheduleProbe();
+  }
+
+  /** One request on a fresh connection of its own, closed after the reply. */
+  private oneShot(
+    kind: ReplyKind,
+    encode: (opaque: string) => Encoded,
+    timeoutMs: number,
+    onPart?: (part: PartReply) => void,
+  ): Promise<FinalReply | Failed> {
+    return new Promise((resolve) => {
+      let settled = false;
+      const settle = (r: FinalReply | Failed): void => {
+        if (settled) return;
+        settled = true;
+        resolve(r);
+      };
+      const owner: ConnectionOwner = {
+        opened: (conn) =>
+          conn.send({
+            kind,
+            encode,
+            onPart,
+            resolve: (r) => {
+              settle(r);
+              conn.close();
+            },
+          }),
+        replied: () => {},
+        closed: (conn, failure) => {
+          this.side.delete(conn);
+          settle(failed(failure?.reason ?? 'connection closed'));
+        },
+      };
+      const conn = new Connection(
+        {
+          host: this.host,
+          port: this.port,
+          connectTimeoutMs: this.opts.connectTimeoutMs,
+          requestTimeoutMs: timeoutMs,
+          parser: this.opts.parser,
+        },
+        owner,
+      );
+      this.side.add(conn);
+    });
+  }
+}
+
+function isFailed(r: FinalReply | Failed): r is Failed {
+  return 'status' in r;
+}
+
+function uncarriable(): Failed {
+  return failed('key cannot be sent to memcached (needs base64 and is over 186 bytes)');
+}
+
+/** "host:port" or "[v6]:port". */
+export function splitAddress(address: string): { host: string; port: number } {
+  const colon = address.lastIndexOf(':');
+  let host = address.slice(0, colon);
+  if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
+  return { host, port: Number(address.slice(colon + 1)) };
+}

@@ -1,0 +1,281 @@
+// One persistent connection to a memcached backend. Requests are pipelined and
+// their replies matched in FIFO order:
+//
+//   send(req) ─► encode ─► outq ─(one write per tick)─► socket
+//                   └─► fifo (deadline)
+//   socket ─► ReplyParser.next(kind of fifo head) ─► head.resolve(reply)
+//
+// Whatever breaks the FIFO is fatal to the connection: a reply nobody waits for,
+// a meta reply whose opaque is not the head's (so `mn`, which has none, is
+// not sent on a shared connection), an `ERROR` (we never send an
+// unknown command, so it means memcached read our bytes differently), a parse
+// failure. So is a head request past its deadline. Either way the socket is
+// destroyed, every request on it fails, and the owner learns why.
+
+import net from 'node:net';
+import type { Failed } from '../routing/node';
+import {
+  ReplyParser,
+  type Encoded,
+  type FinalReply,
+  type ParserLimits,
+  type PartReply,
+  type ReplyKind,
+} from '../protocol/backend/meta';
+import { Fifo } from './fifo';
+
+export interface BackendRequest {
+  readonly kind: ReplyKind;
+  /** The request's bytes; a 'meta' request must carry `opaque` as its O flag. */
+  readonly encode: (opaque: string) => Encoded;
+  /**
+   * The request carries a data block (ms). memcached reads the block as commands
+   * when it rejects the line before the length (a CLIENT_ERROR): such a reply
+   * leaves the stream in doubt, so the connection is dropped after it.
+   */
+  readonly dataFollows?: boolean;
+  /** Each line of a multi-line reply (stats, metadump) before its END. */
+  readonly onPart?: (part: PartReply) => void;
+  /** Called exactly once: with the final reply, or with the failure. */
+  readonly resolve: (result: FinalReply | Failed) => void;
+}
+
+/** Why a connection ended, when it was not closed on purpose. */
+export type ConnectionFailure =
+  | { kind: 'connect'; reason: string }
+  | { kind: 'timeout'; reason: string }
+  | { kind: 'desync'; reason: string }
+  | { kind: 'closed'; reason: string };
+
+export interface ConnectionOwner {
+  /** The socket is connected; send() is accepted from now on. */
+  opened(conn: Connection): void;
+  /** A final reply arrived: the backend is alive. */
+  replied(conn: Connection): void;
+  /** The connection is over; `failure` is null when close() ended it. */
+  closed(conn: Connection, failure: ConnectionFailure | null): void;
+}
+
+export interface ConnectionOptions {
+  host: string;
+  port: number;
+  connectTimeoutMs: number;
+  /** Deadline of each request from send(); a multi-line reply's deadline restarts at each line. */
+  requestTimeoutMs: number;
+  parser?: Partial<ParserLimits>;
+}
+
+interface InFlight {
+  req: BackendRequest;
+  opaque: string;
+  deadline: number;
+}
+
+/** Up to this many queued bytes are joined into one buffer; beyond, written as chunks under cork. */
+const JOIN_MAX = 64 * 1024;
+
+export function failed(reason: string): Failed {
+  return { status: 'failed', reason };
+}
+
+export class Connection {
+  private state: 'connecting' | 'open' | 'closed' = 'connecting';
+  private readonly socket: net.Socket;
+  private readonly parser: ReplyParser;
+  private readonly fifo = new Fifo<InFlight>();
+  private outq: Buffer[] = [];
+  private outBytes = 0;
+  private flushHandle: NodeJS.Immediate | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private seq = 0;
+  private lastError: string | null = null;
+  /** Resolves when the socket is fully closed. */
+  readonly done: Promise<void>;
+
+  constructor(
+    private readonly opts: ConnectionOptions,
+    private readonly owner: ConnectionOwner,
+  ) {
+    this.parser = new ReplyParser(opts.parser);
+    this.socket = net.connect({ host: opts.host, port: opts.port, noDelay: true });
+    this.done = new Promise((resolve) => this.socket.once('close', () => resolve()));
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.fail({ kind: 'connect', reason: 'connect timeout' });
+    }, opts.connectTimeoutMs);
+    this.socket.once('connect', () => this.onConnect());
+    this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    this.socket.on('error', (err: NodeJS.ErrnoException) => {
+      this.lastError = err.code ?? err.message;
+    });
+    this.socket.once('close', () => {
+      const reason = this.lastError ?? 'connection closed by backend';
+      this.fail({ kind: this.state === 'connecting' ? 'connect' : 'closed', reason });
+    });
+  }
+
+  get isOpen(): boolean {
+    return this.state === 'open';
+  }
+
+  get isClosed(): boolean {
+    return this.state === 'closed';
+  }
+
+  /** Requests sent and not yet answered. */
+  get pending(): number {
+    return this.fifo.length;
+  }
+
+  send(req: BackendRequest): void {
+    if (this.state !== 'open') {
+      req.resolve(failed('connection not open'));
+      return;
+    }
+    const opaque = req.kind === 'meta' ? (this.seq = (this.seq + 1) % 0x7fffffff).toString(36) : '';
+    const bytes = req.encode(opaque);
+    if (Array.isArray(bytes)) for (const b of bytes) this.queue(b);
+    else this.queue(bytes);
+    this.fifo.push({ req, opaque, deadline: Date.now() + this.opts.requestTimeoutMs });
+    if (this.timer === null) this.arm(this.opts.requestTimeoutMs);
+    if (this.flushHandle === null) this.flushHandle = setImmediate(() => this.flush());
+  }
+
+  /** Ends the connection on purpose; requests still in flight fail. */
+  close(reason = 'connection closed'): void {
+    this.end(null, reason);
+  }
+
+  private queue(b: Buffer): void {
+    this.outq.push(b);
+    this.outBytes += b.length;
+  }
+
+  /** Everything sent during this tick goes out in one write (or one corked batch). */
+  private flush(): void {
+    this.flushHandle = null;
+    if (this.state !== 'open' || this.outq.length === 0) return;
+    const q = this.outq;
+    const bytes = this.outBytes;
+    this.outq = [];
+    this.outBytes = 0;
+    if (q.length === 1) {
+      this.socket.write(q[0]);
+    } else if (bytes <= JOIN_MAX) {
+      this.socket.write(Buffer.concat(q, bytes));
+    } else {
+      this.socket.cork();
+      for (const b of q) this.socket.write(b);
+      this.socket.uncork();
+    }
+  }
+
+  private onConnect(): void {
+    if (this.state !== 'connecting') return;
+    this.clearTimer();
+    this.state = 'open';
+    this.owner.opened(this);
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.state !== 'open') return;
+    this.parser.push(chunk);
+    while (this.state === 'open') {
+      const head = this.fifo.peek();
+      if (head === undefined) {
+        if (this.parser.buffered > 0) this.fail({ kind: 'desync', reason: 'reply with no request' });
+        return;
+      }
+      const r = this.parser.next(head.req.kind);
+      if (r.kind === 'more') return;
+      if (r.kind === 'fatal') {
+        this.fail({ kind: 'desync', reason: r.reason });
+        return;
+      }
+      const reply = r.reply;
+      if (reply.type === 'stat' || reply.type === 'dump') {
+        head.deadline = Date.now() + this.opts.requestTimeoutMs;
+        if (head.req.onPart) deliver(() => head.req.onPart?.(reply));
+        continue;
+      }
+      const mismatch = this.mismatch(head, reply);
+      if (mismatch) {
+        this.fail({ kind: 'desync', reason: mismatch });
+        return;
+      }
+      this.fifo.shift();
+      this.owner.replied(this);
+      deliver(() => head.req.resolve(reply));
+      if (head.req.dataFollows && reply.type === 'error' && reply.code === 'CLIENT_ERROR') {
+        this.fail({ kind: 'desync', reason: `CLIENT_ERROR to a request with data: ${reply.message}` });
+      }
+    }
+  }
+
+  /** Why `reply` cannot be the answer to `head`, or null when it can. */
+  private mismatch(head: InFlight, reply: FinalReply): string | null {
+    if (reply.type === 'error' && reply.code === 'ERROR' && head.req.kind !== 'metadump') {
+      return `ERROR reply${reply.message ? ': ' + reply.message : ''}`;
+    }
+    if (reply.type === 'meta' && reply.flags.opaque !== head.opaque) {
+      return `reply opaque ${reply.flags.opaque ?? 'missing'}, expected ${head.opaque}`;
+    }
+    return null;
+  }
+
+  private arm(ms: number): void {
+    this.timer = setTimeout(() => this.onTimer(), Math.max(1, ms));
+  }
+
+  /** One timer per connection, for the head's deadline; re-armed only when it fires early. */
+  private onTimer(): void {
+    this.timer = null;
+    const head = this.fifo.peek();
+    if (head === undefined || this.state !== 'open') return;
+    const left = head.deadline - Date.now();
+    if (left > 0) {
+      this.arm(left);
+      return;
+    }
+    this.fail({ kind: 'timeout', reason: `timeout after ${this.opts.requestTimeoutMs} ms` });
+  }
+
+  private clearTimer(): void {
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+  }
+
+  private fail(failure: ConnectionFailure): void {
+    this.end(failure, failure.reason);
+  }
+
+  private end(failure: ConnectionFailure | null, reason: string): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.clearTimer();
+    if (this.flushHandle !== null) {
+      clearImmediate(this.flushHandle);
+      this.flushHandle = null;
+    }
+    this.outq = [];
+    this.outBytes = 0;
+    this.socket.destroy();
+    const lost = this.fifo.drain();
+    const result = failed(reason);
+    for (const f of lost) deliver(() => f.req.resolve(result));
+    this.owner.closed(this, failure);
+  }
+}
+
+/** Runs a request's callback; an exception in it must not break the reply stream, so it is rethrown later. */
+function deliver(fn: () => void): void {
+  try {
+    fn();
+  } catch (err) {
+    queueMicrotask(() => {
+      throw err;
+    });
+  }
+}

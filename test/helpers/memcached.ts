@@ -1,0 +1,211 @@
+// Real memcached processes for tests, on free loopback ports.
+//
+//   const mc = await startMemcached();   // accepting connections when it resolves
+//   mc.address                           // "127.0.0.1:<port>"
+//   mc.kill('SIGSTOP') / mc.kill('SIGCONT')
+//   await mc.restart()                   // same port, empty
+//   await mc.stop()                      // or stopAllMemcached() in afterAll
+//
+// Every process started here is tracked and SIGKILLed when the test process exits,
+// whatever the tests did.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import net from 'node:net';
+
+export interface MemcachedOptions {
+  /** A fixed port; default: a free one. */
+  port?: number;
+  /** -m, megabytes of memory (default 64). */
+  memoryMb?: number;
+  /** -I, largest item, e.g. "2m" (default memcached's 1m). */
+  maxItemSize?: string;
+  /** -t, worker threads (default 2). */
+  threads?: number;
+  /** Further command line arguments. */
+  args?: string[];
+}
+
+export interface MemcachedProcess {
+  readonly port: number;
+  /** "127.0.0.1:<port>" */
+  readonly address: string;
+  /** The current process's pid (a restart changes it). */
+  readonly pid: number;
+  /** True while the process has not exited. */
+  readonly running: boolean;
+  /** SIGKILL and wait for the exit. Safe to call twice, or on a stopped (SIGSTOP) process. */
+  stop(): Promise<void>;
+  /** Sends a signal (SIGKILL, SIGSTOP, SIGCONT, ...), nothing more. */
+  kill(signal: NodeJS.Signals): void;
+  /** Stops the current process if it runs, then starts an empty one on the same port. */
+  restart(): Promise<void>;
+  /** Resolves when the current process has exited. */
+  exited(): Promise<void>;
+}
+
+const HOST = '127.0.0.1';
+const START_ATTEMPTS = 5;
+const READY_TIMEOUT_MS = 5000;
+
+const children = new Set<ChildProcess>();
+let exitHookInstalled = false;
+
+function killAllNow(): void {
+  for (const child of children) {
+    try {
+      child.kill('SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+}
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once('exit', killAllNow);
+  // A signal skips 'exit': kill the children, then die of the signal as we would have.
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    const onSignal = (): void => {
+      killAllNow();
+      if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+    };
+    process.once(signal, onSignal);
+  }
+}
+
+/** A port the kernel just handed out for 127.0.0.1; someone else may take it first, hence the retries. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.once('error', reject);
+    server.listen(0, HOST, () => {
+      const addr = server.address();
+      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function exitedPromise(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => child.once('exit', () => resolve()));
+}
+
+function isRunning(child: ChildProcess): boolean {
+  return child.exitCode === null && child.signalCode === null;
+}
+
+/** The pid of the memcached answering on the port, or null (not accepting, not memcached). */
+function pidOnPort(port: number): Promise<number | null> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: HOST, port });
+    let data = '';
+    const done = (pid: number | null): void => {
+      s.destroy();
+      resolve(pid);
+    };
+    s.setTimeout(1000, () => done(null));
+    s.once('connect', () => s.write('stats\r\n'));
+    s.on('data', (d: Buffer) => {
+      data += d.toString('latin1');
+      if (!data.includes('END\r\n')) return;
+      const m = /STAT pid (\d+)/.exec(data);
+      done(m ? Number(m[1]) : null);
+    });
+    s.once('error', () => done(null));
+    s.once('close', () => done(null));
+  });
+}
+
+/**
+ * Resolves true once our child answers on the port (its pid in `stats`: another
+ * test's memcached may hold the port), false if it exits or time runs out.
+ */
+async function waitAccepting(child: ChildProcess, port: number): Promise<boolean> {
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  while (Date.now() < deadline && isRunning(child)) {
+    if ((await pidOnPort(port)) === child.pid && isRunning(child)) return true;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return false;
+}
+
+function memcachedArgs(port: number, opts: MemcachedOptions): string[] {
+  const args = ['-l', HOST, '-p', String(port), '-U', '0', '-m', String(opts.memoryMb ?? 64), '-t', String(opts.threads ?? 2)];
+  if (opts.maxItemSize) args.push('-I', opts.maxItemSize);
+  if (process.getuid?.() === 0) args.push('-u', 'root');
+  return [...args, ...(opts.args ?? [])];
+}
+
+/** Spawns memcached on `port`; null when it could not listen there (port taken). */
+async function spawnOn(port: number, opts: MemcachedOptions): Promise<ChildProcess | null> {
+  installExitHook();
+  const child = spawn('memcached', memcachedArgs(port, opts), { stdio: ['ignore', 'ignore', 'pipe'] });
+  children.add(child);
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    if (stderr.length < 4096) stderr += d.toString();
+  });
+  child.once('exit', () => children.delete(child));
+  // 'close' comes after 'exit' once stderr is drained: the bind error is in it by then.
+  const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
+  const spawnError = new Promise<Error | null>((resolve) => {
+    child.once('error', (err) => resolve(err));
+    child.once('spawn', () => resolve(null));
+  });
+  const err = await spawnError;
+  if (err) throw new Error(`cannot run memcached: ${err.message} (is it installed?)`);
+  if (await waitAccepting(child, port)) return child;
+  child.kill('SIGKILL');
+  await closed;
+  if (/address already in use|failed to listen/i.test(stderr) || (await pidOnPort(port)) !== null) return null;
+  throw new Error(`memcached on port ${port} did not start: ${stderr.trim() || 'no output'}`);
+}
+
+async function spawnWithRetry(opts: MemcachedOptions, fixedPort: number | undefined): Promise<ChildProcess & { port: number }> {
+  for (let attempt = 0; attempt < START_ATTEMPTS; attempt++) {
+    const port = fixedPort ?? (await freePort());
+    const child = await spawnOn(port, opts);
+    if (child) return Object.assign(child, { port });
+    // A fixed port (a restart) may still be held for a moment: wait and try again.
+    await new Promise((r) => setTimeout(r, 50 * (attempt + 1)));
+  }
+  throw new Error(`memcached could not listen after ${START_ATTEMPTS} attempts`);
+}
+
+export async function startMemcached(opts: MemcachedOptions = {}): Promise<MemcachedProcess> {
+  let child = await spawnWithRetry(opts, opts.port);
+  const port = child.port;
+  const stop = async (): Promise<void> => {
+    if (isRunning(child)) child.kill('SIGKILL');
+    await exitedPromise(child);
+  };
+  return {
+    port,
+    address: `${HOST}:${port}`,
+    get pid() {
+      return child.pid ?? -1;
+    },
+    get running() {
+      return isRunning(child);
+    },
+    stop,
+    kill(signal) {
+      if (isRunning(child)) child.kill(signal);
+    },
+    async restart() {
+      await stop();
+      child = await spawnWithRetry(opts, port);
+    },
+    exited: () => exitedPromise(child),
+  };
+}
+
+/** Stops every memcached this process started (for afterAll). */
+export async function stopAllMemcached(): Promise<void> {
+  const all = [...children];
+  for (const child of all) if (isRunning(child)) child.kill('SIGKILL');
+  await Promise.all(all.map(exitedPromise));
+}
