@@ -1,6 +1,6 @@
 // The replication rules, one place for both client protocols.
 //
-//   read   get ──> authority ──miss/failed──> next member ──> ... ──> hit: reply,
+//   read   get ──> local member, else authority ──miss/failed──> next member ──> ... ──> hit: reply,
 //                                                                    copy to the members that missed (read repair)
 //          every member missed ──> miss;  no hit and any member failed ──> unavailable (the session closes)
 //   write  set/replace/append/prepend/touch/delete ──> all members in parallel; the authority's reply wins
@@ -30,6 +30,8 @@ export interface RouterEvents {
   readRepair(): void;
   /** Members that answered gave different answers to the same write. */
   disagreement(command: string): void;
+  /** A backend was asked for a read: "local" when it is the `local: true` one (no network hop). */
+  read?(locality: 'local' | 'remote'): void;
 }
 
 export const SILENT_EVENTS: RouterEvents = {
@@ -56,12 +58,18 @@ export function exptimeForCopy(ttl: number, nowSeconds = Math.floor(Date.now() /
 
 export class ReplicatedRouter implements Router {
   constructor(
-    private readonly ring: ReplicaRing,
+    private ring: ReplicaRing,
     private readonly events: RouterEvents = SILENT_EVENTS,
   ) {}
 
+  /** Routes every later request over `ring` (a config reload); requests already routed finish as they started. */
+  replaceRing(ring: ReplicaRing): void {
+    this.ring = ring;
+  }
+
   async get(key: Buffer, touch?: number): Promise<GetOutcome> {
-    const members = this.ring.replicaSet(key);
+    // Local-first: a `local: true` member is asked first; the authority is unchanged for writes.
+    const members = this.ring.readOrder(key);
     if (members.length === 0) return UNAVAILABLE;
     return touch === undefined ? this.readInTurn(key, members) : this.readAllAndTouch(key, touch, members);
   }
@@ -124,6 +132,7 @@ export class ReplicatedRouter implements Router {
     let failed = false;
     for (let i = 0; i < members.length; i++) {
       const reply = await members[i].get(key);
+      this.countRead(members[i]);
       if (reply.status === 'hit') {
         if (i > 0) this.events.failover('get');
         this.repair(missed, key, reply.item);
@@ -139,6 +148,7 @@ export class ReplicatedRouter implements Router {
   /** gat/gats: every member must see the new expiry, so ask them all at once. */
   private async readAllAndTouch(key: Buffer, touch: number, members: MemcachedNode[]): Promise<GetOutcome> {
     const replies: NodeGet[] = await Promise.all(members.map((m) => m.get(key, touch)));
+    for (const m of members) this.countRead(m);
     const hitAt = replies.findIndex((r) => r.status === 'hit');
     if (hitAt < 0) return replies.some((r) => r.status === 'failed') ? UNAVAILABLE : MISS;
     if (hitAt > 0) this.events.failover('gat');
@@ -186,6 +196,10 @@ export class ReplicatedRouter implements Router {
     if (answered.some((r) => r.status !== answered[0].status)) this.events.disagreement(command);
     if (replies[0].status === 'failed') this.events.failover(command);
     return answered[0];
+  }
+
+  private countRead(node: MemcachedNode): void {
+    this.events.read?.(this.ring.isLocal(node) ? 'local' : 'remote');
   }
 
   /** Read repair: copy a hit to the members that missed, never over a value written meanwhile. */

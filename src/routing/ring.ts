@@ -9,6 +9,8 @@ export interface RingMember {
   node: MemcachedNode;
   /** Relative share of the ring (hashring weight); 1 for equal shares. */
   weight: number;
+  /** The memcached on this node: read first whenever it is a live member of a key's replica set. */
+  local?: boolean;
 }
 
 /** How many key -> ring-order lookups to remember; hashing dominates routing cost otherwise. */
@@ -19,13 +21,15 @@ export class ReplicaRing {
   private readonly ring: HashRing;
   private readonly byAddress = new Map<string, MemcachedNode>();
   private readonly orderCache = new Map<string, MemcachedNode[]>();
+  private readonly local = new Set<MemcachedNode>();
 
   constructor(members: readonly RingMember[], replicas: number) {
     if (replicas < 1) throw new RangeError('replicas must be at least 1');
     const weights: Record<string, { weight: number }> = {};
-    for (const { node, weight } of members) {
+    for (const { node, weight, local } of members) {
       this.byAddress.set(node.address, node);
       weights[node.address] = { weight };
+      if (local === true) this.local.add(node);
     }
     this.ring = new HashRing(weights, 'md5', { 'max cache size': 0 });
     this.replicas = Math.min(replicas, members.length);
@@ -49,6 +53,23 @@ export class ReplicaRing {
       if (set.length === this.replicas) break;
     }
     return set;
+  }
+
+  /**
+   * The order to read the key's replica set in: a local member first (a read
+   * that stays on the node costs no network hop), then the others in ring
+   * order. Writes and the authority still follow replicaSet().
+   */
+  readOrder(key: Buffer): MemcachedNode[] {
+    const set = this.replicaSet(key);
+    if (this.local.size === 0) return set;
+    const at = set.findIndex((node) => this.local.has(node));
+    if (at > 0) set.unshift(...set.splice(at, 1));
+    return set;
+  }
+
+  isLocal(node: MemcachedNode): boolean {
+    return this.local.has(node);
   }
 
   /** Every backend, in the key's ring order, up or down. */
