@@ -6,10 +6,11 @@
 
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { ConfigError, HELP_TEXT, LOCAL_BACKEND_COUNT, loadConfig, parseArgs, type Config } from './config';
+import { ConfigError, HELP_TEXT, LOCAL_BACKEND_COUNT, loadConfig, parseArgs, type Config, type RunArgs } from './config';
 import { startLocalMemcached, type LocalMemcached } from './local-memcached';
 import { createLogger } from './log';
 import { startProxy } from './proxy';
+import { ConfigReloader } from './reload';
 
 const SHUTDOWN_DEADLINE_MS = 5000;
 
@@ -18,7 +19,7 @@ function packageVersion(): string {
   return pkg.version;
 }
 
-function configOrExit(argv: string[]): Config {
+function configOrExit(argv: string[]): { args: RunArgs; config: Config } {
   try {
     const args = parseArgs(argv);
     if (args.kind === 'help') {
@@ -29,7 +30,7 @@ function configOrExit(argv: string[]): Config {
       process.stdout.write(`replicached ${packageVersion()}\n`);
       process.exit(0);
     }
-    return loadConfig(args);
+    return { args, config: loadConfig(args) };
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`replicached: ${err.message}\n`);
@@ -51,7 +52,7 @@ function phpIniHint(listen: string): string {
 }
 
 async function main(): Promise<void> {
-  const config = configOrExit(process.argv.slice(2));
+  const { args, config } = configOrExit(process.argv.slice(2));
   const logger = createLogger(config.logLevel);
 
   let local: LocalMemcached | null = null;
@@ -64,6 +65,7 @@ async function main(): Promise<void> {
     logger.info({ backends: local.addresses }, 'no backends configured: started local memcached processes');
   }
 
+  const localBackends = config.backends;
   const proxy = await startProxy(config, logger).catch(async (err: Error) => {
     await local?.stop();
     throw err;
@@ -90,6 +92,20 @@ async function main(): Promise<void> {
     await local?.stop();
     process.exit(0);
   };
+  // Reload: same arguments, so the flags still win over the file.
+  const reloader = new ConfigReloader({
+    load: () => {
+      const next = loadConfig(args);
+      if (next.backends.length > 0) return next;
+      if (local !== null) return { ...next, backends: localBackends };
+      throw new ConfigError('backends', 'cannot be left out on reload (starting local memcached needs a restart)', next.configPath);
+    },
+    target: proxy,
+    logger,
+    metrics: proxy.metrics,
+  });
+  process.on('SIGHUP', () => void reloader.reload('SIGHUP'));
+  if (config.configPath !== null) reloader.watch(config.configPath);
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
 }

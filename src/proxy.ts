@@ -3,11 +3,12 @@
 //                                        -> metrics endpoint
 
 import { Backend } from './backends/backend';
-import type { Config } from './config';
+import type { BackendConfig, BackendOptions, Config } from './config';
 import type { Logger } from './log';
 import { createMetrics, type Metrics } from './metrics/registry';
 import { startMetricsServer, type MetricsServer } from './metrics/http';
 import { ProxyStats } from './proxy-stats';
+import { diffConfig, drainAndClose, liveConfig, type ReloadChanges } from './reload';
 import { ReplicaRing } from './routing/ring';
 import { ReplicatedRouter } from './routing/replicated-router';
 import type { ServerContext } from './server/context';
@@ -22,14 +23,19 @@ export interface RunningProxy {
   metricsPort: number | null;
   metrics: Metrics;
   backends: Backend[];
+  /**
+   * Applies a new, already validated config without closing client connections
+   * (see src/reload.ts); listen, metricsListen and workers keep their running values.
+   */
+  reload(next: Config): ReloadChanges;
   /** Stop accepting, finish requests in flight, close everything. */
   close(deadlineMs?: number): Promise<void>;
 }
 
 export async function startProxy(config: Config, logger: Logger): Promise<RunningProxy> {
   const metrics = createMetrics();
-  const backends = config.backends.map((b) => {
-    const backend = new Backend(b.address, config.backend);
+  const openBackend = (b: BackendConfig, options: BackendOptions): Backend => {
+    const backend = new Backend(b.address, options);
     metrics.backendUp.set({ backend: b.address }, 1);
     backend.on('down', (reason) => {
       metrics.backendUp.set({ backend: b.address }, 0);
@@ -42,15 +48,23 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
       logger.info({ backend: b.address }, 'backend up');
     });
     return backend;
-  });
-  const ring = new ReplicaRing(
-    backends.map((node, i) => ({ node, weight: config.backends[i].weight })),
-    config.replicas,
-  );
+  };
+  // backends[i] runs current.backends[i]; a reload replaces all three.
+  let current = config;
+  let backends = config.backends.map((b) => openBackend(b, config.backend));
+  const buildRing = () =>
+    new ReplicaRing(
+      backends.map((node, i) => ({ node, weight: current.backends[i].weight, local: current.backends[i].local })),
+      current.replicas,
+    );
+  let ring = buildRing();
+  /** Backends a reload took out, finishing their requests in flight. */
+  const draining = new Set<Backend>();
   const router = new ReplicatedRouter(ring, {
     failover: (command) => metrics.failovers.inc({ command }),
     readRepair: () => metrics.readRepairs.inc(),
     disagreement: (command) => metrics.replicaDisagreements.inc({ command }),
+    read: (locality) => metrics.reads.inc({ locality }),
   });
 
   const stats = new ProxyStats(PROTOCOL_VERSION, () => backends, () => ring.replicas);
@@ -113,11 +127,37 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
     port,
     metricsPort: metricsServer?.port ?? null,
     metrics,
-    backends,
+    get backends() {
+      return backends;
+    },
+    reload: (next) => {
+      const changes = diffConfig(current, next);
+      // New connection settings need new Backend objects; otherwise keep the ones still listed.
+      const reuse = new Map(changes.backendOptions ? [] : backends.map((b) => [b.address, b]));
+      const nextBackends = next.backends.map((b) => reuse.get(b.address) ?? openBackend(b, next.backend));
+      const retired = backends.filter((b) => !nextBackends.includes(b));
+      const drainMs = 2 * (current.backend.connectTimeoutMs + current.backend.requestTimeoutMs) + 1000;
+      current = liveConfig(current, next);
+      backends = nextBackends;
+      ring = buildRing();
+      router.replaceRing(ring);
+      Object.assign(ctx.limits, next.limits); // the same object every session reads
+      ctx.allowFlushAll = next.allowFlushAll;
+      logger.level = next.logLevel;
+      for (const b of retired) {
+        b.removeAllListeners(); // its state no longer speaks for the address
+        draining.add(b);
+        void drainAndClose(b, drainMs).then(() => {
+          draining.delete(b);
+          if (!backends.some((n) => n.address === b.address)) void metrics.forgetBackend(b.address);
+        });
+      }
+      return changes;
+    },
     close: async (deadlineMs = 5000) => {
       await listener.shutdown(deadlineMs);
       await metricsServer?.close();
-      for (const b of backends) b.close();
+      for (const b of [...backends, ...draining]) b.close();
     },
   };
 }

@@ -1,0 +1,157 @@
+// Hot reload: the config is loaded again (same RunArgs, so the flags still win)
+// on SIGHUP and when the config file changes, and the running proxy applies it.
+//
+//   SIGHUP ──┐
+//   file  ───┴─(debounce)─> load ──invalid──> log line, configReloads{error}; the old config stays
+//                             └──valid──> proxy.reload(next) ──> log line, configReloads{ok}
+//
+// Applied live: backends added, removed, reweighted or marked local, replicas,
+// backend timeouts and retry settings, limits, allowFlushAll, logLevel. Client
+// connections stay open; requests already routed finish on the backends they
+// started on. listen, metricsListen and workers need a restart: a reload keeps
+// their running values and says so.
+
+import { watchFile, unwatchFile, type Stats } from 'node:fs';
+import type { BackendConfig, Config } from './config';
+import type { Logger } from './log';
+import type { Metrics } from './metrics/registry';
+
+/** Settings a running process cannot change: they own sockets or processes. */
+export const RESTART_FIELDS = ['listen', 'metricsListen', 'workers'] as const;
+type RestartField = (typeof RESTART_FIELDS)[number];
+
+/** What a reload changed, for its log line. */
+export interface ReloadChanges {
+  added: string[];
+  removed: string[];
+  /** Backends still listed whose weight or `local` changed. */
+  reweighted: string[];
+  /** Connection settings changed: every backend is re-created with them. */
+  backendOptions: boolean;
+  limits: boolean;
+  /** Changed in the file but kept at their running values until a restart. */
+  needsRestart: RestartField[];
+}
+
+/** Objects whose own enumerable fields are equal, one level deep (limits, backend options, host:port). */
+function sameFields<T extends object>(a: T, b: T): boolean {
+  const ka = Object.keys(a) as Array<keyof T>;
+  return ka.length === Object.keys(b).length && ka.every((k) => a[k] === b[k]);
+}
+
+function sameRestartField(current: Config, next: Config, field: RestartField): boolean {
+  if (field === 'workers') return current.workers === next.workers;
+  const a = current[field];
+  const b = next[field];
+  return a === null || b === null ? a === b : sameFields(a, b);
+}
+
+export function diffConfig(current: Config, next: Config): ReloadChanges {
+  const before = new Map(current.backends.map((b) => [b.address, b]));
+  const after = new Set(next.backends.map((b) => b.address));
+  const changed = (b: BackendConfig): boolean => {
+    const old = before.get(b.address);
+    return old !== undefined && (old.weight !== b.weight || old.local !== b.local);
+  };
+  return {
+    added: next.backends.filter((b) => !before.has(b.address)).map((b) => b.address),
+    removed: current.backends.filter((b) => !after.has(b.address)).map((b) => b.address),
+    reweighted: next.backends.filter(changed).map((b) => b.address),
+    backendOptions: !sameFields(current.backend, next.backend),
+    limits: !sameFields(current.limits, next.limits),
+    needsRestart: RESTART_FIELDS.filter((f) => !sameRestartField(current, next, f)),
+  };
+}
+
+/** The config the process runs after a reload: `next`, with the restart-only fields left as they run now. */
+export function liveConfig(current: Config, next: Config): Config {
+  return { ...next, listen: current.listen, metricsListen: current.metricsListen, workers: current.workers };
+}
+
+/** What Backend offers for a graceful retirement. */
+export interface Drainable {
+  /** Requests in flight plus those waiting for a connection. */
+  readonly load: number;
+  close(): Promise<void>;
+}
+
+const DRAIN_POLL_MS = 25;
+
+/**
+ * Waits until the backend has nothing in flight, or `deadlineMs` passes, then
+ * closes it. Requests routed before a reload keep their backend until they end.
+ */
+export async function drainAndClose(backend: Drainable, deadlineMs: number): Promise<void> {
+  const deadline = Date.now() + deadlineMs;
+  while (backend.load > 0 && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, DRAIN_POLL_MS));
+  }
+  await backend.close();
+}
+
+/** The running proxy, as a reload sees it. Applying a valid config never fails. */
+export interface Reloadable {
+  reload(next: Config): ReloadChanges;
+}
+
+export type ReloadTrigger = 'SIGHUP' | 'file';
+
+export interface ReloaderOptions {
+  /** Loads and checks the config again; throws (ConfigError) when it is invalid. */
+  load: () => Config;
+  target: Reloadable;
+  logger: Logger;
+  metrics: Pick<Metrics, 'configReloads'>;
+}
+
+/** How often the config file's stat is polled, and how long a burst of changes is waited out. */
+const WATCH_INTERVAL_MS = 1000;
+const WATCH_DEBOUNCE_MS = 300;
+
+export class ConfigReloader {
+  constructor(private readonly opts: ReloaderOptions) {}
+
+  /** Loads and applies the config; one log line either way. True when it was applied. */
+  reload(trigger: ReloadTrigger): boolean {
+    const { load, target, logger, metrics } = this.opts;
+    let next: Config;
+    try {
+      next = load();
+    } catch (err) {
+      metrics.configReloads.inc({ result: 'error' });
+      logger.error({ trigger, error: err instanceof Error ? err.message : String(err) }, 'config reload refused; the running config stays');
+      return false;
+    }
+    const changes = target.reload(next);
+    metrics.configReloads.inc({ result: 'ok' });
+    const line = { trigger, ...changes, replicas: next.replicas, backends: next.backends.length };
+    if (changes.needsRestart.length > 0) {
+      logger.warn(line, `config reloaded; ${changes.needsRestart.join(', ')} changed and need a restart to apply`);
+    } else {
+      logger.info(line, 'config reloaded');
+    }
+    return true;
+  }
+
+  /**
+   * Reloads when the file's stat changes. Polling stat (not fs.watch) follows
+   * editors that replace the file and Kubernetes ConfigMaps that swap a symlink.
+   * Returns the function that stops watching.
+   */
+  watch(path: string): () => void {
+    let timer: NodeJS.Timeout | null = null;
+    const onChange = (now: Stats, before: Stats): void => {
+      if (now.mtimeMs === before.mtimeMs && now.ino === before.ino && now.size === before.size) return;
+      if (timer !== null) clearTimeout(timer);
+      timer = setTimeout(() => {
+        timer = null;
+        this.reload('file');
+      }, WATCH_DEBOUNCE_MS);
+    };
+    watchFile(path, { interval: WATCH_INTERVAL_MS, persistent: false }, onChange);
+    return () => {
+      unwatchFile(path, onChange);
+      if (timer !== null) clearTimeout(timer);
+    };
+  }
+}

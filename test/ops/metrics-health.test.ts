@@ -1,0 +1,113 @@
+// Metrics move with traffic and with a backend's death; /readyz follows the
+// live replicas. replicached runs as a child process over real memcached.
+
+import { afterEach, describe, expect, test } from 'vitest';
+import { startMemcached, stopAllMemcached, type MemcachedProcess } from '../helpers/memcached';
+import { startProxy, type ProxyProcess } from '../helpers/proxy';
+import { TextClient, httpGet, metricSum, metricValue, scrape, waitFor } from './support';
+
+let proxy: ProxyProcess | null = null;
+let client: TextClient | null = null;
+
+afterEach(async () => {
+  client?.close();
+  client = null;
+  await proxy?.stop();
+  proxy = null;
+  await stopAllMemcached();
+});
+
+async function startCluster(backends: number, replicas: number): Promise<{ mcs: MemcachedProcess[]; metricsPort: number }> {
+  const mcs = await Promise.all(Array.from({ length: backends }, () => startMemcached()));
+  proxy = await startProxy({ backends: mcs.map((m) => m.address), replicas, metrics: true });
+  client = await TextClient.connect(proxy.port);
+  return { mcs, metricsPort: proxy.metricsPort! };
+}
+
+/** One read on a fresh connection, whatever the answer: with no replica left the proxy closes the connection. */
+async function poke(port: number): Promise<void> {
+  const c = await TextClient.connect(port);
+  await c.get('probe').catch(() => null);
+  c.close();
+}
+
+describe('metrics', () => {
+  test('requests, bytes and connections move with traffic', async () => {
+    const { metricsPort } = await startCluster(3, 2);
+    for (let i = 0; i < 20; i++) expect(await client!.set(`m:${i}`, `value-${i}`)).toBe('STORED\r\n');
+    for (let i = 0; i < 20; i++) expect(await client!.get(`m:${i}`)).toBe(`value-${i}`);
+    expect(await client!.get('m:absent')).toBeNull();
+
+    const text = await scrape(metricsPort);
+    expect(metricValue(text, 'replicached_requests_total', { command: 'set', result: 'stored' })).toBe(20);
+    expect(metricValue(text, 'replicached_requests_total', { command: 'get', result: 'hit' })).toBe(20);
+    expect(metricValue(text, 'replicached_requests_total', { command: 'get', result: 'miss' })).toBe(1);
+    expect(metricValue(text, 'replicached_request_duration_seconds_count', { command: 'get' })).toBe(21);
+    expect(metricValue(text, 'replicached_client_connections')).toBe(1);
+    expect(metricValue(text, 'replicached_client_bytes_received_total')).toBeGreaterThan(0);
+    expect(metricValue(text, 'replicached_client_bytes_sent_total')).toBeGreaterThan(0);
+    // No local backend: every backend read is remote (the miss asked both replicas).
+    expect(metricSum(text, 'replicached_reads_total', { locality: 'remote' })).toBe(22);
+    expect(metricSum(text, 'replicached_reads_total', { locality: 'local' })).toBe(0);
+    expect(metricValue(text, 'process_cpu_user_seconds_total')).toBeDefined();
+  });
+
+  test('a killed backend shows up 0, and reads that fail over are counted', async () => {
+    const { mcs, metricsPort } = await startCluster(3, 2);
+    const keys = Array.from({ length: 60 }, (_, i) => `k:${i}`);
+    for (const k of keys) expect(await client!.set(k, `v-${k}`)).toBe('STORED\r\n');
+
+    const before = await scrape(metricsPort);
+    for (const mc of mcs) expect(metricValue(before, 'replicached_backend_up', { backend: mc.address })).toBe(1);
+    expect(metricSum(before, 'replicached_failovers_total')).toBe(0);
+
+    const dead = mcs[0];
+    dead.kill('SIGKILL');
+    await dead.exited();
+    // Every key stays readable; those whose first replica was the dead one fail over.
+    await waitFor('the dead backend marked down', async () => {
+      for (const k of keys) expect(await client!.get(k)).toBe(`v-${k}`);
+      return metricValue(await scrape(metricsPort), 'replicached_backend_up', { backend: dead.address }) === 0;
+    });
+
+    const after = await scrape(metricsPort);
+    expect(metricValue(after, 'replicached_backend_up', { backend: mcs[1].address })).toBe(1);
+    expect(metricValue(after, 'replicached_backend_up', { backend: mcs[2].address })).toBe(1);
+    expect(metricValue(after, 'replicached_backend_ejections_total', { backend: dead.address })).toBe(1);
+    expect(metricSum(after, 'replicached_failovers_total', { command: 'get' })).toBeGreaterThan(0);
+    expect(client!.closed).toBe(false);
+  });
+});
+
+describe('health', () => {
+  test('/healthz is 200 while the process serves', async () => {
+    const { metricsPort } = await startCluster(1, 1);
+    expect(await httpGet(metricsPort, '/healthz')).toEqual({ status: 200, body: 'ok\n' });
+  });
+
+  // The ring skips a dead backend, so a key loses its last live replica only when
+  // every backend is dead: with 2 backends and 2 replicas, kill both.
+  test('/readyz turns 503 when a key has no live replica, and 200 again when one returns', async () => {
+    const { mcs, metricsPort } = await startCluster(2, 2);
+    expect((await httpGet(metricsPort, '/readyz')).status).toBe(200);
+
+    mcs[0].kill('SIGKILL');
+    await mcs[0].exited();
+    await waitFor('first backend down', async () => {
+      await poke(proxy!.port);
+      return metricValue(await scrape(metricsPort), 'replicached_backend_up', { backend: mcs[0].address }) === 0;
+    });
+    // One live replica left for every key: still ready.
+    expect((await httpGet(metricsPort, '/readyz')).status).toBe(200);
+
+    mcs[1].kill('SIGKILL');
+    await mcs[1].exited();
+    await waitFor('/readyz 503', async () => {
+      await poke(proxy!.port);
+      return (await httpGet(metricsPort, '/readyz')).status === 503;
+    });
+
+    await mcs[1].restart();
+    await waitFor('/readyz 200 again', async () => (await httpGet(metricsPort, '/readyz')).status === 200);
+  });
+});
