@@ -1,7 +1,6 @@
 // Self-test of the PHP and memccapable harnesses against a plain memcached: what passes
 // here is the baseline replicached must match, and the negative cases prove the harness
 // can see a failure at all.
-import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -13,57 +12,12 @@ import {
   writeSessions,
 } from './php';
 import { MEMCCAPABLE_TESTS, parseMemccapable, runMemccapable } from './memccapable';
-
-// Private minimal memcached until test/helpers/memcached.ts is in place.
-interface Mc {
-  port: number;
-  stop(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const addr = s.address();
-      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const c = net.connect(port, '127.0.0.1');
-    c.once('connect', () => {
-      c.destroy();
-      resolve(true);
-    });
-    c.once('error', () => resolve(false));
-  });
-}
-
-async function startMc(): Promise<Mc> {
-  const port = await freePort();
-  const args = ['-l', '127.0.0.1', '-p', String(port), '-U', '0', '-m', '64'];
-  if (process.getuid?.() === 0) args.push('-u', 'root');
-  const child: ChildProcess = spawn('memcached', args, { stdio: 'ignore' });
-  for (let i = 0; i < 100 && !(await canConnect(port)); i++) await new Promise((r) => setTimeout(r, 50));
-  return {
-    port,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null || child.signalCode !== null) return resolve();
-        child.once('exit', () => resolve());
-        child.kill('SIGKILL');
-      }),
-  };
-}
+import { freePort, startMemcached, type MemcachedProcess } from './memcached';
 
 describe('PHP session harness against plain memcached', () => {
-  let mc: Mc;
+  let mc: MemcachedProcess;
   beforeAll(async () => {
-    mc = await startMc();
+    mc = await startMemcached();
   });
   afterAll(async () => {
     await mc?.stop();
@@ -121,9 +75,9 @@ describe('PHP session harness against plain memcached', () => {
 });
 
 describe('memccapable harness', () => {
-  let mc: Mc;
+  let mc: MemcachedProcess;
   beforeAll(async () => {
-    mc = await startMc(); // its own server: memccapable flushes
+    mc = await startMemcached(); // its own server: memccapable flushes
   });
   afterAll(async () => {
     await mc?.stop();
