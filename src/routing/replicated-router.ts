@@ -40,6 +40,25 @@ export const SILENT_EVENTS: RouterEvents = {
   disagreement() {},
 };
 
+/**
+ * What the router asks of a rejoin resync (src/resync/): whether a member is
+ * still being refilled, and a word before every delete and flush, so that a
+ * copy in flight can never bring back an item a client removed.
+ */
+export interface ResyncHooks {
+  isResyncing(node: MemcachedNode): boolean;
+  /** Called before a delete is sent; the delete goes out once the returned promise settles. */
+  deleting(key: Buffer): Promise<void> | undefined;
+  /** Called before a flush is sent; the flush goes out once the returned promise settles. */
+  flushing(): Promise<void> | undefined;
+}
+
+export const NO_RESYNC: ResyncHooks = {
+  isResyncing: () => false,
+  deleting: () => undefined,
+  flushing: () => undefined,
+};
+
 type StoreCommand = Extract<Command, { op: 'store' }>;
 type ArithCommand = Extract<Command, { op: 'arith' }>;
 
@@ -60,6 +79,7 @@ export class ReplicatedRouter implements Router {
   constructor(
     private ring: ReplicaRing,
     private readonly events: RouterEvents = SILENT_EVENTS,
+    private readonly resync: ResyncHooks = NO_RESYNC,
   ) {}
 
   /** Routes every later request over `ring` (a config reload); requests already routed finish as they started. */
@@ -86,6 +106,9 @@ export class ReplicatedRouter implements Router {
   }
 
   async delete(key: Buffer, cas: bigint): Promise<DeleteOutcome> {
+    // Resync: a copy of this key in flight lands first, then this delete removes it everywhere.
+    const copying = this.resync.deleting(key);
+    if (copying !== undefined) await copying;
     const members = this.ring.replicaSet(key);
     if (members.length === 0) return UNAVAILABLE;
     if (cas !== 0n) {
@@ -121,6 +144,8 @@ export class ReplicatedRouter implements Router {
   }
 
   async flush(delay: number): Promise<FlushOutcome> {
+    const copying = this.resync.flushing();
+    if (copying !== undefined) await copying;
     const live = this.ring.nodes.filter((n) => n.isUp());
     const replies = await Promise.all(live.map((n) => n.flush(delay)));
     return replies.some((r) => r.status === 'ok') ? { status: 'ok' } : UNAVAILABLE;
@@ -130,6 +155,11 @@ export class ReplicatedRouter implements Router {
   private async readInTurn(key: Buffer, members: MemcachedNode[]): Promise<GetOutcome> {
     const missed: MemcachedNode[] = [];
     let failed = false;
+    // Resync rule: a member still being refilled may just not have the item yet, so
+    // its miss proves nothing. A miss from a member that is not resyncing does: it
+    // stayed in this key's replica set the whole time the other was away (taking a
+    // backend out of the ring only shifts later ones in), so it saw every write.
+    let authoritativeMiss = false;
     for (let i = 0; i < members.length; i++) {
       const reply = await members[i].get(key);
       this.countRead(members[i]);
@@ -138,11 +168,13 @@ export class ReplicatedRouter implements Router {
         this.repair(missed, key, reply.item);
         return { status: 'hit', item: toClientItem(reply.item) };
       }
-      if (reply.status === 'miss') missed.push(members[i]);
-      else failed = true;
+      if (reply.status === 'miss') {
+        missed.push(members[i]);
+        if (!this.resync.isResyncing(members[i])) authoritativeMiss = true;
+      } else failed = true;
     }
-    // A miss only when every member said so; otherwise we cannot know.
-    return failed ? UNAVAILABLE : MISS;
+    // A miss only when every member said so, one of them with authority; otherwise we cannot know.
+    return failed || !authoritativeMiss ? UNAVAILABLE : MISS;
   }
 
   /** gat/gats: every member must see the new expiry, so ask them all at once. */

@@ -1,0 +1,224 @@
+// One resync: refill a backend that came back (after being down, or restarted
+// empty) with the items it should hold.
+//
+//   list   each other live backend: `lru_crawler metadump all` ──> keep the keys
+//          whose replica set, as the router computes it now, holds both the
+//          lister and the target (the lister then got every write to the key)
+//   quiet  wait until deletes sent before the run began have landed or timed out
+//   copy   per key, rate-limited, at most maxInFlight at once:
+//          read from a live member (set order) ──miss──> skip
+//            └─hit──> add to the target (never overwrites) ──not stored──> skip: it has a newer value
+//                       └─stored──> re-read the member ──gone──> delete our copy (CAS-guarded)
+//
+// Never resurrecting a deleted key. The router calls deleting(key) before it sends
+// any delete of `key`:
+//   - the key waits in the queue: it leaves the queue and is never copied;
+//   - the key is still being listed: it is remembered and never queued;
+//   - the key is being copied: the router sends its delete only when the copy has
+//     finished, so the delete reaches the target after our add and removes it.
+// So a delete through this process always lands after our add, or our add never
+// happens: there is no moment when the target holds a deleted item. flushing()
+// ends the run (nothing is left to copy) after the copies in flight land.
+// Deletes sent through another replicached process are invisible here. They go
+// to the member we read from as well as to the target, so the re-read after the
+// add sees the member's miss and deletes our copy (with the CAS our add returned:
+// a newer value written since is left alone). Left open: such a delete that
+// reaches the member more than our add + re-read later than the target, and the
+// round trip between our add and its undo, when a reader of the target sees it.
+
+import type { Backend } from '../backends/backend';
+import type { MemcachedNode } from '../routing/node';
+import { exptimeForCopy } from '../routing/replicated-router';
+import type { ReplicaRing } from '../routing/ring';
+import { RateLimiter, type Clock } from './rate-limiter';
+
+export interface ResyncRunOptions {
+  /** Keys copied per second at most (each queued key counts once, copied or not). */
+  keysPerSecond: number;
+  /** Copies in flight at once. */
+  maxInFlight: number;
+  /** Copying starts no sooner than this after the run began (over the backend request timeout). */
+  quietMs: number;
+  /** Metadump attempts per lister (memcached answers BUSY while another crawl runs). */
+  listAttempts: number;
+  clock: Clock;
+}
+
+export type ResyncOutcome = 'done' | 'flushed' | 'aborted';
+
+export interface ResyncResult {
+  outcome: ResyncOutcome;
+  /** Why it was aborted: target down, restarted again, proxy closing. */
+  reason?: string;
+  copied: number;
+  skipped: number;
+  /** Live backends whose keys could not be listed: the target may lack some of their items. */
+  unlisted: string[];
+}
+
+export interface RunCounters {
+  copied(): void;
+  skipped(): void;
+}
+
+export type RunPhase = 'listing' | 'copying' | 'finished';
+
+export class ResyncRun {
+  phase: RunPhase = 'listing';
+  copied = 0;
+  skipped = 0;
+  /** Keys still to copy, latin1 (one char per byte). A Set: listed by several backends, copied once. */
+  private readonly queue = new Set<string>();
+  private readonly inFlight = new Map<string, Promise<void>>();
+  /** Keys deleted while the listing runs; null once it is over. */
+  private deletedWhileListing: Set<string> | null = new Set();
+  private stopReason: { outcome: 'flushed' | 'aborted'; reason: string } | null = null;
+  private readonly unlisted: string[] = [];
+  private readonly startedAt: number;
+  readonly done: Promise<ResyncResult>;
+
+  constructor(
+    readonly target: Backend,
+    private readonly backends: readonly Backend[],
+    private readonly ring: ReplicaRing,
+    private readonly opts: ResyncRunOptions,
+    private readonly counters: RunCounters,
+  ) {
+    this.startedAt = opts.clock.now();
+    this.done = this.run();
+  }
+
+  get pending(): number {
+    return this.queue.size;
+  }
+
+  get copying(): number {
+    return this.inFlight.size;
+  }
+
+  /** Stops listing and copying; copies in flight still land. */
+  abort(reason: string): void {
+    if (this.stopReason === null) this.stopReason = { outcome: 'aborted', reason };
+  }
+
+  /** See the head comment; the promise settles when this key's copy in flight (if any) has landed. */
+  deleting(name: string): Promise<void> | undefined {
+    if (this.deletedWhileListing !== null && this.ring.replicaSet(Buffer.from(name, 'latin1')).includes(this.target)) {
+      this.deletedWhileListing.add(name);
+    }
+    if (this.queue.delete(name)) this.countSkipped();
+    return this.inFlight.get(name);
+  }
+
+  /** A flush empties every backend: nothing is left to copy once the copies in flight land. */
+  flushing(): Promise<void> {
+    if (this.stopReason === null) this.stopReason = { outcome: 'flushed', reason: 'flush_all' };
+    this.queue.clear();
+    return this.settled();
+  }
+
+  private async run(): Promise<ResyncResult> {
+    await this.list();
+    this.deletedWhileListing = null;
+    // In short naps, so that an abort does not wait out the quiet time.
+    for (let left = this.quietLeft(); left > 0 && this.stopReason === null; left = this.quietLeft()) {
+      await this.opts.clock.sleep(Math.min(left, 50));
+    }
+    this.phase = 'copying';
+    await this.copyAll();
+    await this.settled();
+    this.queue.clear();
+    this.phase = 'finished';
+    const counts = { copied: this.copied, skipped: this.skipped, unlisted: this.unlisted };
+    return this.stopReason === null
+      ? { outcome: 'done', ...counts }
+      : { outcome: this.stopReason.outcome, reason: this.stopReason.reason, ...counts };
+  }
+
+  private quietLeft(): number {
+    return this.startedAt + this.opts.quietMs - this.opts.clock.now();
+  }
+
+  private async list(): Promise<void> {
+    for (const lister of this.backends) {
+      if (lister === this.target) continue;
+      let listed = false;
+      for (let attempt = 0; attempt < this.opts.listAttempts; attempt++) {
+        if (this.stopReason !== null || !lister.isUp()) break;
+        if (attempt > 0) await this.opts.clock.sleep(100 * 2 ** attempt);
+        const r = await lister.metadumpEach((line) => this.consider(lister, line.key));
+        if (r.status === 'ok') {
+          listed = true;
+          break;
+        }
+      }
+      if (this.stopReason !== null) return;
+      if (!listed && lister.isUp()) this.unlisted.push(lister.address);
+    }
+  }
+
+  private consider(lister: MemcachedNode, key: Buffer): void {
+    if (this.stopReason !== null) return;
+    const name = key.toString('latin1');
+    if (this.deletedWhileListing?.has(name)) return;
+    const set = this.ring.replicaSet(key);
+    if (set.includes(this.target) && set.includes(lister)) this.queue.add(name);
+  }
+
+  private async copyAll(): Promise<void> {
+    const limiter = new RateLimiter(this.opts.keysPerSecond, Math.min(this.opts.keysPerSecond, this.opts.maxInFlight), this.opts.clock);
+    // Iterating a Set sees deletions made meanwhile (keys deleted by clients are skipped).
+    for (const name of this.queue) {
+      if (this.stopReason !== null) return;
+      await limiter.take();
+      while (this.inFlight.size >= this.opts.maxInFlight) await Promise.race(this.inFlight.values());
+      if (this.stopReason !== null) return;
+      // Deleted while we waited: already counted as skipped.
+      if (!this.queue.delete(name)) continue;
+      // From here to inFlight.set nothing yields: deleting(name) sees the key in one place or the other.
+      const copy = this.copyOne(Buffer.from(name, 'latin1')).then((copied) => {
+        this.inFlight.delete(name);
+        if (copied) this.countCopied();
+        else this.countSkipped();
+      });
+      this.inFlight.set(name, copy);
+    }
+  }
+
+  /** True when the target got the item from this copy. Never rejects (backends resolve failures). */
+  private async copyOne(key: Buffer): Promise<boolean> {
+    const set = this.ring.replicaSet(key);
+    if (!set.includes(this.target)) return false;
+    for (const member of set) {
+      if (member === this.target) continue;
+      const read = await member.get(key);
+      if (read.status !== 'hit') continue;
+      const exptime = exptimeForCopy(read.item.ttl);
+      if (exptime === null || this.stopReason !== null) return false;
+      const { value, flags } = read.item;
+      const added = await this.target.store({ mode: 'add', key, value, flags, exptime, cas: 0n });
+      if (added.status !== 'stored') return false;
+      const again = await member.get(key);
+      if (again.status === 'miss') {
+        if (added.cas !== 0n) await this.target.delete(key, added.cas);
+        return false;
+      }
+      return true;
+    }
+    return false;
+  }
+
+  private settled(): Promise<void> {
+    return Promise.all(this.inFlight.values()).then(() => undefined);
+  }
+
+  private countCopied(): void {
+    this.copied++;
+    this.counters.copied();
+  }
+
+  private countSkipped(): void {
+    this.skipped++;
+    this.counters.skipped();
+  }
+}

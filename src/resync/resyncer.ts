@@ -1,0 +1,232 @@
+// Rejoin resync: notices a backend that must be refilled and runs one
+// ResyncRun per such backend.
+//
+//   backend 'up' (it was down) ─────────────────────────┐
+//   identity poll: pid or start time changed (restart) ─┴─> run (a run already going restarts)
+//   backend 'down' ──> its run aborts      close() ──> every run aborts
+//
+// It is also the router's ResyncHooks: a backend is resyncing from the moment it
+// is up again until its run ends, and deletes/flushes are passed to the runs.
+
+import type { Backend } from '../backends/backend';
+import type { MemcachedNode } from '../routing/node';
+import type { ResyncHooks } from '../routing/replicated-router';
+import type { ReplicaRing } from '../routing/ring';
+import { REAL_CLOCK } from './rate-limiter';
+import { ResyncRun, type ResyncResult, type ResyncRunOptions } from './resync-run';
+
+export interface ResyncOptions extends ResyncRunOptions {
+  /** How often each live backend's pid and start time are read, to catch a restart no probe noticed. */
+  identityPollMs: number;
+}
+
+export const DEFAULT_RESYNC_OPTIONS: Readonly<ResyncOptions> = Object.freeze({
+  keysPerSecond: 5000,
+  maxInFlight: 32,
+  quietMs: 1000,
+  listAttempts: 5,
+  identityPollMs: 3000,
+  clock: REAL_CLOCK,
+});
+
+export type ResyncCause = 'up' | 'restarted' | 'manual';
+
+/** Where progress goes: metrics and logs. `backend` is the address being refilled. */
+export interface ResyncEvents {
+  started(backend: string, cause: ResyncCause): void;
+  copied(backend: string): void;
+  skipped(backend: string): void;
+  finished(backend: string, result: ResyncResult): void;
+}
+
+export const SILENT_RESYNC_EVENTS: ResyncEvents = {
+  started() {},
+  copied() {},
+  skipped() {},
+  finished() {},
+};
+
+export interface ResyncProgress {
+  backend: string;
+  state: 'idle' | 'listing' | 'copying';
+  /** Totals since the proxy started, over every run for this backend. */
+  copied: number;
+  skipped: number;
+  /** Of the current run: keys still queued, and copies in flight. */
+  pending: number;
+  inFlight: number;
+}
+
+type Identity = { pid: number; startedAt: number };
+
+export class Resyncer implements ResyncHooks {
+  private readonly opts: ResyncOptions;
+  /** The current run per backend. */
+  private readonly current = new Map<Backend, ResyncRun>();
+  /** Every run not yet settled, current or aborted: their copies in flight still matter to deletes. */
+  private readonly live = new Set<ResyncRun>();
+  private readonly totals = new Map<Backend, { copied: number; skipped: number }>();
+  /** Last identity seen per backend; null = unknown (the next poll records it). */
+  private readonly identities = new Map<Backend, Identity | null>();
+  private readonly unsubscribe: Array<() => void> = [];
+  private pollTimer: NodeJS.Timeout | null = null;
+  private polling = false;
+  private closed = false;
+
+  constructor(
+    private readonly ring: ReplicaRing,
+    private readonly backends: readonly Backend[],
+    private readonly events: ResyncEvents = SILENT_RESYNC_EVENTS,
+    options: Partial<ResyncOptions> = {},
+  ) {
+    this.opts = { ...DEFAULT_RESYNC_OPTIONS, ...options };
+    for (const b of backends) {
+      this.totals.set(b, { copied: 0, skipped: 0 });
+      this.identities.set(b, null);
+    }
+  }
+
+  /** Listens to the backends and starts the identity poll (its first round records who they are). */
+  start(): void {
+    for (const b of this.backends) {
+      const onUp = (): void => {
+        this.identities.set(b, null);
+        this.resync(b, 'up');
+      };
+      const onDown = (): void => {
+        this.identities.set(b, null);
+        this.current.get(b)?.abort('backend down');
+      };
+      b.on('up', onUp);
+      b.on('down', onDown);
+      this.unsubscribe.push(() => {
+        b.off('up', onUp);
+        b.off('down', onDown);
+      });
+    }
+    void this.checkIdentities();
+    this.pollTimer = setInterval(() => void this.checkIdentities(), this.opts.identityPollMs);
+    this.pollTimer.unref();
+  }
+
+  /**
+   * Starts refilling `backend` (restarting a run already going). Resolves with
+   * the run's result; null when it cannot start (closed, or the backend is not up).
+   */
+  resync(backend: Backend, cause: ResyncCause = 'manual'): Promise<ResyncResult | null> {
+    if (this.closed || !backend.isUp()) return Promise.resolve(null);
+    this.current.get(backend)?.abort('restarted');
+    const totals = this.totals.get(backend) ?? { copied: 0, skipped: 0 };
+    this.totals.set(backend, totals);
+    const address = backend.address;
+    const run = new ResyncRun(backend, this.backends, this.ring, this.opts, {
+      copied: () => {
+        totals.copied++;
+        this.events.copied(address);
+      },
+      skipped: () => {
+        totals.skipped++;
+        this.events.skipped(address);
+      },
+    });
+    this.current.set(backend, run);
+    this.live.add(run);
+    this.events.started(address, cause);
+    return run.done.then((result) => {
+      this.live.delete(run);
+      if (this.current.get(backend) === run) this.current.delete(backend);
+      this.events.finished(address, result);
+      return result;
+    });
+  }
+
+  isResyncing(node: MemcachedNode): boolean {
+    for (const [backend] of this.current) if (backend === node) return true;
+    return false;
+  }
+
+  deleting(key: Buffer): Promise<void> | undefined {
+    if (this.live.size === 0) return undefined;
+    const name = key.toString('latin1');
+    const waits: Promise<void>[] = [];
+    for (const run of this.live) {
+      const w = run.deleting(name);
+      if (w !== undefined) waits.push(w);
+    }
+    return waits.length === 0 ? undefined : Promise.all(waits).then(() => undefined);
+  }
+
+  flushing(): Promise<void> | undefined {
+    if (this.live.size === 0) return undefined;
+    return Promise.all([...this.live].map((run) => run.flushing())).then(() => undefined);
+  }
+
+  /**
+   * One round of the restart check: a backend whose pid or start time changed
+   * since the last round restarted (its data is gone) and is refilled.
+   */
+  async checkIdentities(): Promise<void> {
+    if (this.polling || this.closed) return;
+    this.polling = true;
+    try {
+      await Promise.all(
+        this.backends.map(async (b) => {
+          if (!b.isUp()) return;
+          const id = await b.identity();
+          if (id.status !== 'ok' || this.closed || !b.isUp()) return;
+          const known = this.identities.get(b) ?? null;
+          this.identities.set(b, { pid: id.pid, startedAt: id.startedAt });
+          if (known !== null && (known.pid !== id.pid || known.startedAt !== id.startedAt)) {
+            void this.resync(b, 'restarted');
+          }
+        }),
+      );
+    } finally {
+      this.polling = false;
+    }
+  }
+
+  progress(): ResyncProgress[] {
+    return this.backends.map((b) => {
+      const run = this.current.get(b);
+      const totals = this.totals.get(b) ?? { copied: 0, skipped: 0 };
+      return {
+        backend: b.address,
+        state: run === undefined ? 'idle' : run.phase === 'listing' ? 'listing' : 'copying',
+        copied: totals.copied,
+        skipped: totals.skipped,
+        pending: run?.pending ?? 0,
+        inFlight: run?.copying ?? 0,
+      };
+    });
+  }
+
+  /** For the `stats` command, numbered like the replicached_backend_<i> lines. */
+  statsLines(): Array<[string, string | number]> {
+    const progress = this.progress();
+    const lines: Array<[string, string | number]> = [
+      ['replicached_resyncs_in_progress', progress.filter((p) => p.state !== 'idle').length],
+      ['replicached_resync_keys_copied', progress.reduce((n, p) => n + p.copied, 0)],
+      ['replicached_resync_keys_skipped', progress.reduce((n, p) => n + p.skipped, 0)],
+    ];
+    progress.forEach((p, i) => {
+      lines.push([
+        `replicached_resync_${i}`,
+        `${p.backend} ${p.state} copied=${p.copied} skipped=${p.skipped} pending=${p.pending} in_flight=${p.inFlight}`,
+      ]);
+    });
+    return lines;
+  }
+
+  /** Stops polling and every run; resolves when their copies in flight have landed. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.pollTimer !== null) clearInterval(this.pollTimer);
+    this.pollTimer = null;
+    for (const off of this.unsubscribe.splice(0)) off();
+    const runs = [...this.live];
+    for (const run of runs) run.abort('closing');
+    await Promise.all(runs.map((run) => run.done));
+  }
+}
