@@ -12,7 +12,8 @@ let backend: Backend;
 
 beforeAll(async () => {
   mc = await startMemcached();
-  backend = new Backend(mc.address, { connections: 2 });
+  // Generous: these tests are about replies, not timeouts, and may run on a loaded machine.
+  backend = new Backend(mc.address, { connections: 2, requestTimeoutMs: 10_000 });
 });
 
 afterAll(async () => {

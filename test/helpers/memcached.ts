@@ -2,7 +2,8 @@
 //
 //   const mc = await startMemcached();   // accepting connections when it resolves
 //   mc.address                           // "127.0.0.1:<port>"
-//   mc.kill('SIGSTOP') / mc.kill('SIGCONT')
+//   await mc.pause() / mc.resume()        // SIGSTOP (waits until stopped) / SIGCONT
+//   mc.kill('SIGKILL')
 //   await mc.restart()                   // same port, empty
 //   await mc.stop()                      // or stopAllMemcached() in afterAll
 //
@@ -10,6 +11,7 @@
 // whatever the tests did.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 
 export interface MemcachedOptions {
@@ -37,6 +39,10 @@ export interface MemcachedProcess {
   stop(): Promise<void>;
   /** Sends a signal (SIGKILL, SIGSTOP, SIGCONT, ...), nothing more. */
   kill(signal: NodeJS.Signals): void;
+  /** SIGSTOP, resolved once every thread has stopped (a thread may run on briefly after kill()). */
+  pause(): Promise<void>;
+  /** SIGCONT. */
+  resume(): void;
   /** Stops the current process if it runs, then starts an empty one on the same port. */
   restart(): Promise<void>;
   /** Resolves when the current process has exited. */
@@ -195,12 +201,47 @@ export async function startMemcached(opts: MemcachedOptions = {}): Promise<Memca
     kill(signal) {
       if (isRunning(child)) child.kill(signal);
     },
+    async pause() {
+      if (!isRunning(child)) return;
+      child.kill('SIGSTOP');
+      await waitStopped(child.pid ?? -1);
+    },
+    resume() {
+      if (isRunning(child)) child.kill('SIGCONT');
+    },
     async restart() {
       await stop();
       child = await spawnWithRetry(opts, port);
     },
     exited: () => exitedPromise(child),
   };
+}
+
+/** Waits until every thread of `pid` is in state T (stopped), per /proc; a short sleep where there is no /proc. */
+async function waitStopped(pid: number): Promise<void> {
+  const deadline = Date.now() + 2000;
+  while (Date.now() < deadline) {
+    let tids: string[];
+    try {
+      tids = readdirSync(`/proc/${pid}/task`);
+    } catch {
+      await new Promise((r) => setTimeout(r, 50));
+      return;
+    }
+    const stopped = tids.every((tid) => {
+      try {
+        // The state follows the ")" that closes the command name.
+        const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'latin1');
+        const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+        return state === 'T' || state === 't';
+      } catch {
+        return true;
+      }
+    });
+    if (stopped) return;
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  throw new Error(`memcached ${pid} did not stop`);
 }
 
 /** Stops every memcached this process started (for afterAll). */
