@@ -70,7 +70,8 @@ export class Resyncer implements ResyncHooks {
   private readonly identities = new Map<Backend, Identity | null>();
   private readonly unsubscribe: Array<() => void> = [];
   private pollTimer: NodeJS.Timeout | null = null;
-  private polling = false;
+  /** The identity round running now, if any: a caller arriving meanwhile waits for it. */
+  private round: Promise<void> | null = null;
   private closed = false;
 
   constructor(
@@ -165,25 +166,27 @@ export class Resyncer implements ResyncHooks {
    * One round of the restart check: a backend whose pid or start time changed
    * since the last round restarted (its data is gone) and is refilled.
    */
-  async checkIdentities(): Promise<void> {
-    if (this.polling || this.closed) return;
-    this.polling = true;
-    try {
-      await Promise.all(
-        this.backends.map(async (b) => {
-          if (!b.isUp()) return;
-          const id = await b.identity();
-          if (id.status !== 'ok' || this.closed || !b.isUp()) return;
-          const known = this.identities.get(b) ?? null;
-          this.identities.set(b, { pid: id.pid, startedAt: id.startedAt });
-          if (known !== null && (known.pid !== id.pid || known.startedAt !== id.startedAt)) {
-            void this.resync(b, 'restarted');
-          }
-        }),
-      );
-    } finally {
-      this.polling = false;
-    }
+  checkIdentities(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    this.round ??= this.identityRound().finally(() => {
+      this.round = null;
+    });
+    return this.round;
+  }
+
+  private async identityRound(): Promise<void> {
+    await Promise.all(
+      this.backends.map(async (b) => {
+        if (!b.isUp()) return;
+        const id = await b.identity();
+        if (id.status !== 'ok' || this.closed || !b.isUp()) return;
+        const known = this.identities.get(b) ?? null;
+        this.identities.set(b, { pid: id.pid, startedAt: id.startedAt });
+        if (known !== null && (known.pid !== id.pid || known.startedAt !== id.startedAt)) {
+          void this.resync(b, 'restarted');
+        }
+      }),
+    );
   }
 
   progress(): ResyncProgress[] {

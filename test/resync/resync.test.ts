@@ -1,0 +1,328 @@
+// Rejoin resync against real memcached: 3 backends, 2 replicas, real Backend
+// objects, the ring and the router in-process. Races are made deterministic by
+// wrapping a backend's get: the client's write or delete happens right after the
+// resync read the item and before its add lands.
+
+import { afterEach, describe, expect, test } from 'vitest';
+import { Backend } from '../../src/backends/backend';
+import { Resyncer, type ResyncCause, type ResyncOptions } from '../../src/resync/resyncer';
+import type { ResyncResult } from '../../src/resync/resync-run';
+import type { NodeGet } from '../../src/routing/node';
+import { ReplicatedRouter } from '../../src/routing/replicated-router';
+import { ReplicaRing } from '../../src/routing/ring';
+import { startMemcached, type MemcachedProcess } from '../helpers/memcached';
+import { virtualClock } from './virtual-clock';
+
+const k = (s: string) => Buffer.from(s);
+const KEYS = Array.from({ length: 90 }, (_, i) => `sess:${i}`);
+
+interface Cluster {
+  mcs: MemcachedProcess[];
+  backends: Backend[];
+  ring: ReplicaRing;
+  router: ReplicatedRouter;
+  resyncer: Resyncer;
+  started: Array<{ backend: string; cause: ResyncCause }>;
+  finished: ResyncResult[];
+  copiedEvents: number;
+}
+
+let current: Cluster | null = null;
+
+afterEach(async () => {
+  if (current === null) return;
+  await current.resyncer.close();
+  await Promise.all(current.backends.map((b) => b.close()));
+  await Promise.all(current.mcs.map((m) => m.stop()));
+  current = null;
+});
+
+async function cluster(options: Partial<ResyncOptions> = {}, failureLimit = 2): Promise<Cluster> {
+  const mcs = await Promise.all([0, 1, 2].map(() => startMemcached()));
+  const backends = mcs.map(
+    (m) =>
+      new Backend(m.address, { probeIntervalMs: 30, retryMaxMs: 100, upAfterProbes: 1, requestTimeoutMs: 1000, failureLimit }),
+  );
+  const ring = new ReplicaRing(backends.map((node) => ({ node, weight: 1 })), 2);
+  const c: Cluster = {
+    mcs,
+    backends,
+    ring,
+    router: null as unknown as ReplicatedRouter,
+    resyncer: null as unknown as Resyncer,
+    started: [],
+    finished: [],
+    copiedEvents: 0,
+  };
+  c.resyncer = new Resyncer(
+    ring,
+    backends,
+    {
+      started: (backend, cause) => c.started.push({ backend, cause }),
+      copied: () => c.copiedEvents++,
+      skipped: () => {},
+      finished: (_, result) => c.finished.push(result),
+    },
+    { quietMs: 0, identityPollMs: 60_000, ...options },
+  );
+  c.router = new ReplicatedRouter(ring, undefined, c.resyncer);
+  current = c;
+  return c;
+}
+
+async function waitFor(cond: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Sessions through the router: flags = index, every other one with a TTL of an hour. */
+async function writeSessions(c: Cluster): Promise<void> {
+  for (const [i, key] of KEYS.entries()) {
+    const r = await c.router.store({
+      op: 'store',
+      mode: 'set',
+      key: k(key),
+      flags: i,
+      exptime: i % 2 === 0 ? 3600 : 0,
+      value: k(`data-of-${key}`),
+      cas: 0n,
+    });
+    expect(r.status).toBe('stored');
+  }
+}
+
+/** Restarts backend i empty and waits until it answers again. */
+async function restartEmpty(c: Cluster, i: number): Promise<void> {
+  await c.mcs[i].restart();
+  await waitFor(async () => c.backends[i].isUp() && (await c.backends[i].version()).status === 'ok');
+}
+
+/** The keys the ring places on `backend` when every backend is up. */
+function placedOn(c: Cluster, backend: Backend): string[] {
+  return KEYS.filter((key) => c.ring.replicaSet(k(key)).includes(backend));
+}
+
+/** Runs `action` once, right after the first read of `key` through any backend's get. */
+function afterFirstRead(c: Cluster, key: string, action: () => Promise<void>): void {
+  let fired = false;
+  for (const b of c.backends) {
+    const get = b.get.bind(b);
+    b.get = async (kk: Buffer, touch?: number): Promise<NodeGet> => {
+      const r = await get(kk, touch);
+      if (!fired && kk.equals(k(key))) {
+        fired = true;
+        await action();
+      }
+      return r;
+    };
+  }
+}
+
+async function valueOn(b: Backend, key: string): Promise<string | null> {
+  const r = await b.get(k(key));
+  if (r.status === 'failed') throw new Error(r.reason);
+  return r.status === 'hit' ? r.item.value.toString() : null;
+}
+
+describe('rejoin resync with real memcached', () => {
+  test('a backend restarted empty gets back exactly the keys it should hold, flags and TTL intact', async () => {
+    const c = await cluster();
+    await writeSessions(c);
+    const target = c.backends[0];
+    const expected = placedOn(c, target);
+    expect(expected.length).toBeGreaterThan(20);
+    expect(expected.length).toBeLessThan(KEYS.length);
+    await restartEmpty(c, 0);
+
+    const result = await c.resyncer.resync(target);
+    expect(result).toMatchObject({ outcome: 'done', copied: expected.length, skipped: 0, unlisted: [] });
+    expect(c.resyncer.isResyncing(target)).toBe(false);
+
+    for (const [i, key] of KEYS.entries()) {
+      const r = await target.get(k(key));
+      if (!expected.includes(key)) {
+        expect(r.status, key).toBe('miss');
+        continue;
+      }
+      if (r.status !== 'hit') throw new Error(`${key}: ${r.status}`);
+      expect(r.item.value.toString()).toBe(`data-of-${key}`);
+      expect(r.item.flags).toBe(i);
+      if (i % 2 === 0) {
+        expect(r.item.ttl).toBeGreaterThan(3500);
+        expect(r.item.ttl).toBeLessThanOrEqual(3600);
+      } else {
+        expect(r.item.ttl).toBe(-1);
+      }
+    }
+    const stats = Object.fromEntries(c.resyncer.statsLines());
+    expect(stats.replicached_resync_keys_copied).toBe(expected.length);
+    expect(stats.replicached_resyncs_in_progress).toBe(0);
+  });
+
+  test('a value written between the resync read and its add is not overwritten', async () => {
+    const c = await cluster();
+    await writeSessions(c);
+    const target = c.backends[0];
+    const [raced] = placedOn(c, target);
+    await restartEmpty(c, 0);
+    afterFirstRead(c, raced, async () => {
+      const r = await c.router.store({ op: 'store', mode: 'set', key: k(raced), flags: 0, exptime: 0, value: k('newer'), cas: 0n });
+      expect(r.status).toBe('stored');
+    });
+    const result = await c.resyncer.resync(target);
+    expect(result?.skipped).toBe(1); // the add found the newer value
+    for (const b of c.ring.replicaSet(k(raced))) expect(await valueOn(b as Backend, raced)).toBe('newer');
+  });
+
+  test('a delete through the router while its key is being copied waits, then removes the copy', async () => {
+    const c = await cluster();
+    await writeSessions(c);
+    const target = c.backends[0];
+    const expected = placedOn(c, target);
+    const raced = expected[0];
+    await restartEmpty(c, 0);
+    let deleted: Promise<unknown> = Promise.resolve();
+    afterFirstRead(c, raced, async () => {
+      deleted = c.router.delete(k(raced), 0n);
+      await new Promise((r) => setTimeout(r, 30)); // time enough for a delete that did not wait to land
+    });
+    const result = await c.resyncer.resync(target);
+    expect(await deleted).toEqual({ status: 'deleted' });
+    // The delete waited for the copy: the add landed (counted as copied), then the delete removed it.
+    expect(result).toMatchObject({ outcome: 'done', copied: expected.length, skipped: 0 });
+    for (const b of c.backends) expect(await valueOn(b, raced)).toBeNull();
+  });
+
+  test('a delete by another proxy between the resync read and its add: the copy is undone', async () => {
+    const c = await cluster();
+    await writeSessions(c);
+    const target = c.backends[0];
+    const raced = placedOn(c, target)[0];
+    await restartEmpty(c, 0);
+    afterFirstRead(c, raced, async () => {
+      // Straight to the backends: this router (and so the resync) never hears of it.
+      await Promise.all(c.backends.map((b) => b.delete(k(raced), 0n)));
+    });
+    const result = await c.resyncer.resync(target);
+    expect(result?.skipped).toBe(1);
+    for (const b of c.backends) expect(await valueOn(b, raced)).toBeNull();
+  });
+
+  test('writes and deletes while a throttled resync runs: no overwrite, no resurrection', async () => {
+    const c = await cluster({ keysPerSecond: 40, maxInFlight: 2 });
+    await writeSessions(c);
+    const target = c.backends[0];
+    const expected = placedOn(c, target);
+    await restartEmpty(c, 0);
+    const running = c.resyncer.resync(target);
+    await waitFor(() => c.copiedEvents >= 4);
+    const toDelete = expected.filter((_, i) => i % 3 === 0);
+    const toRewrite = expected.filter((_, i) => i % 3 === 1);
+    await Promise.all([
+      ...toDelete.map((key) => c.router.delete(k(key), 0n)),
+      ...toRewrite.map((key) =>
+        c.router.store({ op: 'store', mode: 'set', key: k(key), flags: 1, exptime: 0, value: k('rewritten'), cas: 0n }),
+      ),
+    ]);
+    const result = await running;
+    expect(result?.outcome).toBe('done');
+    expect(c.copiedEvents).toBeLessThan(expected.length); // the writes and deletes did land mid-way
+    for (const key of toDelete) for (const b of c.backends) expect(await valueOn(b, key), key).toBeNull();
+    for (const key of toRewrite) expect(await valueOn(target, key), key).toBe('rewritten');
+    for (const key of expected.filter((_, i) => i % 3 === 2)) expect(await valueOn(target, key), key).toBe(`data-of-${key}`);
+  });
+
+  test('a restart no probe noticed is found by its changed pid and start time', async () => {
+    const c = await cluster({}, 1000); // resets never mark the backend down
+    await writeSessions(c);
+    c.resyncer.start();
+    await c.resyncer.checkIdentities(); // records who each backend is
+    expect(c.started).toEqual([]);
+    await restartEmpty(c, 1);
+    expect(c.backends[1].isUp()).toBe(true);
+    await c.resyncer.checkIdentities();
+    expect(c.started).toEqual([{ backend: c.backends[1].address, cause: 'restarted' }]);
+    await waitFor(() => c.finished.length === 1);
+    expect(c.finished[0]).toMatchObject({ outcome: 'done', copied: placedOn(c, c.backends[1]).length });
+    await c.resyncer.checkIdentities(); // same process: nothing new
+    expect(c.started.length).toBe(1);
+  });
+
+  test("a backend marked up again is resynced, and is 'resyncing' from that moment", async () => {
+    const c = await cluster({ keysPerSecond: 200 });
+    await writeSessions(c);
+    c.resyncer.start();
+    const target = c.backends[2];
+    const expected = placedOn(c, target);
+    await c.mcs[2].stop();
+    await waitFor(async () => {
+      await target.get(k('probe')); // requests notice the dead process
+      return !target.isUp();
+    });
+    await c.mcs[2].restart();
+    await waitFor(() => target.isUp());
+    expect(c.resyncer.isResyncing(target)).toBe(true);
+    expect(c.started[0]).toEqual({ backend: target.address, cause: 'up' });
+    await waitFor(() => c.finished.length === 1);
+    expect(c.finished[0]).toMatchObject({ outcome: 'done', copied: expected.length });
+    expect(c.resyncer.isResyncing(target)).toBe(false);
+  });
+
+  test('the rate limit holds: copies never outrun burst + rate x elapsed (virtual time)', async () => {
+    const clock = virtualClock();
+    const c = await cluster({ keysPerSecond: 100, maxInFlight: 4, clock });
+    await writeSessions(c);
+    const target = c.backends[0];
+    await restartEmpty(c, 0);
+    const adds: number[] = [];
+    const store = target.store.bind(target);
+    target.store = (req) => {
+      if (req.mode === 'add') adds.push(clock.now());
+      return store(req);
+    };
+    const t0 = clock.now();
+    const result = await c.resyncer.resync(target);
+    expect(result?.copied).toBe(placedOn(c, target).length);
+    expect(adds.length).toBe(result?.copied);
+    adds.forEach((t, i) => expect(i + 1).toBeLessThanOrEqual(4 + (100 * (t - t0)) / 1000 + 1e-9));
+    expect(clock.slept).toBeGreaterThanOrEqual(((adds.length - 4) * 1000) / 100 - 1);
+  });
+
+  test('the target going down aborts its resync', async () => {
+    const c = await cluster({ keysPerSecond: 20, maxInFlight: 1 });
+    await writeSessions(c);
+    c.resyncer.start();
+    const target = c.backends[0];
+    const expected = placedOn(c, target);
+    await restartEmpty(c, 0);
+    const running = c.resyncer.resync(target);
+    await waitFor(() => c.copiedEvents >= 2);
+    await c.mcs[0].stop();
+    const result = await running;
+    expect(result).toMatchObject({ outcome: 'aborted', reason: 'backend down' });
+    expect(result!.copied).toBeLessThan(expected.length);
+    expect(c.resyncer.isResyncing(target)).toBe(false);
+  });
+
+  test('a flush ends the resync; closing the resyncer aborts a run and stops cleanly', async () => {
+    const c = await cluster({ keysPerSecond: 20, maxInFlight: 1 });
+    await writeSessions(c);
+    await restartEmpty(c, 0);
+    const flushed = c.resyncer.resync(c.backends[0]);
+    await waitFor(() => c.copiedEvents >= 1);
+    expect(await c.router.flush(0)).toEqual({ status: 'ok' });
+    expect(await flushed).toMatchObject({ outcome: 'flushed' });
+    for (const key of KEYS) expect(await valueOn(c.backends[0], key)).toBeNull();
+
+    await writeSessions(c);
+    await restartEmpty(c, 1);
+    const closing = c.resyncer.resync(c.backends[1]);
+    await waitFor(() => c.copiedEvents >= 3);
+    await c.resyncer.close();
+    expect(await closing).toMatchObject({ outcome: 'aborted', reason: 'closing' });
+    expect(await c.resyncer.resync(c.backends[1])).toBeNull();
+  });
+});
