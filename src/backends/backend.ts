@@ -129,7 +129,12 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
     const { host, port } = splitAddress(address);
     this.host = host;
     this.port = port;
-    this.opts = { ...DEFAULT_BACKEND_OPTIONS, ...options };
+    const opts = { ...DEFAULT_BACKEND_OPTIONS, ...options };
+    // Config validation names bad values; these floors only keep a zero from hanging requests.
+    opts.connections = Math.max(1, opts.connections);
+    opts.failureLimit = Math.max(1, opts.failureLimit);
+    opts.upAfterProbes = Math.max(1, opts.upAfterProbes);
+    this.opts = opts;
     this.probeDelay = this.opts.probeIntervalMs;
   }
 

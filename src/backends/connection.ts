@@ -41,11 +41,11 @@ export interface BackendRequest {
 }
 
 /** Why a connection ended, when it was not closed on purpose. */
-export type ConnectionFailure =
-  | { kind: 'connect'; reason: string }
-  | { kind: 'timeout'; reason: string }
-  | { kind: 'desync'; reason: string }
-  | { kind: 'closed'; reason: string };
+export interface ConnectionFailure {
+  /** connect: refused or timed out; timeout: the head request; desync: a reply that does not fit; closed: by the backend. */
+  kind: 'connect' | 'timeout' | 'desync' | 'closed';
+  reason: string;
+}
 
 export interface ConnectionOwner {
   /** The socket is connected; send() is accepted from now on. */
