@@ -83,7 +83,9 @@ export class ClientSession {
     if (this.pumping || this.protocol === null) return;
     this.pumping = true;
     try {
-      while (!this.ended && !this.stopped && this.replies.pending < this.limits.maxInflightPerClient) {
+      // The output bound is checked per request, not only after the loop: one chunk can hold
+      // thousands of pipelined gets, and a client that never reads must not get them all answered.
+      while (!this.ended && !this.stopped && !this.overloaded()) {
         const start = this.protocol.next();
         if (start === null) break;
         const reply = this.replies.reserve();
@@ -98,11 +100,16 @@ export class ClientSession {
     this.updateReading();
   }
 
+  private overloaded(): boolean {
+    return (
+      this.replies.pending >= this.limits.maxInflightPerClient ||
+      this.socket.writableLength > this.limits.maxClientOutputBytes
+    );
+  }
+
   private updateReading(): void {
     if (this.ended || this.stopped) return;
-    const overloaded =
-      this.replies.pending >= this.limits.maxInflightPerClient ||
-      this.socket.writableLength > this.limits.maxClientOutputBytes;
+    const overloaded = this.overloaded();
     if (overloaded && !this.paused) {
       this.paused = true;
       this.socket.pause();
