@@ -2,7 +2,7 @@
 // 1 KiB values, 64-byte keys. Its own figures are read from its final report: ops and
 // run time for throughput, and the "Total Statistics" log2 latency histogram for
 // percentiles. memaslap only keeps power-of-two buckets, so its percentiles are the upper
-// bound of a bucket (e.g. "p99 = 1023 us" means 512..1023 us): coarse, but the same scale
+// bound of a bucket (e.g. "p99 = 1024 us" means 513..1024 us): coarse, but the same scale
 // for every target.
 
 import { spawn } from 'node:child_process';
@@ -51,14 +51,15 @@ export function parseMemaslap(raw: string): Omit<MemaslapResult, 'raw'> {
   const total = raw.indexOf('Total Statistics (');
   if (total >= 0) {
     const dist = raw.slice(raw.indexOf('Log2 Dist:', total));
-    // rows "  4:  c4 c5 c6 c7": bucket b counts latencies in [2^b, 2^(b+1)) us
+    // rows "  4:  c4 c5 c6 c7": bucket b counts latencies in (2^(b-1), 2^b] us
+    // (memaslap's ms_local_log2 rounds up)
     for (const line of dist.split('\n').slice(1)) {
       const m = /^\s*(\d+):((?:\s+\d+)+)\s*$/.exec(line);
       if (!m) break;
       const first = Number(m[1]);
       m[2].trim().split(/\s+/).forEach((count, i) => {
         const n = Number(count);
-        if (n > 0) histogram.recordValueWithCount(2 ** (first + i + 1) - 1, n);
+        if (n > 0) histogram.recordValueWithCount(2 ** (first + i), n);
       });
     }
   }
@@ -74,6 +75,8 @@ export function runMemaslap(opts: MemaslapOptions): Promise<MemaslapResult> {
     '-T', String(opts.threads ?? 2),
     '-c', String(opts.concurrency),
     '-w', opts.window ?? '1k',
+    // without a stats period memaslap prints no latency figures at all
+    '-S', `${opts.seconds}s`,
     ...(opts.binary ? ['-B'] : []),
     ...(opts.tps ? ['-P', opts.tps] : []),
   ];
