@@ -12,10 +12,13 @@
 //
 // Never resurrecting a deleted key. The router calls deleting(key) before it sends
 // any delete of `key`:
-//   - the key waits in the queue: it leaves the queue and is never copied;
-//   - the key is still being listed: it is remembered and never queued;
-//   - the key is being copied: the router sends its delete only when the copy has
-//     finished, so the delete reaches the target after our add and removes it.
+//   - the key waits in the queue, or is still being listed: it is dropped, never
+//     copied (the delete may still be on its way to the member we would read);
+//   - the key is being copied (read done, add maybe not landed): the router sends
+//     its delete only when the copy has finished, so the delete reaches the target
+//     after our add and removes it;
+//   - the key was copied already: the delete reaches the target like any other.
+// Deletes sent before the run began have landed or timed out when the quiet time ends.
 // So a delete through this process always lands after our add, or our add never
 // happens: there is no moment when the target holds a deleted item. flushing()
 // ends the run (nothing is left to copy) after the copies in flight land.

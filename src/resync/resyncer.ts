@@ -36,7 +36,11 @@ export interface ResyncEvents {
   started(backend: string, cause: ResyncCause): void;
   copied(backend: string): void;
   skipped(backend: string): void;
-  finished(backend: string, result: ResyncResult): void;
+  /**
+   * A run ended. `stillResyncing`: a newer run for the same backend goes on (this
+   * one was replaced: outcome 'aborted', reason 'restarted'); set gauges from it.
+   */
+  finished(backend: string, result: ResyncResult, stillResyncing: boolean): void;
 }
 
 export const SILENT_RESYNC_EVENTS: ResyncEvents = {
@@ -136,7 +140,7 @@ export class Resyncer implements ResyncHooks {
     return run.done.then((result) => {
       this.live.delete(run);
       if (this.current.get(backend) === run) this.current.delete(backend);
-      this.events.finished(address, result);
+      this.events.finished(address, result, this.current.has(backend));
       return result;
     });
   }

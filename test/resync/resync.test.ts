@@ -24,6 +24,7 @@ interface Cluster {
   resyncer: Resyncer;
   started: Array<{ backend: string; cause: ResyncCause }>;
   finished: ResyncResult[];
+  stillResyncing: boolean[];
   copiedEvents: number;
 }
 
@@ -52,6 +53,7 @@ async function cluster(options: Partial<ResyncOptions> = {}, failureLimit = 2): 
     resyncer: null as unknown as Resyncer,
     started: [],
     finished: [],
+    stillResyncing: [],
     copiedEvents: 0,
   };
   c.resyncer = new Resyncer(
@@ -61,7 +63,10 @@ async function cluster(options: Partial<ResyncOptions> = {}, failureLimit = 2): 
       started: (backend, cause) => c.started.push({ backend, cause }),
       copied: () => c.copiedEvents++,
       skipped: () => {},
-      finished: (_, result) => c.finished.push(result),
+      finished: (_, result, still) => {
+        c.finished.push(result);
+        c.stillResyncing.push(still);
+      },
     },
     { quietMs: 0, identityPollMs: 60_000, ...options },
   );
@@ -289,6 +294,28 @@ describe('rejoin resync with real memcached', () => {
     expect(adds.length).toBe(result?.copied);
     adds.forEach((t, i) => expect(i + 1).toBeLessThanOrEqual(4 + (100 * (t - t0)) / 1000 + 1e-9));
     expect(clock.slept).toBeGreaterThanOrEqual(((adds.length - 4) * 1000) / 100 - 1);
+  });
+
+  test('a restart during a resync restarts it', async () => {
+    const c = await cluster({ keysPerSecond: 30, maxInFlight: 1 });
+    await writeSessions(c);
+    const target = c.backends[0];
+    const expected = placedOn(c, target);
+    await restartEmpty(c, 0);
+    const first = c.resyncer.resync(target);
+    await waitFor(() => c.copiedEvents >= 2);
+    await restartEmpty(c, 0); // empty again: what the first run copied is gone
+    const second = c.resyncer.resync(target, 'restarted');
+    expect(await first).toMatchObject({ outcome: 'aborted', reason: 'restarted' });
+    expect(c.stillResyncing[0]).toBe(true);
+    expect(c.resyncer.isResyncing(target)).toBe(true);
+    const result = await second;
+    expect(result?.outcome).toBe('done');
+    // The first run's copy in flight may land on the new process first: the second then skips it.
+    expect(result!.copied + result!.skipped).toBe(expected.length);
+    expect(result!.copied).toBeGreaterThanOrEqual(expected.length - 1);
+    expect(c.stillResyncing[1]).toBe(false);
+    for (const key of expected) expect(await valueOn(target, key), key).toBe(`data-of-${key}`);
   });
 
   test('the target going down aborts its resync', async () => {
