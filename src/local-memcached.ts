@@ -35,7 +35,7 @@ async function startOne(binary: string): Promise<{ child: ChildProcess; address:
     const port = await freePort();
     // memcached refuses to run as root unless told which user to become.
     const user = process.getuid?.() === 0 ? ['-u', 'nobody'] : [];
-    const child = spawn(binary, ['-l', '127.0.0.1', '-p', String(port), '-U', '0', '-m', '64', ...user], {
+    const child = spawn(binary, ['-l', '127.0.0.1', '-p', String(port), '-U', '0', '-m', '64', '-I', '2m', ...user], {
       stdio: ['ignore', 'ignore', 'inherit'],
     });
     const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));

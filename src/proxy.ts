@@ -3,12 +3,14 @@
 //                                        -> metrics endpoint
 
 import { Backend } from './backends/backend';
+import { DEFAULT_PARSER_LIMITS } from './protocol/backend/meta';
 import type { BackendConfig, BackendOptions, Config } from './config';
 import type { Logger } from './log';
 import { createMetrics, type Metrics } from './metrics/registry';
 import { startMetricsServer, type MetricsServer } from './metrics/http';
 import { ProxyStats } from './proxy-stats';
 import { diffConfig, drainAndClose, liveConfig, type ReloadChanges } from './reload';
+import { Resyncer } from './resync/resyncer';
 import { ReplicaRing } from './routing/ring';
 import { ReplicatedRouter } from './routing/replicated-router';
 import type { ServerContext } from './server/context';
@@ -35,7 +37,9 @@ export interface RunningProxy {
 export async function startProxy(config: Config, logger: Logger): Promise<RunningProxy> {
   const metrics = createMetrics();
   const openBackend = (b: BackendConfig, options: BackendOptions): Backend => {
-    const backend = new Backend(b.address, options);
+    // Items up to the client limit must come back from a backend, whatever size it was started with.
+    const parser = { ...DEFAULT_PARSER_LIMITS, maxValueLength: Math.max(DEFAULT_PARSER_LIMITS.maxValueLength, current.limits.maxItemSize) };
+    const backend = new Backend(b.address, { ...options, parser });
     metrics.backendUp.set({ backend: b.address }, 1);
     backend.on('down', (reason) => {
       metrics.backendUp.set({ backend: b.address }, 0);
@@ -60,12 +64,39 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
   let ring = buildRing();
   /** Backends a reload took out, finishing their requests in flight. */
   const draining = new Set<Backend>();
-  const router = new ReplicatedRouter(ring, {
-    failover: (command) => metrics.failovers.inc({ command }),
-    readRepair: () => metrics.readRepairs.inc(),
-    disagreement: (command) => metrics.replicaDisagreements.inc({ command }),
-    read: (locality) => metrics.reads.inc({ locality }),
-  });
+  // Refills a backend that came back empty; rebuilt with the ring on a reload.
+  const buildResyncer = () =>
+    new Resyncer(ring, backends, {
+      started: (backend, cause) => {
+        metrics.resyncInProgress.set({ backend }, 1);
+        logger.info({ backend, cause }, 'resync started');
+      },
+      copied: (backend) => metrics.resyncKeysCopied.inc({ backend }),
+      skipped: (backend) => metrics.resyncKeysSkipped.inc({ backend }),
+      finished: (backend, result, stillResyncing) => {
+        metrics.resyncInProgress.set({ backend }, stillResyncing ? 1 : 0);
+        const complete = result.outcome !== 'aborted' && result.unlisted.length === 0;
+        const { outcome, reason, copied, skipped, unlisted } = result;
+        const summary = { backend, outcome, reason, copied, skipped, unlisted };
+        if (complete) logger.info(summary, 'resync finished');
+        else logger.warn(summary, 'resync incomplete');
+      },
+    });
+  let resyncer = buildResyncer();
+  const router = new ReplicatedRouter(
+    ring,
+    {
+      failover: (command) => metrics.failovers.inc({ command }),
+      readRepair: () => metrics.readRepairs.inc(),
+      disagreement: (command) => metrics.replicaDisagreements.inc({ command }),
+      read: (locality) => metrics.reads.inc({ locality }),
+    },
+    {
+      isResyncing: (node) => resyncer.isResyncing(node),
+      deleting: (key) => resyncer.deleting(key),
+      flushing: () => resyncer.flushing(),
+    },
+  );
 
   const stats = new ProxyStats(PROTOCOL_VERSION, () => backends, () => ring.replicas);
   const ctx: ServerContext = {
@@ -73,7 +104,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
     limits: config.limits,
     version: PROTOCOL_VERSION,
     allowFlushAll: config.allowFlushAll,
-    stats: () => stats.snapshot(),
+    stats: () => [...stats.snapshot(), ...resyncer.statsLines()],
     countCommand: (command, result, startedMs) => {
       stats.count(command, result);
       metrics.requests.inc({ command, result });
@@ -122,6 +153,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
     for (const b of backends) b.close();
     throw err;
   }
+  resyncer.start();
 
   return {
     port,
@@ -141,6 +173,10 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
       backends = nextBackends;
       ring = buildRing();
       router.replaceRing(ring);
+      const previousResyncer = resyncer;
+      resyncer = buildResyncer();
+      resyncer.start();
+      void previousResyncer.close();
       Object.assign(ctx.limits, next.limits); // the same object every session reads
       ctx.allowFlushAll = next.allowFlushAll;
       logger.level = next.logLevel;
@@ -156,6 +192,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
     },
     close: async (deadlineMs = 5000) => {
       await listener.shutdown(deadlineMs);
+      await resyncer.close();
       await metricsServer?.close();
       for (const b of [...backends, ...draining]) b.close();
     },
