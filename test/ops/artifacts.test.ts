@@ -1,0 +1,67 @@
+// The operations artifacts stay true to the code: every metric the Grafana
+// dashboard queries is one replicached exports, and every example config loads.
+
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { expect, test } from 'vitest';
+import { parseDocument, parseAllDocuments } from 'yaml';
+import { loadConfig, parseArgs, type RunArgs } from '../../src/config';
+import { createMetrics } from '../../src/metrics/registry';
+
+const ROOT = path.join(__dirname, '..', '..');
+const read = (p: string) => readFileSync(path.join(ROOT, p), 'utf8');
+
+async function exportedSeriesNames(): Promise<Set<string>> {
+  const names = new Set<string>();
+  for (const m of await createMetrics().registry.getMetricsAsJSON()) {
+    names.add(m.name);
+    if (m.type === 'histogram') for (const s of ['_bucket', '_sum', '_count']) names.add(m.name + s);
+  }
+  return names;
+}
+
+test('every metric in dashboards/grafana.json is exported', async () => {
+  const dashboard = JSON.parse(read('dashboards/grafana.json')) as { panels: Array<{ targets?: Array<{ expr: string }> }> };
+  const exprs = dashboard.panels.flatMap((p) => (p.targets ?? []).map((t) => t.expr));
+  expect(exprs.length).toBeGreaterThan(20);
+  const used = new Set(exprs.flatMap((e) => [...e.matchAll(/\b((?:replicached|process|nodejs)_[a-z0-9_]+)\{/g)].map((m) => m[1])));
+  const exported = await exportedSeriesNames();
+  expect([...used].filter((name) => !exported.has(name))).toEqual([]);
+  // The list: requests, latency quantiles, backend up, failovers, read repairs, disagreements, resync, connections, bytes.
+  for (const name of [
+    'replicached_requests_total',
+    'replicached_request_duration_seconds_bucket',
+    'replicached_backend_up',
+    'replicached_failovers_total',
+    'replicached_read_repairs_total',
+    'replicached_replica_disagreements_total',
+    'replicached_resync_in_progress',
+    'replicached_client_connections',
+    'replicached_client_bytes_sent_total',
+  ]) {
+    expect(used).toContain(name);
+  }
+  expect(exprs.some((e) => e.startsWith('histogram_quantile(0.99'))).toBe(true);
+});
+
+function loadText(text: string, name: string) {
+  const args = parseArgs(['--config', name]) as RunArgs;
+  return loadConfig(args, () => text);
+}
+
+test('the example configs load', () => {
+  const example = loadText(read('examples/replicached.example.yaml'), 'replicached.example.yaml');
+  expect(example.backends.map((b) => b.address)).toEqual(['memcached-0:11211', 'memcached-1:11211', 'memcached-2:11211']);
+  expect(example.metricsListen).toEqual({ host: '0.0.0.0', port: 9150 }); // the Dockerfile's HEALTHCHECK port
+
+  const compose = loadText(read('examples/compose/replicached.yaml'), 'replicached.yaml');
+  expect(compose.replicas).toBe(2);
+
+  const docs = parseAllDocuments(read('examples/kubernetes/web-with-replicached.yaml')).map((d) => d.toJS() as Record<string, unknown>);
+  const configMap = docs.find((d) => d.kind === 'ConfigMap') as { data: Record<string, string> };
+  const k8s = loadText(configMap.data['replicached.yaml'], 'configmap');
+  expect(k8s.backends).toHaveLength(3);
+  expect(k8s.metricsListen?.port).toBe(9150);
+
+  expect(parseDocument(read('examples/compose/docker-compose.yml')).errors).toEqual([]);
+});
