@@ -148,15 +148,15 @@ function parse(chunks: Buffer[], parser = new BinaryParser(LIMITS)): BinaryReque
 describe('binary parser, fuzzed', () => {
   it(
     'valid frames parse to no error, whatever the cuts',
-    () => {
-      check(
+    async () => {
+      await check(
         'binary: valid stream, random cuts',
         fc.property(validStream, cuts, (buf, points) => {
           const whole = parse([buf]);
           expect(whole.filter((r) => r.kind === 'error')).toEqual([]);
           expect(parse(split(buf, points))).toEqual(whole);
         }),
-        params(300),
+        params(200),
       );
     },
     TEST_TIMEOUT_MS,
@@ -164,15 +164,15 @@ describe('binary parser, fuzzed', () => {
 
   it(
     'every split point of a frame gives the same result',
-    () => {
-      check(
+    async () => {
+      await check(
         'binary: every split point',
         fc.property(validFrame.filter((b) => b.length < 600), (buf) => {
           const whole = parse([buf]);
           expect(whole.length).toBe(1);
           for (let i = 1; i < buf.length; i++) expect(parse([buf.subarray(0, i), buf.subarray(i)])).toEqual(whole);
         }),
-        params(40, 0.1),
+        params(25, 0.1),
       );
     },
     TEST_TIMEOUT_MS,
@@ -180,15 +180,15 @@ describe('binary parser, fuzzed', () => {
 
   it(
     'random, lying and mutated frames: no throw, bounded, independent of the cuts',
-    () => {
-      check(
+    async () => {
+      await check(
         'binary: hostile input, random cuts',
         fc.property(anyInput, cuts, (buf, points) => {
           const whole = parse([buf]);
           expect(parse(split(buf, points))).toEqual(whole);
           if (buf.length < 512) expect(parse([...buf].map((b) => Buffer.from([b])))).toEqual(whole);
         }),
-        params(400),
+        params(250),
       );
     },
     TEST_TIMEOUT_MS,
@@ -196,8 +196,8 @@ describe('binary parser, fuzzed', () => {
 
   it(
     'a skipped frame (unknown opcode, value too large) leaves the next frame intact',
-    () => {
-      check(
+    async () => {
+      await check(
         'binary: resync after a skipped frame',
         fc.property(fc.array(skippedFrame, { minLength: 1, maxLength: 3 }), validFrame, cuts, (skipped, frame, points) => {
           const expected = parse([frame]);
@@ -213,7 +213,7 @@ describe('binary parser, fuzzed', () => {
 
   it(
     'garbage closes: after a closing error nothing more is parsed, and nothing is held',
-    () => {
+    async () => {
       const closer = fc.oneof(
         // bad magic
         fc.tuple(fc.integer({ min: 0, max: 255 }).filter((m) => m !== 0x80), bytes(23, 23)).map(([m, rest]) => Buffer.concat([Buffer.from([m]), rest])),
@@ -230,7 +230,7 @@ describe('binary parser, fuzzed', () => {
           return h;
         }),
       );
-      check(
+      await check(
         'binary: closed stays closed',
         fc.property(closer, fc.array(validFrame, { maxLength: 3 }), cuts, (bad, after, points) => {
           const p = new BinaryParser(LIMITS);

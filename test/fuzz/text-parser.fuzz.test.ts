@@ -127,15 +127,15 @@ const closes = (r: TextRequest): boolean => r.kind === 'quit' || (r.kind === 'er
 describe('text parser, fuzzed', () => {
   it(
     'valid requests parse to no error, whatever the cuts',
-    () => {
-      check(
+    async () => {
+      await check(
         'text: valid stream, random cuts',
         fc.property(validStream, cuts, (buf, points) => {
           const whole = parse([buf]);
           expect(whole.filter((r) => r.kind === 'error')).toEqual([]);
           expect(parse(split(buf, points))).toEqual(whole);
         }),
-        params(300),
+        params(200),
       );
     },
     TEST_TIMEOUT_MS,
@@ -143,15 +143,15 @@ describe('text parser, fuzzed', () => {
 
   it(
     'every split point of a request gives the same result',
-    () => {
-      check(
+    async () => {
+      await check(
         'text: every split point',
         fc.property(validRequest.filter((b) => b.length < 600), (buf) => {
           const whole = parse([buf]);
           expect(whole.length).toBeGreaterThan(0);
           for (let i = 1; i < buf.length; i++) expect(parse([buf.subarray(0, i), buf.subarray(i)])).toEqual(whole);
         }),
-        params(40, 0.1),
+        params(25, 0.1),
       );
     },
     TEST_TIMEOUT_MS,
@@ -159,8 +159,8 @@ describe('text parser, fuzzed', () => {
 
   it(
     'random, protocol-like and mutated bytes: no throw, bounded, independent of the cuts',
-    () => {
-      check(
+    async () => {
+      await check(
         'text: hostile input, random cuts',
         fc.property(anyInput, cuts, (buf, points) => {
           const whole = parse([buf]);
@@ -168,7 +168,7 @@ describe('text parser, fuzzed', () => {
           // One byte at a time too: the worst case for the incremental line search.
           if (buf.length < 512) expect(parse([...buf].map((b) => Buffer.from([b])))).toEqual(whole);
         }),
-        params(400),
+        params(250),
       );
     },
     TEST_TIMEOUT_MS,
@@ -176,7 +176,7 @@ describe('text parser, fuzzed', () => {
 
   it(
     'a request after a garbage line parses as on a fresh connection',
-    () => {
+    async () => {
       const garbageLine = fc
         .uint8Array({ maxLength: 600, size: 'max' })
         .map((a) => Buffer.from(a.filter((b) => b !== 0x0a)))
@@ -188,7 +188,7 @@ describe('text parser, fuzzed', () => {
           const first = text.replace(/\r$/, '').split(' ').find((w) => w !== '') ?? '';
           return !['set', 'add', 'replace', 'append', 'prepend', 'cas', 'quit'].includes(first) && !text.includes('HTTP/');
         });
-      check(
+      await check(
         'text: resync after garbage',
         fc.property(fc.array(garbageLine, { minLength: 1, maxLength: 4 }), validRequest, cuts, (lines, request, points) => {
           const garbage = Buffer.concat(lines.flatMap((l) => [l, latin1('\r\n')]));
@@ -197,7 +197,7 @@ describe('text parser, fuzzed', () => {
           expect(got.some(closes)).toBe(false);
           expect(got.slice(got.length - expected.length)).toEqual(expected);
         }),
-        params(300),
+        params(200),
       );
     },
     TEST_TIMEOUT_MS,
@@ -205,8 +205,8 @@ describe('text parser, fuzzed', () => {
 
   it(
     'after a closing reply nothing more is parsed',
-    () => {
-      check(
+    async () => {
+      await check(
         'text: closed stays closed',
         fc.property(fc.constantFrom('quit\r\n', 'GET / HTTP/1.1\r\n', 'x'.repeat(LIMITS.maxLineLength + 1)), anyInput, (closer, rest) => {
           const p = new TextParser(LIMITS);
