@@ -237,7 +237,16 @@ export class Connection {
       this.arm(left);
       return;
     }
-    this.fail({ kind: 'timeout', reason: `timeout after ${this.opts.requestTimeoutMs} ms` });
+    // A busy event loop can pass the deadline while the reply already waits in
+    // the socket: let pending I/O be read once before calling it a timeout.
+    setImmediate(() => {
+      if (this.state !== 'open') return;
+      if (this.fifo.peek() === head) {
+        this.fail({ kind: 'timeout', reason: `timeout after ${this.opts.requestTimeoutMs} ms` });
+      } else if (this.timer === null && this.fifo.peek() !== undefined) {
+        this.arm(this.fifo.peek()!.deadline - Date.now());
+      }
+    });
   }
 
   private clearTimer(): void {
