@@ -70,7 +70,7 @@ export interface BackendOptions {
 }
 
 export const DEFAULT_BACKEND_OPTIONS: Readonly<BackendOptions> = Object.freeze({
-  connections: 2,
+  connections: 1,
   connectTimeoutMs: 300,
   requestTimeoutMs: 500,
   failureLimit: 2,

@@ -1,7 +1,7 @@
 // Every default of the configuration, in one place (the limits' own are in
 // src/protocol/limits.ts).
 
-import type { BackendOptions, HostPort, LogLevel } from './types';
+import type { BackendOptions, BackendTlsConfig, ClientTlsConfig, HostPort, LogLevel } from './types';
 
 export const DEFAULT_LISTEN: Readonly<HostPort> = Object.freeze({ host: '127.0.0.1', port: 11211 });
 export const DEFAULT_METRICS_LISTEN: Readonly<HostPort> = Object.freeze({ host: '127.0.0.1', port: 9150 });
@@ -13,7 +13,7 @@ export const DEFAULT_REPLICAS = 2;
 export const LOCAL_BACKEND_COUNT = 3;
 
 export const DEFAULT_BACKEND_OPTIONS: Readonly<BackendOptions> = Object.freeze({
-  connections: 2,
+  connections: 1,
   // Both timeouts stay well under a second: pecl-memcache gives up after 1 s.
   connectTimeoutMs: 300,
   requestTimeoutMs: 500,
@@ -27,3 +27,14 @@ export const DEFAULT_WEIGHT = 1;
 export const DEFAULT_WORKERS = 1;
 export const DEFAULT_LOG_LEVEL: LogLevel = 'info';
 export const DEFAULT_ALLOW_FLUSH_ALL = true;
+
+// TLS is off unless asked for; once on, certificates are verified unless told otherwise.
+export const DEFAULT_BACKEND_TLS: Readonly<BackendTlsConfig> = Object.freeze({
+  enabled: false,
+  caFile: null,
+  certFile: null,
+  keyFile: null,
+  serverName: null,
+  rejectUnauthorized: true,
+});
+export const DEFAULT_CLIENT_TLS: Readonly<ClientTlsConfig> = Object.freeze({ enabled: false, certFile: null, keyFile: null });

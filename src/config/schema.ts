@@ -9,7 +9,7 @@
 //   replicas: 2                      # 1..number of backends; default min(2, backends)
 //   metricsListen: 127.0.0.1:9150    # or "off"
 //   backend:
-//     connections: 2                 # persistent connections per backend
+//     connections: 1                 # persistent connections per backend (1 keeps each client's requests in order)
 //     connectTimeoutMs: 300
 //     requestTimeoutMs: 500
 //     failureLimit: 2                # consecutive failures that mark a backend down
@@ -26,6 +26,17 @@
 //     maxClientConnections: 10000
 //     clientIdleTimeoutMs: 0         # 0 = never
 //   allowFlushAll: true
+//   backendTls:                      # TLS to the backends (memcached -Z); off by default
+//     enabled: true
+//     caFile: /etc/replicached/ca.pem  # the backends' CA; default: Node's built-in CAs
+//     certFile: client.pem           # optional client certificate, with keyFile
+//     keyFile: client-key.pem
+//     serverName: memcached.internal # checked against the certificates; default: each host
+//     rejectUnauthorized: true       # false: encrypted but not authenticated
+//   clientTls:                       # TLS for clients on the listen socket; off by default
+//     enabled: true
+//     certFile: server.pem
+//     keyFile: server-key.pem
 //   workers: 1
 //   logLevel: info                   # fatal, error, warn, info, debug, trace
 //
@@ -45,6 +56,7 @@ import {
   checkInteger,
   checkLogLevel,
   checkMetricsListen,
+  checkText,
   show,
   type Range,
 } from './checks';
@@ -61,10 +73,14 @@ const TOP_FIELDS = [
   'backend',
   'limits',
   'allowFlushAll',
+  'backendTls',
+  'clientTls',
   'workers',
   'logLevel',
 ] as const;
 const BACKEND_ENTRY_FIELDS = ['address', 'weight', 'local'] as const;
+const BACKEND_TLS_FIELDS = ['enabled', 'caFile', 'certFile', 'keyFile', 'serverName', 'rejectUnauthorized'] as const;
+const CLIENT_TLS_FIELDS = ['enabled', 'certFile', 'keyFile'] as const;
 
 type Mapping = Record<string, unknown>;
 
@@ -116,6 +132,25 @@ export function parseConfigText(yamlText: string, source: string): ConfigLayer {
     }
   }
   if (top.allowFlushAll !== undefined) layer.allowFlushAll = take('allowFlushAll', checkBoolean(top.allowFlushAll));
+  if (top.backendTls !== undefined) {
+    const f = fieldsOf(top.backendTls, 'backendTls', BACKEND_TLS_FIELDS, fail);
+    const tls = layer.backendTls;
+    if (f.enabled !== undefined) tls.enabled = take('backendTls.enabled', checkBoolean(f.enabled));
+    if (f.caFile !== undefined) tls.caFile = take('backendTls.caFile', checkText(f.caFile, 'a file path'));
+    if (f.certFile !== undefined) tls.certFile = take('backendTls.certFile', checkText(f.certFile, 'a file path'));
+    if (f.keyFile !== undefined) tls.keyFile = take('backendTls.keyFile', checkText(f.keyFile, 'a file path'));
+    if (f.serverName !== undefined) tls.serverName = take('backendTls.serverName', checkText(f.serverName, 'a host name'));
+    if (f.rejectUnauthorized !== undefined) {
+      tls.rejectUnauthorized = take('backendTls.rejectUnauthorized', checkBoolean(f.rejectUnauthorized));
+    }
+  }
+  if (top.clientTls !== undefined) {
+    const f = fieldsOf(top.clientTls, 'clientTls', CLIENT_TLS_FIELDS, fail);
+    const tls = layer.clientTls;
+    if (f.enabled !== undefined) tls.enabled = take('clientTls.enabled', checkBoolean(f.enabled));
+    if (f.certFile !== undefined) tls.certFile = take('clientTls.certFile', checkText(f.certFile, 'a file path'));
+    if (f.keyFile !== undefined) tls.keyFile = take('clientTls.keyFile', checkText(f.keyFile, 'a file path'));
+  }
   if (top.workers !== undefined) layer.workers = int('workers', top.workers, WORKERS_RANGE);
   if (top.logLevel !== undefined) layer.logLevel = take('logLevel', checkLogLevel(top.logLevel, false));
   return layer;

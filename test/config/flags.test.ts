@@ -63,7 +63,7 @@ describe('defaults', () => {
       replicas: 2,
       metricsListen: { host: '127.0.0.1', port: 9150 },
       backend: {
-        connections: 2,
+        connections: 1,
         connectTimeoutMs: 300,
         requestTimeoutMs: 500,
         failureLimit: 2,
