@@ -4,10 +4,11 @@
 import { afterEach, describe, expect, test } from 'vitest';
 import { startMemcached, stopAllMemcached, type MemcachedProcess } from '../helpers/memcached';
 import { startProxy, type ProxyProcess } from '../helpers/proxy';
-import { TextClient, httpGet, metricSum, metricValue, scrape, waitFor } from './support';
+import { TextClient, configDir, httpGet, metricSum, metricValue, scrape, waitFor, type ConfigDir } from './support';
 
 let proxy: ProxyProcess | null = null;
 let client: TextClient | null = null;
+let dir: ConfigDir | null = null;
 
 afterEach(async () => {
   client?.close();
@@ -15,11 +16,17 @@ afterEach(async () => {
   await proxy?.stop();
   proxy = null;
   await stopAllMemcached();
+  dir?.remove();
+  dir = null;
 });
 
-async function startCluster(backends: number, replicas: number): Promise<{ mcs: MemcachedProcess[]; metricsPort: number }> {
+async function startCluster(
+  backends: number,
+  replicas: number,
+  args: string[] = [],
+): Promise<{ mcs: MemcachedProcess[]; metricsPort: number }> {
   const mcs = await Promise.all(Array.from({ length: backends }, () => startMemcached()));
-  proxy = await startProxy({ backends: mcs.map((m) => m.address), replicas, metrics: true });
+  proxy = await startProxy({ backends: mcs.map((m) => m.address), replicas, metrics: true, args });
   client = await TextClient.connect(proxy.port);
   return { mcs, metricsPort: proxy.metricsPort! };
 }
@@ -53,7 +60,11 @@ describe('metrics', () => {
   });
 
   test('a killed backend shows up 0, and reads that fail over are counted', async () => {
-    const { mcs, metricsPort } = await startCluster(3, 2);
+    // With the default failureLimit (2) the dead backend may be ejected by the resyncer's
+    // own identity poll before any read reaches it, and then no read ever fails over.
+    // A higher limit keeps it in the ring for a few failed reads, each one a failover.
+    dir = configDir('backend:\n  failureLimit: 10\n');
+    const { mcs, metricsPort } = await startCluster(3, 2, ['--config', dir.file]);
     const keys = Array.from({ length: 60 }, (_, i) => `k:${i}`);
     for (const k of keys) expect(await client!.set(k, `v-${k}`)).toBe('STORED\r\n');
 
