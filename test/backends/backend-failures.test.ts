@@ -43,7 +43,7 @@ afterAll(stopAllMemcached);
 describe('SIGKILL', () => {
   it('fails requests, marks the backend down, and up again after a restart and its probes', async () => {
     const mc = await startMemcached();
-    const backend = track(new Backend(mc.address, FAST));
+    const backend = track(new Backend(mc.address, { ...FAST, connections: 2 }));
     const events: string[] = [];
     backend.on('down', (reason) => events.push(`down: ${reason}`));
     backend.on('up', () => events.push('up'));
