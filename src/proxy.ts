@@ -15,6 +15,7 @@ import { ReplicaRing } from './routing/ring';
 import { ReplicatedRouter } from './routing/replicated-router';
 import type { ServerContext } from './server/context';
 import { Listener } from './server/listener';
+import { backendTlsOptions, clientTlsOptions } from './tls';
 
 /** The memcached version clients are told: the protocol level replicached speaks. */
 export const PROTOCOL_VERSION = '1.6.0';
@@ -36,10 +37,12 @@ export interface RunningProxy {
 
 export async function startProxy(config: Config, logger: Logger): Promise<RunningProxy> {
   const metrics = createMetrics();
+  // TLS files are read once, at start; a reload keeps the TLS settings the proxy started with.
+  const backendTls = backendTlsOptions(config.backendTls);
   const openBackend = (b: BackendConfig, options: BackendOptions): Backend => {
     // Items up to the client limit must come back from a backend, whatever size it was started with.
     const parser = { ...DEFAULT_PARSER_LIMITS, maxValueLength: Math.max(DEFAULT_PARSER_LIMITS.maxValueLength, current.limits.maxItemSize) };
-    const backend = new Backend(b.address, { ...options, parser });
+    const backend = new Backend(b.address, { ...options, parser, tls: backendTls });
     metrics.backendUp.set({ backend: b.address }, 1);
     backend.on('down', (reason) => {
       metrics.backendUp.set({ backend: b.address }, 0);
@@ -133,7 +136,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
       stats.bytesWritten += n;
       metrics.clientBytesSent.inc(n);
     },
-  });
+  }, clientTlsOptions(config.clientTls));
 
   let metricsServer: MetricsServer | null = null;
   let port: number;

@@ -14,6 +14,7 @@
 // backend down and fails everything pending on it.
 
 import { EventEmitter } from 'node:events';
+import type tls from 'node:tls';
 import {
   DEFAULT_PARSER_LIMITS,
   canCarryKey,
@@ -67,6 +68,8 @@ export interface BackendOptions {
   /** A metadump fails when no line arrives for this long. */
   metadumpIdleTimeoutMs: number;
   parser: ParserLimits;
+  /** TLS options for every connection (see src/tls.ts); null: plain TCP. */
+  tls: tls.ConnectionOptions | null;
 }
 
 export const DEFAULT_BACKEND_OPTIONS: Readonly<BackendOptions> = Object.freeze({
@@ -80,6 +83,7 @@ export const DEFAULT_BACKEND_OPTIONS: Readonly<BackendOptions> = Object.freeze({
   maxPending: 16_384,
   metadumpIdleTimeoutMs: 5000,
   parser: DEFAULT_PARSER_LIMITS,
+  tls: null,
 });
 
 export interface BackendEvents {
@@ -303,6 +307,7 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
         connectTimeoutMs: this.opts.connectTimeoutMs,
         requestTimeoutMs: this.opts.requestTimeoutMs,
         parser: this.opts.parser,
+        tls: this.opts.tls,
       },
       this.poolOwner,
     );
@@ -448,6 +453,7 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
           connectTimeoutMs: this.opts.connectTimeoutMs,
           requestTimeoutMs: timeoutMs,
           parser: this.opts.parser,
+          tls: this.opts.tls,
         },
         owner,
       );

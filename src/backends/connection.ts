@@ -13,6 +13,7 @@
 // destroyed, every request on it fails, and the owner learns why.
 
 import net from 'node:net';
+import tls from 'node:tls';
 import type { Failed } from '../routing/node';
 import {
   ReplyParser,
@@ -63,6 +64,8 @@ export interface ConnectionOptions {
   /** Deadline of each request from send(); a multi-line reply's deadline restarts at each line. */
   requestTimeoutMs: number;
   parser?: Partial<ParserLimits>;
+  /** TLS options (memcached -Z); the connection opens once the handshake, with its certificate checks, is done. */
+  tls?: tls.ConnectionOptions | null;
 }
 
 interface InFlight {
@@ -97,13 +100,16 @@ export class Connection {
     private readonly owner: ConnectionOwner,
   ) {
     this.parser = new ReplyParser(opts.parser);
-    this.socket = net.connect({ host: opts.host, port: opts.port, noDelay: true });
+    this.socket = opts.tls
+      ? tls.connect({ ...opts.tls, host: opts.host, port: opts.port })
+      : net.connect({ host: opts.host, port: opts.port });
+    this.socket.setNoDelay(true);
     this.done = new Promise((resolve) => this.socket.once('close', () => resolve()));
     this.timer = setTimeout(() => {
       this.timer = null;
       this.fail({ kind: 'connect', reason: 'connect timeout' });
     }, opts.connectTimeoutMs);
-    this.socket.once('connect', () => this.onConnect());
+    this.socket.once(opts.tls ? 'secureConnect' : 'connect', () => this.onConnect());
     this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
     this.socket.on('error', (err: NodeJS.ErrnoException) => {
       this.lastError = err.code ?? err.message;

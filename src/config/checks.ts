@@ -91,3 +91,9 @@ export function checkMetricsListen(v: unknown): Parsed<HostPort | null> {
   if (parsed.ok) return parsed;
   return { ok: false, problem: `${parsed.problem} (or "off")` };
 }
+
+/** A file path or a TLS server name: a non-empty string without NUL bytes. */
+export function checkText(v: unknown, what: string): Parsed<string> {
+  if (typeof v === 'string' && v !== '' && !v.includes('\0')) return { ok: true, value: v };
+  return { ok: false, problem: `must be ${what}, got ${show(v)}` };
+}

@@ -12,6 +12,7 @@ import {
   checkInteger,
   checkLogLevel,
   checkMetricsListen,
+  checkText,
   describeRange,
 } from './checks';
 import {
@@ -138,6 +139,62 @@ const FLAGS: readonly Flag[] = [
       l.allowFlushAll = false;
       return done;
     },
+  },
+  {
+    name: '--backend-tls',
+    help: 'TLS to the backends (memcached -Z), certificates verified',
+    set: (l) => {
+      l.backendTls.enabled = true;
+      return done;
+    },
+  },
+  {
+    name: '--backend-tls-ca',
+    arg: '<file>',
+    help: "PEM CA bundle for the backends' certificates (default: Node's built-in CAs)",
+    set: (l, v) => into(checkText(v, 'a file path'), (f) => (l.backendTls.caFile = f)),
+  },
+  {
+    name: '--backend-tls-cert',
+    arg: '<file>',
+    help: 'client certificate (PEM) for backends that ask for one; with --backend-tls-key',
+    set: (l, v) => into(checkText(v, 'a file path'), (f) => (l.backendTls.certFile = f)),
+  },
+  {
+    name: '--backend-tls-key',
+    arg: '<file>',
+    help: 'private key (PEM) of --backend-tls-cert',
+    set: (l, v) => into(checkText(v, 'a file path'), (f) => (l.backendTls.keyFile = f)),
+  },
+  {
+    name: '--backend-tls-server-name',
+    arg: '<name>',
+    help: "name the backends' certificates are checked against (default: each backend's host)",
+    set: (l, v) => into(checkText(v, 'a host name'), (n) => (l.backendTls.serverName = n)),
+  },
+  {
+    name: '--backend-tls-insecure',
+    help: "do not verify the backends' certificates (encrypted, not authenticated)",
+    set: (l) => {
+      l.backendTls.rejectUnauthorized = false;
+      return done;
+    },
+  },
+  {
+    name: '--tls-cert',
+    arg: '<file>',
+    help: 'serve clients over TLS with this certificate (PEM); with --tls-key',
+    set: (l, v) =>
+      into(checkText(v, 'a file path'), (f) => {
+        l.clientTls.enabled = true;
+        l.clientTls.certFile = f;
+      }),
+  },
+  {
+    name: '--tls-key',
+    arg: '<file>',
+    help: 'private key (PEM) of --tls-cert',
+    set: (l, v) => into(checkText(v, 'a file path'), (f) => (l.clientTls.keyFile = f)),
   },
   { name: '--help', help: 'print this help and exit', set: () => done },
   { name: '--version', help: 'print the version and exit', set: () => done },

@@ -3,7 +3,7 @@
 // fills in defaults and checks what spans fields (replicas vs. backends).
 
 import type { Limits } from '../protocol/limits';
-import type { BackendConfig, BackendOptions, HostPort, LogLevel } from './types';
+import type { BackendConfig, BackendOptions, BackendTlsConfig, ClientTlsConfig, HostPort, LogLevel } from './types';
 
 export interface ConfigLayer {
   /** The config file the settings came from; null for the command line. */
@@ -15,10 +15,12 @@ export interface ConfigLayer {
   backend: Partial<BackendOptions>;
   limits: Partial<Limits>;
   allowFlushAll?: boolean;
+  backendTls: Partial<BackendTlsConfig>;
+  clientTls: Partial<ClientTlsConfig>;
   workers?: number;
   logLevel?: LogLevel;
 }
 
 export function emptyLayer(source: string | null): ConfigLayer {
-  return { source, backend: {}, limits: {} };
+  return { source, backend: {}, limits: {}, backendTls: {}, clientTls: {} };
 }

@@ -8,6 +8,8 @@ import { DEFAULT_LIMITS } from '../protocol/limits';
 import {
   DEFAULT_ALLOW_FLUSH_ALL,
   DEFAULT_BACKEND_OPTIONS,
+  DEFAULT_BACKEND_TLS,
+  DEFAULT_CLIENT_TLS,
   DEFAULT_LISTEN,
   DEFAULT_LOG_LEVEL,
   DEFAULT_METRICS_LISTEN,
@@ -19,7 +21,7 @@ import { ConfigError } from './errors';
 import type { RunArgs } from './flags';
 import type { ConfigLayer } from './layer';
 import { parseConfigText } from './schema';
-import type { Config } from './types';
+import type { BackendTlsConfig, ClientTlsConfig, Config } from './types';
 
 export type ReadFile = (path: string) => string;
 
@@ -72,6 +74,9 @@ export function resolveConfig(file: ConfigLayer | null, flags: ConfigLayer, conf
   }
 
   const metricsListen = pick('metricsListen');
+  const backendTls: BackendTlsConfig = { ...DEFAULT_BACKEND_TLS, ...file?.backendTls, ...flags.backendTls };
+  const clientTls: ClientTlsConfig = { ...DEFAULT_CLIENT_TLS, ...file?.clientTls, ...flags.clientTls };
+  checkTls(backendTls, clientTls, file, flags);
   return {
     listen: { ...(pick('listen')?.value ?? DEFAULT_LISTEN) },
     backends: backends.map((b) => ({ ...b })),
@@ -80,8 +85,36 @@ export function resolveConfig(file: ConfigLayer | null, flags: ConfigLayer, conf
     backend: { ...DEFAULT_BACKEND_OPTIONS, ...file?.backend, ...flags.backend },
     limits: { ...DEFAULT_LIMITS, ...file?.limits, ...flags.limits },
     allowFlushAll: pick('allowFlushAll')?.value ?? DEFAULT_ALLOW_FLUSH_ALL,
+    backendTls,
+    clientTls,
     workers: pick('workers')?.value ?? DEFAULT_WORKERS,
     logLevel: pick('logLevel')?.value ?? DEFAULT_LOG_LEVEL,
     configPath,
   };
+}
+
+/** TLS settings that only make sense together; the error names the flag when a flag set the field. */
+function checkTls(backend: BackendTlsConfig, client: ClientTlsConfig, file: ConfigLayer | null, flags: ConfigLayer): void {
+  const fileSource = file?.source ?? null;
+  const fail = (fileField: string, flag: string, fromFlag: boolean, problem: string): never => {
+    throw fromFlag ? new ConfigError(flag, problem) : new ConfigError(fileField, problem, fileSource);
+  };
+  const backendFromFlags = Object.keys(flags.backendTls).length > 0;
+  if ((backend.certFile === null) !== (backend.keyFile === null)) {
+    const field = backend.certFile === null ? 'certFile' : 'keyFile';
+    const flag = backend.certFile === null ? '--backend-tls-cert' : '--backend-tls-key';
+    fail(`backendTls.${field}`, flag, backendFromFlags, 'a client certificate needs both certFile and keyFile');
+  }
+  const anyBackendTlsSetting = backend.caFile !== null || backend.certFile !== null || backend.serverName !== null || !backend.rejectUnauthorized;
+  // `enabled: false` written out turns TLS off with its settings kept; left out, it is a mistake.
+  const turnedOff = flags.backendTls.enabled === false || file?.backendTls.enabled === false;
+  if (anyBackendTlsSetting && !backend.enabled && !turnedOff) {
+    fail('backendTls.enabled', '--backend-tls', backendFromFlags, 'must be true (or --backend-tls given) when other backend TLS settings are');
+  }
+  const someClientFile = client.certFile !== null || client.keyFile !== null;
+  if ((client.enabled || someClientFile) && (client.certFile === null || client.keyFile === null)) {
+    const missing = client.certFile === null ? 'certFile' : 'keyFile';
+    const flag = missing === 'certFile' ? '--tls-cert' : '--tls-key';
+    fail(`clientTls.${missing}`, flag, Object.keys(flags.clientTls).length > 0, 'client TLS needs both a certificate and its key');
+  }
 }

@@ -35,6 +35,27 @@ export interface BackendOptions {
   upAfterProbes: number;
 }
 
+/** TLS from the proxy to its memcached backends (memcached -Z). */
+export interface BackendTlsConfig {
+  enabled: boolean;
+  /** PEM CA bundle the backends' certificates must chain to; null: Node's built-in CAs. */
+  caFile: string | null;
+  /** A client certificate and its key, for backends that ask for one (ssl_verify_mode). */
+  certFile: string | null;
+  keyFile: string | null;
+  /** The name the certificates are checked against (and SNI); null: each backend's host. */
+  serverName: string | null;
+  /** false turns certificate verification off: the link is encrypted but not authenticated. */
+  rejectUnauthorized: boolean;
+}
+
+/** TLS for clients on the listen socket. */
+export interface ClientTlsConfig {
+  enabled: boolean;
+  certFile: string | null;
+  keyFile: string | null;
+}
+
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
@@ -49,6 +70,8 @@ export interface Config {
   limits: Limits;
   /** false: `flush_all` is refused instead of being sent to every backend. */
   allowFlushAll: boolean;
+  backendTls: BackendTlsConfig;
+  clientTls: ClientTlsConfig;
   workers: number;
   logLevel: LogLevel;
   /** The config file as given on the command line, re-read on reload; null without --config. */

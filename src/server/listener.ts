@@ -2,6 +2,7 @@
 // a session whose protocol is decided by its first byte, and drains on shutdown.
 
 import net from 'node:net';
+import tls from 'node:tls';
 import { BinaryProtocol } from './binary-protocol';
 import { ClientSession } from './client-session';
 import type { ServerContext } from './context';
@@ -9,6 +10,8 @@ import { TextProtocol } from './text-protocol';
 
 /** memcached's binary request magic; any other first byte means text. */
 const BINARY_REQUEST_MAGIC = 0x80;
+/** A TLS client that has not finished its handshake by then is dropped (Node's default is 120 s). */
+const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
 
 export interface ListenerEvents {
   connectionOpened(): void;
@@ -26,8 +29,12 @@ export class Listener {
   constructor(
     private readonly ctx: ServerContext,
     private readonly events: ListenerEvents,
+    /** Serve clients over TLS: a session starts once the handshake is done. */
+    tlsOptions: tls.TlsOptions | null = null,
   ) {
-    this.server = net.createServer((socket) => this.accept(socket));
+    this.server = tlsOptions
+      ? tls.createServer({ handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS, ...tlsOptions }, (socket) => this.accept(socket))
+      : net.createServer((socket) => this.accept(socket));
   }
 
   /** Open client connections. */

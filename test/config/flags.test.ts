@@ -73,6 +73,8 @@ describe('defaults', () => {
       },
       limits: { ...DEFAULT_LIMITS },
       allowFlushAll: true,
+      backendTls: { enabled: false, caFile: null, certFile: null, keyFile: null, serverName: null, rejectUnauthorized: true },
+      clientTls: { enabled: false, certFile: null, keyFile: null },
       workers: 1,
       logLevel: 'info',
       configPath: null,

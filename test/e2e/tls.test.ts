@@ -1,0 +1,240 @@
+// TLS end to end: real memcached 1.6.18 in TLS mode (-Z) behind the proxy (dist/cli.js),
+// with certificates made here by openssl: a test CA and a server certificate for
+// 127.0.0.1/localhost it signed, and a rogue CA with its own server certificate.
+//   - set/get through the proxy to TLS backends, verification on (--backend-tls-ca);
+//   - a backend whose certificate the CA did not sign is refused: marked down, requests
+//     go to the other replica; with --backend-tls-insecure it is used (encrypted only);
+//   - client TLS on the listen socket (--tls-cert/--tls-key), text and binary.
+
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import tls from 'node:tls';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../helpers/memcached';
+import { startProxy, type ProxyProcess } from '../helpers/proxy';
+
+let dir = '';
+const file = (name: string): string => path.join(dir, name);
+const latin1 = (s: string): Buffer => Buffer.from(s, 'latin1');
+
+function openssl(args: string[]): void {
+  const r = spawnSync('openssl', args, { cwd: dir, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`openssl ${args.join(' ')}: ${r.stderr}`);
+}
+
+/** A CA named `ca` and a server certificate `name` it signed, for 127.0.0.1 and localhost. */
+function makeCertificates(ca: string, name: string): void {
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  openssl(['req', '-x509', ...ec, '-keyout', `${ca}.key`, '-out', `${ca}.crt`, '-days', '1', '-subj', `/CN=${ca}`]);
+  openssl(['req', ...ec, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', '/CN=localhost']);
+  writeFileSync(file(`${name}.ext`), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
+  openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.crt`, '-CAkey', `${ca}.key`, '-CAcreateserial', '-out', `${name}.crt`, '-days', '1', '-extfile', `${name}.ext`]);
+}
+
+interface TlsMemcached {
+  address: string;
+  port: number;
+  child: ChildProcess;
+}
+const servers: TlsMemcached[] = [];
+const proxies: ProxyProcess[] = [];
+
+/** memcached -Z with the given certificate, on a free port; resolves once it answers over TLS. */
+async function startTlsMemcached(cert: string, ca: string): Promise<TlsMemcached> {
+  const port = await freePort();
+  const args = ['-l', '127.0.0.1', '-p', String(port), '-U', '0', '-m', '16', '-t', '1', '-Z'];
+  args.push('-o', `ssl_chain_cert=${file(`${cert}.crt`)},ssl_key=${file(`${cert}.key`)}`);
+  if (process.getuid?.() === 0) args.push('-u', 'root');
+  const child = spawn('memcached', args, { stdio: 'ignore' });
+  const server = { address: `127.0.0.1:${port}`, port, child };
+  servers.push(server);
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const reply = await tlsExchange(port, latin1('version\r\n'), latin1('\r\n'), readFileSync(file(`${ca}.crt`))).catch(() => null);
+    if (reply?.toString('latin1').startsWith('VERSION ')) return server;
+    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`TLS memcached on ${port} did not start`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Over TLS, verifying against `ca`: sends `bytes`, resolves with what came back once it ends with `until`. */
+function tlsExchange(port: number, bytes: Buffer, until: Buffer, ca: Buffer): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const s = tls.connect({ host: '127.0.0.1', port, ca });
+    const parts: Buffer[] = [];
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new Error(`no complete reply: ${JSON.stringify(Buffer.concat(parts).toString('latin1'))}`));
+    }, 3000);
+    s.on('secureConnect', () => s.write(bytes));
+    s.on('data', (d: Buffer) => {
+      parts.push(d);
+      const all = Buffer.concat(parts);
+      if (all.length >= until.length && all.subarray(all.length - until.length).equals(until)) {
+        clearTimeout(timer);
+        s.destroy();
+        resolve(all);
+      }
+    });
+    s.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
+}
+
+/** Plain TCP: what comes back before the peer closes or 1 s passes. */
+function plainExchange(port: number, bytes: Buffer): Promise<Buffer> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port });
+    const parts: Buffer[] = [];
+    const done = (): void => {
+      s.destroy();
+      resolve(Buffer.concat(parts));
+    };
+    const timer = setTimeout(done, 1000);
+    s.on('connect', () => s.write(bytes));
+    s.on('data', (d: Buffer) => parts.push(d));
+    s.on('error', () => {});
+    s.on('close', () => {
+      clearTimeout(timer);
+      done();
+    });
+  });
+}
+
+function plainGetSet(port: number, key: string, value: string): Promise<Buffer> {
+  const bytes = latin1(`set ${key} 3 0 ${value.length}\r\n${value}\r\nget ${key}\r\n`);
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host: '127.0.0.1', port });
+    const parts: Buffer[] = [];
+    s.on('connect', () => s.write(bytes));
+    s.on('data', (d: Buffer) => {
+      parts.push(d);
+      if (Buffer.concat(parts).toString('latin1').endsWith('END\r\n')) {
+        s.destroy();
+        resolve(Buffer.concat(parts));
+      }
+    });
+    s.on('error', reject);
+  });
+}
+
+async function waitForOutput(proxy: ProxyProcess, pattern: RegExp): Promise<string> {
+  const deadline = Date.now() + 5000;
+  while (Date.now() < deadline) {
+    const m = pattern.exec(proxy.output());
+    if (m) return m[0];
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`proxy output never matched ${pattern}:\n${proxy.output()}`);
+}
+
+let good1: TlsMemcached;
+let good2: TlsMemcached;
+let rogue: TlsMemcached;
+let ca: Buffer;
+let rogueCa: Buffer;
+
+beforeAll(async () => {
+  dir = mkdtempSync(path.join(tmpdir(), 'replicached-tls-'));
+  makeCertificates('ca', 'server');
+  makeCertificates('rogue-ca', 'rogue');
+  ca = readFileSync(file('ca.crt'));
+  rogueCa = readFileSync(file('rogue-ca.crt'));
+  [good1, good2, rogue] = await Promise.all([
+    startTlsMemcached('server', 'ca'),
+    startTlsMemcached('server', 'ca'),
+    startTlsMemcached('rogue', 'rogue-ca'),
+  ]);
+});
+
+afterEach(async () => {
+  await Promise.all(proxies.splice(0).map((p) => p.stop()));
+});
+
+afterAll(async () => {
+  for (const s of servers) s.child.kill('SIGKILL');
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('TLS to the backends', () => {
+  it('memcached -Z speaks only TLS on its port (so the tests below prove the proxy used TLS)', async () => {
+    expect((await plainExchange(good1.port, latin1('version\r\n'))).toString('latin1')).not.toMatch(/^VERSION/);
+  });
+
+  it('set/get through the proxy to two TLS backends, certificates verified against --backend-tls-ca', async () => {
+    const proxy = await startProxy({
+      backends: [good1.address, good2.address],
+      replicas: 2,
+      args: ['--backend-tls', '--backend-tls-ca', file('ca.crt')],
+    });
+    proxies.push(proxy);
+    const reply = await plainGetSet(proxy.port, 'tls:a', 'over tls');
+    expect(reply.toString('latin1')).toBe('STORED\r\nVALUE tls:a 3 8\r\nover tls\r\nEND\r\n');
+    // Both replicas hold it, read back over TLS straight from memcached.
+    for (const s of [good1, good2]) {
+      const direct = await tlsExchange(s.port, latin1('get tls:a\r\n'), latin1('END\r\n'), ca);
+      expect(direct.toString('latin1')).toBe('VALUE tls:a 3 8\r\nover tls\r\nEND\r\n');
+    }
+  });
+
+  it('a backend whose certificate is not signed by the CA is refused: marked down, the other replica serves', async () => {
+    const proxy = await startProxy({
+      backends: [good1.address, rogue.address],
+      replicas: 2,
+      args: ['--backend-tls', '--backend-tls-ca', file('ca.crt')],
+    });
+    proxies.push(proxy);
+    // The first requests find the rogue's connections failing the handshake.
+    await plainGetSet(proxy.port, 'tls:warmup', 'x').catch(() => null);
+    const down = await waitForOutput(proxy, new RegExp(`"backend":"${rogue.address}","reason":"[^"]*","msg":"backend down"`));
+    expect(down).toMatch(/UNABLE_TO_VERIFY|SELF_SIGNED|certificate/i);
+    const reply = await plainGetSet(proxy.port, 'tls:b', 'failover');
+    expect(reply.toString('latin1')).toBe('STORED\r\nVALUE tls:b 3 8\r\nfailover\r\nEND\r\n');
+    // Nothing reached the rogue.
+    const onRogue = await tlsExchange(rogue.port, latin1('get tls:b tls:warmup\r\n'), latin1('END\r\n'), rogueCa);
+    expect(onRogue.toString('latin1')).toBe('END\r\n');
+  });
+
+  it('with --backend-tls-insecure the untrusted backend is used (encrypted, not authenticated)', async () => {
+    const proxy = await startProxy({ backends: [rogue.address], replicas: 1, args: ['--backend-tls', '--backend-tls-insecure'] });
+    proxies.push(proxy);
+    const reply = await plainGetSet(proxy.port, 'tls:c', 'insecure');
+    expect(reply.toString('latin1')).toBe('STORED\r\nVALUE tls:c 3 8\r\ninsecure\r\nEND\r\n');
+    const onRogue = await tlsExchange(rogue.port, latin1('get tls:c\r\n'), latin1('END\r\n'), rogueCa);
+    expect(onRogue.toString('latin1')).toBe('VALUE tls:c 3 8\r\ninsecure\r\nEND\r\n');
+  });
+
+  it('a CA file that cannot be read stops the proxy from starting', async () => {
+    await expect(
+      startProxy({ backends: [good1.address], args: ['--backend-tls', '--backend-tls-ca', file('missing.crt')] }),
+    ).rejects.toThrow(/backendTls\.caFile: cannot read/);
+  });
+});
+
+describe('TLS for clients', () => {
+  it('--tls-cert/--tls-key: text and binary clients over TLS; a plain client gets nothing', async () => {
+    const proxy = await startProxy({
+      backends: [good1.address, good2.address],
+      replicas: 2,
+      args: ['--backend-tls', '--backend-tls-ca', file('ca.crt'), '--tls-cert', file('server.crt'), '--tls-key', file('server.key')],
+    });
+    proxies.push(proxy);
+    const text = await tlsExchange(proxy.port, latin1('set tls:d 0 0 2\r\nhi\r\nget tls:d\r\n'), latin1('END\r\n'), ca);
+    expect(text.toString('latin1')).toBe('STORED\r\nVALUE tls:d 0 2\r\nhi\r\nEND\r\n');
+
+    const noop = Buffer.alloc(24);
+    noop[0] = 0x80;
+    noop[1] = 0x0a;
+    noop.writeUInt32BE(7, 12);
+    const reply = Buffer.from(noop);
+    reply[0] = 0x81;
+    expect(await tlsExchange(proxy.port, noop, reply, ca)).toEqual(reply);
+
+    expect((await plainExchange(proxy.port, latin1('version\r\n'))).toString('latin1')).not.toMatch(/VERSION/);
+  });
+});
