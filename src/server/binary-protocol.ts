@@ -90,7 +90,8 @@ export class BinaryProtocol implements Protocol {
         return;
       case 'flush':
         if (!this.ctx.allowFlushAll) {
-          done(bin.encodeError(req.opcode, req.opaque, Status.NotSupported));
+          // memcached -F answers FLUSH and FLUSHQ alike with "Auth failure.".
+          done(bin.encodeError(req.opcode, req.opaque, Status.AuthError));
           return;
         }
         void router.flush(req.delay).then((o) => {

@@ -9,7 +9,8 @@ import type { Protocol, StartRequest } from './client-session';
 import type { ServerContext } from './context';
 import { CLOSE, type SlotResult } from './ordered-replies';
 
-const FLUSH_DISABLED = Buffer.from('SERVER_ERROR flush_all is disabled\r\n');
+// What memcached itself answers when started with -F (flush_all disabled).
+const FLUSH_DISABLED = Buffer.from('CLIENT_ERROR flush_all not allowed\r\n');
 
 export class TextProtocol implements Protocol {
   private readonly parser: TextParser;

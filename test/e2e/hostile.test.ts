@@ -12,6 +12,7 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startMemcached, stopAllMemcached, type MemcachedProcess } from '../helpers/memcached';
 import { startProxy, type ProxyProcess } from '../helpers/proxy';
+import { loadConfig, parseArgs } from '../../src/config';
 
 // RSS bound. A fresh proxy is ~60-70 MB here; after every case its RSS must be within
 // RSS_GROWTH_BOUND_KB of that. The two costliest cases:
@@ -85,6 +86,7 @@ let mc1: MemcachedProcess;
 let mc2: MemcachedProcess;
 let proxy: ProxyProcess;
 let limited: ProxyProcess | null = null;
+let noFlush: ProxyProcess | null = null;
 let baselineRss = 0;
 let dir = '';
 
@@ -108,6 +110,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await proxy?.stop();
   await limited?.stop();
+  await noFlush?.stop();
   await stopAllMemcached();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
@@ -376,5 +379,60 @@ describe('connections', () => {
     }
     expect(stats).toMatch(/STAT rejected_connections 101\r\n/);
     expect(stats).toMatch(/STAT curr_connections 1\r\n/);
+  });
+});
+
+describe('safe defaults', () => {
+  it('listen and metrics are on loopback unless told otherwise', () => {
+    const args = parseArgs([]);
+    if (args.kind !== 'run') throw new Error('expected a run');
+    const c = loadConfig(args);
+    expect(c.listen.host).toBe('127.0.0.1');
+    expect(c.metricsListen?.host).toBe('127.0.0.1');
+    expect(c.backendTls.enabled).toBe(false);
+    expect(load(['--backend-tls']).backendTls.rejectUnauthorized).toBe(true);
+  });
+  function load(argv: string[]) {
+    const args = parseArgs(argv);
+    if (args.kind !== 'run') throw new Error('expected a run');
+    return loadConfig(args);
+  }
+
+  it('--no-flush-all: flush_all is refused with memcached -F\'s own replies (text and binary), nothing is flushed', async () => {
+    const refusing = await startMemcached({ args: ['-F'] });
+    noFlush = await startProxy({ backends: [mc1.address, mc2.address], replicas: 2, args: ['--no-flush-all'] });
+    const k = uniqueKey();
+    const text = latin1(`set ${k} 1 0 4\r\nkeep\r\nflush_all\r\nflush_all noreply\r\nflush_all 0\r\nget ${k}\r\n`);
+    const [direct, proxied] = await Promise.all([
+      exchange(refusing.port, text, latin1('END\r\n')),
+      exchange(noFlush.port, text, latin1('END\r\n')),
+    ]);
+    expect(proxied.data.toString('latin1')).toBe(direct.data.toString('latin1'));
+    expect(proxied.data.toString('latin1')).toBe(
+      `STORED\r\nCLIENT_ERROR flush_all not allowed\r\nCLIENT_ERROR flush_all not allowed\r\nVALUE ${k} 1 4\r\nkeep\r\nEND\r\n`,
+    );
+
+    const frame = (opcode: number): Buffer => {
+      const h = Buffer.alloc(24);
+      h[0] = 0x80;
+      h[1] = opcode;
+      h.writeUInt32BE(0x01020304, 12);
+      return h;
+    };
+    const binary = Buffer.concat([frame(0x08), frame(0x18), frame(0x0a)]); // FLUSH, FLUSHQ, NOOP
+    const noopReply = Buffer.from(frame(0x0a));
+    noopReply[0] = 0x81;
+    const [directBin, proxiedBin] = await Promise.all([
+      exchange(refusing.port, binary, noopReply),
+      exchange(noFlush.port, binary, noopReply),
+    ]);
+    expect(proxiedBin.data).toEqual(directBin.data);
+    expect(proxiedBin.data.subarray(24, 37).toString('latin1')).toBe('Auth failure.');
+    // The item is still on both backends.
+    for (const mc of [mc1, mc2]) {
+      const r = await exchange(mc.port, latin1(`get ${k}\r\n`), latin1('END\r\n'));
+      expect(r.data.toString('latin1')).toBe(`VALUE ${k} 1 4\r\nkeep\r\nEND\r\n`);
+    }
+    await refusing.stop();
   });
 });
