@@ -2,6 +2,7 @@
 // port, as a user would run it, and stops it. `npm test` builds dist/ first.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import net from 'node:net';
 import path from 'node:path';
 
 const CLI = path.join(__dirname, '..', '..', 'dist', 'cli.js');
@@ -80,4 +81,40 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyProcess> {
       return code;
     },
   };
+}
+
+/** The proxy's `stats` reply (text protocol) as name -> value. */
+export function proxyStats(port: number): Promise<Map<string, string>> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: '127.0.0.1', port }, () => socket.write('stats\r\n'));
+    let text = '';
+    socket.setTimeout(5000, () => socket.destroy(new Error('stats: no reply in 5 s')));
+    socket.on('error', reject);
+    socket.on('data', (d: Buffer) => {
+      text += d.toString('latin1');
+      if (!text.endsWith('END\r\n')) return;
+      socket.end();
+      const stats = new Map<string, string>();
+      for (const line of text.split('\r\n')) {
+        const m = /^STAT (\S+) (.*)$/.exec(line);
+        if (m) stats.set(m[1], m[2]);
+      }
+      resolve(stats);
+    });
+  });
+}
+
+/** Polls until `check` passes on the proxy's stats, or throws with the last stats after `timeoutMs`. */
+export async function waitForStats(
+  port: number,
+  check: (stats: Map<string, string>) => boolean,
+  timeoutMs = 20_000,
+): Promise<Map<string, string>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const stats = await proxyStats(port);
+    if (check(stats)) return stats;
+    if (Date.now() > deadline) throw new Error(`stats never matched:\n${[...stats].map((e) => e.join(' ')).join('\n')}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
