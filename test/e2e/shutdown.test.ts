@@ -1,0 +1,67 @@
+// SIGTERM without loss: the proxy stops accepting, finishes the requests in
+// flight (every write it acknowledged reached all its replicas), and exits 0.
+
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { startMemcached, type MemcachedProcess } from '../helpers/memcached';
+import { startProxy, type ProxyProcess } from '../helpers/proxy';
+
+const WRITES = 2000;
+
+/** Sends `request` and collects the reply until `done(reply)` or the peer closes. */
+function exchange(port: number, request: string, done: (reply: string) => boolean): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: '127.0.0.1', port }, () => socket.write(request));
+    let reply = '';
+    socket.setTimeout(10_000, () => socket.destroy(new Error(`no complete reply; got ${reply.length} bytes`)));
+    socket.on('error', reject);
+    socket.on('data', (d: Buffer) => {
+      reply += d.toString('latin1');
+      if (done(reply)) socket.end();
+    });
+    socket.on('close', () => resolve(reply));
+  });
+}
+
+describe('SIGTERM drains requests in flight', () => {
+  let backends: MemcachedProcess[];
+  let proxy: ProxyProcess;
+
+  beforeAll(async () => {
+    backends = await Promise.all([startMemcached(), startMemcached(), startMemcached()]);
+    proxy = await startProxy({ backends: backends.map((b) => b.address), replicas: 2 });
+  });
+  afterAll(async () => {
+    await proxy?.stop();
+    await Promise.all(backends.map((b) => b.stop()));
+  });
+
+  test('every acknowledged write is on both replicas, and the proxy exits 0', async () => {
+    const keys = Array.from({ length: WRITES }, (_, i) => `drain:${i}`);
+    const request = keys.map((k) => `set ${k} 0 0 5\r\nvalue\r\n`).join('');
+    const replies = exchange(proxy.port, request, (r) => r.split('\r\n').length > WRITES);
+    // Let some requests start, then stop the proxy while they are in flight.
+    await new Promise((r) => setTimeout(r, 5));
+    const exit = proxy.stop();
+    const reply = await replies;
+    expect(await exit).toBe(0);
+
+    const acknowledged = reply.split('\r\n').filter((l) => l === 'STORED').length;
+    expect(reply.replace(/STORED\r\n/g, '')).toBe(''); // nothing but whole STORED lines
+    expect(acknowledged).toBeGreaterThan(0);
+
+    // Ask every backend directly which keys it holds.
+    const copies = new Map<string, number>();
+    for (const b of backends) {
+      const got = await exchange(b.port, `get ${keys.slice(0, acknowledged).join(' ')}\r\n`, (r) => r.endsWith('END\r\n'));
+      for (const m of got.matchAll(/^VALUE (\S+) /gm)) copies.set(m[1], (copies.get(m[1]) ?? 0) + 1);
+    }
+    // Replies leave in request order, so the acknowledged writes are the first ones.
+    for (const k of keys.slice(0, acknowledged)) expect(copies.get(k), k).toBe(2);
+  });
+
+  test('a stopped proxy accepts no new client', async () => {
+    await proxy.stop();
+    await expect(exchange(proxy.port, 'version\r\n', () => true)).rejects.toThrow(/ECONNREFUSED/);
+  });
+});
