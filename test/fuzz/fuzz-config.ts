@@ -15,7 +15,7 @@ export const LONG_RUN = Number.isInteger(runsFromEnv) && runsFromEnv > 0;
 export const TEST_TIMEOUT_MS = LONG_RUN ? 24 * 3600 * 1000 : 20_000;
 
 /** Cases per fast-check call: a long run is cut into batches so vitest's worker stays responsive. */
-const BATCH = 250;
+const BATCH = 25;
 
 /** fast-check parameters: `runs` cases in npm test, FUZZ_RUNS (times `weight`) in a long run. */
 export function params(runs: number, weight = 1): fc.Parameters<unknown> {
