@@ -42,7 +42,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
   const openBackend = (b: BackendConfig, options: BackendOptions): Backend => {
     // Items up to the client limit must come back from a backend, whatever size it was started with.
     const parser = { ...DEFAULT_PARSER_LIMITS, maxValueLength: Math.max(DEFAULT_PARSER_LIMITS.maxValueLength, current.limits.maxItemSize) };
-    const backend = new Backend(b.address, { ...options, parser, tls: backendTls });
+    const backend = new Backend(b.address, { ...options, parser, tls: backendTls }, metrics.backendRecorder(b.address));
     metrics.backendUp.set({ backend: b.address }, 1);
     backend.on('down', (reason) => {
       metrics.backendUp.set({ backend: b.address }, 0);
@@ -110,8 +110,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
     stats: () => [...stats.snapshot(), ...resyncer.statsLines()],
     countCommand: (command, result, startedMs) => {
       stats.count(command, result);
-      metrics.requests.inc({ command, result });
-      metrics.requestDuration.observe({ command }, (performance.now() - startedMs) / 1000);
+      metrics.countRequest(command, result, (performance.now() - startedMs) / 1000);
     },
   };
   const listener = new Listener(ctx, {
@@ -130,13 +129,14 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
     },
     bytesIn: (n) => {
       stats.bytesRead += n;
-      metrics.clientBytesReceived.inc(n);
+      metrics.bytesIn(n);
     },
     bytesOut: (n) => {
       stats.bytesWritten += n;
-      metrics.clientBytesSent.inc(n);
+      metrics.bytesOut(n);
     },
   }, clientTlsOptions(config.clientTls));
+  metrics.setInFlightSource(() => listener.inFlight);
 
   let metricsServer: MetricsServer | null = null;
   let port: number;

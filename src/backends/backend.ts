@@ -45,7 +45,14 @@ import type {
   NodeTouch,
   StoreRequest,
 } from '../routing/node';
-import { Connection, failed, type BackendRequest, type ConnectionFailure, type ConnectionOwner } from './connection';
+import {
+  CONNECT_TIMEOUT,
+  Connection,
+  failed,
+  type BackendRequest,
+  type ConnectionFailure,
+  type ConnectionOwner,
+} from './connection';
 import { Fifo } from './fifo';
 import { describe, toArith, toDelete, toFlush, toGet, toStore, toTouch, toVersion } from './outcomes';
 
@@ -103,6 +110,21 @@ export interface BackendIdentity {
 
 export type BackendState = 'up' | 'down' | 'closed';
 
+/** Why pool requests failed, as counted for metrics: a fixed set. */
+export type BackendErrorReason = 'timeout' | 'connect' | 'closed' | 'desync' | 'server_error' | 'down' | 'overload';
+
+/** Told about every pool request (not probes or metadumps); must be cheap. */
+export interface BackendObserver {
+  /** A reply arrived this long after the request was sent. */
+  replied(seconds: number): void;
+  /** `count` requests failed for this reason. */
+  failed(reason: BackendErrorReason, count: number): void;
+  /** A request (or a connect) passed its deadline. */
+  timedOut(): void;
+}
+
+const NO_OBSERVER: BackendObserver = { replied: () => {}, failed: () => {}, timedOut: () => {} };
+
 export class Backend extends EventEmitter<BackendEvents> implements MemcachedNode {
   readonly address: string;
   private readonly host: string;
@@ -120,14 +142,19 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
   private probeTimer: NodeJS.Timeout | null = null;
   private readonly poolOwner: ConnectionOwner = {
     opened: (conn) => this.onOpened(conn),
-    replied: () => {
+    replied: (_conn, seconds) => {
       this.failures = 0;
+      this.observer.replied(seconds);
     },
-    closed: (conn, failure) => this.onClosed(conn, failure),
+    closed: (conn, failure, lost) => this.onClosed(conn, failure, lost),
   };
 
   /** `address` is "host:port" (IPv6 as "[::1]:11211"). */
-  constructor(address: string, options: Partial<BackendOptions> = {}) {
+  constructor(
+    address: string,
+    options: Partial<BackendOptions> = {},
+    private readonly observer: BackendObserver = NO_OBSERVER,
+  ) {
     super();
     this.address = address;
     const { host, port } = splitAddress(address);
@@ -176,7 +203,10 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
         kind: 'meta',
         encode: (o) => encodeStore(req, o),
         dataFollows: true,
-        resolve: (r) => resolve(isFailed(r) ? r : toStore(r)),
+        resolve: (r) => {
+          if (!isFailed(r) && r.type === 'error' && r.code === 'SERVER_ERROR') this.observer.failed('server_error', 1);
+          resolve(isFailed(r) ? r : toStore(r));
+        },
       }),
     );
   }
@@ -268,7 +298,7 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
     }
     const all = [...this.pool, ...this.side];
     for (const c of all) c.close('backend closed');
-    this.failWaiting('backend closed');
+    this.failWaiting('backend closed', 'closed');
     await Promise.all(all.map((c) => c.done));
   }
 
@@ -276,11 +306,21 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
   // Pool
 
   private request<T>(kind: ReplyKind, encode: (opaque: string) => Encoded, map: (r: FinalReply) => T): Promise<T | Failed> {
-    return new Promise((resolve) => this.dispatch({ kind, encode, resolve: (r) => resolve(isFailed(r) ? r : map(r)) }));
+    return new Promise((resolve) =>
+      this.dispatch({
+        kind,
+        encode,
+        resolve: (r) => {
+          if (!isFailed(r) && r.type === 'error' && r.code === 'SERVER_ERROR') this.observer.failed('server_error', 1);
+          resolve(isFailed(r) ? r : map(r));
+        },
+      }),
+    );
   }
 
   private dispatch(req: BackendRequest): void {
     if (this.status !== 'up') {
+      this.observer.failed(this.status === 'closed' ? 'closed' : 'down', 1);
       req.resolve(this.unavailable());
       return;
     }
@@ -291,6 +331,7 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
       if (c.isOpen && (best === null || c.pending < best.pending)) best = c;
     }
     if (load >= this.opts.maxPending) {
+      this.observer.failed('overload', 1);
       req.resolve(failed('too many requests pending'));
       return;
     }
@@ -330,8 +371,10 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
     }
   }
 
-  private onClosed(conn: Connection, failure: ConnectionFailure | null): void {
+  private onClosed(conn: Connection, failure: ConnectionFailure | null, lost: number): void {
     this.pool.delete(conn);
+    if (lost > 0) this.observer.failed(failure?.kind ?? (this.status === 'closed' ? 'closed' : 'down'), lost);
+    if (failure?.kind === 'timeout' || failure?.reason === CONNECT_TIMEOUT) this.observer.timedOut();
     if (failure === null || this.status !== 'up') return;
     if (failure.kind === 'timeout') {
       this.markDown(failure.reason);
@@ -342,10 +385,11 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
       return;
     }
     // Requests waiting for a connection never wait on one that is not coming.
-    if (this.pool.size === 0) this.failWaiting(failure.reason);
+    if (this.pool.size === 0) this.failWaiting(failure.reason, failure.kind);
   }
 
-  private failWaiting(reason: string): void {
+  private failWaiting(reason: string, counted: BackendErrorReason): void {
+    if (this.waiting.length > 0) this.observer.failed(counted, this.waiting.length);
     const result = failed(reason);
     for (const req of this.waiting.drain()) req.resolve(result);
   }
@@ -364,7 +408,7 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
     this.failures = 0;
     this.goodProbes = 0;
     for (const c of [...this.pool]) c.close(`backend down: ${reason}`);
-    this.failWaiting(`backend down: ${reason}`);
+    this.failWaiting(`backend down: ${reason}`, 'down');
     this.probeDelay = this.opts.probeIntervalMs;
     this.scheduleProbe();
     this.notify('down', reason);

@@ -51,10 +51,10 @@ export interface ConnectionFailure {
 export interface ConnectionOwner {
   /** The socket is connected; send() is accepted from now on. */
   opened(conn: Connection): void;
-  /** A final reply arrived: the backend is alive. */
-  replied(conn: Connection): void;
-  /** The connection is over; `failure` is null when close() ended it. */
-  closed(conn: Connection, failure: ConnectionFailure | null): void;
+  /** A final reply arrived, `seconds` after its request was sent: the backend is alive. */
+  replied(conn: Connection, seconds: number): void;
+  /** The connection is over; `failure` is null when close() ended it; `lost` requests in flight failed with it. */
+  closed(conn: Connection, failure: ConnectionFailure | null, lost: number): void;
 }
 
 export interface ConnectionOptions {
@@ -72,10 +72,15 @@ interface InFlight {
   req: BackendRequest;
   opaque: string;
   deadline: number;
+  /** performance.now() at send(), for the backend latency metric. */
+  sent: number;
 }
 
 /** Up to this many queued bytes are joined into one buffer; beyond, written as chunks under cork. */
 const JOIN_MAX = 64 * 1024;
+
+/** The reason of a connect that did not finish in connectTimeoutMs. */
+export const CONNECT_TIMEOUT = 'connect timeout';
 
 export function failed(reason: string): Failed {
   return { status: 'failed', reason };
@@ -107,7 +112,7 @@ export class Connection {
     this.done = new Promise((resolve) => this.socket.once('close', () => resolve()));
     this.timer = setTimeout(() => {
       this.timer = null;
-      this.fail({ kind: 'connect', reason: 'connect timeout' });
+      this.fail({ kind: 'connect', reason: CONNECT_TIMEOUT });
     }, opts.connectTimeoutMs);
     this.socket.once(opts.tls ? 'secureConnect' : 'connect', () => this.onConnect());
     this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -142,7 +147,7 @@ export class Connection {
     const bytes = req.encode(opaque);
     if (Array.isArray(bytes)) for (const b of bytes) this.queue(b);
     else this.queue(bytes);
-    this.fifo.push({ req, opaque, deadline: Date.now() + this.opts.requestTimeoutMs });
+    this.fifo.push({ req, opaque, deadline: Date.now() + this.opts.requestTimeoutMs, sent: performance.now() });
     if (this.timer === null) this.arm(this.opts.requestTimeoutMs);
     if (this.flushHandle === null) this.flushHandle = setImmediate(() => this.flush());
   }
@@ -210,7 +215,7 @@ export class Connection {
         return;
       }
       this.fifo.shift();
-      this.owner.replied(this);
+      this.owner.replied(this, (performance.now() - head.sent) / 1000);
       deliver(() => head.req.resolve(reply));
       if (head.req.dataFollows && reply.type === 'error' && reply.code === 'CLIENT_ERROR') {
         this.fail({ kind: 'desync', reason: `CLIENT_ERROR to a request with data: ${reply.message}` });
@@ -280,7 +285,7 @@ export class Connection {
     const lost = this.fifo.drain();
     const result = failed(reason);
     for (const f of lost) deliver(() => f.req.resolve(result));
-    this.owner.closed(this, failure);
+    this.owner.closed(this, failure, lost.length);
   }
 }
 

@@ -3,22 +3,46 @@
 // Label values stay few: command names, result names, backend addresses, and
 // the reason strings a backend failure is reported with.
 
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { CounterCells, FastHistogram, type CounterCell, type HistogramSeries } from './fast';
 
 // Client and backend latencies are mostly sub-millisecond on a LAN; the top
 // buckets catch timeouts (defaults 300 and 500 ms) and slow clients.
 const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 
+/** Why backend requests failed: a fixed set, so the label stays small. */
+export type BackendErrorReason = 'timeout' | 'connect' | 'closed' | 'desync' | 'server_error' | 'down' | 'overload';
+
+/** What one backend reports per request; cheap enough to call on every one. */
+export interface BackendRecorder {
+  /** A reply arrived this long after the request was sent. */
+  replied(seconds: number): void;
+  /** `count` requests failed for this reason. */
+  failed(reason: BackendErrorReason, count: number): void;
+  /** A request (or a connect) passed its deadline. */
+  timedOut(): void;
+}
+
 export interface Metrics {
   registry: Registry;
+
+  // The per-request paths: plain numbers, given to prom-client at scrape time.
+  /** A finished client command: requests_total and request_duration_seconds. */
+  countRequest(command: string, result: string, seconds: number): void;
+  bytesIn(n: number): void;
+  bytesOut(n: number): void;
+  /** The recorder for one backend address (backend request latency, errors, timeouts). */
+  backendRecorder(address: string): BackendRecorder;
+  /** Where requests_in_flight reads its value at scrape time. */
+  setInFlightSource(read: () => number): void;
 
   /** result: e.g. hit, miss, stored, not_stored, exists, not_found, deleted, touched, ok, error, unavailable. */
   requests: Counter<'command' | 'result'>;
   /** From the whole request parsed to its reply queued, as the client sees it. */
-  requestDuration: Histogram<'command'>;
+  requestDuration: FastHistogram<'command'>;
   requestsInFlight: Gauge;
 
-  backendRequestDuration: Histogram<'backend'>;
+  backendRequestDuration: FastHistogram<'backend'>;
   backendErrors: Counter<'backend' | 'reason'>;
   backendTimeouts: Counter<'backend'>;
   /** 1 while the backend is in the ring, 0 while it is ejected. */
@@ -54,6 +78,12 @@ export function createMetrics(): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const registers = [registry];
+  const requestCells = new CounterCells<'command' | 'result'>(['command', 'result']);
+  const errorCells = new CounterCells<'backend' | 'reason'>(['backend', 'reason']);
+  const timeoutCells = new CounterCells<'backend'>(['backend']);
+  const bytesInCells = new CounterCells<never>([]);
+  const bytesOutCells = new CounterCells<never>([]);
+  let inFlightSource: () => number = () => 0;
 
   const m = {
     registry,
@@ -62,8 +92,9 @@ export function createMetrics(): Metrics {
       help: 'Client requests answered, by command and result.',
       labelNames: ['command', 'result'] as const,
       registers,
+      collect: () => requestCells.fold(),
     }),
-    requestDuration: new Histogram({
+    requestDuration: new FastHistogram({
       name: 'replicached_request_duration_seconds',
       help: 'Time from a client request parsed to its reply queued, by command.',
       labelNames: ['command'] as const,
@@ -74,8 +105,11 @@ export function createMetrics(): Metrics {
       name: 'replicached_requests_in_flight',
       help: 'Client requests received and not yet answered.',
       registers,
+      collect(this: Gauge) {
+        this.set(inFlightSource());
+      },
     }),
-    backendRequestDuration: new Histogram({
+    backendRequestDuration: new FastHistogram({
       name: 'replicached_backend_request_duration_seconds',
       help: 'Time from a request sent to a backend to its reply, by backend.',
       labelNames: ['backend'] as const,
@@ -87,12 +121,14 @@ export function createMetrics(): Metrics {
       help: 'Backend requests that failed, by backend and reason.',
       labelNames: ['backend', 'reason'] as const,
       registers,
+      collect: () => errorCells.fold(),
     }),
     backendTimeouts: new Counter({
       name: 'replicached_backend_timeouts_total',
       help: 'Backend requests or connects that timed out, by backend.',
       labelNames: ['backend'] as const,
       registers,
+      collect: () => timeoutCells.fold(),
     }),
     backendUp: new Gauge({
       name: 'replicached_backend_up',
@@ -167,11 +203,13 @@ export function createMetrics(): Metrics {
       name: 'replicached_client_bytes_received_total',
       help: 'Bytes read from clients.',
       registers,
+      collect: () => bytesInCells.fold(),
     }),
     clientBytesSent: new Counter({
       name: 'replicached_client_bytes_sent_total',
       help: 'Bytes written to clients.',
       registers,
+      collect: () => bytesOutCells.fold(),
     }),
     configReloads: new Counter({
       name: 'replicached_config_reloads_total',
@@ -179,6 +217,51 @@ export function createMetrics(): Metrics {
       labelNames: ['result'] as const,
       registers,
     }),
+  };
+
+  requestCells.attach(m.requests);
+  errorCells.attach(m.backendErrors);
+  timeoutCells.attach(m.backendTimeouts);
+  bytesInCells.attach(m.clientBytesReceived);
+  bytesOutCells.attach(m.clientBytesSent);
+  const bytesIn = bytesInCells.cell({});
+  const bytesOut = bytesOutCells.cell({});
+
+  // command -> its latency series and its result cells
+  const byCommand = new Map<string, { duration: HistogramSeries; results: Map<string, CounterCell> }>();
+  const countRequest = (command: string, result: string, seconds: number): void => {
+    let c = byCommand.get(command);
+    if (c === undefined) {
+      c = { duration: m.requestDuration.series({ command }), results: new Map() };
+      byCommand.set(command, c);
+    }
+    let cell = c.results.get(result);
+    if (cell === undefined) {
+      cell = requestCells.cell({ command, result });
+      c.results.set(result, cell);
+    }
+    cell.n++;
+    c.duration.observe(seconds);
+  };
+
+  const backendRecorder = (backend: string): BackendRecorder => {
+    const duration = m.backendRequestDuration.series({ backend });
+    const timeouts = timeoutCells.cell({ backend });
+    const reasons = new Map<string, CounterCell>();
+    return {
+      replied: (seconds) => duration.observe(seconds),
+      failed: (reason, count) => {
+        let cell = reasons.get(reason);
+        if (cell === undefined) {
+          cell = errorCells.cell({ backend, reason });
+          reasons.set(reason, cell);
+        }
+        cell.n += count;
+      },
+      timedOut: () => {
+        timeouts.n++;
+      },
+    };
   };
 
   const byBackendOnly = [
@@ -194,7 +277,20 @@ export function createMetrics(): Metrics {
 
   return {
     ...m,
+    countRequest,
+    bytesIn: (n) => {
+      bytesIn.n += n;
+    },
+    bytesOut: (n) => {
+      bytesOut.n += n;
+    },
+    backendRecorder,
+    setInFlightSource: (read) => {
+      inFlightSource = read;
+    },
     async forgetBackend(address: string): Promise<void> {
+      errorCells.drop({ backend: address });
+      timeoutCells.drop({ backend: address });
       for (const metric of byBackendOnly) metric.remove({ backend: address });
       // backendErrors has a second label: remove each reason seen for this backend.
       const { values } = await m.backendErrors.get();

@@ -42,6 +42,13 @@ export class Listener {
     return this.sockets.size;
   }
 
+  /** Client requests received and not yet answered, over every session (read at scrape time). */
+  get inFlight(): number {
+    let n = 0;
+    for (const s of this.sessions) n += s.inFlight;
+    return n;
+  }
+
   listen(host: string, port: number): Promise<net.AddressInfo> {
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
