@@ -8,8 +8,9 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { ConfigError, HELP_TEXT, LOCAL_BACKEND_COUNT, loadConfig, parseArgs, type Config, type RunArgs } from './config';
 import { startLocalMemcached, type LocalMemcached } from './local-memcached';
-import { createLogger } from './log';
+import { createLogger, type Logger } from './log';
 import { startProxy } from './proxy';
+import { isWorker, shareWorkerMetrics, startPrimary, workerBackends } from './workers';
 import { ConfigReloader } from './reload';
 
 const SHUTDOWN_DEADLINE_MS = 5000;
@@ -51,25 +52,61 @@ function phpIniHint(listen: string): string {
   ].join('\n');
 }
 
+function localBackend(address: string) {
+  const cut = address.lastIndexOf(':');
+  return { address, host: address.slice(0, cut), port: Number(address.slice(cut + 1)), weight: 1, local: false };
+}
+
+/** --workers N: this process only forks, serves the summed metrics, and relays signals. */
+async function runPrimary(config: Config, logger: Logger, local: LocalMemcached | null): Promise<void> {
+  const primary = await startPrimary(config, logger);
+  const port = await primary.listening;
+  const listen = `${config.listen.host}:${port}`;
+  const metricsAt =
+    primary.metricsPort === null ? '' : `metrics on http://${config.metricsListen!.host}:${primary.metricsPort}/metrics\n`;
+  process.stderr.write(`replicached listening on ${listen} (${config.workers} workers)\n${metricsAt}${phpIniHint(listen)}\n`);
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    await primary.stop();
+    await local?.stop();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop());
+  process.on('SIGINT', () => void stop());
+  process.on('SIGHUP', () => primary.reload());
+}
+
 async function main(): Promise<void> {
   const { args, config } = configOrExit(process.argv.slice(2));
   const logger = createLogger(config.logLevel);
 
   let local: LocalMemcached | null = null;
-  if (config.backends.length === 0) {
+  const chosen = workerBackends();
+  if (isWorker() && chosen !== null) {
+    // A worker proxies to the backends its primary chose, and serves no metrics of its own.
+    config.backends = chosen.map(localBackend);
+    config.workers = 1;
+    config.metricsListen = null;
+  } else if (config.backends.length === 0) {
     local = await startLocalMemcached(LOCAL_BACKEND_COUNT);
-    config.backends = local.addresses.map((address) => {
-      const [host, port] = [address.slice(0, address.lastIndexOf(':')), Number(address.slice(address.lastIndexOf(':') + 1))];
-      return { address, host, port, weight: 1, local: false };
-    });
+    config.backends = local.addresses.map(localBackend);
     logger.info({ backends: local.addresses }, 'no backends configured: started local memcached processes');
   }
 
+  if (config.workers > 1) {
+    await runPrimary(config, logger, local);
+    return;
+  }
   const localBackends = config.backends;
   const proxy = await startProxy(config, logger).catch(async (err: Error) => {
     await local?.stop();
     throw err;
   });
+  if (isWorker()) {
+    shareWorkerMetrics(proxy.metrics.registry);
+  }
   const listen = `${config.listen.host}:${proxy.port}`;
   logger.info(
     {
@@ -97,7 +134,7 @@ async function main(): Promise<void> {
     load: () => {
       const next = loadConfig(args);
       if (next.backends.length > 0) return next;
-      if (local !== null) return { ...next, backends: localBackends };
+      if (local !== null || chosen !== null) return { ...next, backends: localBackends };
       throw new ConfigError('backends', 'cannot be left out on reload (starting local memcached needs a restart)', next.configPath);
     },
     target: proxy,

@@ -1,0 +1,53 @@
+// --workers 2: two processes share the client port, both proxy to the same
+// backends, the primary serves their summed metrics and stops them on SIGTERM.
+
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { startMemcached, type MemcachedProcess } from '../helpers/memcached';
+import { startProxy, type ProxyProcess } from '../helpers/proxy';
+
+const CLIENTS = 40;
+
+function roundTrip(port: number, key: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: '127.0.0.1', port }, () => socket.write(`set ${key} 3 0 2\r\nhi\r\nget ${key}\r\n`));
+    let reply = '';
+    socket.setTimeout(5000, () => socket.destroy(new Error('timeout')));
+    socket.on('error', reject);
+    socket.on('data', (d: Buffer) => {
+      reply += d.toString('latin1');
+      if (reply.endsWith('END\r\n')) {
+        socket.end();
+        resolve(reply);
+      }
+    });
+  });
+}
+
+describe('--workers 2', () => {
+  let backends: MemcachedProcess[];
+  let proxy: ProxyProcess;
+
+  beforeAll(async () => {
+    backends = await Promise.all([startMemcached(), startMemcached()]);
+    proxy = await startProxy({ backends: backends.map((b) => b.address), metrics: true, args: ['--workers', '2'] });
+  });
+  afterAll(async () => {
+    await proxy?.stop();
+    await Promise.all(backends.map((b) => b.stop()));
+  });
+
+  test('clients are served, metrics are summed over the workers, SIGTERM stops them all', async () => {
+    const replies = await Promise.all(Array.from({ length: CLIENTS }, (_, i) => roundTrip(proxy.port, `w${i}`)));
+    replies.forEach((r, i) => expect(r).toBe(`STORED\r\nVALUE w${i} 3 2\r\nhi\r\nEND\r\n`));
+
+    const text = await (await fetch(`http://127.0.0.1:${proxy.metricsPort}/metrics`)).text();
+    expect(text).toContain(`replicached_requests_total{command="set",result="stored"} ${CLIENTS}`);
+    expect(text).toContain(`replicached_requests_total{command="get",result="hit"} ${CLIENTS}`);
+
+    const workerPids = (proxy.output().match(/replicached listening on [\d.:]+\n/g) ?? []).length;
+    expect(workerPids).toBe(2); // each worker announces itself; the primary says "(2 workers)"
+    expect(proxy.output()).toContain('(2 workers)');
+    expect(await proxy.stop()).toBe(0);
+  });
+});
