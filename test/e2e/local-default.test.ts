@@ -1,0 +1,72 @@
+// The newcomer's default: with no backends configured, replicached starts three
+// memcached processes of its own, proxies to them, prints the php.ini lines,
+// and stops them on exit.
+
+import { spawn } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { expect, test } from 'vitest';
+
+const CLI = path.join(__dirname, '..', '..', 'dist', 'cli.js');
+
+/** Pids of the memcached processes whose parent is `ppid`. */
+function memcachedChildren(ppid: number): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (stat.includes('(memcached)') && Number(fields[1]) === ppid && fields[0] !== 'Z') pids.push(Number(entry));
+    } catch {
+      // the process went away while we looked
+    }
+  }
+  return pids;
+}
+
+function ask(port: number, request: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: '127.0.0.1', port }, () => socket.write(request));
+    let reply = '';
+    socket.setTimeout(5000, () => socket.destroy(new Error('timeout')));
+    socket.on('error', reject);
+    socket.on('data', (d: Buffer) => {
+      reply += d.toString('latin1');
+      if (reply.endsWith('END\r\n')) socket.end();
+    });
+    socket.on('close', () => resolve(reply));
+  });
+}
+
+test('no backends: three local memcached, php.ini hint, all stopped on SIGTERM', async () => {
+  const child = spawn(process.execPath, [CLI, '--listen', '127.0.0.1:0', '--metrics-listen', 'off'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  try {
+    const deadline = Date.now() + 15_000;
+    let port = 0;
+    while (port === 0 && Date.now() < deadline) {
+      port = Number(/replicached listening on 127\.0\.0\.1:(\d+)/.exec(out)?.[1] ?? 0);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(port, out).toBeGreaterThan(0);
+    expect(out).toContain('session.save_handler = memcached');
+    expect(out).toContain(`session.save_path = "127.0.0.1:${port}"`);
+    expect(out).toContain(`session.save_path = "tcp://127.0.0.1:${port}"`);
+    expect(memcachedChildren(child.pid!)).toHaveLength(3);
+    expect(await ask(port, 'set k 0 0 1\r\nv\r\nget k\r\n')).toBe('STORED\r\nVALUE k 0 1\r\nv\r\nEND\r\n');
+
+    const children = memcachedChildren(child.pid!);
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    for (const pid of children) expect(() => process.kill(pid, 0), `memcached ${pid} left behind`).toThrow();
+  } finally {
+    child.kill('SIGKILL');
+  }
+});
