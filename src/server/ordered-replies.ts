@@ -11,17 +11,20 @@ export interface FinalReply {
 }
 export type SlotResult = Buffer | Buffer[] | null | typeof CLOSE | FinalReply;
 
-interface Slot {
-  result: SlotResult | undefined;
-}
+/** A slot whose reply has not arrived yet. */
+const WAITING = Symbol('waiting');
 
 export interface ReplySink {
   write(chunks: Buffer[]): void;
   close(): void;
+  /** After each reply has been filed (and whatever it released written). */
+  settled(): void;
 }
 
 export class OrderedReplies {
-  private readonly slots: Slot[] = [];
+  /** Replies by slot; slot n lives at index n - base. */
+  private readonly slots: Array<SlotResult | typeof WAITING> = [];
+  private base = 0;
   private head = 0;
   private closed = false;
 
@@ -34,19 +37,22 @@ export class OrderedReplies {
 
   /** Reserve the next place in line; call the returned function exactly once with the reply. */
   reserve(): (result: SlotResult) => void {
-    const slot: Slot = { result: undefined };
-    this.slots.push(slot);
+    const n = this.base + this.slots.length;
+    this.slots.push(WAITING);
+    // One closure per request, holding only its slot number.
     return (result) => {
-      slot.result = result;
-      this.flush();
+      this.slots[n - this.base] = result;
+      if (n - this.base === this.head) this.flush();
+      this.sink.settled();
     };
   }
 
   private flush(): void {
     const out: Buffer[] = [];
     while (!this.closed && this.head < this.slots.length) {
-      const result = this.slots[this.head].result;
-      if (result === undefined) break;
+      const result = this.slots[this.head];
+      if (result === WAITING) break;
+      this.slots[this.head] = null; // the buffers go to the socket; do not hold them here
       this.head++;
       if (result === CLOSE) {
         this.closed = true;
@@ -62,6 +68,7 @@ export class OrderedReplies {
     // Compact now and then so the array does not grow with the connection's life.
     if (this.head > 1024 && this.head * 2 > this.slots.length) {
       this.slots.splice(0, this.head);
+      this.base += this.head;
       this.head = 0;
     }
     if (out.length > 0) this.sink.write(out);
