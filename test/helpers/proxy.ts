@@ -61,7 +61,8 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyProcess> {
   let port: number | null = null;
   while (port === null) {
     const m = /replicached listening on [\d.]+:(\d+)/.exec(out);
-    if (m) port = Number(m[1]);
+    // With metrics, wait for their line too (with --workers the primary prints it after the workers).
+    if (m && (!opts.metrics || out.includes('metrics on http://'))) port = Number(m[1]);
     else if (child.exitCode !== null || Date.now() > deadline) {
       child.kill('SIGKILL');
       throw new Error(`replicached did not start:\n${out}`);
