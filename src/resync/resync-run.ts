@@ -1,6 +1,18 @@
 // One resync: refill a backend that came back (after being down, or restarted
 // empty) with the items it should hold.
 //
+// Two modes. refill: the backend restarted (new pid), so it is empty and only
+// lacks items: copies are adds. reconcile: the same process came back (it hung,
+// or was cut off), so it also holds items that changed or were deleted while it
+// was away, and may even have run late the writes that timed out on it (a stale
+// session lock). It must converge: copies overwrite a different value, and its
+// own keys that the others do not hold are deleted. Which items predate the run
+// is told by a CAS mark: the run begins by storing an (already expired) item on
+// the target; memcached's CAS counter only grows, so an item with a lower CAS
+// was written before the run, and one with a higher CAS was written since, by a
+// router that sends every write to the whole replica set: it is never touched.
+//
+//   mark   reconcile only: `ms <mark> T-1` on the target, its CAS is the mark
 //   list   each other live backend: `lru_crawler metadump all` ──> keep the keys
 //          whose replica set, as the router computes it now, holds both the
 //          lister and the target (the lister then got every write to the key)
@@ -9,6 +21,17 @@
 //          read from a live member (set order) ──miss──> skip
 //            └─hit──> add to the target (never overwrites) ──not stored──> skip: it has a newer value
 //                       └─stored──> re-read the member ──gone──> delete our copy (CAS-guarded)
+//          reconcile reads the target first: miss ──> add as above; same value and
+//          flags ──> skip; different, with a CAS under the mark ──> `ms` guarded by
+//          that CAS (EX: a newer write landed, leave it) ──> re-read as above;
+//          CAS over the mark (written since the run began) ──> skip
+//   prune  reconcile only: metadump the target; each key under the mark whose
+//          every other member in its natural replica set (the first R on the ring)
+//          is up, not resyncing and answers miss ──> `md <key> C<cas>` on the
+//          target. Those members stayed in the key's set while the target was
+//          away, so they saw every write and delete: the key is gone (a logout, a
+//          released lock). With one of them down, a stand-in's miss proves
+//          nothing, and the key stays.
 //
 // Never resurrecting a deleted key. The router calls deleting(key) before it sends
 // any delete of `key`:
@@ -30,10 +53,23 @@
 // round trip between our add and its undo, when a reader of the target sees it.
 
 import type { Backend } from '../backends/backend';
-import type { MemcachedNode } from '../routing/node';
+import type { MemcachedNode, StoredItem } from '../routing/node';
 import { exptimeForCopy } from '../routing/replicated-router';
 import type { ReplicaRing } from '../routing/ring';
 import { RateLimiter, type Clock } from './rate-limiter';
+
+/** refill: the target restarted empty; reconcile: the same process came back (see the head comment). */
+export type ResyncMode = 'refill' | 'reconcile';
+
+/** What a run needs to know beyond its target: its mode, and which members are resyncing themselves. */
+export interface RunContext {
+  /** Decided as the run begins (the target's identity is read asynchronously). */
+  mode: Promise<ResyncMode>;
+  isResyncing(node: MemcachedNode): boolean;
+}
+
+/** The key whose CAS marks the start of a reconcile run; stored already expired, so never seen. */
+export const MARK_KEY = Buffer.from('replicached:resync-mark');
 
 export interface ResyncRunOptions {
   /** Keys copied per second at most (each queued key counts once, copied or not). */
@@ -55,6 +91,8 @@ export interface ResyncResult {
   reason?: string;
   copied: number;
   skipped: number;
+  /** Reconcile: stale keys deleted from the target. */
+  pruned: number;
   /** Live backends whose keys could not be listed: the target may lack some of their items. */
   unlisted: string[];
 }
@@ -62,14 +100,19 @@ export interface ResyncResult {
 export interface RunCounters {
   copied(): void;
   skipped(): void;
+  pruned(): void;
 }
 
-export type RunPhase = 'listing' | 'copying' | 'finished';
+export type RunPhase = 'listing' | 'copying' | 'pruning' | 'finished';
 
 export class ResyncRun {
   phase: RunPhase = 'listing';
   copied = 0;
   skipped = 0;
+  pruned = 0;
+  mode: ResyncMode = 'refill';
+  /** Reconcile: the target's CAS when the run began; items under it predate the run. */
+  private mark = 0n;
   /** Keys still to copy, latin1 (one char per byte). A Set: listed by several backends, copied once. */
   private readonly queue = new Set<string>();
   private readonly inFlight = new Map<string, Promise<void>>();
@@ -86,6 +129,7 @@ export class ResyncRun {
     private readonly ring: ReplicaRing,
     private readonly opts: ResyncRunOptions,
     private readonly counters: RunCounters,
+    private readonly context: RunContext = { mode: Promise.resolve('refill'), isResyncing: () => false },
   ) {
     this.startedAt = opts.clock.now();
     this.done = this.run();
@@ -121,6 +165,8 @@ export class ResyncRun {
   }
 
   private async run(): Promise<ResyncResult> {
+    this.mode = await this.context.mode;
+    if (this.mode === 'reconcile') await this.takeMark();
     await this.list();
     this.deletedWhileListing = null;
     // In short naps, so that an abort does not wait out the quiet time.
@@ -131,11 +177,22 @@ export class ResyncRun {
     await this.copyAll();
     await this.settled();
     this.queue.clear();
+    if (this.mode === 'reconcile' && this.stopReason === null) {
+      this.phase = 'pruning';
+      await this.prune();
+    }
     this.phase = 'finished';
-    const counts = { copied: this.copied, skipped: this.skipped, unlisted: this.unlisted };
+    const counts = { copied: this.copied, skipped: this.skipped, pruned: this.pruned, unlisted: this.unlisted };
     return this.stopReason === null
       ? { outcome: 'done', ...counts }
       : { outcome: this.stopReason.outcome, reason: this.stopReason.reason, ...counts };
+  }
+
+  /** Reconcile without a mark cannot tell stale from new: the run stops (the target is failing anyway). */
+  private async takeMark(): Promise<void> {
+    const r = await this.target.store({ mode: 'set', key: MARK_KEY, value: Buffer.alloc(0), flags: 0, exptime: -1, cas: 0n });
+    if (r.status === 'stored') this.mark = r.cas;
+    else this.abort(`no CAS mark: ${r.status === 'failed' ? r.reason : r.status}`);
   }
 
   private quietLeft(): number {
@@ -192,6 +249,17 @@ export class ResyncRun {
   private async copyOne(key: Buffer): Promise<boolean> {
     const set = this.ring.replicaSet(key);
     if (!set.includes(this.target)) return false;
+    // Reconcile: the target's item is read BEFORE the source, so any write that
+    // lands on the target after this read changes its CAS and fails our `ms`.
+    let mine: StoredItem | null = null;
+    if (this.mode === 'reconcile') {
+      const r = await this.target.get(key);
+      if (r.status === 'failed') return false;
+      if (r.status === 'hit') {
+        if (r.item.cas > this.mark) return false; // written since the run began: newer than any source
+        mine = r.item;
+      }
+    }
     for (const member of set) {
       if (member === this.target) continue;
       const read = await member.get(key);
@@ -199,16 +267,61 @@ export class ResyncRun {
       const exptime = exptimeForCopy(read.item.ttl);
       if (exptime === null || this.stopReason !== null) return false;
       const { value, flags } = read.item;
-      const added = await this.target.store({ mode: 'add', key, value, flags, exptime, cas: 0n });
-      if (added.status !== 'stored') return false;
+      if (mine !== null && mine.flags === flags && mine.value.equals(value)) return false;
+      const stored = await this.target.store(
+        mine === null
+          ? { mode: 'add', key, value, flags, exptime, cas: 0n }
+          : { mode: 'set', key, value, flags, exptime, cas: mine.cas },
+      );
+      if (stored.status !== 'stored') return false;
       const again = await member.get(key);
       if (again.status === 'miss') {
-        if (added.cas !== 0n) await this.target.delete(key, added.cas);
+        if (stored.cas !== 0n) await this.target.delete(key, stored.cas);
         return false;
       }
       return true;
     }
     return false;
+  }
+
+  /** Reconcile: delete the target's own stale keys (see the head comment), rate-limited like the copies. */
+  private async prune(): Promise<void> {
+    const stale = new Map<string, bigint>();
+    const listed = await this.target.metadumpEach((line) => {
+      if (line.cas < this.mark) stale.set(line.key.toString('latin1'), line.cas);
+    });
+    if (listed.status !== 'ok') {
+      this.unlisted.push(this.target.address);
+      return;
+    }
+    const limiter = new RateLimiter(this.opts.keysPerSecond, Math.min(this.opts.keysPerSecond, this.opts.maxInFlight), this.opts.clock);
+    const inFlight = new Set<Promise<void>>();
+    for (const [name, cas] of stale) {
+      if (this.stopReason !== null) break;
+      await limiter.take();
+      while (inFlight.size >= this.opts.maxInFlight) await Promise.race(inFlight);
+      const p: Promise<void> = this.pruneOne(Buffer.from(name, 'latin1'), cas).then((pruned) => {
+        inFlight.delete(p);
+        if (pruned) {
+          this.pruned++;
+          this.counters.pruned();
+        }
+      });
+      inFlight.add(p);
+    }
+    await Promise.all(inFlight);
+  }
+
+  private async pruneOne(key: Buffer, cas: bigint): Promise<boolean> {
+    const natural = this.ring.ringOrder(key).slice(0, this.ring.replicas);
+    if (!natural.includes(this.target)) return false;
+    const others = natural.filter((m) => m !== this.target);
+    if (others.length === 0) return false;
+    for (const m of others) {
+      if (!m.isUp() || this.context.isResyncing(m)) return false;
+      if ((await m.get(key)).status !== 'miss') return false;
+    }
+    return (await this.target.delete(key, cas)).status === 'deleted';
   }
 
   private settled(): Promise<void> {

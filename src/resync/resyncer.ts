@@ -5,6 +5,12 @@
 //   identity poll: pid or start time changed (restart) ─┴─> run (a run already going restarts)
 //   backend 'down' ──> its run aborts      close() ──> every run aborts
 //
+// The mode (see resync-run.ts): a restart found by the poll is a refill. A
+// backend back 'up' is a refill when its pid or start time differs from the last
+// seen before it went away, else (the same process: it hung, or the network cut
+// it off, and it kept its now stale items) a reconcile; when unknown, a reconcile,
+// which is also right for an empty backend, at one more read per key.
+//
 // It is also the router's ResyncHooks: a backend is resyncing from the moment it
 // is up again until its run ends, and deletes/flushes are passed to the runs.
 
@@ -13,7 +19,7 @@ import type { MemcachedNode } from '../routing/node';
 import type { ResyncHooks } from '../routing/replicated-router';
 import type { ReplicaRing } from '../routing/ring';
 import { REAL_CLOCK } from './rate-limiter';
-import { ResyncRun, type ResyncResult, type ResyncRunOptions } from './resync-run';
+import { ResyncRun, type ResyncMode, type ResyncResult, type ResyncRunOptions } from './resync-run';
 
 export interface ResyncOptions extends ResyncRunOptions {
   /** How often each live backend's pid and start time are read, to catch a restart no probe noticed. */
@@ -52,16 +58,18 @@ export const SILENT_RESYNC_EVENTS: ResyncEvents = {
 
 export interface ResyncProgress {
   backend: string;
-  state: 'idle' | 'listing' | 'copying';
+  state: 'idle' | 'listing' | 'copying' | 'pruning';
   /** Totals since the proxy started, over every run for this backend. */
   copied: number;
   skipped: number;
+  pruned: number;
   /** Of the current run: keys still queued, and copies in flight. */
   pending: number;
   inFlight: number;
 }
 
 type Identity = { pid: number; startedAt: number };
+type Totals = { copied: number; skipped: number; pruned: number };
 
 export class Resyncer implements ResyncHooks {
   private readonly opts: ResyncOptions;
@@ -69,8 +77,8 @@ export class Resyncer implements ResyncHooks {
   private readonly current = new Map<Backend, ResyncRun>();
   /** Every run not yet settled, current or aborted: their copies in flight still matter to deletes. */
   private readonly live = new Set<ResyncRun>();
-  private readonly totals = new Map<Backend, { copied: number; skipped: number }>();
-  /** Last identity seen per backend; null = unknown (the next poll records it). */
+  private readonly totals = new Map<Backend, Totals>();
+  /** Last identity seen per backend, kept while it is down; null = unknown (the next poll records it). */
   private readonly identities = new Map<Backend, Identity | null>();
   private readonly unsubscribe: Array<() => void> = [];
   private pollTimer: NodeJS.Timeout | null = null;
@@ -86,7 +94,7 @@ export class Resyncer implements ResyncHooks {
   ) {
     this.opts = { ...DEFAULT_RESYNC_OPTIONS, ...options };
     for (const b of backends) {
-      this.totals.set(b, { copied: 0, skipped: 0 });
+      this.totals.set(b, { copied: 0, skipped: 0, pruned: 0 });
       this.identities.set(b, null);
     }
   }
@@ -94,14 +102,9 @@ export class Resyncer implements ResyncHooks {
   /** Listens to the backends and starts the identity poll (its first round records who they are). */
   start(): void {
     for (const b of this.backends) {
-      const onUp = (): void => {
-        this.identities.set(b, null);
-        this.resync(b, 'up');
-      };
-      const onDown = (): void => {
-        this.identities.set(b, null);
-        this.current.get(b)?.abort('backend down');
-      };
+      // The identity is kept across down and up: the 'up' run compares it.
+      const onUp = (): void => void this.resync(b, 'up');
+      const onDown = (): void => this.current.get(b)?.abort('backend down');
       b.on('up', onUp);
       b.on('down', onDown);
       this.unsubscribe.push(() => {
@@ -121,7 +124,7 @@ export class Resyncer implements ResyncHooks {
   resync(backend: Backend, cause: ResyncCause = 'manual'): Promise<ResyncResult | null> {
     if (this.closed || !backend.isUp()) return Promise.resolve(null);
     this.current.get(backend)?.abort('restarted');
-    const totals = this.totals.get(backend) ?? { copied: 0, skipped: 0 };
+    const totals = this.totals.get(backend) ?? { copied: 0, skipped: 0, pruned: 0 };
     this.totals.set(backend, totals);
     const address = backend.address;
     const run = new ResyncRun(backend, this.backends, this.ring, this.opts, {
@@ -133,6 +136,10 @@ export class Resyncer implements ResyncHooks {
         totals.skipped++;
         this.events.skipped(address);
       },
+      pruned: () => totals.pruned++,
+    }, {
+      mode: cause === 'restarted' ? Promise.resolve('refill') : this.modeFor(backend),
+      isResyncing: (node) => this.isResyncing(node),
     });
     this.current.set(backend, run);
     this.live.add(run);
@@ -143,6 +150,15 @@ export class Resyncer implements ResyncHooks {
       this.events.finished(address, result, this.current.has(backend));
       return result;
     });
+  }
+
+  /** refill when the backend's identity changed since last seen, else reconcile (see the head comment). */
+  private async modeFor(backend: Backend): Promise<ResyncMode> {
+    const known = this.identities.get(backend) ?? null;
+    const id = await backend.identity();
+    if (id.status !== 'ok') return 'reconcile';
+    this.identities.set(backend, { pid: id.pid, startedAt: id.startedAt });
+    return known !== null && (known.pid !== id.pid || known.startedAt !== id.startedAt) ? 'refill' : 'reconcile';
   }
 
   isResyncing(node: MemcachedNode): boolean {
@@ -196,12 +212,13 @@ export class Resyncer implements ResyncHooks {
   progress(): ResyncProgress[] {
     return this.backends.map((b) => {
       const run = this.current.get(b);
-      const totals = this.totals.get(b) ?? { copied: 0, skipped: 0 };
+      const totals = this.totals.get(b) ?? { copied: 0, skipped: 0, pruned: 0 };
       return {
         backend: b.address,
-        state: run === undefined ? 'idle' : run.phase === 'listing' ? 'listing' : 'copying',
+        state: run === undefined ? 'idle' : run.phase === 'finished' ? 'copying' : run.phase,
         copied: totals.copied,
         skipped: totals.skipped,
+        pruned: totals.pruned,
         pending: run?.pending ?? 0,
         inFlight: run?.copying ?? 0,
       };
@@ -219,7 +236,7 @@ export class Resyncer implements ResyncHooks {
     progress.forEach((p, i) => {
       lines.push([
         `replicached_resync_${i}`,
-        `${p.backend} ${p.state} copied=${p.copied} skipped=${p.skipped} pending=${p.pending} in_flight=${p.inFlight}`,
+        `${p.backend} ${p.state} copied=${p.copied} skipped=${p.skipped} pruned=${p.pruned} pending=${p.pending} in_flight=${p.inFlight}`,
       ]);
     });
     return lines;

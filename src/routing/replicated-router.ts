@@ -6,8 +6,9 @@
 //   write  set/replace/append/prepend/touch/delete ──> all members in parallel; the authority's reply wins
 //   decide add/cas/incr/decr ──> authority decides ──success──> value copied to the other members
 //
-// The authority is the first live member of the key's replica set. Every method
-// resolves; a failure is an outcome, never an exception.
+// The authority is the first live member of the key's replica set that is not
+// being resynced (see trustedFirst). Every method resolves; a failure is an
+// outcome, never an exception.
 
 import type {
   ArithOutcome,
@@ -89,13 +90,13 @@ export class ReplicatedRouter implements Router {
 
   async get(key: Buffer, touch?: number): Promise<GetOutcome> {
     // Local-first: a `local: true` member is asked first; the authority is unchanged for writes.
-    const members = this.ring.readOrder(key);
+    const members = this.trustedFirst(this.ring.readOrder(key));
     if (members.length === 0) return UNAVAILABLE;
     return touch === undefined ? this.readInTurn(key, members) : this.readAllAndTouch(key, touch, members);
   }
 
   async store(cmd: StoreCommand): Promise<StoreOutcome> {
-    const members = this.ring.replicaSet(cmd.key);
+    const members = this.trustedFirst(this.ring.replicaSet(cmd.key));
     if (members.length === 0) return UNAVAILABLE;
     if (cmd.mode === 'add' || cmd.mode === 'cas') return this.decideThenCopy(cmd, members);
 
@@ -109,7 +110,7 @@ export class ReplicatedRouter implements Router {
     // Resync: a copy of this key in flight lands first, then this delete removes it everywhere.
     const copying = this.resync.deleting(key);
     if (copying !== undefined) await copying;
-    const members = this.ring.replicaSet(key);
+    const members = this.trustedFirst(this.ring.replicaSet(key));
     if (members.length === 0) return UNAVAILABLE;
     if (cas !== 0n) {
       // Only the authority's CAS is meaningful; the others follow its decision.
@@ -122,14 +123,14 @@ export class ReplicatedRouter implements Router {
   }
 
   async touch(key: Buffer, exptime: number): Promise<TouchOutcome> {
-    const members = this.ring.replicaSet(key);
+    const members = this.trustedFirst(this.ring.replicaSet(key));
     if (members.length === 0) return UNAVAILABLE;
     const reply = this.pickReply('touch', await Promise.all(members.map((m) => m.touch(key, exptime))));
     return reply.status === 'failed' ? UNAVAILABLE : reply;
   }
 
   async arith(cmd: ArithCommand): Promise<ArithOutcome> {
-    const members = this.ring.replicaSet(cmd.key);
+    const members = this.trustedFirst(this.ring.replicaSet(cmd.key));
     if (members.length === 0) return UNAVAILABLE;
     const { reply, authority, rest } = await this.askAuthority(cmd.kind, members, (m) =>
       m.arith(cmd.kind, cmd.key, cmd.delta, cmd.create),
@@ -151,7 +152,33 @@ export class ReplicatedRouter implements Router {
     return replies.some((r) => r.status === 'ok') ? { status: 'ok' } : UNAVAILABLE;
   }
 
-  /** Ask the members one after another until one has the item. */
+  /**
+   * Resync rule: a member being resynced may have come back without a restart
+   * (hung, then resumed) and hold items that changed or were deleted while it was
+   * away, and even stale writes it ran late. Until its run ends it is asked last
+   * and its reply never wins over a member that is not resyncing: reads ask it
+   * after the others, and the first of the others decides add/cas/incr/decr.
+   */
+  private trustedFirst(members: MemcachedNode[]): MemcachedNode[] {
+    if (!members.some((m) => this.resync.isResyncing(m))) return members;
+    const resyncing = members.filter((m) => this.resync.isResyncing(m));
+    return [...members.filter((m) => !resyncing.includes(m)), ...resyncing];
+  }
+
+  /**
+   * A miss from `node` proves a resyncing member's copy of `key` stale when node
+   * is not resyncing and is in the key's natural replica set (the first R on the
+   * ring, up or down): it was in the set before the other went away and stayed,
+   * so it saw every write and delete. A stand-in for a backend that is down may
+   * simply never have had the key.
+   */
+  private provesGone(key: Buffer, node: MemcachedNode): boolean {
+    if (this.resync.isResyncing(node)) return false;
+    const at = this.ring.ringOrder(key).indexOf(node);
+    return at >= 0 && at < this.ring.replicas;
+  }
+
+  /** Ask the members one after another until one has the item (resyncing members last). */
   private async readInTurn(key: Buffer, members: MemcachedNode[]): Promise<GetOutcome> {
     const missed: MemcachedNode[] = [];
     let failed = false;
@@ -160,10 +187,13 @@ export class ReplicatedRouter implements Router {
     // stayed in this key's replica set the whole time the other was away (taking a
     // backend out of the ring only shifts later ones in), so it saw every write.
     let authoritativeMiss = false;
+    let provedGone = false;
     for (let i = 0; i < members.length; i++) {
       const reply = await members[i].get(key);
       this.countRead(members[i]);
       if (reply.status === 'hit') {
+        // The key is gone (deleted while this resyncing member was away): its copy is stale.
+        if (provedGone && this.resync.isResyncing(members[i])) continue;
         if (i > 0) this.events.failover('get');
         this.repair(missed, key, reply.item);
         return { status: 'hit', item: toClientItem(reply.item) };
@@ -171,6 +201,7 @@ export class ReplicatedRouter implements Router {
       if (reply.status === 'miss') {
         missed.push(members[i]);
         if (!this.resync.isResyncing(members[i])) authoritativeMiss = true;
+        if (this.provesGone(key, members[i])) provedGone = true;
       } else failed = true;
     }
     // A miss only when every member said so, one of them with authority; otherwise we cannot know.
@@ -181,7 +212,9 @@ export class ReplicatedRouter implements Router {
   private async readAllAndTouch(key: Buffer, touch: number, members: MemcachedNode[]): Promise<GetOutcome> {
     const replies: NodeGet[] = await Promise.all(members.map((m) => m.get(key, touch)));
     for (const m of members) this.countRead(m);
-    const hitAt = replies.findIndex((r) => r.status === 'hit');
+    // As in readInTurn: a resyncing member's hit does not stand against a miss that proves the key gone.
+    const gone = members.some((m, i) => replies[i].status === 'miss' && this.provesGone(key, m));
+    const hitAt = replies.findIndex((r, i) => r.status === 'hit' && !(gone && this.resync.isResyncing(members[i])));
     if (hitAt < 0) return replies.some((r) => r.status === 'failed') ? UNAVAILABLE : MISS;
     if (hitAt > 0) this.events.failover('gat');
     const hit = replies[hitAt] as Extract<NodeGet, { status: 'hit' }>;
@@ -196,6 +229,18 @@ export class ReplicatedRouter implements Router {
   /**
    * add and cas: only the authority can decide (the session lock relies on one
    * place saying yes). If it fails, the next member is the authority.
+   *
+   * While the ring's first member is resyncing, the next member decides (members
+   * come in trustedFirst order). Why not let the resyncing one decide and second-
+   * guess a NOT_STORED? It may be wrong both ways: it may hold a stale lock (an
+   * `add` that timed out while it hung, run late on SIGCONT, the lock since
+   * deleted on the others), and it may lack a lock taken while it was away and
+   * still held (then its STORED would make two holders). The member that stayed
+   * saw every write, so its answer is right in both cases, and the copy that
+   * follows a STORED overwrites a stale lock on the resyncing one. A cas token
+   * came from a read, which the same member served, so it matches there too.
+   * When the run ends the resyncing member holds what the others hold (it
+   * reconciles, then got every write since) and decides again.
    */
   private async decideThenCopy(cmd: StoreCommand, members: MemcachedNode[]): Promise<StoreOutcome> {
     const { reply, rest } = await this.askAuthority(cmd.mode, members, (m) => m.store({ ...cmd }));

@@ -61,14 +61,92 @@ describe('reads while a member resyncs', () => {
     expect(await router.get(k('a'))).toEqual({ status: 'miss' });
   });
 
-  test('the resyncing member missed, the other hit: the hit, copied back to it', async () => {
+  test('the resyncing member is asked last: the other hit is served without asking it', async () => {
     const { router, resyncing, setOf } = setup();
     const [first, second] = setOf('a');
     resyncing.add(first);
     second.put('a', 'v', 3);
-    expect(await router.get(k('a'))).toMatchObject({ status: 'hit' });
+    expect(await router.get(k('a'))).toMatchObject({ status: 'hit', item: { flags: 3 } });
+    expect(first.calls).toEqual([]);
+  });
+
+  test('a stale value on the resyncing authority is never served while the other holds the new one', async () => {
+    const { router, resyncing, setOf } = setup();
+    const [first, second] = setOf('a');
+    first.put('a', 'old');
+    second.put('a', 'new');
+    resyncing.add(first);
+    expect(await router.get(k('a'))).toMatchObject({ status: 'hit', item: { value: k('new') } });
+    expect(await router.get(k('a'), 60)).toMatchObject({ status: 'hit', item: { value: k('new') } }); // gat
+  });
+
+  test('a key deleted while it was away: the resyncing member hit, the other missed: a miss, not repaired', async () => {
+    const { router, resyncing, setOf } = setup();
+    const [first, second] = setOf('a');
+    first.put('a', 'logged-out');
+    resyncing.add(first);
+    expect(await router.get(k('a'))).toEqual({ status: 'miss' });
+    expect(await router.get(k('a'), 60)).toEqual({ status: 'miss' });
     await new Promise((r) => setImmediate(r));
-    expect(first.value('a')).toBe('v');
+    expect(second.value('a')).toBeUndefined();
+  });
+
+  test("a stand-in's miss proves nothing: the resyncing member's hit is served", async () => {
+    const { router, resyncing, nodes } = setup();
+    const ring = new ReplicaRing(nodes.map((node) => ({ node, weight: 1 })), 2);
+    const natural = ring.ringOrder(k('a')) as FakeNode[];
+    natural[1].up = false; // the other natural member is down: the third stands in
+    natural[0].put('a', 'v');
+    resyncing.add(natural[0]);
+    expect(await router.get(k('a'))).toMatchObject({ status: 'hit' });
+  });
+});
+
+describe('add and cas while the authority resyncs: the other member decides', () => {
+  const add = (key: string, value = 'lock') =>
+    ({ op: 'store', mode: 'add', key: k(key), flags: 0, exptime: 0, value: k(value), cas: 0n }) as const;
+
+  test('a stale lock on the resyncing authority (deleted on the other): the add succeeds and overwrites it', async () => {
+    const { router, resyncing, setOf } = setup();
+    const [first, second] = setOf('lock.1');
+    first.put('lock.1', 'stale');
+    resyncing.add(first);
+    expect(await router.store(add('lock.1', 'mine'))).toMatchObject({ status: 'stored' });
+    expect(first.value('lock.1')).toBe('mine');
+    expect(second.value('lock.1')).toBe('mine');
+  });
+
+  test('a lock taken while it was away, still held: NOT_STORED, though the resyncing authority lacks it', async () => {
+    const { router, resyncing, setOf } = setup();
+    const [first, second] = setOf('lock.2');
+    second.put('lock.2', 'held');
+    resyncing.add(first);
+    expect(await router.store(add('lock.2'))).toEqual({ status: 'not_stored' });
+    expect(first.value('lock.2')).toBeUndefined();
+  });
+
+  test('cas with a token read through the router matches where it was read', async () => {
+    const { router, resyncing, setOf } = setup();
+    const [first, second] = setOf('c');
+    first.put('other', 'x'); // CAS counters differ across backends
+    first.put('c', 'old');
+    second.put('c', 'new');
+    resyncing.add(first);
+    const got = await router.get(k('c'));
+    if (got.status !== 'hit') throw new Error(got.status);
+    const r = await router.store({ op: 'store', mode: 'cas', key: k('c'), flags: 0, exptime: 0, value: k('newer'), cas: got.item.cas });
+    expect(r).toMatchObject({ status: 'stored' });
+    expect(first.value('c')).toBe('newer');
+  });
+
+  test('incr is decided by the member that stayed, and copied over the stale counter', async () => {
+    const { router, resyncing, setOf } = setup();
+    const [first, second] = setOf('n');
+    first.put('n', '5');
+    second.put('n', '10');
+    resyncing.add(first);
+    expect(await router.arith({ op: 'arith', kind: 'incr', key: k('n'), delta: 1n })).toMatchObject({ status: 'ok', value: 11n });
+    expect(first.value('n')).toBe('11');
   });
 });
 
