@@ -25,13 +25,14 @@
 //          flags ──> skip; different, with a CAS under the mark ──> `ms` guarded by
 //          that CAS (EX: a newer write landed, leave it) ──> re-read as above;
 //          CAS over the mark (written since the run began) ──> skip
-//   prune  reconcile only: metadump the target; each key under the mark whose
-//          every other member in its natural replica set (the first R on the ring)
-//          is up, not resyncing and answers miss ──> `md <key> C<cas>` on the
-//          target. Those members stayed in the key's set while the target was
-//          away, so they saw every write and delete: the key is gone (a logout, a
-//          released lock). With one of them down, a stand-in's miss proves
-//          nothing, and the key stays.
+//   prune  reconcile only: metadump the target; each key under the mark that the
+//          copy phase did not take is copied as above (a lister's metadump may
+//          have missed it), else, when every other member of its natural replica
+//          set (the first R on the ring) is up, not resyncing and answers miss
+//          ──> `md <key> C<cas>` on the target. Those members stayed in the key's
+//          set while the target was away, so they saw every write and delete: the
+//          key is gone (a logout, a released lock). With one of them down, a
+//          stand-in's miss proves nothing, and the key stays.
 //
 // Never resurrecting a deleted key. The router calls deleting(key) before it sends
 // any delete of `key`:
@@ -87,6 +88,7 @@ export type ResyncOutcome = 'done' | 'flushed' | 'aborted';
 
 export interface ResyncResult {
   outcome: ResyncOutcome;
+  mode: ResyncMode;
   /** Why it was aborted: target down, restarted again, proxy closing. */
   reason?: string;
   copied: number;
@@ -116,6 +118,8 @@ export class ResyncRun {
   /** Keys still to copy, latin1 (one char per byte). A Set: listed by several backends, copied once. */
   private readonly queue = new Set<string>();
   private readonly inFlight = new Map<string, Promise<void>>();
+  /** Reconcile: keys the copy phase took, left out of the prune phase. */
+  private readonly seen = new Set<string>();
   /** Keys deleted while the listing runs; null once it is over. */
   private deletedWhileListing: Set<string> | null = new Set();
   private stopReason: { outcome: 'flushed' | 'aborted'; reason: string } | null = null;
@@ -182,7 +186,7 @@ export class ResyncRun {
       await this.prune();
     }
     this.phase = 'finished';
-    const counts = { copied: this.copied, skipped: this.skipped, pruned: this.pruned, unlisted: this.unlisted };
+    const counts = { mode: this.mode, copied: this.copied, skipped: this.skipped, pruned: this.pruned, unlisted: this.unlisted };
     return this.stopReason === null
       ? { outcome: 'done', ...counts }
       : { outcome: this.stopReason.outcome, reason: this.stopReason.reason, ...counts };
@@ -235,6 +239,7 @@ export class ResyncRun {
       if (this.stopReason !== null) return;
       // Deleted while we waited: already counted as skipped.
       if (!this.queue.delete(name)) continue;
+      if (this.mode === 'reconcile') this.seen.add(name);
       // From here to inFlight.set nothing yields: deleting(name) sees the key in one place or the other.
       const copy = this.copyOne(Buffer.from(name, 'latin1')).then((copied) => {
         this.inFlight.delete(name);
@@ -284,32 +289,43 @@ export class ResyncRun {
     return false;
   }
 
-  /** Reconcile: delete the target's own stale keys (see the head comment), rate-limited like the copies. */
+  /**
+   * Reconcile: the target's own keys under the mark that the copy phase did not
+   * see. Most are stale keys to delete; a few are keys the others hold but their
+   * metadump missed (it is no snapshot: an item the LRU maintainer moves during
+   * the crawl can be skipped), copied as in the copy phase. Rate-limited like the
+   * copies, and in `inFlight`, so a client's delete waits for them too.
+   */
   private async prune(): Promise<void> {
     const stale = new Map<string, bigint>();
     const listed = await this.target.metadumpEach((line) => {
-      if (line.cas < this.mark) stale.set(line.key.toString('latin1'), line.cas);
+      const name = line.key.toString('latin1');
+      if (line.cas < this.mark && !this.seen.has(name)) stale.set(name, line.cas);
     });
+    this.seen.clear();
     if (listed.status !== 'ok') {
       this.unlisted.push(this.target.address);
       return;
     }
     const limiter = new RateLimiter(this.opts.keysPerSecond, Math.min(this.opts.keysPerSecond, this.opts.maxInFlight), this.opts.clock);
-    const inFlight = new Set<Promise<void>>();
     for (const [name, cas] of stale) {
       if (this.stopReason !== null) break;
       await limiter.take();
-      while (inFlight.size >= this.opts.maxInFlight) await Promise.race(inFlight);
-      const p: Promise<void> = this.pruneOne(Buffer.from(name, 'latin1'), cas).then((pruned) => {
-        inFlight.delete(p);
-        if (pruned) {
-          this.pruned++;
-          this.counters.pruned();
-        }
-      });
-      inFlight.add(p);
+      while (this.inFlight.size >= this.opts.maxInFlight) await Promise.race(this.inFlight.values());
+      if (this.stopReason !== null || this.inFlight.has(name)) continue;
+      const key = Buffer.from(name, 'latin1');
+      const done = this.copyOne(key)
+        .then(async (copied) => {
+          if (copied) this.countCopied();
+          else if (await this.pruneOne(key, cas)) {
+            this.pruned++;
+            this.counters.pruned();
+          }
+        })
+        .finally(() => this.inFlight.delete(name));
+      this.inFlight.set(name, done);
     }
-    await Promise.all(inFlight);
+    await this.settled();
   }
 
   private async pruneOne(key: Buffer, cas: bigint): Promise<boolean> {
