@@ -79,8 +79,8 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
       finished: (backend, result, stillResyncing) => {
         metrics.resyncInProgress.set({ backend }, stillResyncing ? 1 : 0);
         const complete = result.outcome !== 'aborted' && result.unlisted.length === 0;
-        const { outcome, reason, copied, skipped, unlisted } = result;
-        const summary = { backend, outcome, reason, copied, skipped, unlisted };
+        const { outcome, reason, mode, copied, skipped, pruned, unlisted } = result;
+        const summary = { backend, outcome, reason, mode, copied, skipped, pruned, unlisted };
         if (complete) logger.info(summary, 'resync finished');
         else logger.warn(summary, 'resync incomplete');
       },
