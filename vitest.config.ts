@@ -7,6 +7,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    reporters: ['default', './test/helpers/summary-reporter.ts'],
     exclude: ['node_modules/**', 'dist/**'],
     pool: 'forks',
     poolOptions: { forks: { minForks: 1, maxForks: 2 } },
