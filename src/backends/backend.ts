@@ -80,7 +80,9 @@ export interface BackendOptions {
 }
 
 export const DEFAULT_BACKEND_OPTIONS: Readonly<BackendOptions> = Object.freeze({
+  // One connection keeps a client's pipelined requests for a key in order.
   connections: 1,
+  // Both timeouts stay well under a second: pecl-memcache gives up after 1 s.
   connectTimeoutMs: 300,
   requestTimeoutMs: 500,
   failureLimit: 2,

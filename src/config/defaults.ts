@@ -1,7 +1,8 @@
 // Every default of the configuration, in one place (the limits' own are in
 // src/protocol/limits.ts).
 
-import type { BackendOptions, BackendTlsConfig, ClientTlsConfig, HostPort, LogLevel } from './types';
+import { DEFAULT_BACKEND_OPTIONS as BACKEND_DEFAULTS } from '../backends/backend';
+import { BACKEND_OPTION_NAMES, type BackendOptions, type BackendTlsConfig, type ClientTlsConfig, type HostPort, type LogLevel } from './types';
 
 export const DEFAULT_LISTEN: Readonly<HostPort> = Object.freeze({ host: '127.0.0.1', port: 11211 });
 export const DEFAULT_METRICS_LISTEN: Readonly<HostPort> = Object.freeze({ host: '127.0.0.1', port: 9150 });
@@ -12,16 +13,9 @@ export const DEFAULT_REPLICAS = 2;
 /** memcached processes the CLI starts when no backend is configured. */
 export const LOCAL_BACKEND_COUNT = 3;
 
-export const DEFAULT_BACKEND_OPTIONS: Readonly<BackendOptions> = Object.freeze({
-  connections: 1,
-  // Both timeouts stay well under a second: pecl-memcache gives up after 1 s.
-  connectTimeoutMs: 300,
-  requestTimeoutMs: 500,
-  failureLimit: 2,
-  probeIntervalMs: 250,
-  retryMaxMs: 5000,
-  upAfterProbes: 2,
-});
+export const DEFAULT_BACKEND_OPTIONS: Readonly<BackendOptions> = Object.freeze(
+  Object.fromEntries(BACKEND_OPTION_NAMES.map((name) => [name, BACKEND_DEFAULTS[name]])) as BackendOptions,
+);
 
 export const DEFAULT_WEIGHT = 1;
 export const DEFAULT_WORKERS = 1;

@@ -1,6 +1,7 @@
 // The resolved configuration the rest of the proxy runs on: every field set,
 // every value checked. How a Config is built from a file and flags is in load.ts.
 
+import type { BackendOptions as BackendRuntimeOptions } from '../backends/backend';
 import type { Limits } from '../protocol/limits';
 
 export interface HostPort {
@@ -20,20 +21,18 @@ export interface BackendConfig {
   local: boolean;
 }
 
-export interface BackendOptions {
-  /** Persistent connections per backend. */
-  connections: number;
-  connectTimeoutMs: number;
-  requestTimeoutMs: number;
-  /** Consecutive failures that mark a backend down. */
-  failureLimit: number;
-  /** How often a down backend is probed. */
-  probeIntervalMs: number;
-  /** Ceiling of the exponential reconnect backoff. */
-  retryMaxMs: number;
-  /** Consecutive successful probes that bring a down backend back. */
-  upAfterProbes: number;
-}
+/** The backend settings a user can set; their meaning and defaults live with the backends. */
+export type BackendOptions = Pick<BackendRuntimeOptions, (typeof BACKEND_OPTION_NAMES)[number]>;
+
+export const BACKEND_OPTION_NAMES = [
+  'connections',
+  'connectTimeoutMs',
+  'requestTimeoutMs',
+  'failureLimit',
+  'probeIntervalMs',
+  'retryMaxMs',
+  'upAfterProbes',
+] as const;
 
 /** TLS from the proxy to its memcached backends (memcached -Z). */
 export interface BackendTlsConfig {
