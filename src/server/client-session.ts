@@ -84,6 +84,16 @@ export class ClientSession {
     this.socket.pause();
   }
 
+  /**
+   * Shutting down, nothing left in flight: send what is written, then FIN.
+   * Unread requests are read and dropped, so closing does not reset the
+   * connection (a reset can discard the replies the client has not read yet).
+   */
+  finish(): void {
+    this.end();
+    this.socket.resume();
+  }
+
   private onData(chunk: Buffer): void {
     this.observer.bytesIn(chunk.length);
     if (this.ended) return;

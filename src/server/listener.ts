@@ -8,6 +8,9 @@ import { ClientSession } from './client-session';
 import type { ServerContext } from './context';
 import { TextProtocol } from './text-protocol';
 
+/** How long a closing client may take to read its last replies at shutdown. */
+const SHUTDOWN_LINGER_MS = 1000;
+
 /** memcached's binary request magic; any other first byte means text. */
 const BINARY_REQUEST_MAGIC = 0x80;
 /** A TLS client that has not finished its handshake by then is dropped (Node's default is 120 s). */
@@ -68,6 +71,12 @@ export class Listener {
     const deadline = Date.now() + deadlineMs;
     for (const session of this.sessions) session.stopReading();
     while (Date.now() < deadline && [...this.sessions].some((s) => s.inFlight > 0)) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    for (const session of this.sessions) session.finish();
+    // Clients get a moment to read their last replies and close; then they are cut.
+    const lingerUntil = Math.min(deadline, Date.now() + SHUTDOWN_LINGER_MS);
+    while (Date.now() < lingerUntil && this.sockets.size > 0) {
       await new Promise((r) => setTimeout(r, 10));
     }
     for (const socket of this.sockets) socket.destroy();
