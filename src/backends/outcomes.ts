@@ -6,7 +6,8 @@
 //   md:  HD deleted, NF missing (with or without C), EX cas mismatch
 //   ma:  VA value, NF missing (no N), CLIENT_ERROR cannot increment or decrement
 //        non-numeric value
-// Anything else (a SERVER_ERROR, an unexpected code) is a failure of that request.
+//        SERVER_ERROR object too large for cache: the value is over the backend's -I
+// Anything else (another SERVER_ERROR, an unexpected code) is a failure of that request.
 
 import type { FinalReply, MetaReply } from '../protocol/backend/meta';
 import { parseU64 } from '../protocol/backend/meta';
@@ -14,6 +15,7 @@ import type { Failed, NodeArith, NodeDelete, NodeFlush, NodeGet, NodeStore, Node
 import { failed } from './connection';
 
 const NON_NUMERIC = 'cannot increment or decrement non-numeric value';
+const TOO_LARGE = 'object too large for cache';
 
 export function describe(reply: FinalReply): string {
   switch (reply.type) {
@@ -57,6 +59,9 @@ export function toStore(reply: FinalReply): NodeStore {
     case 'NF':
       return { status: 'not_found' };
     default:
+      if (reply.type === 'error' && reply.code === 'SERVER_ERROR' && reply.message === TOO_LARGE) {
+        return { status: 'too_large' };
+      }
       return failed(describe(reply));
   }
 }

@@ -34,6 +34,8 @@ export type StoreOutcome =
   | { status: 'not_stored' }
   | { status: 'exists' }
   | { status: 'not_found' }
+  /** A backend refused the value as larger than its item size (memcached -I). */
+  | { status: 'too_large' }
   | { status: 'unavailable' };
 
 export type DeleteOutcome = { status: 'deleted' } | { status: 'not_found' } | { status: 'exists' } | { status: 'unavailable' };

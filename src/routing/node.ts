@@ -25,6 +25,8 @@ export type NodeStore =
   | { status: 'not_stored' }
   | { status: 'exists' }
   | { status: 'not_found' }
+  /** memcached's SERVER_ERROR object too large for cache: an answer, not a failure. */
+  | { status: 'too_large' }
   | Failed;
 export type NodeDelete = { status: 'deleted' } | { status: 'not_found' } | { status: 'exists' } | Failed;
 export type NodeTouch = { status: 'touched' } | { status: 'not_found' } | Failed;

@@ -111,6 +111,8 @@ export function encodeStoreOutcome(req: BinaryRequestOf<'store'>, outcome: Store
       // anything else (APPEND/PREPEND on a missing key) -> NOT_STORED.
       return encodeError(req.opcode, req.opaque,
         req.mode === 'add' ? Status.KeyExists : req.mode === 'replace' ? Status.KeyNotFound : Status.NotStored);
+    case 'too_large':
+      return encodeError(req.opcode, req.opaque, Status.TooLarge);
     case 'unavailable':
       return encodeError(req.opcode, req.opaque, Status.TemporaryFailure);
   }

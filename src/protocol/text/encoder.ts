@@ -66,6 +66,7 @@ export function encodeStoreOutcome(o: StoreOutcome): Buffer {
     case 'not_stored': return NOT_STORED;
     case 'exists': return EXISTS;
     case 'not_found': return NOT_FOUND;
+    case 'too_large': return SERVER_ERROR_TOO_LARGE;
     case 'unavailable': return SERVER_ERROR_UNAVAILABLE;
   }
 }
