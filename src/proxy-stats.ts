@@ -10,24 +10,21 @@ export class ProxyStats {
   rejectedConnections = 0;
   bytesRead = 0;
   bytesWritten = 0;
-  private readonly commands = new Map<string, number>();
 
   constructor(
     private readonly version: string,
     private readonly backends: () => readonly MemcachedNode[],
     private readonly replicas: () => number,
+    /** Requests of a command that ended with a result (any, if none is given), as the metrics counted them. */
+    private readonly requestCount: (command: string, result?: string) => number,
   ) {}
 
-  count(command: string, result: string): void {
-    const key = `${command}:${result}`;
-    this.commands.set(key, (this.commands.get(key) ?? 0) + 1);
-  }
-
+  /** Requests of any of `commands` that ended with any of `results` (any result, if not given). */
   private sum(commands: string[], results?: string[]): number {
     let n = 0;
-    for (const [key, count] of this.commands) {
-      const [command, result] = key.split(':');
-      if (commands.includes(command) && (results === undefined || results.includes(result))) n += count;
+    for (const command of commands) {
+      if (results === undefined) n += this.requestCount(command);
+      else for (const result of results) n += this.requestCount(command, result);
     }
     return n;
   }

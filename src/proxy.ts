@@ -101,17 +101,15 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
     },
   );
 
-  const stats = new ProxyStats(PROTOCOL_VERSION, () => backends, () => ring.replicas);
+  const stats = new ProxyStats(PROTOCOL_VERSION, () => backends, () => ring.replicas, metrics.requestCount);
   const ctx: ServerContext = {
     router,
     limits: config.limits,
     version: PROTOCOL_VERSION,
     allowFlushAll: config.allowFlushAll,
     stats: () => [...stats.snapshot(), ...resyncer.statsLines()],
-    countCommand: (command, result, startedMs) => {
-      stats.count(command, result);
-      metrics.countRequest(command, result, (performance.now() - startedMs) / 1000);
-    },
+    countCommand: (command, result, startedMs) =>
+      metrics.countRequest(command, result, (performance.now() - startedMs) / 1000),
   };
   const listener = new Listener(ctx, {
     connectionOpened: () => {

@@ -29,6 +29,8 @@ export interface Metrics {
   // The per-request paths: plain numbers, given to prom-client at scrape time.
   /** A finished client command: requests_total and request_duration_seconds. */
   countRequest(command: string, result: string, seconds: number): void;
+  /** Client requests of `command` so far that ended with `result`, or with any result (for `stats`). */
+  requestCount(command: string, result?: string): number;
   bytesIn(n: number): void;
   bytesOut(n: number): void;
   /** The recorder for one backend address (backend request latency, errors, timeouts). */
@@ -278,6 +280,14 @@ export function createMetrics(): Metrics {
   return {
     ...m,
     countRequest,
+    requestCount: (command, result) => {
+      const results = byCommand.get(command)?.results;
+      if (results === undefined) return 0;
+      if (result !== undefined) return results.get(result)?.n ?? 0;
+      let n = 0;
+      for (const cell of results.values()) n += cell.n;
+      return n;
+    },
     bytesIn: (n) => {
       bytesIn.n += n;
     },
