@@ -100,7 +100,7 @@ export class ReplicatedRouter implements Router {
     if (members.length === 0) return UNAVAILABLE;
     if (cmd.mode === 'add' || cmd.mode === 'cas') return this.decideThenCopy(cmd, members);
 
-    const replies = await Promise.all(members.map((m) => m.store({ ...cmd })));
+    const replies = await Promise.all(members.map((m) => m.store(cmd)));
     const reply = this.pickReply(cmd.mode, replies);
     if (reply.status === 'failed') return UNAVAILABLE;
     return reply;
@@ -243,7 +243,7 @@ export class ReplicatedRouter implements Router {
    * reconciles, then got every write since) and decides again.
    */
   private async decideThenCopy(cmd: StoreCommand, members: MemcachedNode[]): Promise<StoreOutcome> {
-    const { reply, rest } = await this.askAuthority(cmd.mode, members, (m) => m.store({ ...cmd }));
+    const { reply, rest } = await this.askAuthority(cmd.mode, members, (m) => m.store(cmd));
     if (reply.status === 'failed') return UNAVAILABLE;
     if (reply.status === 'stored' && rest.length > 0) {
       await Promise.all(rest.map((m) => m.store({ ...cmd, mode: 'set', cas: 0n })));

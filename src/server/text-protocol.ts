@@ -86,7 +86,7 @@ export class TextProtocol implements Protocol {
         }
         void router.flush(req.delay).then((o) => {
           this.ctx.countCommand('flush_all', o.status, started);
-          done(req.noreply ? null : o.status === 'ok' ? reply.OK : reply.SERVER_ERROR_UNAVAILABLE);
+          done(req.noreply ? null : reply.encodeFlushOutcome(o));
         });
         return;
       case 'version':
