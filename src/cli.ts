@@ -6,7 +6,17 @@
 
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { ConfigError, HELP_TEXT, LOCAL_BACKEND_COUNT, loadConfig, parseArgs, type Config, type RunArgs } from './config';
+import { splitAddress } from './backends/backend';
+import {
+  ConfigError,
+  HELP_TEXT,
+  LOCAL_BACKEND_COUNT,
+  loadConfig,
+  parseArgs,
+  type BackendConfig,
+  type Config,
+  type RunArgs,
+} from './config';
 import { startLocalMemcached, type LocalMemcached } from './local-memcached';
 import { createLogger, type Logger } from './log';
 import { startProxy } from './proxy';
@@ -52,9 +62,9 @@ function phpIniHint(listen: string): string {
   ].join('\n');
 }
 
-function localBackend(address: string) {
-  const cut = address.lastIndexOf(':');
-  return { address, host: address.slice(0, cut), port: Number(address.slice(cut + 1)), weight: 1, local: false };
+/** A backend the CLI itself chose (its local memcached, or the primary's list in a worker). */
+function backendAt(address: string): BackendConfig {
+  return { address, ...splitAddress(address), weight: 1, local: false };
 }
 
 /** --workers N: this process only forks, serves the summed metrics, and relays signals. */
@@ -86,12 +96,12 @@ async function main(): Promise<void> {
   const chosen = workerBackends();
   if (isWorker() && chosen !== null) {
     // A worker proxies to the backends its primary chose, and serves no metrics of its own.
-    config.backends = chosen.map(localBackend);
+    config.backends = chosen.map(backendAt);
     config.workers = 1;
     config.metricsListen = null;
   } else if (config.backends.length === 0) {
     local = await startLocalMemcached(LOCAL_BACKEND_COUNT);
-    config.backends = local.addresses.map(localBackend);
+    config.backends = local.addresses.map(backendAt);
     logger.info({ backends: local.addresses }, 'no backends configured: started local memcached processes');
   }
 
