@@ -11,6 +11,18 @@ export interface Item {
   cas: bigint;
 }
 
+/** One store as a backend is asked to do it (the meta protocol's `ms`). */
+export interface StoreFields {
+  mode: StoreMode;
+  key: Buffer;
+  value: Buffer;
+  flags: number;
+  /** Passed through as the client sent it: relative seconds, absolute Unix time, or negative (expired). */
+  exptime: number;
+  /** Compare-and-swap token; 0n = no comparison, except in mode 'cas', which always compares. */
+  cas: bigint;
+}
+
 /** The operations the routing core performs, whatever protocol asked for them. */
 export type Command =
   /** One key per lookup; a text multi-get is several of these. `touch` makes it a gat. */

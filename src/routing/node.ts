@@ -2,7 +2,7 @@
 // implements it over real sockets; tests implement it with scripted fakes.
 // Every method resolves (never rejects): a backend failure is the `failed` outcome.
 
-import type { StoreMode } from '../protocol/types';
+import type { StoreFields } from '../protocol/types';
 
 /** An item as a backend holds it, with what read repair and resync need to copy it faithfully. */
 export interface StoredItem {
@@ -37,16 +37,7 @@ export type NodeArith =
   | Failed;
 export type NodeFlush = { status: 'ok' } | Failed;
 
-export interface StoreRequest {
-  mode: StoreMode;
-  key: Buffer;
-  value: Buffer;
-  flags: number;
-  /** Passed through as the client sent it: relative seconds, absolute Unix time, or negative (expired). */
-  exptime: number;
-  /** Compare-and-swap token; 0n = unconditional. */
-  cas: bigint;
-}
+export type StoreRequest = StoreFields;
 
 export interface MemcachedNode {
   /** "host:port", the name on the hash ring and in metrics. */

@@ -17,7 +17,7 @@
 // - `ms` with a C token compares even C0, so C is only sent when asked for.
 // - metadump lines end in a bare \n, everything else in \r\n; both are accepted.
 
-import type { StoreMode } from '../types';
+import type { StoreFields, StoreMode } from '../types';
 
 export const MAX_KEY_LENGTH = 250;
 /** memcached's limit on the base64 key token: 250 characters = 186 key bytes. */
@@ -97,15 +97,7 @@ export function encodeTouch(key: Buffer, exptime: number, opaque?: string): Buff
   return Buffer.from(`mg ${k}${b} T${int(exptime)}${opaqueFlag(opaque)}\r\n`, 'latin1');
 }
 
-export interface StoreFields {
-  mode: StoreMode;
-  key: Buffer;
-  value: Buffer;
-  flags: number;
-  exptime: number;
-  /** 0n = no comparison, except in mode 'cas', which always compares. */
-  cas: bigint;
-}
+export type { StoreFields };
 
 const MODE_TOKEN: Record<StoreMode, string> = {
   set: '',
