@@ -13,8 +13,12 @@ export interface RingMember {
   local?: boolean;
 }
 
-/** How many key -> ring-order lookups to remember; hashing dominates routing cost otherwise. */
-const ORDER_CACHE_SIZE = 10_000;
+/**
+ * How many key -> ring-order lookups to remember; hashing (md5) dominates routing
+ * cost otherwise. 64k entries of a 64-byte key hold about 12 MB, and cover the
+ * keys of 32k sessions (a lock and a session key each).
+ */
+const ORDER_CACHE_SIZE = 65_536;
 
 export class ReplicaRing {
   readonly replicas: number;

@@ -52,6 +52,9 @@ export type BinaryRequest = BinaryRequestHead &
 
 export type BinaryRequestOf<K extends BinaryRequest['kind']> = Extract<BinaryRequest, { kind: K }>;
 
+/** The value of requests that carry none: shared, never written to. */
+const EMPTY = Buffer.alloc(0);
+
 /** The longest extras of any request that gets past the header checks (INCR/DECR). */
 const MAX_EXTRAS = 20;
 
@@ -210,7 +213,7 @@ export class BinaryParser {
           this.take(this.key, h.keylen);
           const vlen = valueLength(h);
           if (vlen === null || vlen === 0) {
-            this.value = Buffer.alloc(0);
+            this.value = EMPTY;
             this.state = 'header';
             return this.request();
           }
@@ -240,7 +243,8 @@ export class BinaryParser {
       extlen: buf[at + 4],
       bodylen: buf.readUInt32BE(at + 8),
       opaque: buf.readUInt32BE(at + 12),
-      cas: buf.readBigUInt64BE(at + 16),
+      // Most requests carry no CAS: skip the BigInt allocation for them.
+      cas: buf.readUInt32BE(at + 16) === 0 && buf.readUInt32BE(at + 20) === 0 ? 0n : buf.readBigUInt64BE(at + 16),
     };
     const magic = buf[at];
     this.drop(HEADER_LENGTH);
@@ -274,24 +278,24 @@ export class BinaryParser {
   /** Builds the request for the frame whose extras, key and value are now read. */
   private request(): BinaryRequest {
     const h = this.header;
-    const head = this.head;
+    const { opcode, opaque, quiet } = this.head;
     const x = this.extras;
     const key = this.key;
     switch (h.opcode) {
       case Opcode.Get:
       case Opcode.GetQ:
-        return { ...head, kind: 'get', key, withKey: false };
+        return { opcode, opaque, quiet, kind: 'get', key, withKey: false, touch: undefined };
       case Opcode.GetK:
       case Opcode.GetKQ:
-        return { ...head, kind: 'get', key, withKey: true };
+        return { opcode, opaque, quiet, kind: 'get', key, withKey: true, touch: undefined };
       case Opcode.Gat:
       case Opcode.GatQ:
-        return { ...head, kind: 'get', key, withKey: false, touch: x.readUInt32BE(0) };
+        return { opcode, opaque, quiet, kind: 'get', key, withKey: false, touch: x.readUInt32BE(0) };
       case Opcode.GatK:
       case Opcode.GatKQ:
-        return { ...head, kind: 'get', key, withKey: true, touch: x.readUInt32BE(0) };
+        return { opcode, opaque, quiet, kind: 'get', key, withKey: true, touch: x.readUInt32BE(0) };
       case Opcode.Touch:
-        return { ...head, kind: 'touch', key, exptime: x.readUInt32BE(0) };
+        return { opcode, opaque, quiet, kind: 'touch', key, exptime: x.readUInt32BE(0) };
       case Opcode.Set:
       case Opcode.SetQ:
       case Opcode.Add:
@@ -299,37 +303,37 @@ export class BinaryParser {
       case Opcode.Replace:
       case Opcode.ReplaceQ:
         return {
-          ...head, kind: 'store', mode: h.cas !== 0n ? 'cas' : storeMode(h.opcode), key,
+          opcode, opaque, quiet, kind: 'store', mode: h.cas !== 0n ? 'cas' : storeMode(h.opcode), key,
           flags: x.readUInt32BE(0), exptime: x.readUInt32BE(4), value: this.value, cas: h.cas,
         };
       case Opcode.Append:
       case Opcode.AppendQ:
       case Opcode.Prepend:
       case Opcode.PrependQ:
-        return { ...head, kind: 'store', mode: storeMode(h.opcode), key, flags: 0, exptime: 0, value: this.value, cas: h.cas };
+        return { opcode, opaque, quiet, kind: 'store', mode: storeMode(h.opcode), key, flags: 0, exptime: 0, value: this.value, cas: h.cas };
       case Opcode.Delete:
       case Opcode.DeleteQ:
-        return { ...head, kind: 'delete', key, cas: h.cas };
+        return { opcode, opaque, quiet, kind: 'delete', key, cas: h.cas };
       case Opcode.Increment:
       case Opcode.IncrementQ:
       case Opcode.Decrement:
       case Opcode.DecrementQ:
         return {
-          ...head, kind: 'arith', op: h.opcode === Opcode.Increment || h.opcode === Opcode.IncrementQ ? 'incr' : 'decr',
+          opcode, opaque, quiet, kind: 'arith', op: h.opcode === Opcode.Increment || h.opcode === Opcode.IncrementQ ? 'incr' : 'decr',
           key, delta: x.readBigUInt64BE(0), initial: x.readBigUInt64BE(8), exptime: x.readUInt32BE(16),
         };
       case Opcode.Flush:
       case Opcode.FlushQ:
-        return { ...head, kind: 'flush', delay: h.extlen === 4 ? x.readUInt32BE(0) : 0 };
+        return { opcode, opaque, quiet, kind: 'flush', delay: h.extlen === 4 ? x.readUInt32BE(0) : 0 };
       case Opcode.Stat:
-        return { ...head, kind: 'stat', group: key.toString('latin1') };
+        return { opcode, opaque, quiet, kind: 'stat', group: key.toString('latin1') };
       case Opcode.Version:
-        return { ...head, kind: 'version' };
+        return { opcode, opaque, quiet, kind: 'version' };
       case Opcode.Quit:
       case Opcode.QuitQ:
-        return { ...head, kind: 'quit' };
+        return { opcode, opaque, quiet, kind: 'quit' };
       default: // Noop: readHeader() lets no other opcode through.
-        return { ...head, kind: 'noop' };
+        return { opcode, opaque, quiet, kind: 'noop' };
     }
   }
 
