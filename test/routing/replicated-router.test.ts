@@ -53,6 +53,18 @@ describe('ReplicaRing', () => {
     }
     for (const n of nodes) expect(seen.get(n.address)).toBeGreaterThan(500);
   });
+
+  test('placement stays the same once the key set outgrows the order cache', () => {
+    const { ring } = setup(4, 2);
+    const fresh = setup(4, 2).ring;
+    const keys = Array.from({ length: 80_000 }, (_, i) => k(`memc.sess.${i}`));
+    const first = keys.map((key) => ring.ringOrder(key).map((n) => n.address).join());
+    // A second pass hits, misses and promotes; every answer must match a ring that never cached.
+    keys.forEach((key, i) => {
+      expect(ring.ringOrder(key).map((n) => n.address).join()).toBe(first[i]);
+      if (i % 997 === 0) expect(fresh.ringOrder(key).map((n) => n.address).join()).toBe(first[i]);
+    });
+  });
 });
 
 describe('ReplicatedRouter writes', () => {
