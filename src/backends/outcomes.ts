@@ -97,7 +97,7 @@ export function toArith(reply: FinalReply): NodeArith {
   const m = meta(reply);
   if (m?.code === 'NF') return { status: 'not_found' };
   if (m?.code === 'VA' && m.value !== undefined) {
-    const value = parseU64(m.value.toString('latin1'));
+    const value = parseU64(m.value);
     if (value === null) return failed('ma returned a non-numeric value');
     return { status: 'ok', value, cas: m.flags.cas ?? 0n };
   }

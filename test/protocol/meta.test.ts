@@ -339,5 +339,5 @@ describe('parseU64', () => {
     ['', null],
     ['-1', null],
     ['1 ', null],
-  ])('%j', (s, n) => expect(parseU64(s)).toBe(n));
+  ])('%j', (s, n) => expect(parseU64(Buffer.from(s, 'latin1'))).toBe(n));
 });

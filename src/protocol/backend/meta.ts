@@ -394,51 +394,88 @@ export class ReplyParser {
   }
 
   private readLine(expect: ReplyKind): ParseResult {
-    const nl = this.buf.subarray(this.off, this.end).indexOf(0x0a);
+    const b = this.buf;
+    // Search in place when the buffer ends where the data does (a socket chunk), else in a view.
+    const whole = this.end === b.length;
+    let nl = whole ? b.indexOf(0x0a, this.off) : b.subarray(this.off, this.end).indexOf(0x0a);
+    if (nl !== -1 && whole) nl -= this.off;
     if (nl === -1) {
       return this.end - this.off > this.limits.maxLineLength ? fatal('reply line too long') : MORE;
     }
     if (nl > this.limits.maxLineLength) return fatal('reply line too long');
-    let e = this.off + nl;
-    if (nl > 0 && this.buf[e - 1] === 0x0d) e--;
-    const line = this.buf.toString('latin1', this.off, e);
+    const s = this.off;
+    let e = s + nl;
+    if (nl > 0 && b[e - 1] === 0x0d) e--;
     this.off += nl + 1;
 
+    // Meta replies, nearly every line, are read from the bytes; the rest as text.
+    if (expect === 'meta' && !isErrorLine(b, s, e)) return this.metaLine(b, s, e);
+    const line = b.toString('latin1', s, e);
     const err = errorReply(line);
     if (err) return { kind: 'reply', reply: err };
     switch (expect) {
       case 'meta':
-        return this.metaLine(line);
+        return fatal(`unexpected reply ${JSON.stringify(line.slice(0, 40))}`);
       case 'line':
         return { kind: 'reply', reply: { type: 'line', text: line } };
       case 'stats':
         return statLine(line);
       case 'metadump':
-        return dumpLine(line);
+        return dumpLine(b, s, e);
     }
   }
 
-  private metaLine(line: string): ParseResult {
-    const tokens = line.split(' ');
-    const code = tokens[0];
+  /** `<code> [<size>] <flags>*` in b[s..e): e.g. `VA 5 f0 t-1 c42 Oa7`, `HD c43 Oa8`, `EN Oa9`. */
+  private metaLine(b: Buffer, s: number, e: number): ParseResult {
+    const code = metaCode(b, s, e);
+    if (code === null) return fatal(`unexpected reply ${JSON.stringify(b.toString('latin1', s, Math.min(e, s + 40)))}`);
+    let at = s + 2;
     if (code === 'VA') {
-      const size = parseUint(tokens[1], MAX_VALUE_HEADER);
+      while (at < e && b[at] === SPACE) at++;
+      const sizeEnd = tokenEnd(b, at, e);
+      const size = uintAt(b, at, sizeEnd, MAX_VALUE_HEADER);
       if (size < 0) return fatal('bad VA length');
-      const flags = parseReturnFlags(tokens, 2);
+      const flags = parseReturnFlags(b, sizeEnd, e);
       if (typeof flags === 'string') return fatal(flags);
       const skip = size > this.limits.maxValueLength;
       this.pending = { flags, size, skip, left: size + 2 };
       return this.readValue(this.pending);
     }
-    if (!isMetaCode(code)) return fatal(`unexpected reply ${JSON.stringify(line.slice(0, 40))}`);
-    const flags = parseReturnFlags(tokens, 1);
+    const flags = parseReturnFlags(b, at, e);
     if (typeof flags === 'string') return fatal(flags);
     return { kind: 'reply', reply: { type: 'meta', code, flags } };
   }
 }
 
-function isMetaCode(s: string): s is MetaCode {
-  return s === 'HD' || s === 'EN' || s === 'NS' || s === 'EX' || s === 'NF' || s === 'MN';
+const SPACE = 0x20;
+
+/** Where the token starting at `at` ends: the next space, or e. */
+function tokenEnd(b: Buffer, at: number, e: number): number {
+  while (at < e && b[at] !== SPACE) at++;
+  return at;
+}
+
+/** ERROR, CLIENT_ERROR or SERVER_ERROR; no meta code starts with C, S or ER. */
+function isErrorLine(b: Buffer, s: number, e: number): boolean {
+  if (e - s < 2) return false;
+  const c = b[s];
+  return c === 0x43 || c === 0x53 || (c === 0x45 && b[s + 1] === 0x52);
+}
+
+/** The two-letter code of a meta reply line, or null when it is not one. */
+function metaCode(b: Buffer, s: number, e: number): MetaCode | null {
+  if (e - s < 2 || (e - s > 2 && b[s + 2] !== SPACE)) return null;
+  const code = (b[s] << 8) | b[s + 1];
+  switch (code) {
+    case 0x5641: return 'VA';
+    case 0x4844: return 'HD';
+    case 0x454e: return 'EN';
+    case 0x4e53: return 'NS';
+    case 0x4558: return 'EX';
+    case 0x4e46: return 'NF';
+    case 0x4d4e: return 'MN';
+    default: return null;
+  }
 }
 
 function errorReply(line: string): ErrorReply | null {
@@ -457,31 +494,38 @@ function statLine(line: string): ParseResult {
 }
 
 /** `key=a%20b exp=-1 la=1795321209 cas=18 fetch=yes cls=1 size=64`; other lines (BUSY ...) end the dump. */
-function dumpLine(line: string): ParseResult {
+function dumpLine(b: Buffer, s: number, e: number): ParseResult {
+  const line = b.toString('latin1', s, e);
   if (line === 'END') return { kind: 'reply', reply: { type: 'end' } };
   if (!line.startsWith('key=')) return { kind: 'reply', reply: { type: 'line', text: line } };
   const reply: DumpLine = { type: 'dump', key: Buffer.alloc(0), exp: -1, cas: 0n, size: 0 };
-  for (const field of line.split(' ')) {
-    const eq = field.indexOf('=');
-    const name = field.slice(0, eq);
-    const v = field.slice(eq + 1);
+  for (let at = s; at < e; at++) {
+    const end = tokenEnd(b, at, e);
+    const eq = b.indexOf(0x3d, at);
+    if (eq === -1 || eq >= end) {
+      at = end;
+      continue;
+    }
+    const name = b.toString('latin1', at, eq);
+    const v = eq + 1;
     if (name === 'key') {
-      const key = uriDecode(v);
+      const key = uriDecode(b, v, end);
       if (!key) return fatal('bad metadump key');
       reply.key = key;
     } else if (name === 'exp') {
-      const n = parseInt32(v);
+      const n = int32At(b, v, end);
       if (n === null) return fatal('bad metadump exp');
       reply.exp = n;
     } else if (name === 'cas') {
-      const c = parseU64(v);
+      const c = u64At(b, v, end);
       if (c === null) return fatal('bad metadump cas');
       reply.cas = c;
     } else if (name === 'size') {
-      const n = parseUint(v, MAX_VALUE_HEADER);
+      const n = uintAt(b, v, end, MAX_VALUE_HEADER);
       if (n < 0) return fatal('bad metadump size');
       reply.size = n;
     }
+    at = end;
   }
   return reply.key.length === 0 ? fatal('empty metadump key') : { kind: 'reply', reply };
 }
@@ -493,18 +537,18 @@ function hexValue(c: number): number {
   return -1;
 }
 
-/** memcached's uriencode, undone: %XX is a byte, anything else stands for itself. */
-function uriDecode(s: string): Buffer | null {
-  const out = Buffer.allocUnsafe(s.length);
+/** memcached's uriencode of b[s..e), undone: %XX is a byte, anything else stands for itself. */
+function uriDecode(b: Buffer, s: number, e: number): Buffer | null {
+  const out = Buffer.allocUnsafe(e - s);
   let n = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
+  for (let i = s; i < e; i++) {
+    const c = b[i];
     if (c !== 0x25) {
       out[n++] = c;
       continue;
     }
-    const hi = hexValue(s.charCodeAt(i + 1));
-    const lo = hexValue(s.charCodeAt(i + 2));
+    const hi = i + 1 < e ? hexValue(b[i + 1]) : -1;
+    const lo = i + 2 < e ? hexValue(b[i + 2]) : -1;
     if (hi < 0 || lo < 0) return null;
     out[n++] = (hi << 4) | lo;
     i += 2;
@@ -512,12 +556,12 @@ function uriDecode(s: string): Buffer | null {
   return out.subarray(0, n);
 }
 
-/** A decimal in 0..max, or -1. */
-function parseUint(s: string | undefined, max: number): number {
-  if (s === undefined || s.length === 0 || s.length > 10) return -1;
+/** The decimal in b[s..e) if it is one and in 0..max (max < 2^53), else -1. */
+function uintAt(b: Buffer, s: number, e: number, max: number): number {
+  if (e <= s || e - s > 10) return -1;
   let n = 0;
-  for (let i = 0; i < s.length; i++) {
-    const d = s.charCodeAt(i) - 0x30;
+  for (let i = s; i < e; i++) {
+    const d = b[i] - 0x30;
     if (d < 0 || d > 9) return -1;
     n = n * 10 + d;
   }
@@ -525,89 +569,101 @@ function parseUint(s: string | undefined, max: number): number {
 }
 
 /** A signed decimal that fits 32 bits (TTLs, expiry times), or null. */
-function parseInt32(s: string): number | null {
-  const neg = s.startsWith('-');
-  const n = parseUint(neg ? s.slice(1) : s, neg ? 0x80000000 : 0xffffffff);
+function int32At(b: Buffer, s: number, e: number): number | null {
+  const neg = e > s && b[s] === 0x2d;
+  const n = uintAt(b, neg ? s + 1 : s, e, neg ? 0x80000000 : 0xffffffff);
   if (n < 0) return null;
   return neg ? -n : n;
 }
 
 const U64_MAX = (1n << 64n) - 1n;
 
-/** An unsigned 64-bit decimal, or null. */
-export function parseU64(s: string): bigint | null {
-  if (s.length === 0 || s.length > 20) return null;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c < 0x30 || c > 0x39) return null;
+/** The unsigned 64-bit decimal in b[s..e), or null. */
+function u64At(b: Buffer, s: number, e: number): bigint | null {
+  if (e <= s || e - s > 20) return null;
+  let n = 0;
+  for (let i = s; i < e; i++) {
+    const d = b[i] - 0x30;
+    if (d < 0 || d > 9) return null;
+    n = n * 10 + d;
   }
-  const n = BigInt(s);
-  return n <= U64_MAX ? n : null;
+  // Up to 15 digits a double is exact; longer ones go through BigInt's own parser.
+  if (e - s <= 15) return BigInt(n);
+  const big = BigInt(b.toString('latin1', s, e));
+  return big <= U64_MAX ? big : null;
 }
 
-/** The meta return flags from tokens[from..]; a string is the reason they are malformed. */
-function parseReturnFlags(tokens: string[], from: number): ReturnFlags | string {
+/** An unsigned 64-bit decimal (the whole buffer), or null. */
+export function parseU64(bytes: Buffer): bigint | null {
+  return u64At(bytes, 0, bytes.length);
+}
+
+/** The meta return flags in b[s..e), space-separated; a string is the reason they are malformed. */
+function parseReturnFlags(b: Buffer, s: number, e: number): ReturnFlags | string {
   const flags: ReturnFlags = {};
-  let key: string | undefined;
+  let keyAt = -1;
+  let keyEnd = -1;
   let base64 = false;
-  for (let i = from; i < tokens.length; i++) {
-    const t = tokens[i];
-    if (t.length === 0) continue;
-    const v = t.slice(1);
-    switch (t[0]) {
-      case 'f': {
-        const n = parseUint(v, 0xffffffff);
+  for (let at = s; at < e; at++) {
+    if (b[at] === SPACE) continue;
+    const end = tokenEnd(b, at, e);
+    const v = at + 1;
+    switch (b[at]) {
+      case 0x66: { // f
+        const n = uintAt(b, v, end, 0xffffffff);
         if (n < 0) return 'bad f flag';
         flags.flags = n;
         break;
       }
-      case 't': {
-        const n = parseInt32(v);
+      case 0x74: { // t
+        const n = int32At(b, v, end);
         if (n === null) return 'bad t flag';
         flags.ttl = n;
         break;
       }
-      case 'c': {
-        const c = parseU64(v);
+      case 0x63: { // c
+        const c = u64At(b, v, end);
         if (c === null) return 'bad c flag';
         flags.cas = c;
         break;
       }
-      case 's': {
-        const n = parseUint(v, MAX_VALUE_HEADER);
+      case 0x73: { // s
+        const n = uintAt(b, v, end, MAX_VALUE_HEADER);
         if (n < 0) return 'bad s flag';
         flags.size = n;
         break;
       }
-      case 'l': {
-        const n = parseUint(v, 0xffffffff);
+      case 0x6c: { // l
+        const n = uintAt(b, v, end, 0xffffffff);
         if (n < 0) return 'bad l flag';
         flags.lastAccess = n;
         break;
       }
-      case 'h':
-        flags.fetched = v === '1';
+      case 0x68: // h
+        flags.fetched = end - v === 1 && b[v] === 0x31;
         break;
-      case 'k':
-        key = v;
+      case 0x6b: // k
+        keyAt = v;
+        keyEnd = end;
         break;
-      case 'b':
+      case 0x62: // b
         base64 = true;
         break;
-      case 'O':
-        flags.opaque = v;
+      case 0x4f: // O
+        flags.opaque = b.toString('latin1', v, end);
         break;
-      case 'W':
+      case 0x57: // W
         flags.win = true;
         break;
-      case 'X':
+      case 0x58: // X
         flags.stale = true;
         break;
-      case 'Z':
+      case 0x5a: // Z
         flags.alreadyWon = true;
         break;
     }
+    at = end;
   }
-  if (key !== undefined) flags.key = Buffer.from(key, base64 ? 'base64' : 'latin1');
+  if (keyAt >= 0) flags.key = Buffer.from(b.toString('latin1', keyAt, keyEnd), base64 ? 'base64' : 'latin1');
   return flags;
 }
