@@ -12,9 +12,16 @@ function fmtInt(n: number): string {
   return Math.round(n).toLocaleString('en-US');
 }
 
+/**
+ * Throughput relative to `target` in the same workload. nutcracker has no binary
+ * protocol: a binary row is compared with its text run of the same load, marked *.
+ */
 function ratio(row: Row, rows: Row[], target: Row['target']): string {
-  const ref = rows.find((r) => r.workload === row.workload && r.target === target);
-  return ref && ref.throughput > 0 ? (row.throughput / ref.throughput).toFixed(2) : '–';
+  const same = rows.find((r) => r.workload === row.workload && r.target === target);
+  const textTwin = row.workload.replace(/binary$/, 'text');
+  const ref = same ?? (target === 'nutcracker' ? rows.find((r) => r.workload === textTwin && r.target === target) : undefined);
+  if (!ref || ref.throughput <= 0) return '–';
+  return `${(row.throughput / ref.throughput).toFixed(2)}${ref === same ? '' : '*'}`;
 }
 
 function version(cmd: string, args: string[], pattern: RegExp): string {
@@ -66,18 +73,20 @@ export function markdownReport(report: Report, env: string): string {
     env,
     '',
     `${o.backends} memcached backends; replicached --replicas ${o.replicas}${o.replicachedArgs.length ? ' ' + o.replicachedArgs.join(' ') : ''}; ` +
-      `nutcracker (ketama, 1 copy) over the same backends; memcached alone. ` +
+      `nutcracker (ketama, 1 copy) over the same backends; memcached alone; node-pipe (Node.js forwarding bytes to one backend, parsing nothing: the runtime's floor). ` +
       `${o.rounds} round(s) x ${o.seconds}s (memaslap) / ${o.sessionSeconds}s (session) per target and workload, alternating targets; warm-up ${o.warmupSeconds}s.`,
     `memaslap: 90% get / 10% set, 1 KiB values, ${o.memaslapConnections} connections (its latency histogram is log2: percentiles are bucket upper bounds). ` +
       `session: add lock / get / set 2-8 KiB / delete lock, ${o.sessionConnections} connections, ${o.sessions} session ids.`,
-    'CPU is utime+stime from /proc/<pid>/stat; peak RSS is VmHWM of the target (cumulative over the run). nutcracker speaks no binary protocol.',
+    'CPU is utime+stime from /proc/<pid>/stat; peak RSS is VmHWM of the target (cumulative over the run). ' +
+      'nutcracker speaks no binary protocol: * marks a binary row compared with nutcracker on the text run of the same load. ' +
+      "memaslap-text has no replicached row: memaslap's keys start with 0x10 bytes, which replicached refuses.",
     '',
     markdownTable(report.rows),
     '',
   ].join('\n');
 }
 
-const COLORS: Record<Row['target'], string> = { memcached: '#7f8c8d', nutcracker: '#2980b9', replicached: '#c0392b' };
+const COLORS: Record<Row['target'], string> = { memcached: '#7f8c8d', nutcracker: '#2980b9', replicached: '#c0392b', 'node-pipe': '#27ae60' };
 
 function escapeXml(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
@@ -86,7 +95,7 @@ function escapeXml(s: string): string {
 /** Two grouped bar charts side by side: throughput (req/s) and p99 (µs), one group per workload. */
 export function svgChart(report: Report): string {
   const workloads = [...new Set(report.rows.map((r) => r.workload))];
-  const targets: Row['target'][] = ['memcached', 'nutcracker', 'replicached'];
+  const targets: Row['target'][] = ['memcached', 'nutcracker', 'replicached', 'node-pipe'];
   const panelW = 460;
   const panelH = 260;
   const top = 50;

@@ -3,6 +3,8 @@
 //   replicached  dist/cli.js over the backends, R replicas
 //   nutcracker   twemproxy over the same backends, ketama, one copy (memcached text only)
 //   memcached    one memcached alone, the floor every proxy is compared to
+//   node-pipe    a Node.js program that forwards bytes to one backend and parses nothing:
+//                what the runtime's sockets cost before any proxy logic
 
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -11,7 +13,7 @@ import { freePort, HOST, launch, waitForPort, type Proc } from './proc';
 
 const CLI = path.resolve(__dirname, '..', '..', 'dist', 'cli.js');
 
-export type TargetName = 'memcached' | 'nutcracker' | 'replicached';
+export type TargetName = 'memcached' | 'nutcracker' | 'replicached' | 'node-pipe';
 
 export interface Target {
   readonly name: TargetName;
@@ -112,6 +114,35 @@ export async function startNutcracker(backends: string[]): Promise<{ proc: Proc;
   }
 }
 
+// Each client connection gets its own connection to the backend; bytes go through untouched.
+const NODE_PIPE_SOURCE = `
+const net = require('node:net');
+const [host, port] = process.argv[1].split(':');
+const server = net.createServer((client) => {
+  const backend = net.connect(Number(port), host);
+  for (const s of [client, backend]) { s.setNoDelay(true); s.on('error', () => {}); }
+  client.on('data', (d) => backend.write(d));
+  backend.on('data', (d) => client.write(d));
+  client.on('close', () => backend.destroy());
+  backend.on('close', () => client.destroy());
+});
+server.listen(0, '${HOST}', () => console.log('node-pipe listening on ' + server.address().port));
+`;
+
+export async function startNodePipe(backend: string): Promise<{ proc: Proc; port: number }> {
+  const proc = launch(process.execPath, ['-e', NODE_PIPE_SOURCE, backend]);
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const m = /node-pipe listening on (\d+)/.exec(proc.output());
+    if (m) return { proc, port: Number(m[1]) };
+    if (proc.child.exitCode !== null || Date.now() > deadline) {
+      await proc.stop('SIGKILL');
+      throw new Error(`node-pipe did not start:\n${proc.output()}`);
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 export interface Stack {
   readonly targets: Target[];
   readonly backends: Proc[];
@@ -123,12 +154,12 @@ export interface StackOptions {
   replicas?: number;
   replicachedArgs?: string[];
   replicachedNodeArgs?: string[];
-  /** Which targets to start (default all three). */
+  /** Which targets to start (default all four). */
   only?: TargetName[];
 }
 
 export async function startStack(opts: StackOptions = {}): Promise<Stack> {
-  const want = new Set<TargetName>(opts.only ?? ['memcached', 'nutcracker', 'replicached']);
+  const want = new Set<TargetName>(opts.only ?? ['memcached', 'nutcracker', 'replicached', 'node-pipe']);
   const backends: Proc[] = [];
   const stops: Array<() => Promise<void>> = [];
   const targets: Target[] = [];
@@ -160,6 +191,11 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       const rc = await startReplicached(addresses, opts.replicas ?? 2, { args: opts.replicachedArgs, nodeArgs: opts.replicachedNodeArgs });
       stops.push(() => rc.proc.stop('SIGTERM', 8000));
       targets.push({ name: 'replicached', port: rc.port, address: `${HOST}:${rc.port}`, proc: rc.proc, backendPids, binary: true });
+    }
+    if (want.has('node-pipe')) {
+      const pipe = await startNodePipe(addresses[0]);
+      stops.push(() => pipe.proc.stop('SIGKILL'));
+      targets.push({ name: 'node-pipe', port: pipe.port, address: `${HOST}:${pipe.port}`, proc: pipe.proc, backendPids: [backendPids[0]], binary: true });
     }
   } catch (err) {
     await stop();

@@ -9,9 +9,11 @@ import { markdownTable, svgChart } from '../../bench/src/report';
 describe('bench harness (quick configuration)', () => {
   it('reports a row per target and workload, each with positive throughput', async () => {
     const report = await runBench({ ...QUICK, log: () => undefined });
-    const expected = WORKLOADS.flatMap((w) =>
-      (w.endsWith('binary') ? ['memcached', 'replicached'] : ['memcached', 'nutcracker', 'replicached']).map((t) => `${w} ${t}`),
-    );
+    const targetsOf = (w: string): string[] =>
+      w.endsWith('binary')
+        ? ['memcached', 'replicached', 'node-pipe']
+        : ['memcached', 'nutcracker', ...(w === 'memaslap-text' ? [] : ['replicached']), 'node-pipe'];
+    const expected = WORKLOADS.flatMap((w) => targetsOf(w).map((t) => `${w} ${t}`));
     expect(report.rows.map((r) => `${r.workload} ${r.target}`).sort()).toEqual(expected.sort());
     for (const row of report.rows) {
       expect(row.ops, `${row.workload} ${row.target}`).toBeGreaterThan(0);
