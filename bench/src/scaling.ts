@@ -1,5 +1,5 @@
 // Does cost per request grow with the number of backends or of client connections?
-//   node bench/dist/scaling.js [--seconds 10] [--workers-curve]
+//   node bench/dist/scaling.js [--seconds 10] [--rounds 1] [--binary] [--workers-curve]
 // Runs the memaslap mix (text unless --binary) against replicached with
 //   3 backends / 32 connections (the baseline), 12 backends / 32 connections,
 //   3 backends / 2,000 connections,
@@ -18,7 +18,16 @@ interface Case {
   args: string[];
 }
 
-async function measure(c: Case, seconds: number, binary: boolean): Promise<string> {
+interface Measured {
+  ops: number;
+  seconds: number;
+  cpu: number;
+  cpuAll: number;
+  hwmBytes: number;
+  errors: number;
+}
+
+async function measure(c: Case, seconds: number, binary: boolean): Promise<Measured> {
   const stack = await startStack({ only: ['replicached'], backends: c.backends, replicachedArgs: c.args });
   const t = stack.targets[0];
   try {
@@ -30,8 +39,7 @@ async function measure(c: Case, seconds: number, binary: boolean): Promise<strin
     const r = await runMemaslap({ address: t.address, seconds, concurrency: c.connections, binary, threads });
     const cpu = sampleProc(t.proc.pid).cpuSeconds - cpu0;
     const back = sumCpu(t.backendPids) - back0;
-    const errors = r.errorReplies;
-    return `| ${c.label} | ${Math.round(r.ops / r.seconds)} | ${((cpu / r.ops) * 1e5).toFixed(2)} | ${(((cpu + back) / r.ops) * 1e5).toFixed(2)} | ${(sampleProc(t.proc.pid).hwmBytes / 1048576).toFixed(1)} | ${errors} |`;
+    return { ops: r.ops, seconds: r.seconds, cpu, cpuAll: cpu + back, hwmBytes: sampleProc(t.proc.pid).hwmBytes, errors: r.errorReplies };
   } finally {
     await stack.stop();
   }
@@ -40,6 +48,7 @@ async function measure(c: Case, seconds: number, binary: boolean): Promise<strin
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const seconds = numberOption(argv, 'seconds', 10);
+  const rounds = numberOption(argv, 'rounds', 1);
   const binary = flag(argv, 'binary');
   const cases: Case[] = [
     { label: '3 backends, 32 connections', backends: 3, connections: 32, args: [] },
@@ -49,10 +58,34 @@ async function main(): Promise<void> {
   if (flag(argv, 'workers-curve')) {
     cases.push({ label: '3 backends, 32 connections, --workers 2', backends: 3, connections: 32, args: ['--workers', '2'] });
   }
-  console.log(`memaslap ${binary ? 'binary' : 'text'}, 90% get / 10% set, 1 KiB, ${seconds}s per case`);
-  console.log('| case | req/s | CPU s/100k (replicached) | CPU s/100k (+backends) | peak RSS MB | error replies |');
-  console.log('|---|---:|---:|---:|---:|---:|');
-  for (const c of cases) console.log(await measure(c, seconds, binary));
+  // Rounds alternate the cases, so the noise of a shared machine falls on all of them alike.
+  const sums = cases.map((): Measured => ({ ops: 0, seconds: 0, cpu: 0, cpuAll: 0, hwmBytes: 0, errors: 0 }));
+  for (let round = 0; round < rounds; round++) {
+    for (let i = 0; i < cases.length; i++) {
+      const at = (i + round) % cases.length;
+      const m = await measure(cases[at], seconds, binary);
+      const sum = sums[at];
+      sum.ops += m.ops;
+      sum.seconds += m.seconds;
+      sum.cpu += m.cpu;
+      sum.cpuAll += m.cpuAll;
+      sum.hwmBytes = Math.max(sum.hwmBytes, m.hwmBytes);
+      sum.errors += m.errors;
+    }
+  }
+  const per100k = (cpu: number, ops: number): number => (cpu / ops) * 1e5;
+  const base = per100k(sums[0].cpu, sums[0].ops);
+  console.log(`memaslap ${binary ? 'binary' : 'text'}, 90% get / 10% set, 1 KiB, ${rounds} round(s) x ${seconds}s per case, cases alternating`);
+  console.log('| case | req/s | CPU s/100k (replicached) | vs first case | CPU s/100k (+backends) | peak RSS MB | error replies |');
+  console.log('|---|---:|---:|---:|---:|---:|---:|');
+  cases.forEach((c, i) => {
+    const m = sums[i];
+    const cost = per100k(m.cpu, m.ops);
+    console.log(
+      `| ${c.label} | ${Math.round(m.ops / m.seconds)} | ${cost.toFixed(2)} | ${(cost / base).toFixed(2)} | ` +
+        `${per100k(m.cpuAll, m.ops).toFixed(2)} | ${(m.hwmBytes / 1048576).toFixed(1)} | ${m.errors} |`,
+    );
+  });
 }
 
 main().then(
