@@ -156,7 +156,9 @@ function openLoop(clients: McClient[], rate: number, seconds: number): Promise<{
 
 export async function runLatency(opts: LatencyOptions): Promise<LatencyReport> {
   const startedAt = new Date().toISOString();
-  const only: TargetName[] = opts.protocol === 'binary' ? ['memcached', 'replicached'] : ['memcached', 'nutcracker', 'replicached'];
+  // node-pipe: what a Node.js program that parses nothing adds, the floor under replicached's figure.
+  const only: TargetName[] =
+    opts.protocol === 'binary' ? ['memcached', 'replicached', 'node-pipe'] : ['memcached', 'nutcracker', 'replicached', 'node-pipe'];
   const stack = await startStack({ only });
   const clients = new Map<TargetName, McClient[]>();
   try {
@@ -232,7 +234,8 @@ export function latencyMarkdown(report: LatencyReport, opts: Omit<LatencyOptions
     '',
     env,
     '',
-    `3 memcached backends; replicached --replicas 2; nutcracker (text only) over the same backends; memcached alone. ` +
+    `3 memcached backends; replicached --replicas 2; nutcracker (text only) over the same backends; memcached alone; ` +
+      `node-pipe (Node.js forwarding bytes to one backend, parsing nothing). ` +
       `Mix: 90% get / 10% set, 1 KiB values, ${KEYS.length} keys (preloaded), ${opts.connections} connections, one request in flight per connection.`,
     `Peak: replicached closed loop, ${opts.seconds}s: **${fmtInt(report.peak)} req/s**. ` +
       `Then open loop at ${opts.fraction} × peak, ${opts.rounds} round(s) × ${opts.seconds}s per target, alternating; ` +

@@ -1,18 +1,20 @@
 // Does cost per request grow with the number of backends or of client connections?
-//   node bench/dist/scaling.js [--seconds 10] [--rounds 1] [--binary] [--workers-curve]
+//   node bench/dist/scaling.js [--seconds 10] [--rounds 1] [--binary] [--workers-curve] [--nutcracker]
 // Runs the memaslap mix (text unless --binary) against replicached with
 //   3 backends / 32 connections (the baseline), 12 backends / 32 connections,
 //   3 backends / 2,000 connections,
 // and with --workers-curve also --workers 1 and 2, printing req/s and CPU s per 100k
-// requests of replicached (and of replicached + its backends).
+// requests of replicached (and of replicached + its backends). --nutcracker runs the same
+// three cases through nutcracker (text): how much of the growth the workload itself brings.
 
 import { flag, numberOption } from './args';
 import { runMemaslap } from './memaslap';
 import { sampleProc, sumCpu } from './proc';
-import { startStack } from './targets';
+import { startStack, type TargetName } from './targets';
 
 interface Case {
   label: string;
+  target: Extract<TargetName, 'replicached' | 'nutcracker'>;
   backends: number;
   connections: number;
   args: string[];
@@ -25,11 +27,13 @@ interface Measured {
   cpuAll: number;
   hwmBytes: number;
   errors: number;
+  misses: number;
 }
 
 async function measure(c: Case, seconds: number, binary: boolean): Promise<Measured> {
-  const stack = await startStack({ only: ['replicached'], backends: c.backends, replicachedArgs: c.args });
+  const stack = await startStack({ only: [c.target], backends: c.backends, replicachedArgs: c.args });
   const t = stack.targets[0];
+  binary &&= t.binary; // nutcracker speaks text only
   try {
     // warm-up, unmeasured: JIT and key window prefill
     await runMemaslap({ address: t.address, seconds: 3, concurrency: 32, binary });
@@ -39,7 +43,10 @@ async function measure(c: Case, seconds: number, binary: boolean): Promise<Measu
     const r = await runMemaslap({ address: t.address, seconds, concurrency: c.connections, binary, threads });
     const cpu = sampleProc(t.proc.pid).cpuSeconds - cpu0;
     const back = sumCpu(t.backendPids) - back0;
-    return { ops: r.ops, seconds: r.seconds, cpu, cpuAll: cpu + back, hwmBytes: sampleProc(t.proc.pid).hwmBytes, errors: r.errorReplies };
+    return {
+      ops: r.ops, seconds: r.seconds, cpu, cpuAll: cpu + back, hwmBytes: sampleProc(t.proc.pid).hwmBytes,
+      errors: r.errorReplies, misses: r.getMisses,
+    };
   } finally {
     await stack.stop();
   }
@@ -51,15 +58,18 @@ async function main(): Promise<void> {
   const rounds = numberOption(argv, 'rounds', 1);
   const binary = flag(argv, 'binary');
   const cases: Case[] = [
-    { label: '3 backends, 32 connections', backends: 3, connections: 32, args: [] },
-    { label: '12 backends, 32 connections', backends: 12, connections: 32, args: [] },
-    { label: '3 backends, 2000 connections', backends: 3, connections: 2000, args: [] },
+    { label: '3 backends, 32 connections', target: 'replicached', backends: 3, connections: 32, args: [] },
+    { label: '12 backends, 32 connections', target: 'replicached', backends: 12, connections: 32, args: [] },
+    { label: '3 backends, 2000 connections', target: 'replicached', backends: 3, connections: 2000, args: [] },
   ];
   if (flag(argv, 'workers-curve')) {
-    cases.push({ label: '3 backends, 32 connections, --workers 2', backends: 3, connections: 32, args: ['--workers', '2'] });
+    cases.push({ label: '3 backends, 32 connections, --workers 2', target: 'replicached', backends: 3, connections: 32, args: ['--workers', '2'] });
+  }
+  if (flag(argv, 'nutcracker')) {
+    for (const c of cases.slice(0, 3)) cases.push({ ...c, target: 'nutcracker' });
   }
   // Rounds alternate the cases, so the noise of a shared machine falls on all of them alike.
-  const sums = cases.map((): Measured => ({ ops: 0, seconds: 0, cpu: 0, cpuAll: 0, hwmBytes: 0, errors: 0 }));
+  const sums = cases.map((): Measured => ({ ops: 0, seconds: 0, cpu: 0, cpuAll: 0, hwmBytes: 0, errors: 0, misses: 0 }));
   for (let round = 0; round < rounds; round++) {
     for (let i = 0; i < cases.length; i++) {
       const at = (i + round) % cases.length;
@@ -71,19 +81,24 @@ async function main(): Promise<void> {
       sum.cpuAll += m.cpuAll;
       sum.hwmBytes = Math.max(sum.hwmBytes, m.hwmBytes);
       sum.errors += m.errors;
+      sum.misses += m.misses;
     }
   }
   const per100k = (cpu: number, ops: number): number => (cpu / ops) * 1e5;
-  const base = per100k(sums[0].cpu, sums[0].ops);
-  console.log(`memaslap ${binary ? 'binary' : 'text'}, 90% get / 10% set, 1 KiB, ${rounds} round(s) x ${seconds}s per case, cases alternating`);
-  console.log('| case | req/s | CPU s/100k (replicached) | vs first case | CPU s/100k (+backends) | peak RSS MB | error replies |');
-  console.log('|---|---:|---:|---:|---:|---:|---:|');
+  // Each target's rows are compared with its own first case.
+  const base = (target: Case['target']): number => {
+    const i = cases.findIndex((c) => c.target === target);
+    return per100k(sums[i].cpu, sums[i].ops);
+  };
+  console.log(`memaslap ${binary ? 'binary (nutcracker: text)' : 'text'}, 90% get / 10% set, 1 KiB, ${rounds} round(s) x ${seconds}s per case, cases alternating`);
+  console.log('| target | case | req/s | CPU s/100k (target) | vs its first case | CPU s/100k (+backends) | peak RSS MB | error replies | get misses |');
+  console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|');
   cases.forEach((c, i) => {
     const m = sums[i];
     const cost = per100k(m.cpu, m.ops);
     console.log(
-      `| ${c.label} | ${Math.round(m.ops / m.seconds)} | ${cost.toFixed(2)} | ${(cost / base).toFixed(2)} | ` +
-        `${per100k(m.cpuAll, m.ops).toFixed(2)} | ${(m.hwmBytes / 1048576).toFixed(1)} | ${m.errors} |`,
+      `| ${c.target} | ${c.label} | ${Math.round(m.ops / m.seconds)} | ${cost.toFixed(2)} | ${(cost / base(c.target)).toFixed(2)} | ` +
+        `${per100k(m.cpuAll, m.ops).toFixed(2)} | ${(m.hwmBytes / 1048576).toFixed(1)} | ${m.errors} | ${m.misses} |`,
     );
   });
 }

@@ -9,7 +9,7 @@ describe('latency bench (tiny configuration)', () => {
   it('reports a row per target with positive rates, no errors and ordered percentiles', async () => {
     const report = await runLatency({ seconds: 1, protocol: 'text', connections: 4, fraction: 0.5, rounds: 1, log: () => undefined });
     expect(report.peak).toBeGreaterThan(0);
-    expect(report.rows.map((r) => r.target)).toEqual(['memcached', 'nutcracker', 'replicached']);
+    expect(report.rows.map((r) => r.target)).toEqual(['memcached', 'nutcracker', 'replicached', 'node-pipe']);
     for (const row of report.rows) {
       expect(row.offered, row.target).toBeCloseTo(report.peak * 0.5);
       expect(row.achieved, row.target).toBeGreaterThan(0);
