@@ -1,3 +1,4 @@
+import HashRing from 'hashring';
 import { beforeEach, describe, expect, test } from 'vitest';
 import { ReplicaRing } from '../../src/routing/ring';
 import { ReplicatedRouter, exptimeForCopy, type RouterEvents } from '../../src/routing/replicated-router';
@@ -52,6 +53,15 @@ describe('ReplicaRing', () => {
       seen.set(a, (seen.get(a) ?? 0) + 1);
     }
     for (const n of nodes) expect(seen.get(n.address)).toBeGreaterThan(500);
+  });
+
+  test("placement is hashring's default ketama md5: sidecars of other versions agree", () => {
+    const { ring, nodes } = setup(5, 2);
+    const reference = new HashRing(Object.fromEntries(nodes.map((n) => [n.address, { weight: 1 }])), 'md5');
+    for (let i = 0; i < 2000; i++) {
+      const key = Buffer.from([...Buffer.from(`memc.sess.${i}`), 0xe9, i & 0xff]);
+      expect(ring.ringOrder(key).map((n) => n.address)).toEqual(reference.range(key.toString('latin1'), 5));
+    }
   });
 
   test('placement stays the same once the key set outgrows the order cache', () => {
