@@ -1,5 +1,5 @@
 // Where a request's CPU goes: user and system time, and read/write syscalls, per request.
-//   node bench/dist/cost.js [--seconds 6] [--rounds 2]
+//   node bench/dist/cost.js [--seconds 6] [--rounds 2] [--connections 32]
 // memaslap's mix (binary through replicached and node-pipe, text through nutcracker, which
 // has no binary protocol) against each target in turn, rounds alternating. User and system
 // time come from /proc/<pid>/stat (the main process: replicached without --workers),
@@ -43,6 +43,8 @@ async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const seconds = numberOption(argv, 'seconds', 6);
   const rounds = numberOption(argv, 'rounds', 2);
+  // Few connections: requests arrive one at a time and nothing is batched.
+  const connections = numberOption(argv, 'connections', 32);
   const stack = await startStack({ only: ['nutcracker', 'replicached', 'node-pipe'] });
   const sums = new Map<Target, Sum>(stack.targets.map((t) => [t, { ops: 0, seconds: 0, userSeconds: 0, systemSeconds: 0, reads: 0, writes: 0 }]));
   try {
@@ -50,7 +52,7 @@ async function main(): Promise<void> {
       for (let i = 0; i < stack.targets.length; i++) {
         const t = stack.targets[(i + round) % stack.targets.length];
         const before = counters(t.proc.pid);
-        const r = await runMemaslap({ address: t.address, seconds, concurrency: 32, binary: t.binary });
+        const r = await runMemaslap({ address: t.address, seconds, concurrency: connections, binary: t.binary });
         const after = counters(t.proc.pid);
         const sum = sums.get(t)!;
         sum.ops += r.ops;
@@ -64,7 +66,7 @@ async function main(): Promise<void> {
   } finally {
     await stack.stop();
   }
-  console.log(`memaslap 90% get / 10% set, 1 KiB, 32 connections, ${rounds} round(s) x ${seconds}s per target, alternating`);
+  console.log(`memaslap 90% get / 10% set, 1 KiB, ${connections} connections, ${rounds} round(s) x ${seconds}s per target, alternating`);
   console.log('| target | protocol | req/s | user µs/request | system µs/request | read syscalls/request | write syscalls/request |');
   console.log('|---|---|---:|---:|---:|---:|---:|');
   for (const [t, s] of sums) {
