@@ -118,7 +118,9 @@ export class BinaryProtocol implements Protocol {
         if (req.silent) done(CLOSE);
         else {
           const packet = bin.encodeError(req.opcode, req.opaque, req.status);
-          done(req.close ? { final: packet } : packet);
+          // As memcached: a SET that failed must not leave the old value to be read as current.
+          if (req.dropStale) void router.delete(req.dropStale, 0n).then(() => done(packet));
+          else done(req.close ? { final: packet } : packet);
         }
         return;
     }

@@ -101,6 +101,16 @@ export class TextProtocol implements Protocol {
       case 'quit':
         done(CLOSE);
         return;
+      case 'too_large': {
+        const answer = req.noreply ? null : reply.SERVER_ERROR_TOO_LARGE;
+        if (!req.dropStale) {
+          done(answer);
+          return;
+        }
+        // As memcached: a set that failed must not leave the old value to be read as current.
+        void router.delete(req.key, 0n).then(() => done(answer));
+        return;
+      }
       case 'error':
         done(req.close ? { final: req.reply } : req.reply);
         return;

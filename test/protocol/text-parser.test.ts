@@ -12,6 +12,7 @@ import {
   encodeValue,
   NOT_FOUND,
   OK,
+  SERVER_ERROR_TOO_LARGE,
 } from '../../src/protocol/text/encoder';
 import type { ArithOutcome, StoreOutcome } from '../../src/protocol/types';
 
@@ -46,6 +47,8 @@ function show(r: TextRequest): string {
     case 'version':
     case 'quit':
       return r.kind;
+    case 'too_large':
+      return `too_large ${k(r.key)}${r.dropStale ? ' drop' : ''}${nr(r.noreply)}`;
     case 'error':
       return (r.close ? 'CLOSE:' : '') + k(r.reply);
   }
@@ -428,11 +431,15 @@ describe('TextParser bounds', () => {
     const ok = bytes('set k 0 0 10\r\n0123456789\r\n');
     expect(transcript(ok, [], small)).toEqual(['set k 0 0 [0123456789]']);
     const big = bytes('set k 0 0 11\r\n0123456789X\r\nget k\r\n');
-    for (let cut = 0; cut <= big.length; cut++) expect(transcript(big, [cut], small)).toEqual([TOO_LARGE, 'get k']);
+    for (let cut = 0; cut <= big.length; cut++) expect(transcript(big, [cut], small)).toEqual(['too_large k drop', 'get k']);
     // The 13 bytes are skipped whatever they are, like memcached's conn_swallow.
-    expect(transcript(bytes('set k 0 0 11\r\n0123456789XYZversion\r\n'), [], small)).toEqual([TOO_LARGE, 'version']);
+    expect(transcript(bytes('set k 0 0 11\r\n0123456789XYZversion\r\n'), [], small)).toEqual(['too_large k drop', 'version']);
     const wide = { ...small, maxLineLength: 64 };
-    expect(transcript(bytes('set k 0 0 11 noreply\r\n0123456789X\r\nget k\r\n'), [], wide)).toEqual(['get k']);
+    expect(transcript(bytes('set k 0 0 11 noreply\r\n0123456789X\r\nget k\r\n'), [], wide)).toEqual(['too_large k drop noreply', 'get k']);
+    // Only a set drops what the key held (memcached's NREAD_SET); add, replace, append, prepend and cas do not.
+    for (const command of ['add k 0 0 11', 'replace k 0 0 11', 'append k 0 0 11', 'prepend k 0 0 11', 'cas k 0 0 11 5']) {
+      expect(transcript(bytes(`${command}\r\n0123456789X\r\n`), [], wide)).toEqual(['too_large k']);
+    }
   });
 
   it('swallows a 1 MiB + 1 value with almost nothing buffered', () => {
@@ -440,7 +447,7 @@ describe('TextParser bounds', () => {
     const got: TextRequest[] = [];
     p.push(bytes('set k 0 0 1048577\r\n'));
     drain(p, got);
-    expect(got.map(show)).toEqual([TOO_LARGE]);
+    expect(got.map(show)).toEqual(['too_large k drop']);
     const piece = Buffer.alloc(60_000, 0x78);
     let left = 1048577 + 2;
     while (left > 0) {
@@ -452,7 +459,7 @@ describe('TextParser bounds', () => {
     }
     p.push(bytes('get k\r\n'));
     drain(p, got);
-    expect(got.map(show)).toEqual([TOO_LARGE, 'get k']);
+    expect(got.map(show)).toEqual(['too_large k drop', 'get k']);
   });
 
   it('accepts a value of exactly maxItemSize bytes, counted while it arrives', () => {
@@ -541,6 +548,10 @@ function replay(input: Buffer): { out: string; closed: boolean } {
       case 'delete':
         say(r.noreply, items.delete(r.key.toString('latin1')) ? DELETED : NOT_FOUND);
         break;
+      case 'too_large':
+        if (r.dropStale) items.delete(r.key.toString('latin1'));
+        say(r.noreply, SERVER_ERROR_TOO_LARGE);
+        break;
       case 'touch':
         say(r.noreply, encodeTouchOutcome(items.has(r.key.toString('latin1')) ? { status: 'touched' } : { status: 'not_found' }));
         break;
@@ -620,6 +631,19 @@ describe.skipIf(!memcachedBinary)('TextParser against memcached 1.6', () => {
     const input = bytes(`set big 0 0 1048577\r\n${value}\r\nversion\r\nset big 0 0 1048577 noreply\r\n${value}XYversion\r\n`);
     const ours = replay(input);
     expect(ours.out).toBe(`${TOO_LARGE}VERSION 1.6.18\r\nVERSION 1.6.18\r\n`);
+    expect(await exchange(port, input, ours)).toEqual(ours);
+  }, 10_000);
+
+  it('drops what the key held when a set is too large, and only a set, as memcached does', async () => {
+    const value = 'x'.repeat(1048577);
+    const input = bytes(
+      'set kept 0 0 3\r\nold\r\nset gone 0 0 3\r\nold\r\nset quiet 0 0 3\r\nold\r\n' +
+        `add kept 0 0 1048577\r\n${value}\r\nappend kept 0 0 1048577\r\n${value}\r\n` +
+        `set gone 0 0 1048577\r\n${value}\r\nset quiet 0 0 1048577 noreply\r\n${value}\r\n` +
+        'get kept gone quiet\r\n',
+    );
+    const ours = replay(input);
+    expect(ours.out).toBe(`STORED\r\nSTORED\r\nSTORED\r\n${TOO_LARGE}${TOO_LARGE}${TOO_LARGE}VALUE kept 0 3\r\nold\r\nEND\r\n`);
     expect(await exchange(port, input, ours)).toEqual(ours);
   }, 10_000);
 });

@@ -46,8 +46,9 @@ export type BinaryRequest = BinaryRequestHead &
       { kind: 'stat'; group: string }
     | { kind: 'quit' }
     | /** The parser answered on its own. `close`: send the error, then close (the parser is
-          dead and ignores further input). `silent`: close without sending anything (bad magic). */
-      { kind: 'error'; status: number; close: boolean; silent?: boolean }
+          dead and ignores further input). `silent`: close without sending anything (bad magic).
+          `dropStale`: a SET too large; memcached also drops what this key held. */
+      { kind: 'error'; status: number; close: boolean; silent?: boolean; dropStale?: Buffer }
   );
 
 export type BinaryRequestOf<K extends BinaryRequest['kind']> = Extract<BinaryRequest, { kind: K }>;
@@ -167,6 +168,8 @@ export class BinaryParser {
   private filled = 0;
   /** Body bytes still to discard (state skip); may exceed any buffer size. */
   private skipLeft = 0;
+  /** The frame's value is over the item limit: read its key, then skip the value. */
+  private tooLarge = false;
 
   constructor(limits: Limits) {
     this.limits = limits;
@@ -211,6 +214,12 @@ export class BinaryParser {
           this.take(this.extras, h.extlen);
           this.key = Buffer.allocUnsafe(h.keylen);
           this.take(this.key, h.keylen);
+          if (this.tooLarge) {
+            this.skipLeft = h.bodylen - h.extlen - h.keylen;
+            this.state = 'skip';
+            const { opcode, opaque, quiet } = this.head;
+            return { opcode, opaque, quiet, kind: 'error', status: Status.TooLarge, close: false, dropStale: this.key };
+          }
           const vlen = valueLength(h);
           if (vlen === null || vlen === 0) {
             this.value = EMPTY;
@@ -255,7 +264,10 @@ export class BinaryParser {
     if (h.keylen > this.limits.maxKeyLength || !wellFormed(h)) return this.fail(head, Status.InvalidArguments);
     if (!isKnown(h.opcode)) return this.skipBody(head, Status.UnknownCommand, h.bodylen);
     const vlen = valueLength(h);
-    if (vlen !== null && vlen > this.limits.maxItemSize) return this.skipBody(head, Status.TooLarge, h.bodylen);
+    // memcached reads a SET's key before it refuses the value (the key's old item is dropped,
+    // see 'body'); every other opcode's body is skipped whole.
+    this.tooLarge = vlen !== null && vlen > this.limits.maxItemSize;
+    if (this.tooLarge && h.opcode !== Opcode.Set) return this.skipBody(head, Status.TooLarge, h.bodylen);
 
     this.header = h;
     this.head = head;

@@ -38,7 +38,6 @@ import {
   CLIENT_ERROR_TOO_MANY_KEYS,
   ERROR,
   ERROR_SHUTDOWN_NOT_ENABLED,
-  SERVER_ERROR_TOO_LARGE,
 } from './encoder';
 
 export type TextRequest =
@@ -53,6 +52,12 @@ export type TextRequest =
   | { kind: 'flush_all'; delay: number; noreply: boolean }
   | { kind: 'version' }
   | { kind: 'verbosity'; noreply: boolean }
+  /**
+   * A value over the item limit, swallowed unread: memcached answers SERVER_ERROR object too
+   * large for cache (not with noreply) and, for `set` only (`dropStale`), also drops what the key
+   * held, so that a stale value does not outlive the write that failed.
+   */
+  | { kind: 'too_large'; key: Buffer; dropStale: boolean; noreply: boolean }
   /** The words after `stats`, latin1-decoded. */
   | { kind: 'stats'; args: string[] }
   /** The parser is closed after it: send what is pending, then close. */
@@ -437,7 +442,7 @@ export class TextParser {
     if (size > this.limits.maxItemSize) {
       this.state = State.Swallow;
       this.swallowLeft = size + 2;
-      return reply(SERVER_ERROR_TOO_LARGE, noreply);
+      return { kind: 'too_large', key, dropStale: mode === 'set', noreply };
     }
     this.pending = { mode, key, flags, exptime, cas, noreply, size, parts: [], received: 0 };
     this.state = State.Value;
