@@ -7,34 +7,23 @@ import { BinaryParser, type BinaryRequest } from '../protocol/binary/parser';
 import * as bin from '../protocol/binary/encoder';
 import { Status } from '../protocol/binary/opcodes';
 import { canCarryKey } from '../protocol/backend/meta';
-import type { Protocol, StartRequest } from './client-session';
 import type { ServerContext } from './context';
 import { CLOSE, type SlotResult } from './ordered-replies';
+import { ParsedProtocol } from './parsed-protocol';
 
 /** Binary INCR/DECR expiration meaning "fail if the key is missing" instead of creating it. */
 const NO_CREATE = 0xffffffff;
 
-export class BinaryProtocol implements Protocol {
-  private readonly parser: BinaryParser;
-  private finished = false;
-
+export class BinaryProtocol extends ParsedProtocol<BinaryRequest> {
   constructor(private readonly ctx: ServerContext) {
-    this.parser = new BinaryParser(ctx.limits);
+    super(new BinaryParser(ctx.limits));
   }
 
-  push(chunk: Buffer): void {
-    if (!this.finished) this.parser.push(chunk);
+  protected endsSession(req: BinaryRequest): boolean {
+    return req.kind === 'quit' || (req.kind === 'error' && req.close);
   }
 
-  next(): StartRequest | null {
-    if (this.finished) return null;
-    const req = this.parser.next();
-    if (req === null) return null;
-    if (req.kind === 'quit' || (req.kind === 'error' && req.close)) this.finished = true;
-    return (done) => this.run(req, done);
-  }
-
-  private run(req: BinaryRequest, done: (r: SlotResult) => void): void {
+  protected run(req: BinaryRequest, done: (r: SlotResult) => void): void {
     const { router } = this.ctx;
     const started = performance.now();
     if ('key' in req && !canCarryKey(req.key)) {

@@ -5,36 +5,23 @@
 import { TextParser, type TextRequest } from '../protocol/text/parser';
 import * as reply from '../protocol/text/encoder';
 import type { GetOutcome } from '../protocol/types';
-import type { Protocol, StartRequest } from './client-session';
 import type { ServerContext } from './context';
 import { CLOSE, type SlotResult } from './ordered-replies';
+import { ParsedProtocol } from './parsed-protocol';
 
 // What memcached itself answers when started with -F (flush_all disabled).
 const FLUSH_DISABLED = Buffer.from('CLIENT_ERROR flush_all not allowed\r\n');
 
-export class TextProtocol implements Protocol {
-  private readonly parser: TextParser;
-  private finished = false;
-
+export class TextProtocol extends ParsedProtocol<TextRequest> {
   constructor(private readonly ctx: ServerContext) {
-    this.parser = new TextParser(ctx.limits);
+    super(new TextParser(ctx.limits));
   }
 
-  push(chunk: Buffer): void {
-    if (!this.finished) this.parser.push(chunk);
+  protected endsSession(req: TextRequest): boolean {
+    return req.kind === 'quit' || (req.kind === 'error' && req.close);
   }
 
-  next(): StartRequest | null {
-    if (this.finished) return null;
-    const req = this.parser.next();
-    if (req === null) return null;
-    if (req.kind === 'quit' || (req.kind === 'error' && req.close)) {
-      this.finished = true;
-    }
-    return (done) => this.run(req, done);
-  }
-
-  private run(req: TextRequest, done: (r: SlotResult) => void): void {
+  protected run(req: TextRequest, done: (r: SlotResult) => void): void {
     const { router } = this.ctx;
     const started = performance.now();
     switch (req.kind) {

@@ -1,0 +1,36 @@
+// What the text and binary sides share: feed a request parser, stop reading after
+// the request that ends the session (quit, or an error that closes), and hand each
+// parsed request to the side's own run() once the session starts it.
+
+import type { Protocol, StartRequest } from './client-session';
+import type { SlotResult } from './ordered-replies';
+
+export interface RequestParser<R> {
+  push(chunk: Buffer): void;
+  /** The next complete request, or null when more bytes are needed. */
+  next(): R | null;
+}
+
+export abstract class ParsedProtocol<R> implements Protocol {
+  private finished = false;
+
+  constructor(private readonly parser: RequestParser<R>) {}
+
+  push(chunk: Buffer): void {
+    if (!this.finished) this.parser.push(chunk);
+  }
+
+  next(): StartRequest | null {
+    if (this.finished) return null;
+    const req = this.parser.next();
+    if (req === null) return null;
+    if (this.endsSession(req)) this.finished = true;
+    return (done) => this.run(req, done);
+  }
+
+  /** Nothing after this request is read: quit, or an error after which the connection closes. */
+  protected abstract endsSession(req: R): boolean;
+
+  /** Answers the request; `done` is called exactly once, possibly at once. */
+  protected abstract run(req: R, done: (r: SlotResult) => void): void;
+}
