@@ -28,7 +28,7 @@ export type Command =
   /** One key per lookup; a text multi-get is several of these. `touch` makes it a gat. */
   | { op: 'get'; key: Buffer; touch?: number }
   /** `cas` is 0n unless the client sent one (text `cas`, binary SET with a CAS). */
-  | { op: 'store'; mode: StoreMode; key: Buffer; flags: number; exptime: number; value: Buffer; cas: bigint }
+  | ({ op: 'store' } & StoreFields)
   | { op: 'delete'; key: Buffer; cas: bigint }
   | { op: 'touch'; key: Buffer; exptime: number }
   /** `create` is binary only: the initial value and expiry when the key is missing. */
@@ -65,7 +65,8 @@ export type FlushOutcome = { status: 'ok' } | { status: 'unavailable' };
 /** The routing core as the client sessions see it. It never throws: failures are outcomes. */
 export interface Router {
   get(key: Buffer, touch?: number): Promise<GetOutcome>;
-  store(cmd: Extract<Command, { op: 'store' }>): Promise<StoreOutcome>;
+  /** A parsed request carrying these fields is passed as is: no copy per request. */
+  store(cmd: StoreFields): Promise<StoreOutcome>;
   delete(key: Buffer, cas: bigint): Promise<DeleteOutcome>;
   touch(key: Buffer, exptime: number): Promise<TouchOutcome>;
   arith(cmd: Extract<Command, { op: 'arith' }>): Promise<ArithOutcome>;

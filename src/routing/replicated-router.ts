@@ -17,6 +17,7 @@ import type {
   FlushOutcome,
   GetOutcome,
   Router,
+  StoreFields,
   StoreOutcome,
   TouchOutcome,
 } from '../protocol/types';
@@ -60,7 +61,6 @@ export const NO_RESYNC: ResyncHooks = {
   flushing: () => undefined,
 };
 
-type StoreCommand = Extract<Command, { op: 'store' }>;
 type ArithCommand = Extract<Command, { op: 'arith' }>;
 
 const UNAVAILABLE = { status: 'unavailable' } as const;
@@ -96,7 +96,7 @@ export class ReplicatedRouter implements Router {
     return touch === undefined ? this.readInTurn(key, members) : this.readAllAndTouch(key, touch, members);
   }
 
-  async store(cmd: StoreCommand): Promise<StoreOutcome> {
+  async store(cmd: StoreFields): Promise<StoreOutcome> {
     const members = this.trustedFirst(this.ring.replicaSet(cmd.key));
     if (members.length === 0) return UNAVAILABLE;
     if (cmd.mode === 'add' || cmd.mode === 'cas') return this.decideThenCopy(cmd, members);
@@ -243,7 +243,7 @@ export class ReplicatedRouter implements Router {
    * When the run ends the resyncing member holds what the others hold (it
    * reconciles, then got every write since) and decides again.
    */
-  private async decideThenCopy(cmd: StoreCommand, members: MemcachedNode[]): Promise<StoreOutcome> {
+  private async decideThenCopy(cmd: StoreFields, members: MemcachedNode[]): Promise<StoreOutcome> {
     const { reply, rest } = await this.askAuthority(cmd.mode, members, (m) => m.store(cmd));
     if (reply.status === 'failed') return UNAVAILABLE;
     if (reply.status === 'stored' && rest.length > 0) {

@@ -41,20 +41,10 @@ export class BinaryProtocol extends ParsedProtocol<BinaryRequest> {
         });
         return;
       case 'store':
-        void router
-          .store({
-            op: 'store',
-            mode: req.mode,
-            key: req.key,
-            flags: req.flags,
-            exptime: req.exptime,
-            value: req.value,
-            cas: req.cas,
-          })
-          .then((o) => {
-            this.ctx.countCommand(req.mode, o.status, started);
-            done(req.quiet && o.status === 'stored' ? null : bin.encodeStoreOutcome(req, o));
-          });
+        void router.store(req).then((o) => {
+          this.ctx.countCommand(req.mode, o.status, started);
+          done(req.quiet && o.status === 'stored' ? null : bin.encodeStoreOutcome(req, o));
+        });
         return;
       case 'delete':
         void router.delete(req.key, req.cas).then((o) => {

@@ -33,20 +33,10 @@ export class TextProtocol extends ParsedProtocol<TextRequest> {
         return;
       }
       case 'store':
-        void router
-          .store({
-            op: 'store',
-            mode: req.mode,
-            key: req.key,
-            flags: req.flags,
-            exptime: req.exptime,
-            value: req.value,
-            cas: req.cas,
-          })
-          .then((o) => {
-            this.ctx.countCommand(req.mode, o.status, started);
-            done(req.noreply ? null : reply.encodeStoreOutcome(o));
-          });
+        void router.store(req).then((o) => {
+          this.ctx.countCommand(req.mode, o.status, started);
+          done(req.noreply ? null : reply.encodeStoreOutcome(o));
+        });
         return;
       case 'delete':
         void router.delete(req.key, 0n).then((o) => {
