@@ -15,7 +15,8 @@ async function exportedSeriesNames(): Promise<Set<string>> {
   const names = new Set<string>();
   for (const m of await createMetrics().registry.getMetricsAsJSON()) {
     names.add(m.name);
-    if (m.type === 'histogram') for (const s of ['_bucket', '_sum', '_count']) names.add(m.name + s);
+    // prom-client's typings declare `type` a numeric enum; at run time it is the string.
+    if (String(m.type) === 'histogram') for (const s of ['_bucket', '_sum', '_count']) names.add(m.name + s);
   }
   return names;
 }
