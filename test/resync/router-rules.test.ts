@@ -104,7 +104,7 @@ describe('reads while a member resyncs', () => {
 
 describe('add and cas while the authority resyncs: the other member decides', () => {
   const add = (key: string, value = 'lock') =>
-    ({ op: 'store', mode: 'add', key: k(key), flags: 0, exptime: 0, value: k(value), cas: 0n }) as const;
+    ({ mode: 'add', key: k(key), flags: 0, exptime: 0, value: k(value), cas: 0n }) as const;
 
   test('a stale lock on the resyncing authority (deleted on the other): the add succeeds and overwrites it', async () => {
     const { router, resyncing, setOf } = setup();
@@ -134,7 +134,7 @@ describe('add and cas while the authority resyncs: the other member decides', ()
     resyncing.add(first);
     const got = await router.get(k('c'));
     if (got.status !== 'hit') throw new Error(got.status);
-    const r = await router.store({ op: 'store', mode: 'cas', key: k('c'), flags: 0, exptime: 0, value: k('newer'), cas: got.item.cas });
+    const r = await router.store({ mode: 'cas', key: k('c'), flags: 0, exptime: 0, value: k('newer'), cas: got.item.cas });
     expect(r).toMatchObject({ status: 'stored' });
     expect(first.value('c')).toBe('newer');
   });

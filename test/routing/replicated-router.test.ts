@@ -24,7 +24,7 @@ function setup(n = 3, replicas = 2) {
 }
 
 const store = (key: string, value: string, mode: 'set' | 'add' | 'replace' | 'append' | 'prepend' | 'cas' = 'set', cas = 0n) =>
-  ({ op: 'store', mode, key: k(key), flags: 7, exptime: 0, value: k(value), cas }) as const;
+  ({ mode, key: k(key), flags: 7, exptime: 0, value: k(value), cas }) as const;
 
 describe('ReplicaRing', () => {
   test('replica sets are R distinct backends, the same for equal rings', () => {
