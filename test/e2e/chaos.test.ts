@@ -6,20 +6,20 @@
 // request (start .. write_close) took 1 s or more.
 
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { startMemcached, type MemcachedProcess } from '../helpers/memcached';
+import { startCluster, type Cluster } from '../helpers/cluster';
+import type { MemcachedProcess } from '../helpers/memcached';
 import { readSessions, writeSessions, type PhpClientKind, type PhpReport } from '../helpers/php';
-import { startProxy, waitForStats, type ProxyProcess } from '../helpers/proxy';
+import { waitForStats } from '../helpers/proxy';
 
 const KINDS: PhpClientKind[] = ['memcached-binary', 'memcached-text', 'memcache'];
 const SESSIONS = 120;
 const SLOWEST_MS = 1000;
 
 describe('chaos: one failure at a time, every session survives', () => {
-  let backends: MemcachedProcess[];
-  let proxy: ProxyProcess;
+  let cluster: Cluster;
   let gen = 1;
 
-  const opts = (kind: PhpClientKind) => ({ port: proxy.port, prefix: `chaos-${kind}-`, count: SESSIONS, gen });
+  const opts = (kind: PhpClientKind) => ({ port: cluster.proxy.port, prefix: `chaos-${kind}-`, count: SESSIONS, gen });
 
   function expectClean(report: PhpReport): void {
     expect(report.problems).toEqual([]);
@@ -43,7 +43,7 @@ describe('chaos: one failure at a time, every session survives', () => {
 
   /** The proxy sees all 3 backends up and no resync running, and `index` was refilled. */
   async function waitForResync(index: number, copiedBefore: number): Promise<number> {
-    const stats = await waitForStats(proxy.port, (s) => {
+    const stats = await waitForStats(cluster.proxy.port, (s) => {
       const line = s.get(`replicached_resync_${index}`) ?? '';
       const copied = Number(/copied=(\d+)/.exec(line)?.[1] ?? 0);
       return s.get('replicached_backends_up') === '3' && s.get('replicached_resyncs_in_progress') === '0' && copied > copiedBefore;
@@ -53,7 +53,7 @@ describe('chaos: one failure at a time, every session survives', () => {
 
   /** Which of the proxy's backend slots (replicached_backend_<i>) is this memcached. */
   async function slotOf(mc: MemcachedProcess): Promise<number> {
-    const stats = await waitForStats(proxy.port, () => true);
+    const stats = await waitForStats(cluster.proxy.port, () => true);
     for (const [name, value] of stats) {
       const m = /^replicached_backend_(\d+)$/.exec(name);
       if (m && value.startsWith(`${mc.address} `)) return Number(m[1]);
@@ -62,58 +62,57 @@ describe('chaos: one failure at a time, every session survives', () => {
   }
 
   beforeAll(async () => {
-    backends = await Promise.all([startMemcached(), startMemcached(), startMemcached()]);
-    proxy = await startProxy({ backends: backends.map((b) => b.address), replicas: 2 });
+    cluster = await startCluster({ backends: 3, replicas: 2 });
     for (const kind of KINDS) expectClean(await writeSessions(kind, opts(kind)));
   });
   afterAll(async () => {
-    for (const b of backends ?? []) b.kill('SIGCONT');
-    await proxy?.stop();
-    await Promise.all((backends ?? []).map((b) => b.stop()));
+    // A stopped backend would hold up the proxy's drain.
+    for (const b of cluster?.backends ?? []) b.kill('SIGCONT');
+    await cluster?.stop();
   });
 
   test('1. SIGKILL a backend', async () => {
-    backends[0].kill('SIGKILL');
-    await backends[0].exited();
+    cluster.backends[0].kill('SIGKILL');
+    await cluster.backends[0].exited();
     await expectAllIntact();
     await rewriteAll();
   });
 
   test('2. restart it empty: resync refills it', async () => {
-    const slot = await slotOf(backends[0]);
-    await backends[0].restart();
+    const slot = await slotOf(cluster.backends[0]);
+    await cluster.backends[0].restart();
     await waitForResync(slot, 0);
     await rewriteAll();
   });
 
   test('3. SIGKILL another (no writes while it is away), restart it empty, resync', async () => {
-    backends[1].kill('SIGKILL');
-    await backends[1].exited();
+    cluster.backends[1].kill('SIGKILL');
+    await cluster.backends[1].exited();
     // Reads only: a hit on the authority copies nothing, so what the restarted
     // backend shares with the third one can come back only through resync.
     await expectAllIntact();
-    const slot = await slotOf(backends[1]);
-    await backends[1].restart();
+    const slot = await slotOf(cluster.backends[1]);
+    await cluster.backends[1].restart();
     await waitForResync(slot, 0);
   });
 
   test('4. kill the third at once: what it shared with the second survives through resync alone', async () => {
-    backends[2].kill('SIGKILL');
-    await backends[2].exited();
+    cluster.backends[2].kill('SIGKILL');
+    await cluster.backends[2].exited();
     await expectAllIntact();
     await rewriteAll();
-    const slot = await slotOf(backends[2]);
-    await backends[2].restart();
+    const slot = await slotOf(cluster.backends[2]);
+    await cluster.backends[2].restart();
     await waitForResync(slot, 0);
     await expectAllIntact();
   });
 
   test('5. SIGSTOP a backend (hung, socket open), then SIGCONT', async () => {
-    await backends[0].pause();
+    await cluster.backends[0].pause();
     await expectAllIntact();
     await rewriteAll();
-    backends[0].kill('SIGCONT');
-    await waitForStats(proxy.port, (s) => s.get('replicached_backends_up') === '3');
+    cluster.backends[0].kill('SIGCONT');
+    await waitForStats(cluster.proxy.port, (s) => s.get('replicached_backends_up') === '3');
     await rewriteAll();
   });
 });

@@ -6,8 +6,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { startMemcached, type MemcachedProcess } from '../helpers/memcached';
-import { startProxy, type ProxyProcess } from '../helpers/proxy';
+import { startCluster, type Cluster } from '../helpers/cluster';
 
 const IDLE_MS = 400;
 
@@ -28,28 +27,23 @@ const closedWithin = (socket: net.Socket, ms: number) =>
   });
 
 describe('idle client timeout', () => {
-  let backend: MemcachedProcess;
-  let proxy: ProxyProcess;
+  let cluster: Cluster;
 
   beforeAll(async () => {
-    backend = await startMemcached();
     const dir = mkdtempSync(path.join(os.tmpdir(), 'replicached-idle-'));
     const file = path.join(dir, 'replicached.yaml');
     writeFileSync(file, `limits:\n  clientIdleTimeoutMs: ${IDLE_MS}\n`);
-    proxy = await startProxy({ backends: [backend.address], args: ['--config', file] });
+    cluster = await startCluster({ backends: 1, args: ['--config', file] });
   });
-  afterAll(async () => {
-    await proxy?.stop();
-    await backend?.stop();
-  });
+  afterAll(() => cluster?.stop());
 
   test('an idle client is closed after the timeout', async () => {
-    const socket = await connect(proxy.port);
+    const socket = await connect(cluster.proxy.port);
     expect(await closedWithin(socket, IDLE_MS * 5)).toBe(true);
   });
 
   test('a client that keeps talking stays open', async () => {
-    const socket = await connect(proxy.port);
+    const socket = await connect(cluster.proxy.port);
     const closed = closedWithin(socket, IDLE_MS * 3);
     const chatter = setInterval(() => socket.write('version\r\n'), IDLE_MS / 4);
     try {

@@ -3,28 +3,23 @@
 // read back intact, and no PHP warning.
 
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { startMemcached, type MemcachedProcess } from '../helpers/memcached';
+import { startCluster, type Cluster } from '../helpers/cluster';
 import { readSessions, writeSessions, type PhpClientKind } from '../helpers/php';
-import { startProxy, type ProxyProcess } from '../helpers/proxy';
 
 const SESSIONS = 300;
 
 describe.each<PhpClientKind>(['memcached-binary', 'memcached-text', 'memcache', 'memcache-binary'])(
   'PHP %s sessions survive a backend killed with SIGKILL',
   (kind) => {
-    let backends: MemcachedProcess[];
-    let proxy: ProxyProcess;
+    let cluster: Cluster;
 
     beforeEach(async () => {
-      backends = await Promise.all([startMemcached(), startMemcached(), startMemcached()]);
-      proxy = await startProxy({ backends: backends.map((b) => b.address), replicas: 2 });
+      cluster = await startCluster({ backends: 3, replicas: 2 });
     });
-    afterEach(async () => {
-      await proxy?.stop();
-      await Promise.all(backends.map((b) => b.stop()));
-    });
+    afterEach(() => cluster?.stop());
 
     test(`${SESSIONS} sessions written, one backend killed, all read back intact`, async () => {
+      const { proxy, backends } = cluster;
       const opts = { port: proxy.port, prefix: `s-${kind}-`, count: SESSIONS };
       const written = await writeSessions(kind, opts);
       expect(written.problems).toEqual([]);

@@ -3,8 +3,7 @@
 
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { startMemcached, type MemcachedProcess } from '../helpers/memcached';
-import { startProxy, type ProxyProcess } from '../helpers/proxy';
+import { startCluster, type Cluster } from '../helpers/cluster';
 
 const WRITES = 2000;
 
@@ -28,19 +27,15 @@ function exchange(port: number, request: string, done: (reply: string) => boolea
 }
 
 describe('SIGTERM drains requests in flight', () => {
-  let backends: MemcachedProcess[];
-  let proxy: ProxyProcess;
+  let cluster: Cluster;
 
   beforeAll(async () => {
-    backends = await Promise.all([startMemcached(), startMemcached(), startMemcached()]);
-    proxy = await startProxy({ backends: backends.map((b) => b.address), replicas: 2 });
+    cluster = await startCluster({ backends: 3, replicas: 2 });
   });
-  afterAll(async () => {
-    await proxy?.stop();
-    await Promise.all(backends.map((b) => b.stop()));
-  });
+  afterAll(() => cluster?.stop());
 
   test('every acknowledged write is on both replicas, and the proxy exits 0', async () => {
+    const { proxy, backends } = cluster;
     const keys = Array.from({ length: WRITES }, (_, i) => `drain:${i}`);
     const request = keys.map((k) => `set ${k} 0 0 5\r\nvalue\r\n`).join('');
     const replies = exchange(proxy.port, request, (r) => r.split('\r\n').length > WRITES);
@@ -65,6 +60,7 @@ describe('SIGTERM drains requests in flight', () => {
   });
 
   test('a stopped proxy accepts no new client', async () => {
+    const { proxy } = cluster;
     await proxy.stop();
     await expect(exchange(proxy.port, 'version\r\n', () => true)).rejects.toThrow(/ECONNREFUSED/);
   });

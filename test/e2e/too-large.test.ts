@@ -4,8 +4,7 @@
 
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { startMemcached, type MemcachedProcess } from '../helpers/memcached';
-import { startProxy, type ProxyProcess } from '../helpers/proxy';
+import { startCluster, type Cluster } from '../helpers/cluster';
 
 /** Under the 1 MiB client limit, over what memcached -I 1m stores. */
 const SIZE = 1024 * 1024 - 16;
@@ -27,17 +26,12 @@ function exchange(port: number, request: Buffer, complete: (reply: Buffer) => bo
 }
 
 describe('a value the backends cannot hold', () => {
-  let backends: MemcachedProcess[];
-  let proxy: ProxyProcess;
+  let cluster: Cluster;
 
   beforeAll(async () => {
-    backends = await Promise.all([startMemcached(), startMemcached()]);
-    proxy = await startProxy({ backends: backends.map((b) => b.address), replicas: 2 });
+    cluster = await startCluster({ backends: 2, replicas: 2 });
   });
-  afterAll(async () => {
-    await proxy?.stop();
-    await Promise.all(backends.map((b) => b.stop()));
-  });
+  afterAll(() => cluster?.stop());
 
   test('text: SERVER_ERROR object too large for cache, then the connection works', async () => {
     const request = Buffer.concat([
@@ -45,7 +39,7 @@ describe('a value the backends cannot hold', () => {
       Buffer.alloc(SIZE, 0x61),
       Buffer.from('\r\nset small 0 0 1\r\nx\r\n'),
     ]);
-    const reply = await exchange(proxy.port, request, (r) => r.toString('latin1').split('\r\n').length > 2);
+    const reply = await exchange(cluster.proxy.port, request, (r) => r.toString('latin1').split('\r\n').length > 2);
     expect(reply.toString('latin1')).toBe('SERVER_ERROR object too large for cache\r\nSTORED\r\n');
   });
 
@@ -59,7 +53,7 @@ describe('a value the backends cannot hold', () => {
     header[4] = extras.length;
     header.writeUInt32BE(extras.length + key.length + SIZE, 8);
     header.writeUInt32BE(0xdeadbeef, 12);
-    const reply = await exchange(proxy.port, Buffer.concat([header, extras, key, Buffer.alloc(SIZE)]), (r) => r.length >= 24 && r.length >= 24 + r.readUInt32BE(8));
+    const reply = await exchange(cluster.proxy.port, Buffer.concat([header, extras, key, Buffer.alloc(SIZE)]), (r) => r.length >= 24 && r.length >= 24 + r.readUInt32BE(8));
     expect(reply.readUInt16BE(6)).toBe(0x0003);
     expect(reply.readUInt32BE(12)).toBe(0xdeadbeef);
     expect(reply.subarray(24).toString()).toBe('Too large.');
@@ -83,27 +77,22 @@ const NOOP = Buffer.from([0x80, 0x0a, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 
 // drops what the key held when a `set` (binary: SET, not SETQ) is too large, so that the old
 // value is not read as current after a write that failed; replicached does it on every replica.
 describe('a value over the item limit drops the old one, as memcached does for set', () => {
-  let backends: MemcachedProcess[];
-  let proxy: ProxyProcess;
+  let cluster: Cluster;
   /** The reply to `request`, read until it ends with `last`. */
   const text = (request: string, last = 'END\r\n'): Promise<string> =>
-    exchange(proxy.port, Buffer.from(request), (r) => r.toString('latin1').endsWith(last)).then((r) => r.toString('latin1'));
+    exchange(cluster.proxy.port, Buffer.from(request), (r) => r.toString('latin1').endsWith(last)).then((r) => r.toString('latin1'));
   /** What each backend holds for `key`, asked directly. */
   const onBackends = (key: string): Promise<string[]> =>
     Promise.all(
-      backends.map((b) =>
+      cluster.backends.map((b) =>
         exchange(b.port, Buffer.from(`get ${key}\r\n`), (r) => r.toString('latin1').endsWith('END\r\n')).then((r) => r.toString('latin1')),
       ),
     );
 
   beforeAll(async () => {
-    backends = await Promise.all([startMemcached(), startMemcached()]);
-    proxy = await startProxy({ backends: backends.map((b) => b.address), replicas: 2, args: ['--item-size-max', '1k'] });
+    cluster = await startCluster({ backends: 2, replicas: 2, args: ['--item-size-max', '1k'] });
   });
-  afterAll(async () => {
-    await proxy?.stop();
-    await Promise.all(backends.map((b) => b.stop()));
-  });
+  afterAll(() => cluster?.stop());
 
   test('text: set drops it on every replica; add and append keep it', async () => {
     const big = 'x'.repeat(2000);
@@ -120,7 +109,7 @@ describe('a value over the item limit drops the old one, as memcached does for s
   test('binary: SET drops it on every replica; SETQ keeps it (memcached checks the SET opcode only)', async () => {
     expect(await text('set bin 0 0 3\r\nold\r\nset binq 0 0 3\r\nold\r\n', 'STORED\r\nSTORED\r\n')).toBe('STORED\r\nSTORED\r\n');
     const reply = await exchange(
-      proxy.port,
+      cluster.proxy.port,
       Buffer.concat([binarySet(0x01, 'bin', 2000), binarySet(0x11, 'binq', 2000), NOOP]),
       (r) => r.length >= 3 * 24 + 2 * 'Too large.'.length,
     );

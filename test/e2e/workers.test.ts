@@ -3,8 +3,7 @@
 
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { startMemcached, type MemcachedProcess } from '../helpers/memcached';
-import { startProxy, type ProxyProcess } from '../helpers/proxy';
+import { startCluster, type Cluster } from '../helpers/cluster';
 
 const CLIENTS = 40;
 
@@ -25,19 +24,15 @@ function roundTrip(port: number, key: string): Promise<string> {
 }
 
 describe('--workers 2', () => {
-  let backends: MemcachedProcess[];
-  let proxy: ProxyProcess;
+  let cluster: Cluster;
 
   beforeAll(async () => {
-    backends = await Promise.all([startMemcached(), startMemcached()]);
-    proxy = await startProxy({ backends: backends.map((b) => b.address), metrics: true, args: ['--workers', '2'] });
+    cluster = await startCluster({ backends: 2, metrics: true, args: ['--workers', '2'] });
   });
-  afterAll(async () => {
-    await proxy?.stop();
-    await Promise.all(backends.map((b) => b.stop()));
-  });
+  afterAll(() => cluster?.stop());
 
   test('clients are served, metrics are summed over the workers, SIGTERM stops them all', async () => {
+    const { proxy } = cluster;
     const replies = await Promise.all(Array.from({ length: CLIENTS }, (_, i) => roundTrip(proxy.port, `w${i}`)));
     replies.forEach((r, i) => expect(r).toBe(`STORED\r\nVALUE w${i} 3 2\r\nhi\r\nEND\r\n`));
 

@@ -11,6 +11,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS, type Limits } from '../../src/protocol/limits';
 import { BinaryParser, type BinaryRequest } from '../../src/protocol/binary/parser';
+import { cuts, split } from './cuts';
 import { check, params, TEST_TIMEOUT_MS } from './fuzz-config';
 
 const LIMITS: Limits = { ...DEFAULT_LIMITS, maxItemSize: 2048 };
@@ -117,20 +118,6 @@ const anyInput = fc.oneof(
   fc.tuple(lyingHeader, bytes(0, 2048)).map(([h, rest]) => Buffer.concat([h, rest])),
   fc.array(fc.oneof(validFrame, skippedFrame, lyingHeader), { maxLength: 6 }).map((a) => Buffer.concat(a)),
 );
-
-const cuts = fc.array(fc.nat(), { maxLength: 12 });
-
-function split(buf: Buffer, points: number[]): Buffer[] {
-  const at = [...new Set(points.map((p) => (buf.length === 0 ? 0 : p % buf.length)))].filter((p) => p > 0).sort((a, b) => a - b);
-  const chunks: Buffer[] = [];
-  let from = 0;
-  for (const p of at) {
-    chunks.push(buf.subarray(from, p));
-    from = p;
-  }
-  chunks.push(buf.subarray(from));
-  return chunks;
-}
 
 /** Pushes each chunk and drains; checks the memory bound and that a closing error is the last request. */
 function parse(chunks: Buffer[], parser = new BinaryParser(LIMITS)): BinaryRequest[] {

@@ -11,6 +11,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS, type Limits } from '../../src/protocol/limits';
 import { TextParser, type TextRequest } from '../../src/protocol/text/parser';
+import { cuts, split } from './cuts';
 import { check, params, TEST_TIMEOUT_MS } from './fuzz-config';
 
 // Small bounds so random input reaches them.
@@ -91,21 +92,6 @@ const mutated: fc.Arbitrary<Buffer> = fc
   });
 
 const anyInput = fc.oneof(validStream, protocolish, randomBytes, mutated);
-
-/** Cut points for a buffer: chunk boundaries, sorted, inside (0, length). */
-const cuts = fc.array(fc.nat(), { maxLength: 12 });
-
-function split(buf: Buffer, points: number[]): Buffer[] {
-  const at = [...new Set(points.map((p) => (buf.length === 0 ? 0 : p % buf.length)))].filter((p) => p > 0).sort((a, b) => a - b);
-  const chunks: Buffer[] = [];
-  let from = 0;
-  for (const p of at) {
-    chunks.push(buf.subarray(from, p));
-    from = p;
-  }
-  chunks.push(buf.subarray(from));
-  return chunks;
-}
 
 // ---- the parser under test ----
 

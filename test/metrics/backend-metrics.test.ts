@@ -4,11 +4,11 @@
 
 import net from 'node:net';
 import { afterEach, describe, expect, test } from 'vitest';
-import { startMemcached, stopAllMemcached, type MemcachedProcess } from '../helpers/memcached';
-import { startProxy, type ProxyProcess } from '../helpers/proxy';
+import { startCluster, type Cluster } from '../helpers/cluster';
+import type { MemcachedProcess } from '../helpers/memcached';
 import { TextClient, metricSum, metricValue, scrape, waitFor } from '../ops/support';
 
-let proxy: ProxyProcess | null = null;
+let cluster: Cluster | null = null;
 let client: TextClient | null = null;
 const sockets: net.Socket[] = [];
 let paused: MemcachedProcess | null = null;
@@ -19,21 +19,19 @@ afterEach(async () => {
   for (const s of sockets.splice(0)) s.destroy();
   client?.close();
   client = null;
-  await proxy?.stop();
-  proxy = null;
-  await stopAllMemcached();
+  await cluster?.stop();
+  cluster = null;
 });
 
-async function cluster(args: string[] = []): Promise<{ mcs: MemcachedProcess[]; metricsPort: number }> {
-  const mcs = await Promise.all([startMemcached(), startMemcached(), startMemcached()]);
-  proxy = await startProxy({ backends: mcs.map((m) => m.address), replicas: 3, metrics: true, args });
-  client = await TextClient.connect(proxy.port);
-  return { mcs, metricsPort: proxy.metricsPort! };
+async function startWithClient(args: string[] = []): Promise<{ mcs: MemcachedProcess[]; metricsPort: number }> {
+  cluster = await startCluster({ backends: 3, replicas: 3, metrics: true, args });
+  client = await TextClient.connect(cluster.proxy.port);
+  return { mcs: cluster.backends, metricsPort: cluster.proxy.metricsPort! };
 }
 
 describe('backend metrics', () => {
   test('backend latency is observed per backend; no errors, nothing in flight at rest', async () => {
-    const { mcs, metricsPort } = await cluster();
+    const { mcs, metricsPort } = await startWithClient();
     for (let i = 0; i < 10; i++) expect(await client!.set(`b:${i}`, 'v')).toBe('STORED\r\n');
     const text = await scrape(metricsPort);
     // replicas = backends: every set reached all three.
@@ -49,11 +47,11 @@ describe('backend metrics', () => {
   });
 
   test('a SIGSTOPped backend: a request in flight, then a timeout and its errors', async () => {
-    const { mcs, metricsPort } = await cluster(['--request-timeout', '1500']);
+    const { mcs, metricsPort } = await startWithClient(['--request-timeout', '1500']);
     paused = mcs[1];
     await paused.pause();
     // A set goes to every replica: it waits on the stopped one.
-    const raw = net.connect(proxy!.port, '127.0.0.1');
+    const raw = net.connect(cluster!.proxy.port, '127.0.0.1');
     sockets.push(raw);
     await new Promise<void>((resolve) => raw.once('connect', () => resolve()));
     raw.write('set stuck 0 0 1\r\nx\r\n');

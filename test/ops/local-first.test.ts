@@ -4,30 +4,13 @@
 
 import { afterEach, expect, test } from 'vitest';
 import { startMemcached, stopAllMemcached, type MemcachedProcess } from '../helpers/memcached';
-import {
-  TextClient,
-  configDir,
-  configYaml,
-  metricValue,
-  scrape,
-  startConfiguredProxy,
-  stats,
-  waitFor,
-  type ConfigDir,
-  type ConfiguredProxy,
-} from './support';
+import { TextClient, metricValue, scrape, startConfigured, stats, waitFor, type ConfiguredRun } from './support';
 
-let proxy: ConfiguredProxy | null = null;
-let dir: ConfigDir | null = null;
-let client: TextClient | null = null;
+let run: ConfiguredRun | null = null;
 
 afterEach(async () => {
-  client?.close();
-  client = null;
-  await proxy?.stop();
-  proxy = null;
-  dir?.remove();
-  dir = null;
+  await run?.stop();
+  run = null;
   await stopAllMemcached();
 });
 
@@ -39,25 +22,25 @@ async function reads(mc: MemcachedProcess): Promise<number> {
   return Number(s.get('get_hits')) + Number(s.get('get_misses'));
 }
 
-async function start(mcs: MemcachedProcess[], localAt: number, replicas: number): Promise<void> {
-  dir = configDir(configYaml(mcs.map((m, i) => ({ address: m.address, local: i === localAt })), replicas));
-  proxy = await startConfiguredProxy(dir.file);
-  client = await TextClient.connect(proxy.port);
+async function start(mcs: MemcachedProcess[], localAt: number, replicas: number): Promise<{ client: TextClient; metricsPort: number }> {
+  run = await startConfigured(mcs.map((m, i) => ({ address: m.address, local: i === localAt })), replicas, 1);
+  const [client] = run.clients;
   for (const k of KEYS) expect(await client.set(k, `v-${k}`)).toBe('STORED\r\n');
+  return { client, metricsPort: run.proxy.metricsPort };
 }
 
 test('replicas == backends: every read of a present key is answered by the local backend alone', async () => {
   const mcs = await Promise.all([0, 1, 2].map(() => startMemcached()));
-  await start(mcs, 1, 3);
+  const { client, metricsPort } = await start(mcs, 1, 3);
   const before = await Promise.all(mcs.map(reads));
 
-  for (const k of KEYS) expect(await client!.get(k)).toBe(`v-${k}`);
+  for (const k of KEYS) expect(await client.get(k)).toBe(`v-${k}`);
 
   const after = await Promise.all(mcs.map(reads));
   expect(after[1] - before[1]).toBe(KEYS.length);
   expect(after[0] - before[0]).toBe(0);
   expect(after[2] - before[2]).toBe(0);
-  const text = await scrape(proxy!.metricsPort);
+  const text = await scrape(metricsPort);
   expect(metricValue(text, 'replicached_reads_total', { locality: 'local' })).toBe(KEYS.length);
   expect(metricValue(text, 'replicached_reads_total', { locality: 'remote' })).toBeUndefined();
   expect(metricValue(text, 'replicached_failovers_total', { command: 'get' })).toBeUndefined();
@@ -65,7 +48,7 @@ test('replicas == backends: every read of a present key is answered by the local
 
 test('replicas < backends: keys whose replica set holds the local backend are read there only', async () => {
   const mcs = await Promise.all([0, 1, 2].map(() => startMemcached()));
-  await start(mcs, 0, 2);
+  const { client, metricsPort } = await start(mcs, 0, 2);
   // Which keys the local backend holds, asked of memcached itself (the ring decides placement).
   const direct = await TextClient.connect(mcs[0].port);
   const held: string[] = [];
@@ -75,29 +58,29 @@ test('replicas < backends: keys whose replica set holds the local backend are re
   expect(held.length).toBeLessThan(KEYS.length);
 
   const before = await Promise.all(mcs.map(reads));
-  for (const k of held) expect(await client!.get(k)).toBe(`v-${k}`);
+  for (const k of held) expect(await client.get(k)).toBe(`v-${k}`);
   const after = await Promise.all(mcs.map(reads));
   expect(after.map((n, i) => n - before[i])).toEqual([held.length, 0, 0]);
 
   // The other keys are read remotely, from their first replica.
-  for (const k of KEYS) if (!held.includes(k)) expect(await client!.get(k)).toBe(`v-${k}`);
-  const text = await scrape(proxy!.metricsPort);
+  for (const k of KEYS) if (!held.includes(k)) expect(await client.get(k)).toBe(`v-${k}`);
+  const text = await scrape(metricsPort);
   expect(metricValue(text, 'replicached_reads_total', { locality: 'local' })).toBe(held.length);
   expect(metricValue(text, 'replicached_reads_total', { locality: 'remote' })).toBe(KEYS.length - held.length);
 });
 
 test('the local backend dead: reads go to the other replicas and still hit', async () => {
   const mcs = await Promise.all([0, 1, 2].map(() => startMemcached()));
-  await start(mcs, 0, 3);
+  const { client, metricsPort } = await start(mcs, 0, 3);
   mcs[0].kill('SIGKILL');
   await mcs[0].exited();
   await waitFor('local backend down', async () => {
-    for (const k of KEYS) expect(await client!.get(k)).toBe(`v-${k}`);
-    return metricValue(await scrape(proxy!.metricsPort), 'replicached_backend_up', { backend: mcs[0].address }) === 0;
+    for (const k of KEYS) expect(await client.get(k)).toBe(`v-${k}`);
+    return metricValue(await scrape(metricsPort), 'replicached_backend_up', { backend: mcs[0].address }) === 0;
   });
-  const before = await scrape(proxy!.metricsPort);
-  for (const k of KEYS) expect(await client!.get(k)).toBe(`v-${k}`);
-  const after = await scrape(proxy!.metricsPort);
+  const before = await scrape(metricsPort);
+  for (const k of KEYS) expect(await client.get(k)).toBe(`v-${k}`);
+  const after = await scrape(metricsPort);
   const remote = (t: string) => metricValue(t, 'replicached_reads_total', { locality: 'remote' }) ?? 0;
   const local = (t: string) => metricValue(t, 'replicached_reads_total', { locality: 'local' }) ?? 0;
   expect(remote(after) - remote(before)).toBe(KEYS.length);

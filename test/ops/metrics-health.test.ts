@@ -2,33 +2,31 @@
 // live replicas. replicached runs as a child process over real memcached.
 
 import { afterEach, describe, expect, test } from 'vitest';
-import { startMemcached, stopAllMemcached, type MemcachedProcess } from '../helpers/memcached';
-import { startProxy, type ProxyProcess } from '../helpers/proxy';
+import { startCluster, type Cluster } from '../helpers/cluster';
+import type { MemcachedProcess } from '../helpers/memcached';
 import { TextClient, configDir, httpGet, metricSum, metricValue, scrape, waitFor, type ConfigDir } from './support';
 
-let proxy: ProxyProcess | null = null;
+let cluster: Cluster | null = null;
 let client: TextClient | null = null;
 let dir: ConfigDir | null = null;
 
 afterEach(async () => {
   client?.close();
   client = null;
-  await proxy?.stop();
-  proxy = null;
-  await stopAllMemcached();
+  await cluster?.stop();
+  cluster = null;
   dir?.remove();
   dir = null;
 });
 
-async function startCluster(
+async function startWithClient(
   backends: number,
   replicas: number,
   args: string[] = [],
 ): Promise<{ mcs: MemcachedProcess[]; metricsPort: number }> {
-  const mcs = await Promise.all(Array.from({ length: backends }, () => startMemcached()));
-  proxy = await startProxy({ backends: mcs.map((m) => m.address), replicas, metrics: true, args });
-  client = await TextClient.connect(proxy.port);
-  return { mcs, metricsPort: proxy.metricsPort! };
+  cluster = await startCluster({ backends, replicas, metrics: true, args });
+  client = await TextClient.connect(cluster.proxy.port);
+  return { mcs: cluster.backends, metricsPort: cluster.proxy.metricsPort! };
 }
 
 /** One read on a fresh connection, whatever the answer: with no replica left the proxy closes the connection. */
@@ -40,7 +38,7 @@ async function poke(port: number): Promise<void> {
 
 describe('metrics', () => {
   test('requests, bytes and connections move with traffic', async () => {
-    const { metricsPort } = await startCluster(3, 2);
+    const { metricsPort } = await startWithClient(3, 2);
     for (let i = 0; i < 20; i++) expect(await client!.set(`m:${i}`, `value-${i}`)).toBe('STORED\r\n');
     for (let i = 0; i < 20; i++) expect(await client!.get(`m:${i}`)).toBe(`value-${i}`);
     expect(await client!.get('m:absent')).toBeNull();
@@ -64,7 +62,7 @@ describe('metrics', () => {
     // own identity poll before any read reaches it, and then no read ever fails over.
     // A higher limit keeps it in the ring for a few failed reads, each one a failover.
     dir = configDir('backend:\n  failureLimit: 10\n');
-    const { mcs, metricsPort } = await startCluster(3, 2, ['--config', dir.file]);
+    const { mcs, metricsPort } = await startWithClient(3, 2, ['--config', dir.file]);
     const keys = Array.from({ length: 60 }, (_, i) => `k:${i}`);
     for (const k of keys) expect(await client!.set(k, `v-${k}`)).toBe('STORED\r\n');
 
@@ -92,20 +90,20 @@ describe('metrics', () => {
 
 describe('health', () => {
   test('/healthz is 200 while the process serves', async () => {
-    const { metricsPort } = await startCluster(1, 1);
+    const { metricsPort } = await startWithClient(1, 1);
     expect(await httpGet(metricsPort, '/healthz')).toEqual({ status: 200, body: 'ok\n' });
   });
 
   // The ring skips a dead backend, so a key loses its last live replica only when
   // every backend is dead: with 2 backends and 2 replicas, kill both.
   test('/readyz turns 503 when a key has no live replica, and 200 again when one returns', async () => {
-    const { mcs, metricsPort } = await startCluster(2, 2);
+    const { mcs, metricsPort } = await startWithClient(2, 2);
     expect((await httpGet(metricsPort, '/readyz')).status).toBe(200);
 
     mcs[0].kill('SIGKILL');
     await mcs[0].exited();
     await waitFor('first backend down', async () => {
-      await poke(proxy!.port);
+      await poke(cluster!.proxy.port);
       return metricValue(await scrape(metricsPort), 'replicached_backend_up', { backend: mcs[0].address }) === 0;
     });
     // One live replica left for every key: still ready.
@@ -114,7 +112,7 @@ describe('health', () => {
     mcs[1].kill('SIGKILL');
     await mcs[1].exited();
     await waitFor('/readyz 503', async () => {
-      await poke(proxy!.port);
+      await poke(cluster!.proxy.port);
       return (await httpGet(metricsPort, '/readyz')).status === 503;
     });
 

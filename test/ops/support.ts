@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { pollUntil } from '../helpers/wait';
 
 const CLI = path.join(__dirname, '..', '..', 'dist', 'cli.js');
 const READY_TIMEOUT_MS = 10_000;
@@ -90,17 +91,43 @@ export async function startConfiguredProxy(configFile: string): Promise<Configur
   }
 }
 
+export interface ConfiguredRun {
+  proxy: ConfiguredProxy;
+  /** The config the proxy reads: write() to it, then SIGHUP (or let the proxy see the file change). */
+  dir: ConfigDir;
+  clients: TextClient[];
+  /** Closes the clients, stops the proxy, removes the config; the backends are the caller's to stop. */
+  stop(): Promise<void>;
+}
+
+/** A config file for `backends`, replicached started on it, and `clients` connections open to it. */
+export async function startConfigured(backends: BackendEntry[], replicas: number, clients: number): Promise<ConfiguredRun> {
+  const dir = configDir(configYaml(backends, replicas));
+  const open: TextClient[] = [];
+  let proxy: ConfiguredProxy | null = null;
+  const stop = async (): Promise<void> => {
+    for (const c of open) c.close();
+    await proxy?.stop();
+    dir.remove();
+  };
+  try {
+    proxy = await startConfiguredProxy(dir.file);
+    for (let i = 0; i < clients; i++) open.push(await TextClient.connect(proxy.port));
+  } catch (err) {
+    // The caller gets no handle to stop them with.
+    await stop();
+    throw err;
+  }
+  return { proxy, dir, clients: open, stop };
+}
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
 /** Polls `check` until it returns true; throws with `what` after timeoutMs. */
-export async function waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 8000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
+export function waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 8000): Promise<void> {
+  return pollUntil(check, timeoutMs, 50, `timed out waiting for ${what}`);
 }
 
 /**

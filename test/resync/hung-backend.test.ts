@@ -4,84 +4,38 @@
 // nothing. 3 backends, 2 replicas, real Backend objects, router and resyncer.
 
 import { afterEach, describe, expect, test } from 'vitest';
-import { Backend } from '../../src/backends/backend';
-import { Resyncer, type ResyncOptions } from '../../src/resync/resyncer';
-import type { ResyncResult } from '../../src/resync/resync-run';
-import { ReplicatedRouter } from '../../src/routing/replicated-router';
-import { ReplicaRing } from '../../src/routing/ring';
+import type { Backend } from '../../src/backends/backend';
+import type { ResyncOptions } from '../../src/resync/resyncer';
 import type { StoreCommand } from '../../src/protocol/types';
-import { startMemcached, type MemcachedProcess } from '../helpers/memcached';
+import { pollUntil } from '../helpers/wait';
+import { k, startResyncCluster, stopResyncCluster, valueOn, type ResyncCluster } from './support';
 
-const k = (s: string) => Buffer.from(s);
 const REQUEST_TIMEOUT_MS = 200;
 
-interface Cluster {
-  mcs: MemcachedProcess[];
-  backends: Backend[];
-  ring: ReplicaRing;
-  router: ReplicatedRouter;
-  resyncer: Resyncer;
-  finished: ResyncResult[];
+afterEach(stopResyncCluster);
+
+async function cluster(options: Partial<ResyncOptions> = {}): Promise<ResyncCluster> {
+  const c = await startResyncCluster({ requestTimeoutMs: REQUEST_TIMEOUT_MS }, { quietMs: REQUEST_TIMEOUT_MS + 100, ...options });
+  c.resyncer.start();
+  await c.resyncer.checkIdentities(); // records who each backend is: a comeback is then known as the same process
+  return c;
 }
 
-let current: Cluster | null = null;
-
-afterEach(async () => {
-  if (current === null) return;
-  for (const m of current.mcs) m.resume();
-  await current.resyncer.close();
-  await Promise.all(current.backends.map((b) => b.close()));
-  await Promise.all(current.mcs.map((m) => m.stop()));
-  current = null;
-});
-
-async function cluster(options: Partial<ResyncOptions> = {}): Promise<Cluster> {
-  const mcs = await Promise.all([0, 1, 2].map(() => startMemcached()));
-  const backends = mcs.map(
-    (m) => new Backend(m.address, { probeIntervalMs: 30, retryMaxMs: 100, upAfterProbes: 1, requestTimeoutMs: REQUEST_TIMEOUT_MS }),
-  );
-  const ring = new ReplicaRing(backends.map((node) => ({ node, weight: 1 })), 2);
-  const finished: ResyncResult[] = [];
-  const resyncer = new Resyncer(
-    ring,
-    backends,
-    { started() {}, copied() {}, skipped() {}, finished: (_, r) => finished.push(r) },
-    { quietMs: REQUEST_TIMEOUT_MS + 100, identityPollMs: 60_000, ...options },
-  );
-  const router = new ReplicatedRouter(ring, undefined, resyncer);
-  resyncer.start();
-  await resyncer.checkIdentities(); // records who each backend is: a comeback is then known as the same process
-  current = { mcs, backends, ring, router, resyncer, finished };
-  return current;
-}
-
-async function waitFor(cond: () => boolean | Promise<boolean>, ms = 8000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+const waitFor = (cond: () => boolean | Promise<boolean>, ms = 8000): Promise<void> => pollUntil(cond, ms, 10);
 
 const set = (key: string, value: string): StoreCommand => ({ op: 'store', mode: 'set', key: k(key), flags: 7, exptime: 0, value: k(value), cas: 0n });
 const add = (key: string, value = 'locked'): StoreCommand => ({ op: 'store', mode: 'add', key: k(key), flags: 0, exptime: 30, value: k(value), cas: 0n });
 
 /** `n` keys named `<prefix><i>` whose first ring member (the authority when all are up) is `b`. */
-function keysLedBy(c: Cluster, b: Backend, prefix: string, n: number): string[] {
+function keysLedBy(c: ResyncCluster, b: Backend, prefix: string, n: number): string[] {
   const keys: string[] = [];
   for (let i = 0; keys.length < n; i++) if (c.ring.ringOrder(k(`${prefix}${i}`))[0] === b) keys.push(`${prefix}${i}`);
   return keys;
 }
 
-async function read(c: Cluster, key: string): Promise<string | null> {
+async function read(c: ResyncCluster, key: string): Promise<string | null> {
   const r = await c.router.get(k(key));
   if (r.status === 'unavailable') throw new Error(`${key}: unavailable`);
-  return r.status === 'hit' ? r.item.value.toString() : null;
-}
-
-async function valueOn(b: Backend, key: string): Promise<string | null> {
-  const r = await b.get(k(key));
-  if (r.status === 'failed') throw new Error(r.reason);
   return r.status === 'hit' ? r.item.value.toString() : null;
 }
 
@@ -90,7 +44,7 @@ async function valueOn(b: Backend, key: string): Promise<string | null> {
  * and marks it down), SIGCONT, and resolve once it is up again (its resync just
  * started).
  */
-async function hangAndResume(c: Cluster, whileHung: () => Promise<void>): Promise<void> {
+async function hangAndResume(c: ResyncCluster, whileHung: () => Promise<void>): Promise<void> {
   await c.mcs[0].pause();
   await whileHung();
   expect(c.backends[0].isUp()).toBe(false);

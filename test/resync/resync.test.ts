@@ -4,87 +4,24 @@
 // resync read the item and before its add lands.
 
 import { afterEach, describe, expect, test } from 'vitest';
-import { Backend } from '../../src/backends/backend';
-import { Resyncer, type ResyncCause, type ResyncOptions } from '../../src/resync/resyncer';
-import type { ResyncResult } from '../../src/resync/resync-run';
+import type { Backend } from '../../src/backends/backend';
+import type { ResyncOptions } from '../../src/resync/resyncer';
 import type { NodeGet } from '../../src/routing/node';
-import { ReplicatedRouter } from '../../src/routing/replicated-router';
-import { ReplicaRing } from '../../src/routing/ring';
-import { startMemcached, type MemcachedProcess } from '../helpers/memcached';
+import { pollUntil } from '../helpers/wait';
+import { k, startResyncCluster, stopResyncCluster, valueOn, type ResyncCluster } from './support';
 import { virtualClock } from './virtual-clock';
 
-const k = (s: string) => Buffer.from(s);
 const KEYS = Array.from({ length: 90 }, (_, i) => `sess:${i}`);
 
-interface Cluster {
-  mcs: MemcachedProcess[];
-  backends: Backend[];
-  ring: ReplicaRing;
-  router: ReplicatedRouter;
-  resyncer: Resyncer;
-  started: Array<{ backend: string; cause: ResyncCause }>;
-  finished: ResyncResult[];
-  stillResyncing: boolean[];
-  copiedEvents: number;
-}
+afterEach(stopResyncCluster);
 
-let current: Cluster | null = null;
+const cluster = (options: Partial<ResyncOptions> = {}, failureLimit = 2): Promise<ResyncCluster> =>
+  startResyncCluster({ requestTimeoutMs: 1000, failureLimit }, { quietMs: 0, ...options });
 
-afterEach(async () => {
-  if (current === null) return;
-  await current.resyncer.close();
-  await Promise.all(current.backends.map((b) => b.close()));
-  await Promise.all(current.mcs.map((m) => m.stop()));
-  current = null;
-});
-
-async function cluster(options: Partial<ResyncOptions> = {}, failureLimit = 2): Promise<Cluster> {
-  const mcs = await Promise.all([0, 1, 2].map(() => startMemcached()));
-  const backends = mcs.map(
-    (m) =>
-      new Backend(m.address, { probeIntervalMs: 30, retryMaxMs: 100, upAfterProbes: 1, requestTimeoutMs: 1000, failureLimit }),
-  );
-  const ring = new ReplicaRing(backends.map((node) => ({ node, weight: 1 })), 2);
-  const c: Cluster = {
-    mcs,
-    backends,
-    ring,
-    router: null as unknown as ReplicatedRouter,
-    resyncer: null as unknown as Resyncer,
-    started: [],
-    finished: [],
-    stillResyncing: [],
-    copiedEvents: 0,
-  };
-  c.resyncer = new Resyncer(
-    ring,
-    backends,
-    {
-      started: (backend, cause) => c.started.push({ backend, cause }),
-      copied: () => c.copiedEvents++,
-      skipped: () => {},
-      finished: (_, result, still) => {
-        c.finished.push(result);
-        c.stillResyncing.push(still);
-      },
-    },
-    { quietMs: 0, identityPollMs: 60_000, ...options },
-  );
-  c.router = new ReplicatedRouter(ring, undefined, c.resyncer);
-  current = c;
-  return c;
-}
-
-async function waitFor(cond: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+const waitFor = (cond: () => boolean | Promise<boolean>, ms = 5000): Promise<void> => pollUntil(cond, ms, 20);
 
 /** Sessions through the router: flags = index, every other one with a TTL of an hour. */
-async function writeSessions(c: Cluster): Promise<void> {
+async function writeSessions(c: ResyncCluster): Promise<void> {
   for (const [i, key] of KEYS.entries()) {
     const r = await c.router.store({
       op: 'store',
@@ -100,18 +37,18 @@ async function writeSessions(c: Cluster): Promise<void> {
 }
 
 /** Restarts backend i empty and waits until it answers again. */
-async function restartEmpty(c: Cluster, i: number): Promise<void> {
+async function restartEmpty(c: ResyncCluster, i: number): Promise<void> {
   await c.mcs[i].restart();
   await waitFor(async () => c.backends[i].isUp() && (await c.backends[i].version()).status === 'ok');
 }
 
 /** The keys the ring places on `backend` when every backend is up. */
-function placedOn(c: Cluster, backend: Backend): string[] {
+function placedOn(c: ResyncCluster, backend: Backend): string[] {
   return KEYS.filter((key) => c.ring.replicaSet(k(key)).includes(backend));
 }
 
 /** Runs `action` once, right after the first read of `key` through any backend's get. */
-function afterFirstRead(c: Cluster, key: string, action: () => Promise<void>): void {
+function afterFirstRead(c: ResyncCluster, key: string, action: () => Promise<void>): void {
   let fired = false;
   for (const b of c.backends) {
     const get = b.get.bind(b);
@@ -124,12 +61,6 @@ function afterFirstRead(c: Cluster, key: string, action: () => Promise<void>): v
       return r;
     };
   }
-}
-
-async function valueOn(b: Backend, key: string): Promise<string | null> {
-  const r = await b.get(k(key));
-  if (r.status === 'failed') throw new Error(r.reason);
-  return r.status === 'hit' ? r.item.value.toString() : null;
 }
 
 describe('rejoin resync with real memcached', () => {

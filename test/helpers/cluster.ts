@@ -1,0 +1,44 @@
+// N real memcached on free ports and the built proxy over all of them, the setup
+// most end-to-end tests start from:
+//
+//   const cluster = await startCluster({ backends: 3, replicas: 2 });
+//   cluster.proxy.port, cluster.backends[1].kill('SIGKILL')
+//   await cluster.stop();                 // the proxy, then every backend
+
+import { startMemcached, type MemcachedProcess } from './memcached';
+import { startProxy, type ProxyOptions, type ProxyProcess } from './proxy';
+
+export interface ClusterOptions extends Omit<ProxyOptions, 'backends'> {
+  /** How many memcached to start; the proxy gets all of them, in this order. */
+  backends: number;
+}
+
+export interface Cluster {
+  readonly backends: MemcachedProcess[];
+  readonly proxy: ProxyProcess;
+  /** Stops the proxy (SIGTERM), then every backend. Safe after the test stopped the proxy itself. */
+  stop(): Promise<void>;
+}
+
+export async function startCluster({ backends: count, ...proxyOptions }: ClusterOptions): Promise<Cluster> {
+  const backends = await Promise.all(Array.from({ length: count }, () => startMemcached()));
+  const stopBackends = async (): Promise<void> => {
+    await Promise.all(backends.map((b) => b.stop()));
+  };
+  let proxy: ProxyProcess;
+  try {
+    proxy = await startProxy({ ...proxyOptions, backends: backends.map((b) => b.address) });
+  } catch (err) {
+    // The caller gets no handle to stop them with.
+    await stopBackends();
+    throw err;
+  }
+  return {
+    backends,
+    proxy,
+    stop: async () => {
+      await proxy.stop();
+      await stopBackends();
+    },
+  };
+}

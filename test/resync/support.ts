@@ -1,0 +1,89 @@
+// Shared by the resync tests against real memcached: 3 backends, 2 replicas,
+// real Backend objects, the ring, the router and the resyncer in-process.
+//
+//   const c = await startResyncCluster({ requestTimeoutMs: 1000 }, { quietMs: 0 });
+//   afterEach(stopResyncCluster);
+
+import { Backend, type BackendOptions } from '../../src/backends/backend';
+import { Resyncer, type ResyncCause, type ResyncOptions } from '../../src/resync/resyncer';
+import type { ResyncResult } from '../../src/resync/resync-run';
+import { ReplicatedRouter } from '../../src/routing/replicated-router';
+import { ReplicaRing } from '../../src/routing/ring';
+import { startMemcached, type MemcachedProcess } from '../helpers/memcached';
+
+export const k = (s: string) => Buffer.from(s);
+
+export interface ResyncCluster {
+  mcs: MemcachedProcess[];
+  backends: Backend[];
+  ring: ReplicaRing;
+  router: ReplicatedRouter;
+  resyncer: Resyncer;
+  /** What the resyncer reported, in order. */
+  started: Array<{ backend: string; cause: ResyncCause }>;
+  finished: ResyncResult[];
+  stillResyncing: boolean[];
+  copiedEvents: number;
+}
+
+let current: ResyncCluster | null = null;
+
+/**
+ * Backends that probe every 30 ms and count as up after one probe (plus
+ * `backendOptions`), a resyncer that polls identities only when asked (plus
+ * `resyncOptions`), not started. One cluster per test: stopResyncCluster stops it.
+ */
+export async function startResyncCluster(
+  backendOptions: Partial<BackendOptions>,
+  resyncOptions: Partial<ResyncOptions>,
+): Promise<ResyncCluster> {
+  const mcs = await Promise.all([0, 1, 2].map(() => startMemcached()));
+  const backends = mcs.map((m) => new Backend(m.address, { probeIntervalMs: 30, retryMaxMs: 100, upAfterProbes: 1, ...backendOptions }));
+  const ring = new ReplicaRing(backends.map((node) => ({ node, weight: 1 })), 2);
+  const c: ResyncCluster = {
+    mcs,
+    backends,
+    ring,
+    router: null as unknown as ReplicatedRouter,
+    resyncer: null as unknown as Resyncer,
+    started: [],
+    finished: [],
+    stillResyncing: [],
+    copiedEvents: 0,
+  };
+  c.resyncer = new Resyncer(
+    ring,
+    backends,
+    {
+      started: (backend, cause) => c.started.push({ backend, cause }),
+      copied: () => c.copiedEvents++,
+      skipped: () => {},
+      finished: (_, result, still) => {
+        c.finished.push(result);
+        c.stillResyncing.push(still);
+      },
+    },
+    { identityPollMs: 60_000, ...resyncOptions },
+  );
+  c.router = new ReplicatedRouter(ring, undefined, c.resyncer);
+  current = c;
+  return c;
+}
+
+/** For afterEach: stops the test's cluster, if it started one. */
+export async function stopResyncCluster(): Promise<void> {
+  if (current === null) return;
+  // A backend the test left SIGSTOPped would hold up the closes.
+  for (const m of current.mcs) m.resume();
+  await current.resyncer.close();
+  await Promise.all(current.backends.map((b) => b.close()));
+  await Promise.all(current.mcs.map((m) => m.stop()));
+  current = null;
+}
+
+/** The value `b` itself holds for `key`, or null. */
+export async function valueOn(b: Backend, key: string): Promise<string | null> {
+  const r = await b.get(k(key));
+  if (r.status === 'failed') throw new Error(r.reason);
+  return r.status === 'hit' ? r.item.value.toString() : null;
+}
