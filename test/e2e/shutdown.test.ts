@@ -7,8 +7,8 @@ import { startCluster, type Cluster } from '../helpers/cluster';
 
 const WRITES = 2000;
 
-/** Sends `request` and collects the reply until `done(reply)` or the peer closes. */
-function exchange(port: number, request: string, done: (reply: string) => boolean): Promise<string> {
+/** Sends `request` and collects the reply until `done(reply)` or the peer closes; `onReply` hears each chunk. */
+function exchange(port: number, request: string, done: (reply: string) => boolean, onReply?: () => void): Promise<string> {
   return new Promise((resolve, reject) => {
     const socket = net.connect({ host: '127.0.0.1', port }, () => socket.write(request));
     let reply = '';
@@ -20,6 +20,7 @@ function exchange(port: number, request: string, done: (reply: string) => boolea
     });
     socket.on('data', (d: Buffer) => {
       reply += d.toString('latin1');
+      onReply?.();
       if (done(reply)) socket.end();
     });
     socket.on('close', () => resolve(reply));
@@ -38,9 +39,12 @@ describe('SIGTERM drains requests in flight', () => {
     const { proxy, backends } = cluster;
     const keys = Array.from({ length: WRITES }, (_, i) => `drain:${i}`);
     const request = keys.map((k) => `set ${k} 0 0 5\r\nvalue\r\n`).join('');
-    const replies = exchange(proxy.port, request, (r) => r.split('\r\n').length > WRITES);
-    // Let some requests start, then stop the proxy while they are in flight.
-    await new Promise((r) => setTimeout(r, 5));
+    // Stop the proxy once replies flow: some writes are acknowledged, more are in flight.
+    // (A fixed delay was too short on a loaded machine: nothing was acknowledged yet.)
+    let replying!: () => void;
+    const firstReply = new Promise<void>((resolve) => (replying = resolve));
+    const replies = exchange(proxy.port, request, (r) => r.split('\r\n').length > WRITES, () => replying());
+    await firstReply;
     const exit = proxy.stop();
     const reply = await replies;
     expect(await exit).toBe(0);

@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, test } from 'vitest';
 import type { Backend } from '../../src/backends/backend';
 import type { ResyncOptions } from '../../src/resync/resyncer';
-import type { StoreCommand } from '../../src/protocol/types';
+import type { StoreFields } from '../../src/protocol/types';
 import { pollUntil } from '../helpers/wait';
 import { k, startResyncCluster, stopResyncCluster, valueOn, type ResyncCluster } from './support';
 
@@ -23,8 +23,8 @@ async function cluster(options: Partial<ResyncOptions> = {}): Promise<ResyncClus
 
 const waitFor = (cond: () => boolean | Promise<boolean>, ms = 8000): Promise<void> => pollUntil(cond, ms, 10);
 
-const set = (key: string, value: string): StoreCommand => ({ op: 'store', mode: 'set', key: k(key), flags: 7, exptime: 0, value: k(value), cas: 0n });
-const add = (key: string, value = 'locked'): StoreCommand => ({ op: 'store', mode: 'add', key: k(key), flags: 0, exptime: 30, value: k(value), cas: 0n });
+const set = (key: string, value: string): StoreFields => ({ mode: 'set', key: k(key), flags: 7, exptime: 0, value: k(value), cas: 0n });
+const add = (key: string, value = 'locked'): StoreFields => ({ mode: 'add', key: k(key), flags: 0, exptime: 30, value: k(value), cas: 0n });
 
 /** `n` keys named `<prefix><i>` whose first ring member (the authority when all are up) is `b`. */
 function keysLedBy(c: ResyncCluster, b: Backend, prefix: string, n: number): string[] {

@@ -24,7 +24,6 @@ const waitFor = (cond: () => boolean | Promise<boolean>, ms = 5000): Promise<voi
 async function writeSessions(c: ResyncCluster): Promise<void> {
   for (const [i, key] of KEYS.entries()) {
     const r = await c.router.store({
-      op: 'store',
       mode: 'set',
       key: k(key),
       flags: i,
@@ -105,7 +104,7 @@ describe('rejoin resync with real memcached', () => {
     const [raced] = placedOn(c, target);
     await restartEmpty(c, 0);
     afterFirstRead(c, raced, async () => {
-      const r = await c.router.store({ op: 'store', mode: 'set', key: k(raced), flags: 0, exptime: 0, value: k('newer'), cas: 0n });
+      const r = await c.router.store({ mode: 'set', key: k(raced), flags: 0, exptime: 0, value: k('newer'), cas: 0n });
       expect(r.status).toBe('stored');
     });
     const result = await c.resyncer.resync(target);
@@ -160,7 +159,7 @@ describe('rejoin resync with real memcached', () => {
     await Promise.all([
       ...toDelete.map((key) => c.router.delete(k(key), 0n)),
       ...toRewrite.map((key) =>
-        c.router.store({ op: 'store', mode: 'set', key: k(key), flags: 1, exptime: 0, value: k('rewritten'), cas: 0n }),
+        c.router.store({ mode: 'set', key: k(key), flags: 1, exptime: 0, value: k('rewritten'), cas: 0n }),
       ),
     ]);
     const result = await running;
