@@ -178,6 +178,10 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
       resyncer = buildResyncer();
       resyncer.start();
       void previousResyncer.close();
+      // An added backend now serves keys whose copies (and locks) are elsewhere: until its
+      // resync ends it is read last and decides no add/cas/incr, or an empty authority
+      // would hand out a session lock another member still holds.
+      for (const b of backends) if (changes.added.includes(b.address)) void resyncer.resync(b, 'added');
       Object.assign(ctx.limits, next.limits); // the same object every session reads
       ctx.allowFlushAll = next.allowFlushAll;
       logger.level = next.logLevel;

@@ -35,7 +35,8 @@ export const DEFAULT_RESYNC_OPTIONS: Readonly<ResyncOptions> = Object.freeze({
   clock: REAL_CLOCK,
 });
 
-export type ResyncCause = 'up' | 'restarted' | 'manual';
+/** Why a run started: marked up again, a restart seen by the identity poll, added by a config reload, or asked for. */
+export type ResyncCause = 'up' | 'restarted' | 'added' | 'manual';
 
 /** Where progress goes: metrics and logs. `backend` is the address being refilled. */
 export interface ResyncEvents {

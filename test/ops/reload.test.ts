@@ -40,6 +40,8 @@ test('SIGHUP after adding a fourth backend: connections stay open, every item re
   const [a, b, c, d] = mcs;
   const { proxy, dir, clients } = await setup([a, b, c], 2);
   const { metricsPort } = proxy;
+  // Session locks held before the reload; some keys get the new, empty backend as their authority.
+  for (const k of KEYS) expect(await clients[2].add(`lock:${k}`, '1')).toBe('STORED\r\n');
 
   // Reads keep flowing on one connection while the reload happens.
   let stopReading = false;
@@ -57,6 +59,10 @@ test('SIGHUP after adding a fourth backend: connections stay open, every item re
   await waitFor('the reload applied', async () => (await reloads(metricsPort, 'ok')) >= 1);
   stopReading = true;
   expect(await reader).toBeGreaterThan(0);
+  // The added backend is resynced: no lock held before the reload can be taken again.
+  for (const k of KEYS) expect(await clients[3].add(`lock:${k}`, '2'), `lock:${k}`).toBe('NOT_STORED\r\n');
+  await waitFor('the added backend resynced', async () => Number((await stats(d.port)).get('curr_items')) > 0);
+  expect(proxy.output()).toMatch(/"cause":"added".*"msg":"resync started"/);
 
   const text = await scrape(metricsPort);
   expect(metricValue(text, 'replicached_backend_up', { backend: d.address })).toBe(1);

@@ -182,7 +182,16 @@ export class TextClient {
   }
 
   set(key: string, value: string): Promise<string> {
-    return this.request(`set ${key} 0 0 ${value.length}\r\n${value}\r\n`, /^[A-Z_ ]+\r\n/m);
+    return this.store('set', key, value);
+  }
+
+  /** add, as a session lock is taken: STORED, or NOT_STORED while another holds it. */
+  add(key: string, value: string): Promise<string> {
+    return this.store('add', key, value);
+  }
+
+  private store(command: 'set' | 'add', key: string, value: string): Promise<string> {
+    return this.request(`${command} ${key} 0 0 ${value.length}\r\n${value}\r\n`, /^[A-Z_ ]+\r\n/m);
   }
 
   /** The value, null on a miss; throws on anything else. */
