@@ -1,7 +1,7 @@
 // limits.clientIdleTimeoutMs: a client that sends nothing for that long is
 // closed; one that keeps talking is not. Off (0) by default.
 
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -28,14 +28,18 @@ const closedWithin = (socket: net.Socket, ms: number) =>
 
 describe('idle client timeout', () => {
   let cluster: Cluster;
+  let dir: string;
 
   beforeAll(async () => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'replicached-idle-'));
+    dir = mkdtempSync(path.join(os.tmpdir(), 'replicached-idle-'));
     const file = path.join(dir, 'replicached.yaml');
     writeFileSync(file, `limits:\n  clientIdleTimeoutMs: ${IDLE_MS}\n`);
     cluster = await startCluster({ backends: 1, args: ['--config', file] });
   });
-  afterAll(() => cluster?.stop());
+  afterAll(async () => {
+    await cluster?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
 
   test('an idle client is closed after the timeout', async () => {
     const socket = await connect(cluster.proxy.port);
