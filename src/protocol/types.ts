@@ -1,6 +1,6 @@
 // The protocol-neutral vocabulary shared by the client codecs (text, binary)
-// and the routing core. Codecs turn bytes into Commands and Outcomes into
-// bytes; routing turns Commands into Outcomes. Nothing here touches a socket.
+// and the routing core. Codecs turn bytes into requests and Outcomes into
+// bytes; routing turns requests into Outcomes. Nothing here touches a socket.
 
 export type StoreMode = 'set' | 'add' | 'replace' | 'append' | 'prepend' | 'cas';
 
@@ -23,17 +23,13 @@ export interface StoreFields {
   cas: bigint;
 }
 
-/** The operations the routing core performs, whatever protocol asked for them. */
-export type Command =
-  /** One key per lookup; a text multi-get is several of these. `touch` makes it a gat. */
-  | { op: 'get'; key: Buffer; touch?: number }
-  /** `cas` is 0n unless the client sent one (text `cas`, binary SET with a CAS). */
-  | ({ op: 'store' } & StoreFields)
-  | { op: 'delete'; key: Buffer; cas: bigint }
-  | { op: 'touch'; key: Buffer; exptime: number }
-  /** `create` is binary only: the initial value and expiry when the key is missing. */
-  | { op: 'arith'; kind: 'incr' | 'decr'; key: Buffer; delta: bigint; create?: { initial: bigint; exptime: number } }
-  | { op: 'flush'; delay: number };
+/** incr/decr as the routing core takes it. `create` is binary only: the initial value and expiry when the key is missing. */
+export interface ArithCommand {
+  kind: 'incr' | 'decr';
+  key: Buffer;
+  delta: bigint;
+  create?: { initial: bigint; exptime: number };
+}
 
 export type GetOutcome =
   | { status: 'hit'; item: Item }
@@ -69,7 +65,7 @@ export interface Router {
   store(cmd: StoreFields): Promise<StoreOutcome>;
   delete(key: Buffer, cas: bigint): Promise<DeleteOutcome>;
   touch(key: Buffer, exptime: number): Promise<TouchOutcome>;
-  arith(cmd: Extract<Command, { op: 'arith' }>): Promise<ArithOutcome>;
+  arith(cmd: ArithCommand): Promise<ArithOutcome>;
   flush(delay: number): Promise<FlushOutcome>;
 }
 

@@ -11,8 +11,8 @@
 // outcome, never an exception.
 
 import type {
+  ArithCommand,
   ArithOutcome,
-  Command,
   DeleteOutcome,
   FlushOutcome,
   GetOutcome,
@@ -60,8 +60,6 @@ export const NO_RESYNC: ResyncHooks = {
   deleting: () => undefined,
   flushing: () => undefined,
 };
-
-type ArithCommand = Extract<Command, { op: 'arith' }>;
 
 const UNAVAILABLE = { status: 'unavailable' } as const;
 const MISS = { status: 'miss' } as const;

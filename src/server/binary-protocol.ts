@@ -54,7 +54,7 @@ export class BinaryProtocol extends ParsedProtocol<BinaryRequest> {
         return;
       case 'arith': {
         const create = req.exptime === NO_CREATE ? undefined : { initial: req.initial, exptime: req.exptime };
-        void router.arith({ op: 'arith', kind: req.op, key: req.key, delta: req.delta, create }).then((o) => {
+        void router.arith({ kind: req.op, key: req.key, delta: req.delta, create }).then((o) => {
           this.ctx.countCommand(req.op, o.status, started);
           done(req.quiet && o.status === 'ok' ? null : bin.encodeArithOutcome(req, o));
         });

@@ -51,7 +51,7 @@ export class TextProtocol extends ParsedProtocol<TextRequest> {
         });
         return;
       case 'arith':
-        void router.arith({ op: 'arith', kind: req.op, key: req.key, delta: req.delta }).then((o) => {
+        void router.arith({ kind: req.op, key: req.key, delta: req.delta }).then((o) => {
           this.ctx.countCommand(req.op, o.status, started);
           done(req.noreply ? null : reply.encodeArithOutcome(o));
         });

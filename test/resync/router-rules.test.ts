@@ -145,7 +145,7 @@ describe('add and cas while the authority resyncs: the other member decides', ()
     first.put('n', '5');
     second.put('n', '10');
     resyncing.add(first);
-    expect(await router.arith({ op: 'arith', kind: 'incr', key: k('n'), delta: 1n })).toMatchObject({ status: 'ok', value: 11n });
+    expect(await router.arith({ kind: 'incr', key: k('n'), delta: 1n })).toMatchObject({ status: 'ok', value: 11n });
     expect(first.value('n')).toBe('11');
   });
 });

@@ -155,11 +155,11 @@ describe('ReplicatedRouter writes', () => {
     const [a, b] = membersOf('n');
     a.put('n', '10');
     b.put('n', '3');
-    expect(await router.arith({ op: 'arith', kind: 'incr', key: k('n'), delta: 5n })).toMatchObject({ status: 'ok', value: 15n });
+    expect(await router.arith({ kind: 'incr', key: k('n'), delta: 5n })).toMatchObject({ status: 'ok', value: 15n });
     expect(b.value('n')).toBe('15');
-    expect(await router.arith({ op: 'arith', kind: 'decr', key: k('missing'), delta: 1n })).toEqual({ status: 'not_found' });
+    expect(await router.arith({ kind: 'decr', key: k('missing'), delta: 1n })).toEqual({ status: 'not_found' });
     membersOf('t')[0].put('t', 'text');
-    expect(await router.arith({ op: 'arith', kind: 'incr', key: k('t'), delta: 1n })).toEqual({ status: 'non_numeric' });
+    expect(await router.arith({ kind: 'incr', key: k('t'), delta: 1n })).toEqual({ status: 'non_numeric' });
   });
 
   test('flush reaches every live backend', async () => {
