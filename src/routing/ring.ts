@@ -103,5 +103,4 @@ export class ReplicaRing {
     this.recent.set(ringKey, order);
     return order;
   }
-
 }

@@ -19,10 +19,6 @@ export class BinaryProtocol extends ParsedProtocol<BinaryRequest> {
     super(new BinaryParser(ctx.limits));
   }
 
-  protected endsSession(req: BinaryRequest): boolean {
-    return req.kind === 'quit' || (req.kind === 'error' && req.close);
-  }
-
   protected run(req: BinaryRequest, done: (r: SlotResult) => void): void {
     const { router } = this.ctx;
     const started = performance.now();

@@ -11,7 +11,10 @@ export interface RequestParser<R> {
   next(): R | null;
 }
 
-export abstract class ParsedProtocol<R> implements Protocol {
+/** Requests of either protocol: `quit`, and errors that may close the connection. */
+type SessionRequest = { kind: string; close?: boolean };
+
+export abstract class ParsedProtocol<R extends SessionRequest> implements Protocol {
   private finished = false;
 
   constructor(private readonly parser: RequestParser<R>) {}
@@ -24,12 +27,10 @@ export abstract class ParsedProtocol<R> implements Protocol {
     if (this.finished) return null;
     const req = this.parser.next();
     if (req === null) return null;
-    if (this.endsSession(req)) this.finished = true;
+    // Nothing after this request is read: quit, or an error after which the connection closes.
+    if (req.kind === 'quit' || (req.kind === 'error' && req.close === true)) this.finished = true;
     return (done) => this.run(req, done);
   }
-
-  /** Nothing after this request is read: quit, or an error after which the connection closes. */
-  protected abstract endsSession(req: R): boolean;
 
   /** Answers the request; `done` is called exactly once, possibly at once. */
   protected abstract run(req: R, done: (r: SlotResult) => void): void;

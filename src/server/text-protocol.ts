@@ -17,10 +17,6 @@ export class TextProtocol extends ParsedProtocol<TextRequest> {
     super(new TextParser(ctx.limits));
   }
 
-  protected endsSession(req: TextRequest): boolean {
-    return req.kind === 'quit' || (req.kind === 'error' && req.close);
-  }
-
   protected run(req: TextRequest, done: (r: SlotResult) => void): void {
     const { router } = this.ctx;
     const started = performance.now();

@@ -215,10 +215,8 @@ export class BinaryParser {
           this.key = Buffer.allocUnsafe(h.keylen);
           this.take(this.key, h.keylen);
           if (this.tooLarge) {
-            this.skipLeft = h.bodylen - h.extlen - h.keylen;
-            this.state = 'skip';
-            const { opcode, opaque, quiet } = this.head;
-            return { opcode, opaque, quiet, kind: 'error', status: Status.TooLarge, close: false, dropStale: this.key };
+            const refused = this.skipBody(this.head, Status.TooLarge, h.bodylen - h.extlen - h.keylen);
+            return { ...refused, dropStale: this.key };
           }
           const vlen = valueLength(h);
           if (vlen === null || vlen === 0) {
@@ -281,7 +279,7 @@ export class BinaryParser {
     return silent ? { ...head, kind: 'error', status, close: true, silent } : { ...head, kind: 'error', status, close: true };
   }
 
-  private skipBody(head: BinaryRequestHead, status: number, bodylen: number): BinaryRequest {
+  private skipBody(head: BinaryRequestHead, status: number, bodylen: number): BinaryRequestOf<'error'> {
     this.skipLeft = bodylen;
     this.state = 'skip';
     return { ...head, kind: 'error', status, close: false };
