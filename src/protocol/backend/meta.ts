@@ -415,7 +415,7 @@ export class ReplyParser {
     if (err) return { kind: 'reply', reply: err };
     switch (expect) {
       case 'meta':
-        return fatal(`unexpected reply ${JSON.stringify(line.slice(0, 40))}`);
+        return unexpected(line);
       case 'line':
         return { kind: 'reply', reply: { type: 'line', text: line } };
       case 'stats':
@@ -428,7 +428,7 @@ export class ReplyParser {
   /** `<code> [<size>] <flags>*` in b[s..e): e.g. `VA 5 f0 t-1 c42 Oa7`, `HD c43 Oa8`, `EN Oa9`. */
   private metaLine(b: Buffer, s: number, e: number): ParseResult {
     const code = metaCode(b, s, e);
-    if (code === null) return fatal(`unexpected reply ${JSON.stringify(b.toString('latin1', s, Math.min(e, s + 40)))}`);
+    if (code === null) return unexpected(b.toString('latin1', s, e));
     let at = s + 2;
     if (code === 'VA') {
       while (at < e && b[at] === SPACE) at++;
@@ -448,11 +448,22 @@ export class ReplyParser {
 }
 
 const SPACE = 0x20;
+const EQUALS = 0x3d;
+
+/** A meta request got a reply that is no meta reply: the stream is out of step. */
+function unexpected(line: string): ParseResult {
+  return fatal(`unexpected reply ${JSON.stringify(line.slice(0, 40))}`);
+}
+
+/** Where the first `byte` in b[at..e) is, or e. */
+function find(b: Buffer, byte: number, at: number, e: number): number {
+  while (at < e && b[at] !== byte) at++;
+  return at;
+}
 
 /** Where the token starting at `at` ends: the next space, or e. */
 function tokenEnd(b: Buffer, at: number, e: number): number {
-  while (at < e && b[at] !== SPACE) at++;
-  return at;
+  return find(b, SPACE, at, e);
 }
 
 /** ERROR, CLIENT_ERROR or SERVER_ERROR; no meta code starts with C, S or ER. */
@@ -501,8 +512,8 @@ function dumpLine(b: Buffer, s: number, e: number): ParseResult {
   const reply: DumpLine = { type: 'dump', key: Buffer.alloc(0), exp: -1, cas: 0n, size: 0 };
   for (let at = s; at < e; at++) {
     const end = tokenEnd(b, at, e);
-    const eq = b.indexOf(0x3d, at);
-    if (eq === -1 || eq >= end) {
+    const eq = find(b, EQUALS, at, end);
+    if (eq === end) {
       at = end;
       continue;
     }
