@@ -2,13 +2,15 @@
 //   node bench/dist/cost.js [--seconds 6] [--rounds 2] [--connections 32]
 // memaslap's mix (binary through replicached and node-pipe, text through nutcracker, which
 // has no binary protocol) against each target in turn, rounds alternating. User and system
-// time come from /proc/<pid>/stat (the main process: replicached without --workers),
-// syscalls from /proc/<pid>/io (syscr, syscw). Equal system time and syscalls with unequal
-// user time say the difference is the program, not the kernel work it asks for.
+// time come from /proc/<pid>/stat (the process tree), syscalls from /proc/<pid>/io
+// (syscr, syscw; the main process: replicached without --workers). Equal system time and
+// syscalls with unequal user time say the difference is the program, not the kernel work
+// it asks for.
 
 import { readFileSync } from 'node:fs';
 import { numberOption } from './args';
 import { runMemaslap } from './memaslap';
+import { sampleProc } from './proc';
 import { startStack, type Target } from './targets';
 
 interface Counters {
@@ -18,20 +20,12 @@ interface Counters {
   writes: number;
 }
 
-const TICKS_PER_SECOND = 100;
-
+/** CPU from proc.ts's sample; read and write syscalls from /proc/<pid>/io (syscr, syscw). */
 function counters(pid: number): Counters {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  // Fields after the command name, which may contain spaces: utime and stime are the 12th and 13th.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const { userSeconds, systemSeconds } = sampleProc(pid);
   const io = readFileSync(`/proc/${pid}/io`, 'utf8');
   const field = (name: string): number => Number(new RegExp(`^${name}: (\\d+)$`, 'm').exec(io)?.[1] ?? NaN);
-  return {
-    userSeconds: Number(fields[11]) / TICKS_PER_SECOND,
-    systemSeconds: Number(fields[12]) / TICKS_PER_SECOND,
-    reads: field('syscr'),
-    writes: field('syscw'),
-  };
+  return { userSeconds, systemSeconds, reads: field('syscr'), writes: field('syscw') };
 }
 
 interface Sum extends Counters {

@@ -116,6 +116,9 @@ function descendants(pid: number): number[] {
 export interface ProcSample {
   /** utime + stime, seconds, summed over the tree. */
   cpuSeconds: number;
+  /** utime and stime alone, seconds, summed over the tree. */
+  userSeconds: number;
+  systemSeconds: number;
   /** VmRSS, bytes, summed over the tree. */
   rssBytes: number;
   /** VmHWM (peak RSS), bytes, summed over the tree. */
@@ -128,13 +131,17 @@ function statusKb(status: string, field: string): number {
 }
 
 export function sampleProc(pid: number): ProcSample {
-  const sample = { cpuSeconds: 0, rssBytes: 0, hwmBytes: 0 };
+  const sample = { cpuSeconds: 0, userSeconds: 0, systemSeconds: 0, rssBytes: 0, hwmBytes: 0 };
   for (const p of descendants(pid)) {
     try {
       const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
       // fields after "pid (comm) ": state is [0], utime is field 14 => [11], stime [12]
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      sample.cpuSeconds += (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+      const user = Number(fields[11]) / CLK_TCK;
+      const system = Number(fields[12]) / CLK_TCK;
+      sample.userSeconds += user;
+      sample.systemSeconds += system;
+      sample.cpuSeconds += user + system;
       const status = readFileSync(`/proc/${p}/status`, 'utf8');
       sample.rssBytes += statusKb(status, 'VmRSS') * 1024;
       sample.hwmBytes += statusKb(status, 'VmHWM') * 1024;
