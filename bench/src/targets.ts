@@ -64,13 +64,18 @@ export async function startReplicached(
     '--max-connections', '20000',
     ...(opts.args ?? []),
   ]);
-  const deadline = Date.now() + 15_000;
+  return { proc, port: await listeningPort(proc, 'replicached', /replicached listening on [\d.]+:(\d+)/, 15_000) };
+}
+
+/** The port `proc` says it listens on (the pattern's first group); it is killed if it does not say so in time. */
+async function listeningPort(proc: Proc, name: string, pattern: RegExp, timeoutMs: number): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const m = /replicached listening on [\d.]+:(\d+)/.exec(proc.output());
-    if (m) return { proc, port: Number(m[1]) };
+    const m = pattern.exec(proc.output());
+    if (m) return Number(m[1]);
     if (proc.child.exitCode !== null || Date.now() > deadline) {
       await proc.stop('SIGKILL');
-      throw new Error(`replicached did not start:\n${proc.output()}`);
+      throw new Error(`${name} did not start:\n${proc.output()}`);
     }
     await new Promise((r) => setTimeout(r, 20));
   }
@@ -131,16 +136,7 @@ server.listen(0, '${HOST}', () => console.log('node-pipe listening on ' + server
 
 export async function startNodePipe(backend: string): Promise<{ proc: Proc; port: number }> {
   const proc = launch(process.execPath, ['-e', NODE_PIPE_SOURCE, backend]);
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const m = /node-pipe listening on (\d+)/.exec(proc.output());
-    if (m) return { proc, port: Number(m[1]) };
-    if (proc.child.exitCode !== null || Date.now() > deadline) {
-      await proc.stop('SIGKILL');
-      throw new Error(`node-pipe did not start:\n${proc.output()}`);
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  return { proc, port: await listeningPort(proc, 'node-pipe', /node-pipe listening on (\d+)/, 10_000) };
 }
 
 export interface Stack {
