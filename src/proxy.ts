@@ -12,6 +12,8 @@ import { ProxyStats } from './proxy-stats';
 import { diffConfig, drainAndClose, liveConfig, type ReloadChanges } from './reload';
 import { Resyncer } from './resync/resyncer';
 import { ReplicaRing } from './routing/ring';
+import { KeySequencer } from './routing/key-sequencer';
+import { OrderedRouter } from './routing/ordered-router';
 import { ReplicatedRouter } from './routing/replicated-router';
 import type { ServerContext } from './server/context';
 import { Listener } from './server/listener';
@@ -93,6 +95,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
       readRepair: () => metrics.readRepairs.inc(),
       disagreement: (command) => metrics.replicaDisagreements.inc({ command }),
       read: (locality) => metrics.reads.inc({ locality }),
+      converged: () => metrics.convergeRepairs.inc(),
     },
     {
       isResyncing: (node) => resyncer.isResyncing(node),
@@ -102,8 +105,9 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
   );
 
   const stats = new ProxyStats(PROTOCOL_VERSION, () => backends, () => ring.replicas, metrics.requestCount);
+  const keys = new KeySequencer();
   const ctx: ServerContext = {
-    router,
+    connectionRouter: () => new OrderedRouter(keys, router),
     limits: config.limits,
     version: PROTOCOL_VERSION,
     allowFlushAll: config.allowFlushAll,

@@ -55,6 +55,8 @@ export interface Metrics {
   /** A request answered by a later member because an earlier one failed or missed. */
   failovers: Counter<'command'>;
   readRepairs: Counter;
+  /** A write's follow-up found members that differed from the authority (another sidecar's write overlapped) and copied its state. */
+  convergeRepairs: Counter;
   replicaDisagreements: Counter<'command'>;
   /** locality: "local" when a `local: true` backend answered, else "remote". */
   reads: Counter<'locality'>;
@@ -159,6 +161,11 @@ export function createMetrics(): Metrics {
     readRepairs: new Counter({
       name: 'replicached_read_repairs_total',
       help: 'Items copied back to replicas that missed them on a read.',
+      registers,
+    }),
+    convergeRepairs: new Counter({
+      name: 'replicached_converge_repairs_total',
+      help: "Writes whose follow-up check found replicas differing from the authority and copied the authority's state to them.",
       registers,
     }),
     replicaDisagreements: new Counter({

@@ -3,8 +3,28 @@
 //   read   get ──> local member, else authority ──miss/failed──> next member ──> ... ──> hit: reply,
 //                                                                    copy to the members that missed (read repair)
 //          every member missed ──> miss;  no hit and any member failed ──> unavailable (the session closes)
-//   write  set/replace/append/prepend/touch/delete ──> all members in parallel; the authority's reply wins
-//   decide add/cas/incr/decr ──> authority decides ──success──> value copied to the other members
+//   write  every write ──> the authority decides ──changed──> the others are made to match:
+//            set/replace/add/cas ──> the same item stored on each (a set)
+//            append/prepend, incr/decr ──> what the authority now holds, read and copied
+//            delete ──> deleted on each;  touch ──> touched on each
+//   converge (a follow-up step of every write that changed something) ──> read the
+//          authority; if it no longer holds what this write left there, copy what it
+//          holds now (item, or its absence) to the others, and look again
+//
+// Why authority first, and why converge: two sidecars writing one key at once
+// reach the members in different orders. The authority's order decides which
+// write is last. Each writer, after its copies have landed on the others, reads
+// the authority: the writer whose copy landed last on a member wrote the
+// authority before that copy, so its read comes after every authority write that
+// preceded the copy; if the authority moved on, it copies the authority's state
+// again (and that copy is checked the same way). Once writes stop, the members
+// agree. Costs: one more round trip before the reply (authority, then the others)
+// and one read of the authority after it, which holds the key but not the client.
+//
+// This class does one request at a time and knows nothing of order between
+// requests: OrderedRouter (ordered-router.ts) runs each request, follow-up steps
+// included, in its turn per key and per connection. Steps that go on after the
+// reply are handed to the caller in `later`.
 //
 // The authority is the first live member of the key's replica set that is not
 // being resynced (see trustedFirst). Every method resolves; a failure is an
@@ -16,7 +36,6 @@ import type {
   DeleteOutcome,
   FlushOutcome,
   GetOutcome,
-  Router,
   StoreFields,
   StoreOutcome,
   TouchOutcome,
@@ -34,6 +53,8 @@ export interface RouterEvents {
   disagreement(command: string): void;
   /** A backend was asked for a read: "local" when it is the `local: true` one (no network hop). */
   read?(locality: 'local' | 'remote'): void;
+  /** A write's follow-up found members that differed from the authority and copied its state to them. */
+  converged?(): void;
 }
 
 export const SILENT_EVENTS: RouterEvents = {
@@ -61,6 +82,15 @@ export const NO_RESYNC: ResyncHooks = {
   flushing: () => undefined,
 };
 
+/** Steps of a request that go on after its reply is known; the request has finished when they settle. */
+export type FollowUps = Array<Promise<unknown>>;
+
+/** What a write left on the authority: the CAS of its item, its absence, or nothing known (then only a disagreement is repaired). */
+type Expected = bigint | 'gone' | null;
+
+/** Rounds of converge before giving up (each round is caused by another sidecar's write landing meanwhile). */
+const MAX_CONVERGE_ROUNDS = 4;
+
 const UNAVAILABLE = { status: 'unavailable' } as const;
 const MISS = { status: 'miss' } as const;
 
@@ -74,7 +104,7 @@ export function exptimeForCopy(ttl: number, nowSeconds = Math.floor(Date.now() /
   return ttl > MAX_RELATIVE_EXPTIME ? nowSeconds + ttl : ttl;
 }
 
-export class ReplicatedRouter implements Router {
+export class ReplicatedRouter {
   constructor(
     private ring: ReplicaRing,
     private readonly events: RouterEvents = SILENT_EVENTS,
@@ -86,49 +116,64 @@ export class ReplicatedRouter implements Router {
     this.ring = ring;
   }
 
-  get(key: Buffer, touch?: number): Promise<GetOutcome> {
+  get(key: Buffer, touch?: number, later: FollowUps = []): Promise<GetOutcome> {
     // Local-first: a `local: true` member is asked first; the authority is unchanged for writes.
     const members = this.trustedFirst(this.ring.readOrder(key));
     if (members.length === 0) return Promise.resolve(UNAVAILABLE);
     // Not async: handing on the inner promise saves the two ticks an async function takes to adopt it.
-    return touch === undefined ? this.readInTurn(key, members) : this.readAllAndTouch(key, touch, members);
+    return touch === undefined
+      ? this.readInTurn(key, members, later)
+      : this.readAllAndTouch(key, touch, members, later);
   }
 
-  async store(cmd: StoreFields): Promise<StoreOutcome> {
+  /**
+   * Every store is decided by the authority first, then copied to the others:
+   * writes sent to all members at once may land in different orders on two
+   * members when two sidecars write the key together, and then nothing tells
+   * which one is last. Authority first, the authority's order is the order.
+   */
+  async store(cmd: StoreFields, later: FollowUps = []): Promise<StoreOutcome> {
     const members = this.trustedFirst(this.ring.replicaSet(cmd.key));
     if (members.length === 0) return UNAVAILABLE;
-    if (cmd.mode === 'add' || cmd.mode === 'cas') return this.decideThenCopy(cmd, members);
-
-    const replies = await Promise.all(members.map((m) => m.store(cmd)));
-    const reply = this.pickReply(cmd.mode, replies);
-    if (reply.status === 'failed') return UNAVAILABLE;
-    return reply;
+    return this.decideThenCopy(cmd, members, later);
   }
 
-  async delete(key: Buffer, cas: bigint): Promise<DeleteOutcome> {
+  async delete(key: Buffer, cas: bigint, later: FollowUps = []): Promise<DeleteOutcome> {
     // Resync: a copy of this key in flight lands first, then this delete removes it everywhere.
     const copying = this.resync.deleting(key);
     if (copying !== undefined) await copying;
     const members = this.trustedFirst(this.ring.replicaSet(key));
     if (members.length === 0) return UNAVAILABLE;
-    if (cas !== 0n) {
-      // Only the authority's CAS is meaningful; the others follow its decision.
-      const { reply, rest } = await this.askAuthority('delete', members, (m) => m.delete(key, cas));
-      if (reply.status === 'deleted') await Promise.all(rest.map((m) => m.delete(key, 0n)));
-      return reply.status === 'failed' ? UNAVAILABLE : reply;
+    // The authority decides (only its CAS is meaningful); the others follow. A plain delete
+    // the authority answers NOT_FOUND still goes to the others: a stale copy must not outlive it.
+    const { reply, authority, rest } = await this.askAuthority('delete', members, (m) => m.delete(key, cas));
+    if (reply.status === 'failed') return UNAVAILABLE;
+    if (rest.length > 0 && (reply.status === 'deleted' || (cas === 0n && reply.status === 'not_found'))) {
+      const replies = await Promise.all(rest.map((m) => m.delete(key, 0n)));
+      if (replies.some((r) => r.status !== 'failed' && r.status !== reply.status)) this.events.disagreement('delete');
+      later.push(this.converge(key, authority, rest, 'gone', false));
     }
-    const reply = this.pickReply('delete', await Promise.all(members.map((m) => m.delete(key, 0n))));
-    return reply.status === 'failed' ? UNAVAILABLE : reply;
+    return reply;
   }
 
-  async touch(key: Buffer, exptime: number): Promise<TouchOutcome> {
+  async touch(key: Buffer, exptime: number, later: FollowUps = []): Promise<TouchOutcome> {
     const members = this.trustedFirst(this.ring.replicaSet(key));
     if (members.length === 0) return UNAVAILABLE;
-    const reply = this.pickReply('touch', await Promise.all(members.map((m) => m.touch(key, exptime))));
-    return reply.status === 'failed' ? UNAVAILABLE : reply;
+    const { reply, authority, rest } = await this.askAuthority('touch', members, (m) => m.touch(key, exptime));
+    if (reply.status === 'failed') return UNAVAILABLE;
+    if (reply.status === 'touched' && rest.length > 0) {
+      const replies = await Promise.all(rest.map((m) => m.touch(key, exptime)));
+      // A member without the item gets the authority's (a touch leaves the CAS as it was,
+      // so there is nothing else to check against).
+      if (replies.some((r) => r.status === 'not_found')) {
+        this.events.disagreement('touch');
+        later.push(this.converge(key, authority, rest, null, true));
+      }
+    }
+    return reply;
   }
 
-  async arith(cmd: ArithCommand): Promise<ArithOutcome> {
+  async arith(cmd: ArithCommand, later: FollowUps = []): Promise<ArithOutcome> {
     const members = this.trustedFirst(this.ring.replicaSet(cmd.key));
     if (members.length === 0) return UNAVAILABLE;
     const { reply, authority, rest } = await this.askAuthority(cmd.kind, members, (m) =>
@@ -136,9 +181,10 @@ export class ReplicatedRouter implements Router {
     );
     if (reply.status === 'failed') return UNAVAILABLE;
     if (reply.status === 'ok' && rest.length > 0) {
-      // Bring the others to the authority's value, with its flags and expiry.
-      const current = await authority.get(cmd.key);
-      if (current.status === 'hit') await this.copyTo(rest, cmd.key, current.item, 'set');
+      // Bring the others to the authority's value, with its flags and expiry, before the reply:
+      // pecl-memcache's session lock is an incr, and it must exist on every member once granted.
+      const copied = await this.copyAuthority(cmd.key, authority, rest);
+      if (copied !== null) later.push(this.converge(cmd.key, authority, rest, copied, false));
     }
     return reply;
   }
@@ -164,21 +210,34 @@ export class ReplicatedRouter implements Router {
     return [...members.filter((m) => !resyncing.includes(m)), ...resyncing];
   }
 
-  /**
-   * A miss from `node` proves a resyncing member's copy of `key` stale when node
-   * is not resyncing and is in the key's natural replica set (the first R on the
-   * ring, up or down): it was in the set before the other went away and stayed,
-   * so it saw every write and delete. A stand-in for a backend that is down may
-   * simply never have had the key.
-   */
-  private provesGone(key: Buffer, node: MemcachedNode): boolean {
-    if (this.resync.isResyncing(node)) return false;
+  /** The node is in the key's natural replica set: the first R on the ring, up or down. */
+  private isNatural(key: Buffer, node: MemcachedNode): boolean {
     const at = this.ring.ringOrder(key).indexOf(node);
     return at >= 0 && at < this.ring.replicas;
   }
 
+  /**
+   * A miss from `node` proves the key gone when node is not resyncing and is in
+   * the key's natural replica set: it was in the set before any other member went
+   * away and stayed, so it saw every write and delete.
+   */
+  private provesGone(key: Buffer, node: MemcachedNode): boolean {
+    return !this.resync.isResyncing(node) && this.isNatural(key, node);
+  }
+
+  /**
+   * Once the key is proved gone, a hit proves nothing from a member being
+   * resynced (it may hold what was deleted while it was away) nor from a stand-in
+   * (a backend outside the natural set that held the key while a natural member
+   * was down, and kept its copy when that member came back and the key was
+   * deleted): serving it would bring a logged-out session back.
+   */
+  private staleAfterGone(key: Buffer, node: MemcachedNode): boolean {
+    return this.resync.isResyncing(node) || !this.isNatural(key, node);
+  }
+
   /** Ask the members one after another until one has the item (resyncing members last). */
-  private async readInTurn(key: Buffer, members: MemcachedNode[]): Promise<GetOutcome> {
+  private async readInTurn(key: Buffer, members: MemcachedNode[], later: FollowUps): Promise<GetOutcome> {
     const missed: MemcachedNode[] = [];
     let failed = false;
     // Resync rule: a member still being refilled may just not have the item yet, so
@@ -191,10 +250,9 @@ export class ReplicatedRouter implements Router {
       const reply = await members[i].get(key);
       this.countRead(members[i]);
       if (reply.status === 'hit') {
-        // The key is gone (deleted while this resyncing member was away): its copy is stale.
-        if (provedGone && this.resync.isResyncing(members[i])) continue;
+        if (provedGone && this.staleAfterGone(key, members[i])) continue;
         if (i > 0) this.events.failover('get');
-        this.repair(missed, key, reply.item);
+        this.repair(missed, key, reply.item, members[i], later);
         return reply;
       }
       if (reply.status === 'miss') {
@@ -208,12 +266,17 @@ export class ReplicatedRouter implements Router {
   }
 
   /** gat/gats: every member must see the new expiry, so ask them all at once. */
-  private async readAllAndTouch(key: Buffer, touch: number, members: MemcachedNode[]): Promise<GetOutcome> {
+  private async readAllAndTouch(
+    key: Buffer,
+    touch: number,
+    members: MemcachedNode[],
+    later: FollowUps,
+  ): Promise<GetOutcome> {
     const replies: NodeGet[] = await Promise.all(members.map((m) => m.get(key, touch)));
     for (const m of members) this.countRead(m);
-    // As in readInTurn: a resyncing member's hit does not stand against a miss that proves the key gone.
+    // As in readInTurn: a stale member's hit does not stand against a miss that proves the key gone.
     const gone = members.some((m, i) => replies[i].status === 'miss' && this.provesGone(key, m));
-    const hitAt = replies.findIndex((r, i) => r.status === 'hit' && !(gone && this.resync.isResyncing(members[i])));
+    const hitAt = replies.findIndex((r, i) => r.status === 'hit' && !(gone && this.staleAfterGone(key, members[i])));
     if (hitAt < 0) return replies.some((r) => r.status === 'failed') ? UNAVAILABLE : MISS;
     if (hitAt > 0) this.events.failover('gat');
     const hit = replies[hitAt] as Extract<NodeGet, { status: 'hit' }>;
@@ -221,13 +284,18 @@ export class ReplicatedRouter implements Router {
       members.filter((_, i) => replies[i].status === 'miss'),
       key,
       hit.item,
+      members[hitAt],
+      later,
     );
     return hit;
   }
 
   /**
-   * add and cas: only the authority can decide (the session lock relies on one
-   * place saying yes). If it fails, the next member is the authority.
+   * add, cas, and any write that carries a CAS (binary SET/APPEND/PREPEND/DELETE
+   * with CAS): only the authority can decide (the session lock relies on one
+   * place saying yes, and a CAS token is one member's). If it fails, the next
+   * member is the authority. The others receive the result; none compares a CAS
+   * of its own.
    *
    * While the ring's first member is resyncing, the next member decides (members
    * come in trustedFirst order). Why not let the resyncing one decide and second-
@@ -241,13 +309,68 @@ export class ReplicatedRouter implements Router {
    * When the run ends the resyncing member holds what the others hold (it
    * reconciles, then got every write since) and decides again.
    */
-  private async decideThenCopy(cmd: StoreFields, members: MemcachedNode[]): Promise<StoreOutcome> {
-    const { reply, rest } = await this.askAuthority(cmd.mode, members, (m) => m.store(cmd));
+  private async decideThenCopy(cmd: StoreFields, members: MemcachedNode[], later: FollowUps): Promise<StoreOutcome> {
+    const { reply, authority, rest } = await this.askAuthority(cmd.mode, members, (m) => m.store(cmd));
     if (reply.status === 'failed') return UNAVAILABLE;
-    if (reply.status === 'stored' && rest.length > 0) {
-      await Promise.all(rest.map((m) => m.store({ ...cmd, mode: 'set', cas: 0n })));
+    if (rest.length === 0) return reply;
+    if (reply.status === 'too_large' && cmd.mode === 'set') {
+      // The authority dropped what the key held, as memcached does on a set too large: so do the others.
+      await Promise.all(rest.map((m) => m.delete(cmd.key, 0n)));
+      later.push(this.converge(cmd.key, authority, rest, 'gone', false));
+      return reply;
     }
+    if (reply.status !== 'stored') return reply;
+    if (cmd.mode === 'append' || cmd.mode === 'prepend') {
+      // The new value is the authority's old one joined with this one: copy what it holds.
+      const copied = await this.copyAuthority(cmd.key, authority, rest);
+      if (copied !== null) later.push(this.converge(cmd.key, authority, rest, copied, false));
+      return reply;
+    }
+    await Promise.all(rest.map((m) => m.store({ ...cmd, mode: 'set', cas: 0n })));
+    later.push(this.converge(cmd.key, authority, rest, reply.cas, false));
     return reply;
+  }
+
+  /**
+   * Read the authority; unless it holds what `expected` says (and no copy is
+   * owed), copy its state to the others and look again, until it stands still.
+   */
+  private async converge(
+    key: Buffer,
+    authority: MemcachedNode,
+    rest: MemcachedNode[],
+    expected: Expected,
+    copyOwed: boolean,
+  ): Promise<void> {
+    for (let round = 0; round < MAX_CONVERGE_ROUNDS; round++) {
+      const now = await authority.get(key);
+      if (now.status === 'failed') return; // it went away: the resync that follows its return converges
+      const holds: Expected = now.status === 'hit' ? now.item.cas : 'gone';
+      if (!copyOwed && holds === expected) return;
+      // A resyncing authority's miss proves nothing: never spread it.
+      if (now.status === 'miss' && this.resync.isResyncing(authority)) return;
+      this.events.converged?.();
+      await this.spread(key, now, rest);
+      expected = holds;
+      copyOwed = false;
+    }
+  }
+
+  /** Copies what the authority holds now to the others; the CAS copied, or null if it could not be read. */
+  private async copyAuthority(key: Buffer, authority: MemcachedNode, rest: MemcachedNode[]): Promise<Expected> {
+    const now = await authority.get(key);
+    if (now.status === 'failed') return null;
+    await this.spread(key, now, rest);
+    return now.status === 'hit' ? now.item.cas : 'gone';
+  }
+
+  /** Makes `nodes` hold the item, with its flags and remaining TTL, or not hold the key. */
+  private async spread(key: Buffer, state: NodeGet, nodes: MemcachedNode[]): Promise<void> {
+    if (state.status === 'hit') {
+      await this.copyTo(nodes, key, state.item);
+    } else if (state.status === 'miss') {
+      await Promise.all(nodes.map((n) => n.delete(key, 0n)));
+    }
   }
 
   private async askAuthority<R extends { status: string }>(
@@ -265,31 +388,41 @@ export class ReplicatedRouter implements Router {
     return { reply, authority: members[i], rest: members.slice(i + 1) };
   }
 
-  /** The authority's reply if it answered, else the first answer from the others. */
-  private pickReply<R extends { status: string }>(command: string, replies: R[]): R {
-    const answered = replies.filter((r) => r.status !== 'failed');
-    if (answered.length === 0) return replies[0];
-    if (answered.some((r) => r.status !== answered[0].status)) this.events.disagreement(command);
-    if (replies[0].status === 'failed') this.events.failover(command);
-    return answered[0];
-  }
-
   private countRead(node: MemcachedNode): void {
     this.events.read?.(this.ring.isLocal(node) ? 'local' : 'remote');
   }
 
-  /** Read repair: copy a hit to the members that missed, never over a value written meanwhile. */
-  private repair(missed: MemcachedNode[], key: Buffer, item: StoredItem): void {
+  /** Read repair: copy a hit to the members that missed, as a follow-up step of the read. */
+  private repair(missed: MemcachedNode[], key: Buffer, item: StoredItem, source: MemcachedNode, later: FollowUps): void {
     if (missed.length === 0) return;
     this.events.readRepair();
-    void this.copyTo(missed, key, item, 'add');
+    later.push(this.repairFrom(source, missed, key, item));
   }
 
-  private async copyTo(nodes: MemcachedNode[], key: Buffer, item: StoredItem, mode: 'add' | 'set'): Promise<void> {
+  /**
+   * Copies in add mode (never over a value written meanwhile), then reads the
+   * source again: a delete through another sidecar may have removed the item
+   * after we read it, and our copy would bring it back. Then the copies are
+   * taken back, each guarded by the CAS our add got (a newer value stays).
+   */
+  private async repairFrom(source: MemcachedNode, missed: MemcachedNode[], key: Buffer, item: StoredItem): Promise<void> {
+    const exptime = exptimeForCopy(item.ttl);
+    if (exptime === null) return;
+    const results = await Promise.all(
+      missed.map((n) => n.store({ mode: 'add', key, value: item.value, flags: item.flags, exptime, cas: 0n })),
+    );
+    const placed = results.flatMap((r, i) => (r.status === 'stored' ? [{ node: missed[i], cas: r.cas }] : []));
+    if (placed.length === 0) return;
+    const again = await source.get(key);
+    if (again.status !== 'miss' && !(again.status === 'hit' && again.item.cas !== item.cas)) return;
+    await Promise.all(placed.map(({ node, cas }) => node.delete(key, cas)));
+  }
+
+  private async copyTo(nodes: MemcachedNode[], key: Buffer, item: StoredItem): Promise<void> {
     const exptime = exptimeForCopy(item.ttl);
     if (exptime === null) return;
     await Promise.all(
-      nodes.map((n) => n.store({ mode, key, value: item.value, flags: item.flags, exptime, cas: 0n })),
+      nodes.map((n) => n.store({ mode: 'set', key, value: item.value, flags: item.flags, exptime, cas: 0n })),
     );
   }
 }

@@ -7,6 +7,7 @@ import { BinaryParser, type BinaryRequest } from '../protocol/binary/parser';
 import * as bin from '../protocol/binary/encoder';
 import { Status } from '../protocol/binary/opcodes';
 import { canCarryKey } from '../protocol/backend/meta';
+import type { Router } from '../protocol/types';
 import type { ServerContext } from './context';
 import { CLOSE, type SlotResult } from './ordered-replies';
 import { ParsedProtocol } from './parsed-protocol';
@@ -15,12 +16,15 @@ import { ParsedProtocol } from './parsed-protocol';
 const NO_CREATE = 0xffffffff;
 
 export class BinaryProtocol extends ParsedProtocol<BinaryRequest> {
+  private readonly router: Router;
+
   constructor(private readonly ctx: ServerContext) {
     super(new BinaryParser(ctx.limits));
+    this.router = ctx.connectionRouter();
   }
 
   protected run(req: BinaryRequest, done: (r: SlotResult) => void): void {
-    const { router } = this.ctx;
+    const router = this.router;
     const started = performance.now();
     if ('key' in req && !canCarryKey(req.key)) {
       // A key no backend could store intact is refused, never mangled.

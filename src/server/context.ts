@@ -4,7 +4,8 @@ import type { Limits } from '../protocol/limits';
 import type { Router } from '../protocol/types';
 
 export interface ServerContext {
-  router: Router;
+  /** A router for one client connection: its requests take effect in the order it sent them. */
+  connectionRouter(): Router;
   limits: Limits;
   /** The version clients are told (`version`, binary VERSION). */
   version: string;

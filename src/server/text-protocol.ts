@@ -4,7 +4,7 @@
 
 import { TextParser, type TextRequest } from '../protocol/text/parser';
 import * as reply from '../protocol/text/encoder';
-import type { GetOutcome } from '../protocol/types';
+import type { GetOutcome, Router } from '../protocol/types';
 import type { ServerContext } from './context';
 import { CLOSE, type SlotResult } from './ordered-replies';
 import { ParsedProtocol } from './parsed-protocol';
@@ -13,12 +13,15 @@ import { ParsedProtocol } from './parsed-protocol';
 const FLUSH_DISABLED = Buffer.from('CLIENT_ERROR flush_all not allowed\r\n');
 
 export class TextProtocol extends ParsedProtocol<TextRequest> {
+  private readonly router: Router;
+
   constructor(private readonly ctx: ServerContext) {
     super(new TextParser(ctx.limits));
+    this.router = ctx.connectionRouter();
   }
 
   protected run(req: TextRequest, done: (r: SlotResult) => void): void {
-    const { router } = this.ctx;
+    const router = this.router;
     const started = performance.now();
     switch (req.kind) {
       case 'get': {

@@ -22,6 +22,18 @@ export class FakeNode implements MemcachedNode {
   up = true;
   failing = false;
   private nextCas = 1n;
+  /** Every request waits for this before it acts (see hold()). */
+  private gate: Promise<void> = Promise.resolve();
+
+  /** Holds every request from now on (they are recorded at once) until the returned function is called. */
+  hold(): () => void {
+    let release!: () => void;
+    this.gate = new Promise((resolve) => (release = resolve));
+    return () => {
+      this.gate = Promise.resolve();
+      release();
+    };
+  }
 
   constructor(readonly address: string) {}
 
@@ -39,6 +51,7 @@ export class FakeNode implements MemcachedNode {
 
   async get(key: Buffer, touch?: number): Promise<NodeGet> {
     this.calls.push(touch === undefined ? `get ${key}` : `gat ${touch} ${key}`);
+    await this.gate;
     if (this.failing) return FAILED;
     const item = this.items.get(key.toString());
     if (!item) return { status: 'miss' };
@@ -48,6 +61,7 @@ export class FakeNode implements MemcachedNode {
 
   async store(req: StoreRequest): Promise<NodeStore> {
     this.calls.push(`${req.mode} ${req.key} ${req.value} exptime=${req.exptime}`);
+    await this.gate;
     if (this.failing) return FAILED;
     const k = req.key.toString();
     const old = this.items.get(k);
@@ -78,6 +92,7 @@ export class FakeNode implements MemcachedNode {
 
   async delete(key: Buffer, cas: bigint): Promise<NodeDelete> {
     this.calls.push(`delete ${key}`);
+    await this.gate;
     if (this.failing) return FAILED;
     const old = this.items.get(key.toString());
     if (!old) return { status: 'not_found' };
@@ -88,6 +103,7 @@ export class FakeNode implements MemcachedNode {
 
   async touch(key: Buffer, exptime: number): Promise<NodeTouch> {
     this.calls.push(`touch ${key} ${exptime}`);
+    await this.gate;
     if (this.failing) return FAILED;
     const item = this.items.get(key.toString());
     if (!item) return { status: 'not_found' };
@@ -97,6 +113,7 @@ export class FakeNode implements MemcachedNode {
 
   async arith(kind: 'incr' | 'decr', key: Buffer, delta: bigint): Promise<NodeArith> {
     this.calls.push(`${kind} ${key} ${delta}`);
+    await this.gate;
     if (this.failing) return FAILED;
     const item = this.items.get(key.toString());
     if (!item) return { status: 'not_found' };
@@ -110,6 +127,7 @@ export class FakeNode implements MemcachedNode {
 
   async flush(): Promise<NodeFlush> {
     this.calls.push('flush');
+    await this.gate;
     if (this.failing) return FAILED;
     this.items.clear();
     return { status: 'ok' };

@@ -85,13 +85,25 @@ describe('ReplicatedRouter writes', () => {
     expect([a.value('s1'), b.value('s1'), c.value('s1')]).toEqual(['v1', 'v1', undefined]);
   });
 
-  test('the authority answers; disagreement is counted', async () => {
-    const { router, membersOf, counts } = setup(3, 2);
+  test('the authority decides a replace; when it refuses, the others are not asked', async () => {
+    const { router, membersOf } = setup(3, 2);
     const [a, b] = membersOf('s2');
     b.put('s2', 'old');
     expect(await router.store(store('s2', 'x', 'replace'))).toEqual({ status: 'not_stored' });
-    expect(counts.disagreement).toBe(1);
     expect(a.value('s2')).toBeUndefined();
+    expect(b.calls.filter((c) => c.startsWith('replace') || c.startsWith('set'))).toEqual([]);
+  });
+
+  test('a delete goes to the authority first, then to the others, then the authority is read again', async () => {
+    const { router, membersOf } = setup(3, 2);
+    const [a, b] = membersOf('s2d');
+    a.put('s2d', 'v');
+    b.put('s2d', 'v');
+    const later: Array<Promise<unknown>> = [];
+    expect(await router.delete(k('s2d'), 0n, later)).toEqual({ status: 'deleted' });
+    await Promise.all(later);
+    expect(a.calls).toEqual(['delete s2d', 'get s2d']);
+    expect(b.calls).toEqual(['delete s2d']);
   });
 
   test('a failed authority: the best of the others answers', async () => {
