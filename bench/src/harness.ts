@@ -33,6 +33,8 @@ export interface BenchOptions {
   workloads: WorkloadId[];
   /** Extra replicached flags, e.g. ["--workers", "2"]. */
   replicachedArgs: string[];
+  /** Another build's dist/cli.js, run beside replicached as replicached-baseline (before/after in one run). */
+  baselineCli?: string;
   log: (line: string) => void;
 }
 
@@ -98,7 +100,7 @@ interface Accumulator {
 function supports(target: Target, workload: WorkloadId): boolean {
   // memaslap's text keys start with 0x10 bytes, which replicached refuses (keys carry no
   // control characters): its row would measure CLIENT_ERROR replies, not serving.
-  if (workload === 'memaslap-text' && target.name === 'replicached') return false;
+  if (workload === 'memaslap-text' && target.name.startsWith('replicached')) return false;
   return !workload.endsWith('binary') || target.binary;
 }
 
@@ -120,7 +122,12 @@ async function runOnce(workload: WorkloadId, target: Target, opts: BenchOptions)
 
 export async function runBench(opts: BenchOptions): Promise<Report> {
   const startedAt = new Date().toISOString();
-  const stack = await startStack({ backends: opts.backends, replicas: opts.replicas, replicachedArgs: opts.replicachedArgs });
+  const stack = await startStack({
+    backends: opts.backends,
+    replicas: opts.replicas,
+    replicachedArgs: opts.replicachedArgs,
+    baselineCli: opts.baselineCli,
+  });
   const rows: Row[] = [];
   try {
     if (opts.warmupSeconds > 0) {

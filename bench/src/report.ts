@@ -86,7 +86,13 @@ export function markdownReport(report: Report, env: string): string {
   ].join('\n');
 }
 
-const COLORS: Record<Row['target'], string> = { memcached: '#7f8c8d', nutcracker: '#2980b9', replicached: '#c0392b', 'node-pipe': '#27ae60' };
+const COLORS: Record<Row['target'], string> = {
+  memcached: '#7f8c8d',
+  nutcracker: '#2980b9',
+  replicached: '#c0392b',
+  'replicached-baseline': '#e67e22',
+  'node-pipe': '#27ae60',
+};
 
 function escapeXml(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
@@ -95,7 +101,7 @@ function escapeXml(s: string): string {
 /** Two grouped bar charts side by side: throughput (req/s) and p99 (µs), one group per workload. */
 export function svgChart(report: Report): string {
   const workloads = [...new Set(report.rows.map((r) => r.workload))];
-  const targets: Row['target'][] = ['memcached', 'nutcracker', 'replicached', 'node-pipe'];
+  const targets: Row['target'][] = ['memcached', 'nutcracker', 'replicached', 'replicached-baseline', 'node-pipe'];
   const panelW = 460;
   const panelH = 260;
   const top = 50;

@@ -1,4 +1,4 @@
-// npm run bench [-- --quick] [--seconds N] [--rounds N] [--workers N] [--workloads a,b]
+// npm run bench [-- --quick] [--seconds N] [--rounds N] [--workers N] [--workloads a,b] [--baseline <other build>/dist/cli.js]
 //               [--soak SECONDS [--soak-tps 20k] [--soak-interval S]] [--out DIR]
 // Writes <out>/<name>.md, .svg and .json (default out: bench/results; name: bench-<stamp>,
 // quick-<stamp> for --quick, soak-<stamp> for --soak).
@@ -60,6 +60,7 @@ async function main(argv: string[]): Promise<void> {
     warmupSeconds: numberOption(argv, 'warmup', base.warmupSeconds),
     workloads,
     replicachedArgs,
+    baselineCli: option(argv, 'baseline'),
     log,
   });
   const md = markdownReport(report, env);

@@ -13,7 +13,8 @@ import { freePort, HOST, launch, waitForPort, type Proc } from './proc';
 
 const CLI = path.resolve(__dirname, '..', '..', 'dist', 'cli.js');
 
-export type TargetName = 'memcached' | 'nutcracker' | 'replicached' | 'node-pipe';
+/** replicached-baseline: another build of replicached (--baseline), to compare two versions in one run. */
+export type TargetName = 'memcached' | 'nutcracker' | 'replicached' | 'replicached-baseline' | 'node-pipe';
 
 export interface Target {
   readonly name: TargetName;
@@ -51,11 +52,11 @@ export async function startMemcached(opts: MemcachedOptions = {}): Promise<{ pro
 export async function startReplicached(
   backends: string[],
   replicas: number,
-  opts: { args?: string[]; nodeArgs?: string[] } = {},
+  opts: { args?: string[]; nodeArgs?: string[]; cli?: string } = {},
 ): Promise<{ proc: Proc; port: number }> {
   const proc = launch(process.execPath, [
     ...(opts.nodeArgs ?? []),
-    CLI,
+    opts.cli ?? CLI,
     '--listen', `${HOST}:0`,
     '--backends', backends.join(','),
     '--replicas', String(replicas),
@@ -150,8 +151,10 @@ export interface StackOptions {
   replicas?: number;
   replicachedArgs?: string[];
   replicachedNodeArgs?: string[];
-  /** Which targets to start (default all four). */
+  /** Which targets to start (default all four, and the baseline when baselineCli is set). */
   only?: TargetName[];
+  /** The dist/cli.js of another replicached build, run as target replicached-baseline over the same backends. */
+  baselineCli?: string;
 }
 
 export async function startStack(opts: StackOptions = {}): Promise<Stack> {
@@ -187,6 +190,11 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       const rc = await startReplicached(addresses, opts.replicas ?? 2, { args: opts.replicachedArgs, nodeArgs: opts.replicachedNodeArgs });
       stops.push(() => rc.proc.stop('SIGTERM', 8000));
       targets.push({ name: 'replicached', port: rc.port, address: `${HOST}:${rc.port}`, proc: rc.proc, backendPids, binary: true });
+    }
+    if (opts.baselineCli !== undefined) {
+      const base = await startReplicached(addresses, opts.replicas ?? 2, { args: opts.replicachedArgs, cli: opts.baselineCli });
+      stops.push(() => base.proc.stop('SIGTERM', 8000));
+      targets.push({ name: 'replicached-baseline', port: base.port, address: `${HOST}:${base.port}`, proc: base.proc, backendPids, binary: true });
     }
     if (want.has('node-pipe')) {
       const pipe = await startNodePipe(addresses[0]);

@@ -19,6 +19,7 @@ import {
   DEFAULT_PARSER_LIMITS,
   canCarryKey,
   encodeArith,
+  encodeCasOnly,
   encodeDelete,
   encodeFlushAll,
   encodeGet,
@@ -38,6 +39,7 @@ import type {
   Failed,
   MemcachedNode,
   NodeArith,
+  NodeCas,
   NodeDelete,
   NodeFlush,
   NodeGet,
@@ -54,7 +56,7 @@ import {
   type ConnectionOwner,
 } from './connection';
 import { Fifo } from './fifo';
-import { describe, toArith, toDelete, toFlush, toGet, toStore, toTouch, toVersion } from './outcomes';
+import { describe, toArith, toCas, toDelete, toFlush, toGet, toStore, toTouch, toVersion } from './outcomes';
 
 export interface BackendOptions {
   /** Persistent connections in the pool. */
@@ -196,6 +198,11 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
   get(key: Buffer, touch?: number): Promise<NodeGet> {
     if (!canCarryKey(key)) return Promise.resolve(uncarriable());
     return this.request('meta', (o) => encodeGet(key, touch, o), toGet);
+  }
+
+  casOf(key: Buffer): Promise<NodeCas> {
+    if (!canCarryKey(key)) return Promise.resolve(uncarriable());
+    return this.request('meta', (o) => encodeCasOnly(key, o), toCas);
   }
 
   store(req: StoreRequest): Promise<NodeStore> {

@@ -11,7 +11,7 @@
 
 import type { FinalReply, MetaReply } from '../protocol/backend/meta';
 import { parseU64 } from '../protocol/backend/meta';
-import type { Failed, NodeArith, NodeDelete, NodeFlush, NodeGet, NodeStore, NodeTouch } from '../routing/node';
+import type { Failed, NodeArith, NodeCas, NodeDelete, NodeFlush, NodeGet, NodeStore, NodeTouch } from '../routing/node';
 import { failed } from './connection';
 
 const NON_NUMERIC = 'cannot increment or decrement non-numeric value';
@@ -77,6 +77,13 @@ export function toDelete(reply: FinalReply): NodeDelete {
     default:
       return failed(describe(reply));
   }
+}
+
+export function toCas(reply: FinalReply): NodeCas {
+  const m = meta(reply);
+  if (m?.code === 'EN') return { status: 'miss' };
+  if (m?.code === 'HD' && m.flags.cas !== undefined) return { status: 'hit', cas: m.flags.cas };
+  return failed(describe(reply));
 }
 
 export function toTouch(reply: FinalReply): NodeTouch {

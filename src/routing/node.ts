@@ -29,6 +29,8 @@ export type NodeStore =
   | { status: 'too_large' }
   | Failed;
 export type NodeDelete = { status: 'deleted' } | { status: 'not_found' } | { status: 'exists' } | Failed;
+/** The item's CAS alone, or its absence. */
+export type NodeCas = { status: 'hit'; cas: bigint } | { status: 'miss' } | Failed;
 export type NodeTouch = { status: 'touched' } | { status: 'not_found' } | Failed;
 export type NodeArith =
   | { status: 'ok'; value: bigint; cas: bigint }
@@ -46,6 +48,8 @@ export interface MemcachedNode {
   isUp(): boolean;
   /** `touch` set: also update the expiry (gat). */
   get(key: Buffer, touch?: number): Promise<NodeGet>;
+  /** The item's CAS without its value. */
+  casOf(key: Buffer): Promise<NodeCas>;
   store(req: StoreRequest): Promise<NodeStore>;
   delete(key: Buffer, cas: bigint): Promise<NodeDelete>;
   touch(key: Buffer, exptime: number): Promise<NodeTouch>;

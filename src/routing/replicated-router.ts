@@ -343,15 +343,19 @@ export class ReplicatedRouter {
     copyOwed: boolean,
   ): Promise<void> {
     for (let round = 0; round < MAX_CONVERGE_ROUNDS; round++) {
+      if (!copyOwed) {
+        // The common case, no other writer: the CAS alone tells, and no value crosses.
+        const cas = await authority.casOf(key);
+        if (cas.status === 'failed') return; // it went away: the resync that follows its return converges
+        if ((cas.status === 'hit' ? cas.cas : 'gone') === expected) return;
+      }
       const now = await authority.get(key);
-      if (now.status === 'failed') return; // it went away: the resync that follows its return converges
-      const holds: Expected = now.status === 'hit' ? now.item.cas : 'gone';
-      if (!copyOwed && holds === expected) return;
+      if (now.status === 'failed') return;
       // A resyncing authority's miss proves nothing: never spread it.
       if (now.status === 'miss' && this.resync.isResyncing(authority)) return;
       this.events.converged?.();
       await this.spread(key, now, rest);
-      expected = holds;
+      expected = now.status === 'hit' ? now.item.cas : 'gone';
       copyOwed = false;
     }
   }

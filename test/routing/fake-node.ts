@@ -5,6 +5,7 @@
 import type {
   MemcachedNode,
   NodeArith,
+  NodeCas,
   NodeDelete,
   NodeFlush,
   NodeGet,
@@ -57,6 +58,14 @@ export class FakeNode implements MemcachedNode {
     if (!item) return { status: 'miss' };
     if (touch !== undefined) item.ttl = touch === 0 ? -1 : touch;
     return { status: 'hit', item: { ...item } };
+  }
+
+  async casOf(key: Buffer): Promise<NodeCas> {
+    this.calls.push(`cas? ${key}`);
+    await this.gate;
+    if (this.failing) return FAILED;
+    const item = this.items.get(key.toString());
+    return item ? { status: 'hit', cas: item.cas } : { status: 'miss' };
   }
 
   async store(req: StoreRequest): Promise<NodeStore> {

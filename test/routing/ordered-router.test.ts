@@ -80,9 +80,9 @@ describe('OrderedRouter', () => {
     expect(await next).toMatchObject({ status: 'hit' });
     await settle();
     expect(keys.activeKeys).toBe(0);
-    const authority = nodes.find((n) => n.calls.includes('set f 1 exptime=0') && n.calls.includes('get f'))!;
+    const authority = nodes.find((n) => n.calls.includes('set f 1 exptime=0') && n.calls.includes('cas? f'))!;
     const i = authority.calls.indexOf('set f 1 exptime=0');
     // set, then the follow-up read, then the client's get: never the get before the follow-up.
-    expect(authority.calls.slice(i)).toEqual(['set f 1 exptime=0', 'get f', 'get f']);
+    expect(authority.calls.slice(i)).toEqual(['set f 1 exptime=0', 'cas? f', 'get f']);
   });
 });

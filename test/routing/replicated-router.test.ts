@@ -102,7 +102,7 @@ describe('ReplicatedRouter writes', () => {
     const later: Array<Promise<unknown>> = [];
     expect(await router.delete(k('s2d'), 0n, later)).toEqual({ status: 'deleted' });
     await Promise.all(later);
-    expect(a.calls).toEqual(['delete s2d', 'get s2d']);
+    expect(a.calls).toEqual(['delete s2d', 'cas? s2d']);
     expect(b.calls).toEqual(['delete s2d']);
   });
 

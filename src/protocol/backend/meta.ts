@@ -91,6 +91,12 @@ export function encodeGet(key: Buffer, touch?: number, opaque?: string): Buffer 
   return Buffer.from(`mg ${k}${b}${t} v f t c${opaqueFlag(opaque)}\r\n`, 'latin1');
 }
 
+/** `mg` for the CAS alone: HD with it, EN when missing (a write's convergence check: no value crosses). */
+export function encodeCasOnly(key: Buffer, opaque?: string): Buffer {
+  const [k, b] = keyParts(key);
+  return Buffer.from(`mg ${k}${b} c${opaqueFlag(opaque)}\r\n`, 'latin1');
+}
+
 /** `mg` with only a new expiry: HD when touched, EN when missing. */
 export function encodeTouch(key: Buffer, exptime: number, opaque?: string): Buffer {
   const [k, b] = keyParts(key);
