@@ -89,7 +89,7 @@ export function toCas(reply: FinalReply): NodeCas {
 export function toTouch(reply: FinalReply): NodeTouch {
   switch (meta(reply)?.code) {
     case 'HD':
-      return { status: 'touched' };
+      return { status: 'touched', cas: meta(reply)?.flags.cas ?? 0n };
     case 'EN':
       return { status: 'not_found' };
     default:

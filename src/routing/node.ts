@@ -31,7 +31,8 @@ export type NodeStore =
 export type NodeDelete = { status: 'deleted' } | { status: 'not_found' } | { status: 'exists' } | Failed;
 /** The item's CAS alone, or its absence. */
 export type NodeCas = { status: 'hit'; cas: bigint } | { status: 'miss' } | Failed;
-export type NodeTouch = { status: 'touched' } | { status: 'not_found' } | Failed;
+/** A touch leaves the CAS as it was; `cas` is the item's. */
+export type NodeTouch = { status: 'touched'; cas: bigint } | { status: 'not_found' } | Failed;
 export type NodeArith =
   | { status: 'ok'; value: bigint; cas: bigint }
   | { status: 'not_found' }

@@ -3,23 +3,24 @@
 //   read   get ──> local member, else authority ──miss/failed──> next member ──> ... ──> hit: reply,
 //                                                                    copy to the members that missed (read repair)
 //          every member missed ──> miss;  no hit and any member failed ──> unavailable (the session closes)
-//   write  every write ──> the authority decides ──changed──> the others are made to match:
-//            set/replace/add/cas ──> the same item stored on each (a set)
-//            append/prepend, incr/decr ──> what the authority now holds, read and copied
-//            delete ──> deleted on each;  touch ──> touched on each
-//   converge (a follow-up step of every write that changed something) ──> read the
-//          authority; if it no longer holds what this write left there, copy what it
-//          holds now (item, or its absence) to the others, and look again
+//   write  set/replace/append/prepend/delete/touch ──> every member at once; the authority's reply wins
+//   decide add/cas/incr/decr, and any write carrying a CAS ──> the authority decides ──changed──>
+//            the others are made to match: the same item (add/cas), or what the authority
+//            now holds, read and copied (append/prepend with CAS, incr/decr); deleted on each
+//   converge (a follow-up step of every write that changed something) ──> read the CAS of
+//          each member the write may have been last on; if one moved on, copy what the
+//          authority holds now (item, or its absence) to the others, and look again
 //
-// Why authority first, and why converge: two sidecars writing one key at once
-// reach the members in different orders. The authority's order decides which
-// write is last. Each writer, after its copies have landed on the others, reads
-// the authority: the writer whose copy landed last on a member wrote the
-// authority before that copy, so its read comes after every authority write that
-// preceded the copy; if the authority moved on, it copies the authority's state
-// again (and that copy is checked the same way). Once writes stop, the members
-// agree. Costs: one more round trip before the reply (authority, then the others)
-// and one read of the authority after it, which holds the key but not the client.
+// Why converge: two sidecars writing one key at once reach the members in
+// different orders, and the authority's order decides which write is last.
+// Once writes stop, some write was the last to land anywhere; its writer checks
+// after it, so it sees the final state: if a member moved on, it copies the
+// authority's state over the others, and that copy, made after reading the
+// authority, is checked against the authority again. A write sent everywhere
+// at once may be last on any member, so it checks them all; a decided write (or
+// a copy) reached the authority before the others, so it can only be last on a
+// copy, and the authority alone tells if that copy is stale. Cost: one read of
+// each member's CAS (no value) after the reply, while the key waits.
 //
 // This class does one request at a time and knows nothing of order between
 // requests: OrderedRouter (ordered-router.ts) runs each request, follow-up steps
@@ -40,7 +41,7 @@ import type {
   StoreOutcome,
   TouchOutcome,
 } from '../protocol/types';
-import type { MemcachedNode, NodeGet, StoredItem } from './node';
+import type { Failed, MemcachedNode, NodeDelete, NodeGet, NodeStore, NodeTouch, StoredItem } from './node';
 import type { ReplicaRing } from './ring';
 
 /** Where the router reports what metrics count. */
@@ -85,8 +86,27 @@ export const NO_RESYNC: ResyncHooks = {
 /** Steps of a request that go on after its reply is known; the request has finished when they settle. */
 export type FollowUps = Array<Promise<unknown>>;
 
-/** What a write left on the authority: the CAS of its item, its absence, or nothing known (then only a disagreement is repaired). */
+/** What a write left on a member: the CAS of its item, or its absence; null: not known. */
 type Expected = bigint | 'gone' | null;
+
+/** What a store's reply says the member holds after it. */
+function storeLeft(mode: StoreFields['mode']): (reply: NodeStore) => Expected | undefined {
+  return (reply) => {
+    if (reply.status === 'stored') return reply.cas;
+    // replace/append/prepend refused: the member had no item. A too-large set drops the old one.
+    if (reply.status === 'not_stored' || (reply.status === 'too_large' && mode === 'set')) return 'gone';
+    return undefined;
+  };
+}
+
+function deleteLeft(reply: NodeDelete): Expected | undefined {
+  return reply.status === 'deleted' || reply.status === 'not_found' ? 'gone' : undefined;
+}
+
+function touchLeft(reply: NodeTouch): Expected | undefined {
+  if (reply.status === 'touched') return reply.cas;
+  return reply.status === 'not_found' ? 'gone' : undefined;
+}
 
 /** Rounds of converge before giving up (each round is caused by another sidecar's write landing meanwhile). */
 const MAX_CONVERGE_ROUNDS = 4;
@@ -126,16 +146,11 @@ export class ReplicatedRouter {
       : this.readAllAndTouch(key, touch, members, later);
   }
 
-  /**
-   * Every store is decided by the authority first, then copied to the others:
-   * writes sent to all members at once may land in different orders on two
-   * members when two sidecars write the key together, and then nothing tells
-   * which one is last. Authority first, the authority's order is the order.
-   */
   async store(cmd: StoreFields, later: FollowUps = []): Promise<StoreOutcome> {
     const members = this.trustedFirst(this.ring.replicaSet(cmd.key));
     if (members.length === 0) return UNAVAILABLE;
-    return this.decideThenCopy(cmd, members, later);
+    if (cmd.mode === 'add' || cmd.mode === 'cas' || cmd.cas !== 0n) return this.decideThenCopy(cmd, members, later);
+    return this.writeAll(cmd.mode, cmd.key, members, (m) => m.store(cmd), storeLeft(cmd.mode), later);
   }
 
   async delete(key: Buffer, cas: bigint, later: FollowUps = []): Promise<DeleteOutcome> {
@@ -144,33 +159,21 @@ export class ReplicatedRouter {
     if (copying !== undefined) await copying;
     const members = this.trustedFirst(this.ring.replicaSet(key));
     if (members.length === 0) return UNAVAILABLE;
-    // The authority decides (only its CAS is meaningful); the others follow. A plain delete
-    // the authority answers NOT_FOUND still goes to the others: a stale copy must not outlive it.
+    if (cas === 0n) return this.writeAll('delete', key, members, (m) => m.delete(key, 0n), deleteLeft, later);
+    // Only the authority's CAS is meaningful; the others follow its decision.
     const { reply, authority, rest } = await this.askAuthority('delete', members, (m) => m.delete(key, cas));
     if (reply.status === 'failed') return UNAVAILABLE;
-    if (rest.length > 0 && (reply.status === 'deleted' || (cas === 0n && reply.status === 'not_found'))) {
-      const replies = await Promise.all(rest.map((m) => m.delete(key, 0n)));
-      if (replies.some((r) => r.status !== 'failed' && r.status !== reply.status)) this.events.disagreement('delete');
-      later.push(this.converge(key, authority, rest, 'gone', false));
+    if (reply.status === 'deleted' && rest.length > 0) {
+      await Promise.all(rest.map((m) => m.delete(key, 0n)));
+      later.push(this.converge(key, [authority, ...rest], ['gone'], false));
     }
     return reply;
   }
 
-  async touch(key: Buffer, exptime: number, later: FollowUps = []): Promise<TouchOutcome> {
+  touch(key: Buffer, exptime: number, later: FollowUps = []): Promise<TouchOutcome> {
     const members = this.trustedFirst(this.ring.replicaSet(key));
-    if (members.length === 0) return UNAVAILABLE;
-    const { reply, authority, rest } = await this.askAuthority('touch', members, (m) => m.touch(key, exptime));
-    if (reply.status === 'failed') return UNAVAILABLE;
-    if (reply.status === 'touched' && rest.length > 0) {
-      const replies = await Promise.all(rest.map((m) => m.touch(key, exptime)));
-      // A member without the item gets the authority's (a touch leaves the CAS as it was,
-      // so there is nothing else to check against).
-      if (replies.some((r) => r.status === 'not_found')) {
-        this.events.disagreement('touch');
-        later.push(this.converge(key, authority, rest, null, true));
-      }
-    }
-    return reply;
+    if (members.length === 0) return Promise.resolve(UNAVAILABLE);
+    return this.writeAll('touch', key, members, (m) => m.touch(key, exptime), touchLeft, later);
   }
 
   async arith(cmd: ArithCommand, later: FollowUps = []): Promise<ArithOutcome> {
@@ -184,7 +187,7 @@ export class ReplicatedRouter {
       // Bring the others to the authority's value, with its flags and expiry, before the reply:
       // pecl-memcache's session lock is an incr, and it must exist on every member once granted.
       const copied = await this.copyAuthority(cmd.key, authority, rest);
-      if (copied !== null) later.push(this.converge(cmd.key, authority, rest, copied, false));
+      if (copied !== null) later.push(this.converge(cmd.key, [authority, ...rest], [copied], false));
     }
     return reply;
   }
@@ -316,48 +319,86 @@ export class ReplicatedRouter {
     if (reply.status === 'too_large' && cmd.mode === 'set') {
       // The authority dropped what the key held, as memcached does on a set too large: so do the others.
       await Promise.all(rest.map((m) => m.delete(cmd.key, 0n)));
-      later.push(this.converge(cmd.key, authority, rest, 'gone', false));
+      later.push(this.converge(cmd.key, [authority, ...rest], ['gone'], false));
       return reply;
     }
     if (reply.status !== 'stored') return reply;
     if (cmd.mode === 'append' || cmd.mode === 'prepend') {
       // The new value is the authority's old one joined with this one: copy what it holds.
       const copied = await this.copyAuthority(cmd.key, authority, rest);
-      if (copied !== null) later.push(this.converge(cmd.key, authority, rest, copied, false));
+      if (copied !== null) later.push(this.converge(cmd.key, [authority, ...rest], [copied], false));
       return reply;
     }
     await Promise.all(rest.map((m) => m.store({ ...cmd, mode: 'set', cas: 0n })));
-    later.push(this.converge(cmd.key, authority, rest, reply.cas, false));
+    later.push(this.converge(cmd.key, [authority, ...rest], [reply.cas], false));
     return reply;
   }
 
   /**
-   * Read the authority; unless it holds what `expected` says (and no copy is
-   * owed), copy its state to the others and look again, until it stands still.
+   * set/replace/append/prepend, delete and touch without a CAS: every member at
+   * once (one round trip, as memcached alone), the authority's reply wins. Two
+   * sidecars may reach the members in different orders, and this write may be
+   * the last to land on any of them, the authority included: so its follow-up
+   * checks every member against what its reply says the write left there.
+   */
+  private async writeAll<R extends { status: string }>(
+    command: string,
+    key: Buffer,
+    members: MemcachedNode[],
+    send: (m: MemcachedNode) => Promise<R>,
+    left: (reply: R) => Expected | undefined,
+    later: FollowUps,
+  ): Promise<Exclude<R, Failed> | typeof UNAVAILABLE> {
+    const replies: R[] = await Promise.all(members.map(send));
+    const answered = replies.filter((r) => r.status !== 'failed') as Array<Exclude<R, Failed>>;
+    if (answered.length === 0) return UNAVAILABLE;
+    const disagree = answered.some((r) => r.status !== answered[0].status);
+    if (disagree) this.events.disagreement(command);
+    if (replies[0].status === 'failed') {
+      // The authority is going away: its return is resynced, and the others answer.
+      this.events.failover(command);
+      return answered[0];
+    }
+    const expected = replies.map(left);
+    const changed = replies.some((r) => r.status === 'stored' || r.status === 'deleted' || r.status === 'touched');
+    if (members.length > 1 && (changed || disagree)) later.push(this.converge(key, members, expected, disagree));
+    return replies[0] as Exclude<R, Failed>;
+  }
+
+  /**
+   * A write's follow-up: check the members against what the write left on
+   * them (`expected`, by position; the first is the authority, undefined: not
+   * checked). If one moved on, another sidecar's write landed after this one
+   * there: copy the authority's state (its item, or its absence) to the others,
+   * then check the authority again, until it stands still. The CAS alone is read,
+   * so no value crosses in the common case.
    */
   private async converge(
     key: Buffer,
-    authority: MemcachedNode,
-    rest: MemcachedNode[],
-    expected: Expected,
+    members: MemcachedNode[],
+    expected: Array<Expected | undefined>,
     copyOwed: boolean,
   ): Promise<void> {
+    const [authority, ...rest] = members;
     for (let round = 0; round < MAX_CONVERGE_ROUNDS; round++) {
-      if (!copyOwed) {
-        // The common case, no other writer: the CAS alone tells, and no value crosses.
-        const cas = await authority.casOf(key);
-        if (cas.status === 'failed') return; // it went away: the resync that follows its return converges
-        if ((cas.status === 'hit' ? cas.cas : 'gone') === expected) return;
-      }
+      if (!copyOwed && (await this.holdAsExpected(key, members, expected))) return;
       const now = await authority.get(key);
-      if (now.status === 'failed') return;
+      if (now.status === 'failed') return; // it went away: the resync that follows its return converges
       // A resyncing authority's miss proves nothing: never spread it.
       if (now.status === 'miss' && this.resync.isResyncing(authority)) return;
       this.events.converged?.();
       await this.spread(key, now, rest);
-      expected = now.status === 'hit' ? now.item.cas : 'gone';
+      // The copies followed the read of the authority: the authority alone tells if they are stale.
+      expected = [now.status === 'hit' ? now.item.cas : 'gone'];
       copyOwed = false;
     }
+  }
+
+  /** Every checked member holds what was expected of it; a member that fails to answer is left to its resync. */
+  private async holdAsExpected(key: Buffer, members: MemcachedNode[], expected: Array<Expected | undefined>): Promise<boolean> {
+    const checked = members.filter((_, i) => expected[i] !== undefined && expected[i] !== null);
+    const now = await Promise.all(checked.map((m) => m.casOf(key)));
+    return now.every((r, i) => r.status === 'failed' || (r.status === 'hit' ? r.cas : 'gone') === expected[members.indexOf(checked[i])]);
   }
 
   /** Copies what the authority holds now to the others; the CAS copied, or null if it could not be read. */

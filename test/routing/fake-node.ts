@@ -117,7 +117,7 @@ export class FakeNode implements MemcachedNode {
     const item = this.items.get(key.toString());
     if (!item) return { status: 'not_found' };
     item.ttl = exptime === 0 ? -1 : exptime;
-    return { status: 'touched' };
+    return { status: 'touched', cas: item.cas };
   }
 
   async arith(kind: 'incr' | 'decr', key: Buffer, delta: bigint): Promise<NodeArith> {

@@ -22,7 +22,7 @@ function setup() {
   const keys = new KeySequencer();
   const connection = () => new OrderedRouter(keys, inner);
   const calls = () => nodes.flatMap((n) => n.calls);
-  return { nodes, keys, connection, calls };
+  return { nodes, ring, keys, connection, calls };
 }
 
 /** Lets every pending promise callback run. */
@@ -72,7 +72,7 @@ describe('OrderedRouter', () => {
   });
 
   test("a write's follow-up steps hold the key: the next request for it starts after them", async () => {
-    const { nodes, connection, keys } = setup();
+    const { ring, connection, keys } = setup();
     const c = connection();
     await c.store(set('f', '1'));
     // The reply came back; the convergence read of the authority may still be running.
@@ -80,7 +80,7 @@ describe('OrderedRouter', () => {
     expect(await next).toMatchObject({ status: 'hit' });
     await settle();
     expect(keys.activeKeys).toBe(0);
-    const authority = nodes.find((n) => n.calls.includes('set f 1 exptime=0') && n.calls.includes('cas? f'))!;
+    const authority = ring.replicaSet(k('f'))[0] as FakeNode;
     const i = authority.calls.indexOf('set f 1 exptime=0');
     // set, then the follow-up read, then the client's get: never the get before the follow-up.
     expect(authority.calls.slice(i)).toEqual(['set f 1 exptime=0', 'cas? f', 'get f']);

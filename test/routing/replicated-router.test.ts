@@ -12,11 +12,12 @@ function setup(n = 3, replicas = 2) {
     nodes.map((node) => ({ node, weight: 1 })),
     replicas,
   );
-  const counts = { failover: 0, readRepair: 0, disagreement: 0 };
+  const counts = { failover: 0, readRepair: 0, disagreement: 0, converged: 0 };
   const events: RouterEvents = {
     failover: () => counts.failover++,
     readRepair: () => counts.readRepair++,
     disagreement: () => counts.disagreement++,
+    converged: () => counts.converged++,
   };
   const router = new ReplicatedRouter(ring, events);
   const membersOf = (key: string) => ring.ringOrder(k(key)) as FakeNode[];
@@ -85,16 +86,19 @@ describe('ReplicatedRouter writes', () => {
     expect([a.value('s1'), b.value('s1'), c.value('s1')]).toEqual(['v1', 'v1', undefined]);
   });
 
-  test('the authority decides a replace; when it refuses, the others are not asked', async () => {
-    const { router, membersOf } = setup(3, 2);
+  test('a replace goes to every member; the authority answers, and a member that disagrees is brought to its state', async () => {
+    const { router, membersOf, counts } = setup(3, 2);
     const [a, b] = membersOf('s2');
     b.put('s2', 'old');
-    expect(await router.store(store('s2', 'x', 'replace'))).toEqual({ status: 'not_stored' });
+    const later: Array<Promise<unknown>> = [];
+    expect(await router.store(store('s2', 'x', 'replace'), later)).toEqual({ status: 'not_stored' });
+    expect(counts.disagreement).toBe(1);
+    await Promise.all(later);
     expect(a.value('s2')).toBeUndefined();
-    expect(b.calls.filter((c) => c.startsWith('replace') || c.startsWith('set'))).toEqual([]);
+    expect(b.value('s2')).toBeUndefined();
   });
 
-  test('a delete goes to the authority first, then to the others, then the authority is read again', async () => {
+  test('a delete goes to every member at once, then each member is checked', async () => {
     const { router, membersOf } = setup(3, 2);
     const [a, b] = membersOf('s2d');
     a.put('s2d', 'v');
@@ -103,7 +107,25 @@ describe('ReplicatedRouter writes', () => {
     expect(await router.delete(k('s2d'), 0n, later)).toEqual({ status: 'deleted' });
     await Promise.all(later);
     expect(a.calls).toEqual(['delete s2d', 'cas? s2d']);
-    expect(b.calls).toEqual(['delete s2d']);
+    expect(b.calls).toEqual(['delete s2d', 'cas? s2d']);
+  });
+
+  test('a write that another write overtook on one member: the authority\'s state is copied over it', async () => {
+    const { router, membersOf, counts } = setup(3, 2);
+    const [a, b] = membersOf('s2o');
+    // Another sidecar's write lands on the second member after ours, just before our check.
+    const casOf = b.casOf.bind(b);
+    b.casOf = (key) => {
+      b.put('s2o', 'theirs');
+      b.casOf = casOf;
+      return casOf(key);
+    };
+    const later: Array<Promise<unknown>> = [];
+    expect(await router.store(store('s2o', 'mine'), later)).toMatchObject({ status: 'stored' });
+    await Promise.all(later);
+    expect(a.value('s2o')).toBe('mine');
+    expect(b.value('s2o')).toBe('mine');
+    expect(counts.converged).toBe(1);
   });
 
   test('a failed authority: the best of the others answers', async () => {

@@ -97,10 +97,10 @@ export function encodeCasOnly(key: Buffer, opaque?: string): Buffer {
   return Buffer.from(`mg ${k}${b} c${opaqueFlag(opaque)}\r\n`, 'latin1');
 }
 
-/** `mg` with only a new expiry: HD when touched, EN when missing. */
+/** `mg` with only a new expiry, and the CAS: HD when touched, EN when missing. */
 export function encodeTouch(key: Buffer, exptime: number, opaque?: string): Buffer {
   const [k, b] = keyParts(key);
-  return Buffer.from(`mg ${k}${b} T${int(exptime)}${opaqueFlag(opaque)}\r\n`, 'latin1');
+  return Buffer.from(`mg ${k}${b} T${int(exptime)} c${opaqueFlag(opaque)}\r\n`, 'latin1');
 }
 
 export type { StoreFields };
