@@ -102,6 +102,12 @@ export interface BackendEvents {
   down: [reason: string];
   /** Marked up again after enough good probes. */
   up: [];
+  /**
+   * A connection that was open ended without us closing it, while the backend is
+   * up: the memcached process may have restarted (empty) and be reconnected to
+   * before anything marks it down. Its identity must be checked before it is trusted.
+   */
+  lost: [];
 }
 
 /** Who the memcached process is: a restart changes both (its data is gone). */
@@ -382,6 +388,7 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
 
   private onClosed(conn: Connection, failure: ConnectionFailure | null, lost: number): void {
     this.pool.delete(conn);
+    if (failure !== null && failure.kind !== 'connect' && this.status === 'up') this.notify('lost');
     if (lost > 0) this.observer.failed(failure?.kind ?? (this.status === 'closed' ? 'closed' : 'down'), lost);
     if (failure?.kind === 'timeout' || failure?.reason === CONNECT_TIMEOUT) this.observer.timedOut();
     if (failure === null || this.status !== 'up') return;
@@ -431,11 +438,11 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
     this.notify('up');
   }
 
-  private notify(...args: ['down', string] | ['up']): void {
+  private notify(...args: ['down', string] | ['up'] | ['lost']): void {
     // A listener's exception must not unwind into the socket code that noticed the change.
     try {
       if (args[0] === 'down') this.emit('down', args[1]);
-      else this.emit('up');
+      else this.emit(args[0]);
     } catch (err) {
       queueMicrotask(() => {
         throw err;

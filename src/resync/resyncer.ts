@@ -81,6 +81,11 @@ export class Resyncer implements ResyncHooks {
   private readonly totals = new Map<Backend, Totals>();
   /** Last identity seen per backend, kept while it is down; null = unknown (the next poll records it). */
   private readonly identities = new Map<Backend, Identity | null>();
+  /**
+   * Backends that lost a connection and whose identity is not yet checked: they
+   * count as resyncing (read last, deciding nothing) until it is.
+   */
+  private readonly suspects = new Set<Backend>();
   private readonly unsubscribe: Array<() => void> = [];
   private pollTimer: NodeJS.Timeout | null = null;
   /** The identity round running now, if any: a caller arriving meanwhile waits for it. */
@@ -105,12 +110,18 @@ export class Resyncer implements ResyncHooks {
     for (const b of this.backends) {
       // The identity is kept across down and up: the 'up' run compares it.
       const onUp = (): void => void this.resync(b, 'up');
-      const onDown = (): void => this.current.get(b)?.abort('backend down');
+      const onDown = (): void => {
+        this.suspects.delete(b); // out of the ring until its return, which starts a run
+        this.current.get(b)?.abort('backend down');
+      };
+      const onLost = (): void => void this.verify(b);
       b.on('up', onUp);
       b.on('down', onDown);
+      b.on('lost', onLost);
       this.unsubscribe.push(() => {
         b.off('up', onUp);
         b.off('down', onDown);
+        b.off('lost', onLost);
       });
     }
     void this.checkIdentities();
@@ -124,6 +135,7 @@ export class Resyncer implements ResyncHooks {
    */
   resync(backend: Backend, cause: ResyncCause = 'manual'): Promise<ResyncResult | null> {
     if (this.closed || !backend.isUp()) return Promise.resolve(null);
+    this.suspects.delete(backend); // the run covers it from now on
     this.current.get(backend)?.abort('restarted');
     const totals = this.totals.get(backend) ?? { copied: 0, skipped: 0, pruned: 0 };
     this.totals.set(backend, totals);
@@ -164,7 +176,34 @@ export class Resyncer implements ResyncHooks {
 
   isResyncing(node: MemcachedNode): boolean {
     for (const [backend] of this.current) if (backend === node) return true;
+    for (const backend of this.suspects) if (backend === node) return true;
     return false;
+  }
+
+  /**
+   * A backend lost a connection: distrust it until its identity is read. A new
+   * pid or start time is a restart (refill); the same is a dropped connection
+   * (trusted again). Down meanwhile: its return starts a run, which clears it.
+   */
+  private async verify(backend: Backend): Promise<void> {
+    if (this.closed) return;
+    this.suspects.add(backend);
+    for (let attempt = 0; this.suspects.has(backend) && !this.closed; attempt++) {
+      if (!backend.isUp()) return; // the 'up' run takes over
+      const id = await backend.identity();
+      if (!this.suspects.has(backend) || this.closed) return;
+      if (id.status === 'ok') {
+        const known = this.identities.get(backend) ?? null;
+        this.identities.set(backend, { pid: id.pid, startedAt: id.startedAt });
+        if (known === null || known.pid !== id.pid || known.startedAt !== id.startedAt) {
+          void this.resync(backend, known === null ? 'up' : 'restarted');
+        } else {
+          this.suspects.delete(backend);
+        }
+        return;
+      }
+      await new Promise((r) => setTimeout(r, Math.min(1000, 50 * 2 ** attempt)));
+    }
   }
 
   deleting(key: Buffer): Promise<void> | undefined {
