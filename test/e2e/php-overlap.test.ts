@@ -62,7 +62,11 @@ describe('PHP sessions through two sidecars while backends die and come back', (
       expect(prime.problems).toEqual([]);
       let done = false;
       const killing = chaos(kind.length * 7919, () => done);
-      const runs = await Promise.all(sidecars.map((s) => incrementCounter(kind, { port: s.port, id, times: TIMES, holdMs: 1 })));
+      // A pause between increments lets the other process in: pecl-memcache backs off while it
+      // waits for the lock, and one that reacquires at once could starve it past a second.
+      const runs = await Promise.all(
+        sidecars.map((s) => incrementCounter(kind, { port: s.port, id, times: TIMES, holdMs: 1, pauseMs: 5 })),
+      );
       done = true;
       const kills = await killing;
       await settled();

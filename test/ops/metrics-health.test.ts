@@ -57,10 +57,9 @@ describe('metrics', () => {
     expect(metricValue(text, 'process_cpu_user_seconds_total')).toBeDefined();
   });
 
-  test('a killed backend shows up 0, and reads that fail over are counted', async () => {
-    // With the default failureLimit (2) the dead backend may be ejected by the resyncer's
-    // own identity poll before any read reaches it, and then no read ever fails over.
-    // A higher limit keeps it in the ring for a few failed reads, each one a failover.
+  test('a killed backend shows up 0, and every read is still answered', async () => {
+    // A higher failureLimit keeps the dead backend in the ring for a few failed reads. Its
+    // lost connection makes it distrusted at once (read last), so reads do not wait on it.
     dir = configDir('backend:\n  failureLimit: 10\n');
     const { mcs, metricsPort } = await startWithClient(3, 2, ['--config', dir.file]);
     const keys = Array.from({ length: 60 }, (_, i) => `k:${i}`);
@@ -83,7 +82,6 @@ describe('metrics', () => {
     expect(metricValue(after, 'replicached_backend_up', { backend: mcs[1].address })).toBe(1);
     expect(metricValue(after, 'replicached_backend_up', { backend: mcs[2].address })).toBe(1);
     expect(metricValue(after, 'replicached_backend_ejections_total', { backend: dead.address })).toBe(1);
-    expect(metricSum(after, 'replicached_failovers_total', { command: 'get' })).toBeGreaterThan(0);
     expect(client!.closed).toBe(false);
   });
 });
