@@ -79,7 +79,9 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
       copied: (backend) => metrics.resyncKeysCopied.inc({ backend }),
       skipped: (backend) => metrics.resyncKeysSkipped.inc({ backend }),
       finished: (backend, result, stillResyncing) => {
-        metrics.resyncInProgress.set({ backend }, stillResyncing ? 1 : 0);
+        // A run the reload's new resyncer took over ends here as 'closing': the gauge is the new one's.
+        const node = backends.find((b) => b.address === backend);
+        metrics.resyncInProgress.set({ backend }, stillResyncing || (node !== undefined && resyncer.isResyncing(node)) ? 1 : 0);
         const complete = result.outcome !== 'aborted' && result.unlisted.length === 0;
         const { outcome, reason, mode, copied, skipped, pruned, unlisted } = result;
         const summary = { backend, outcome, reason, mode, copied, skipped, pruned, unlisted };
@@ -174,18 +176,42 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
       const nextBackends = next.backends.map((b) => reuse.get(b.address) ?? openBackend(b, next.backend));
       const retired = backends.filter((b) => !nextBackends.includes(b));
       const drainMs = 2 * (current.backend.connectTimeoutMs + current.backend.requestTimeoutMs) + 1000;
+      const replicasBefore = current.replicas;
       current = liveConfig(current, next);
       backends = nextBackends;
-      ring = buildRing();
-      router.replaceRing(ring);
-      const previousResyncer = resyncer;
-      resyncer = buildResyncer();
-      resyncer.start();
-      void previousResyncer.close();
-      // An added backend now serves keys whose copies (and locks) are elsewhere: until its
-      // resync ends it is read last and decides no add/cas/incr, or an empty authority
-      // would hand out a session lock another member still holds.
-      for (const b of backends) if (changes.added.includes(b.address)) void resyncer.resync(b, 'added');
+      // Placement changes only with the backend list, weights or replicas. A reload that
+      // changes none of them (a no-op SIGHUP, a second reload from the file watcher)
+      // leaves the ring and the resync runs alone.
+      const moved =
+        changes.added.length + changes.removed.length + changes.reweighted.length > 0 ||
+        changes.backendOptions ||
+        next.replicas !== replicasBefore;
+      if (moved) {
+        ring = buildRing();
+        router.replaceRing(ring);
+        const previousResyncer = resyncer;
+        const { identities, distrusted } = previousResyncer.handOver();
+        resyncer = buildResyncer();
+        resyncer.adoptIdentities(identities);
+        resyncer.start();
+        // Runs start before the previous ones are closed: no moment in between trusts their backends.
+        for (const b of backends) {
+          if (changes.added.includes(b.address) || changes.reweighted.includes(b.address)) {
+            // It may now be the authority of keys whose copies (and locks) are elsewhere: until
+            // its run ends it is read last and decides no add/cas/incr, or an empty authority
+            // would hand out a session lock another member still holds.
+            void resyncer.resync(b, 'added');
+          } else if (distrusted.includes(b)) {
+            void resyncer.resync(b, 'reload'); // a run the reload interrupted starts again
+          }
+          // A removed backend's keys, more replicas, or other weights give backends keys they lack:
+          // filled in the background. Their authorities held the keys before, so they stay trusted.
+          if (changes.removed.length > 0 || changes.reweighted.length > 0 || next.replicas > replicasBefore) {
+            void resyncer.resync(b, 'membership');
+          }
+        }
+        void previousResyncer.close();
+      }
       Object.assign(ctx.limits, next.limits); // the same object every session reads
       ctx.allowFlushAll = next.allowFlushAll;
       logger.level = next.logLevel;

@@ -35,8 +35,13 @@ export const DEFAULT_RESYNC_OPTIONS: Readonly<ResyncOptions> = Object.freeze({
   clock: REAL_CLOCK,
 });
 
-/** Why a run started: marked up again, a restart seen by the identity poll, added by a config reload, or asked for. */
-export type ResyncCause = 'up' | 'restarted' | 'added' | 'manual';
+/**
+ * Why a run started: marked up again, a restart seen by the identity poll, added by a
+ * config reload, a run a reload interrupted (started again under the new ring), a
+ * membership change that moved keys to the backend (removal, more replicas, weights:
+ * a fill), or asked for.
+ */
+export type ResyncCause = 'up' | 'restarted' | 'added' | 'reload' | 'membership' | 'manual';
 
 /** Where progress goes: metrics and logs. `backend` is the address being refilled. */
 export interface ResyncEvents {
@@ -74,8 +79,14 @@ type Totals = { copied: number; skipped: number; pruned: number };
 
 export class Resyncer implements ResyncHooks {
   private readonly opts: ResyncOptions;
-  /** The current run per backend. */
+  /** The current run per backend: it is resyncing (read last, deciding nothing) until the run ends. */
   private readonly current = new Map<Backend, ResyncRun>();
+  /**
+   * Fills: runs that copy in the keys a membership change gave a backend, while it
+   * stays trusted (it decides nothing for those keys: their authority is a member
+   * that held them before the change).
+   */
+  private readonly fills = new Map<Backend, ResyncRun>();
   /** Every run not yet settled, current or aborted: their copies in flight still matter to deletes. */
   private readonly live = new Set<ResyncRun>();
   private readonly totals = new Map<Backend, Totals>();
@@ -113,6 +124,7 @@ export class Resyncer implements ResyncHooks {
       const onDown = (): void => {
         this.suspects.delete(b); // out of the ring until its return, which starts a run
         this.current.get(b)?.abort('backend down');
+        this.fills.get(b)?.abort('backend down');
       };
       const onLost = (): void => void this.verify(b);
       b.on('up', onUp);
@@ -135,8 +147,10 @@ export class Resyncer implements ResyncHooks {
    */
   resync(backend: Backend, cause: ResyncCause = 'manual'): Promise<ResyncResult | null> {
     if (this.closed || !backend.isUp()) return Promise.resolve(null);
-    this.suspects.delete(backend); // the run covers it from now on
-    this.current.get(backend)?.abort('restarted');
+    // A fill leaves the backend trusted; any other run distrusts it until it ends.
+    const runs = cause === 'membership' ? this.fills : this.current;
+    if (runs === this.current) this.suspects.delete(backend); // the run covers it from now on
+    runs.get(backend)?.abort('restarted');
     const totals = this.totals.get(backend) ?? { copied: 0, skipped: 0, pruned: 0 };
     this.totals.set(backend, totals);
     const address = backend.address;
@@ -151,15 +165,17 @@ export class Resyncer implements ResyncHooks {
       },
       pruned: () => totals.pruned++,
     }, {
-      mode: cause === 'restarted' ? Promise.resolve('refill') : this.modeFor(backend),
+      // A fill only adds what is missing: reconcile's prune would delete a key the other member
+      // lacks only because its own fill has not reached it yet.
+      mode: cause === 'restarted' || cause === 'membership' ? Promise.resolve('refill') : this.modeFor(backend),
       isResyncing: (node) => this.isResyncing(node),
     });
-    this.current.set(backend, run);
+    runs.set(backend, run);
     this.live.add(run);
     this.events.started(address, cause);
     return run.done.then((result) => {
       this.live.delete(run);
-      if (this.current.get(backend) === run) this.current.delete(backend);
+      if (runs.get(backend) === run) runs.delete(backend);
       this.events.finished(address, result, this.current.has(backend));
       return result;
     });
@@ -172,6 +188,26 @@ export class Resyncer implements ResyncHooks {
     if (id.status !== 'ok') return 'reconcile';
     this.identities.set(backend, { pid: id.pid, startedAt: id.startedAt });
     return known !== null && (known.pid !== id.pid || known.startedAt !== id.startedAt) ? 'refill' : 'reconcile';
+  }
+
+  /**
+   * A reload builds a new Resyncer over the new ring. What it takes from this one:
+   * who each backend was (so a restart is still told from a dropped connection),
+   * and which backends were not yet to be trusted: their runs start again.
+   */
+  handOver(): { identities: Map<Backend, Identity | null>; distrusted: Backend[] } {
+    return {
+      identities: new Map(this.identities),
+      distrusted: this.backends.filter((b) => this.isResyncing(b)),
+    };
+  }
+
+  /** Takes over the identities a previous Resyncer knew (see handOver). */
+  adoptIdentities(identities: ReadonlyMap<Backend, Identity | null>): void {
+    for (const b of this.backends) {
+      const known = identities.get(b);
+      if (known !== undefined) this.identities.set(b, known);
+    }
   }
 
   isResyncing(node: MemcachedNode): boolean {
@@ -251,7 +287,7 @@ export class Resyncer implements ResyncHooks {
 
   progress(): ResyncProgress[] {
     return this.backends.map((b) => {
-      const run = this.current.get(b);
+      const run = this.current.get(b) ?? this.fills.get(b);
       const totals = this.totals.get(b) ?? { copied: 0, skipped: 0, pruned: 0 };
       return {
         backend: b.address,

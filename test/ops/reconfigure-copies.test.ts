@@ -1,0 +1,88 @@
+// Reloads keep R copies (issue 12, items 1 and 2), against real memcached:
+// a reload in the middle of a resync starts the run again instead of dropping
+// it, and removing a backend or raising replicas copies the keys that lost a
+// copy back to R members in the background, without waiting for reads.
+
+import { afterEach, expect, test } from 'vitest';
+import { startMemcached, stopAllMemcached, type MemcachedProcess } from '../helpers/memcached';
+import { waitForStats } from '../helpers/proxy';
+import { RawClient, ringOrder } from '../replication/support';
+import { configYaml, startConfigured, type ConfiguredRun } from './support';
+
+let run: ConfiguredRun | null = null;
+afterEach(async () => {
+  await run?.stop();
+  run = null;
+  await stopAllMemcached();
+});
+
+const KEYS = Array.from({ length: 3000 }, (_, i) => `reconf:${i}`);
+
+async function setAll(port: number): Promise<void> {
+  const c = await RawClient.connect(port);
+  const reply = await c.text(KEYS.map((k) => `set ${k} 0 0 3\r\nv-1\r\n`).join(''), KEYS.length);
+  expect(reply).toBe('STORED\r\n'.repeat(KEYS.length));
+  c.close();
+}
+
+/** Which of `keys` one memcached holds (read directly, pipelined). */
+async function held(mc: MemcachedProcess, keys: string[]): Promise<Set<string>> {
+  const c = await RawClient.connect(mc.port);
+  c.send(keys.map((k) => `get ${k}\r\n`).join(''));
+  const out = new Set<string>();
+  const text = (await c.read((b) => (b.toString('latin1').split('END\r\n').length - 1 >= keys.length ? b.length : null))).toString('latin1');
+  for (const m of text.matchAll(/^VALUE (\S+) /gm)) out.add(m[1]);
+  c.close();
+  return out;
+}
+
+async function addsStored(port: number): Promise<number> {
+  const c = await RawClient.connect(port);
+  const reply = await c.text(KEYS.map((k) => `add ${k} 0 0 1\r\nx\r\n`).join(''), KEYS.length);
+  c.close();
+  return reply.split('\r\n').filter((l) => l === 'STORED').length;
+}
+
+const resynced = (s: Map<string, string>): boolean =>
+  s.get('replicached_resyncs_in_progress') === '0' && s.get('replicached_backends_up') === s.get('replicached_backends');
+
+test('a no-op SIGHUP right after a resync started does not abort it: the restarted backend is refilled', async () => {
+  const mcs = await Promise.all([0, 1, 2].map(() => startMemcached()));
+  run = await startConfigured(mcs.map((m) => ({ address: m.address })), 2, 0);
+  const { port } = run.proxy;
+  await setAll(port);
+  const target = mcs[1];
+  target.kill('SIGKILL');
+  await target.exited();
+  await target.restart();
+  // The resync starts when the proxy sees the backend back; the reload lands right then.
+  await waitForStats(port, (s) => s.get('replicached_resyncs_in_progress') === '1', 30_000);
+  run.proxy.child.kill('SIGHUP');
+  await waitForStats(port, resynced, 60_000);
+  const placed = KEYS.filter((k) => ringOrder(mcs.map((m) => m.address), k).slice(0, 2).includes(target.address));
+  expect((await held(target, placed)).size).toBe(placed.length);
+  expect(await addsStored(port)).toBe(0);
+});
+
+test('removing a backend, then raising replicas: every key gets back to R copies without being read', async () => {
+  const mcs = await Promise.all([0, 1, 2, 3].map(() => startMemcached()));
+  run = await startConfigured(mcs.map((m) => ({ address: m.address })), 2, 0);
+  const { port } = run.proxy;
+  await setAll(port);
+  const [removed, ...kept] = mcs;
+  run.dir.write(configYaml(kept.map((m) => ({ address: m.address })), 2));
+  run.proxy.child.kill('SIGHUP');
+  await waitForStats(port, (s) => resynced(s) && s.get('replicached_backends') === '3', 60_000);
+  await removed.stop();
+  const copies = async (): Promise<number[]> => {
+    const sets = await Promise.all(kept.map((m) => held(m, KEYS)));
+    return KEYS.map((k) => sets.filter((s) => s.has(k)).length);
+  };
+  expect((await copies()).filter((n) => n < 2)).toEqual([]);
+
+  run.dir.write(configYaml(kept.map((m) => ({ address: m.address })), 3));
+  run.proxy.child.kill('SIGHUP');
+  await waitForStats(port, (s) => resynced(s) && s.get('replicached_replicas') === '3', 60_000);
+  expect((await copies()).filter((n) => n < 3)).toEqual([]);
+  expect(await addsStored(port)).toBe(0);
+});
