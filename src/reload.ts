@@ -152,7 +152,7 @@ export class ConfigReloader {
   /** Loads and applies the config; one log line either way. True when it was applied. */
   reload(trigger: ReloadTrigger): boolean {
     const { load, target, logger, metrics } = this.opts;
-    const before = target.config;
+    const before = structuredClone(target.config); // a reload updates some of its objects in place
     let next: Config;
     let changes: ReloadChanges & TlsChanges;
     try {

@@ -24,6 +24,7 @@ const EXPECTED: [name: string, type: string][] = [
   ['replicached_client_bytes_received_total', 'counter'],
   ['replicached_client_bytes_sent_total', 'counter'],
   ['replicached_config_reloads_total', 'counter'],
+  ['replicached_tls_reloads_total', 'counter'],
 ];
 
 describe('metrics registry', () => {
