@@ -4,6 +4,7 @@
 //   exit 1  could not start (port in use, memcached missing, ...)
 //   exit 2  invalid flags or config file
 
+import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { splitAddress } from './backends/backend';
@@ -76,7 +77,11 @@ async function runPrimary(config: Config, logger: Logger, local: LocalMemcached 
   process.stderr.write(`replicached listening on ${listen} (${config.workers} workers)\n${metricsAt}${phpIniHint(listen)}\n`);
   let stopping = false;
   const stop = async () => {
-    if (stopping) return;
+    if (stopping) {
+      // A second signal: the workers end their drains now.
+      for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM');
+      return;
+    }
     stopping = true;
     await primary.stop();
     await local?.stop();

@@ -57,9 +57,8 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
   };
   warnIfInsecure();
   /**
-   * Backends that have answered since start (a `version` reply, or the probes
-   * that brought it up). Until one of them has, the proxy is not ready, and a
-   * backend's up gauge stays 0: a backend nobody has heard from is not counted as up.
+   * Addresses that have answered since start (a `version` reply, or the probes that
+   * brought the backend up): until one of the current list has, the proxy is not ready.
    */
   const answered = new Set<string>();
   let stopping = false;
@@ -69,19 +68,24 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
     const backend = new Backend(b.address, { ...options, parser, tls: backendTls }, metrics.backendRecorder(b.address));
     const address = b.address;
     let since = Date.now();
+    // Until this Backend (new connection settings make a new one) has answered, its up gauge
+    // reads 0: a backend nobody has heard from is not counted as up.
+    let heard = false;
     const hasAnswered = (how: string): void => {
+      if (heard) return;
+      heard = true;
+      logger.debug({ backend: address, how, afterMs: Date.now() - since }, 'backend answered for the first time');
       if (answered.has(address)) return;
       const wasReady = isReady();
       answered.add(address);
-      logger.debug({ backend: address, how, afterMs: Date.now() - since }, 'backend answered for the first time');
       if (!wasReady && isReady()) logger.info({ backend: address }, 'ready: a backend has answered');
     };
-    metrics.backendUp.set({ backend: address }, answered.has(address) ? 1 : 0);
+    metrics.backendUp.set({ backend: address }, 0);
     backend.on('down', (reason) => {
       metrics.backendUp.set({ backend: address }, 0);
       metrics.backendEjections.inc({ backend: address });
       logger.warn({ backend: address, reason }, 'backend down');
-      logger.debug({ backend: address, from: 'up', to: 'down', reason, upForMs: Date.now() - since, pending: backend.load }, 'backend state change');
+      logger.debug({ backend: address, from: 'up', to: 'down', reason, upForMs: Date.now() - since }, 'backend state change');
       since = Date.now();
     });
     backend.on('up', () => {
@@ -95,7 +99,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
     // The first request also opens the pool's connection. A backend that fails it is asked
     // again until it is marked down; from then on its own probes decide (the 'up' above).
     void (async () => {
-      while (backend.isUp() && !answered.has(address)) {
+      while (backend.isUp() && !heard) {
         if ((await backend.version()).status === 'ok') {
           hasAnswered('version');
           if (backend.isUp()) metrics.backendUp.set({ backend: address }, 1);
