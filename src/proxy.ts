@@ -248,16 +248,15 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
     reload: (next) => {
       const live = liveConfig(current, next);
       // Certificate files first: one that cannot be read refuses the reload before anything changes.
-      const tlsRead = <T>(read: () => T): T => {
-        try {
-          return read();
-        } catch (err) {
-          if (err instanceof TlsFileError) metrics.tlsReloads.inc({ side: err.side, result: 'refused' });
-          throw err;
-        }
-      };
-      const nextBackendTls = tlsRead(() => backendTlsOptions(live.backendTls));
-      const nextClientTls = tlsRead(() => clientTlsOptions(live.clientTls));
+      let nextBackendTls: ReturnType<typeof backendTlsOptions>;
+      let nextClientTls: ReturnType<typeof clientTlsOptions>;
+      try {
+        nextBackendTls = backendTlsOptions(live.backendTls);
+        nextClientTls = clientTlsOptions(live.clientTls);
+      } catch (err) {
+        if (err instanceof TlsFileError) metrics.tlsReloads.inc({ side: err.side, result: 'refused' });
+        throw err;
+      }
       const changes = {
         ...diffConfig(current, next),
         backendTls: !sameTlsOptions(backendTls, nextBackendTls),

@@ -1,9 +1,10 @@
 // One client connection: detect its protocol from the first byte (0x80 is a
 // binary request, as memcached decides), feed the parser, dispatch requests,
-// and write replies in order. A client that shuts down its write side (FIN,
-// `nc -N`) still gets the replies to every request it sent before, then the
-// connection closes, as memcached does; an unfinished request at the FIN is dropped. Back-pressure: the socket stops being read while
+// and write replies in order. Back-pressure: the socket stops being read while
 // the client has too many requests in flight or too many reply bytes unread.
+// Half-close: a client that shuts down its write side (FIN, `nc -N`) still gets
+// the replies to every request it sent before, then the connection closes, as
+// memcached does; an unfinished request at the FIN is dropped.
 // Replies released in one tick (a chunk of pipelined requests, or the backend
 // replies of one read) leave in one socket write: a write is a syscall, and
 // syscalls were most of the proxy's CPU time.

@@ -301,6 +301,18 @@ describe('TLS changes on reload', () => {
     expect(await works(proxy, 'tls:r5')).toBe(true);
   });
 
+  it('a client certificate and key that do not match (a rotation caught half done) refuse the reload', async () => {
+    const clientTls = (key: string): string => `clientTls:\n  enabled: true\n  certFile: ${file('server.crt')}\n  keyFile: ${file(key)}\n`;
+    const { proxy, config } = await configured(backendTls(file('ca.crt')) + clientTls('server.key'));
+    writeFileSync(config, backendTls(file('ca.crt')) + clientTls('rogue.key'));
+    proxy.child.kill('SIGHUP');
+    await waitForOutput(proxy, /"error":"clientTls: unusable certificate files: .*"msg":"config reload refused/);
+    expect(await tlsReloads(proxy, 'client', 'refused')).toBeGreaterThanOrEqual(1);
+    expect(await tlsReloads(proxy, 'client', 'applied')).toBe(0);
+    const reply = await tlsExchange(proxy.port, latin1('version\r\n'), latin1('\r\n'), ca);
+    expect(reply.toString('latin1')).toMatch(/^VERSION /);
+  });
+
   it('a rotated client certificate is served to new connections', async () => {
     copyFileSync(file('server.crt'), file('listen.crt'));
     copyFileSync(file('server.key'), file('listen.key'));
