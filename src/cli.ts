@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // Command line: arguments, the local-memcached default, signals, exit codes.
-//   exit 0  stopped by a signal, after draining
+//   exit 0  stopped by a signal, after draining (a second signal ends the drain at once)
 //   exit 1  could not start (port in use, memcached missing, ...)
 //   exit 2  invalid flags or config file
 
+import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { splitAddress } from './backends/backend';
@@ -22,8 +23,7 @@ import { createLogger, type Logger } from './log';
 import { startProxy } from './proxy';
 import { isWorker, shareWorkerMetrics, startPrimary, workerBackends } from './workers';
 import { ConfigReloader } from './reload';
-
-const SHUTDOWN_DEADLINE_MS = 5000;
+import { tlsFiles } from './tls';
 
 function packageVersion(): string {
   const pkg = JSON.parse(readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')) as { version: string };
@@ -77,7 +77,11 @@ async function runPrimary(config: Config, logger: Logger, local: LocalMemcached 
   process.stderr.write(`replicached listening on ${listen} (${config.workers} workers)\n${metricsAt}${phpIniHint(listen)}\n`);
   let stopping = false;
   const stop = async () => {
-    if (stopping) return;
+    if (stopping) {
+      // A second signal: the workers end their drains now.
+      for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM');
+      return;
+    }
     stopping = true;
     await primary.stop();
     await local?.stop();
@@ -132,10 +136,14 @@ async function main(): Promise<void> {
 
   let stopping = false;
   const stop = async (signal: string) => {
-    if (stopping) return;
+    if (stopping) {
+      logger.info({ signal }, 'second signal: ending the drain now');
+      proxy.endDrain();
+      return;
+    }
     stopping = true;
     logger.info({ signal }, 'shutting down');
-    await proxy.close(SHUTDOWN_DEADLINE_MS);
+    await proxy.close();
     await local?.stop();
     process.exit(0);
   };
@@ -150,9 +158,21 @@ async function main(): Promise<void> {
     target: proxy,
     logger,
     metrics: proxy.metrics,
+    applied: () => watchFiles(),
   });
+  // The config file and every certificate file in use are watched: a change reloads.
+  const watching = new Map<string, () => void>();
+  const watchFiles = (): void => {
+    const files = new Set([...(config.configPath === null ? [] : [config.configPath]), ...tlsFiles(proxy.config)]);
+    for (const [file, unwatch] of watching) {
+      if (files.has(file)) continue;
+      unwatch();
+      watching.delete(file);
+    }
+    for (const file of files) if (!watching.has(file)) watching.set(file, reloader.watch(file));
+  };
   process.on('SIGHUP', () => void reloader.reload('SIGHUP'));
-  if (config.configPath !== null) reloader.watch(config.configPath);
+  watchFiles();
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
 }

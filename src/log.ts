@@ -1,6 +1,9 @@
 // Structured logs: one JSON object per line on stdout, via pino. What is
-// logged at info: start and stop, each backend state change, each config
-// reload and each resync; never anything per request (that is debug/trace).
+// logged at info: start and stop (and the drain), readiness, each backend state
+// change, each config reload and each resync. debug adds the decisions behind
+// them: each backend's first answer, state changes with reason and duration,
+// every setting a reload changed (before and after), resync progress. Nothing
+// is logged per request at any level, and never a key or a value.
 
 import pino, { type DestinationStream, type Logger } from 'pino';
 import type { LogLevel } from './config/types';

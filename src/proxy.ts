@@ -9,7 +9,7 @@ import type { Logger } from './log';
 import { createMetrics, type Metrics } from './metrics/registry';
 import { startMetricsServer, type MetricsServer } from './metrics/http';
 import { ProxyStats } from './proxy-stats';
-import { diffConfig, drainAndClose, liveConfig, type ReloadChanges } from './reload';
+import { diffConfig, drainAndClose, liveConfig, type ReloadChanges, type TlsChanges } from './reload';
 import { Resyncer } from './resync/resyncer';
 import { ReplicaRing } from './routing/ring';
 import { KeySequencer } from './routing/key-sequencer';
@@ -17,7 +17,7 @@ import { OrderedRouter } from './routing/ordered-router';
 import { ReplicatedRouter } from './routing/replicated-router';
 import type { ServerContext } from './server/context';
 import { Listener } from './server/listener';
-import { backendTlsOptions, clientTlsOptions } from './tls';
+import { backendTlsOptions, clientTlsOptions, sameTlsOptions, TlsFileError } from './tls';
 
 /** The memcached version clients are told: the protocol level replicached speaks. */
 export const PROTOCOL_VERSION = '1.6.0';
@@ -28,34 +28,88 @@ export interface RunningProxy {
   metricsPort: number | null;
   metrics: Metrics;
   backends: Backend[];
+  /** The config it runs now (after reloads). */
+  readonly config: Config;
   /**
    * Applies a new, already validated config without closing client connections
    * (see src/reload.ts); listen, metricsListen and workers keep their running values.
+   * Throws TlsFileError, having changed nothing, when a certificate file cannot be read.
    */
-  reload(next: Config): ReloadChanges;
-  /** Stop accepting, finish requests in flight, close everything. */
-  close(deadlineMs?: number): Promise<void>;
+  reload(next: Config): ReloadChanges & TlsChanges;
+  /**
+   * Drain: stop accepting, serve the open clients until they close (at most
+   * drainTimeoutMs), finish requests in flight, close everything.
+   */
+  close(): Promise<void>;
+  /** Ends a drain in progress now: the clients still open are closed. */
+  endDrain(): void;
 }
+
+/** Resync progress is logged (at debug) every this many keys. */
+const RESYNC_PROGRESS_EVERY = 10_000;
 
 export async function startProxy(config: Config, logger: Logger): Promise<RunningProxy> {
   const metrics = createMetrics();
-  // TLS files are read once, at start; a reload keeps the TLS settings the proxy started with.
-  const backendTls = backendTlsOptions(config.backendTls);
+  // Certificate files are read at start and again on every reload (src/tls.ts).
+  let backendTls = backendTlsOptions(config.backendTls);
+  let clientTls = clientTlsOptions(config.clientTls);
+  const warnIfInsecure = (): void => {
+    if (backendTls?.rejectUnauthorized !== false) return;
+    logger.warn('backend TLS without certificate verification (insecure): the links are encrypted, but anyone on the path can pose as a backend');
+  };
+  warnIfInsecure();
+  /**
+   * Addresses that have answered since start (a `version` reply, or the probes that
+   * brought the backend up): until one of the current list has, the proxy is not ready.
+   */
+  const answered = new Set<string>();
+  let stopping = false;
   const openBackend = (b: BackendConfig, options: BackendOptions): Backend => {
     // Items up to the client limit must come back from a backend, whatever size it was started with.
     const parser = { ...DEFAULT_PARSER_LIMITS, maxValueLength: Math.max(DEFAULT_PARSER_LIMITS.maxValueLength, current.limits.maxItemSize) };
     const backend = new Backend(b.address, { ...options, parser, tls: backendTls }, metrics.backendRecorder(b.address));
-    metrics.backendUp.set({ backend: b.address }, 1);
+    const address = b.address;
+    let since = Date.now();
+    // Until this Backend (new connection settings make a new one) has answered, its up gauge
+    // reads 0: a backend nobody has heard from is not counted as up.
+    let heard = false;
+    const hasAnswered = (how: string): void => {
+      if (heard) return;
+      heard = true;
+      logger.debug({ backend: address, how, afterMs: Date.now() - since }, 'backend answered for the first time');
+      if (answered.has(address)) return;
+      const wasReady = isReady();
+      answered.add(address);
+      if (!wasReady && isReady()) logger.info({ backend: address }, 'ready: a backend has answered');
+    };
+    metrics.backendUp.set({ backend: address }, 0);
     backend.on('down', (reason) => {
-      metrics.backendUp.set({ backend: b.address }, 0);
-      metrics.backendEjections.inc({ backend: b.address });
-      logger.warn({ backend: b.address, reason }, 'backend down');
+      metrics.backendUp.set({ backend: address }, 0);
+      metrics.backendEjections.inc({ backend: address });
+      logger.warn({ backend: address, reason }, 'backend down');
+      logger.debug({ backend: address, from: 'up', to: 'down', reason, upForMs: Date.now() - since }, 'backend state change');
+      since = Date.now();
     });
     backend.on('up', () => {
-      metrics.backendUp.set({ backend: b.address }, 1);
-      metrics.backendReturns.inc({ backend: b.address });
-      logger.info({ backend: b.address }, 'backend up');
+      hasAnswered('probes');
+      metrics.backendUp.set({ backend: address }, 1);
+      metrics.backendReturns.inc({ backend: address });
+      logger.info({ backend: address }, 'backend up');
+      logger.debug({ backend: address, from: 'down', to: 'up', reason: 'probes answered', downForMs: Date.now() - since }, 'backend state change');
+      since = Date.now();
     });
+    // The first request also opens the pool's connection. A backend that fails it is asked
+    // again until it is marked down; from then on its own probes decide (the 'up' above).
+    void (async () => {
+      while (backend.isUp() && !heard) {
+        if ((await backend.version()).status === 'ok') {
+          hasAnswered('version');
+          if (backend.isUp()) metrics.backendUp.set({ backend: address }, 1);
+          return;
+        }
+        await new Promise((r) => setTimeout(r, options.probeIntervalMs));
+      }
+    })();
     return backend;
   };
   // backends[i] runs current.backends[i]; a reload replaces all three.
@@ -69,15 +123,30 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
   let ring = buildRing();
   /** Backends a reload took out, finishing their requests in flight. */
   const draining = new Set<Backend>();
+  /** Keys each resync has gone through, for its progress lines at debug. */
+  const resyncProgress = new Map<string, { copied: number; skipped: number }>();
+  const resyncStep = (backend: string, what: 'copied' | 'skipped'): void => {
+    const p = resyncProgress.get(backend) ?? { copied: 0, skipped: 0 };
+    p[what]++;
+    resyncProgress.set(backend, p);
+    if ((p.copied + p.skipped) % RESYNC_PROGRESS_EVERY === 0) logger.debug({ backend, ...p }, 'resync progress');
+  };
   // Refills a backend that came back empty; rebuilt with the ring on a reload.
   const buildResyncer = () =>
     new Resyncer(ring, backends, {
       started: (backend, cause) => {
         metrics.resyncInProgress.set({ backend }, 1);
+        resyncProgress.set(backend, { copied: 0, skipped: 0 });
         logger.info({ backend, cause }, 'resync started');
       },
-      copied: (backend) => metrics.resyncKeysCopied.inc({ backend }),
-      skipped: (backend) => metrics.resyncKeysSkipped.inc({ backend }),
+      copied: (backend) => {
+        metrics.resyncKeysCopied.inc({ backend });
+        resyncStep(backend, 'copied');
+      },
+      skipped: (backend) => {
+        metrics.resyncKeysSkipped.inc({ backend });
+        resyncStep(backend, 'skipped');
+      },
       finished: (backend, result, stillResyncing) => {
         // A run the reload's new resyncer took over ends here as 'closing': the gauge is the new one's.
         const node = backends.find((b) => b.address === backend);
@@ -85,6 +154,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
         const complete = result.outcome !== 'aborted' && result.unlisted.length === 0;
         const { outcome, reason, mode, copied, skipped, pruned, unlisted } = result;
         const summary = { backend, outcome, reason, mode, copied, skipped, pruned, unlisted };
+        resyncProgress.delete(backend);
         if (complete) logger.info(summary, 'resync finished');
         else logger.warn(summary, 'resync incomplete');
       },
@@ -139,8 +209,18 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
       stats.bytesWritten += n;
       metrics.bytesOut(n);
     },
-  }, clientTlsOptions(config.clientTls));
+  }, clientTls);
   metrics.setInFlightSource(() => listener.inFlight);
+
+  /**
+   * Ready (for a sidecar: "send this pod traffic") once a backend of the current list has
+   * answered, and until the drain starts. A later loss of every backend does not make it
+   * unready: every pod sees the same memcached, and taking all of them out of the Service
+   * would turn a session outage into a site outage (see README, Operations).
+   */
+  function isReady(): boolean {
+    return !stopping && backends.some((b) => answered.has(b.address));
+  }
 
   let metricsServer: MetricsServer | null = null;
   let port: number;
@@ -151,8 +231,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
         registry: metrics.registry,
         host: config.metricsListen.host,
         port: config.metricsListen.port,
-        // Ready while every key has at least one live replica: one live backend is enough.
-        isReady: () => backends.some((b) => b.isUp()),
+        isReady,
       });
     }
   } catch (err) {
@@ -169,15 +248,44 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
     get backends() {
       return backends;
     },
+    get config() {
+      return current;
+    },
     reload: (next) => {
-      const changes = diffConfig(current, next);
+      const live = liveConfig(current, next);
+      // Certificate files first: one that cannot be read refuses the reload before anything changes.
+      let nextBackendTls: ReturnType<typeof backendTlsOptions>;
+      let nextClientTls: ReturnType<typeof clientTlsOptions>;
+      try {
+        nextBackendTls = backendTlsOptions(live.backendTls);
+        nextClientTls = clientTlsOptions(live.clientTls);
+      } catch (err) {
+        if (err instanceof TlsFileError) metrics.tlsReloads.inc({ side: err.side, result: 'refused' });
+        throw err;
+      }
+      const changes = {
+        ...diffConfig(current, next),
+        backendTls: !sameTlsOptions(backendTls, nextBackendTls),
+        clientTls: !sameTlsOptions(clientTls, nextClientTls),
+      };
+      if (changes.needsRestart.includes('clientTls')) metrics.tlsReloads.inc({ side: 'client', result: 'needs_restart' });
+      if (changes.backendTls) {
+        backendTls = nextBackendTls;
+        metrics.tlsReloads.inc({ side: 'backend', result: 'applied' });
+        warnIfInsecure();
+      }
+      if (changes.clientTls && nextClientTls !== null) {
+        clientTls = nextClientTls;
+        listener.setTlsContext(nextClientTls);
+        metrics.tlsReloads.inc({ side: 'client', result: 'applied' });
+      }
       // New connection settings need new Backend objects; otherwise keep the ones still listed.
-      const reuse = new Map(changes.backendOptions ? [] : backends.map((b) => [b.address, b]));
+      const reuse = new Map(changes.backendOptions || changes.backendTls ? [] : backends.map((b) => [b.address, b]));
       const nextBackends = next.backends.map((b) => reuse.get(b.address) ?? openBackend(b, next.backend));
       const retired = backends.filter((b) => !nextBackends.includes(b));
       const drainMs = 2 * (current.backend.connectTimeoutMs + current.backend.requestTimeoutMs) + 1000;
       const replicasBefore = current.replicas;
-      current = liveConfig(current, next);
+      current = live;
       backends = nextBackends;
       // Placement changes only with the backend list, weights or replicas. A reload that
       // changes none of them (a no-op SIGHUP, a second reload from the file watcher)
@@ -185,6 +293,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
       const moved =
         changes.added.length + changes.removed.length + changes.reweighted.length > 0 ||
         changes.backendOptions ||
+        changes.backendTls ||
         next.replicas !== replicasBefore;
       if (moved) {
         ring = buildRing();
@@ -201,7 +310,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
             // its run ends it is read last and decides no add/cas/incr, or an empty authority
             // would hand out a session lock another member still holds.
             void resyncer.resync(b, 'added');
-          } else if (distrusted.includes(b)) {
+          } else if (distrusted.includes(b.address)) {
             void resyncer.resync(b, 'reload'); // a run the reload interrupted starts again
           }
           // A removed backend's keys, more replicas, or other weights give backends keys they lack:
@@ -225,11 +334,16 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
       }
       return changes;
     },
-    close: async (deadlineMs = 5000) => {
-      await listener.shutdown(deadlineMs);
+    close: async () => {
+      stopping = true;
+      const open = listener.connections;
+      if (open > 0) logger.info({ connections: open, drainTimeoutMs: current.drainTimeoutMs }, 'draining: serving open clients until they close');
+      const cut = await listener.shutdown(current.drainTimeoutMs);
+      if (open > 0) logger.info({ closedByClients: open - cut, closedAtDeadline: cut }, 'drained');
       await resyncer.close();
       await metricsServer?.close();
       for (const b of [...backends, ...draining]) b.close();
     },
+    endDrain: () => listener.endDrain(),
   };
 }

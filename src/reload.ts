@@ -6,10 +6,14 @@
 //                             └──valid──> proxy.reload(next) ──> log line, configReloads{ok}
 //
 // Applied live: backends added, removed, reweighted or marked local, replicas,
-// backend timeouts and retry settings, limits, allowFlushAll, logLevel. Client
-// connections stay open; requests already routed finish on the backends they
-// started on. listen, metricsListen and workers need a restart: a reload keeps
-// their running values and says so.
+// backend timeouts and retry settings, limits, allowFlushAll, drainTimeoutMs,
+// logLevel, backend TLS (settings and certificate files: every backend is
+// re-created with them) and client TLS certificates (new connections get them).
+// Client connections stay open; requests already routed finish on the backends
+// they started on. listen, metricsListen, workers and turning client TLS on or
+// off need a restart: a reload keeps their running values and says so. A
+// certificate file that cannot be read refuses the whole reload.
+// At debug level each reload also logs every setting it changed, before and after.
 
 import { watchFile, unwatchFile, type Stats } from 'node:fs';
 import type { BackendConfig, Config } from './config';
@@ -17,7 +21,7 @@ import type { Logger } from './log';
 import type { Metrics } from './metrics/registry';
 
 /** Settings a running process cannot change: they own sockets or processes. */
-export const RESTART_FIELDS = ['listen', 'metricsListen', 'workers'] as const;
+export const RESTART_FIELDS = ['listen', 'metricsListen', 'workers', 'clientTls'] as const;
 type RestartField = (typeof RESTART_FIELDS)[number];
 
 /** What a reload changed, for its log line. */
@@ -33,6 +37,14 @@ export interface ReloadChanges {
   needsRestart: RestartField[];
 }
 
+/** What a reload changed in the TLS options, certificate contents included (the proxy reads the files). */
+export interface TlsChanges {
+  /** Backend TLS settings or files changed: every backend is re-created with them. */
+  backendTls: boolean;
+  /** The client certificate or key changed: connections accepted from now on get it. */
+  clientTls: boolean;
+}
+
 /** Objects whose own enumerable fields are equal, one level deep (limits, backend options, host:port). */
 function sameFields<T extends object>(a: T, b: T): boolean {
   const ka = Object.keys(a) as Array<keyof T>;
@@ -41,6 +53,8 @@ function sameFields<T extends object>(a: T, b: T): boolean {
 
 function sameRestartField(current: Config, next: Config, field: RestartField): boolean {
   if (field === 'workers') return current.workers === next.workers;
+  // The listen socket is TLS or not for its life; a certificate change is applied live.
+  if (field === 'clientTls') return current.clientTls.enabled === next.clientTls.enabled;
   const a = current[field];
   const b = next[field];
   return a === null || b === null ? a === b : sameFields(a, b);
@@ -65,7 +79,26 @@ export function diffConfig(current: Config, next: Config): ReloadChanges {
 
 /** The config the process runs after a reload: `next`, with the restart-only fields left as they run now. */
 export function liveConfig(current: Config, next: Config): Config {
-  return { ...next, listen: current.listen, metricsListen: current.metricsListen, workers: current.workers };
+  const clientTls = current.clientTls.enabled === next.clientTls.enabled ? next.clientTls : current.clientTls;
+  return { ...next, listen: current.listen, metricsListen: current.metricsListen, workers: current.workers, clientTls };
+}
+
+/** Every setting that differs, by its path in the config ("backend.requestTimeoutMs"), with both values. */
+export function settingsDiff(current: Config, next: Config): Record<string, { from: unknown; to: unknown }> {
+  const diff: Record<string, { from: unknown; to: unknown }> = {};
+  const walk = (a: unknown, b: unknown, path: string): void => {
+    if (isRecord(a) && isRecord(b)) {
+      for (const k of new Set([...Object.keys(a), ...Object.keys(b)])) walk(a[k], b[k], path === '' ? k : `${path}.${k}`);
+    } else if (JSON.stringify(a) !== JSON.stringify(b)) {
+      diff[path] = { from: a, to: b };
+    }
+  };
+  walk(current, next, '');
+  return diff;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 /** What Backend offers for a graceful retirement. */
@@ -89,9 +122,12 @@ export async function drainAndClose(backend: Drainable, deadlineMs: number): Pro
   await backend.close();
 }
 
-/** The running proxy, as a reload sees it. Applying a valid config never fails. */
+/** The running proxy, as a reload sees it. */
 export interface Reloadable {
-  reload(next: Config): ReloadChanges;
+  /** The config it runs now. */
+  readonly config: Config;
+  /** Applies a valid config; throws, having changed nothing, when it cannot (an unreadable certificate file). */
+  reload(next: Config): ReloadChanges & TlsChanges;
 }
 
 export type ReloadTrigger = 'SIGHUP' | 'file';
@@ -102,6 +138,8 @@ export interface ReloaderOptions {
   target: Reloadable;
   logger: Logger;
   metrics: Pick<Metrics, 'configReloads'>;
+  /** After a reload was applied (e.g. to watch the certificate files the new config names). */
+  applied?: () => void;
 }
 
 /** How often the config file's stat is polled, and how long a burst of changes is waited out. */
@@ -114,16 +152,20 @@ export class ConfigReloader {
   /** Loads and applies the config; one log line either way. True when it was applied. */
   reload(trigger: ReloadTrigger): boolean {
     const { load, target, logger, metrics } = this.opts;
+    const before = structuredClone(target.config); // a reload updates some of its objects in place
     let next: Config;
+    let changes: ReloadChanges & TlsChanges;
     try {
       next = load();
+      changes = target.reload(next);
     } catch (err) {
       metrics.configReloads.inc({ result: 'error' });
       logger.error({ trigger, error: err instanceof Error ? err.message : String(err) }, 'config reload refused; the running config stays');
       return false;
     }
-    const changes = target.reload(next);
+    logger.debug({ trigger, changed: settingsDiff(before, target.config) }, 'config reload: settings changed');
     metrics.configReloads.inc({ result: 'ok' });
+    this.opts.applied?.();
     const line = { trigger, ...changes, replicas: next.replicas, backends: next.backends.length };
     if (changes.needsRestart.length > 0) {
       logger.warn(line, `config reloaded; ${changes.needsRestart.join(', ')} changed and need a restart to apply`);

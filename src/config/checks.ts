@@ -40,6 +40,8 @@ export const LIMIT_RANGES: Readonly<Record<keyof Limits, Range>> = {
 };
 
 export const WORKERS_RANGE: Range = { min: 1, max: 256 };
+/** 0: requests in flight finish, then clients are closed at once. */
+export const DRAIN_TIMEOUT_RANGE: Range = { min: 0, max: MAX_INT };
 export const WEIGHT_RANGE: Range = { min: 1, max: 1000 };
 /** Replicas on their own; load.ts checks them against the number of backends. */
 export const REPLICAS_RANGE: Range = { min: 1, max: MAX_INT };

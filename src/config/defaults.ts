@@ -19,6 +19,8 @@ export const DEFAULT_BACKEND_OPTIONS: Readonly<BackendOptions> = Object.freeze(
 
 export const DEFAULT_WEIGHT = 1;
 export const DEFAULT_WORKERS = 1;
+/** Kubernetes' default terminationGracePeriodSeconds: past it the pod is killed anyway. */
+export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;
 export const DEFAULT_LOG_LEVEL: LogLevel = 'info';
 export const DEFAULT_ALLOW_FLUSH_ALL = true;
 

@@ -8,6 +8,7 @@ import {
   LIMIT_RANGES,
   REPLICAS_RANGE,
   WORKERS_RANGE,
+  DRAIN_TIMEOUT_RANGE,
   checkHostPort,
   checkInteger,
   checkLogLevel,
@@ -17,6 +18,7 @@ import {
 } from './checks';
 import {
   DEFAULT_BACKEND_OPTIONS,
+  DEFAULT_DRAIN_TIMEOUT_MS,
   DEFAULT_LISTEN,
   DEFAULT_LOG_LEVEL,
   DEFAULT_METRICS_LISTEN,
@@ -125,6 +127,12 @@ const FLAGS: readonly Flag[] = [
     arg: '<n>',
     help: `worker processes (default ${DEFAULT_WORKERS})`,
     set: (l, v) => into(checkInteger(v, true, WORKERS_RANGE), (n) => (l.workers = n)),
+  },
+  {
+    name: '--drain-timeout',
+    arg: '<ms>',
+    help: `on SIGTERM, serve open clients until they close, at most this long (default ${DEFAULT_DRAIN_TIMEOUT_MS})`,
+    set: (l, v) => into(checkInteger(v, true, DRAIN_TIMEOUT_RANGE), (n) => (l.drainTimeoutMs = n)),
   },
   {
     name: '--log-level',

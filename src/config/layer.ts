@@ -18,6 +18,7 @@ export interface ConfigLayer {
   backendTls: Partial<BackendTlsConfig>;
   clientTls: Partial<ClientTlsConfig>;
   workers?: number;
+  drainTimeoutMs?: number;
   logLevel?: LogLevel;
 }
 

@@ -10,6 +10,7 @@ import {
   DEFAULT_BACKEND_OPTIONS,
   DEFAULT_BACKEND_TLS,
   DEFAULT_CLIENT_TLS,
+  DEFAULT_DRAIN_TIMEOUT_MS,
   DEFAULT_LISTEN,
   DEFAULT_LOG_LEVEL,
   DEFAULT_METRICS_LISTEN,
@@ -45,7 +46,7 @@ export function loadConfig(args: RunArgs, readFile: ReadFile = readUtf8): Config
 
 /** Merges the layers (flags over file), fills in defaults, checks replicas against the backends. */
 export function resolveConfig(file: ConfigLayer | null, flags: ConfigLayer, configPath: string | null): Config {
-  const pick = <K extends 'listen' | 'backends' | 'replicas' | 'metricsListen' | 'allowFlushAll' | 'workers' | 'logLevel'>(
+  const pick = <K extends 'listen' | 'backends' | 'replicas' | 'metricsListen' | 'allowFlushAll' | 'workers' | 'drainTimeoutMs' | 'logLevel'>(
     key: K,
   ): { value: ConfigLayer[K]; layer: ConfigLayer } | undefined => {
     if (flags[key] !== undefined) return { value: flags[key], layer: flags };
@@ -88,6 +89,7 @@ export function resolveConfig(file: ConfigLayer | null, flags: ConfigLayer, conf
     backendTls,
     clientTls,
     workers: pick('workers')?.value ?? DEFAULT_WORKERS,
+    drainTimeoutMs: pick('drainTimeoutMs')?.value ?? DEFAULT_DRAIN_TIMEOUT_MS,
     logLevel: pick('logLevel')?.value ?? DEFAULT_LOG_LEVEL,
     configPath,
   };

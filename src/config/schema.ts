@@ -38,6 +38,7 @@
 //     certFile: server.pem
 //     keyFile: server-key.pem
 //   workers: 1
+//   drainTimeoutMs: 30000            # on SIGTERM, open clients are served until they close, at most this long
 //   logLevel: info                   # fatal, error, warn, info, debug, trace
 //
 // Unknown fields are errors, so a misspelt setting never silently falls back to its default.
@@ -51,6 +52,7 @@ import {
   REPLICAS_RANGE,
   WEIGHT_RANGE,
   WORKERS_RANGE,
+  DRAIN_TIMEOUT_RANGE,
   checkBoolean,
   checkHostPort,
   checkInteger,
@@ -76,6 +78,7 @@ const TOP_FIELDS = [
   'backendTls',
   'clientTls',
   'workers',
+  'drainTimeoutMs',
   'logLevel',
 ] as const;
 const BACKEND_ENTRY_FIELDS = ['address', 'weight', 'local'] as const;
@@ -152,6 +155,7 @@ export function parseConfigText(yamlText: string, source: string): ConfigLayer {
     if (f.keyFile !== undefined) tls.keyFile = take('clientTls.keyFile', checkText(f.keyFile, 'a file path'));
   }
   if (top.workers !== undefined) layer.workers = int('workers', top.workers, WORKERS_RANGE);
+  if (top.drainTimeoutMs !== undefined) layer.drainTimeoutMs = int('drainTimeoutMs', top.drainTimeoutMs, DRAIN_TIMEOUT_RANGE);
   if (top.logLevel !== undefined) layer.logLevel = take('logLevel', checkLogLevel(top.logLevel, false));
   return layer;
 }

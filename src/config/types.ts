@@ -72,6 +72,8 @@ export interface Config {
   backendTls: BackendTlsConfig;
   clientTls: ClientTlsConfig;
   workers: number;
+  /** On SIGTERM, how long open clients are still served before they are closed. */
+  drainTimeoutMs: number;
   logLevel: LogLevel;
   /** The config file as given on the command line, re-read on reload; null without --config. */
   configPath: string | null;

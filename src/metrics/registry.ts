@@ -73,6 +73,12 @@ export interface Metrics {
 
   /** result: "ok" or "error" (the old config kept). */
   configReloads: Counter<'result'>;
+  /**
+   * TLS changes a reload found, by side (backend, client) and result: applied; refused (a
+   * certificate file could not be read: the whole reload refused); needs_restart (client TLS
+   * turned on or off). Every series is exported from start, at 0.
+   */
+  tlsReloads: Counter<'side' | 'result'>;
 
   /** Drops every series labelled with this backend, when a reload removes it. */
   forgetBackend(address: string): Promise<void>;
@@ -226,7 +232,16 @@ export function createMetrics(): Metrics {
       labelNames: ['result'] as const,
       registers,
     }),
+    tlsReloads: new Counter({
+      name: 'replicached_tls_reloads_total',
+      help: 'TLS changes found on a reload, by side (backend, client) and result: applied, refused (a certificate file unreadable: the reload refused), needs_restart.',
+      labelNames: ['side', 'result'] as const,
+      registers,
+    }),
   };
+  for (const side of ['backend', 'client']) {
+    for (const result of ['applied', 'refused', 'needs_restart']) m.tlsReloads.inc({ side, result }, 0);
+  }
 
   requestCells.attach(m.requests);
   errorCells.attach(m.backendErrors);

@@ -195,17 +195,18 @@ export class Resyncer implements ResyncHooks {
    * who each backend was (so a restart is still told from a dropped connection),
    * and which backends were not yet to be trusted: their runs start again.
    */
-  handOver(): { identities: Map<Backend, Identity | null>; distrusted: Backend[] } {
+  handOver(): { identities: Map<string, Identity | null>; distrusted: string[] } {
+    // By address: a reload that changes connection settings opens new Backend objects.
     return {
-      identities: new Map(this.identities),
-      distrusted: this.backends.filter((b) => this.isResyncing(b)),
+      identities: new Map(this.backends.map((b) => [b.address, this.identities.get(b) ?? null])),
+      distrusted: this.backends.filter((b) => this.isResyncing(b)).map((b) => b.address),
     };
   }
 
   /** Takes over the identities a previous Resyncer knew (see handOver). */
-  adoptIdentities(identities: ReadonlyMap<Backend, Identity | null>): void {
+  adoptIdentities(identities: ReadonlyMap<string, Identity | null>): void {
     for (const b of this.backends) {
-      const known = identities.get(b);
+      const known = identities.get(b.address);
       if (known !== undefined) this.identities.set(b, known);
     }
   }

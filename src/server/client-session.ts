@@ -2,6 +2,9 @@
 // binary request, as memcached decides), feed the parser, dispatch requests,
 // and write replies in order. Back-pressure: the socket stops being read while
 // the client has too many requests in flight or too many reply bytes unread.
+// Half-close: a client that shuts down its write side (FIN, `nc -N`) still gets
+// the replies to every request it sent before, then the connection closes, as
+// memcached does; an unfinished request at the FIN is dropped.
 // Replies released in one tick (a chunk of pipelined requests, or the backend
 // replies of one read) leave in one socket write: a write is a syscall, and
 // syscalls were most of the proxy's CPU time.
@@ -41,6 +44,8 @@ export class ClientSession {
   private paused = false;
   private ended = false;
   private stopped = false;
+  /** The client sent FIN: nothing more will arrive. */
+  private inputEnded = false;
   /** Replies released this tick, written together by flushOut(). */
   private out: Buffer[] = [];
   private outBytes = 0;
@@ -63,6 +68,7 @@ export class ClientSession {
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('drain', () => this.pump());
+    socket.on('end', () => this.onInputEnd());
     socket.on('error', () => this.socket.destroy());
     socket.on('close', () => {
       this.ended = true;
@@ -102,22 +108,35 @@ export class ClientSession {
     this.pump();
   }
 
+  /** The socket was created with allowHalfOpen: the session decides when to close its side. */
+  private onInputEnd(): void {
+    this.inputEnded = true;
+    if (this.protocol === null) this.end();
+    else this.pump();
+  }
+
   /** Start every buffered request the bounds allow, then decide whether to keep reading. */
   private pump(): void {
     if (this.pumping || this.protocol === null) return;
     this.pumping = true;
+    let exhausted = false;
     try {
       // The output bound is checked per request, not only after the loop: one chunk can hold
       // thousands of pipelined gets, and a client that never reads must not get them all answered.
       while (!this.ended && !this.stopped && !this.overloaded()) {
         const start = this.protocol.next();
-        if (start === null) break;
+        if (start === null) {
+          exhausted = true;
+          break;
+        }
         start(this.replies.reserve());
       }
     } finally {
       this.pumping = false;
     }
-    this.updateReading();
+    // Half-closed, every request started and answered: close, after the replies are written.
+    if (this.inputEnded && exhausted && this.replies.pending === 0) this.end();
+    else this.updateReading();
   }
 
   private overloaded(): boolean {

@@ -1,5 +1,10 @@
 // The client-facing listener: accepts connections up to the limit, gives each
-// a session whose protocol is decided by its first byte, and drains on shutdown.
+// a session whose protocol is decided by its first byte, and drains on shutdown:
+//
+//   shutdown(drainMs) ─> stop accepting ─> open clients are served as usual
+//        until every client has closed ──┐  (or drainMs passed, or endDrain())
+//                                        ▼
+//   read no more ─> requests in flight finish ─> FIN to every client ─> linger ─> cut
 
 import net from 'node:net';
 import tls from 'node:tls';
@@ -8,8 +13,11 @@ import { ClientSession } from './client-session';
 import type { ServerContext } from './context';
 import { TextProtocol } from './text-protocol';
 
+/** After the drain: how long requests in flight may take to finish (backend timeouts are well under it). */
+const IN_FLIGHT_GRACE_MS = 2000;
 /** How long a closing client may take to read its last replies at shutdown. */
 const SHUTDOWN_LINGER_MS = 1000;
+const SHUTDOWN_POLL_MS = 10;
 
 /** memcached's binary request magic; any other first byte means text. */
 const BINARY_REQUEST_MAGIC = 0x80;
@@ -28,6 +36,13 @@ export class Listener {
   private readonly server: net.Server;
   private readonly sessions = new Set<ClientSession>();
   private readonly sockets = new Set<net.Socket>();
+  /**
+   * Every TCP connection, sessions or not: with TLS a connection has no session until its
+   * handshake ends, and one whose handshake failed is, with allowHalfOpen, never closed by
+   * Node; server.close() would wait for it forever.
+   */
+  private readonly connectionsOpen = new Set<net.Socket>();
+  private drainCut = false;
 
   constructor(
     private readonly ctx: ServerContext,
@@ -35,9 +50,16 @@ export class Listener {
     /** Serve clients over TLS: a session starts once the handshake is done. */
     tlsOptions: tls.TlsOptions | null = null,
   ) {
+    // allowHalfOpen: a client's FIN does not close the socket; its session answers first.
     this.server = tlsOptions
-      ? tls.createServer({ handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS, ...tlsOptions }, (socket) => this.accept(socket))
-      : net.createServer((socket) => this.accept(socket));
+      ? tls.createServer({ handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS, allowHalfOpen: true, ...tlsOptions }, (socket) =>
+          this.accept(socket),
+        )
+      : net.createServer({ allowHalfOpen: true }, (socket) => this.accept(socket));
+    this.server.on('connection', (socket: net.Socket) => {
+      this.connectionsOpen.add(socket);
+      socket.once('close', () => this.connectionsOpen.delete(socket));
+    });
   }
 
   /** Open client connections. */
@@ -63,24 +85,35 @@ export class Listener {
   }
 
   /**
-   * Stop accepting, let requests in flight finish (their writes reach the
-   * replicas), then close every client, at the latest after `deadlineMs`.
+   * Stop accepting; serve the open clients until they have all closed, or
+   * `drainMs` passes, or endDrain() is called. Then read no more, let requests
+   * in flight finish (their writes reach the replicas) and close every client.
+   * With no client connected it returns at once. Resolves with the number of
+   * clients still connected when the drain ended (closed by the proxy).
    */
-  async shutdown(deadlineMs: number): Promise<void> {
+  async shutdown(drainMs: number): Promise<number> {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    const deadline = Date.now() + deadlineMs;
+    await waitFor(() => this.sockets.size === 0 || this.drainCut, drainMs);
+    const cut = this.sockets.size;
     for (const session of this.sessions) session.stopReading();
-    while (Date.now() < deadline && [...this.sessions].some((s) => s.inFlight > 0)) {
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    await waitFor(() => [...this.sessions].every((s) => s.inFlight === 0), IN_FLIGHT_GRACE_MS);
     for (const session of this.sessions) session.finish();
     // Clients get a moment to read their last replies and close; then they are cut.
-    const lingerUntil = Math.min(deadline, Date.now() + SHUTDOWN_LINGER_MS);
-    while (Date.now() < lingerUntil && this.sockets.size > 0) {
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    await waitFor(() => this.sockets.size === 0, SHUTDOWN_LINGER_MS);
     for (const socket of this.sockets) socket.destroy();
+    for (const socket of this.connectionsOpen) socket.destroy();
     await closed;
+    return cut;
+  }
+
+  /** New client connections get this certificate and key (a reload rotated them); open ones keep theirs. */
+  setTlsContext(options: tls.SecureContextOptions): void {
+    if (this.server instanceof tls.Server) this.server.setSecureContext(options);
+  }
+
+  /** Ends a drain in progress now (a second signal): the clients still open are closed. */
+  endDrain(): void {
+    this.drainCut = true;
   }
 
   private accept(socket: net.Socket): void {
@@ -107,4 +140,10 @@ export class Listener {
     );
     this.sessions.add(session);
   }
+}
+
+/** Polls `done` until it holds or `ms` have passed. */
+async function waitFor(done: () => boolean, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!done() && Date.now() < deadline) await new Promise((r) => setTimeout(r, SHUTDOWN_POLL_MS));
 }

@@ -57,6 +57,7 @@ limits:
   clientIdleTimeoutMs: 60000
 allowFlushAll: false
 workers: 2
+drainTimeoutMs: 12000
 logLevel: warn
 `;
 
@@ -94,6 +95,7 @@ describe('config file', () => {
       backendTls: { enabled: false, caFile: null, certFile: null, keyFile: null, serverName: null, rejectUnauthorized: true },
       clientTls: { enabled: false, certFile: null, keyFile: null },
       workers: 2,
+      drainTimeoutMs: 12000,
       logLevel: 'warn',
       configPath: 'replicached.yaml',
     });
@@ -185,8 +187,9 @@ describe('file errors name the file, the field and the problem', () => {
     ['allowFlushAll: "no"', 'allowFlushAll', 'must be true or false, got "no"'],
     ['allow_flush_all: false', 'allow_flush_all', 'unknown field (did you mean "allowFlushAll"?)'],
     ['workers: 0', 'workers', 'must be an integer between 1 and 256, got 0'],
+    ['drainTimeoutMs: -1', 'drainTimeoutMs', 'must be a non-negative integer, got -1'],
     ['logLevel: verbose', 'logLevel', 'must be one of fatal, error, warn, info, debug, trace, got "verbose"'],
-    ['replica: 2', 'replica', 'unknown field (known: listen, backends, replicas, metricsListen, backend, limits, allowFlushAll, backendTls, clientTls, workers, logLevel)'],
+    ['replica: 2', 'replica', 'unknown field (known: listen, backends, replicas, metricsListen, backend, limits, allowFlushAll, backendTls, clientTls, workers, drainTimeoutMs, logLevel)'],
     ['- listen: 127.0.0.1:1', 'top level', 'must be a mapping of settings, got a list'],
     ['workers: 1\nworkers: 2\n', 'line 2, column 1', 'Map keys must be unique'],
     ['backends: [10.0.0.1:1\n', 'line 2, column 1', 'Flow sequence in block collection must be sufficiently indented and end with a ]'],

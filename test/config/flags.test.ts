@@ -76,6 +76,7 @@ describe('defaults', () => {
       backendTls: { enabled: false, caFile: null, certFile: null, keyFile: null, serverName: null, rejectUnauthorized: true },
       clientTls: { enabled: false, certFile: null, keyFile: null },
       workers: 1,
+      drainTimeoutMs: 30_000,
       logLevel: 'info',
       configPath: null,
     });
@@ -126,6 +127,8 @@ describe('flags', () => {
       '50',
       '--workers',
       '2',
+      '--drain-timeout',
+      '0',
       '--log-level',
       'debug',
       '--no-flush-all',
@@ -135,7 +138,7 @@ describe('flags', () => {
     ]);
     expect(c.backend).toMatchObject({ connections: 4, requestTimeoutMs: 250, connectTimeoutMs: 100 });
     expect(c.limits).toMatchObject({ maxItemSize: 2 * 1024 * 1024, maxClientConnections: 50 });
-    expect(c).toMatchObject({ workers: 2, logLevel: 'debug', allowFlushAll: false, metricsListen: null });
+    expect(c).toMatchObject({ workers: 2, drainTimeoutMs: 0, logLevel: 'debug', allowFlushAll: false, metricsListen: null });
     expect(c.listen.port).toBe(0);
   });
   it.each([
@@ -183,6 +186,7 @@ describe('flag errors name the flag and the problem', () => {
     [['--item-size-max', '2g'], '--item-size-max: must be an integer between 1 and 1073741824 bytes (suffix k or m allowed), got "2g"'],
     [['--max-connections', ''], '--max-connections: must be a positive integer, got ""'],
     [['--workers', '1000'], '--workers: must be an integer between 1 and 256, got "1000"'],
+    [['--drain-timeout', '30s'], '--drain-timeout: must be a non-negative integer, got "30s"'],
     [['--log-level', 'loud'], '--log-level: must be one of fatal, error, warn, info, debug, trace, got "loud"'],
     [['--bogus'], '--bogus: unknown flag (see --help)'],
     [['--replicas'], '--replicas: needs a value: <n>'],

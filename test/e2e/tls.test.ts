@@ -4,10 +4,13 @@
 //   - set/get through the proxy to TLS backends, verification on (--backend-tls-ca);
 //   - a backend whose certificate the CA did not sign is refused: marked down, requests
 //     go to the other replica; with --backend-tls-insecure it is used (encrypted only);
-//   - client TLS on the listen socket (--tls-cert/--tls-key), text and binary.
+//   - client TLS on the listen socket (--tls-cert/--tls-key), text and binary;
+//   - reloads: a backendTls change is applied, a rotated certificate file is re-read without
+//     a config edit (backend CA and client certificate), an unreadable file refuses the
+//     reload; each counted in replicached_tls_reloads_total.
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -15,6 +18,8 @@ import tls from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../helpers/memcached';
 import { startProxy, type ProxyProcess } from '../helpers/proxy';
+import { pollUntil } from '../helpers/wait';
+import { metricValue, scrape } from '../ops/support';
 
 let dir = '';
 const file = (name: string): string => path.join(dir, name);
@@ -203,6 +208,7 @@ describe('TLS to the backends', () => {
   it('with --backend-tls-insecure the untrusted backend is used (encrypted, not authenticated)', async () => {
     const proxy = await startProxy({ backends: [rogue.address], replicas: 1, args: ['--backend-tls', '--backend-tls-insecure'] });
     proxies.push(proxy);
+    await waitForOutput(proxy, /"level":"warn".*without certificate verification \(insecure\)/);
     const reply = await plainGetSet(proxy.port, 'tls:c', 'insecure');
     expect(reply.toString('latin1')).toBe('STORED\r\nVALUE tls:c 3 8\r\ninsecure\r\nEND\r\n');
     const onRogue = await tlsExchange(rogue.port, latin1('get tls:c\r\n'), latin1('END\r\n'), rogueCa);
@@ -236,5 +242,95 @@ describe('TLS for clients', () => {
     expect(await tlsExchange(proxy.port, noop, reply, ca)).toEqual(reply);
 
     expect((await plainExchange(proxy.port, latin1('version\r\n'))).toString('latin1')).not.toMatch(/VERSION/);
+  });
+});
+
+describe('TLS changes on reload', () => {
+  /** A proxy over good1 whose TLS settings come from a config file (no TLS flags: they would win over it). */
+  async function configured(yaml: string): Promise<{ proxy: ProxyProcess; config: string }> {
+    const config = file(`replicached-${Date.now()}.yaml`);
+    writeFileSync(config, yaml);
+    const proxy = await startProxy({ backends: [good1.address], replicas: 1, metrics: true, logLevel: 'info', args: ['--config', config] });
+    proxies.push(proxy);
+    return { proxy, config };
+  }
+  const backendTls = (caFile: string): string => `backendTls:\n  enabled: true\n  caFile: ${caFile}\n`;
+  const tlsReloads = async (proxy: ProxyProcess, side: string, result: string): Promise<number> =>
+    metricValue(await scrape(proxy.metricsPort!), 'replicached_tls_reloads_total', { side, result }) ?? -1;
+  /** A set and get through the proxy; false when it closes the connection (its only backend is down). */
+  const works = async (proxy: ProxyProcess, key: string): Promise<boolean> => {
+    const reply = await plainExchange(proxy.port, latin1(`set ${key} 3 0 1\r\nv\r\nget ${key}\r\nquit\r\n`));
+    return reply.toString('latin1') === `STORED\r\nVALUE ${key} 3 1\r\nv\r\nEND\r\n`;
+  };
+
+  it('a SIGHUP that changes backendTls applies it: every backend reconnects with the new CA', async () => {
+    const { proxy, config } = await configured(backendTls(file('rogue-ca.crt')));
+    expect(await works(proxy, 'tls:r0')).toBe(false);
+    await waitForOutput(proxy, /"msg":"backend down"/);
+    expect(await tlsReloads(proxy, 'backend', 'applied')).toBe(0);
+
+    writeFileSync(config, backendTls(file('ca.crt')));
+    proxy.child.kill('SIGHUP');
+    await waitForOutput(proxy, /"backendTls":true.*"msg":"config reloaded"/);
+    await pollUntil(() => works(proxy, 'tls:r1'), 5000, 50, 'set/get never worked with the new CA');
+    expect(await tlsReloads(proxy, 'backend', 'applied')).toBe(1);
+  });
+
+  it('a CA file rotated in place is re-read without a config edit or a signal', async () => {
+    const caFile = file('rotating-ca.crt');
+    copyFileSync(file('rogue-ca.crt'), caFile);
+    const { proxy } = await configured(backendTls(caFile));
+    expect(await works(proxy, 'tls:r2')).toBe(false);
+    await waitForOutput(proxy, /"msg":"backend down"/);
+
+    copyFileSync(file('ca.crt'), caFile);
+    await pollUntil(() => works(proxy, 'tls:r3'), 10_000, 100, 'the rotated CA file was never used');
+    expect(proxy.output()).toMatch(/"trigger":"file".*"backendTls":true.*"msg":"config reloaded"/);
+    expect(await tlsReloads(proxy, 'backend', 'applied')).toBe(1);
+  });
+
+  it('a certificate file that cannot be read refuses the whole reload; the running TLS settings stay', async () => {
+    const { proxy, config } = await configured(`${backendTls(file('ca.crt'))}replicas: 1\n`);
+    expect(await works(proxy, 'tls:r4')).toBe(true);
+    writeFileSync(config, backendTls(file('missing-ca.crt')));
+    proxy.child.kill('SIGHUP');
+    await waitForOutput(proxy, /"error":"backendTls\.caFile: cannot read .*missing-ca\.crt.*"msg":"config reload refused/);
+    // (the file watcher may refuse the same edit a second time)
+    expect(await tlsReloads(proxy, 'backend', 'refused')).toBeGreaterThanOrEqual(1);
+    expect(metricValue(await scrape(proxy.metricsPort!), 'replicached_config_reloads_total', { result: 'error' })).toBeGreaterThanOrEqual(1);
+    expect(await works(proxy, 'tls:r5')).toBe(true);
+  });
+
+  it('a client certificate and key that do not match (a rotation caught half done) refuse the reload', async () => {
+    const clientTls = (key: string): string => `clientTls:\n  enabled: true\n  certFile: ${file('server.crt')}\n  keyFile: ${file(key)}\n`;
+    const { proxy, config } = await configured(backendTls(file('ca.crt')) + clientTls('server.key'));
+    writeFileSync(config, backendTls(file('ca.crt')) + clientTls('rogue.key'));
+    proxy.child.kill('SIGHUP');
+    await waitForOutput(proxy, /"error":"clientTls: unusable certificate files: .*"msg":"config reload refused/);
+    expect(await tlsReloads(proxy, 'client', 'refused')).toBeGreaterThanOrEqual(1);
+    expect(await tlsReloads(proxy, 'client', 'applied')).toBe(0);
+    const reply = await tlsExchange(proxy.port, latin1('version\r\n'), latin1('\r\n'), ca);
+    expect(reply.toString('latin1')).toMatch(/^VERSION /);
+  });
+
+  it('a rotated client certificate is served to new connections', async () => {
+    copyFileSync(file('server.crt'), file('listen.crt'));
+    copyFileSync(file('server.key'), file('listen.key'));
+    const clientTls = `clientTls:\n  enabled: true\n  certFile: ${file('listen.crt')}\n  keyFile: ${file('listen.key')}\n`;
+    const { proxy } = await configured(backendTls(file('ca.crt')) + clientTls);
+    const version = (trust: Buffer) => tlsExchange(proxy.port, latin1('version\r\n'), latin1('\r\n'), trust).then(() => true, () => false);
+    expect(await version(ca)).toBe(true);
+    expect(await version(rogueCa)).toBe(false);
+
+    // Rotated to a certificate of the other CA: the key first, then the certificate.
+    copyFileSync(file('rogue.key'), file('listen.key'));
+    copyFileSync(file('rogue.crt'), file('listen.crt'));
+    await pollUntil(() => version(rogueCa), 10_000, 100, 'the rotated client certificate was never served');
+    expect(await version(ca)).toBe(false);
+    expect(await tlsReloads(proxy, 'client', 'applied')).toBeGreaterThanOrEqual(1);
+    // The handshakes the client refused left no connection that holds up the shutdown.
+    const t0 = Date.now();
+    expect(await proxy.stop()).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(3000);
   });
 });

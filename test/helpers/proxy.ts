@@ -28,6 +28,8 @@ export interface ProxyOptions {
   replicas?: number;
   /** Serve metrics on a free port (default off). */
   metrics?: boolean;
+  /** --log-level (default warn). */
+  logLevel?: string;
   args?: string[];
 }
 
@@ -41,7 +43,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyProcess> {
     '--metrics-listen',
     opts.metrics ? '127.0.0.1:0' : 'off',
     '--log-level',
-    'warn',
+    opts.logLevel ?? 'warn',
     ...(opts.replicas === undefined ? [] : ['--replicas', String(opts.replicas)]),
     ...(opts.args ?? []),
   ];

@@ -25,6 +25,7 @@ const EXPECTED: [name: string, type: string][] = [
   ['replicached_client_bytes_sent_total', 'counter'],
   ['replicached_config_reloads_total', 'counter'],
   ['replicached_converge_repairs_total', 'counter'],
+  ['replicached_tls_reloads_total', 'counter'],
 ];
 
 describe('metrics registry', () => {

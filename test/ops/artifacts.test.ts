@@ -55,7 +55,7 @@ test('the example configs load', () => {
   expect(example.backends.map((b) => b.address)).toEqual(['memcached-0:11211', 'memcached-1:11211', 'memcached-2:11211']);
   expect(example.metricsListen).toEqual({ host: '0.0.0.0', port: 9150 }); // the Dockerfile's HEALTHCHECK port
 
-  const compose = loadText(read('examples/compose/replicached.yaml'), 'replicached.yaml');
+  const compose = loadText(read('examples/compose/replicached/replicached.yaml'), 'replicached.yaml');
   expect(compose.replicas).toBe(2);
 
   const docs = parseAllDocuments(read('examples/kubernetes/web-with-replicached.yaml')).map((d) => d.toJS() as Record<string, unknown>);
@@ -65,4 +65,31 @@ test('the example configs load', () => {
   expect(k8s.metricsListen?.port).toBe(9150);
 
   expect(parseDocument(read('examples/compose/docker-compose.yml')).errors).toEqual([]);
+});
+
+test('the examples stop php-fpm before replicached, and the compose sidecars see config edits', () => {
+  type Container = { name: string; restartPolicy?: string; readinessProbe?: { httpGet: { path: string } } };
+  type PodSpec = { terminationGracePeriodSeconds?: number; initContainers?: Container[]; containers: Container[] };
+  const docs = parseAllDocuments(read('examples/kubernetes/web-with-replicached.yaml')).map((d) => d.toJS() as Record<string, unknown>);
+  const deployment = docs.find((d) => d.kind === 'Deployment') as { spec: { template: { spec: PodSpec } } };
+  const pod = deployment.spec.template.spec;
+  // A native sidecar: the kubelet stops the containers first and init containers with restartPolicy Always after them.
+  const sidecar = pod.initContainers?.find((c) => c.name === 'replicached');
+  expect(sidecar?.restartPolicy).toBe('Always');
+  expect(sidecar?.readinessProbe?.httpGet.path).toBe('/readyz');
+  expect(pod.containers.map((c) => c.name)).toEqual(['php-fpm']);
+  const configMap = docs.find((d) => d.kind === 'ConfigMap') as { data: Record<string, string> };
+  const k8s = loadText(configMap.data['replicached.yaml'], 'configmap');
+  expect(pod.terminationGracePeriodSeconds! * 1000).toBeGreaterThan(k8s.drainTimeoutMs + 30_000); // + php-fpm's 30 s
+
+  type Service = { network_mode?: string; depends_on?: string[]; volumes?: string[] };
+  const compose = parseDocument(read('examples/compose/docker-compose.yml'), { merge: true }).toJS() as { services: Record<string, Service> };
+  for (const web of ['web1', 'web2']) {
+    // php-fpm depends on its sidecar, so compose stops php-fpm first.
+    expect(compose.services[web].network_mode).toBe(`service:${web}-replicached`);
+    expect(compose.services[web].depends_on).toContain(`${web}-replicached`);
+    // A directory mount: an edit that replaces the file is seen in the container.
+    expect(compose.services[`${web}-replicached`].volumes).toContain('./replicached:/etc/replicached:ro');
+  }
+  expect(read('examples/compose/php/shutdown.conf')).toMatch(/^process_control_timeout = \d+s$/m);
 });

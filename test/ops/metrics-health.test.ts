@@ -1,5 +1,5 @@
 // Metrics move with traffic and with a backend's death; /readyz follows the
-// live replicas. replicached runs as a child process over real memcached.
+// sidecar semantics (ready once a backend answered; a later outage does not unready). replicached runs as a child process over real memcached.
 
 import { afterEach, describe, expect, test } from 'vitest';
 import { startCluster, type Cluster } from '../helpers/cluster';
@@ -92,29 +92,30 @@ describe('health', () => {
     expect(await httpGet(metricsPort, '/healthz')).toEqual({ status: 200, body: 'ok\n' });
   });
 
-  // The ring skips a dead backend, so a key loses its last live replica only when
-  // every backend is dead: with 2 backends and 2 replicas, kill both.
-  test('/readyz turns 503 when a key has no live replica, and 200 again when one returns', async () => {
+  // Sidecar readiness: ready once a backend has answered, and still ready when every backend
+  // is lost. Each web pod's sidecar sees the same memcached; failing readiness on a shared
+  // outage would take every web pod out of its Service at once (test/ops/readiness.test.ts
+  // covers start-up with every backend dead).
+  test('/readyz: 200 once a backend answered, and still 200 with every backend dead (backend_up says 0)', async () => {
     const { mcs, metricsPort } = await startWithClient(2, 2);
-    expect((await httpGet(metricsPort, '/readyz')).status).toBe(200);
+    await waitFor('/readyz 200', async () => (await httpGet(metricsPort, '/readyz')).status === 200);
 
-    mcs[0].kill('SIGKILL');
-    await mcs[0].exited();
-    await waitFor('first backend down', async () => {
+    for (const mc of mcs) {
+      mc.kill('SIGKILL');
+      await mc.exited();
+    }
+    await waitFor('both backends down', async () => {
       await poke(cluster!.proxy.port);
-      return metricValue(await scrape(metricsPort), 'replicached_backend_up', { backend: mcs[0].address }) === 0;
+      const body = await scrape(metricsPort);
+      return mcs.every((mc) => metricValue(body, 'replicached_backend_up', { backend: mc.address }) === 0);
     });
-    // One live replica left for every key: still ready.
     expect((await httpGet(metricsPort, '/readyz')).status).toBe(200);
-
-    mcs[1].kill('SIGKILL');
-    await mcs[1].exited();
-    await waitFor('/readyz 503', async () => {
-      await poke(cluster!.proxy.port);
-      return (await httpGet(metricsPort, '/readyz')).status === 503;
-    });
 
     await mcs[1].restart();
-    await waitFor('/readyz 200 again', async () => (await httpGet(metricsPort, '/readyz')).status === 200);
+    await waitFor('backend_up 1 again', async () => {
+      await poke(cluster!.proxy.port);
+      return metricValue(await scrape(metricsPort), 'replicached_backend_up', { backend: mcs[1].address }) === 1;
+    });
+    expect((await httpGet(metricsPort, '/readyz')).status).toBe(200);
   });
 });
