@@ -47,7 +47,7 @@ describe('text protocol', () => {
     expect(mismatches).toEqual([]);
   }, 60_000);
 
-  test('stores every key memcached stores, on 2 backends, under the same bytes', async () => {
+  test('stores every key memcached stores, on 2 backends, under the same bytes, and deletes it there', async () => {
     // Space, LF and NUL end a text key; every other byte belongs to it.
     const stored = ALL_BYTES.filter((b) => b !== 0x20 && b !== 0x0a && b !== 0x00);
     const missing: string[] = [];
@@ -57,6 +57,10 @@ describe('text protocol', () => {
       expect(reply.equals(text('STORED\r\nVALUE ', key, ' 7 1\r\nv\r\nEND\r\n')), `${hex(b)}: ${JSON.stringify(reply.toString('latin1'))}`).toBe(true);
       const copies = await copiesOnBackends(key);
       if (copies !== 2) missing.push(`${hex(b)}: ${copies} copies`);
+      // And a delete reaches both copies under the same bytes.
+      expect((await textExchange(cluster.proxy.port, text('delete ', key, '\r\n'))).toString()).toBe('DELETED\r\n');
+      const left = await copiesOnBackends(key);
+      if (left !== 0) missing.push(`${hex(b)}: ${left} copies after delete`);
     }
     expect(missing).toEqual([]);
   }, 60_000);
