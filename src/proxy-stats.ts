@@ -1,10 +1,24 @@
 // The proxy's own figures for the memcached `stats` command, named as memcached
 // names them where the meaning is the same, and prefixed where it is ours.
+// `stats reset` starts the cumulative ones again from zero, as memcached's does; the
+// Prometheus counters they share with the metrics are never reset (a counter only grows).
 
+import type { Config } from './config';
 import type { MemcachedNode } from './routing/node';
+
+type StatPairs = Array<[string, string | number]>;
+
+/** The figures `stats reset` zeroes (memcached's stats_reset: counts, not gauges or times). */
+const CUMULATIVE = new Set([
+  'total_connections', 'rejected_connections', 'cmd_get', 'cmd_set', 'cmd_touch', 'get_hits', 'get_misses',
+  'get_unavailable', 'delete_hits', 'delete_misses', 'incr_hits', 'incr_misses', 'decr_hits', 'decr_misses',
+  'cas_hits', 'cas_badval', 'cas_misses', 'touch_hits', 'touch_misses', 'bytes_read', 'bytes_written',
+]);
 
 export class ProxyStats {
   private readonly startedAt = Date.now();
+  /** The cumulative figures at the last `stats reset`, subtracted from what is shown. */
+  private baseline = new Map<string, number>();
   currConnections = 0;
   totalConnections = 0;
   rejectedConnections = 0;
@@ -29,7 +43,18 @@ export class ProxyStats {
     return n;
   }
 
-  snapshot(): Array<[string, string | number]> {
+  /** `stats reset`. */
+  reset(): void {
+    this.baseline = new Map();
+    for (const [name, value] of this.snapshot()) if (typeof value === 'number' && CUMULATIVE.has(name)) this.baseline.set(name, value);
+  }
+
+  snapshot(): StatPairs {
+    const pairs = this.figures();
+    return this.baseline.size === 0 ? pairs : pairs.map(([name, value]) => [name, typeof value === 'number' ? value - (this.baseline.get(name) ?? 0) : value]);
+  }
+
+  private figures(): StatPairs {
     const now = Date.now();
     const backends = this.backends();
     const mem = process.memoryUsage();
@@ -70,4 +95,44 @@ export class ProxyStats {
       ...backends.map((b, i): [string, string] => [`replicached_backend_${i}`, `${b.address} ${b.isUp() ? 'up' : 'down'}`]),
     ];
   }
+}
+
+/**
+ * `stats settings`: the proxy's own settings, under memcached's names where they mean the
+ * same (its limits on clients, the port it serves), prefixed where they are ours. What it
+ * does not do is said in memcached's words: no dump, detail, LRU crawler or slab moves.
+ */
+export function settingsStats(config: Config, port: number): StatPairs {
+  const { limits } = config;
+  const yesNo = (b: boolean): string => (b ? 'yes' : 'no');
+  return [
+    ['maxconns', limits.maxClientConnections],
+    ['tcpport', port],
+    ['udpport', 0],
+    ['inter', config.listen.host],
+    ['shutdown_command', 'no'],
+    ['num_threads', config.workers],
+    ['detail_enabled', 'no'],
+    ['cas_enabled', 'yes'],
+    ['binding_protocol', 'auto-negotiate'],
+    ['auth_enabled_sasl', 'no'],
+    ['item_size_max', limits.maxItemSize],
+    ['slab_reassign', 'no'],
+    ['lru_crawler', 'no'],
+    ['flush_enabled', yesNo(config.allowFlushAll)],
+    ['dump_enabled', 'no'],
+    ['idle_timeout', Math.ceil(limits.clientIdleTimeoutMs / 1000)],
+    ['ssl_enabled', yesNo(config.clientTls.enabled)],
+    ['replicached_replicas', config.replicas],
+    ['replicached_backends', config.backends.length],
+    ['replicached_max_key_length', limits.maxKeyLength],
+    ['replicached_max_line_length', limits.maxLineLength],
+    ['replicached_max_keys_per_get', limits.maxKeysPerGet],
+    ['replicached_max_inflight_per_client', limits.maxInflightPerClient],
+    ['replicached_max_client_output_bytes', limits.maxClientOutputBytes],
+    ['replicached_client_idle_timeout_ms', limits.clientIdleTimeoutMs],
+    ['replicached_backend_connections', config.backend.connections],
+    ['replicached_request_timeout_ms', config.backend.requestTimeoutMs],
+    ['replicached_backend_tls', yesNo(config.backendTls.enabled)],
+  ];
 }

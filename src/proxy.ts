@@ -8,7 +8,7 @@ import type { BackendConfig, BackendOptions, Config } from './config';
 import type { Logger } from './log';
 import { createMetrics, type Metrics } from './metrics/registry';
 import { startMetricsServer, type MetricsServer } from './metrics/http';
-import { ProxyStats } from './proxy-stats';
+import { ProxyStats, settingsStats } from './proxy-stats';
 import { diffConfig, drainAndClose, liveConfig, type ReloadChanges, type TlsChanges } from './reload';
 import { Resyncer } from './resync/resyncer';
 import { ReplicaRing } from './routing/ring';
@@ -184,6 +184,12 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
     version: PROTOCOL_VERSION,
     allowFlushAll: config.allowFlushAll,
     stats: () => [...stats.snapshot(), ...resyncer.statsLines()],
+    resetStats: () => stats.reset(),
+    settings: () => settingsStats(current, port),
+    backendStats: async (group) => {
+      const answers = await Promise.all(backends.filter((b) => b.isUp()).map((b) => b.stats(group)));
+      return answers.filter((a): a is Map<string, string> => a instanceof Map);
+    },
     countCommand: (command, result, startedMs) =>
       metrics.countRequest(command, result, (performance.now() - startedMs) / 1000),
   };

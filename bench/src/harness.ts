@@ -98,9 +98,6 @@ interface Accumulator {
 }
 
 function supports(target: Target, workload: WorkloadId): boolean {
-  // memaslap's text keys start with 0x10 bytes, which replicached refuses (keys carry no
-  // control characters): its row would measure CLIENT_ERROR replies, not serving.
-  if (workload === 'memaslap-text' && target.name.startsWith('replicached')) return false;
   return !workload.endsWith('binary') || target.binary;
 }
 

@@ -78,8 +78,7 @@ export function markdownReport(report: Report, env: string): string {
     `memaslap: 90% get / 10% set, 1 KiB values, ${o.memaslapConnections} connections (its latency histogram is log2: percentiles are bucket upper bounds). ` +
       `session: add lock / get / set 2-8 KiB / delete lock, ${o.sessionConnections} connections, ${o.sessions} session ids.`,
     'CPU is utime+stime from /proc/<pid>/stat; peak RSS is VmHWM of the target (cumulative over the run). ' +
-      'nutcracker speaks no binary protocol: * marks a binary row compared with nutcracker on the text run of the same load. ' +
-      "memaslap-text has no replicached row: memaslap's keys start with 0x10 bytes, which replicached refuses.",
+      'nutcracker speaks no binary protocol: * marks a binary row compared with nutcracker on the text run of the same load.',
     '',
     markdownTable(report.rows),
     '',

@@ -68,13 +68,3 @@ export interface Router {
   arith(cmd: ArithCommand): Promise<ArithOutcome>;
   flush(delay: number): Promise<FlushOutcome>;
 }
-
-/** A key is valid for memcached's text protocol: 1..250 bytes, no space or control character. */
-export function isTextSafeKey(key: Buffer, maxKeyLength: number): boolean {
-  if (key.length === 0 || key.length > maxKeyLength) return false;
-  for (let i = 0; i < key.length; i++) {
-    const b = key[i];
-    if (b <= 0x20 || b === 0x7f) return false;
-  }
-  return true;
-}

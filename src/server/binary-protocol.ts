@@ -11,6 +11,7 @@ import type { Router } from '../protocol/types';
 import type { ServerContext } from './context';
 import { CLOSE, type SlotResult } from './ordered-replies';
 import { ParsedProtocol } from './parsed-protocol';
+import { binaryStats } from './stats-command';
 
 /** Binary INCR/DECR expiration meaning "fail if the key is missing" instead of creating it. */
 const NO_CREATE = 0xffffffff;
@@ -85,10 +86,7 @@ export class BinaryProtocol extends ParsedProtocol<BinaryRequest> {
         done(bin.encodeVersion(req, this.ctx.version));
         return;
       case 'stat':
-        done([
-          ...(req.group === '' ? this.ctx.stats().map(([k, v]) => bin.encodeStat(req, k, String(v))) : []),
-          bin.encodeStatEnd(req),
-        ]);
+        void Promise.resolve(binaryStats(req, this.ctx)).then(done);
         return;
       case 'quit':
         done(req.quiet ? CLOSE : { final: bin.encodeEmptySuccess(req) });

@@ -13,6 +13,12 @@ export interface ServerContext {
   allowFlushAll: boolean;
   /** The proxy's own figures for `stats`, in memcached's STAT name/value form. */
   stats(): Array<[string, string | number | bigint]>;
+  /** `stats reset`: the proxy's cumulative figures start again from zero. */
+  resetStats(): void;
+  /** `stats settings`: the proxy's own settings. */
+  settings(): Array<[string, string | number]>;
+  /** `stats <group>` from every live backend, the answers of those that answered. */
+  backendStats(group: string): Promise<Array<Map<string, string>>>;
   /** Counts a finished client command and its result, for `stats` and metrics; `startedMs` from performance.now(). */
   countCommand(command: string, result: string, startedMs: number): void;
 }

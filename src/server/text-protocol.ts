@@ -8,6 +8,7 @@ import type { GetOutcome, Router } from '../protocol/types';
 import type { ServerContext } from './context';
 import { CLOSE, type SlotResult } from './ordered-replies';
 import { ParsedProtocol } from './parsed-protocol';
+import { textStats } from './stats-command';
 
 // What memcached itself answers when started with -F (flush_all disabled).
 const FLUSH_DISABLED = Buffer.from('CLIENT_ERROR flush_all not allowed\r\n');
@@ -72,7 +73,10 @@ export class TextProtocol extends ParsedProtocol<TextRequest> {
         done(req.noreply ? null : reply.OK);
         return;
       case 'stats':
-        done(req.args.length === 0 ? reply.encodeStats(this.ctx.stats()) : reply.ERROR);
+        void Promise.resolve(textStats(req.args, this.ctx)).then(done);
+        return;
+      case 'answer':
+        done(req.reply);
         return;
       case 'quit':
         done(CLOSE);

@@ -71,9 +71,10 @@ describe('get', () => {
     expect(await backend.get(k('missing'), 500)).toEqual({ status: 'miss' });
   });
 
-  it('carries binary values and keys that need base64', async () => {
+  it('carries binary values, keys that need base64 and raw keys of control bytes', async () => {
     const value = Buffer.from([0, 13, 10, 255, 32, 13, 10]);
-    for (const key of [Buffer.from('a b\r\n\x00', 'latin1'), Buffer.alloc(186, 1), Buffer.from('clé', 'utf8'), Buffer.alloc(250, 0xff)]) {
+    const keys = [Buffer.from('a b\r\n\x00', 'latin1'), Buffer.alloc(186, 0x20), Buffer.from('clé', 'utf8'), Buffer.alloc(250, 0xff), Buffer.alloc(250, 1), Buffer.from('\rk\r', 'latin1')];
+    for (const key of keys) {
       expect((await backend.store(store({ key, value }))).status).toBe('stored');
       const r = await backend.get(key);
       expect(r.status === 'hit' && r.item.value.equals(value)).toBe(true);
@@ -81,7 +82,7 @@ describe('get', () => {
   });
 
   it('refuses a key it cannot carry without sending it', async () => {
-    const key = Buffer.alloc(187, 1);
+    const key = Buffer.alloc(187, 0x20); // base64 over 250 characters
     expect(await backend.get(key)).toMatchObject({ status: 'failed' });
     expect(await backend.store(store({ key }))).toMatchObject({ status: 'failed' });
     expect(await backend.get(Buffer.alloc(251, 0x61))).toMatchObject({ status: 'failed' });

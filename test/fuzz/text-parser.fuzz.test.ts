@@ -22,7 +22,11 @@ const latin1 = (s: string): Buffer => Buffer.from(s, 'latin1');
 
 // ---- generators ----
 
-const keyChar = fc.integer({ min: 0x21, max: 0x7e }).map((c) => String.fromCharCode(c));
+// Any byte memcached's tokenizer leaves in a key: all but space, LF and NUL (issue 13).
+const keyChar = fc
+  .integer({ min: 0x01, max: 0xff })
+  .filter((c) => c !== 0x20 && c !== 0x0a)
+  .map((c) => String.fromCharCode(c));
 // fast-check keeps lengths small by default; half the cases use the whole range.
 const key = fc
   .oneof(fc.array(keyChar, { minLength: 1, maxLength: LIMITS.maxKeyLength }), fc.array(keyChar, { minLength: 1, maxLength: LIMITS.maxKeyLength, size: 'max' }))
@@ -55,6 +59,9 @@ const validRequest: fc.Arbitrary<Buffer> = fc.oneof(
     .map(([op, k, d, nr]) => latin1(`${op} ${k} ${d}${nr}\r\n`)),
   fc.tuple(key, exptime, noreply).map(([k, t, nr]) => latin1(`touch ${k} ${t}${nr}\r\n`)),
   fc.constantFrom('version\r\n', 'stats\r\n', 'verbosity 1\r\n', 'flush_all\r\n', 'flush_all 10 noreply\r\n', 'get k\n').map(latin1),
+  // Admin and meta commands answered by the parser itself; a refused ms's data block is swallowed.
+  fc.constantFrom('mn\r\n', 'stats items\r\n', 'cache_memlimit 64\r\n', 'lru_crawler metadump all\r\n', 'mg k v\r\n').map(latin1),
+  fc.tuple(key, value).map(([k, v]) => Buffer.concat([latin1(`ms ${k} ${v.length} T0\r\n`), v, latin1('\r\n')])),
 );
 
 const validStream = fc.array(validRequest, { minLength: 1, maxLength: 8 }).map((a) => Buffer.concat(a));
@@ -64,6 +71,7 @@ const protocolish: fc.Arbitrary<Buffer> = fc
   .array(
     fc.oneof(
       fc.constantFrom('get', 'set', 'cas', 'incr', 'delete', 'touch', 'gat', 'noreply', 'quit', 'HTTP/1.1', 'stats', 'flush_all'),
+      fc.constantFrom('ms', 'mg', 'mn', 'me', 'lru', 'lru_crawler', 'slabs', 'cache_memlimit', 'extstore', 'watch', 'tune', 'automove'),
       fc.constantFrom(' ', '  ', '\r\n', '\n', '\r', '\0', '-1', '4294967295', '18446744073709551616', '99999999999999999999999'),
       shortKey,
       fc.integer({ min: -5, max: 5000 }).map(String),

@@ -33,11 +33,16 @@ describe('keys', () => {
     ['empty', b(''), true, false],
     ['utf-8 bytes go raw', Buffer.from('clé-ü', 'utf8'), true, true],
     ['250 high bytes go raw', Buffer.alloc(250, 0x80), true, true],
+    // memcached's tokenizer splits on spaces only and ends a line at LF or NUL.
+    ['control bytes go raw', b('\x01\x10\x1f\t\x0b\x0c'), true, true],
+    ['DEL goes raw', b('a\x7f'), true, true],
+    ['CR goes raw', b('a\rb\r'), true, true],
+    ['250 control bytes go raw', Buffer.alloc(250, 0x10), true, true],
     ['space needs base64', b('a b'), false, true],
-    ['DEL needs base64', b('a\x7f'), false, true],
-    ['control byte needs base64', b('\x01'), false, true],
-    ['186 bytes needing base64', Buffer.alloc(186, 0x01), false, true],
-    ['187 bytes needing base64', Buffer.alloc(187, 0x01), false, false],
+    ['LF needs base64', b('a\nb'), false, true],
+    ['NUL needs base64', b('\x00'), false, true],
+    ['186 bytes needing base64', Buffer.alloc(186, 0x20), false, true],
+    ['187 bytes needing base64', Buffer.alloc(187, 0x00), false, false],
   ])('%s', (_name, key, raw, carry) => {
     expect(isRawSafeKey(key)).toBe(raw);
     expect(canCarryKey(key)).toBe(carry);

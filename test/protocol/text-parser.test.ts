@@ -49,6 +49,8 @@ function show(r: TextRequest): string {
       return r.kind;
     case 'too_large':
       return `too_large ${k(r.key)}${r.dropStale ? ' drop' : ''}${nr(r.noreply)}`;
+    case 'answer':
+      return k(r.reply);
     case 'error':
       return (r.close ? 'CLOSE:' : '') + k(r.reply);
   }
@@ -83,6 +85,8 @@ const DELETE_USAGE = 'CLIENT_ERROR bad command line format.  Usage: delete <key>
 const TOO_LARGE = 'SERVER_ERROR object too large for cache\r\n';
 const LINE_TOO_LONG = 'CLOSE:CLIENT_ERROR line too long\r\n';
 const HTTP_CLOSE = 'CLOSE:';
+const OK_LINE = 'OK\r\n';
+const MN = 'MN\r\n';
 
 /**
  * [input, what the parser yields]. `live`: replaying the input into a tiny in-memory server built
@@ -284,33 +288,97 @@ const BAD: Case[] = [
   ['zz HTTP/1.1 x\r\n', [ERROR], 'live'],
   ['aHTTP/ HTTP/1.1\r\n', [ERROR], 'live'],
   ['mz HTTP/1.1\r\n', [ERROR], 'live'],
-  ['watch HTTP/1.1\r\n', [ERROR], 'live'],
   ['lru_crawler HTTP/1.1\r\n', [ERROR], 'live'],
   ['bget HTTP/\r\n', ['get HTTP/'], 'live'],
   ['quit HTTP/1.1\r\n', ['quit'], 'live'],
+  // Keys: memcached's tokenizer splits on spaces only; control bytes, DEL, high bytes and a CR
+  // that does not end the line are key bytes.
+  ['set k\r 0 0 1\r\nz\r\nget k\r\r\n', ['set k\r 0 0 [z]', 'get k\r'], 'live'],
+  ['set a\tb 0 0 1\r\nz\r\nget a\tb\r\n', ['set a\tb 0 0 [z]', 'get a\tb'], 'live'],
+  ['set \x7f 0 0 1\r\nz\r\nget ok \x7f\r\n', ['set \x7f 0 0 [z]', 'get ok \x7f'], 'live'],
+  ['set a\x01b 0 0 1\r\nz\r\nget a\x01b\r\n', ['set a\x01b 0 0 [z]', 'get a\x01b'], 'live'],
+  ['set \x10\x10\x80\xff 0 0 1 noreply\r\nz\r\nget \x10\x10\x80\xff\r\n', ['set \x10\x10\x80\xff 0 0 noreply [z]', 'get \x10\x10\x80\xff'], 'live'],
+  ['delete a\x1fb\r\n', ['delete a\x1fb'], 'live'],
+  ['touch a\tb 1\r\n', ['touch a\tb 1'], 'live'],
+  ['incr a\vb 1\r\n', ['incr a\vb 1'], 'live'],
 ];
 
 /** Where we differ from memcached on purpose. */
 const DELIBERATE: Case[] = [
-  // Keys with control characters could not reach a backend: memcached accepts them.
-  ['get k\r\r\n', [BAD_FORMAT]], // memcached: END (the key is "k\r")
-  ['get a\tb\r\n', [BAD_FORMAT]],
-  ['gets ok \x7f\r\n', [BAD_FORMAT]],
-  ['set a\x01b 0 0 1\r\nz\r\n', [BAD_FORMAT, ERROR]], // memcached: STORED
-  ['set a\x01b 0 0 1 noreply\r\nz\r\n', [ERROR]],
-  ['delete a\x1fb\r\n', [BAD_FORMAT]],
-  ['touch a\tb 1\r\n', [BAD_FORMAT]],
-  ['incr a\tb 1\r\n', [BAD_FORMAT]],
-  // Commands we do not serve get ERROR where memcached answers.
-  ['mn\r\n', [ERROR]], // memcached: MN
-  ['mg k v\r\n', [ERROR]], // memcached: EN
-  ['mn HTTP/1.1\r\n', [ERROR]],
-  ['watch\r\n', [ERROR]], // memcached: OK, then streams its logs
-  ['cache_memlimit 100\r\n', [ERROR]], // memcached: OK
-  ['refresh_certs\r\n', [ERROR]], // memcached built with TLS: "Error TLS not enabled"
+  // Admin commands that act on a backend's LRU, slabs or logs: refused as a memcached with
+  // them disabled refuses them (admin.ts).
+  ['watch\r\n', ['CLIENT_ERROR watch commands not allowed\r\n']], // memcached: OK, then streams its logs
+  ['watch HTTP/1.1\r\n', ['CLIENT_ERROR watch commands not allowed\r\n']], // memcached: ERROR
+  ['watch noreply\r\n', []],
+  ['lru_crawler crawl all\r\n', ['CLIENT_ERROR lru crawler disabled\r\n']], // memcached: OK
+  ['lru_crawler metadump all\r\n', ['CLIENT_ERROR lru crawler disabled\r\n']], // memcached: the dump
+  ['lru_crawler enable\r\n', ['ERROR failed to start lru crawler thread\r\n']], // the same while it runs
+  ['lru_crawler disable\r\n', [OK_LINE]], // the same, but not run live: it would stop memcached's crawler
+  ['slabs reassign 1 2\r\n', ['CLIENT_ERROR slab reassignment disabled\r\n']], // memcached: OK, BUSY, NOSPARE...
+  // Meta commands are not served through the client port; ms's data block is swallowed.
+  ['mg k v\r\n', [BAD_FORMAT]], // memcached: EN
+  ['md k\r\n', [BAD_FORMAT]], // memcached: NF
+  ['ma k\r\n', [BAD_FORMAT]], // memcached: NF
+  ['me k\r\n', [BAD_FORMAT]], // memcached: EN
+  ['ms k 3 T0\r\nabc\r\nmn\r\n', [BAD_FORMAT, MN]], // memcached: HD, MN
+  ['ms k 2 q\r\nab\r\nversion\r\n', [BAD_FORMAT, 'version']],
 ];
 
-const ALL = [...GOOD, ...BAD, ...DELIBERATE];
+/** memcached's admin commands: settings are checked as memcached checks them and answered OK. */
+const ADMIN: Case[] = [
+  ['cache_memlimit 100\r\n', [OK_LINE], 'live'],
+  ['cache_memlimit 2\r\n', ['MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m\r\n'], 'live'],
+  ['cache_memlimit 2000000000\r\n', ['MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes\r\n'], 'live'],
+  ['cache_memlimit x\r\n', [ERROR], 'live'],
+  ['cache_memlimit\r\n', [ERROR], 'live'],
+  ['cache_memlimit 1 2 3\r\n', [ERROR], 'live'],
+  ['cache_memlimit 100 noreply\r\n', [], 'live'],
+  ['cache_memlimit x noreply\r\n', [], 'live'],
+  ['lru tune 10 10 0.1 2\r\n', [OK_LINE], 'live'],
+  ['lru tune 50 50 0.1 2\r\n', ['ERROR hot and warm pcts must not exceed 80\r\n'], 'live'],
+  ['lru tune 10 10 0 2\r\n', ['ERROR hot/warm age factors must be greater than 0\r\n'], 'live'],
+  ['lru tune 10 x 0.1 2\r\n', [ERROR], 'live'],
+  ['lru mode segmented\r\n', [OK_LINE], 'live'],
+  ['lru mode x\r\n', [ERROR], 'live'],
+  ['lru temp_ttl 61\r\n', [OK_LINE], 'live'],
+  ['lru temp_ttl x\r\n', [ERROR], 'live'],
+  ['lru temp_ttl 61 noreply\r\n', [], 'live'],
+  ['lru\r\n', [ERROR], 'live'],
+  ['lru_crawler tocrawl 5\r\n', [OK_LINE], 'live'],
+  ['lru_crawler tocrawl x\r\n', [BAD_FORMAT], 'live'],
+  ['lru_crawler sleep 100\r\n', [OK_LINE], 'live'],
+  ['lru_crawler sleep 2000000\r\n', ['CLIENT_ERROR sleep must be one second or less\r\n'], 'live'],
+  ['lru_crawler crawl\r\n', [ERROR], 'live'],
+  ['slabs automove 1\r\n', [OK_LINE], 'live'],
+  ['slabs automove 3\r\n', [ERROR], 'live'],
+  ['slabs automove x\r\n', [BAD_FORMAT], 'live'],
+  ['slabs automove ratio\r\n', [ERROR], 'live'],
+  ['slabs automove ratio 0.8\r\n', [OK_LINE], 'live'],
+  ['slabs automove 1 noreply\r\n', [], 'live'],
+  ['slabs reassign 1\r\n', [ERROR], 'live'],
+  ['extstore item_size 10\r\n', [OK_LINE], 'live'],
+  ['extstore max_frag 0.8\r\n', [OK_LINE], 'live'],
+  ['extstore free_memchunks 1 2\r\n', [OK_LINE], 'live'],
+  ['extstore free_memchunks 64 2\r\n', [ERROR], 'live'],
+  ['extstore foo 1\r\n', [ERROR], 'live'],
+  ['extstore item_size\r\n', [ERROR], 'live'],
+  ['extstore item_size 10 noreply\r\n', [], 'live'],
+  ['refresh_certs\r\n', ['Error TLS not enabled\r\n'], 'live'],
+  ['mn\r\n', [MN], 'live'],
+  ['mn HTTP/1.1\r\n', [MN], 'live'],
+  ['mg\r\n', [ERROR], 'live'],
+  ['md\r\n', [ERROR], 'live'],
+  ['ma\r\n', [ERROR], 'live'],
+  ['me\r\n', [BAD_FORMAT], 'live'],
+  ['ms\r\n', [ERROR], 'live'],
+  ['ms k\r\n', [BAD_FORMAT], 'live'],
+  ['ms k x\r\n', [BAD_FORMAT], 'live'],
+  ['ms k -1\r\n', [BAD_FORMAT], 'live'],
+  [`ms ${b251} 1\r\nversion\r\n`, [BAD_FORMAT, 'version'], 'live'],
+  ['mx k\r\n', [ERROR], 'live'],
+];
+
+const ALL = [...GOOD, ...BAD, ...DELIBERATE, ...ADMIN];
 
 // ---- tables ----
 
@@ -322,6 +390,9 @@ describe('TextParser tables', () => {
     expect(transcript(bytes(input))).toEqual(expected);
   });
   it.each(DELIBERATE)('deliberately unlike memcached %j', (input, expected) => {
+    expect(transcript(bytes(input))).toEqual(expected);
+  });
+  it.each(ADMIN)('admin %j', (input, expected) => {
     expect(transcript(bytes(input))).toEqual(expected);
   });
 });
@@ -581,6 +652,9 @@ function replay(input: Buffer): { out: string; closed: boolean } {
         break;
       case 'stats':
         throw new Error('stats are not replayed');
+      case 'answer':
+        out.push(r.reply);
+        break;
       case 'quit':
         return { out: Buffer.concat(out).toString('latin1'), closed: true };
       case 'error':

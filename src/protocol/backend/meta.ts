@@ -10,10 +10,15 @@
 // echoes, so the connection can check the match instead of assuming it.
 //
 // Checked against memcached 1.6.18:
-// - keys are raw when every byte is 0x21..0x7e or >= 0x80, else base64 with the
-//   `b` flag; a base64 token over 250 characters is refused before the value
-//   length is read (CLIENT_ERROR, value NOT swallowed: a desync), so keys that
-//   would need one are refused here (canCarryKey).
+// - memcached's tokenizer splits a line on spaces only, ends it at LF (dropping
+//   one CR before it) and reads it as a C string (it ends at a NUL). Every other
+//   byte, control bytes and DEL included, is a key byte: keys go raw unless they
+//   hold a space, LF or NUL. A CR inside a raw key is safe because the key is
+//   never what ends our line but for `md <key>`, where memcached drops only the
+//   CR of the line end. Keys that need it go base64 with the `b` flag; a base64
+//   token over 250 characters is refused before the value length is read
+//   (CLIENT_ERROR, value NOT swallowed: a desync), so such keys over 186 bytes
+//   are refused here (canCarryKey). Only the binary protocol can send them.
 // - `ms` with a C token compares even C0, so C is only sent when asked for.
 // - metadump lines end in a bare \n, everything else in \r\n; both are accepted.
 
@@ -27,13 +32,9 @@ const MAX_BASE64_KEY_BYTES = 186;
 // Keys
 // ---------------------------------------------------------------------------
 
-/** A key memcached's text tokenizer can take as is: no space, control or DEL byte. */
+/** A key memcached's text tokenizer reads back intact: no space, LF or NUL. */
 export function isRawSafeKey(key: Buffer): boolean {
-  for (let i = 0; i < key.length; i++) {
-    const b = key[i];
-    if (b <= 0x20 || b === 0x7f) return false;
-  }
-  return true;
+  return key.indexOf(0x20) < 0 && key.indexOf(0x0a) < 0 && key.indexOf(0x00) < 0;
 }
 
 /** The key can be sent to memcached: 1..250 bytes, and at most 186 if it needs base64. */

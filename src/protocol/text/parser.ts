@@ -16,8 +16,9 @@
 // strtol/strtoul/strtoull read them (leading whitespace, sign, 64-bit then truncated), the
 // token counts decide between ERROR and CLIENT_ERROR, and an error on a `noreply` command is
 // not answered. Where memcached would take the data block of a malformed storage command as
-// the next command, so does this parser. On top of memcached it refuses keys with control
-// characters (a backend could not carry them) and bounds lines and keys per get.
+// the next command, so does this parser. Keys are what memcached's tokenizer leaves: any bytes
+// but space, LF and NUL (a CR is a key byte unless it ends the line), up to maxKeyLength. On
+// top of memcached it bounds lines and keys per get.
 //
 // Usage contract: call next() until it returns null after every push(). Then at most
 // maxLineLength bytes of an incomplete line are held, plus the received part of one value
@@ -27,7 +28,6 @@
 
 import type { StoreMode } from '../types';
 import type { Limits } from '../limits';
-import { isTextSafeKey } from '../types';
 import {
   CLIENT_ERROR_BAD_DATA_CHUNK,
   CLIENT_ERROR_BAD_FORMAT,
@@ -39,6 +39,8 @@ import {
   ERROR,
   ERROR_SHUTDOWN_NOT_ENABLED,
 } from './encoder';
+import { ADMIN_COMMANDS, answerAdmin } from './admin';
+import { readInteger, strtoull } from './numbers';
 
 export type TextRequest =
   /** get, gets, gat <exptime> k.., gats (and memcached's legacy bget). `keys` may be empty for `gat <exptime>`. */
@@ -58,6 +60,8 @@ export type TextRequest =
    * held, so that a stale value does not outlive the write that failed.
    */
   | { kind: 'too_large'; key: Buffer; dropStale: boolean; noreply: boolean }
+  /** A reply the parser decided on its own that is no error (an admin command's, see admin.ts). */
+  | { kind: 'answer'; reply: Buffer }
   /** The words after `stats`, latin1-decoded. */
   | { kind: 'stats'; args: string[] }
   /** The parser is closed after it: send what is pending, then close. */
@@ -73,7 +77,6 @@ const LF = 0x0a;
 const CR = 0x0d;
 const SPACE = 0x20;
 const NUL = 0x00;
-const MINUS = 0x2d;
 
 // memcached tokenizes at most 23 words (MAX_TOKENS 24 with its terminal token); commands
 // other than the gets see only those, and their token counts saturate at 24.
@@ -88,8 +91,6 @@ const ZERO = Buffer.from('0', 'latin1');
 const HTTP = Buffer.from('HTTP/', 'latin1');
 const CLOSE_SILENTLY: TextRequest = { kind: 'error', reply: EMPTY, close: true };
 
-// Names memcached dispatches itself (so never answers with its HTTP close), that we do not serve.
-const OTHER_MEMCACHED_COMMANDS = new Set(['lru_crawler', 'watch', 'lru', 'extstore', 'refresh_certs']);
 const STORE_COMMANDS: ReadonlyMap<string, StoreMode> = new Map<string, StoreMode>(
   (['set', 'add', 'replace', 'append', 'prepend', 'cas'] as const).map((m) => [m, m]),
 );
@@ -390,12 +391,11 @@ export class TextParser {
       case 'shutdown':
         return error(ERROR_SHUTDOWN_NOT_ENABLED);
     }
+    if (ADMIN_COMMANDS.has(command)) return this.admin(n);
     // Not ours. memcached answers ERROR to the names it dispatches (any starting with one of
-    // "gsacidt", two-letter meta commands "m?", a few admin words) and closes without a word
-    // on anything else whose last word starts with "HTTP/".
-    const first = command.charCodeAt(0);
-    const dispatched =
-      'gsacidt'.includes(command[0]) || (first === 0x6d && command.length === 2) || OTHER_MEMCACHED_COMMANDS.has(command);
+    // "gsacidt", two-letter meta commands "m?", the admin words above) and closes without a
+    // word on anything else whose last word starts with "HTTP/".
+    const dispatched = 'gsacidt'.includes(command[0]) || (command.charCodeAt(0) === 0x6d && command.length === 2);
     if (!dispatched && this.tokStartsWith(nt - 2, HTTP)) {
       this.close();
       return CLOSE_SILENTLY;
@@ -404,6 +404,20 @@ export class TextParser {
   }
 
   // ---- commands (memcached's process_*_command, check for check) ----
+
+  /** An admin or meta command answered without a backend (admin.ts); null when noreply. */
+  private admin(n: number): TextRequest | null {
+    const words: string[] = [];
+    for (let i = 0; i < Math.min(n, MEMCACHED_MAX_TOKENS - 1); i++) {
+      words.push(this.buf.toString('latin1', this.toks[2 * i], this.toks[2 * i + 1]));
+    }
+    const { reply, swallow } = answerAdmin(words);
+    if (swallow > 0) {
+      this.state = State.Swallow;
+      this.swallowLeft = swallow;
+    }
+    return reply && { kind: 'answer', reply };
+  }
 
   private parseGet(withCas: boolean, touch: boolean): TextRequest {
     let first = 1;
@@ -541,10 +555,9 @@ export class TextParser {
     return this.buf.compare(prefix, 0, prefix.length, s, s + prefix.length) === 0;
   }
 
-  /** A copy of token i if it is a valid key, else null. */
+  /** A copy of token i if it is a valid key (memcached checks only its length), else null. */
   private key(i: number): Buffer | null {
-    const key = copy(this.buf, this.toks[2 * i], this.toks[2 * i + 1]);
-    return isTextSafeKey(key, this.limits.maxKeyLength) ? key : null;
+    return this.tokLength(i) <= this.limits.maxKeyLength ? copy(this.buf, this.toks[2 * i], this.toks[2 * i + 1]) : null;
   }
 
   private int32(i: number): number | null {
@@ -562,18 +575,11 @@ export class TextParser {
     return r === null ? null : Number(r & 0xffffffffn);
   }
 
-  /** strtoull as memcached's safe_strtoull uses it: "-n" wraps around, refused if that looks negative. */
+  /** strtoull as memcached's safe_strtoull uses it. */
   private uint64(i: number): bigint | null {
-    const s = this.toks[2 * i];
-    const e = this.toks[2 * i + 1];
-    const r = readInteger(this.buf, s, e);
-    if (r === null) return null;
-    const v = BigInt(r);
-    if (v >= 2n ** 64n || v <= -(2n ** 64n)) return null; // ERANGE
-    const wrapped = BigInt.asUintN(64, v);
-    if (wrapped >= 2n ** 63n && this.buf.subarray(s, e).includes(MINUS)) return null;
-    return wrapped;
+    return strtoull(this.buf, this.toks[2 * i], this.toks[2 * i + 1]);
   }
+
 }
 
 function error(reply: Buffer): TextRequest {
@@ -589,40 +595,4 @@ function copy(from: Buffer, start: number, end: number): Buffer {
   const out = Buffer.allocUnsafe(end - start);
   from.copy(out, 0, start, end);
   return out;
-}
-
-/** isspace() in the C locale. */
-function isSpace(b: number): boolean {
-  return b === SPACE || (b >= 0x09 && b <= 0x0d);
-}
-
-/**
- * The integer strtol & co. read from buf[start, end): leading whitespace, an optional sign,
- * decimal digits, then the end of the token or whitespace. A number when it has at most 15
- * significant digits, a bigint up to 20, and null when malformed or beyond 20 digits (out of
- * range for every C type memcached reads into).
- */
-function readInteger(buf: Buffer, start: number, end: number): number | bigint | null {
-  let i = start;
-  while (i < end && isSpace(buf[i])) i++;
-  let negative = false;
-  if (i < end && (buf[i] === 0x2b || buf[i] === MINUS)) {
-    negative = buf[i] === MINUS;
-    i++;
-  }
-  const digitsStart = i;
-  while (i < end && buf[i] >= 0x30 && buf[i] <= 0x39) i++;
-  if (i === digitsStart) return null;
-  if (i < end && !isSpace(buf[i])) return null;
-  let first = digitsStart;
-  while (first < i - 1 && buf[first] === 0x30) first++;
-  const digits = i - first;
-  if (digits > 20) return null;
-  if (digits <= 15) {
-    let n = 0;
-    for (let j = first; j < i; j++) n = n * 10 + (buf[j] - 0x30);
-    return negative ? -n : n;
-  }
-  const n = BigInt(buf.toString('latin1', first, i));
-  return negative ? -n : n;
 }

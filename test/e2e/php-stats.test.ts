@@ -1,0 +1,45 @@
+// PHP's getStats() through the proxy gets what it gets from memcached 1.6: pecl-memcache's
+// getStats() of every type and php-memcached's, text and binary, return an array where
+// memcached's does (with the same figure names, the proxy's own settings aside) and false
+// where memcached's does.
+
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { startCluster, type Cluster } from '../helpers/cluster';
+import { startMemcached, type MemcachedProcess } from '../helpers/memcached';
+
+const SCRIPT = path.resolve(__dirname, '..', 'php', 'stats.php');
+
+let cluster: Cluster;
+let reference: MemcachedProcess;
+
+beforeAll(async () => {
+  [cluster, reference] = await Promise.all([startCluster({ backends: 3, replicas: 2 }), startMemcached()]);
+}, 30_000);
+afterAll(async () => {
+  await cluster?.stop();
+  await reference?.stop();
+});
+
+async function getStats(port: number): Promise<Record<string, boolean | string | string[]>> {
+  const { stdout } = await promisify(execFile)('php', [SCRIPT, 'host=127.0.0.1', `port=${port}`], { timeout: 20_000 });
+  return JSON.parse(stdout) as Record<string, boolean | string | string[]>;
+}
+
+test('every getStats() type answers as it does against memcached', async () => {
+  const ours = await getStats(cluster.proxy.port);
+  const theirs = await getStats(reference.port);
+  expect(Object.keys(ours)).toEqual(Object.keys(theirs));
+  for (const [call, want] of Object.entries(theirs)) {
+    const got = ours[call];
+    if (/ settings$/.test(call) && Array.isArray(got) && Array.isArray(want)) {
+      // The proxy's own settings: memcached's names where they mean the same, replicached_* for the rest.
+      expect(got.filter((n) => !n.startsWith('replicached_') && !want.includes(n)), call).toEqual([]);
+    } else {
+      expect(got, call).toEqual(want);
+    }
+  }
+  expect(theirs['php-memcached binary items']).toContain('items:1:number');
+}, 60_000);
