@@ -15,6 +15,7 @@ import tls from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../helpers/memcached';
 import { startProxy, type ProxyProcess } from '../helpers/proxy';
+import { waitForOutput } from '../helpers/wait';
 
 let dir = '';
 const file = (name: string): string => path.join(dir, name);
@@ -51,11 +52,11 @@ async function startTlsMemcached(cert: string, ca: string): Promise<TlsMemcached
   const child = spawn('memcached', args, { stdio: 'ignore' });
   const server = { address: `127.0.0.1:${port}`, port, child };
   servers.push(server);
-  const deadline = Date.now() + 5000;
+  // No deadline: a slow start is waited for (within the hook's timeout); one that fails exits.
   for (;;) {
     const reply = await tlsExchange(port, latin1('version\r\n'), latin1('\r\n'), readFileSync(file(`${ca}.crt`))).catch(() => null);
     if (reply?.toString('latin1').startsWith('VERSION ')) return server;
-    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`TLS memcached on ${port} did not start`);
+    if (child.exitCode !== null) throw new Error(`TLS memcached on ${port} exited (code ${child.exitCode}) before it answered`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }
@@ -123,14 +124,10 @@ function plainGetSet(port: number, key: string, value: string): Promise<Buffer> 
   });
 }
 
-async function waitForOutput(proxy: ProxyProcess, pattern: RegExp): Promise<string> {
-  const deadline = Date.now() + 5000;
-  while (Date.now() < deadline) {
-    const m = pattern.exec(proxy.output());
-    if (m) return m[0];
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`proxy output never matched ${pattern}:\n${proxy.output()}`);
+/** The first line of the proxy's output matching `pattern`, waited for as long as the test allows. */
+async function outputMatching(proxy: ProxyProcess, pattern: RegExp): Promise<string> {
+  await waitForOutput(proxy.child, proxy.output, (text) => pattern.test(text));
+  return pattern.exec(proxy.output())![0];
 }
 
 let good1: TlsMemcached;
@@ -191,7 +188,7 @@ describe('TLS to the backends', () => {
     proxies.push(proxy);
     // The first requests find the rogue's connections failing the handshake.
     await plainGetSet(proxy.port, 'tls:warmup', 'x').catch(() => null);
-    const down = await waitForOutput(proxy, new RegExp(`"backend":"${rogue.address}","reason":"[^"]*","msg":"backend down"`));
+    const down = await outputMatching(proxy, new RegExp(`"backend":"${rogue.address}","reason":"[^"]*","msg":"backend down"`));
     expect(down).toMatch(/UNABLE_TO_VERIFY|SELF_SIGNED|certificate/i);
     const reply = await plainGetSet(proxy.port, 'tls:b', 'failover');
     expect(reply.toString('latin1')).toBe('STORED\r\nVALUE tls:b 3 8\r\nfailover\r\nEND\r\n');
