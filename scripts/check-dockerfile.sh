@@ -21,8 +21,9 @@
 #             SIGTERM stop with exit 0
 #
 # Needs: git, node, npm (registry access for npm ci), memcached. KEEP=1 keeps the directory.
-# OFFLINE=1: every npm runs --offline on this machine's npm cache instead of an empty one
-# (no registry access; IMAGE_NPM must then be a version in the cache, e.g. the host's).
+# OFFLINE=1: every npm runs --offline, and each stage starts with a copy of this machine's npm
+# cache instead of an empty one (a copy: the Dockerfile cleans its cache). No registry access;
+# IMAGE_NPM must then be in the cache, or be the host's own npm.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -59,12 +60,12 @@ shopt -u nullglob dotglob
 echo "$(find "$ctx" -type f | wc -l) files, $(du -sh "$ctx" | cut -f1)"
 
 # ---------------------------------------------------------------------------
-# The npm cache each stage starts with: an empty one, as in a fresh image, or (OFFLINE=1) ours.
-stage_npm=()
+# The npm cache each stage starts with: an empty one, as in a fresh image, or (OFFLINE=1) a copy of ours.
+host_cache=''
 if [[ "${OFFLINE:-}" == 1 ]]; then
   export npm_config_offline=true
-  stage_npm=(npm_config_cache="$(npm config get cache)" npm_config_offline=true)
-  echo "OFFLINE=1: npm --offline, on $(npm config get cache)"
+  host_cache=$(npm config get cache)
+  echo "OFFLINE=1: npm --offline, each stage on a copy of $host_cache"
 fi
 
 step "npm $IMAGE_NPM, as in the base image"
@@ -107,7 +108,7 @@ in_stage() { # container path -> host path inside the current stage
 run_in_stage() {
   local dir
   dir=$(in_stage .)
-  (cd "$dir" && env HOME="$root/root" npm_config_cache="$root/root/.npm" npm_config_update_notifier=false "${stage_npm[@]}" "${stage_env[@]}" bash -ec "$1")
+  (cd "$dir" && env HOME="$root/root" npm_config_cache="$root/root/.npm" npm_config_update_notifier=false "${stage_env[@]}" bash -ec "$1")
 }
 
 for line in "${instructions[@]}"; do
@@ -123,6 +124,10 @@ for line in "${instructions[@]}"; do
       [[ "$rest" == *" AS "* || "$rest" == *" as "* ]] || stage=stage$RANDOM
       root=$work/stages/$stage
       mkdir -p "$root/root"
+      if [[ -n "$host_cache" ]]; then
+        mkdir -p "$root/root/.npm"
+        cp -a "$host_cache/_cacache" "$root/root/.npm/"
+      fi
       workdir=/
       user=''
       stage_env=()
