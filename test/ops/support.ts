@@ -115,8 +115,12 @@ export async function startConfigured(backends: BackendEntry[], replicas: number
   return { proxy, dir, clients: open, stop };
 }
 
-/** Polls `check` until it returns true; throws with `what` after timeoutMs. */
-export function waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 8000): Promise<void> {
+/**
+ * Polls `check` until it returns true; throws with `what` after timeoutMs. The default stays just
+ * under the test timeout (vitest.config.ts, 30 s): on a loaded machine a reload or a probe may
+ * take several seconds (8 s once ran out), and the message still names what never happened.
+ */
+export function waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 25_000): Promise<void> {
   return pollUntil(check, timeoutMs, 50, `timed out waiting for ${what}`);
 }
 
