@@ -9,11 +9,21 @@
 #             in for the base image's (same major version, checked), and npm
 #             $IMAGE_NPM, the one node 20 images ship, for its npm (npm 11 refuses
 #             some lockfiles npm 10 accepts: npm/cli#8805)
-#   run       the last stage's ENTRYPOINT + CMD as an unprivileged user, over two
-#             real memcached; then its HEALTHCHECK, a set/get through it, /readyz,
-#             a SIGHUP reload, and a SIGTERM stop with exit 0
+#   run       the Dockerfile's documented `docker run` line (its "#   run:" comment): the
+#             mounted directory must hold the config CMD names, which must listen on a
+#             wildcard address at the published container ports (else -p cannot reach it)
+#             and keep backend.connections at 1; then the last stage's ENTRYPOINT + CMD runs
+#             as an unprivileged user on that mounted config, over two real memcached. One
+#             host has one network namespace, so the mounted config's copy listens on
+#             127.0.0.1 at free ports standing in for the published ones, and --backends
+#             replaces its cluster hostnames. Then the HEALTHCHECK as written (it must find
+#             the metrics port in the config), a set/get, /readyz, a SIGHUP reload, and a
+#             SIGTERM stop with exit 0
 #
 # Needs: git, node, npm (registry access for npm ci), memcached. KEEP=1 keeps the directory.
+# OFFLINE=1: every npm runs --offline, and each stage starts with a copy of this machine's npm
+# cache instead of an empty one (a copy: the Dockerfile cleans its cache). No registry access;
+# IMAGE_NPM must then be in the cache, or be the host's own npm.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -37,7 +47,7 @@ step "build context"
 ctx=$work/context
 mkdir -p "$ctx"
 (cd "$repo" && git ls-files -co --exclude-standard -z) | while IFS= read -r -d '' f; do
-  [[ -e "$repo/$f" ]] && (cd "$repo" && cp --parents -- "$f" "$ctx/")
+  [[ -e "$repo/$f" ]] && (cd "$repo" && cp -P --parents -- "$f" "$ctx/") # symlinks as links, as docker sends them
 done
 shopt -s nullglob dotglob
 while IFS= read -r pattern; do
@@ -50,9 +60,19 @@ shopt -u nullglob dotglob
 echo "$(find "$ctx" -type f | wc -l) files, $(du -sh "$ctx" | cut -f1)"
 
 # ---------------------------------------------------------------------------
+# The npm cache each stage starts with: an empty one, as in a fresh image, or (OFFLINE=1) a copy of ours.
+host_cache=''
+if [[ "${OFFLINE:-}" == 1 ]]; then
+  export npm_config_offline=true
+  host_cache=$(npm config get cache)
+  echo "OFFLINE=1: npm --offline, each stage on a copy of $host_cache"
+fi
+
 step "npm $IMAGE_NPM, as in the base image"
-npm install --prefix "$work/tools" --no-audit --no-fund --loglevel=error "npm@$IMAGE_NPM" >/dev/null
-export PATH="$work/tools/node_modules/.bin:$PATH"
+if [[ "$(npm --version)" != "$IMAGE_NPM" ]]; then
+  npm install --prefix "$work/tools" --no-audit --no-fund --loglevel=error "npm@$IMAGE_NPM" >/dev/null
+  export PATH="$work/tools/node_modules/.bin:$PATH"
+fi
 [[ "$(npm --version)" == "$IMAGE_NPM" ]] || fail "npm $IMAGE_NPM not on PATH"
 echo "npm $(npm --version)"
 
@@ -104,6 +124,10 @@ for line in "${instructions[@]}"; do
       [[ "$rest" == *" AS "* || "$rest" == *" as "* ]] || stage=stage$RANDOM
       root=$work/stages/$stage
       mkdir -p "$root/root"
+      if [[ -n "$host_cache" ]]; then
+        mkdir -p "$root/root/.npm"
+        cp -a "$host_cache/_cacache" "$root/root/.npm/"
+      fi
       workdir=/
       user=''
       stage_env=()
@@ -179,7 +203,52 @@ for v in "${volumes[@]}"; do [[ -d "$root$v" ]] || fail "VOLUME $v: no such dire
 echo "app: $(du -sh "$app" | cut -f1) (node_modules $(du -sh "$app/node_modules" | cut -f1)); user $user"
 
 # ---------------------------------------------------------------------------
-step "run ENTRYPOINT + CMD as an unprivileged user"
+step "the documented docker run line"
+run_line=$(sed -nE 's/^#[[:space:]]+run:[[:space:]]+(docker run .*)$/\1/p' "$repo/Dockerfile")
+[[ -n "$run_line" ]] || fail 'no "#   run:    docker run ..." line in the Dockerfile'
+echo "$run_line"
+# Run from the repository's root; its quotes hold no spaces.
+read -r -a run_words <<<"${run_line//\"/}"
+mount_host='' mount_target='' image_name='' published=() run_args=()
+set -- "${run_words[@]:2}"
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    -v) IFS=: read -r mount_host mount_target _ <<<"$2"; mount_host=${mount_host/\$PWD/$repo}; shift 2 ;;
+    -p) published+=("$2"); shift 2 ;;
+    -*) fail "docker run option $1 is not handled by this script" ;;
+    *) image_name=$1; shift; run_args=("$@"); break ;;
+  esac
+done
+[[ -n "$image_name" ]] || fail "no image name in the run line"
+[[ ${#run_args[@]} -eq 0 ]] || cmd=("${run_args[@]}")
+[[ -n "$mount_target" && -d "$mount_host" ]] || fail "the run line mounts ${mount_host:-nothing}: no such directory"
+[[ " ${volumes[*]} " == *" $mount_target "* ]] || fail "the run line mounts $mount_target, which is no VOLUME"
+config_path=''
+for ((i = 0; i < ${#cmd[@]}; i++)); do [[ "${cmd[i]}" == --config ]] && config_path=${cmd[i + 1]}; done
+[[ "$config_path" == "$mount_target"/* ]] || fail "CMD's --config ($config_path) is not in the mounted $mount_target"
+[[ -f "$mount_host${config_path#"$mount_target"}" ]] ||
+  fail "the mounted directory has no ${config_path#"$mount_target/"}: the container would exit with ENOENT"
+echo "mounts $mount_host at $mount_target, which holds ${config_path#"$mount_target/"}; publishes ${published[*]}"
+# The settings replicached reads from it, by the runtime stage's own code.
+mapfile -t settings < <(cd "$app" && node -e '
+  const { loadConfig, parseArgs } = require("./dist/config");
+  const c = loadConfig(parseArgs(process.argv.slice(1)));
+  const hp = (a) => (a === null ? "off" : `${a.host} ${a.port}`);
+  console.log(hp(c.listen)); console.log(hp(c.metricsListen)); console.log(c.backend.connections);
+' -- "${cmd[@]/#"$mount_target"/$mount_host}")
+read -r listen_host listen_container_port <<<"${settings[0]}"
+read -r metrics_host metrics_container_port <<<"${settings[1]}"
+is_published() { local p; for p in "${published[@]}"; do [[ "$p" == *":$1" ]] && return 0; done; return 1; }
+for what in "listen $listen_host $listen_container_port" "metricsListen $metrics_host $metrics_container_port"; do
+  read -r name host port <<<"$what"
+  [[ "$host" == 0.0.0.0 || "$host" == :: ]] || fail "$name is $host:$port: inside a container, -p reaches only 0.0.0.0 or ::"
+  is_published "$port" || fail "$name port $port is not published by the run line (-p ...:$port)"
+  echo "$name $host:$port, published"
+done
+[[ "${settings[2]}" == 1 ]] || fail "backend.connections is ${settings[2]}: more than 1 may reorder a client's pipelined requests (README)"
+echo "backend.connections 1"
+
+step "run ENTRYPOINT + CMD as an unprivileged user, on the mounted config"
 free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
 as_user=()
 if [[ $(id -u) == 0 ]]; then
@@ -197,38 +266,50 @@ for i in 1 2; do
   backends+=("127.0.0.1:$p")
 done
 listen_port=$(free_port)
-metrics_port=9150
-if ! node -e 'require("net").createServer().once("error",()=>process.exit(1)).listen(9150,"127.0.0.1",function(){this.close()})'; then
-  metrics_port=$(free_port)
-  echo "port 9150 is taken here: metrics on $metrics_port, HEALTHCHECK rewritten to match"
-fi
-# Absolute paths in the command are container paths: map them into the stage.
-command=()
-for w in "${entrypoint[@]}" "${cmd[@]}"; do
-  if [[ "$w" == /* && -e "$root$w" ]]; then command+=("$root$w"); else command+=("$w"); fi
-done
+metrics_port=$(free_port)
+# The mount hides what the image holds there. Its copy listens where the published ports lead.
+rm -rf "$root$mount_target"
+mkdir -p "$root$mount_target"
+cp -a "$mount_host/." "$root$mount_target/"
+chmod -R a+rX "$root$mount_target"
+(cd "$app" && node -e '
+  const fs = require("fs");
+  const { parseDocument } = require("yaml");
+  const [file, listen, metrics] = process.argv.slice(1);
+  const doc = parseDocument(fs.readFileSync(file, "utf8"));
+  doc.set("listen", listen);
+  doc.set("metricsListen", metrics);
+  fs.writeFileSync(file, doc.toString());
+' -- "$root$config_path" "127.0.0.1:$listen_port" "127.0.0.1:$metrics_port")
+echo "published $listen_container_port -> 127.0.0.1:$listen_port, $metrics_container_port -> 127.0.0.1:$metrics_port"
+# Absolute paths in a command are container paths: map them into the stage.
+in_container() {
+  local w
+  for w in "$@"; do
+    if [[ "$w" == /* && -e "$root$w" ]]; then printf '%s\0' "$root$w"; else printf '%s\0' "$w"; fi
+  done
+}
+mapfile -d '' -t command < <(in_container "${entrypoint[@]}" "${cmd[@]}")
 # The example config's backends are cluster hostnames: point them at the local memcached.
-command+=(--backends "$(IFS=,; echo "${backends[*]}")" --listen "127.0.0.1:$listen_port" --metrics-listen "127.0.0.1:$metrics_port")
+command+=(--backends "$(IFS=,; echo "${backends[*]}")")
 echo "${command[*]}"
 log=$work/replicached.log
 : >"$log"
 (cd "$app" && exec env NODE_ENV=production "${as_user[@]}" "${command[@]}") >"$log" 2>&1 &
 proxy_pid=$!
 pids+=("$proxy_pid")
-for _ in $(seq 100); do
-  grep -q 'replicached listening' "$log" && break
+# Until it listens or exits: no deadline of our own (a loaded machine may take a while).
+until grep -q 'replicached listening' "$log"; do
   kill -0 "$proxy_pid" 2>/dev/null || { cat "$log"; fail "replicached exited"; }
   sleep 0.1
 done
-grep -q 'replicached listening' "$log" || { cat "$log"; fail "replicached did not start"; }
 runner=$(pgrep -P "$proxy_pid" -f 'dist/cli.js' || echo "$proxy_pid")
 uid=$(awk '/^Uid:/ {print $2}' "/proc/$runner/status")
 echo "listening on $listen_port, metrics on $metrics_port, uid $uid"
 [[ $(id -u) != 0 || "$uid" != 0 ]] || fail "replicached runs as root"
 
-step "HEALTHCHECK"
-hc=("${healthcheck[@]}")
-hc=("${hc[@]//9150/$metrics_port}")
+step "HEALTHCHECK, as written"
+mapfile -d '' -t hc < <(in_container "${healthcheck[@]}")
 (cd "$app" && "${as_user[@]}" "${hc[@]}") || fail "HEALTHCHECK failed"
 echo "exit 0"
 

@@ -104,7 +104,14 @@ async function main(): Promise<void> {
     config.workers = 1;
     config.metricsListen = null;
   } else if (config.backends.length === 0) {
-    local = await startLocalMemcached(LOCAL_BACKEND_COUNT);
+    local = await startLocalMemcached(LOCAL_BACKEND_COUNT, (exit) => {
+      logger.warn({ backend: exit.address, reason: exit.reason, restart: exit.restart }, 'local memcached exited');
+      process.stderr.write(
+        `replicached: local memcached ${exit.address} exited (${exit.reason}); its keys are served by the other replicas.\n` +
+          `  To bring it back (empty; replicached probes it and copies its keys back), run in another shell:\n` +
+          `    ${exit.restart}\n  replicached does not stop that one on exit.\n`,
+      );
+    });
     config.backends = local.addresses.map(backendAt);
     logger.info({ backends: local.addresses }, 'no backends configured: started local memcached processes');
   }

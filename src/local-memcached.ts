@@ -30,51 +30,77 @@ function accepts(port: number): Promise<boolean> {
   });
 }
 
-async function startOne(binary: string): Promise<{ child: ChildProcess; address: string }> {
+/** memcached's arguments for a loopback port (also what to run to bring one back by hand). */
+function memcachedArgs(port: number): string[] {
+  // memcached refuses to run as root unless told which user to become.
+  const user = process.getuid?.() === 0 ? ['-u', 'nobody'] : [];
+  return ['-l', '127.0.0.1', '-p', String(port), '-U', '0', '-m', '64', '-I', '2m', ...user];
+}
+
+function running(child: ChildProcess): boolean {
+  return child.exitCode === null && child.signalCode === null;
+}
+
+async function startOne(binary: string): Promise<{ child: ChildProcess; port: number }> {
   for (let attempt = 0; attempt < 5; attempt++) {
     const port = await freePort();
-    // memcached refuses to run as root unless told which user to become.
-    const user = process.getuid?.() === 0 ? ['-u', 'nobody'] : [];
-    const child = spawn(binary, ['-l', '127.0.0.1', '-p', String(port), '-U', '0', '-m', '64', '-I', '2m', ...user], {
-      stdio: ['ignore', 'ignore', 'inherit'],
-    });
-    const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
-    for (let i = 0; i < 50 && child.exitCode === null; i++) {
-      const ready = await Promise.race([accepts(port), spawnError.then(() => false)]);
-      if (ready) return { child, address: `127.0.0.1:${port}` };
+    const child = spawn(binary, memcachedArgs(port), { stdio: ['ignore', 'ignore', 'inherit'] });
+    const spawnFailure: { error?: Error } = {};
+    child.once('error', (err) => (spawnFailure.error = err));
+    // Until it accepts, however long a loaded machine takes, or exits (someone took the port first).
+    while (running(child) && spawnFailure.error === undefined) {
+      if (await accepts(port)) return { child, port };
       await new Promise((r) => setTimeout(r, 50));
     }
     child.kill('SIGKILL');
-    const failure = await Promise.race([spawnError, new Promise<null>((r) => setTimeout(() => r(null), 10))]);
-    if (failure !== null) {
+    if (spawnFailure.error !== undefined) {
       throw new Error(
-        `cannot start ${binary}: ${failure.message}. Install it (Debian: apt-get install memcached) or pass --backends`,
+        `cannot start ${binary}: ${spawnFailure.error.message}. Install it (Debian: apt-get install memcached) or pass --backends`,
       );
     }
   }
   throw new Error(`${binary} did not start listening on a free loopback port`);
 }
 
-export async function startLocalMemcached(count: number, binary = 'memcached'): Promise<LocalMemcached> {
+/** A local memcached that died while replicached ran (a user trying failover, say). */
+export interface LocalExit {
+  address: string;
+  /** "signal SIGKILL", "code 1" */
+  reason: string;
+  /** The command that starts an empty one on the same port, for replicached to probe back and resync. */
+  restart: string;
+}
+
+export async function startLocalMemcached(
+  count: number,
+  onUnexpectedExit: (exit: LocalExit) => void,
+  binary = 'memcached',
+): Promise<LocalMemcached> {
   const started: ChildProcess[] = [];
+  let stopping = false;
   const stopAll = () => {
-    for (const child of started) if (child.exitCode === null) child.kill('SIGTERM');
+    stopping = true;
+    for (const child of started) if (running(child)) child.kill('SIGTERM');
   };
   // Never leave memcached processes behind, even on an abrupt exit.
   process.once('exit', stopAll);
   try {
     const addresses: string[] = [];
     for (let i = 0; i < count; i++) {
-      const { child, address } = await startOne(binary);
+      const { child, port } = await startOne(binary);
+      const address = `127.0.0.1:${port}`;
+      child.once('exit', (code, signal) => {
+        if (stopping) return;
+        const restart = [binary, ...memcachedArgs(port)].join(' ');
+        onUnexpectedExit({ address, reason: signal === null ? `code ${code}` : `signal ${signal}`, restart });
+      });
       started.push(child);
       addresses.push(address);
     }
     return {
       addresses,
       stop: async () => {
-        const exits = started.map((c) =>
-          c.exitCode === null ? new Promise((r) => c.once('exit', r)) : Promise.resolve(),
-        );
+        const exits = started.map((c) => (running(c) ? new Promise((r) => c.once('exit', r)) : Promise.resolve()));
         stopAll();
         await Promise.all(exits);
         process.off('exit', stopAll);

@@ -6,6 +6,7 @@ import { Backend } from './backends/backend';
 import { DEFAULT_PARSER_LIMITS } from './protocol/backend/meta';
 import type { BackendConfig, BackendOptions, Config } from './config';
 import type { Logger } from './log';
+import { listenError } from './listen-error';
 import { createMetrics, type Metrics } from './metrics/registry';
 import { startMetricsServer, type MetricsServer } from './metrics/http';
 import { ProxyStats, settingsStats } from './proxy-stats';
@@ -231,13 +232,18 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
   let metricsServer: MetricsServer | null = null;
   let port: number;
   try {
-    ({ port } = await listener.listen(config.listen.host, config.listen.port));
+    ({ port } = await listener.listen(config.listen.host, config.listen.port).catch((err: unknown) => {
+      throw listenError(err, 'client', config.listen);
+    }));
     if (config.metricsListen) {
+      const at = config.metricsListen;
       metricsServer = await startMetricsServer({
         registry: metrics.registry,
-        host: config.metricsListen.host,
-        port: config.metricsListen.port,
+        host: at.host,
+        port: at.port,
         isReady,
+      }).catch((err: unknown) => {
+        throw listenError(err, 'metrics', at);
       });
     }
   } catch (err) {

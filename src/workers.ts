@@ -12,6 +12,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, type Registry } from 'prom-client';
 import type { Config } from './config';
 import type { Logger } from './log';
+import { listenError } from './listen-error';
 import { startMetricsServer, type MetricsServer } from './metrics/http';
 
 /** The backend list the primary decided on (e.g. its local memcached), passed to the workers. */
@@ -70,11 +71,14 @@ export async function startPrimary(config: Config, logger: Logger): Promise<Prim
 
   let metricsServer: MetricsServer | null = null;
   if (config.metricsListen) {
+    const at = config.metricsListen;
     metricsServer = await startMetricsServer({
       registry: new ClusterRegistry(),
-      host: config.metricsListen.host,
-      port: config.metricsListen.port,
+      host: at.host,
+      port: at.port,
       isReady: () => Object.values(cluster.workers ?? {}).some((w) => w?.isConnected()),
+    }).catch((err: unknown) => {
+      throw listenError(err, 'metrics', at);
     });
   }
 

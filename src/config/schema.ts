@@ -41,7 +41,8 @@
 //   drainTimeoutMs: 30000            # on SIGTERM, open clients are served until they close, at most this long
 //   logLevel: info                   # fatal, error, warn, info, debug, trace
 //
-// Unknown fields are errors, so a misspelt setting never silently falls back to its default.
+// Unknown fields are errors, so a misspelt setting never silently falls back to its default;
+// so is a file with no settings at all (empty, or only comments).
 
 import { parseDocument } from 'yaml';
 import type { Limits } from '../protocol/limits';
@@ -103,8 +104,12 @@ export function parseConfigText(yamlText: string, source: string): ConfigLayer {
   } catch (err) {
     throw new ConfigError('YAML', err instanceof Error ? err.message : String(err), source);
   }
+  // An empty file is a mistake (a mount of the wrong file, an unsaved edit), not a request for
+  // the demo's local memcached: leaving out --config is how to ask for those.
+  if (root === null || root === undefined) {
+    throw new ConfigError('top level', 'the file has no settings; list at least the backends (or leave out --config to try replicached with local memcached)', source);
+  }
   const layer = emptyLayer(source);
-  if (root === null || root === undefined) return layer;
   if (!isMapping(root)) throw new ConfigError('top level', `must be a mapping of settings, got ${show(root)}`, source);
 
   const fail = (field: string, problem: string): never => {

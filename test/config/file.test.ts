@@ -101,10 +101,13 @@ describe('config file', () => {
     });
   });
 
-  it('an empty file or one with only comments gives the defaults', () => {
-    expect(fromFile('')).toEqual({ ...fromFile('# nothing\n'), configPath: 'replicached.yaml' });
-    expect(fromFile('').replicas).toBe(2);
-    expect(fromFile('').backends).toEqual([]);
+  it('an empty file or one with only comments is an error, not the local-memcached demo', () => {
+    for (const text of ['', '# nothing\n', '\n---\n']) {
+      const e = errorOf(() => fromFile(text));
+      expect(e.message).toBe(
+        'replicached.yaml: top level: the file has no settings; list at least the backends (or leave out --config to try replicached with local memcached)',
+      );
+    }
   });
 
   it('replicas defaults to min(2, backends in the file)', () => {

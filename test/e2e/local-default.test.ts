@@ -7,6 +7,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { expect, test } from 'vitest';
+import { waitForOutput } from '../helpers/wait';
 
 const CLI = path.join(__dirname, '..', '..', 'dist', 'cli.js');
 
@@ -49,13 +50,9 @@ test('no backends: three local memcached, php.ini hint, all stopped on SIGTERM',
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
   try {
-    const deadline = Date.now() + 15_000;
-    let port = 0;
-    while (port === 0 && Date.now() < deadline) {
-      port = Number(/replicached listening on 127\.0\.0\.1:(\d+)/.exec(out)?.[1] ?? 0);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    expect(port, out).toBeGreaterThan(0);
+    const listening = /replicached listening on 127\.0\.0\.1:(\d+)/;
+    await waitForOutput(child, () => out, (text) => listening.test(text));
+    const port = Number(listening.exec(out)![1]);
     expect(out).toContain('session.save_handler = memcached');
     expect(out).toContain(`session.save_path = "127.0.0.1:${port}"`);
     expect(out).toContain(`session.save_path = "tcp://127.0.0.1:${port}"`);

@@ -18,7 +18,7 @@ import tls from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../helpers/memcached';
 import { startProxy, type ProxyProcess } from '../helpers/proxy';
-import { pollUntil } from '../helpers/wait';
+import { pollUntil, waitForOutput } from '../helpers/wait';
 import { metricValue, scrape } from '../ops/support';
 
 let dir = '';
@@ -56,11 +56,11 @@ async function startTlsMemcached(cert: string, ca: string): Promise<TlsMemcached
   const child = spawn('memcached', args, { stdio: 'ignore' });
   const server = { address: `127.0.0.1:${port}`, port, child };
   servers.push(server);
-  const deadline = Date.now() + 5000;
+  // No deadline: a slow start is waited for (within the hook's timeout); one that fails exits.
   for (;;) {
     const reply = await tlsExchange(port, latin1('version\r\n'), latin1('\r\n'), readFileSync(file(`${ca}.crt`))).catch(() => null);
     if (reply?.toString('latin1').startsWith('VERSION ')) return server;
-    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`TLS memcached on ${port} did not start`);
+    if (child.exitCode !== null) throw new Error(`TLS memcached on ${port} exited (code ${child.exitCode}) before it answered`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }
@@ -128,14 +128,10 @@ function plainGetSet(port: number, key: string, value: string): Promise<Buffer> 
   });
 }
 
-async function waitForOutput(proxy: ProxyProcess, pattern: RegExp): Promise<string> {
-  const deadline = Date.now() + 5000;
-  while (Date.now() < deadline) {
-    const m = pattern.exec(proxy.output());
-    if (m) return m[0];
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`proxy output never matched ${pattern}:\n${proxy.output()}`);
+/** The first line of the proxy's output matching `pattern`, waited for as long as the test allows. */
+async function outputMatching(proxy: ProxyProcess, pattern: RegExp): Promise<string> {
+  await waitForOutput(proxy.child, proxy.output, (text) => pattern.test(text));
+  return pattern.exec(proxy.output())![0];
 }
 
 let good1: TlsMemcached;
@@ -196,7 +192,7 @@ describe('TLS to the backends', () => {
     proxies.push(proxy);
     // The first requests find the rogue's connections failing the handshake.
     await plainGetSet(proxy.port, 'tls:warmup', 'x').catch(() => null);
-    const down = await waitForOutput(proxy, new RegExp(`"backend":"${rogue.address}","reason":"[^"]*","msg":"backend down"`));
+    const down = await outputMatching(proxy, new RegExp(`"backend":"${rogue.address}","reason":"[^"]*","msg":"backend down"`));
     expect(down).toMatch(/UNABLE_TO_VERIFY|SELF_SIGNED|certificate/i);
     const reply = await plainGetSet(proxy.port, 'tls:b', 'failover');
     expect(reply.toString('latin1')).toBe('STORED\r\nVALUE tls:b 3 8\r\nfailover\r\nEND\r\n');
@@ -208,7 +204,7 @@ describe('TLS to the backends', () => {
   it('with --backend-tls-insecure the untrusted backend is used (encrypted, not authenticated)', async () => {
     const proxy = await startProxy({ backends: [rogue.address], replicas: 1, args: ['--backend-tls', '--backend-tls-insecure'] });
     proxies.push(proxy);
-    await waitForOutput(proxy, /"level":"warn".*without certificate verification \(insecure\)/);
+    await outputMatching(proxy, /"level":"warn".*without certificate verification \(insecure\)/);
     const reply = await plainGetSet(proxy.port, 'tls:c', 'insecure');
     expect(reply.toString('latin1')).toBe('STORED\r\nVALUE tls:c 3 8\r\ninsecure\r\nEND\r\n');
     const onRogue = await tlsExchange(rogue.port, latin1('get tls:c\r\n'), latin1('END\r\n'), rogueCa);
@@ -266,12 +262,12 @@ describe('TLS changes on reload', () => {
   it('a SIGHUP that changes backendTls applies it: every backend reconnects with the new CA', async () => {
     const { proxy, config } = await configured(backendTls(file('rogue-ca.crt')));
     expect(await works(proxy, 'tls:r0')).toBe(false);
-    await waitForOutput(proxy, /"msg":"backend down"/);
+    await outputMatching(proxy, /"msg":"backend down"/);
     expect(await tlsReloads(proxy, 'backend', 'applied')).toBe(0);
 
     writeFileSync(config, backendTls(file('ca.crt')));
     proxy.child.kill('SIGHUP');
-    await waitForOutput(proxy, /"backendTls":true.*"msg":"config reloaded"/);
+    await outputMatching(proxy, /"backendTls":true.*"msg":"config reloaded"/);
     await pollUntil(() => works(proxy, 'tls:r1'), 5000, 50, 'set/get never worked with the new CA');
     expect(await tlsReloads(proxy, 'backend', 'applied')).toBe(1);
   });
@@ -281,7 +277,7 @@ describe('TLS changes on reload', () => {
     copyFileSync(file('rogue-ca.crt'), caFile);
     const { proxy } = await configured(backendTls(caFile));
     expect(await works(proxy, 'tls:r2')).toBe(false);
-    await waitForOutput(proxy, /"msg":"backend down"/);
+    await outputMatching(proxy, /"msg":"backend down"/);
 
     copyFileSync(file('ca.crt'), caFile);
     await pollUntil(() => works(proxy, 'tls:r3'), 10_000, 100, 'the rotated CA file was never used');
@@ -294,7 +290,7 @@ describe('TLS changes on reload', () => {
     expect(await works(proxy, 'tls:r4')).toBe(true);
     writeFileSync(config, backendTls(file('missing-ca.crt')));
     proxy.child.kill('SIGHUP');
-    await waitForOutput(proxy, /"error":"backendTls\.caFile: cannot read .*missing-ca\.crt.*"msg":"config reload refused/);
+    await outputMatching(proxy, /"error":"backendTls\.caFile: cannot read .*missing-ca\.crt.*"msg":"config reload refused/);
     // (the file watcher may refuse the same edit a second time)
     expect(await tlsReloads(proxy, 'backend', 'refused')).toBeGreaterThanOrEqual(1);
     expect(metricValue(await scrape(proxy.metricsPort!), 'replicached_config_reloads_total', { result: 'error' })).toBeGreaterThanOrEqual(1);
@@ -306,7 +302,7 @@ describe('TLS changes on reload', () => {
     const { proxy, config } = await configured(backendTls(file('ca.crt')) + clientTls('server.key'));
     writeFileSync(config, backendTls(file('ca.crt')) + clientTls('rogue.key'));
     proxy.child.kill('SIGHUP');
-    await waitForOutput(proxy, /"error":"clientTls: unusable certificate files: .*"msg":"config reload refused/);
+    await outputMatching(proxy, /"error":"clientTls: unusable certificate files: .*"msg":"config reload refused/);
     expect(await tlsReloads(proxy, 'client', 'refused')).toBeGreaterThanOrEqual(1);
     expect(await tlsReloads(proxy, 'client', 'applied')).toBe(0);
     const reply = await tlsExchange(proxy.port, latin1('version\r\n'), latin1('\r\n'), ca);

@@ -4,9 +4,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
+import { waitForOutput } from './wait';
 
 const CLI = path.join(__dirname, '..', '..', 'dist', 'cli.js');
-const READY_TIMEOUT_MS = 10_000;
+const LISTENING = /replicached listening on [\d.]+:(\d+)/;
 
 export interface ProxyProcess {
   readonly port: number;
@@ -59,17 +60,14 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyProcess> {
     }),
   );
 
-  const deadline = Date.now() + READY_TIMEOUT_MS;
-  let port: number | null = null;
-  while (port === null) {
-    const m = /replicached listening on [\d.]+:(\d+)/.exec(out);
-    // With metrics, wait for their line too (with --workers the primary prints it after the workers).
-    if (m && (!opts.metrics || out.includes('metrics on http://'))) port = Number(m[1]);
-    else if (child.exitCode !== null || Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`replicached did not start:\n${out}`);
-    } else await new Promise((r) => setTimeout(r, 20));
+  // With metrics, wait for their line too (with --workers the primary prints it after the workers).
+  const ready = (text: string) => LISTENING.test(text) && (!opts.metrics || text.includes('metrics on http://'));
+  try {
+    await waitForOutput(child, () => out, ready);
+  } catch (err) {
+    throw new Error(`replicached did not start: ${(err as Error).message}`);
   }
+  const port = Number(LISTENING.exec(out)![1]);
   const metrics = /metrics on http:\/\/[\d.]+:(\d+)\//.exec(out);
   return {
     port,

@@ -7,10 +7,11 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { pollUntil } from '../helpers/wait';
+import { pollUntil, waitForOutput } from '../helpers/wait';
 
 const CLI = path.join(__dirname, '..', '..', 'dist', 'cli.js');
-const READY_TIMEOUT_MS = 10_000;
+const LISTENING = /replicached listening on [\d.]+:(\d+)/;
+const METRICS = /metrics on http:\/\/[\d.]+:(\d+)\//;
 
 export interface BackendEntry {
   address: string;
@@ -67,28 +68,21 @@ export async function startConfiguredProxy(configFile: string): Promise<Configur
       resolve();
     }),
   );
-  const deadline = Date.now() + READY_TIMEOUT_MS;
-  for (;;) {
-    const listen = /replicached listening on [\d.]+:(\d+)/.exec(out);
-    const metrics = /metrics on http:\/\/[\d.]+:(\d+)\//.exec(out);
-    if (listen && metrics) {
-      return {
-        port: Number(listen[1]),
-        metricsPort: Number(metrics[1]),
-        child,
-        output: () => out,
-        stop: async () => {
-          if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-          await exited;
-        },
-      };
-    }
-    if (child.exitCode !== null || Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`replicached did not start:\n${out}`);
-    }
-    await sleep(20);
+  try {
+    await waitForOutput(child, () => out, (text) => LISTENING.test(text) && METRICS.test(text));
+  } catch (err) {
+    throw new Error(`replicached did not start: ${(err as Error).message}`);
   }
+  return {
+    port: Number(LISTENING.exec(out)![1]),
+    metricsPort: Number(METRICS.exec(out)![1]),
+    child,
+    output: () => out,
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+    },
+  };
 }
 
 export interface ConfiguredRun {
@@ -121,12 +115,12 @@ export async function startConfigured(backends: BackendEntry[], replicas: number
   return { proxy, dir, clients: open, stop };
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-/** Polls `check` until it returns true; throws with `what` after timeoutMs. */
-export function waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 8000): Promise<void> {
+/**
+ * Polls `check` until it returns true; throws with `what` after timeoutMs. The default stays just
+ * under the test timeout (vitest.config.ts, 30 s): on a loaded machine a reload or a probe may
+ * take several seconds (8 s once ran out), and the message still names what never happened.
+ */
+export function waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 25_000): Promise<void> {
   return pollUntil(check, timeoutMs, 50, `timed out waiting for ${what}`);
 }
 

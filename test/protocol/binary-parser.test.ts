@@ -431,7 +431,8 @@ describe.skipIf(memcachedPath === '')('BinaryParser error replies match real mem
       });
     });
     server = spawn(memcachedPath, ['-u', 'root', '-l', '127.0.0.1', '-p', String(port), '-U', '0'], { stdio: 'ignore' });
-    for (let i = 0; i < 100; i++) {
+    // Until it accepts, or exits (it could not listen): no deadline but the hook's timeout.
+    while (server.exitCode === null) {
       const up = await new Promise<boolean>((resolve) => {
         const c = net.connect(port, '127.0.0.1', () => { c.destroy(); resolve(true); });
         c.on('error', () => resolve(false));
@@ -439,7 +440,7 @@ describe.skipIf(memcachedPath === '')('BinaryParser error replies match real mem
       if (up) return;
       await new Promise((r) => setTimeout(r, 20));
     }
-    throw new Error('memcached did not start');
+    throw new Error(`memcached exited (code ${server.exitCode}) before it accepted on ${port}`);
   });
 
   afterAll(() => {

@@ -678,11 +678,11 @@ describe.skipIf(!memcachedBinary)('TextParser against memcached 1.6', () => {
       const args = ['-l', '127.0.0.1', '-p', String(port), '-U', '0', '-t', '1'];
       if (process.getuid?.() === 0) args.push('-u', 'root');
       const child = spawn('memcached', args, { stdio: 'ignore' });
-      if (await reachable(port)) server = child;
+      if (await reachable(child, port)) server = child;
       else child.kill('SIGKILL');
     }
     if (!server) throw new Error('could not start memcached');
-  }, 15_000);
+  });
 
   afterAll(() => {
     server?.kill('SIGKILL');
@@ -733,8 +733,9 @@ function freePort(): Promise<number> {
   });
 }
 
-async function reachable(port: number): Promise<boolean> {
-  for (let i = 0; i < 40; i++) {
+/** True once `child` accepts on the port; false if it exits first (it could not listen). No deadline but the hook's timeout. */
+async function reachable(child: ChildProcess, port: number): Promise<boolean> {
+  while (child.exitCode === null) {
     const ok = await new Promise<boolean>((resolve) => {
       const s = net.connect(port, '127.0.0.1', () => {
         s.destroy();
