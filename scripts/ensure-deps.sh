@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure the programs replicached and its tests drive are installed.
 #   scripts/ensure-deps.sh            what `npm test` needs: memcached, php with the memcached
-#                                     and memcache extensions, memccapable
+#                                     and memcache extensions, memccapable, nutcracker
 #   scripts/ensure-deps.sh --runtime  what `npm start` needs: memcached
 # Silent when everything is there. When something is missing and we are root on a machine
 # with apt-get (Debian/Ubuntu), installs it; otherwise names the packages and exits 1.
@@ -28,6 +28,8 @@ missing_packages() {
       pkgs+=(php-cli php-memcached php-memcache)
     fi
     command -v memccapable >/dev/null 2>&1 || pkgs+=(libmemcached-tools)
+    # The bench harness test (test/bench/) drives twemproxy beside replicached; Debian has it in /usr/sbin.
+    command -v nutcracker >/dev/null 2>&1 || pkgs+=(nutcracker)
   fi
   echo "${pkgs[@]}"
 }
@@ -41,8 +43,8 @@ if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
     echo "    ${need[*]}"
     echo "  on Debian/Ubuntu, as root:"
     echo "    apt-get update && apt-get install -y --no-install-recommends ${need[*]}"
-    echo "  (memcached is needed to run; php-cli, php-memcached, php-memcache and"
-    echo "   libmemcached-tools (memccapable) are needed by the tests)"
+    echo "  (memcached is needed to run; php-cli, php-memcached, php-memcache,"
+    echo "   libmemcached-tools (memccapable, memaslap) and nutcracker are needed by the tests)"
   } >&2
   exit 1
 fi

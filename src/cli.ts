@@ -74,7 +74,6 @@ async function runPrimary(config: Config, logger: Logger, local: LocalMemcached 
   const listen = `${config.listen.host}:${port}`;
   const metricsAt =
     primary.metricsPort === null ? '' : `metrics on http://${config.metricsListen!.host}:${primary.metricsPort}/metrics\n`;
-  process.stderr.write(`replicached listening on ${listen} (${config.workers} workers)\n${metricsAt}${phpIniHint(listen)}\n`);
   let stopping = false;
   const stop = async () => {
     if (stopping) {
@@ -90,6 +89,8 @@ async function runPrimary(config: Config, logger: Logger, local: LocalMemcached 
   process.on('SIGTERM', () => void stop());
   process.on('SIGINT', () => void stop());
   process.on('SIGHUP', () => primary.reload());
+  // Announced after the handlers, as in main().
+  process.stderr.write(`replicached listening on ${listen} (${config.workers} workers)\n${metricsAt}${phpIniHint(listen)}\n`);
 }
 
 async function main(): Promise<void> {
@@ -128,19 +129,6 @@ async function main(): Promise<void> {
   if (isWorker()) {
     shareWorkerMetrics(proxy.metrics.registry);
   }
-  const listen = `${config.listen.host}:${proxy.port}`;
-  logger.info(
-    {
-      listen,
-      backends: config.backends.map((b) => b.address),
-      replicas: config.replicas,
-      metrics: proxy.metricsPort === null ? null : `${config.metricsListen!.host}:${proxy.metricsPort}`,
-    },
-    'replicached listening',
-  );
-  const metricsAt = proxy.metricsPort === null ? '' : `metrics on http://${config.metricsListen!.host}:${proxy.metricsPort}/metrics\n`;
-  process.stderr.write(`replicached listening on ${listen}\n${metricsAt}${phpIniHint(listen)}\n`);
-
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) {
@@ -182,6 +170,21 @@ async function main(): Promise<void> {
   watchFiles();
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
+
+  // Announced last: whoever waits for this line may signal at once, and a signal that came
+  // before its handler would kill the process with the default action.
+  const listen = `${config.listen.host}:${proxy.port}`;
+  logger.info(
+    {
+      listen,
+      backends: config.backends.map((b) => b.address),
+      replicas: config.replicas,
+      metrics: proxy.metricsPort === null ? null : `${config.metricsListen!.host}:${proxy.metricsPort}`,
+    },
+    'replicached listening',
+  );
+  const metricsAt = proxy.metricsPort === null ? '' : `metrics on http://${config.metricsListen!.host}:${proxy.metricsPort}/metrics\n`;
+  process.stderr.write(`replicached listening on ${listen}\n${metricsAt}${phpIniHint(listen)}\n`);
 }
 
 main().catch((err: Error) => {
