@@ -4,8 +4,6 @@
 //   exit 1  could not start (port in use, memcached missing, ...)
 //   exit 2  invalid flags or config file
 
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import { splitAddress } from './backends/backend';
 import {
   ConfigError,
@@ -22,13 +20,9 @@ import { createLogger, type Logger } from './log';
 import { startProxy } from './proxy';
 import { isWorker, shareWorkerMetrics, startPrimary, workerBackends } from './workers';
 import { ConfigReloader } from './reload';
+import { VERSION } from './version';
 
 const SHUTDOWN_DEADLINE_MS = 5000;
-
-function packageVersion(): string {
-  const pkg = JSON.parse(readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')) as { version: string };
-  return pkg.version;
-}
 
 function configOrExit(argv: string[]): { args: RunArgs; config: Config } {
   try {
@@ -38,7 +32,7 @@ function configOrExit(argv: string[]): { args: RunArgs; config: Config } {
       process.exit(0);
     }
     if (args.kind === 'version') {
-      process.stdout.write(`replicached ${packageVersion()}\n`);
+      process.stdout.write(`replicached ${VERSION}\n`);
       process.exit(0);
     }
     return { args, config: loadConfig(args) };

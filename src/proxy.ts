@@ -45,7 +45,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
     // Items up to the client limit must come back from a backend, whatever size it was started with.
     const parser = { ...DEFAULT_PARSER_LIMITS, maxValueLength: Math.max(DEFAULT_PARSER_LIMITS.maxValueLength, current.limits.maxItemSize) };
     const backend = new Backend(b.address, { ...options, parser, tls: backendTls }, metrics.backendRecorder(b.address));
-    metrics.backendUp.set({ backend: b.address }, 1);
+    metrics.addBackend(b.address);
     backend.on('down', (reason) => {
       metrics.backendUp.set({ backend: b.address }, 0);
       metrics.backendEjections.inc({ backend: b.address });
@@ -81,6 +81,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
       finished: (backend, result, stillResyncing) => {
         metrics.resyncInProgress.set({ backend }, stillResyncing ? 1 : 0);
         const complete = result.outcome !== 'aborted' && result.unlisted.length === 0;
+        metrics.resyncRuns.inc({ backend, outcome: result.outcome === 'aborted' ? 'aborted' : complete ? 'complete' : 'incomplete' });
         const { outcome, reason, mode, copied, skipped, pruned, unlisted } = result;
         const summary = { backend, outcome, reason, mode, copied, skipped, pruned, unlisted };
         if (complete) logger.info(summary, 'resync finished');
@@ -112,6 +113,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
     version: PROTOCOL_VERSION,
     allowFlushAll: config.allowFlushAll,
     stats: () => [...stats.snapshot(), ...resyncer.statsLines()],
+    countProtocolError: metrics.countProtocolError,
     countCommand: (command, result, startedMs) =>
       metrics.countRequest(command, result, (performance.now() - startedMs) / 1000),
   };
@@ -139,6 +141,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
     },
   }, clientTlsOptions(config.clientTls));
   metrics.setInFlightSource(() => listener.inFlight);
+  metrics.setBackendsSource(() => backends);
 
   let metricsServer: MetricsServer | null = null;
   let port: number;

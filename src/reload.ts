@@ -14,7 +14,7 @@
 import { watchFile, unwatchFile, type Stats } from 'node:fs';
 import type { BackendConfig, Config } from './config';
 import type { Logger } from './log';
-import type { Metrics } from './metrics/registry';
+import { recordReload, type ReloadMetrics } from './metrics/registry';
 
 /** Settings a running process cannot change: they own sockets or processes. */
 export const RESTART_FIELDS = ['listen', 'metricsListen', 'workers'] as const;
@@ -101,7 +101,7 @@ export interface ReloaderOptions {
   load: () => Config;
   target: Reloadable;
   logger: Logger;
-  metrics: Pick<Metrics, 'configReloads'>;
+  metrics: ReloadMetrics;
 }
 
 /** How often the config file's stat is polled, and how long a burst of changes is waited out. */
@@ -118,12 +118,12 @@ export class ConfigReloader {
     try {
       next = load();
     } catch (err) {
-      metrics.configReloads.inc({ result: 'error' });
+      recordReload(metrics, false);
       logger.error({ trigger, error: err instanceof Error ? err.message : String(err) }, 'config reload refused; the running config stays');
       return false;
     }
     const changes = target.reload(next);
-    metrics.configReloads.inc({ result: 'ok' });
+    recordReload(metrics, true);
     const line = { trigger, ...changes, replicas: next.replicas, backends: next.backends.length };
     if (changes.needsRestart.length > 0) {
       logger.warn(line, `config reloaded; ${changes.needsRestart.join(', ')} changed and need a restart to apply`);
