@@ -17,8 +17,9 @@ import {
 } from './config';
 import { startLocalMemcached, type LocalMemcached } from './local-memcached';
 import { createLogger, type Logger } from './log';
-import { startProxy } from './proxy';
-import { isWorker, shareWorkerMetrics, startPrimary, workerBackends } from './workers';
+import { startProxy, type RunningProxy } from './proxy';
+import { isWorker, startPrimary } from './cluster/primary';
+import { PrimaryLink } from './cluster/worker';
 import { ConfigReloader } from './reload';
 import { VERSION } from './version';
 
@@ -56,13 +57,26 @@ function phpIniHint(listen: string): string {
   ].join('\n');
 }
 
-/** A backend the CLI itself chose (its local memcached, or the primary's list in a worker). */
+/** A backend the CLI itself chose: one of its local memcached. */
 function backendAt(address: string): BackendConfig {
   return { address, ...splitAddress(address), weight: 1, local: false };
 }
 
-/** --workers N: this process only forks, serves the summed metrics, and relays signals. */
-async function runPrimary(config: Config, logger: Logger, local: LocalMemcached | null): Promise<void> {
+/**
+ * Loads the config again for a reload: same arguments, so the flags still win over
+ * the file. Without backends in it, the local memcached started at start-up stay.
+ */
+function reloadLoader(args: RunArgs, localBackends: BackendConfig[] | null): () => Config {
+  return () => {
+    const next = loadConfig(args);
+    if (next.backends.length > 0) return next;
+    if (localBackends !== null) return { ...next, backends: localBackends };
+    throw new ConfigError('backends', 'cannot be left out on reload (starting local memcached needs a restart)', next.configPath);
+  };
+}
+
+/** --workers N: this process only forks, reloads, serves the workers' metrics, and relays signals. */
+async function runPrimary(config: Config, logger: Logger, local: LocalMemcached | null, load: () => Config): Promise<void> {
   const primary = await startPrimary(config, logger);
   const port = await primary.listening;
   const listen = `${config.listen.host}:${port}`;
@@ -77,40 +91,20 @@ async function runPrimary(config: Config, logger: Logger, local: LocalMemcached 
     await local?.stop();
     process.exit(0);
   };
+  // The primary reloads for the whole tree and sends the result to every worker.
+  const reloader = new ConfigReloader({ load, target: primary, logger, metrics: primary.metrics });
+  process.on('SIGHUP', () => void reloader.reload('SIGHUP'));
+  if (config.configPath !== null) reloader.watch(config.configPath);
   process.on('SIGTERM', () => void stop());
   process.on('SIGINT', () => void stop());
-  process.on('SIGHUP', () => primary.reload());
 }
 
-async function main(): Promise<void> {
-  const { args, config } = configOrExit(process.argv.slice(2));
-  const logger = createLogger(config.logLevel);
-
-  let local: LocalMemcached | null = null;
-  const chosen = workerBackends();
-  if (isWorker() && chosen !== null) {
-    // A worker proxies to the backends its primary chose, and serves no metrics of its own.
-    config.backends = chosen.map(backendAt);
-    config.workers = 1;
-    config.metricsListen = null;
-  } else if (config.backends.length === 0) {
-    local = await startLocalMemcached(LOCAL_BACKEND_COUNT);
-    config.backends = local.addresses.map(backendAt);
-    logger.info({ backends: local.addresses }, 'no backends configured: started local memcached processes');
-  }
-
-  if (config.workers > 1) {
-    await runPrimary(config, logger, local);
-    return;
-  }
-  const localBackends = config.backends;
+/** Starts the proxy, says where it listens, and stops it on SIGTERM or SIGINT. */
+async function serve(config: Config, logger: Logger, local: LocalMemcached | null): Promise<RunningProxy> {
   const proxy = await startProxy(config, logger).catch(async (err: Error) => {
     await local?.stop();
     throw err;
   });
-  if (isWorker()) {
-    shareWorkerMetrics(proxy.metrics.registry);
-  }
   const listen = `${config.listen.host}:${proxy.port}`;
   logger.info(
     {
@@ -133,22 +127,49 @@ async function main(): Promise<void> {
     await local?.stop();
     process.exit(0);
   };
-  // Reload: same arguments, so the flags still win over the file.
-  const reloader = new ConfigReloader({
-    load: () => {
-      const next = loadConfig(args);
-      if (next.backends.length > 0) return next;
-      if (local !== null || chosen !== null) return { ...next, backends: localBackends };
-      throw new ConfigError('backends', 'cannot be left out on reload (starting local memcached needs a restart)', next.configPath);
-    },
-    target: proxy,
-    logger,
-    metrics: proxy.metrics,
-  });
-  process.on('SIGHUP', () => void reloader.reload('SIGHUP'));
-  if (config.configPath !== null) reloader.watch(config.configPath);
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
+  return proxy;
+}
+
+/**
+ * A worker of --workers N: it runs the config its primary sends (at start, after
+ * every reload, and when it is a respawned worker) and loads none itself.
+ */
+async function runWorker(): Promise<void> {
+  const link = new PrimaryLink();
+  const config = await link.config();
+  const logger = createLogger(config.logLevel);
+  const proxy = await serve(config, logger, null);
+  link.follow(proxy, logger);
+  // A SIGHUP sent to a worker alone is ignored: the primary reloads the whole tree.
+  process.on('SIGHUP', () => logger.warn('SIGHUP to a worker ignored: send it to the primary, which reloads every worker'));
+}
+
+async function main(): Promise<void> {
+  if (isWorker()) {
+    await runWorker();
+    return;
+  }
+  const { args, config } = configOrExit(process.argv.slice(2));
+  const logger = createLogger(config.logLevel);
+
+  let local: LocalMemcached | null = null;
+  if (config.backends.length === 0) {
+    local = await startLocalMemcached(LOCAL_BACKEND_COUNT);
+    config.backends = local.addresses.map(backendAt);
+    logger.info({ backends: local.addresses }, 'no backends configured: started local memcached processes');
+  }
+  const load = reloadLoader(args, local === null ? null : config.backends);
+
+  if (config.workers > 1) {
+    await runPrimary(config, logger, local, load);
+    return;
+  }
+  const proxy = await serve(config, logger, local);
+  const reloader = new ConfigReloader({ load, target: proxy, logger, metrics: proxy.metrics });
+  process.on('SIGHUP', () => void reloader.reload('SIGHUP'));
+  if (config.configPath !== null) reloader.watch(config.configPath);
 }
 
 main().catch((err: Error) => {

@@ -28,6 +28,10 @@ export interface RunningProxy {
   metricsPort: number | null;
   metrics: Metrics;
   backends: Backend[];
+  /** The config it runs now (after reloads). */
+  readonly config: Config;
+  /** What /readyz answers; with --workers, each worker reports it to the primary. */
+  isReady(): boolean;
   /**
    * Applies a new, already validated config without closing client connections
    * (see src/reload.ts); listen, metricsListen and workers keep their running values.
@@ -143,6 +147,9 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
   metrics.setInFlightSource(() => listener.inFlight);
   metrics.setBackendsSource(() => backends);
 
+  // Ready while every key has at least one live replica: one live backend is enough.
+  const isReady = (): boolean => backends.some((b) => b.isUp());
+
   let metricsServer: MetricsServer | null = null;
   let port: number;
   try {
@@ -152,8 +159,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
         registry: metrics.registry,
         host: config.metricsListen.host,
         port: config.metricsListen.port,
-        // Ready while every key has at least one live replica: one live backend is enough.
-        isReady: () => backends.some((b) => b.isUp()),
+        isReady,
       });
     }
   } catch (err) {
@@ -170,6 +176,10 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
     get backends() {
       return backends;
     },
+    get config() {
+      return current;
+    },
+    isReady,
     reload: (next) => {
       const changes = diffConfig(current, next);
       // New connection settings need new Backend objects; otherwise keep the ones still listed.
