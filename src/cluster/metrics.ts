@@ -31,6 +31,8 @@ export class ClusterMetrics extends Registry {
   private readonly last = new Map<number, MetricsJson>();
   /** Counters and histograms of the workers that exited, summed. */
   private retired: MetricsJson = [];
+  /** The backends listed now (null: not told yet): retired series of any other backend are dropped. */
+  private listed: readonly string[] | null = null;
   private retiring: Promise<void> = Promise.resolve();
   private nextId = 0;
   private readonly waiting = new Map<number, { pending: Set<number>; done: () => void }>();
@@ -58,8 +60,23 @@ export class ClusterMetrics extends Registry {
     if (last === undefined) return;
     const monotonic = last.filter(isMonotonic);
     this.retiring = this.retiring.then(async () => {
-      this.retired = await AggregatorRegistry.aggregate([this.retired, monotonic]).getMetricsAsJSON();
+      this.retired = this.onlyListed(await AggregatorRegistry.aggregate([this.retired, monotonic]).getMetricsAsJSON());
     });
+  }
+
+  /** After a reload: the retired series of backends no longer listed go, as the workers drop theirs. */
+  keepBackends(addresses: readonly string[]): void {
+    this.retiring = this.retiring.then(() => {
+      this.listed = addresses;
+      this.retired = this.onlyListed(this.retired);
+    });
+  }
+
+  private onlyListed(metrics: MetricsJson): MetricsJson {
+    const listed = this.listed;
+    if (listed === null) return metrics;
+    const keep = (labels: Partial<Record<string, string | number>>): boolean => labels.backend === undefined || listed.includes(String(labels.backend));
+    return metrics.map((m) => ({ ...m, values: m.values.filter((v) => keep(v.labels)) }));
   }
 
   override async metrics(): Promise<string> {

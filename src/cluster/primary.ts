@@ -96,6 +96,7 @@ export async function startPrimary(config: Config, logger: Logger): Promise<Prim
       const changes = diffConfig(current, next);
       current = liveConfig(current, next);
       logger.level = current.logLevel;
+      clusterMetrics.keepBackends(current.backends.map((b) => b.address));
       for (const w of workers()) tell(w, { replicached: 'config', config: forWorker(current) });
       return changes;
     },

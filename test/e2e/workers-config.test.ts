@@ -123,6 +123,7 @@ describe('--workers 2: one ring per process tree', () => {
     text = await scrape(t.metricsPort);
     expect(metricSum(text, 'replicached_requests_total', { command: 'set', result: 'stored' })).toBeGreaterThanOrEqual(before);
     expect(metricValue(text, 'replicached_backend_up', { backend: c.address })).toBeUndefined();
+    expect(text).not.toContain(`backend="${c.address}"`); // not even in the dead worker's kept totals
     for (const m of [a, b]) expect(metricValue(text, 'replicached_backend_up', { backend: m.address })).toBe(1);
   });
 
