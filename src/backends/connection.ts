@@ -265,9 +265,9 @@ export class Connection {
     // A busy event loop can pass the deadline while the reply already waits in
     // the socket: let pending I/O be read once before calling it a stall.
     setImmediate(() => {
-      const now = this.fifo.peek();
-      if (now === undefined || this.state !== 'open') return;
-      const left = this.stallDeadline(now) - Date.now();
+      const first = this.fifo.peek();
+      if (first === undefined || this.state !== 'open') return;
+      const left = this.stallDeadline(first) - Date.now();
       if (left <= 0) {
         this.fail({ kind: 'timeout', reason: `timeout after ${this.opts.requestTimeoutMs} ms without a reply` });
         return;
