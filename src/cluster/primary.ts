@@ -13,6 +13,7 @@
 // RESTART_DELAY_MS, and gets the config the primary runs now.
 
 import cluster, { type Worker } from 'node:cluster';
+import { Registry } from 'prom-client';
 import type { Config } from '../config';
 import type { Logger } from '../log';
 import { startMetricsServer, type MetricsServer } from '../metrics/http';
@@ -47,18 +48,21 @@ export async function startPrimary(config: Config, logger: Logger): Promise<Prim
   const tell = (w: Worker, message: ToWorker): void => {
     if (w.isConnected()) w.send(message);
   };
-  const clusterMetrics = new ClusterMetrics(() => workers().map((w) => ({ id: w.id, request: (id) => tell(w, { replicached: 'metrics?', id }) })));
-  const metrics = createReloadMetrics(clusterMetrics);
+  // Without a metrics endpoint nobody reads the workers' metrics: the reload metrics alone, unserved.
+  const clusterMetrics = config.metricsListen
+    ? new ClusterMetrics(() => workers().map((w) => ({ id: w.id, request: (id) => tell(w, { replicached: 'metrics?', id }) })))
+    : null;
+  const metrics = createReloadMetrics(clusterMetrics ?? new Registry());
 
   cluster.on('message', (worker, message: unknown) => {
     if (!isOurs<ToPrimary>(message)) return;
     if (message.replicached === 'config?') tell(worker, { replicached: 'config', config: forWorker(current) });
     else if (message.replicached === 'ready') ready.set(worker.id, message.ready);
-    else clusterMetrics.answer(worker.id, message.id, message.metrics);
+    else clusterMetrics?.answer(worker.id, message.id, message.metrics);
   });
   cluster.on('exit', (worker, code, signal) => {
     ready.delete(worker.id);
-    clusterMetrics.retire(worker.id);
+    clusterMetrics?.retire(worker.id);
     if (stopping) return;
     logger.error({ worker: worker.id, code, signal }, 'worker exited; starting another');
     setTimeout(() => {
@@ -75,7 +79,7 @@ export async function startPrimary(config: Config, logger: Logger): Promise<Prim
   for (let i = 0; i < config.workers; i++) cluster.fork();
 
   let metricsServer: MetricsServer | null = null;
-  if (config.metricsListen) {
+  if (config.metricsListen && clusterMetrics) {
     metricsServer = await startMetricsServer({
       registry: clusterMetrics,
       host: config.metricsListen.host,
@@ -96,13 +100,13 @@ export async function startPrimary(config: Config, logger: Logger): Promise<Prim
       const changes = diffConfig(current, next);
       current = liveConfig(current, next);
       logger.level = current.logLevel;
-      clusterMetrics.keepBackends(current.backends.map((b) => b.address));
+      clusterMetrics?.keepBackends(current.backends.map((b) => b.address));
       for (const w of workers()) tell(w, { replicached: 'config', config: forWorker(current) });
       return changes;
     },
     stop: async () => {
       stopping = true;
-      clusterMetrics.stop();
+      clusterMetrics?.stop();
       const all = workers();
       const exits = all.map((w) => new Promise((resolve) => w.once('exit', resolve)));
       for (const w of all) w.process.kill('SIGTERM');
