@@ -44,7 +44,6 @@ export type ClientProtocol = (typeof CLIENT_PROTOCOLS)[number];
 
 /** How a resync run ended: every key done, done with keys it could not list, or stopped. */
 export const RESYNC_OUTCOMES = ['complete', 'incomplete', 'aborted'] as const;
-export type ResyncOutcome = (typeof RESYNC_OUTCOMES)[number];
 
 /** What the backend connections gauge reads at scrape time. */
 export interface BackendConnections {
