@@ -5,8 +5,6 @@
 //   exit 2  invalid flags or config file
 
 import cluster from 'node:cluster';
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import { splitAddress } from './backends/backend';
 import {
   ConfigError,
@@ -20,15 +18,12 @@ import {
 } from './config';
 import { startLocalMemcached, type LocalMemcached } from './local-memcached';
 import { createLogger, type Logger } from './log';
-import { startProxy } from './proxy';
-import { isWorker, shareWorkerMetrics, startPrimary, workerBackends } from './workers';
+import { startProxy, type RunningProxy } from './proxy';
+import { isWorker, startPrimary } from './cluster/primary';
+import { PrimaryLink } from './cluster/worker';
 import { ConfigReloader } from './reload';
 import { tlsFiles } from './tls';
-
-function packageVersion(): string {
-  const pkg = JSON.parse(readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')) as { version: string };
-  return pkg.version;
-}
+import { VERSION } from './version';
 
 function configOrExit(argv: string[]): { args: RunArgs; config: Config } {
   try {
@@ -38,7 +33,7 @@ function configOrExit(argv: string[]): { args: RunArgs; config: Config } {
       process.exit(0);
     }
     if (args.kind === 'version') {
-      process.stdout.write(`replicached ${packageVersion()}\n`);
+      process.stdout.write(`replicached ${VERSION}\n`);
       process.exit(0);
     }
     return { args, config: loadConfig(args) };
@@ -62,13 +57,26 @@ function phpIniHint(listen: string): string {
   ].join('\n');
 }
 
-/** A backend the CLI itself chose (its local memcached, or the primary's list in a worker). */
+/** A backend the CLI itself chose: one of its local memcached. */
 function backendAt(address: string): BackendConfig {
   return { address, ...splitAddress(address), weight: 1, local: false };
 }
 
-/** --workers N: this process only forks, serves the summed metrics, and relays signals. */
-async function runPrimary(config: Config, logger: Logger, local: LocalMemcached | null): Promise<void> {
+/**
+ * Loads the config again for a reload: same arguments, so the flags still win over
+ * the file. Without backends in it, the local memcached started at start-up stay.
+ */
+function reloadLoader(args: RunArgs, localBackends: BackendConfig[] | null): () => Config {
+  return () => {
+    const next = loadConfig(args);
+    if (next.backends.length > 0) return next;
+    if (localBackends !== null) return { ...next, backends: localBackends };
+    throw new ConfigError('backends', 'cannot be left out on reload (starting local memcached needs a restart)', next.configPath);
+  };
+}
+
+/** --workers N: this process only forks, reloads, serves the workers' metrics, and relays signals. */
+async function runPrimary(config: Config, logger: Logger, local: LocalMemcached | null, load: () => Config): Promise<void> {
   const primary = await startPrimary(config, logger);
   const port = await primary.listening;
   const listen = `${config.listen.host}:${port}`;
@@ -86,49 +94,22 @@ async function runPrimary(config: Config, logger: Logger, local: LocalMemcached 
     await local?.stop();
     process.exit(0);
   };
+  // The primary reloads for the whole tree and sends the result to every worker.
+  const reloader = new ConfigReloader({ load, target: primary, logger, metrics: primary.metrics });
+  process.on('SIGHUP', () => void reloader.reload('SIGHUP'));
+  if (config.configPath !== null) reloader.watch(config.configPath);
   process.on('SIGTERM', () => void stop());
   process.on('SIGINT', () => void stop());
-  process.on('SIGHUP', () => primary.reload());
-  // Announced after the handlers, as in main().
+  // Announced after the handlers: whoever waits for this line may signal at once.
   process.stderr.write(`replicached listening on ${listen} (${config.workers} workers)\n${metricsAt}${phpIniHint(listen)}\n`);
 }
 
-async function main(): Promise<void> {
-  const { args, config } = configOrExit(process.argv.slice(2));
-  const logger = createLogger(config.logLevel);
-
-  let local: LocalMemcached | null = null;
-  const chosen = workerBackends();
-  if (isWorker() && chosen !== null) {
-    // A worker proxies to the backends its primary chose, and serves no metrics of its own.
-    config.backends = chosen.map(backendAt);
-    config.workers = 1;
-    config.metricsListen = null;
-  } else if (config.backends.length === 0) {
-    local = await startLocalMemcached(LOCAL_BACKEND_COUNT, (exit) => {
-      logger.warn({ backend: exit.address, reason: exit.reason, restart: exit.restart }, 'local memcached exited');
-      process.stderr.write(
-        `replicached: local memcached ${exit.address} exited (${exit.reason}); its keys are served by the other replicas.\n` +
-          `  To bring it back (empty; replicached probes it and copies its keys back), run in another shell:\n` +
-          `    ${exit.restart}\n  replicached does not stop that one on exit.\n`,
-      );
-    });
-    config.backends = local.addresses.map(backendAt);
-    logger.info({ backends: local.addresses }, 'no backends configured: started local memcached processes');
-  }
-
-  if (config.workers > 1) {
-    await runPrimary(config, logger, local);
-    return;
-  }
-  const localBackends = config.backends;
+/** Starts the proxy and stops it on SIGTERM or SIGINT (draining; a second signal ends the drain). */
+async function serve(config: Config, logger: Logger, local: LocalMemcached | null): Promise<RunningProxy> {
   const proxy = await startProxy(config, logger).catch(async (err: Error) => {
     await local?.stop();
     throw err;
   });
-  if (isWorker()) {
-    shareWorkerMetrics(proxy.metrics.registry);
-  }
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) {
@@ -142,19 +123,75 @@ async function main(): Promise<void> {
     await local?.stop();
     process.exit(0);
   };
-  // Reload: same arguments, so the flags still win over the file.
-  const reloader = new ConfigReloader({
-    load: () => {
-      const next = loadConfig(args);
-      if (next.backends.length > 0) return next;
-      if (local !== null || chosen !== null) return { ...next, backends: localBackends };
-      throw new ConfigError('backends', 'cannot be left out on reload (starting local memcached needs a restart)', next.configPath);
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+  return proxy;
+}
+
+/**
+ * Says where the proxy listens. Called last, once every signal handler is in place:
+ * whoever waits for this line may signal at once, and a signal that came before its
+ * handler would kill the process with the default action.
+ */
+function announce(config: Config, logger: Logger, proxy: RunningProxy): void {
+  const listen = `${config.listen.host}:${proxy.port}`;
+  logger.info(
+    {
+      listen,
+      backends: config.backends.map((b) => b.address),
+      replicas: config.replicas,
+      metrics: proxy.metricsPort === null ? null : `${config.metricsListen!.host}:${proxy.metricsPort}`,
     },
-    target: proxy,
-    logger,
-    metrics: proxy.metrics,
-    applied: () => watchFiles(),
-  });
+    'replicached listening',
+  );
+  const metricsAt = proxy.metricsPort === null ? '' : `metrics on http://${config.metricsListen!.host}:${proxy.metricsPort}/metrics\n`;
+  process.stderr.write(`replicached listening on ${listen}\n${metricsAt}${phpIniHint(listen)}\n`);
+}
+
+/**
+ * A worker of --workers N: it runs the config its primary sends (at start, after
+ * every reload, and when it is a respawned worker) and loads none itself.
+ */
+async function runWorker(): Promise<void> {
+  const link = new PrimaryLink();
+  const config = await link.config();
+  const logger = createLogger(config.logLevel);
+  const proxy = await serve(config, logger, null);
+  link.follow(proxy, logger);
+  // A SIGHUP sent to a worker alone is ignored: the primary reloads the whole tree.
+  process.on('SIGHUP', () => logger.warn('SIGHUP to a worker ignored: send it to the primary, which reloads every worker'));
+  announce(config, logger, proxy);
+}
+
+async function main(): Promise<void> {
+  if (isWorker()) {
+    await runWorker();
+    return;
+  }
+  const { args, config } = configOrExit(process.argv.slice(2));
+  const logger = createLogger(config.logLevel);
+
+  let local: LocalMemcached | null = null;
+  if (config.backends.length === 0) {
+    local = await startLocalMemcached(LOCAL_BACKEND_COUNT, (exit) => {
+      logger.warn({ backend: exit.address, reason: exit.reason, restart: exit.restart }, 'local memcached exited');
+      process.stderr.write(
+        `replicached: local memcached ${exit.address} exited (${exit.reason}); its keys are served by the other replicas.\n` +
+          `  To bring it back (empty; replicached probes it and copies its keys back), run in another shell:\n` +
+          `    ${exit.restart}\n  replicached does not stop that one on exit.\n`,
+      );
+    });
+    config.backends = local.addresses.map(backendAt);
+    logger.info({ backends: local.addresses }, 'no backends configured: started local memcached processes');
+  }
+  const load = reloadLoader(args, local === null ? null : config.backends);
+
+  if (config.workers > 1) {
+    await runPrimary(config, logger, local, load);
+    return;
+  }
+  const proxy = await serve(config, logger, local);
+  const reloader = new ConfigReloader({ load, target: proxy, logger, metrics: proxy.metrics, applied: () => watchFiles() });
   // The config file and every certificate file in use are watched: a change reloads.
   const watching = new Map<string, () => void>();
   const watchFiles = (): void => {
@@ -168,23 +205,7 @@ async function main(): Promise<void> {
   };
   process.on('SIGHUP', () => void reloader.reload('SIGHUP'));
   watchFiles();
-  process.on('SIGTERM', () => void stop('SIGTERM'));
-  process.on('SIGINT', () => void stop('SIGINT'));
-
-  // Announced last: whoever waits for this line may signal at once, and a signal that came
-  // before its handler would kill the process with the default action.
-  const listen = `${config.listen.host}:${proxy.port}`;
-  logger.info(
-    {
-      listen,
-      backends: config.backends.map((b) => b.address),
-      replicas: config.replicas,
-      metrics: proxy.metricsPort === null ? null : `${config.metricsListen!.host}:${proxy.metricsPort}`,
-    },
-    'replicached listening',
-  );
-  const metricsAt = proxy.metricsPort === null ? '' : `metrics on http://${config.metricsListen!.host}:${proxy.metricsPort}/metrics\n`;
-  process.stderr.write(`replicached listening on ${listen}\n${metricsAt}${phpIniHint(listen)}\n`);
+  announce(config, logger, proxy);
 }
 
 main().catch((err: Error) => {

@@ -31,6 +31,8 @@ export interface RunningProxy {
   backends: Backend[];
   /** The config it runs now (after reloads). */
   readonly config: Config;
+  /** What /readyz answers; with --workers, each worker reports it to the primary. */
+  isReady(): boolean;
   /**
    * Applies a new, already validated config without closing client connections
    * (see src/reload.ts); listen, metricsListen and workers keep their running values.
@@ -69,6 +71,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
     // Items up to the client limit must come back from a backend, whatever size it was started with.
     const parser = { ...DEFAULT_PARSER_LIMITS, maxValueLength: Math.max(DEFAULT_PARSER_LIMITS.maxValueLength, current.limits.maxItemSize) };
     const backend = new Backend(b.address, { ...options, parser, tls: backendTls }, metrics.backendRecorder(b.address));
+    metrics.addBackend(b.address);
     const address = b.address;
     let since = Date.now();
     // Until this Backend (new connection settings make a new one) has answered, its up gauge
@@ -153,6 +156,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
         const node = backends.find((b) => b.address === backend);
         metrics.resyncInProgress.set({ backend }, stillResyncing || (node !== undefined && resyncer.isResyncing(node)) ? 1 : 0);
         const complete = result.outcome !== 'aborted' && result.unlisted.length === 0;
+        metrics.resyncRuns.inc({ backend, outcome: result.outcome === 'aborted' ? 'aborted' : complete ? 'complete' : 'incomplete' });
         const { outcome, reason, mode, copied, skipped, pruned, unlisted } = result;
         const summary = { backend, outcome, reason, mode, copied, skipped, pruned, unlisted };
         resyncProgress.delete(backend);
@@ -191,6 +195,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
       const answers = await Promise.all(backends.filter((b) => b.isUp()).map((b) => b.stats(group)));
       return answers.filter((a): a is Map<string, string> => a instanceof Map);
     },
+    countProtocolError: metrics.countProtocolError,
     countCommand: (command, result, startedMs) =>
       metrics.countRequest(command, result, (performance.now() - startedMs) / 1000),
   };
@@ -218,6 +223,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
     },
   }, clientTls);
   metrics.setInFlightSource(() => listener.inFlight);
+  metrics.setBackendsSource(() => backends);
 
   /**
    * Ready (for a sidecar: "send this pod traffic") once a backend of the current list has
@@ -263,6 +269,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
     get config() {
       return current;
     },
+    isReady,
     reload: (next) => {
       const live = liveConfig(current, next);
       // Certificate files first: one that cannot be read refuses the reload before anything changes.

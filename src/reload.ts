@@ -18,7 +18,7 @@
 import { watchFile, unwatchFile, type Stats } from 'node:fs';
 import type { BackendConfig, Config } from './config';
 import type { Logger } from './log';
-import type { Metrics } from './metrics/registry';
+import { recordReload, type ReloadMetrics } from './metrics/registry';
 
 /** Settings a running process cannot change: they own sockets or processes. */
 export const RESTART_FIELDS = ['listen', 'metricsListen', 'workers', 'clientTls'] as const;
@@ -137,7 +137,7 @@ export interface ReloaderOptions {
   load: () => Config;
   target: Reloadable;
   logger: Logger;
-  metrics: Pick<Metrics, 'configReloads'>;
+  metrics: ReloadMetrics;
   /** After a reload was applied (e.g. to watch the certificate files the new config names). */
   applied?: () => void;
 }
@@ -159,12 +159,12 @@ export class ConfigReloader {
       next = load();
       changes = target.reload(next);
     } catch (err) {
-      metrics.configReloads.inc({ result: 'error' });
+      recordReload(metrics, false);
       logger.error({ trigger, error: err instanceof Error ? err.message : String(err) }, 'config reload refused; the running config stays');
       return false;
     }
     logger.debug({ trigger, changed: settingsDiff(before, target.config) }, 'config reload: settings changed');
-    metrics.configReloads.inc({ result: 'ok' });
+    recordReload(metrics, true);
     this.opts.applied?.();
     const line = { trigger, ...changes, replicas: next.replicas, backends: next.backends.length };
     if (changes.needsRestart.length > 0) {

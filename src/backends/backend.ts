@@ -1,17 +1,25 @@
 // One memcached backend: a small pool of pipelined connections, and its health.
 //
 //            up ──(failureLimit consecutive connection failures,
-//             ▲    or one request timeout)──► down: every connection destroyed,
-//             │                               requests fail at once
+//             ▲    or timeoutLimit consecutive stalls)──► down: every connection
+//             │                               destroyed, requests fail at once
 //             └──(upAfterProbes good probes in a row)── probe: a fresh
 //                 connection + `version`, every probeIntervalMs, backing off
 //                 exponentially (with jitter) to retryMaxMs while probes fail
 //
-// Requests go to the least-loaded open connection; the pool grows to its size
-// when the open connections are busy. A request that finds no open connection
-// waits for one being opened, and fails with it if the connect fails. A hung
-// backend costs each request at most one timeout: the first timeout marks the
-// backend down and fails everything pending on it.
+// Any reply resets both counts. Requests go to the least-loaded open connection;
+// the pool grows to its size when the open connections are busy. A request that
+// finds no open connection waits for one being opened, and fails with it if the
+// connect fails.
+//
+// Ejection is on evidence, not on one slow moment. A request times out only on a
+// stall: past its deadline while the backend has sent nothing on its connection
+// for requestTimeoutMs (see connection.ts). A backend working through a
+// pipelined burst keeps sending replies, so however long its queue, nothing
+// times out and nothing counts against it. A hung backend (SIGSTOP, a frozen
+// VM) sends nothing: with the default timeoutLimit of 1 its first stall marks it
+// down and fails everything pending on it, so a hang costs each request at most
+// one timeout.
 
 import { EventEmitter } from 'node:events';
 import type tls from 'node:tls';
@@ -62,10 +70,15 @@ export interface BackendOptions {
   /** Persistent connections in the pool. */
   connections: number;
   connectTimeoutMs: number;
-  /** Per request, from the moment it is sent; the first timeout marks the backend down. */
+  /**
+   * Per request, from the moment it is sent; past it, the request fails only if the
+   * backend also sent nothing on its connection for this long (a stall).
+   */
   requestTimeoutMs: number;
   /** Consecutive connection-level failures (refused, reset, closed, desync) that mark it down. */
   failureLimit: number;
+  /** Consecutive stalls (request timeouts with no reply progress) that mark it down. */
+  timeoutLimit: number;
   /** First probe delay once down; the delay doubles while probes fail. */
   probeIntervalMs: number;
   /** Longest delay between probes. */
@@ -88,6 +101,8 @@ export const DEFAULT_BACKEND_OPTIONS: Readonly<BackendOptions> = Object.freeze({
   connectTimeoutMs: 300,
   requestTimeoutMs: 500,
   failureLimit: 2,
+  // A stall is already strong evidence: the backend answered nothing for a whole timeout.
+  timeoutLimit: 1,
   probeIntervalMs: 250,
   retryMaxMs: 5000,
   upAfterProbes: 2,
@@ -147,6 +162,7 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
   private readonly side = new Set<Connection>();
   private readonly waiting = new Fifo<BackendRequest>();
   private failures = 0;
+  private timeouts = 0;
   private goodProbes = 0;
   private probeDelay: number;
   private probeTimer: NodeJS.Timeout | null = null;
@@ -154,6 +170,7 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
     opened: (conn) => this.onOpened(conn),
     replied: (_conn, seconds) => {
       this.failures = 0;
+      this.timeouts = 0;
       this.observer.replied(seconds);
     },
     closed: (conn, failure, lost) => this.onClosed(conn, failure, lost),
@@ -174,6 +191,7 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
     // Config validation names bad values; these floors only keep a zero from hanging requests.
     opts.connections = Math.max(1, opts.connections);
     opts.failureLimit = Math.max(1, opts.failureLimit);
+    opts.timeoutLimit = Math.max(1, opts.timeoutLimit);
     opts.upAfterProbes = Math.max(1, opts.upAfterProbes);
     this.opts = opts;
     this.probeDelay = this.opts.probeIntervalMs;
@@ -392,11 +410,8 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
     if (lost > 0) this.observer.failed(failure?.kind ?? (this.status === 'closed' ? 'closed' : 'down'), lost);
     if (failure?.kind === 'timeout' || failure?.reason === CONNECT_TIMEOUT) this.observer.timedOut();
     if (failure === null || this.status !== 'up') return;
-    if (failure.kind === 'timeout') {
-      this.markDown(failure.reason);
-      return;
-    }
-    if (++this.failures >= this.opts.failureLimit) {
+    const evidence = failure.kind === 'timeout' ? ++this.timeouts >= this.opts.timeoutLimit : ++this.failures >= this.opts.failureLimit;
+    if (evidence) {
       this.markDown(failure.reason);
       return;
     }
@@ -422,6 +437,7 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
     this.status = 'down';
     this.downReason = reason;
     this.failures = 0;
+    this.timeouts = 0;
     this.goodProbes = 0;
     for (const c of [...this.pool]) c.close(`backend down: ${reason}`);
     this.failWaiting(`backend down: ${reason}`, 'down');
@@ -434,6 +450,7 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
     this.status = 'up';
     this.downReason = '';
     this.failures = 0;
+    this.timeouts = 0;
     this.goodProbes = 0;
     this.notify('up');
   }

@@ -43,7 +43,10 @@ export interface BackendRequest {
 
 /** Why a connection ended, when it was not closed on purpose. */
 export interface ConnectionFailure {
-  /** connect: refused or timed out; timeout: the head request; desync: a reply that does not fit; closed: by the backend. */
+  /**
+   * connect: refused or timed out; timeout: a stall (the head request past its deadline and no
+   * byte from the backend for requestTimeoutMs); desync: a reply that does not fit; closed: by the backend.
+   */
   kind: 'connect' | 'timeout' | 'desync' | 'closed';
   reason: string;
 }
@@ -61,7 +64,10 @@ export interface ConnectionOptions {
   host: string;
   port: number;
   connectTimeoutMs: number;
-  /** Deadline of each request from send(); a multi-line reply's deadline restarts at each line. */
+  /**
+   * Deadline of each request from send(); a multi-line reply's deadline restarts at each line.
+   * Past it, the request still waits while the backend sent something in the last requestTimeoutMs.
+   */
   requestTimeoutMs: number;
   parser?: Partial<ParserLimits>;
   /** TLS options (memcached -Z); the connection opens once the handshake, with its certificate checks, is done. */
@@ -97,6 +103,8 @@ export class Connection {
   private timer: NodeJS.Timeout | null = null;
   private seq = 0;
   private lastError: string | null = null;
+  /** Date.now() when the backend last sent a byte: a reply in progress is not a stall. */
+  private lastData = 0;
   /** Resolves when the socket is fully closed. */
   readonly done: Promise<void>;
 
@@ -190,6 +198,7 @@ export class Connection {
 
   private onData(chunk: Buffer): void {
     if (this.state !== 'open') return;
+    this.lastData = Date.now();
     this.parser.push(chunk);
     while (this.state === 'open') {
       const head = this.fifo.peek();
@@ -238,25 +247,33 @@ export class Connection {
     this.timer = setTimeout(() => this.onTimer(), Math.max(1, ms));
   }
 
+  /** When the head request times out: its deadline, pushed back while the backend keeps sending. */
+  private stallDeadline(head: InFlight): number {
+    return Math.max(head.deadline, this.lastData + this.opts.requestTimeoutMs);
+  }
+
   /** One timer per connection, for the head's deadline; re-armed only when it fires early. */
   private onTimer(): void {
     this.timer = null;
     const head = this.fifo.peek();
     if (head === undefined || this.state !== 'open') return;
-    const left = head.deadline - Date.now();
+    const left = this.stallDeadline(head) - Date.now();
     if (left > 0) {
       this.arm(left);
       return;
     }
     // A busy event loop can pass the deadline while the reply already waits in
-    // the socket: let pending I/O be read once before calling it a timeout.
+    // the socket: let pending I/O be read once before calling it a stall.
     setImmediate(() => {
-      if (this.state !== 'open') return;
-      if (this.fifo.peek() === head) {
-        this.fail({ kind: 'timeout', reason: `timeout after ${this.opts.requestTimeoutMs} ms` });
-      } else if (this.timer === null && this.fifo.peek() !== undefined) {
-        this.arm(this.fifo.peek()!.deadline - Date.now());
+      const first = this.fifo.peek();
+      if (first === undefined || this.state !== 'open') return;
+      const left = this.stallDeadline(first) - Date.now();
+      if (left <= 0) {
+        this.fail({ kind: 'timeout', reason: `timeout after ${this.opts.requestTimeoutMs} ms without a reply` });
+        return;
       }
+      this.clearTimer(); // send() may have armed it meanwhile, for a later deadline
+      this.arm(left);
     });
   }
 

@@ -20,6 +20,7 @@ export const BACKEND_OPTION_RANGES: Readonly<Record<keyof BackendOptions, Range>
   connectTimeoutMs: { min: 1, max: MAX_INT },
   requestTimeoutMs: { min: 1, max: MAX_INT },
   failureLimit: { min: 1, max: MAX_INT },
+  timeoutLimit: { min: 1, max: MAX_INT },
   probeIntervalMs: { min: 1, max: MAX_INT },
   retryMaxMs: { min: 1, max: MAX_INT },
   upAfterProbes: { min: 1, max: MAX_INT },

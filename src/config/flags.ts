@@ -105,9 +105,21 @@ const FLAGS: readonly Flag[] = [
   {
     name: '--request-timeout',
     arg: '<ms>',
-    help: `backend request timeout in milliseconds (default ${DEFAULT_BACKEND_OPTIONS.requestTimeoutMs})`,
+    help: `backend request timeout in milliseconds; a request times out only when the backend also sent nothing for this long (default ${DEFAULT_BACKEND_OPTIONS.requestTimeoutMs})`,
     set: (l, v) =>
       into(checkInteger(v, true, BACKEND_OPTION_RANGES.requestTimeoutMs), (n) => (l.backend.requestTimeoutMs = n)),
+  },
+  {
+    name: '--failure-limit',
+    arg: '<n>',
+    help: `consecutive backend connection failures (refused, reset, closed) that eject it (default ${DEFAULT_BACKEND_OPTIONS.failureLimit})`,
+    set: (l, v) => into(checkInteger(v, true, BACKEND_OPTION_RANGES.failureLimit), (n) => (l.backend.failureLimit = n)),
+  },
+  {
+    name: '--timeout-limit',
+    arg: '<n>',
+    help: `consecutive backend stalls (nothing received for the request timeout) that eject it (default ${DEFAULT_BACKEND_OPTIONS.timeoutLimit})`,
+    set: (l, v) => into(checkInteger(v, true, BACKEND_OPTION_RANGES.timeoutLimit), (n) => (l.backend.timeoutLimit = n)),
   },
   {
     name: '--item-size-max',

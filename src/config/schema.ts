@@ -12,7 +12,8 @@
 //     connections: 1                 # persistent connections per backend (1 keeps each client's requests in order)
 //     connectTimeoutMs: 300
 //     requestTimeoutMs: 500
-//     failureLimit: 2                # consecutive failures that mark a backend down
+//     failureLimit: 2                # consecutive connection failures that mark a backend down
+//     timeoutLimit: 1                # consecutive stalls (no reply for requestTimeoutMs) that mark it down
 //     probeIntervalMs: 250           # probe period of a down backend
 //     retryMaxMs: 5000               # reconnect backoff ceiling
 //     upAfterProbes: 2               # good probes that bring it back

@@ -29,6 +29,7 @@ export const BACKEND_OPTION_NAMES = [
   'connectTimeoutMs',
   'requestTimeoutMs',
   'failureLimit',
+  'timeoutLimit',
   'probeIntervalMs',
   'retryMaxMs',
   'upAfterProbes',

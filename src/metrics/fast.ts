@@ -155,6 +155,8 @@ export class CounterCells<T extends string> {
     if (c === undefined) {
       c = new CounterCell({ ...labels });
       this.cells.set(key, c);
+      // The series is exported from now on, at 0 until its first count.
+      this.counter?.inc(c.labels as LabelValues<T>, 0);
     }
     return c;
   }

@@ -1,9 +1,18 @@
 // Every metric replicached exports, in one table, on a private registry (never
 // prom-client's global one, so two proxies in one process stay apart).
 // Label values stay few: command names, result names, backend addresses, and
-// the reason strings a backend failure is reported with.
+// the reason strings a backend failure is reported with. Every series whose
+// labels are known in advance (each command's results, each backend's reasons
+// and outcomes) is exported from the start at 0, not from its first event.
+//
+// With --workers, each metric's `aggregator` says how the primary combines the
+// workers' values (src/cluster/metrics.ts): counters and histograms are summed,
+// `backend_up` is the minimum (up only where every worker has it up),
+// `resync_in_progress` the maximum, build info the first worker's. The reload
+// metrics are the primary's own (it is the one that reloads).
 
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { VERSION } from '../version';
 import { CounterCells, FastHistogram, type CounterCell, type HistogramSeries } from './fast';
 
 // Client and backend latencies are mostly sub-millisecond on a LAN; the top
@@ -11,7 +20,36 @@ import { CounterCells, FastHistogram, type CounterCell, type HistogramSeries } f
 const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 
 /** Why backend requests failed: a fixed set, so the label stays small. */
-export type BackendErrorReason = 'timeout' | 'connect' | 'closed' | 'desync' | 'server_error' | 'down' | 'overload';
+export const BACKEND_ERROR_REASONS = ['timeout', 'connect', 'closed', 'desync', 'server_error', 'down', 'overload'] as const;
+export type BackendErrorReason = (typeof BACKEND_ERROR_REASONS)[number];
+
+const READ_RESULTS = ['hit', 'miss', 'unavailable'];
+const STORE_RESULTS = ['stored', 'not_stored', 'exists', 'not_found', 'too_large', 'unavailable'];
+const STORE_COMMANDS = ['set', 'add', 'replace', 'append', 'prepend', 'cas'];
+/** Each client command and the results it can end with (src/protocol/types.ts): their series start at 0. */
+const COMMAND_RESULTS: ReadonlyMap<string, readonly string[]> = new Map([
+  ...['get', 'gets', 'gat', 'gats'].map((c): [string, string[]] => [c, READ_RESULTS]),
+  ...STORE_COMMANDS.map((c): [string, string[]] => [c, STORE_RESULTS]),
+  ['delete', ['deleted', 'not_found', 'exists', 'unavailable']],
+  ['touch', ['touched', 'not_found', 'unavailable']],
+  ...['incr', 'decr'].map((c): [string, string[]] => [c, ['ok', 'not_found', 'non_numeric', 'unavailable']]),
+  ['flush_all', ['ok', 'unavailable']],
+]);
+const WRITE_COMMANDS = [...STORE_COMMANDS, 'delete', 'touch', 'incr', 'decr'];
+/** Commands the router may fail over (reads and every write) or see replicas disagree on (writes). */
+const FAILOVER_COMMANDS = ['get', 'gat', ...WRITE_COMMANDS];
+
+export const CLIENT_PROTOCOLS = ['text', 'binary'] as const;
+export type ClientProtocol = (typeof CLIENT_PROTOCOLS)[number];
+
+/** How a resync run ended: every key done, done with keys it could not list, or stopped. */
+export const RESYNC_OUTCOMES = ['complete', 'incomplete', 'aborted'] as const;
+
+/** What the backend connections gauge reads at scrape time. */
+export interface BackendConnections {
+  readonly address: string;
+  readonly openConnections: number;
+}
 
 /** What one backend reports per request; cheap enough to call on every one. */
 export interface BackendRecorder {
@@ -23,7 +61,7 @@ export interface BackendRecorder {
   timedOut(): void;
 }
 
-export interface Metrics {
+export interface Metrics extends ReloadMetrics {
   registry: Registry;
 
   // The per-request paths: plain numbers, given to prom-client at scrape time.
@@ -37,6 +75,12 @@ export interface Metrics {
   backendRecorder(address: string): BackendRecorder;
   /** Where requests_in_flight reads its value at scrape time. */
   setInFlightSource(read: () => number): void;
+  /** Where backend_connections reads the backends at scrape time. */
+  setBackendsSource(read: () => readonly BackendConnections[]): void;
+  /** Starts every series of this backend at 0 (backend_up at 1): call when it is opened. */
+  addBackend(address: string): void;
+  /** A client request the parser refused: answered with an error, or the connection closed. */
+  countProtocolError(protocol: ClientProtocol, closed: boolean): void;
 
   /** result: e.g. hit, miss, stored, not_stored, exists, not_found, deleted, touched, ok, error, unavailable. */
   requests: Counter<'command' | 'result'>;
@@ -51,6 +95,10 @@ export interface Metrics {
   backendUp: Gauge<'backend'>;
   backendEjections: Counter<'backend'>;
   backendReturns: Counter<'backend'>;
+  /** Pool connections open to the backend. */
+  backendConnections: Gauge<'backend'>;
+  /** action: "answered" (ERROR, CLIENT_ERROR, a binary error status) or "closed". */
+  protocolErrors: Counter<'protocol' | 'action'>;
 
   /** A request answered by a later member because an earlier one failed or missed. */
   failovers: Counter<'command'>;
@@ -65,23 +113,75 @@ export interface Metrics {
   resyncKeysCopied: Counter<'backend'>;
   resyncKeysSkipped: Counter<'backend'>;
   resyncInProgress: Gauge<'backend'>;
+  resyncRuns: Counter<'backend' | 'outcome'>;
 
   clientConnections: Gauge;
   clientConnectionsRejected: Counter;
   clientBytesReceived: Counter;
   clientBytesSent: Counter;
 
-  /** result: "ok" or "error" (the old config kept). */
-  configReloads: Counter<'result'>;
   /**
    * TLS changes a reload found, by side (backend, client) and result: applied; refused (a
    * certificate file could not be read: the whole reload refused); needs_restart (client TLS
    * turned on or off). Every series is exported from start, at 0.
    */
   tlsReloads: Counter<'side' | 'result'>;
+  /** version, node_version; always 1. */
+  buildInfo: Gauge<'version' | 'node_version'>;
 
   /** Drops every series labelled with this backend, when a reload removes it. */
   forgetBackend(address: string): Promise<void>;
+}
+
+/** The reload metrics: in the proxy's registry, or with --workers in the primary's. */
+export interface ReloadMetrics {
+  /** result: "ok" or "error" (the old config kept). */
+  configReloads: Counter<'result'>;
+  /** 1 when the last reload (or the start) applied its config, 0 when it was refused. */
+  configLastReloadSuccessful: Gauge;
+  /** Unix time of the last reload attempt, or of the start. */
+  configLastReloadTimestamp: Gauge;
+}
+
+/** The names of the reload metrics, which the primary serves itself instead of the workers'. */
+export const RELOAD_METRIC_NAMES: readonly string[] = [
+  'replicached_config_reloads_total',
+  'replicached_config_last_reload_successful',
+  'replicached_config_last_reload_timestamp_seconds',
+];
+
+/** The reload metrics on `registry`, as after a successful start. */
+export function createReloadMetrics(registry: Registry): ReloadMetrics {
+  const registers = [registry];
+  const m: ReloadMetrics = {
+    configReloads: new Counter({
+      name: RELOAD_METRIC_NAMES[0],
+      help: 'Config reloads, by result: ok, or error (the old config kept).',
+      labelNames: ['result'] as const,
+      registers,
+    }),
+    configLastReloadSuccessful: new Gauge({
+      name: RELOAD_METRIC_NAMES[1],
+      help: 'Whether the last config reload (or the start) applied its config (1) or was refused (0).',
+      registers,
+    }),
+    configLastReloadTimestamp: new Gauge({
+      name: RELOAD_METRIC_NAMES[2],
+      help: 'Unix time of the last config reload attempt, or of the start.',
+      registers,
+    }),
+  };
+  for (const result of ['ok', 'error']) m.configReloads.inc({ result }, 0);
+  m.configLastReloadSuccessful.set(1);
+  m.configLastReloadTimestamp.set(Date.now() / 1000);
+  return m;
+}
+
+/** Records a reload's result in the reload metrics. */
+export function recordReload(m: ReloadMetrics, ok: boolean): void {
+  m.configReloads.inc({ result: ok ? 'ok' : 'error' });
+  m.configLastReloadSuccessful.set(ok ? 1 : 0);
+  m.configLastReloadTimestamp.set(Date.now() / 1000);
 }
 
 export function createMetrics(): Metrics {
@@ -93,7 +193,9 @@ export function createMetrics(): Metrics {
   const timeoutCells = new CounterCells<'backend'>(['backend']);
   const bytesInCells = new CounterCells<never>([]);
   const bytesOutCells = new CounterCells<never>([]);
+  const protocolErrorCells = new CounterCells<'protocol' | 'action'>(['protocol', 'action']);
   let inFlightSource: () => number = () => 0;
+  let backendsSource: () => readonly BackendConnections[] = () => [];
 
   const m = {
     registry,
@@ -142,9 +244,10 @@ export function createMetrics(): Metrics {
     }),
     backendUp: new Gauge({
       name: 'replicached_backend_up',
-      help: 'Whether the backend is in the ring (1) or ejected (0).',
+      help: 'Whether the backend is in the ring (1) or ejected (0); with --workers, 1 only while every worker has it up.',
       labelNames: ['backend'] as const,
       registers,
+      aggregator: 'min',
     }),
     backendEjections: new Counter({
       name: 'replicached_backend_ejections_total',
@@ -157,6 +260,23 @@ export function createMetrics(): Metrics {
       help: 'Times the backend passed its probes and came back into the ring.',
       labelNames: ['backend'] as const,
       registers,
+    }),
+    backendConnections: new Gauge({
+      name: 'replicached_backend_connections',
+      help: 'Connections open to the backend (its pool, not probes or resync dumps).',
+      labelNames: ['backend'] as const,
+      registers,
+      collect(this: Gauge<'backend'>) {
+        this.reset();
+        for (const b of backendsSource()) this.set({ backend: b.address }, b.openConnections);
+      },
+    }),
+    protocolErrors: new Counter({
+      name: 'replicached_protocol_errors_total',
+      help: 'Client requests refused as malformed or over a limit, by protocol and action: answered with an error, or the connection closed.',
+      labelNames: ['protocol', 'action'] as const,
+      registers,
+      collect: () => protocolErrorCells.fold(),
     }),
     failovers: new Counter({
       name: 'replicached_failovers_total',
@@ -200,8 +320,15 @@ export function createMetrics(): Metrics {
     }),
     resyncInProgress: new Gauge({
       name: 'replicached_resync_in_progress',
-      help: 'Whether a resync to the backend is running (1) or not (0).',
+      help: 'Whether a resync to the backend is running (1) or not (0); with --workers, in any worker.',
       labelNames: ['backend'] as const,
+      registers,
+      aggregator: 'max',
+    }),
+    resyncRuns: new Counter({
+      name: 'replicached_resync_runs_total',
+      help: 'Resync runs ended, by backend refilled and outcome: complete, incomplete (keys it could not list), or aborted.',
+      labelNames: ['backend', 'outcome'] as const,
       registers,
     }),
     clientConnections: new Gauge({
@@ -226,11 +353,12 @@ export function createMetrics(): Metrics {
       registers,
       collect: () => bytesOutCells.fold(),
     }),
-    configReloads: new Counter({
-      name: 'replicached_config_reloads_total',
-      help: 'Config reloads, by result: ok, or error (the old config kept).',
-      labelNames: ['result'] as const,
+    buildInfo: new Gauge({
+      name: 'replicached_build_info',
+      help: 'Always 1; the labels say which replicached and which Node.js run.',
+      labelNames: ['version', 'node_version'] as const,
       registers,
+      aggregator: 'first',
     }),
     tlsReloads: new Counter({
       name: 'replicached_tls_reloads_total',
@@ -242,18 +370,24 @@ export function createMetrics(): Metrics {
   for (const side of ['backend', 'client']) {
     for (const result of ['applied', 'refused', 'needs_restart']) m.tlsReloads.inc({ side, result }, 0);
   }
+  m.buildInfo.set({ version: VERSION, node_version: process.version }, 1);
 
   requestCells.attach(m.requests);
   errorCells.attach(m.backendErrors);
   timeoutCells.attach(m.backendTimeouts);
   bytesInCells.attach(m.clientBytesReceived);
   bytesOutCells.attach(m.clientBytesSent);
+  protocolErrorCells.attach(m.protocolErrors);
+  const protocolErrorCell = new Map<string, CounterCell>();
+  for (const protocol of CLIENT_PROTOCOLS) {
+    for (const action of ['answered', 'closed']) protocolErrorCell.set(`${protocol} ${action}`, protocolErrorCells.cell({ protocol, action }));
+  }
   const bytesIn = bytesInCells.cell({});
   const bytesOut = bytesOutCells.cell({});
 
   // command -> its latency series and its result cells
   const byCommand = new Map<string, { duration: HistogramSeries; results: Map<string, CounterCell> }>();
-  const countRequest = (command: string, result: string, seconds: number): void => {
+  const requestCell = (command: string, result: string): { duration: HistogramSeries; cell: CounterCell } => {
     let c = byCommand.get(command);
     if (c === undefined) {
       c = { duration: m.requestDuration.series({ command }), results: new Map() };
@@ -264,28 +398,41 @@ export function createMetrics(): Metrics {
       cell = requestCells.cell({ command, result });
       c.results.set(result, cell);
     }
-    cell.n++;
-    c.duration.observe(seconds);
+    return { duration: c.duration, cell };
   };
+  const countRequest = (command: string, result: string, seconds: number): void => {
+    const { duration, cell } = requestCell(command, result);
+    cell.n++;
+    duration.observe(seconds);
+  };
+  for (const [command, results] of COMMAND_RESULTS) for (const result of results) requestCell(command, result);
+  for (const command of FAILOVER_COMMANDS) m.failovers.inc({ command }, 0);
+  for (const command of WRITE_COMMANDS) m.replicaDisagreements.inc({ command }, 0);
+  for (const locality of ['local', 'remote']) m.reads.inc({ locality }, 0);
 
   const backendRecorder = (backend: string): BackendRecorder => {
     const duration = m.backendRequestDuration.series({ backend });
     const timeouts = timeoutCells.cell({ backend });
-    const reasons = new Map<string, CounterCell>();
+    const reasons = new Map(BACKEND_ERROR_REASONS.map((reason) => [reason, errorCells.cell({ backend, reason })]));
     return {
       replied: (seconds) => duration.observe(seconds),
       failed: (reason, count) => {
-        let cell = reasons.get(reason);
-        if (cell === undefined) {
-          cell = errorCells.cell({ backend, reason });
-          reasons.set(reason, cell);
-        }
-        cell.n += count;
+        reasons.get(reason)!.n += count;
       },
       timedOut: () => {
         timeouts.n++;
       },
     };
+  };
+
+  const addBackend = (backend: string): void => {
+    m.backendUp.set({ backend }, 1);
+    m.backendEjections.inc({ backend }, 0);
+    m.backendReturns.inc({ backend }, 0);
+    m.resyncKeysCopied.inc({ backend }, 0);
+    m.resyncKeysSkipped.inc({ backend }, 0);
+    m.resyncInProgress.set({ backend }, 0);
+    for (const outcome of RESYNC_OUTCOMES) m.resyncRuns.inc({ backend, outcome }, 0);
   };
 
   const byBackendOnly = [
@@ -301,6 +448,7 @@ export function createMetrics(): Metrics {
 
   return {
     ...m,
+    ...createReloadMetrics(registry),
     countRequest,
     requestCount: (command, result) => {
       const results = byCommand.get(command)?.results;
@@ -320,15 +468,21 @@ export function createMetrics(): Metrics {
     setInFlightSource: (read) => {
       inFlightSource = read;
     },
+    setBackendsSource: (read) => {
+      backendsSource = read;
+    },
+    addBackend,
+    countProtocolError: (protocol, closed) => {
+      protocolErrorCell.get(`${protocol} ${closed ? 'closed' : 'answered'}`)!.n++;
+    },
     async forgetBackend(address: string): Promise<void> {
       errorCells.drop({ backend: address });
       timeoutCells.drop({ backend: address });
       for (const metric of byBackendOnly) metric.remove({ backend: address });
-      // backendErrors has a second label: remove each reason seen for this backend.
-      const { values } = await m.backendErrors.get();
-      for (const { labels } of values) {
-        if (labels.backend === address && labels.reason !== undefined) {
-          m.backendErrors.remove({ backend: address, reason: String(labels.reason) });
+      // Metrics with a second label: remove each series of this backend.
+      for (const metric of [m.backendErrors, m.resyncRuns] as Counter<string>[]) {
+        for (const { labels } of (await metric.get()).values) {
+          if (labels.backend === address) metric.remove(labels);
         }
       }
     },

@@ -20,7 +20,7 @@ export class BinaryProtocol extends ParsedProtocol<BinaryRequest> {
   private readonly router: Router;
 
   constructor(private readonly ctx: ServerContext) {
-    super(new BinaryParser(ctx.limits));
+    super(new BinaryParser(ctx.limits), (closes) => ctx.countProtocolError('binary', closes));
     this.router = ctx.connectionRouter();
   }
 

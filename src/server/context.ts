@@ -21,4 +21,6 @@ export interface ServerContext {
   backendStats(group: string): Promise<Array<Map<string, string>>>;
   /** Counts a finished client command and its result, for `stats` and metrics; `startedMs` from performance.now(). */
   countCommand(command: string, result: string, startedMs: number): void;
+  /** Counts a request the parser refused: answered with an error, or ending the connection. */
+  countProtocolError(protocol: 'text' | 'binary', closes: boolean): void;
 }

@@ -17,7 +17,11 @@ type SessionRequest = { kind: string; close?: boolean };
 export abstract class ParsedProtocol<R extends SessionRequest> implements Protocol {
   private finished = false;
 
-  constructor(private readonly parser: RequestParser<R>) {}
+  constructor(
+    private readonly parser: RequestParser<R>,
+    /** Told of every request the parser refused (an 'error' request), and whether the connection closes. */
+    private readonly protocolError: (closes: boolean) => void,
+  ) {}
 
   push(chunk: Buffer): void {
     if (!this.finished) this.parser.push(chunk);
@@ -27,6 +31,7 @@ export abstract class ParsedProtocol<R extends SessionRequest> implements Protoc
     if (this.finished) return null;
     const req = this.parser.next();
     if (req === null) return null;
+    if (req.kind === 'error') this.protocolError(req.close === true);
     // Nothing after this request is read: quit, or an error after which the connection closes.
     if (req.kind === 'quit' || (req.kind === 'error' && req.close === true)) this.finished = true;
     return (done) => this.run(req, done);

@@ -17,7 +17,7 @@ export class TextProtocol extends ParsedProtocol<TextRequest> {
   private readonly router: Router;
 
   constructor(private readonly ctx: ServerContext) {
-    super(new TextParser(ctx.limits));
+    super(new TextParser(ctx.limits), (closes) => ctx.countProtocolError('text', closes));
     this.router = ctx.connectionRouter();
   }
 

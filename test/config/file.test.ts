@@ -43,6 +43,7 @@ backend:
   connectTimeoutMs: 100
   requestTimeoutMs: 200
   failureLimit: 5
+  timeoutLimit: 3
   probeIntervalMs: 50
   retryMaxMs: 1000
   upAfterProbes: 3
@@ -77,6 +78,7 @@ describe('config file', () => {
         connectTimeoutMs: 100,
         requestTimeoutMs: 200,
         failureLimit: 5,
+        timeoutLimit: 3,
         probeIntervalMs: 50,
         retryMaxMs: 1000,
         upAfterProbes: 3,
@@ -179,7 +181,7 @@ describe('file errors name the file, the field and the problem', () => {
     ['listen: "localhost:http"', 'listen', 'port must be 0..65535, got "http"'],
     ['metricsListen: false', 'metricsListen', 'must be a "host:port" string, got false (or "off")'],
     ['backend:\n  connections: 100\n', 'backend.connections', 'must be an integer between 1 and 64, got 100'],
-    ['backend:\n  requestTimeout: 100\n', 'backend.requestTimeout', 'unknown field (known: connections, connectTimeoutMs, requestTimeoutMs, failureLimit, probeIntervalMs, retryMaxMs, upAfterProbes)'],
+    ['backend:\n  requestTimeout: 100\n', 'backend.requestTimeout', 'unknown field (known: connections, connectTimeoutMs, requestTimeoutMs, failureLimit, timeoutLimit, probeIntervalMs, retryMaxMs, upAfterProbes)'],
     ['backend:\n  request_timeout_ms: 100\n', 'backend.request_timeout_ms', 'unknown field (did you mean "requestTimeoutMs"?)'],
     ['backend: 5', 'backend', 'must be a mapping, got 5'],
     ['limits:\n  maxKeyLength: 251\n', 'limits.maxKeyLength', 'must be an integer between 1 and 250, got 251'],

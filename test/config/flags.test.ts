@@ -40,6 +40,8 @@ describe('parseArgs: help and version', () => {
       '--config',
       '--connections',
       '--request-timeout',
+      '--failure-limit',
+      '--timeout-limit',
       '--connect-timeout',
       '--item-size-max',
       '--max-connections',
@@ -67,6 +69,7 @@ describe('defaults', () => {
         connectTimeoutMs: 300,
         requestTimeoutMs: 500,
         failureLimit: 2,
+        timeoutLimit: 1,
         probeIntervalMs: 250,
         retryMaxMs: 5000,
         upAfterProbes: 2,
@@ -120,6 +123,9 @@ describe('flags', () => {
       '--connections=4',
       '--request-timeout',
       '250',
+      '--failure-limit=4',
+      '--timeout-limit',
+      '3',
       '--connect-timeout=100',
       '--item-size-max',
       '2m',
@@ -136,7 +142,7 @@ describe('flags', () => {
       'off',
       '--listen=127.0.0.1:0',
     ]);
-    expect(c.backend).toMatchObject({ connections: 4, requestTimeoutMs: 250, connectTimeoutMs: 100 });
+    expect(c.backend).toMatchObject({ connections: 4, requestTimeoutMs: 250, connectTimeoutMs: 100, failureLimit: 4, timeoutLimit: 3 });
     expect(c.limits).toMatchObject({ maxItemSize: 2 * 1024 * 1024, maxClientConnections: 50 });
     expect(c).toMatchObject({ workers: 2, drainTimeoutMs: 0, logLevel: 'debug', allowFlushAll: false, metricsListen: null });
     expect(c.listen.port).toBe(0);

@@ -14,6 +14,7 @@ const EXPECTED: [name: string, type: string][] = [
   ['replicached_backend_returns_total', 'counter'],
   ['replicached_failovers_total', 'counter'],
   ['replicached_read_repairs_total', 'counter'],
+  ['replicached_converge_repairs_total', 'counter'],
   ['replicached_replica_disagreements_total', 'counter'],
   ['replicached_reads_total', 'counter'],
   ['replicached_resync_keys_copied_total', 'counter'],
@@ -23,9 +24,15 @@ const EXPECTED: [name: string, type: string][] = [
   ['replicached_client_connections_rejected_total', 'counter'],
   ['replicached_client_bytes_received_total', 'counter'],
   ['replicached_client_bytes_sent_total', 'counter'],
+  ['replicached_backend_connections', 'gauge'],
+  ['replicached_protocol_errors_total', 'counter'],
+  ['replicached_resync_runs_total', 'counter'],
+  ['replicached_build_info', 'gauge'],
   ['replicached_config_reloads_total', 'counter'],
   ['replicached_converge_repairs_total', 'counter'],
   ['replicached_tls_reloads_total', 'counter'],
+  ['replicached_config_last_reload_successful', 'gauge'],
+  ['replicached_config_last_reload_timestamp_seconds', 'gauge'],
 ];
 
 describe('metrics registry', () => {
@@ -49,6 +56,8 @@ describe('metrics registry', () => {
   it('forgetBackend drops every series of that backend and keeps the others', async () => {
     const m = createMetrics();
     for (const backend of ['127.0.0.1:1', '127.0.0.1:2']) {
+      m.addBackend(backend);
+      m.backendRecorder(backend);
       m.backendUp.set({ backend }, 1);
       m.backendErrors.inc({ backend, reason: 'timeout' });
       m.backendErrors.inc({ backend, reason: 'refused' });

@@ -66,7 +66,8 @@ test('SIGHUP after adding a fourth backend: connections stay open, every item re
 
   const text = await scrape(metricsPort);
   expect(metricValue(text, 'replicached_backend_up', { backend: d.address })).toBe(1);
-  expect(metricValue(text, 'replicached_config_reloads_total', { result: 'error' })).toBeUndefined();
+  expect(metricValue(text, 'replicached_config_reloads_total', { result: 'error' })).toBe(0);
+  expect(metricValue(text, 'replicached_config_last_reload_successful')).toBe(1);
   expect(metricValue(text, 'replicached_client_connections')).toBe(clients.length);
   await expectEveryKeyReadableOnEveryClient(clients);
 
@@ -93,7 +94,8 @@ test('an invalid file is refused: metrics count an error, the backends and the i
   await waitFor('the second refusal counted', async () => (await reloads(metricsPort, 'error')) >= 2);
 
   const after = await scrape(metricsPort);
-  expect(metricValue(after, 'replicached_config_reloads_total', { result: 'ok' })).toBeUndefined();
+  expect(metricValue(after, 'replicached_config_reloads_total', { result: 'ok' })).toBe(0);
+  expect(metricValue(after, 'replicached_config_last_reload_successful')).toBe(0);
   for (const mc of mcs) {
     expect(metricValue(after, 'replicached_backend_up', { backend: mc.address })).toBe(1);
     expect(metricValue(before, 'replicached_backend_up', { backend: mc.address })).toBe(1);

@@ -93,19 +93,27 @@ export async function runCheck(o: CheckOptions): Promise<CheckReport> {
     const states = new Map<string, KeyState>();
     owned.forEach((keys) => keys.forEach((k, i) => states.set(k, emptyState(i % 4 === 0))));
 
-    // Faults run beside the workers, at seeded moments.
+    // Faults run beside the workers, at seeded moments. A CAS token is one member's: one
+    // taken before a kill or a resync may meet another authority, so `epoch` counts those.
+    let epoch = 0;
+    let faulting = false;
+    const tokenEpoch = new Map<string, number>();
     let running = true;
     const faults = (async () => {
       for (let f = 0; f < o.faults && running; f++) {
         await sleep(200 + rng() * 1500);
         if (!running) break;
         const victim = pick(rng, backends);
+        faulting = true;
+        epoch++;
         victim.kill('SIGKILL');
         await victim.exited();
         await sleep(100 + rng() * 1000);
         await victim.restart();
         report.faults++;
         await waitResynced(proxies, addresses.length);
+        epoch++;
+        faulting = false;
       }
     })();
 
@@ -122,6 +130,7 @@ export async function runCheck(o: CheckOptions): Promise<CheckReport> {
           const op = randomOp(wrng, key, useShared ? null : states.get(key)!, true);
           if (op) ops.push(op);
         }
+        const sentIn = faulting ? -1 : epoch;
         let results: Result[];
         try {
           results = await client.run(ops);
@@ -148,7 +157,21 @@ export async function runCheck(o: CheckOptions): Promise<CheckReport> {
               s.unknown = false;
               s.present = got.kind === 'value';
               if (got.kind === 'value') Object.assign(s, { value: got.value, flags: got.flags, token: got.cas });
+              tokenEpoch.set(op.key, sentIn);
             }
+            return;
+          }
+          if (op.kind === 'cas' && (tokenEpoch.get(op.key) !== sentIn || sentIn !== epoch || faulting)) {
+            // The token may be another member's than the one that decides now: either answer is right.
+            report.unknown++;
+            const before = { ...s };
+            const want = apply(s, { ...op, cas: s.token ?? 0n });
+            if (got.kind === 'exists' && before.present) Object.assign(s, before);
+            else if (!sameResult(op.quiet ? quietly(want, protocol) : want, got, s.counter)) {
+              fail(`worker ${w} (${protocol}) batch ${b}: cas ${op.key} (token from before a fault): expected ${describe(want)} or exists, got ${describe(got)}`);
+              s.unknown = true;
+            }
+            s.token = null;
             return;
           }
           const want = apply(s, op);
@@ -158,8 +181,10 @@ export async function runCheck(o: CheckOptions): Promise<CheckReport> {
             fail(`worker ${w} (${protocol}) batch ${b}: ${op.kind} ${op.key}: expected ${describe(expected)}, got ${describe(got)}`);
             s.unknown = true;
           }
-          // A gets token is the authority's; after a fault the authority may have changed.
-          if (op.kind === 'get' && got.kind === 'value') s.token = report.faults > 0 ? null : got.cas;
+          if (op.kind === 'get' && got.kind === 'value') {
+            s.token = got.cas;
+            tokenEpoch.set(op.key, sentIn);
+          }
         });
         if (lost) {
           client.close();
