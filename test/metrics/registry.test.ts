@@ -29,7 +29,6 @@ const EXPECTED: [name: string, type: string][] = [
   ['replicached_resync_runs_total', 'counter'],
   ['replicached_build_info', 'gauge'],
   ['replicached_config_reloads_total', 'counter'],
-  ['replicached_converge_repairs_total', 'counter'],
   ['replicached_tls_reloads_total', 'counter'],
   ['replicached_config_last_reload_successful', 'gauge'],
   ['replicached_config_last_reload_timestamp_seconds', 'gauge'],
