@@ -15,7 +15,7 @@ for seed in $(seq 1 "$seeds"); do
   t0=$SECONDS
   if REPLICACHED_CHECK_SEED=$seed REPLICACHED_CHECK_BATCHES=$batches REPLICACHED_CHECK_FAULTS=$faults \
     npx vitest run test/replication/model-check.test.ts >"/tmp/model-check-$seed.log" 2>&1; then
-    echo "seed $seed: ok ($((SECONDS - t0)) s)"
+    echo "seed $seed: ok ($((SECONDS - t0)) s) $(grep -o 'model check, [a-z ]*: {[^}]*}' "/tmp/model-check-$seed.log" | tr '\n' ' ')"
   else
     failed=$((failed + 1))
     echo "seed $seed: FAILED ($((SECONDS - t0)) s), log: /tmp/model-check-$seed.log"

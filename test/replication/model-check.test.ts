@@ -65,7 +65,9 @@ describe('replication under overlap, against the model', () => {
       sharedKeys: 8,
       faults: FAULTS,
     });
+    console.log(`model check, one sidecar: ${JSON.stringify({ ...report, failures: report.failures.length })}`);
     expect(report.failures).toEqual([]);
+    expect(report.faults).toBe(FAULTS);
     expect(report.checked).toBeGreaterThan(BATCHES * 25);
   }, LONG_TIMEOUT_MS);
 
@@ -80,7 +82,9 @@ describe('replication under overlap, against the model', () => {
       sharedKeys: 8,
       faults: FAULTS,
     });
+    console.log(`model check, two sidecars: ${JSON.stringify({ ...report, failures: report.failures.length })}`);
     expect(report.failures).toEqual([]);
+    expect(report.faults).toBe(FAULTS);
     expect(report.checked).toBeGreaterThan(BATCHES * 25);
   }, LONG_TIMEOUT_MS);
 });
