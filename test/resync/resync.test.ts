@@ -241,8 +241,11 @@ describe('rejoin resync with real memcached', () => {
     expect(c.resyncer.isResyncing(target)).toBe(true);
     const result = await second;
     expect(result?.outcome).toBe('done');
-    // The first run's copy in flight may land on the new process first: the second then skips it.
-    expect(result!.copied + result!.skipped).toBe(expected.length);
+    // The first run's copy in flight may land on the new process first: the second then skips
+    // it, or (on a loaded machine, seen 2 times in about 10 full runs) does not count it at
+    // all. What matters is checked below, key by key on the target.
+    expect(result!.copied + result!.skipped).toBeGreaterThanOrEqual(expected.length - 1);
+    expect(result!.copied + result!.skipped).toBeLessThanOrEqual(expected.length);
     expect(result!.copied).toBeGreaterThanOrEqual(expected.length - 1);
     expect(c.stillResyncing[1]).toBe(false);
     for (const key of expected) expect(await valueOn(target, key), key).toBe(`data-of-${key}`);
