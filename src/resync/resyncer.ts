@@ -36,12 +36,13 @@ export const DEFAULT_RESYNC_OPTIONS: Readonly<ResyncOptions> = Object.freeze({
 });
 
 /**
- * Why a run started: marked up again, a restart seen by the identity poll, added by a
+ * Why a run started: marked up again, a restart seen by the identity poll, a lost connection
+ * to the same process (reconcile: it may have missed writes), added by a
  * config reload, a run a reload interrupted (started again under the new ring), a
  * membership change that moved keys to the backend (removal, more replicas, weights:
  * a fill), or asked for.
  */
-export type ResyncCause = 'up' | 'restarted' | 'added' | 'reload' | 'membership' | 'manual';
+export type ResyncCause = 'up' | 'restarted' | 'reconnected' | 'added' | 'reload' | 'membership' | 'manual';
 
 /** Where progress goes: metrics and logs. `backend` is the address being refilled. */
 export interface ResyncEvents {
@@ -219,8 +220,8 @@ export class Resyncer implements ResyncHooks {
 
   /**
    * A backend lost a connection: distrust it until its identity is read. A new
-   * pid or start time is a restart (refill); the same is a dropped connection
-   * (trusted again). Down meanwhile: its return starts a run, which clears it.
+   * pid or start time is a restart (refill); the same is a dropped connection,
+   * reconciled (it may have missed writes). Down meanwhile: its return starts a run.
    */
   private async verify(backend: Backend): Promise<void> {
     if (this.closed) return;
@@ -232,11 +233,10 @@ export class Resyncer implements ResyncHooks {
       if (id.status === 'ok') {
         const known = this.identities.get(backend) ?? null;
         this.identities.set(backend, { pid: id.pid, startedAt: id.startedAt });
-        if (known === null || known.pid !== id.pid || known.startedAt !== id.startedAt) {
-          void this.resync(backend, known === null ? 'up' : 'restarted');
-        } else {
-          this.suspects.delete(backend);
-        }
+        const restarted = known !== null && (known.pid !== id.pid || known.startedAt !== id.startedAt);
+        // The same process: requests that failed with the connection may have missed it (or
+        // run on it after their timeout), so it is reconciled before it is trusted again.
+        void this.resync(backend, restarted ? 'restarted' : 'reconnected');
         return;
       }
       await new Promise((r) => setTimeout(r, Math.min(1000, 50 * 2 ** attempt)));

@@ -354,15 +354,14 @@ export class ReplicatedRouter {
     if (answered.length === 0) return UNAVAILABLE;
     const disagree = answered.some((r) => r.status !== answered[0].status);
     if (disagree) this.events.disagreement(command);
-    if (replies[0].status === 'failed') {
-      // The authority is going away: its return is resynced, and the others answer.
-      this.events.failover(command);
-      return answered[0];
-    }
-    const expected = replies.map(left);
-    const changed = replies.some((r) => r.status === 'stored' || r.status === 'deleted' || r.status === 'touched');
-    if (members.length > 1 && (changed || disagree)) later.push(this.converge(key, members, expected, disagree));
-    return replies[0] as Exclude<R, Failed>;
+    // A member that failed is going away (its return is resynced); the others still converge,
+    // the first that answered standing in for the authority.
+    const live = members.filter((_, i) => replies[i].status !== 'failed');
+    const expected = replies.filter((r) => r.status !== 'failed').map(left);
+    const changed = answered.some((r) => r.status === 'stored' || r.status === 'deleted' || r.status === 'touched');
+    if (live.length > 1 && (changed || disagree)) later.push(this.converge(key, live, expected, disagree));
+    if (replies[0].status === 'failed') this.events.failover(command);
+    return answered[0];
   }
 
   /**
