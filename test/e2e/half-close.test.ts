@@ -6,6 +6,7 @@
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startCluster, type Cluster } from '../helpers/cluster';
+import { binaryPacket } from '../helpers/wire';
 
 let cluster: Cluster;
 beforeAll(async () => {
@@ -69,17 +70,8 @@ describe('binary protocol', () => {
   const SET = 0x01;
   const GET = 0x00;
 
-  function frame(opcode: number, key: string, extras: Buffer, value: Buffer, opaque: number): Buffer {
-    const k = Buffer.from(key);
-    const h = Buffer.alloc(24);
-    h[0] = 0x80;
-    h[1] = opcode;
-    h.writeUInt16BE(k.length, 2);
-    h[4] = extras.length;
-    h.writeUInt32BE(extras.length + k.length + value.length, 8);
-    h.writeUInt32BE(opaque, 12);
-    return Buffer.concat([h, extras, k, value]);
-  }
+  const frame = (opcode: number, key: string, extras: Buffer, value: Buffer, opaque: number): Buffer =>
+    binaryPacket({ opcode, key: Buffer.from(key), extras, value, opaque });
 
   /** Each response as opcode, status, opaque and value: the CAS differs between servers. */
   function responses(buf: Buffer): Array<{ opcode: number; status: number; opaque: number; value: string }> {

@@ -5,6 +5,7 @@
 import net from 'node:net';
 import type { MemcachedNode } from '../../src/routing/node';
 import { ReplicaRing } from '../../src/routing/ring';
+import { binaryPacket, parsePackets } from '../helpers/wire';
 
 /** A connection that sends raw bytes and reads replies as they come. */
 export class RawClient {
@@ -66,23 +67,14 @@ export class RawClient {
   /** Binary: reads `count` response packets. */
   async packets(count: number): Promise<BinaryResponse[]> {
     const raw = await this.read((b) => packetsLength(b, count));
-    const out: BinaryResponse[] = [];
-    for (let at = 0; at < raw.length; ) {
-      const keyLen = raw.readUInt16BE(at + 2);
-      const extLen = raw[at + 4];
-      const bodyLen = raw.readUInt32BE(at + 8);
-      const body = raw.subarray(at + 24, at + 24 + bodyLen);
-      out.push({
-        opcode: raw[at + 1],
-        status: raw.readUInt16BE(at + 6),
-        opaque: raw.readUInt32BE(at + 12),
-        cas: raw.readBigUInt64BE(at + 16),
-        key: body.subarray(extLen, extLen + keyLen).toString('latin1'),
-        value: body.subarray(extLen + keyLen).toString('latin1'),
-      });
-      at += 24 + bodyLen;
-    }
-    return out;
+    return parsePackets(raw).packets.map((p) => ({
+      opcode: p.opcode,
+      status: p.status,
+      opaque: p.opaque,
+      cas: p.cas,
+      key: p.key.toString('latin1'),
+      value: p.value.toString('latin1'),
+    }));
   }
 
   close(): void {
@@ -148,23 +140,14 @@ export const Op = {
   appendq: 0x19,
 } as const;
 
-/** One binary request packet. */
+/** One binary request packet (test/helpers/wire.ts's binaryPacket, with latin1 key and value). */
 export function packet(
   opcode: number,
   o: { key?: string; value?: string; extras?: Buffer; cas?: bigint; opaque?: number } = {},
 ): Buffer {
   const key = Buffer.from(o.key ?? '', 'latin1');
   const value = Buffer.from(o.value ?? '', 'latin1');
-  const extras = o.extras ?? Buffer.alloc(0);
-  const header = Buffer.alloc(24);
-  header[0] = 0x80;
-  header[1] = opcode;
-  header.writeUInt16BE(key.length, 2);
-  header[4] = extras.length;
-  header.writeUInt32BE(extras.length + key.length + value.length, 8);
-  header.writeUInt32BE(o.opaque ?? 0, 12);
-  header.writeBigUInt64BE(o.cas ?? 0n, 16);
-  return Buffer.concat([header, extras, key, value]);
+  return binaryPacket({ opcode, key, value, extras: o.extras, cas: o.cas, opaque: o.opaque });
 }
 
 /** SET/ADD extras: flags and expiry. */

@@ -4,6 +4,7 @@
 // ops without an answer `unknown`.
 
 import net from 'node:net';
+import { binaryPacket, parsePackets, type BinaryPacket } from '../../helpers/wire';
 import type { Op, Result } from './model';
 
 export type Protocol = 'text' | 'binary';
@@ -230,29 +231,28 @@ function binaryRequest(op: Op, opaque: number): Buffer {
       extras.writeUInt32BE(op.exptime, 0);
       break;
   }
-  const header = Buffer.alloc(24);
-  header[0] = 0x80;
-  header[1] = OPCODE[op.kind][op.quiet && op.kind !== 'get' ? 1 : 0];
-  header.writeUInt16BE(key.length, 2);
-  header[4] = extras.length;
-  header.writeUInt32BE(extras.length + key.length + value.length, 8);
-  header.writeUInt32BE(opaque, 12);
-  header.writeBigUInt64BE(op.kind === 'cas' ? op.cas : 0n, 16);
-  return Buffer.concat([header, extras, key, value]);
+  return binaryPacket({
+    opcode: OPCODE[op.kind][op.quiet && op.kind !== 'get' ? 1 : 0],
+    key,
+    extras,
+    value,
+    opaque,
+    cas: op.kind === 'cas' ? op.cas : 0n,
+  });
 }
 
-function binaryResult(op: Op, status: number, body: Buffer, extLen: number, keyLen: number, cas: bigint): Result {
+function binaryResult(op: Op, { status, extras, value, cas }: BinaryPacket): Result {
   if (status === 0) {
     switch (op.kind) {
       case 'get':
-        return { kind: 'value', value: body.subarray(extLen + keyLen).toString('latin1'), flags: body.readUInt32BE(0), cas };
+        return { kind: 'value', value: value.toString('latin1'), flags: extras.readUInt32BE(0), cas };
       case 'delete':
         return { kind: 'deleted' };
       case 'touch':
         return { kind: 'touched' };
       case 'incr':
       case 'decr':
-        return { kind: 'number', n: body.readBigUInt64BE(extLen + keyLen) };
+        return { kind: 'number', n: value.readBigUInt64BE(0) };
       default:
         return { kind: 'stored' };
     }
@@ -277,23 +277,21 @@ export async function binaryClient(port: number): Promise<BatchClient> {
     close: () => wire.socket.destroy(),
     async run(ops) {
       // The NOOP's opaque is ops.length: once it answers, every quiet op before it has.
-      wire.socket.write(Buffer.concat([...ops.map((op, i) => binaryRequest(op, i)), noop(ops.length)]));
+      wire.socket.write(Buffer.concat([...ops.map((op, i) => binaryRequest(op, i)), binaryPacket({ opcode: NOOP, opaque: ops.length })]));
       const answered = new Map<number, Result>();
       const deadline = Date.now() + BATCH_TIMEOUT_MS;
       let done = false;
       while (!done) {
-        while (wire.buf.length >= 24) {
-          const bodyLen = wire.buf.readUInt32BE(8);
-          if (wire.buf.length < 24 + bodyLen) break;
-          const packet = wire.take(24 + bodyLen);
-          const opaque = packet.readUInt32BE(12);
-          if (opaque === ops.length) {
+        const { packets, rest } = parsePackets(wire.buf);
+        wire.buf = rest;
+        for (const packet of packets) {
+          if (packet.opaque === ops.length) {
             done = true;
             break;
           }
-          const op = ops[opaque];
-          if (op === undefined) throw new Error(`reply with unknown opaque ${opaque}`);
-          answered.set(opaque, binaryResult(op, packet.readUInt16BE(6), packet.subarray(24), packet[4], packet.readUInt16BE(2), packet.readBigUInt64BE(16)));
+          const op = ops[packet.opaque];
+          if (op === undefined) throw new Error(`reply with unknown opaque ${packet.opaque}`);
+          answered.set(packet.opaque, binaryResult(op, packet));
         }
         if (done) break;
         if (!(await wire.more(deadline))) {
@@ -310,14 +308,6 @@ export async function binaryClient(port: number): Promise<BatchClient> {
       });
     },
   };
-}
-
-function noop(opaque: number): Buffer {
-  const header = Buffer.alloc(24);
-  header[0] = 0x80;
-  header[1] = NOOP;
-  header.writeUInt32BE(opaque, 12);
-  return header;
 }
 
 export function connect(protocol: Protocol, port: number): Promise<BatchClient> {
