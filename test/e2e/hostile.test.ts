@@ -349,30 +349,38 @@ describe('connections', () => {
 
   it('with --max-connections 1000, 1,100 attempts: 100 are closed at once, the rest served', async () => {
     limited = await startProxy({ backends: [mc1.address, mc2.address], replicas: 2, args: ['--max-connections', '1000'] });
-    const sockets = await connectAll(limited.port, 1100);
+    const port = limited.port;
+    // Each socket's outcome is collected from the moment it is created: a rejected one may be
+    // closed by the proxy before the last of the 1,100 has connected.
+    const sockets = Array.from({ length: 1100 }, () => {
+      const s = net.connect({ host: '127.0.0.1', port });
+      const outcome = new Promise<string>((resolve) => {
+        let data = '';
+        s.on('data', (d: Buffer) => {
+          data += d.toString('latin1');
+          if (data.endsWith('\r\n')) resolve(data);
+        });
+        s.on('close', () => resolve(data === '' ? 'closed' : data));
+      });
+      s.on('error', () => {});
+      const settled = new Promise<void>((resolve) => {
+        s.once('connect', () => resolve());
+        s.once('close', () => resolve());
+      });
+      return { s, outcome, settled };
+    });
     try {
-      const outcomes = await Promise.all(
-        sockets.map(
-          (s) =>
-            new Promise<string>((resolve) => {
-              let data = '';
-              s.on('data', (d: Buffer) => {
-                data += d.toString('latin1');
-                if (data.endsWith('\r\n')) resolve(data);
-              });
-              s.on('close', () => resolve(data === '' ? 'closed' : data));
-              s.on('error', () => {});
-              s.write('version\r\n');
-            }),
-        ),
-      );
+      // Every connection is open (or already refused) before any of them asks for anything.
+      await Promise.all(sockets.map((c) => c.settled));
+      for (const c of sockets) if (!c.s.destroyed) c.s.write('version\r\n');
+      const outcomes = await Promise.all(sockets.map((c) => c.outcome));
       expect(outcomes.filter((o) => o === 'closed').length).toBe(100);
       expect(outcomes.filter((o) => o === 'VERSION 1.6.0\r\n').length).toBe(1000);
       const stats = await exchange(limited.port, latin1('stats\r\n'), latin1('END\r\n'));
       // The stats client itself is one over the limit while the 1,000 are open: closed too.
       expect(stats).toEqual({ data: Buffer.alloc(0), closed: true });
     } finally {
-      for (const s of sockets) s.destroy();
+      for (const c of sockets) c.s.destroy();
     }
     // Once they are gone, the count is back and the rejections were counted.
     let stats = '';
