@@ -187,7 +187,8 @@ export class ReplicatedRouter {
       // Bring the others to the authority's value, with its flags and expiry, before the reply:
       // pecl-memcache's session lock is an incr, and it must exist on every member once granted.
       const copied = await this.copyAuthority(cmd.key, authority, rest);
-      if (copied !== null) later.push(this.converge(cmd.key, [authority, ...rest], [copied], false));
+      if (copied === null) return UNAVAILABLE;
+      later.push(this.converge(cmd.key, [authority, ...rest], [copied], false));
     }
     return reply;
   }
@@ -326,7 +327,8 @@ export class ReplicatedRouter {
     if (cmd.mode === 'append' || cmd.mode === 'prepend') {
       // The new value is the authority's old one joined with this one: copy what it holds.
       const copied = await this.copyAuthority(cmd.key, authority, rest);
-      if (copied !== null) later.push(this.converge(cmd.key, [authority, ...rest], [copied], false));
+      if (copied === null) return UNAVAILABLE;
+      later.push(this.converge(cmd.key, [authority, ...rest], [copied], false));
       return reply;
     }
     await Promise.all(rest.map((m) => m.store({ ...cmd, mode: 'set', cas: 0n })));
@@ -400,7 +402,14 @@ export class ReplicatedRouter {
     return now.every((r, i) => r.status === 'failed' || (r.status === 'hit' ? r.cas : 'gone') === expected[members.indexOf(checked[i])]);
   }
 
-  /** Copies what the authority holds now to the others; the CAS copied, or null if it could not be read. */
+  /**
+   * Copies what the authority holds now to the others; the CAS copied, or null if
+   * it could not be read. Null after a decision means the authority failed between
+   * deciding and being read: the others still hold the value from before, and the
+   * decided one may be lost with it. The caller then answers "unavailable" (the
+   * client is told nothing it could rely on) rather than acknowledge a result that
+   * the surviving members do not hold.
+   */
   private async copyAuthority(key: Buffer, authority: MemcachedNode, rest: MemcachedNode[]): Promise<Expected> {
     const now = await authority.get(key);
     if (now.status === 'failed') return null;

@@ -196,6 +196,36 @@ describe('ReplicatedRouter writes', () => {
     expect(await router.arith({ kind: 'incr', key: k('t'), delta: 1n })).toEqual({ status: 'non_numeric' });
   });
 
+  test('incr or append with CAS whose authority fails right after deciding: unavailable, never an answer the others do not hold', async () => {
+    // The authority dies between applying the write and being read for the copy:
+    // a real memcached does this only with exact timing, so the fake is scripted.
+    const { router, membersOf } = setup(3, 2);
+    const [a, b] = membersOf('n');
+    a.put('n', '10');
+    b.put('n', '10');
+    const arith = a.arith.bind(a);
+    a.arith = async (...args) => {
+      const r = await arith(...args);
+      a.failing = true;
+      return r;
+    };
+    expect(await router.arith({ kind: 'incr', key: k('n'), delta: 5n })).toEqual({ status: 'unavailable' });
+    expect(b.value('n')).toBe('10');
+
+    const [c, d] = membersOf('s');
+    c.put('s', 'a');
+    d.put('s', 'a');
+    const store = c.store.bind(c);
+    c.store = async (req) => {
+      const r = await store(req);
+      c.failing = true;
+      return r;
+    };
+    const cas = c.items.get('s')!.cas;
+    const appended = await router.store({ mode: 'append', key: k('s'), flags: 0, exptime: 0, value: k('b'), cas });
+    expect(appended).toEqual({ status: 'unavailable' });
+  });
+
   test('flush reaches every live backend', async () => {
     const { router, nodes } = setup(3, 2);
     nodes[2].up = false;

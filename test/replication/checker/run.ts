@@ -71,6 +71,15 @@ export function randomOp(rng: Rng, key: string, s: KeyState | null, quietAllowed
   };
 }
 
+/** An op in a line of history: what a failure report needs to replay it by eye. */
+function show(op: Op): string {
+  const q = op.quiet ? ' quiet' : '';
+  if (op.kind === 'incr' || op.kind === 'decr') return `${op.kind} ${op.delta}${q}`;
+  if (op.kind === 'get' || op.kind === 'delete') return `${op.kind}${q}`;
+  if (op.kind === 'touch') return `touch ${op.exptime}`;
+  return `${op.kind} ${JSON.stringify(op.value)} f${op.flags} e${op.exptime}${op.kind === 'cas' ? ` cas ${op.cas}` : ''}${q}`;
+}
+
 export function describe(r: Result): string {
   return JSON.stringify(r, (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
 }
@@ -81,6 +90,19 @@ export async function runCheck(o: CheckOptions): Promise<CheckReport> {
   const fail = (msg: string): void => {
     if (report.failures.length < 50) report.failures.push(`seed ${o.seed}: ${msg}`);
   };
+  // What led to a failure: each owned key's last requests and answers, and the faults, timed.
+  const t0 = Date.now();
+  const at = (): string => `${((Date.now() - t0) / 1000).toFixed(3)}s`;
+  const history = new Map<string, string[]>();
+  const faultLog: string[] = [];
+  const remember = (key: string, line: string): void => {
+    const h = history.get(key) ?? [];
+    h.push(line);
+    if (h.length > 12) h.shift();
+    history.set(key, h);
+  };
+  const failOn = (key: string, msg: string): void =>
+    fail(`${msg}\n    history of ${key}:\n      ${(history.get(key) ?? []).join('\n      ')}\n    faults: ${faultLog.join('; ')}`);
   const backends: MemcachedProcess[] = await Promise.all([0, 1, 2].map(() => startMemcached()));
   const addresses = backends.map((b) => b.address);
   const proxies: ProxyProcess[] = [];
@@ -107,12 +129,15 @@ export async function runCheck(o: CheckOptions): Promise<CheckReport> {
         const victim = pick(rng, backends);
         faulting = true;
         epoch++;
+        faultLog.push(`${at()} kill ${victim.address}`);
         victim.kill('SIGKILL');
         await victim.exited();
         await sleep(100 + rng() * 1000);
         await victim.restart();
+        faultLog.push(`${at()} restarted`);
         report.faults++;
         await waitResynced(proxies, addresses.length);
+        faultLog.push(`${at()} resynced`);
         epoch++;
         faulting = false;
       }
@@ -134,6 +159,7 @@ export async function runCheck(o: CheckOptions): Promise<CheckReport> {
           if (op) ops.push(op);
         }
         const sentIn = faulting ? -1 : epoch;
+        const sentAt = at();
         let results: Result[];
         try {
           results = await client.run(ops);
@@ -148,6 +174,7 @@ export async function runCheck(o: CheckOptions): Promise<CheckReport> {
           if (got.kind === 'unknown') lost = true;
           const s = states.get(op.key);
           if (s === undefined) return; // shared: form only (the client parsed it)
+          remember(op.key, `${sentAt}-${at()} batch ${b}#${i}${sentIn < 0 ? ' (fault)' : ''}: ${show(op)} -> ${describe(got)}`);
           if (got.kind === 'unknown') {
             report.unknown++;
             s.unknown = true;
@@ -182,7 +209,7 @@ export async function runCheck(o: CheckOptions): Promise<CheckReport> {
             if (got.kind === 'silent' && protocol === 'text') s.unknown = true;
             else if (got.kind === 'exists' && before.present) Object.assign(s, before);
             else if (!sameResult(op.quiet ? quietly(want, protocol) : want, got, s.counter)) {
-              fail(`worker ${w} (${protocol}) batch ${b}: cas ${op.key} (token from before a fault): expected ${describe(want)} or exists, got ${describe(got)}`);
+              failOn(op.key, `worker ${w} (${protocol}) batch ${b}: cas ${op.key} (token from before a fault): expected ${describe(want)} or exists, got ${describe(got)}`);
               s.unknown = true;
             }
             s.token = null;
@@ -192,7 +219,7 @@ export async function runCheck(o: CheckOptions): Promise<CheckReport> {
           const expected = op.quiet ? quietly(want, protocol) : want;
           report.checked++;
           if (!sameResult(expected, got, s.counter)) {
-            fail(`worker ${w} (${protocol}) batch ${b}: ${op.kind} ${op.key}: expected ${describe(expected)}, got ${describe(got)}`);
+            failOn(op.key, `worker ${w} (${protocol}) batch ${b}: ${op.kind} ${op.key}: expected ${describe(expected)}, got ${describe(got)}`);
             s.unknown = true;
           }
           if (op.kind === 'get' && got.kind === 'value') {
@@ -241,7 +268,7 @@ export async function runCheck(o: CheckOptions): Promise<CheckReport> {
         const ok = s.present
           ? item !== null && item.flags === s.flags && (s.counter ? item.value.trim() === s.value : item.value === s.value)
           : item === null;
-        if (!ok) fail(`${key} on ${m.address}: model ${s.present ? JSON.stringify(s.value) : 'absent'}, backend ${JSON.stringify(item)}`);
+        if (!ok) failOn(key, `${key} on ${m.address}: model ${s.present ? JSON.stringify(s.value) : 'absent'}, backend ${JSON.stringify(item)}`);
       }
     }
 
