@@ -1,6 +1,7 @@
-// CPU profile of replicached under the memaslap mix.
-//   node bench/dist/profile.js [--seconds 15] [--binary] [--top 15]
-// Starts replicached under `node --cpu-prof`, drives it with memaslap, stops it (SIGTERM
+// CPU profile of replicached under the memaslap mix, or the PHP-session load.
+//   node bench/dist/profile.js [--seconds 15] [--binary] [--session] [--top 15]
+// Starts replicached under `node --cpu-prof`, drives it with memaslap (or, with --session,
+// bench's session load: add lock, get, set, delete lock per page), stops it (SIGTERM
 // makes it exit, which writes the profile), then prints the functions with the most
 // self time, aggregated by function + file + line.
 
@@ -9,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { flag, numberOption } from './args';
 import { runMemaslap } from './memaslap';
+import { runSessionLoad } from './session-load';
 import { startStack } from './targets';
 
 interface ProfileNode {
@@ -50,11 +52,23 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'bench-cpuprof-'));
   const stack = await startStack({ only: ['replicached'], replicachedNodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`] });
   const t = stack.targets[0];
-  const r = await runMemaslap({ address: t.address, seconds, concurrency: 32, binary }).finally(() => stack.stop());
+  const protocol = binary ? 'binary' : 'text';
+  const load = flag(argv, 'session')
+    ? runSessionLoad({ port: t.port, protocol, connections: 64, sessions: 10_000, seconds }).then((r) => ({
+        what: `session-${protocol}`,
+        perSecond: r.ops / r.seconds,
+        errors: r.errors,
+      }))
+    : runMemaslap({ address: t.address, seconds, concurrency: 32, binary }).then((r) => ({
+        what: `memaslap ${protocol}`,
+        perSecond: r.ops / r.seconds,
+        errors: r.errorReplies,
+      }));
+  const r = await load.finally(() => stack.stop());
   const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
   if (!file) throw new Error(`no profile written in ${dir}`);
   const profile = JSON.parse(readFileSync(path.join(dir, file), 'utf8')) as CpuProfile;
-  console.log(`memaslap ${binary ? 'binary' : 'text'} ${seconds}s: ${Math.round(r.ops / r.seconds)} req/s, ${r.errorReplies} error replies; profile ${path.join(dir, file)}`);
+  console.log(`${r.what} ${seconds}s: ${Math.round(r.perSecond)} req/s, ${r.errors} errors; profile ${path.join(dir, file)}`);
   console.log('| # | self ms | self % | function (file:line) |');
   console.log('|---:|---:|---:|---|');
   topSelfTime(profile, numberOption(argv, 'top', 15)).forEach((f, i) =>
