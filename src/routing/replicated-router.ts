@@ -112,6 +112,7 @@ function touchLeft(reply: NodeTouch): Expected | undefined {
 const MAX_CONVERGE_ROUNDS = 4;
 
 const UNAVAILABLE = { status: 'unavailable' } as const;
+const UNDECIDED: Failed = { status: 'failed', reason: 'no trusted natural member to decide' };
 const MISS = { status: 'miss' } as const;
 
 /** memcached reads a relative expiry above 30 days as an absolute Unix time. */
@@ -161,7 +162,7 @@ export class ReplicatedRouter {
     if (members.length === 0) return UNAVAILABLE;
     if (cas === 0n) return this.writeAll('delete', key, members, (m) => m.delete(key, 0n), deleteLeft, later);
     // Only the authority's CAS is meaningful; the others follow its decision.
-    const { reply, authority, rest } = await this.askAuthority('delete', members, (m) => m.delete(key, cas));
+    const { reply, authority, rest } = await this.askAuthority('delete', key, members, (m) => m.delete(key, cas));
     if (reply.status === 'failed') return UNAVAILABLE;
     if (reply.status === 'deleted' && rest.length > 0) {
       await Promise.all(rest.map((m) => m.delete(key, 0n)));
@@ -179,7 +180,7 @@ export class ReplicatedRouter {
   async arith(cmd: ArithCommand, later: FollowUps = []): Promise<ArithOutcome> {
     const members = this.trustedFirst(this.ring.replicaSet(cmd.key));
     if (members.length === 0) return UNAVAILABLE;
-    const { reply, authority, rest } = await this.askAuthority(cmd.kind, members, (m) =>
+    const { reply, authority, rest } = await this.askAuthority(cmd.kind, cmd.key, members, (m) =>
       m.arith(cmd.kind, cmd.key, cmd.delta, cmd.create),
     );
     if (reply.status === 'failed') return UNAVAILABLE;
@@ -266,7 +267,7 @@ export class ReplicatedRouter {
       } else failed = true;
     }
     // A miss only when every member said so, one of them with authority; otherwise we cannot know.
-    return failed || !authoritativeMiss ? UNAVAILABLE : MISS;
+    return failed || !authoritativeMiss || this.undecidable(key, members) ? UNAVAILABLE : MISS;
   }
 
   /** gat/gats: every member must see the new expiry, so ask them all at once. */
@@ -281,7 +282,7 @@ export class ReplicatedRouter {
     // As in readInTurn: a stale member's hit does not stand against a miss that proves the key gone.
     const gone = members.some((m, i) => replies[i].status === 'miss' && this.provesGone(key, m));
     const hitAt = replies.findIndex((r, i) => r.status === 'hit' && !(gone && this.staleAfterGone(key, members[i])));
-    if (hitAt < 0) return replies.some((r) => r.status === 'failed') ? UNAVAILABLE : MISS;
+    if (hitAt < 0) return replies.some((r) => r.status === 'failed') || this.undecidable(key, members) ? UNAVAILABLE : MISS;
     if (hitAt > 0) this.events.failover('gat');
     const hit = replies[hitAt] as Extract<NodeGet, { status: 'hit' }>;
     this.repair(
@@ -314,7 +315,7 @@ export class ReplicatedRouter {
    * reconciles, then got every write since) and decides again.
    */
   private async decideThenCopy(cmd: StoreFields, members: MemcachedNode[], later: FollowUps): Promise<StoreOutcome> {
-    const { reply, authority, rest } = await this.askAuthority(cmd.mode, members, (m) => m.store(cmd));
+    const { reply, authority, rest } = await this.askAuthority(cmd.mode, cmd.key, members, (m) => m.store(cmd));
     if (reply.status === 'failed') return UNAVAILABLE;
     if (rest.length === 0) return reply;
     if (reply.status === 'too_large' && cmd.mode === 'set') {
@@ -426,11 +427,32 @@ export class ReplicatedRouter {
     }
   }
 
+  /**
+   * A natural member (see isNatural) is up but being resynced, and no natural
+   * member is up and trusted: the others are stand-ins, which hold only what was
+   * written since they stood in. The resyncing member may hold what they lack
+   * (it only lost a connection) or lack what they hold (it restarted empty).
+   * Neither side can decide add/cas/incr, nor prove a key gone: the answer is
+   * unavailable until its run ends. When every natural member is down, the
+   * stand-ins are all there is, and they answer as memcached would without them.
+   */
+  private undecidable(key: Buffer, members: MemcachedNode[]): boolean {
+    let resyncing = false;
+    for (const m of members) {
+      if (!this.isNatural(key, m)) continue;
+      if (!this.resync.isResyncing(m)) return false;
+      resyncing = true;
+    }
+    return resyncing;
+  }
+
   private async askAuthority<R extends { status: string }>(
     command: string,
+    key: Buffer,
     members: MemcachedNode[],
     ask: (m: MemcachedNode) => Promise<R>,
-  ): Promise<{ reply: R; authority: MemcachedNode; rest: MemcachedNode[] }> {
+  ): Promise<{ reply: R | Failed; authority: MemcachedNode; rest: MemcachedNode[] }> {
+    if (this.undecidable(key, members)) return { reply: UNDECIDED, authority: members[0], rest: [] };
     let i = 0;
     let reply = await ask(members[0]);
     while (reply.status === 'failed' && i + 1 < members.length) {

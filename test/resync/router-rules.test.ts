@@ -102,6 +102,51 @@ describe('reads while a member resyncs', () => {
   });
 });
 
+describe('a natural member resyncing, the other down: the stand-in alone cannot know', () => {
+  // The stand-in holds only what was written since the other went down; the
+  // resyncing member may hold more (a dropped connection) or less (a restart).
+  function standIn() {
+    const t = setup();
+    const ring = new ReplicaRing(t.nodes.map((node) => ({ node, weight: 1 })), 2);
+    const [first, second, third] = ring.ringOrder(k('a')) as FakeNode[];
+    second.up = false;
+    t.resyncing.add(first);
+    return { ...t, first, third };
+  }
+  const add = { mode: 'add', key: k('a'), flags: 0, exptime: 0, value: k('lock'), cas: 0n } as const;
+
+  test('a miss on both: unavailable, never a miss', async () => {
+    const { router } = standIn();
+    expect(await router.get(k('a'))).toEqual({ status: 'unavailable' });
+    expect(await router.get(k('a'), 60)).toEqual({ status: 'unavailable' });
+  });
+
+  test('add, incr and delete with CAS are not decided by the stand-in', async () => {
+    const { router, first, third } = standIn();
+    first.put('a', '5');
+    expect(await router.store(add)).toEqual({ status: 'unavailable' });
+    expect(await router.arith({ kind: 'incr', key: k('a'), delta: 1n })).toEqual({ status: 'unavailable' });
+    expect(await router.delete(k('a'), 1n)).toEqual({ status: 'unavailable' });
+    expect(third.calls).toEqual([]);
+    expect(first.value('a')).toBe('5');
+  });
+
+  test('once its run ends, the natural member decides and proves misses again', async () => {
+    const { router, resyncing, first } = standIn();
+    resyncing.delete(first);
+    expect(await router.get(k('a'))).toEqual({ status: 'miss' });
+    expect(await router.store(add)).toMatchObject({ status: 'stored' });
+  });
+
+  test('every natural member down: the stand-ins answer, as memcached would without them', async () => {
+    const { router, resyncing, first } = standIn();
+    resyncing.delete(first);
+    first.up = false;
+    expect(await router.get(k('a'))).toEqual({ status: 'miss' });
+    expect(await router.store(add)).toMatchObject({ status: 'stored' });
+  });
+});
+
 describe('add and cas while the authority resyncs: the other member decides', () => {
   const add = (key: string, value = 'lock') =>
     ({ mode: 'add', key: k(key), flags: 0, exptime: 0, value: k(value), cas: 0n }) as const;
