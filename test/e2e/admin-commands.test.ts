@@ -4,24 +4,14 @@
 // where the figures are the proxy's or the backends', and never a bare ERROR for a command
 // memcached knows.
 
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { startCluster, type Cluster } from '../helpers/cluster';
-import { startMemcached, type MemcachedProcess } from '../helpers/memcached';
+import { describe, expect, test } from 'vitest';
+import { clusterBesideMemcached } from '../helpers/cluster';
 import { binaryExchange, binaryPacket, textExchange, type BinaryPacket } from '../helpers/wire';
 
-let cluster: Cluster;
-let reference: MemcachedProcess;
+const started = clusterBesideMemcached();
 
-beforeAll(async () => {
-  [cluster, reference] = await Promise.all([startCluster({ backends: 3, replicas: 2 }), startMemcached()]);
-}, 30_000);
-afterAll(async () => {
-  await cluster?.stop();
-  await reference?.stop();
-});
-
-const proxy = (input: string): Promise<string> => textExchange(cluster.proxy.port, input).then((b) => b.toString('latin1'));
-const memcached = (input: string): Promise<string> => textExchange(reference.port, input).then((b) => b.toString('latin1'));
+const proxy = (input: string): Promise<string> => textExchange(started.cluster.proxy.port, input).then((b) => b.toString('latin1'));
+const memcached = (input: string): Promise<string> => textExchange(started.reference.port, input).then((b) => b.toString('latin1'));
 
 /** A STAT listing as name -> value; throws unless it is STAT lines then END. */
 function table(reply: string): Map<string, string> {
@@ -72,7 +62,7 @@ describe('text protocol', () => {
     const ours = table(await proxy('stats settings\r\n'));
     const theirs = table(await memcached('stats settings\r\n'));
     for (const name of ours.keys()) if (!name.startsWith('replicached_')) expect(theirs.has(name), name).toBe(true);
-    expect(ours.get('tcpport')).toBe(String(cluster.proxy.port));
+    expect(ours.get('tcpport')).toBe(String(started.cluster.proxy.port));
     expect(ours.get('item_size_max')).toBe('1048576');
     expect(ours.get('replicached_replicas')).toBe('2');
   });
@@ -127,7 +117,7 @@ describe('binary STAT with a group key', () => {
 
   test('statuses and terminators as memcached sends them', async () => {
     for (const group of ['reset', 'detail on', 'detail off', 'detail dump', 'detail', 'detail x', 'conns', 'cachedump', 'nonsense', 'sizes']) {
-      const [ours, theirs] = [await stat(cluster.proxy.port, group), await stat(reference.port, group)];
+      const [ours, theirs] = [await stat(started.cluster.proxy.port, group), await stat(started.reference.port, group)];
       expect(shape(ours), group).toEqual(shape(theirs));
       expect(ours.map((p) => p.value.toString('latin1')), group).toEqual(theirs.map((p) => p.value.toString('latin1')));
     }
@@ -136,8 +126,8 @@ describe('binary STAT with a group key', () => {
   test('settings, items and slabs: STAT packets under memcached\'s names, then the empty one', async () => {
     await storeSome();
     for (const group of ['settings', 'items', 'slabs']) {
-      const ours = await stat(cluster.proxy.port, group);
-      const theirs = new Set((await stat(reference.port, group)).map((p) => p.key.toString('latin1')));
+      const ours = await stat(started.cluster.proxy.port, group);
+      const theirs = new Set((await stat(started.reference.port, group)).map((p) => p.key.toString('latin1')));
       expect(ours.length, group).toBeGreaterThan(1);
       expect(ours.every((p) => p.status === 0 && p.opaque === 7), group).toBe(true);
       expect(ours[ours.length - 1].key.length, group).toBe(0);

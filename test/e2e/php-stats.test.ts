@@ -6,22 +6,12 @@
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, expect, test } from 'vitest';
-import { startCluster, type Cluster } from '../helpers/cluster';
-import { startMemcached, type MemcachedProcess } from '../helpers/memcached';
+import { expect, test } from 'vitest';
+import { clusterBesideMemcached } from '../helpers/cluster';
 
 const SCRIPT = path.resolve(__dirname, '..', 'php', 'stats.php');
 
-let cluster: Cluster;
-let reference: MemcachedProcess;
-
-beforeAll(async () => {
-  [cluster, reference] = await Promise.all([startCluster({ backends: 3, replicas: 2 }), startMemcached()]);
-}, 30_000);
-afterAll(async () => {
-  await cluster?.stop();
-  await reference?.stop();
-});
+const started = clusterBesideMemcached();
 
 async function getStats(port: number): Promise<Record<string, boolean | string | string[]>> {
   const { stdout } = await promisify(execFile)('php', [SCRIPT, 'host=127.0.0.1', `port=${port}`], { timeout: 20_000 });
@@ -29,8 +19,8 @@ async function getStats(port: number): Promise<Record<string, boolean | string |
 }
 
 test('every getStats() type answers as it does against memcached', async () => {
-  const ours = await getStats(cluster.proxy.port);
-  const theirs = await getStats(reference.port);
+  const ours = await getStats(started.cluster.proxy.port);
+  const theirs = await getStats(started.reference.port);
   expect(Object.keys(ours)).toEqual(Object.keys(theirs));
   for (const [call, want] of Object.entries(theirs)) {
     const got = ours[call];

@@ -5,6 +5,7 @@
 //   cluster.proxy.port, cluster.backends[1].kill('SIGKILL')
 //   await cluster.stop();                 // the proxy, then every backend
 
+import { afterAll, beforeAll } from 'vitest';
 import { startMemcached, type MemcachedProcess } from './memcached';
 import { startProxy, type ProxyOptions, type ProxyProcess } from './proxy';
 
@@ -41,4 +42,21 @@ export async function startCluster({ backends: count, ...proxyOptions }: Cluster
       await stopBackends();
     },
   };
+}
+
+/**
+ * For a test file that compares the proxy's replies with memcached's own: a
+ * cluster (3 backends, 2 replicas) and a lone memcached beside it, started
+ * before the file's tests and stopped after them. Read the handles inside tests.
+ */
+export function clusterBesideMemcached(): { readonly cluster: Cluster; readonly reference: MemcachedProcess } {
+  const started = {} as { cluster: Cluster; reference: MemcachedProcess };
+  beforeAll(async () => {
+    [started.cluster, started.reference] = await Promise.all([startCluster({ backends: 3, replicas: 2 }), startMemcached()]);
+  }, 30_000);
+  afterAll(async () => {
+    await started.cluster?.stop();
+    await started.reference?.stop();
+  });
+  return started;
 }
