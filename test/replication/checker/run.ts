@@ -101,8 +101,24 @@ export async function runCheck(o: CheckOptions): Promise<CheckReport> {
     if (h.length > 12) h.shift();
     history.set(key, h);
   };
-  const failOn = (key: string, msg: string): void =>
+  // Failures on a key are followed by what each backend holds for it (read once the batch is checked).
+  const toInspect: Array<{ at: number; key: string }> = [];
+  const failOn = (key: string, msg: string): void => {
     fail(`${msg}\n    history of ${key}:\n      ${(history.get(key) ?? []).join('\n      ')}\n    faults: ${faultLog.join('; ')}`);
+    if (report.failures.length < 50) toInspect.push({ at: report.failures.length - 1, key });
+  };
+  const inspect = async (): Promise<void> => {
+    for (const { at: i, key } of toInspect.splice(0)) {
+      const order = ringOrder(addresses, key);
+      const held = await Promise.all(
+        order.map(async (a, rank) => {
+          const item = await itemOn(backends[addresses.indexOf(a)].port, key).catch(() => 'unreachable');
+          return `${a} (${rank < 2 ? 'natural' : 'stand-in'}): ${JSON.stringify(item)}`;
+        }),
+      );
+      report.failures[i] += `\n    now on the backends: ${held.join('; ')}`;
+    }
+  };
   const backends: MemcachedProcess[] = await Promise.all([0, 1, 2].map(() => startMemcached()));
   const addresses = backends.map((b) => b.address);
   const proxies: ProxyProcess[] = [];
@@ -227,6 +243,7 @@ export async function runCheck(o: CheckOptions): Promise<CheckReport> {
             tokenEpoch.set(op.key, sentIn);
           }
         });
+        await inspect();
         if (lost) {
           client.close();
           client = await connectWhenUp(protocol, sidecar.port);
