@@ -323,6 +323,10 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
         resyncer.adoptIdentities(identities);
         resyncer.start();
         // Runs start before the previous ones are closed: no moment in between trusts their backends.
+        const fill = changes.removed.length > 0 || changes.reweighted.length > 0 || next.replicas > replicasBefore;
+        // Copies a reload left outside their keys' replica sets (fewer replicas, a key's place taken by
+        // an added backend) are dropped by a shed; while a backend is being resynced, its run's end starts them.
+        const shed = !fill && changes.added.length === 0 && distrusted.length === 0;
         for (const b of backends) {
           if (changes.added.includes(b.address) || changes.reweighted.includes(b.address)) {
             // It may now be the authority of keys whose copies (and locks) are elsewhere: until
@@ -332,11 +336,11 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
           } else if (distrusted.includes(b.address)) {
             void resyncer.resync(b, 'reload'); // a run the reload interrupted starts again
           }
-          // A removed backend's keys, more replicas, or other weights give backends keys they lack:
-          // filled in the background. Their authorities held the keys before, so they stay trusted.
-          if (changes.removed.length > 0 || changes.reweighted.length > 0 || next.replicas > replicasBefore) {
-            void resyncer.resync(b, 'membership');
-          }
+          // A removed backend's keys, more replicas, or other weights give backends keys they lack, or
+          // hold stale copies of from an earlier placement: refreshed from each key's authority in the
+          // background (a refresh also sheds). The authorities held the keys before, so they stay trusted.
+          if (fill) void resyncer.resync(b, 'membership');
+          else if (shed) void resyncer.resync(b, 'shed');
         }
         void previousResyncer.close();
       }

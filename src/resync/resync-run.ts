@@ -1,7 +1,7 @@
 // One resync: refill a backend that came back (after being down, or restarted
 // empty) with the items it should hold.
 //
-// Two modes. refill: the backend restarted (new pid), so it is empty and only
+// Four modes. refill: the backend restarted (new pid), so it is empty and only
 // lacks items: copies are adds. reconcile: the same process came back (it hung,
 // or was cut off), so it also holds items that changed or were deleted while it
 // was away, and may even have run late the writes that timed out on it (a stale
@@ -11,8 +11,17 @@
 // the target; memcached's CAS counter only grows, so an item with a lower CAS
 // was written before the run, and one with a higher CAS was written since, by a
 // router that sends every write to the whole replica set: it is never touched.
+// refresh: a reload moved keys to the backend (a removal, more replicas, other
+// weights) while it stays trusted. It may still hold a copy of such a key from
+// an earlier placement (a stand-in's, or one from before replicas went down):
+// old, or of a key deleted since. Each key of its share is made what the key's
+// authority (its first member not being resynced, which held the key all
+// along) holds: copied, overwritten or deleted, under the mark. shed: the
+// prune phase alone, for copies left on a backend outside their key's replica
+// set (a stand-in's, once the member it stood in for is back): they are never
+// read, but a later reload could make the backend a member of that key again.
 //
-//   mark   reconcile only: `ms <mark> T-1` on the target, its CAS is the mark
+//   mark   all but refill: `ms <mark> T-1` on the target, its CAS is the mark
 //   list   each other live backend: `lru_crawler metadump all` ──> keep the keys
 //          whose replica set, as the router computes it now, holds both the
 //          lister and the target (the lister then got every write to the key)
@@ -25,7 +34,12 @@
 //          flags ──> skip; different, with a CAS under the mark ──> `ms` guarded by
 //          that CAS (EX: a newer write landed, leave it) ──> re-read as above;
 //          CAS over the mark (written since the run began) ──> skip
-//   prune  reconcile only: metadump the target; each key under the mark that the
+//          refresh reads the target first too (CAS over the mark ──> skip), then
+//          the authority only (the target is the authority ──> skip): hit ──> as
+//          reconcile; miss ──> delete the target's copy, guarded by its CAS
+//   shed   refresh and shed: the target's keys under the mark whose replica set
+//          it is not in ──> `md <key> C<cas>` (a write since changed the CAS: left)
+//   prune  reconcile, refresh: metadump the target; each key under the mark that the
 //          copy phase did not take is copied as above (a lister's metadump may
 //          have missed it), else, when every other member of its natural replica
 //          set (the first R on the ring) is up, not resyncing and answers miss
@@ -59,8 +73,14 @@ import { exptimeForCopy } from '../routing/replicated-router';
 import type { ReplicaRing } from '../routing/ring';
 import { RateLimiter, type Clock } from './rate-limiter';
 
-/** refill: the target restarted empty; reconcile: the same process came back (see the head comment). */
-export type ResyncMode = 'refill' | 'reconcile';
+/**
+ * refill: the target restarted empty; reconcile: the same process came back; refresh: a reload
+ * gave it keys; shed: drop copies it holds outside their keys' replica sets (see the head comment).
+ */
+export type ResyncMode = 'refill' | 'reconcile' | 'refresh' | 'shed';
+
+/** What one key's step did to the target. */
+type KeyOutcome = 'copied' | 'pruned' | 'skipped';
 
 /** What a run needs to know beyond its target: its mode, and which members are resyncing themselves. */
 export interface RunContext {
@@ -170,8 +190,8 @@ export class ResyncRun {
 
   private async run(): Promise<ResyncResult> {
     this.mode = await this.context.mode;
-    if (this.mode === 'reconcile') await this.takeMark();
-    await this.list();
+    if (this.mode !== 'refill') await this.takeMark();
+    if (this.mode !== 'shed') await this.list();
     this.deletedWhileListing = null;
     // In short naps, so that an abort does not wait out the quiet time.
     for (let left = this.quietLeft(); left > 0 && this.stopReason === null; left = this.quietLeft()) {
@@ -181,7 +201,7 @@ export class ResyncRun {
     await this.copyAll();
     await this.settled();
     this.queue.clear();
-    if (this.mode === 'reconcile' && this.stopReason === null) {
+    if (this.mode !== 'refill' && this.stopReason === null) {
       this.phase = 'pruning';
       await this.prune();
     }
@@ -239,21 +259,26 @@ export class ResyncRun {
       if (this.stopReason !== null) return;
       // Deleted while we waited: already counted as skipped.
       if (!this.queue.delete(name)) continue;
-      if (this.mode === 'reconcile') this.seen.add(name);
+      if (this.mode !== 'refill') this.seen.add(name);
       // From here to inFlight.set nothing yields: deleting(name) sees the key in one place or the other.
-      const copy = this.copyOne(Buffer.from(name, 'latin1')).then((copied) => {
+      const copy = this.copyOne(Buffer.from(name, 'latin1')).then((outcome) => {
         this.inFlight.delete(name);
-        if (copied) this.countCopied();
-        else this.countSkipped();
+        this.count(outcome);
       });
       this.inFlight.set(name, copy);
     }
   }
 
-  /** True when the target got the item from this copy. Never rejects (backends resolve failures). */
-  private async copyOne(key: Buffer): Promise<boolean> {
+  /** What this key's copy did to the target. Never rejects (backends resolve failures). */
+  private async copyOne(key: Buffer): Promise<KeyOutcome> {
     const set = this.ring.replicaSet(key);
-    if (!set.includes(this.target)) return false;
+    if (!set.includes(this.target)) return 'skipped';
+    if (this.mode === 'refresh') return this.refreshOne(key, set);
+    return (await this.copyFromMembers(key, set)) ? 'copied' : 'skipped';
+  }
+
+  /** refill and reconcile: the first member holding the key is the source. True when the target got the item. */
+  private async copyFromMembers(key: Buffer, set: readonly MemcachedNode[]): Promise<boolean> {
     // Reconcile: the target's item is read BEFORE the source, so any write that
     // lands on the target after this read changes its CAS and fails our `ms`.
     let mine: StoredItem | null = null;
@@ -289,6 +314,39 @@ export class ResyncRun {
     return false;
   }
 
+  /** refresh: the target's copy made what the key's authority holds (see the head comment). */
+  private async refreshOne(key: Buffer, set: readonly MemcachedNode[]): Promise<KeyOutcome> {
+    const authority = set.find((m) => !this.context.isResyncing(m));
+    if (authority === undefined || authority === this.target) return 'skipped';
+    // The target first, as in reconcile: a write landing on it after this read fails our guarded store.
+    const r = await this.target.get(key);
+    if (r.status === 'failed') return 'skipped';
+    const mine = r.status === 'hit' ? r.item : null;
+    if (mine !== null && mine.cas > this.mark) return 'skipped';
+    const read = await authority.get(key);
+    if (read.status === 'failed' || this.stopReason !== null) return 'skipped';
+    if (read.status === 'miss') {
+      // Deleted (or never written) since this copy was made: it must not come back.
+      if (mine === null) return 'skipped';
+      return (await this.target.delete(key, mine.cas)).status === 'deleted' ? 'pruned' : 'skipped';
+    }
+    const exptime = exptimeForCopy(read.item.ttl);
+    if (exptime === null) return 'skipped';
+    const { value, flags } = read.item;
+    if (mine !== null && mine.flags === flags && mine.value.equals(value)) return 'skipped';
+    const stored = await this.target.store(
+      mine === null
+        ? { mode: 'add', key, value, flags, exptime, cas: 0n }
+        : { mode: 'set', key, value, flags, exptime, cas: mine.cas },
+    );
+    if (stored.status !== 'stored') return 'skipped';
+    if ((await authority.get(key)).status === 'miss') {
+      if (stored.cas !== 0n) await this.target.delete(key, stored.cas);
+      return 'skipped';
+    }
+    return 'copied';
+  }
+
   /**
    * Reconcile: the target's own keys under the mark that the copy phase did not
    * see. Most are stale keys to delete; a few are keys the others hold but their
@@ -314,18 +372,27 @@ export class ResyncRun {
       while (this.inFlight.size >= this.opts.maxInFlight) await Promise.race(this.inFlight.values());
       if (this.stopReason !== null || this.inFlight.has(name)) continue;
       const key = Buffer.from(name, 'latin1');
-      const done = this.copyOne(key)
-        .then(async (copied) => {
-          if (copied) this.countCopied();
-          else if (await this.pruneOne(key, cas)) {
-            this.pruned++;
-            this.counters.pruned();
-          }
-        })
+      const done = this.tidyOne(key, cas)
+        .then((outcome) => this.count(outcome))
         .finally(() => this.inFlight.delete(name));
       this.inFlight.set(name, done);
     }
     await this.settled();
+  }
+
+  /** One of the target's own keys under the mark, in the prune phase. */
+  private async tidyOne(key: Buffer, cas: bigint): Promise<KeyOutcome> {
+    if (this.mode === 'reconcile') {
+      const copied = await this.copyOne(key);
+      if (copied === 'copied') return copied;
+      return (await this.pruneOne(key, cas)) ? 'pruned' : 'skipped';
+    }
+    const set = this.ring.replicaSet(key);
+    if (!set.includes(this.target)) {
+      // Neither a member nor a stand-in: nothing reads this copy, and a later reload could make it a stale member's.
+      return (await this.target.delete(key, cas)).status === 'deleted' ? 'pruned' : 'skipped';
+    }
+    return this.mode === 'refresh' ? this.refreshOne(key, set) : 'skipped';
   }
 
   private async pruneOne(key: Buffer, cas: bigint): Promise<boolean> {
@@ -344,9 +411,16 @@ export class ResyncRun {
     return Promise.all(this.inFlight.values()).then(() => undefined);
   }
 
-  private countCopied(): void {
-    this.copied++;
-    this.counters.copied();
+  private count(outcome: KeyOutcome): void {
+    if (outcome === 'copied') {
+      this.copied++;
+      this.counters.copied();
+    } else if (outcome === 'pruned') {
+      this.pruned++;
+      this.counters.pruned();
+    } else {
+      this.countSkipped();
+    }
   }
 
   private countSkipped(): void {
