@@ -139,7 +139,8 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
   const buildResyncer = () =>
     new Resyncer(ring, backends, {
       started: (backend, cause) => {
-        metrics.resyncInProgress.set({ backend }, 1);
+        // A shed is housekeeping after every complete run: logged at debug, not counted as a run.
+        if (cause === 'shed') return void logger.debug({ backend }, 'shed started: dropping copies outside their replica sets');
         resyncProgress.set(backend, { copied: 0, skipped: 0 });
         logger.info({ backend, cause }, 'resync started');
       },
@@ -151,14 +152,13 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
         metrics.resyncKeysSkipped.inc({ backend });
         resyncStep(backend, 'skipped');
       },
-      finished: (backend, result, stillResyncing) => {
-        // A run the reload's new resyncer took over ends here as 'closing': the gauge is the new one's.
-        const node = backends.find((b) => b.address === backend);
-        metrics.resyncInProgress.set({ backend }, stillResyncing || (node !== undefined && resyncer.isResyncing(node)) ? 1 : 0);
-        const complete = result.outcome !== 'aborted' && result.unlisted.length === 0;
-        metrics.resyncRuns.inc({ backend, outcome: result.outcome === 'aborted' ? 'aborted' : complete ? 'complete' : 'incomplete' });
+      finished: (backend, result) => {
         const { outcome, reason, mode, copied, skipped, pruned, unlisted } = result;
         const summary = { backend, outcome, reason, mode, copied, skipped, pruned, unlisted };
+        if (mode === 'shed') return void logger.debug(summary, 'shed finished');
+        const complete = outcome !== 'aborted' && unlisted.length === 0;
+        if (complete) metrics.resyncLastComplete.set({ backend }, Date.now() / 1000);
+        metrics.resyncRuns.inc({ backend, outcome: outcome === 'aborted' ? 'aborted' : complete ? 'complete' : 'incomplete' });
         resyncProgress.delete(backend);
         if (complete) logger.info(summary, 'resync finished');
         else logger.warn(summary, 'resync incomplete');
@@ -224,6 +224,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
   }, clientTls);
   metrics.setInFlightSource(() => listener.inFlight);
   metrics.setBackendsSource(() => backends);
+  metrics.setResyncSource(() => resyncer.progress().map((p) => ({ ...p, running: p.state !== 'idle' })));
 
   /**
    * Ready (for a sidecar: "send this pod traffic") once a backend of the current list has

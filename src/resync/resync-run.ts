@@ -143,6 +143,8 @@ export class ResyncRun {
   /** Keys deleted while the listing runs; null once it is over. */
   private deletedWhileListing: Set<string> | null = new Set();
   private stopReason: { outcome: 'flushed' | 'aborted'; reason: string } | null = null;
+  /** Prune phase: the target's keys not yet checked. */
+  private pruneLeft = 0;
   private readonly unlisted: string[] = [];
   private readonly startedAt: number;
   readonly done: Promise<ResyncResult>;
@@ -159,8 +161,9 @@ export class ResyncRun {
     this.done = this.run();
   }
 
+  /** Keys still to copy (the copy phase) or to check (the prune phase); grows while the listing runs. */
   get pending(): number {
-    return this.queue.size;
+    return this.queue.size + this.pruneLeft;
   }
 
   get copying(): number {
@@ -366,7 +369,9 @@ export class ResyncRun {
       return;
     }
     const limiter = new RateLimiter(this.opts.keysPerSecond, Math.min(this.opts.keysPerSecond, this.opts.maxInFlight), this.opts.clock);
+    this.pruneLeft = stale.size;
     for (const [name, cas] of stale) {
+      this.pruneLeft--;
       if (this.stopReason !== null) break;
       await limiter.take();
       while (this.inFlight.size >= this.opts.maxInFlight) await Promise.race(this.inFlight.values());
@@ -377,6 +382,7 @@ export class ResyncRun {
         .finally(() => this.inFlight.delete(name));
       this.inFlight.set(name, done);
     }
+    this.pruneLeft = 0;
     await this.settled();
   }
 

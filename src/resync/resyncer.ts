@@ -76,7 +76,7 @@ export interface ResyncProgress {
   copied: number;
   skipped: number;
   pruned: number;
-  /** Of the current run: keys still queued, and copies in flight. */
+  /** Of the runs going on (resync, fill, shed): keys still to copy or check, and copies in flight. */
   pending: number;
   inFlight: number;
 }
@@ -308,7 +308,8 @@ export class Resyncer implements ResyncHooks {
 
   progress(): ResyncProgress[] {
     return this.backends.map((b) => {
-      const run = this.current.get(b) ?? this.fills.get(b) ?? this.sheds.get(b);
+      const runs = [this.current.get(b), this.fills.get(b), this.sheds.get(b)].filter((r): r is ResyncRun => r !== undefined);
+      const run = runs[0];
       const totals = this.totals.get(b) ?? { copied: 0, skipped: 0, pruned: 0 };
       return {
         backend: b.address,
@@ -316,8 +317,8 @@ export class Resyncer implements ResyncHooks {
         copied: totals.copied,
         skipped: totals.skipped,
         pruned: totals.pruned,
-        pending: run?.pending ?? 0,
-        inFlight: run?.copying ?? 0,
+        pending: runs.reduce((n, r) => n + r.pending, 0),
+        inFlight: runs.reduce((n, r) => n + r.copying, 0),
       };
     });
   }
