@@ -21,6 +21,7 @@
 // set (a stand-in's, once the member it stood in for is back): they are never
 // read, but a later reload could make the backend a member of that key again.
 //
+//   claim  refill, with other sidecars: one of them refills, the others wait (refill-claim.ts)
 //   mark   all but refill: `ms <mark> T-1` on the target, its CAS is the mark
 //   list   each other live backend: `lru_crawler metadump all` ──> keep the keys
 //          whose replica set, as the router computes it now, holds both the
@@ -72,6 +73,7 @@ import type { MemcachedNode, StoredItem } from '../routing/node';
 import { exptimeForCopy } from '../routing/replicated-router';
 import type { ReplicaRing } from '../routing/ring';
 import { RateLimiter, type Clock } from './rate-limiter';
+import { isReserved, type RefillClaim } from './refill-claim';
 
 /**
  * refill: the target restarted empty; reconcile: the same process came back; refresh: a reload
@@ -87,6 +89,8 @@ export interface RunContext {
   /** Decided as the run begins (the target's identity is read asynchronously). */
   mode: Promise<ResyncMode>;
   isResyncing(node: MemcachedNode): boolean;
+  /** refill: the claim shared with other sidecars on the restarted process (refill-claim.ts); null: refill alone. */
+  claim?(): RefillClaim | null;
 }
 
 /** The key whose CAS marks the start of a reconcile run; stored already expired, so never seen. */
@@ -117,6 +121,8 @@ export interface ResyncResult {
   pruned: number;
   /** Live backends whose keys could not be listed: the target may lack some of their items. */
   unlisted: string[];
+  /** refill: this sidecar held the shared claim and refilled, or waited for another one's refill. */
+  claim?: 'held' | 'waited';
 }
 
 export interface RunCounters {
@@ -193,6 +199,19 @@ export class ResyncRun {
 
   private async run(): Promise<ResyncResult> {
     this.mode = await this.context.mode;
+    const claim = this.mode === 'refill' ? (this.context.claim?.() ?? null) : null;
+    if (claim !== null) {
+      const got = await claim.acquire(() => this.stopReason !== null);
+      if (got !== 'held') return this.finish(got === 'refilled' ? 'waited' : undefined);
+    }
+    const result = await this.work();
+    if (claim === null) return result;
+    if (result.outcome === 'done' && result.unlisted.length === 0) await claim.complete();
+    else await claim.release();
+    return { ...result, claim: 'held' };
+  }
+
+  private async work(): Promise<ResyncResult> {
     if (this.mode !== 'refill') await this.takeMark();
     if (this.mode !== 'shed') await this.list();
     this.deletedWhileListing = null;
@@ -208,8 +227,12 @@ export class ResyncRun {
       this.phase = 'pruning';
       await this.prune();
     }
+    return this.finish();
+  }
+
+  private finish(claim?: 'waited'): ResyncResult {
     this.phase = 'finished';
-    const counts = { mode: this.mode, copied: this.copied, skipped: this.skipped, pruned: this.pruned, unlisted: this.unlisted };
+    const counts = { mode: this.mode, copied: this.copied, skipped: this.skipped, pruned: this.pruned, unlisted: this.unlisted, ...(claim && { claim }) };
     return this.stopReason === null
       ? { outcome: 'done', ...counts }
       : { outcome: this.stopReason.outcome, reason: this.stopReason.reason, ...counts };
@@ -245,7 +268,7 @@ export class ResyncRun {
   }
 
   private consider(lister: MemcachedNode, key: Buffer): void {
-    if (this.stopReason !== null) return;
+    if (this.stopReason !== null || isReserved(key)) return;
     const name = key.toString('latin1');
     if (this.deletedWhileListing?.has(name)) return;
     const set = this.ring.replicaSet(key);
@@ -361,7 +384,7 @@ export class ResyncRun {
     const stale = new Map<string, bigint>();
     const listed = await this.target.metadumpEach((line) => {
       const name = line.key.toString('latin1');
-      if (line.cas < this.mark && !this.seen.has(name)) stale.set(name, line.cas);
+      if (line.cas < this.mark && !this.seen.has(name) && !isReserved(line.key)) stale.set(name, line.cas);
     });
     this.seen.clear();
     if (listed.status !== 'ok') {

@@ -11,6 +11,10 @@
 // it off, and it kept its now stale items) a reconcile; when unknown, a reconcile,
 // which is also right for an empty backend, at one more read per key.
 //
+// A refill (a restart) is shared with the other sidecars on the same backends:
+// one of them holds a claim on the restarted process and refills it, the others
+// wait for its mark, distrusting the backend meanwhile (refill-claim.ts).
+//
 // A reload that moves keys starts a refresh (cause 'membership') on every
 // backend, and every run that ends complete starts a shed on every backend: the
 // copies stand-ins took while the backend was away are garbage once it is back.
@@ -23,12 +27,16 @@ import type { Backend } from '../backends/backend';
 import type { MemcachedNode } from '../routing/node';
 import type { ResyncHooks } from '../routing/replicated-router';
 import type { ReplicaRing } from '../routing/ring';
+import { randomUUID } from 'node:crypto';
 import { REAL_CLOCK } from './rate-limiter';
+import { DEFAULT_CLAIM_OPTIONS, RefillClaim, type ClaimOptions } from './refill-claim';
 import { ResyncRun, type ResyncMode, type ResyncResult, type ResyncRunOptions } from './resync-run';
 
 export interface ResyncOptions extends ResyncRunOptions {
   /** How often each live backend's pid and start time are read, to catch a restart no probe noticed. */
   identityPollMs: number;
+  /** The refill claim shared with other sidecars (refill-claim.ts). */
+  claim: Omit<ClaimOptions, 'clock'>;
 }
 
 export const DEFAULT_RESYNC_OPTIONS: Readonly<ResyncOptions> = Object.freeze({
@@ -37,6 +45,7 @@ export const DEFAULT_RESYNC_OPTIONS: Readonly<ResyncOptions> = Object.freeze({
   quietMs: 1000,
   listAttempts: 5,
   identityPollMs: 3000,
+  claim: DEFAULT_CLAIM_OPTIONS,
   clock: REAL_CLOCK,
 });
 
@@ -111,6 +120,8 @@ export class Resyncer implements ResyncHooks {
   /** The identity round running now, if any: a caller arriving meanwhile waits for it. */
   private round: Promise<void> | null = null;
   private closed = false;
+  /** Who this process is in a refill claim. */
+  private readonly owner = randomUUID();
 
   constructor(
     private readonly ring: ReplicaRing,
@@ -177,6 +188,10 @@ export class Resyncer implements ResyncHooks {
     }, {
       mode: this.modeOf(backend, cause),
       isResyncing: (node) => this.isResyncing(node),
+      claim: () => {
+        const id = this.identities.get(backend) ?? null;
+        return id === null ? null : new RefillClaim(backend, id, this.owner, { ...this.opts.claim, clock: this.opts.clock });
+      },
     });
     runs.set(backend, run);
     this.live.add(run);
