@@ -153,10 +153,10 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
         resyncStep(backend, 'skipped');
       },
       finished: (backend, result) => {
-        const { outcome, reason, mode, copied, skipped, pruned, unlisted, claim } = result;
-        const summary = { backend, outcome, reason, mode, claim, copied, skipped, pruned, unlisted };
+        const { outcome, reason, mode, copied, skipped, pruned, failed, unlisted, claim } = result;
+        const summary = { backend, outcome, reason, mode, claim, copied, skipped, pruned, failed, unlisted };
         if (mode === 'shed') return void logger.debug(summary, 'shed finished');
-        const complete = outcome !== 'aborted' && unlisted.length === 0;
+        const complete = outcome !== 'aborted' && unlisted.length === 0 && failed === 0;
         if (complete) metrics.resyncLastComplete.set({ backend }, Date.now() / 1000);
         metrics.resyncRuns.inc({ backend, outcome: outcome === 'aborted' ? 'aborted' : complete ? 'complete' : 'incomplete' });
         resyncProgress.delete(backend);

@@ -350,7 +350,7 @@ export function createMetrics(): Metrics {
     }),
     resyncRuns: new Counter({
       name: 'replicached_resync_runs_total',
-      help: 'Resync runs ended, by backend refilled and outcome: complete, incomplete (keys it could not list), or aborted.',
+      help: 'Resync runs ended, by backend refilled and outcome: complete, incomplete (keys it could not list, or copies that kept failing), or aborted.',
       labelNames: ['backend', 'outcome'] as const,
       registers,
     }),

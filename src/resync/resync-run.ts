@@ -81,8 +81,11 @@ import { isReserved, type RefillClaim } from './refill-claim';
  */
 export type ResyncMode = 'refill' | 'reconcile' | 'refresh' | 'shed';
 
-/** What one key's step did to the target. */
-type KeyOutcome = 'copied' | 'pruned' | 'skipped';
+/** What one key's step did to the target; failed: a backend failed it, so the key is tried again. */
+type KeyOutcome = 'copied' | 'pruned' | 'skipped' | 'failed';
+
+/** Passes over the keys whose copy failed (a timeout under load, a dropped connection), after the first. */
+const RETRY_PASSES = 3;
 
 /** What a run needs to know beyond its target: its mode, and which members are resyncing themselves. */
 export interface RunContext {
@@ -121,6 +124,8 @@ export interface ResyncResult {
   pruned: number;
   /** Live backends whose keys could not be listed: the target may lack some of their items. */
   unlisted: string[];
+  /** Keys whose copy still failed after every retry pass: the target may lack them. */
+  failed: number;
   /** refill: this sidecar held the shared claim and refilled, or waited for another one's refill. */
   claim?: 'held' | 'waited';
 }
@@ -151,6 +156,8 @@ export class ResyncRun {
   private stopReason: { outcome: 'flushed' | 'aborted'; reason: string } | null = null;
   /** Prune phase: the target's keys not yet checked. */
   private pruneLeft = 0;
+  /** Keys whose copy a backend failed in this pass: queued again for the next. */
+  private readonly retry = new Set<string>();
   private readonly unlisted: string[] = [];
   private readonly startedAt: number;
   readonly done: Promise<ResyncResult>;
@@ -186,7 +193,7 @@ export class ResyncRun {
     if (this.deletedWhileListing !== null && this.ring.replicaSet(Buffer.from(name, 'latin1')).includes(this.target)) {
       this.deletedWhileListing.add(name);
     }
-    if (this.queue.delete(name)) this.countSkipped();
+    if (this.queue.delete(name) || this.retry.delete(name)) this.countSkipped();
     return this.inFlight.get(name);
   }
 
@@ -206,7 +213,7 @@ export class ResyncRun {
     }
     const result = await this.work();
     if (claim === null) return result;
-    if (result.outcome === 'done' && result.unlisted.length === 0) await claim.complete();
+    if (result.outcome === 'done' && result.unlisted.length === 0 && result.failed === 0) await claim.complete();
     else await claim.release();
     return { ...result, claim: 'held' };
   }
@@ -222,6 +229,13 @@ export class ResyncRun {
     this.phase = 'copying';
     await this.copyAll();
     await this.settled();
+    for (let pass = 1; pass <= RETRY_PASSES && this.retry.size > 0 && this.stopReason === null; pass++) {
+      await this.opts.clock.sleep(200 * pass);
+      for (const name of this.retry) this.queue.add(name);
+      this.retry.clear();
+      await this.copyAll();
+      await this.settled();
+    }
     this.queue.clear();
     if (this.mode !== 'refill' && this.stopReason === null) {
       this.phase = 'pruning';
@@ -232,7 +246,8 @@ export class ResyncRun {
 
   private finish(claim?: 'waited'): ResyncResult {
     this.phase = 'finished';
-    const counts = { mode: this.mode, copied: this.copied, skipped: this.skipped, pruned: this.pruned, unlisted: this.unlisted, ...(claim && { claim }) };
+    const failed = this.retry.size;
+    const counts = { mode: this.mode, copied: this.copied, skipped: this.skipped, pruned: this.pruned, unlisted: this.unlisted, failed, ...(claim && { claim }) };
     return this.stopReason === null
       ? { outcome: 'done', ...counts }
       : { outcome: this.stopReason.outcome, reason: this.stopReason.reason, ...counts };
@@ -289,7 +304,8 @@ export class ResyncRun {
       // From here to inFlight.set nothing yields: deleting(name) sees the key in one place or the other.
       const copy = this.copyOne(Buffer.from(name, 'latin1')).then((outcome) => {
         this.inFlight.delete(name);
-        this.count(outcome);
+        if (outcome === 'failed') this.retry.add(name);
+        else this.count(outcome);
       });
       this.inFlight.set(name, copy);
     }
@@ -300,44 +316,53 @@ export class ResyncRun {
     const set = this.ring.replicaSet(key);
     if (!set.includes(this.target)) return 'skipped';
     if (this.mode === 'refresh') return this.refreshOne(key, set);
-    return (await this.copyFromMembers(key, set)) ? 'copied' : 'skipped';
+    return this.copyFromMembers(key, set);
   }
 
-  /** refill and reconcile: the first member holding the key is the source. True when the target got the item. */
-  private async copyFromMembers(key: Buffer, set: readonly MemcachedNode[]): Promise<boolean> {
+  /** refill and reconcile: the first member holding the key is the source. */
+  private async copyFromMembers(key: Buffer, set: readonly MemcachedNode[]): Promise<KeyOutcome> {
     // Reconcile: the target's item is read BEFORE the source, so any write that
     // lands on the target after this read changes its CAS and fails our `ms`.
     let mine: StoredItem | null = null;
     if (this.mode === 'reconcile') {
       const r = await this.target.get(key);
-      if (r.status === 'failed') return false;
+      if (r.status === 'failed') return 'failed';
       if (r.status === 'hit') {
-        if (r.item.cas > this.mark) return false; // written since the run began: newer than any source
+        if (r.item.cas > this.mark) return 'skipped'; // written since the run began: newer than any source
         mine = r.item;
       }
     }
+    let failed = false;
     for (const member of set) {
       if (member === this.target) continue;
       const read = await member.get(key);
+      failed ||= read.status === 'failed';
       if (read.status !== 'hit') continue;
       const exptime = exptimeForCopy(read.item.ttl);
-      if (exptime === null || this.stopReason !== null) return false;
+      if (exptime === null || this.stopReason !== null) return 'skipped';
       const { value, flags } = read.item;
-      if (mine !== null && mine.flags === flags && mine.value.equals(value)) return false;
-      const stored = await this.target.store(
-        mine === null
-          ? { mode: 'add', key, value, flags, exptime, cas: 0n }
-          : { mode: 'set', key, value, flags, exptime, cas: mine.cas },
-      );
-      if (stored.status !== 'stored') return false;
-      const again = await member.get(key);
-      if (again.status === 'miss') {
-        if (stored.cas !== 0n) await this.target.delete(key, stored.cas);
-        return false;
-      }
-      return true;
+      if (mine !== null && mine.flags === flags && mine.value.equals(value)) return 'skipped';
+      return this.store(key, member, read.item, exptime, mine);
     }
-    return false;
+    return failed ? 'failed' : 'skipped';
+  }
+
+  /**
+   * Writes the source's item to the target (add when it has none, else a set guarded by the CAS it
+   * had), then re-reads the source: gone meanwhile (a delete through another sidecar) ──> our copy is undone.
+   */
+  private async store(key: Buffer, source: MemcachedNode, item: StoredItem, exptime: number, mine: StoredItem | null): Promise<KeyOutcome> {
+    const { value, flags } = item;
+    const stored = await this.target.store(
+      mine === null ? { mode: 'add', key, value, flags, exptime, cas: 0n } : { mode: 'set', key, value, flags, exptime, cas: mine.cas },
+    );
+    if (stored.status === 'failed') return 'failed';
+    if (stored.status !== 'stored') return 'skipped'; // a newer write landed on the target
+    if ((await source.get(key)).status === 'miss') {
+      if (stored.cas !== 0n) await this.target.delete(key, stored.cas);
+      return 'skipped';
+    }
+    return 'copied';
   }
 
   /** refresh: the target's copy made what the key's authority holds (see the head comment). */
@@ -346,31 +371,23 @@ export class ResyncRun {
     if (authority === undefined || authority === this.target) return 'skipped';
     // The target first, as in reconcile: a write landing on it after this read fails our guarded store.
     const r = await this.target.get(key);
-    if (r.status === 'failed') return 'skipped';
+    if (r.status === 'failed') return 'failed';
     const mine = r.status === 'hit' ? r.item : null;
     if (mine !== null && mine.cas > this.mark) return 'skipped';
     const read = await authority.get(key);
-    if (read.status === 'failed' || this.stopReason !== null) return 'skipped';
+    if (read.status === 'failed') return 'failed';
+    if (this.stopReason !== null) return 'skipped';
     if (read.status === 'miss') {
       // Deleted (or never written) since this copy was made: it must not come back.
       if (mine === null) return 'skipped';
-      return (await this.target.delete(key, mine.cas)).status === 'deleted' ? 'pruned' : 'skipped';
+      const gone = await this.target.delete(key, mine.cas);
+      return gone.status === 'deleted' ? 'pruned' : gone.status === 'failed' ? 'failed' : 'skipped';
     }
     const exptime = exptimeForCopy(read.item.ttl);
     if (exptime === null) return 'skipped';
     const { value, flags } = read.item;
     if (mine !== null && mine.flags === flags && mine.value.equals(value)) return 'skipped';
-    const stored = await this.target.store(
-      mine === null
-        ? { mode: 'add', key, value, flags, exptime, cas: 0n }
-        : { mode: 'set', key, value, flags, exptime, cas: mine.cas },
-    );
-    if (stored.status !== 'stored') return 'skipped';
-    if ((await authority.get(key)).status === 'miss') {
-      if (stored.cas !== 0n) await this.target.delete(key, stored.cas);
-      return 'skipped';
-    }
-    return 'copied';
+    return this.store(key, authority, read.item, exptime, mine);
   }
 
   /**
@@ -413,7 +430,7 @@ export class ResyncRun {
   private async tidyOne(key: Buffer, cas: bigint): Promise<KeyOutcome> {
     if (this.mode === 'reconcile') {
       const copied = await this.copyOne(key);
-      if (copied === 'copied') return copied;
+      if (copied === 'copied' || copied === 'failed') return copied;
       return (await this.pruneOne(key, cas)) ? 'pruned' : 'skipped';
     }
     const set = this.ring.replicaSet(key);
@@ -448,7 +465,7 @@ export class ResyncRun {
       this.pruned++;
       this.counters.pruned();
     } else {
-      this.countSkipped();
+      this.countSkipped(); // a failure in the prune phase: the copy stays, as a miss would leave it
     }
   }
 
