@@ -139,7 +139,8 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
   const buildResyncer = () =>
     new Resyncer(ring, backends, {
       started: (backend, cause) => {
-        metrics.resyncInProgress.set({ backend }, 1);
+        // A shed is housekeeping after every complete run: logged at debug, not counted as a run.
+        if (cause === 'shed') return void logger.debug({ backend }, 'shed started: dropping copies outside their replica sets');
         resyncProgress.set(backend, { copied: 0, skipped: 0 });
         logger.info({ backend, cause }, 'resync started');
       },
@@ -151,14 +152,13 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
         metrics.resyncKeysSkipped.inc({ backend });
         resyncStep(backend, 'skipped');
       },
-      finished: (backend, result, stillResyncing) => {
-        // A run the reload's new resyncer took over ends here as 'closing': the gauge is the new one's.
-        const node = backends.find((b) => b.address === backend);
-        metrics.resyncInProgress.set({ backend }, stillResyncing || (node !== undefined && resyncer.isResyncing(node)) ? 1 : 0);
-        const complete = result.outcome !== 'aborted' && result.unlisted.length === 0;
-        metrics.resyncRuns.inc({ backend, outcome: result.outcome === 'aborted' ? 'aborted' : complete ? 'complete' : 'incomplete' });
-        const { outcome, reason, mode, copied, skipped, pruned, unlisted } = result;
-        const summary = { backend, outcome, reason, mode, copied, skipped, pruned, unlisted };
+      finished: (backend, result) => {
+        const { outcome, reason, mode, copied, skipped, pruned, failed, unlisted, claim } = result;
+        const summary = { backend, outcome, reason, mode, claim, copied, skipped, pruned, failed, unlisted };
+        if (mode === 'shed') return void logger.debug(summary, 'shed finished');
+        const complete = outcome !== 'aborted' && unlisted.length === 0 && failed === 0;
+        if (complete) metrics.resyncLastComplete.set({ backend }, Date.now() / 1000);
+        metrics.resyncRuns.inc({ backend, outcome: outcome === 'aborted' ? 'aborted' : complete ? 'complete' : 'incomplete' });
         resyncProgress.delete(backend);
         if (complete) logger.info(summary, 'resync finished');
         else logger.warn(summary, 'resync incomplete');
@@ -224,6 +224,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
   }, clientTls);
   metrics.setInFlightSource(() => listener.inFlight);
   metrics.setBackendsSource(() => backends);
+  metrics.setResyncSource(() => resyncer.progress().map((p) => ({ ...p, running: p.state !== 'idle' })));
 
   /**
    * Ready (for a sidecar: "send this pod traffic") once a backend of the current list has
@@ -323,6 +324,10 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
         resyncer.adoptIdentities(identities);
         resyncer.start();
         // Runs start before the previous ones are closed: no moment in between trusts their backends.
+        const fill = changes.removed.length > 0 || changes.reweighted.length > 0 || next.replicas > replicasBefore;
+        // Copies a reload left outside their keys' replica sets (fewer replicas, a key's place taken by
+        // an added backend) are dropped by a shed; while a backend is being resynced, its run's end starts them.
+        const shed = !fill && changes.added.length === 0 && distrusted.length === 0;
         for (const b of backends) {
           if (changes.added.includes(b.address) || changes.reweighted.includes(b.address)) {
             // It may now be the authority of keys whose copies (and locks) are elsewhere: until
@@ -332,11 +337,11 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
           } else if (distrusted.includes(b.address)) {
             void resyncer.resync(b, 'reload'); // a run the reload interrupted starts again
           }
-          // A removed backend's keys, more replicas, or other weights give backends keys they lack:
-          // filled in the background. Their authorities held the keys before, so they stay trusted.
-          if (changes.removed.length > 0 || changes.reweighted.length > 0 || next.replicas > replicasBefore) {
-            void resyncer.resync(b, 'membership');
-          }
+          // A removed backend's keys, more replicas, or other weights give backends keys they lack, or
+          // hold stale copies of from an earlier placement: refreshed from each key's authority in the
+          // background (a refresh also sheds). The authorities held the keys before, so they stay trusted.
+          if (fill) void resyncer.resync(b, 'membership');
+          else if (shed) void resyncer.resync(b, 'shed');
         }
         void previousResyncer.close();
       }

@@ -8,7 +8,8 @@
 // With --workers, each metric's `aggregator` says how the primary combines the
 // workers' values (src/cluster/metrics.ts): counters and histograms are summed,
 // `backend_up` is the minimum (up only where every worker has it up),
-// `resync_in_progress` the maximum, build info the first worker's. The reload
+// `resync_in_progress`, `resync_keys_pending` and `resync_last_complete_timestamp_seconds`
+// the maximum, build info the first worker's. The reload
 // metrics are the primary's own (it is the one that reloads).
 
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
@@ -51,6 +52,17 @@ export interface BackendConnections {
   readonly openConnections: number;
 }
 
+/** What the resync_keys_pending gauge reads at scrape time, per backend being resynced, filled or shed. */
+export interface ResyncBacklog {
+  readonly backend: string;
+  /** A resync, fill or shed to it is running. */
+  readonly running: boolean;
+  /** Keys the runs have listed and not yet copied or checked. */
+  readonly pending: number;
+  /** Copies (or checks) in flight. */
+  readonly inFlight: number;
+}
+
 /** What one backend reports per request; cheap enough to call on every one. */
 export interface BackendRecorder {
   /** A reply arrived this long after the request was sent. */
@@ -77,6 +89,8 @@ export interface Metrics extends ReloadMetrics {
   setInFlightSource(read: () => number): void;
   /** Where backend_connections reads the backends at scrape time. */
   setBackendsSource(read: () => readonly BackendConnections[]): void;
+  /** Where resync_in_progress and resync_keys_pending read the runs' progress at scrape time. */
+  setResyncSource(read: () => readonly ResyncBacklog[]): void;
   /** Starts every series of this backend at 0 (backend_up at 1): call when it is opened. */
   addBackend(address: string): void;
   /** A client request the parser refused: answered with an error, or the connection closed. */
@@ -114,6 +128,10 @@ export interface Metrics extends ReloadMetrics {
   resyncKeysSkipped: Counter<'backend'>;
   resyncInProgress: Gauge<'backend'>;
   resyncRuns: Counter<'backend' | 'outcome'>;
+  /** Keys the runs going on to this backend still have to copy or check (see its help). */
+  resyncKeysPending: Gauge<'backend'>;
+  /** Unix time a resync run (not a shed) to this backend last completed; 0 until one has. */
+  resyncLastComplete: Gauge<'backend'>;
 
   clientConnections: Gauge;
   clientConnectionsRejected: Counter;
@@ -196,6 +214,7 @@ export function createMetrics(): Metrics {
   const protocolErrorCells = new CounterCells<'protocol' | 'action'>(['protocol', 'action']);
   let inFlightSource: () => number = () => 0;
   let backendsSource: () => readonly BackendConnections[] = () => [];
+  let resyncSource: () => readonly ResyncBacklog[] = () => [];
 
   const m = {
     registry,
@@ -320,16 +339,40 @@ export function createMetrics(): Metrics {
     }),
     resyncInProgress: new Gauge({
       name: 'replicached_resync_in_progress',
-      help: 'Whether a resync to the backend is running (1) or not (0); with --workers, in any worker.',
+      help: 'Whether a resync, fill or shed to the backend is running (1) or not (0); with --workers, in any worker.',
       labelNames: ['backend'] as const,
       registers,
       aggregator: 'max',
+      collect(this: Gauge<'backend'>) {
+        this.reset();
+        for (const r of resyncSource()) this.set({ backend: r.backend }, r.running ? 1 : 0);
+      },
     }),
     resyncRuns: new Counter({
       name: 'replicached_resync_runs_total',
-      help: 'Resync runs ended, by backend refilled and outcome: complete, incomplete (keys it could not list), or aborted.',
+      help: 'Resync runs ended, by backend refilled and outcome: complete, incomplete (keys it could not list, or copies that kept failing), or aborted.',
       labelNames: ['backend', 'outcome'] as const,
       registers,
+    }),
+    resyncKeysPending: new Gauge({
+      name: 'replicached_resync_keys_pending',
+      help:
+        'Keys the resync, fill and shed runs to the backend have listed and not yet copied or checked, copies in flight included; ' +
+        'it grows while a run is still listing, and 0 means no run has work left. With --workers, the most of any worker.',
+      labelNames: ['backend'] as const,
+      registers,
+      aggregator: 'max',
+      collect(this: Gauge<'backend'>) {
+        this.reset();
+        for (const r of resyncSource()) this.set({ backend: r.backend }, r.pending + r.inFlight);
+      },
+    }),
+    resyncLastComplete: new Gauge({
+      name: 'replicached_resync_last_complete_timestamp_seconds',
+      help: 'Unix time the last resync or fill run to the backend completed (every key listed and done); 0 until one has. With --workers, the latest in any worker.',
+      labelNames: ['backend'] as const,
+      registers,
+      aggregator: 'max',
     }),
     clientConnections: new Gauge({
       name: 'replicached_client_connections',
@@ -431,7 +474,7 @@ export function createMetrics(): Metrics {
     m.backendReturns.inc({ backend }, 0);
     m.resyncKeysCopied.inc({ backend }, 0);
     m.resyncKeysSkipped.inc({ backend }, 0);
-    m.resyncInProgress.set({ backend }, 0);
+    m.resyncLastComplete.set({ backend }, 0);
     for (const outcome of RESYNC_OUTCOMES) m.resyncRuns.inc({ backend, outcome }, 0);
   };
 
@@ -444,6 +487,8 @@ export function createMetrics(): Metrics {
     m.resyncKeysCopied,
     m.resyncKeysSkipped,
     m.resyncInProgress,
+    m.resyncKeysPending,
+    m.resyncLastComplete,
   ];
 
   return {
@@ -470,6 +515,9 @@ export function createMetrics(): Metrics {
     },
     setBackendsSource: (read) => {
       backendsSource = read;
+    },
+    setResyncSource: (read) => {
+      resyncSource = read;
     },
     addBackend,
     countProtocolError: (protocol, closed) => {

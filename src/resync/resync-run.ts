@@ -1,7 +1,7 @@
 // One resync: refill a backend that came back (after being down, or restarted
 // empty) with the items it should hold.
 //
-// Two modes. refill: the backend restarted (new pid), so it is empty and only
+// Four modes. refill: the backend restarted (new pid), so it is empty and only
 // lacks items: copies are adds. reconcile: the same process came back (it hung,
 // or was cut off), so it also holds items that changed or were deleted while it
 // was away, and may even have run late the writes that timed out on it (a stale
@@ -11,8 +11,18 @@
 // the target; memcached's CAS counter only grows, so an item with a lower CAS
 // was written before the run, and one with a higher CAS was written since, by a
 // router that sends every write to the whole replica set: it is never touched.
+// refresh: a reload moved keys to the backend (a removal, more replicas, other
+// weights) while it stays trusted. It may still hold a copy of such a key from
+// an earlier placement (a stand-in's, or one from before replicas went down):
+// old, or of a key deleted since. Each key of its share is made what the key's
+// authority (its first member not being resynced, which held the key all
+// along) holds: copied, overwritten or deleted, under the mark. shed: the
+// prune phase alone, for copies left on a backend outside their key's replica
+// set (a stand-in's, once the member it stood in for is back): they are never
+// read, but a later reload could make the backend a member of that key again.
 //
-//   mark   reconcile only: `ms <mark> T-1` on the target, its CAS is the mark
+//   claim  refill, with other sidecars: one of them refills, the others wait (refill-claim.ts)
+//   mark   all but refill: `ms <mark> T-1` on the target, its CAS is the mark
 //   list   each other live backend: `lru_crawler metadump all` ──> keep the keys
 //          whose replica set, as the router computes it now, holds both the
 //          lister and the target (the lister then got every write to the key)
@@ -25,7 +35,12 @@
 //          flags ──> skip; different, with a CAS under the mark ──> `ms` guarded by
 //          that CAS (EX: a newer write landed, leave it) ──> re-read as above;
 //          CAS over the mark (written since the run began) ──> skip
-//   prune  reconcile only: metadump the target; each key under the mark that the
+//          refresh reads the target first too (CAS over the mark ──> skip), then
+//          the authority only (the target is the authority ──> skip): hit ──> as
+//          reconcile; miss ──> delete the target's copy, guarded by its CAS
+//   shed   refresh and shed: the target's keys under the mark whose replica set
+//          it is not in ──> `md <key> C<cas>` (a write since changed the CAS: left)
+//   prune  reconcile, refresh: metadump the target; each key under the mark that the
 //          copy phase did not take is copied as above (a lister's metadump may
 //          have missed it), else, when every other member of its natural replica
 //          set (the first R on the ring) is up, not resyncing and answers miss
@@ -58,15 +73,27 @@ import type { MemcachedNode, StoredItem } from '../routing/node';
 import { exptimeForCopy } from '../routing/replicated-router';
 import type { ReplicaRing } from '../routing/ring';
 import { RateLimiter, type Clock } from './rate-limiter';
+import { isReserved, type RefillClaim } from './refill-claim';
 
-/** refill: the target restarted empty; reconcile: the same process came back (see the head comment). */
-export type ResyncMode = 'refill' | 'reconcile';
+/**
+ * refill: the target restarted empty; reconcile: the same process came back; refresh: a reload
+ * gave it keys; shed: drop copies it holds outside their keys' replica sets (see the head comment).
+ */
+export type ResyncMode = 'refill' | 'reconcile' | 'refresh' | 'shed';
+
+/** What one key's step did to the target; failed: a backend failed it, so the key is tried again. */
+type KeyOutcome = 'copied' | 'pruned' | 'skipped' | 'failed';
+
+/** Passes over the keys whose copy failed (a timeout under load, a dropped connection), after the first. */
+const RETRY_PASSES = 3;
 
 /** What a run needs to know beyond its target: its mode, and which members are resyncing themselves. */
 export interface RunContext {
   /** Decided as the run begins (the target's identity is read asynchronously). */
   mode: Promise<ResyncMode>;
   isResyncing(node: MemcachedNode): boolean;
+  /** refill: the claim shared with other sidecars on the restarted process (refill-claim.ts); null: refill alone. */
+  claim?(): RefillClaim | null;
 }
 
 /** The key whose CAS marks the start of a reconcile run; stored already expired, so never seen. */
@@ -97,6 +124,10 @@ export interface ResyncResult {
   pruned: number;
   /** Live backends whose keys could not be listed: the target may lack some of their items. */
   unlisted: string[];
+  /** Keys whose copy still failed after every retry pass: the target may lack them. */
+  failed: number;
+  /** refill: this sidecar held the shared claim and refilled, or waited for another one's refill. */
+  claim?: 'held' | 'waited';
 }
 
 export interface RunCounters {
@@ -123,6 +154,10 @@ export class ResyncRun {
   /** Keys deleted while the listing runs; null once it is over. */
   private deletedWhileListing: Set<string> | null = new Set();
   private stopReason: { outcome: 'flushed' | 'aborted'; reason: string } | null = null;
+  /** Prune phase: the target's keys not yet checked. */
+  private pruneLeft = 0;
+  /** Keys whose copy a backend failed in this pass: queued again for the next. */
+  private readonly retry = new Set<string>();
   private readonly unlisted: string[] = [];
   private readonly startedAt: number;
   readonly done: Promise<ResyncResult>;
@@ -139,8 +174,9 @@ export class ResyncRun {
     this.done = this.run();
   }
 
+  /** Keys still to copy (the copy phase) or to check (the prune phase); grows while the listing runs. */
   get pending(): number {
-    return this.queue.size;
+    return this.queue.size + this.pruneLeft;
   }
 
   get copying(): number {
@@ -157,7 +193,7 @@ export class ResyncRun {
     if (this.deletedWhileListing !== null && this.ring.replicaSet(Buffer.from(name, 'latin1')).includes(this.target)) {
       this.deletedWhileListing.add(name);
     }
-    if (this.queue.delete(name)) this.countSkipped();
+    if (this.queue.delete(name) || this.retry.delete(name)) this.countSkipped();
     return this.inFlight.get(name);
   }
 
@@ -170,8 +206,21 @@ export class ResyncRun {
 
   private async run(): Promise<ResyncResult> {
     this.mode = await this.context.mode;
-    if (this.mode === 'reconcile') await this.takeMark();
-    await this.list();
+    const claim = this.mode === 'refill' ? (this.context.claim?.() ?? null) : null;
+    if (claim !== null) {
+      const got = await claim.acquire(() => this.stopReason !== null);
+      if (got !== 'held') return this.finish(got === 'refilled' ? 'waited' : undefined);
+    }
+    const result = await this.work();
+    if (claim === null) return result;
+    if (result.outcome === 'done' && result.unlisted.length === 0 && result.failed === 0) await claim.complete();
+    else await claim.release();
+    return { ...result, claim: 'held' };
+  }
+
+  private async work(): Promise<ResyncResult> {
+    if (this.mode !== 'refill') await this.takeMark();
+    if (this.mode !== 'shed') await this.list();
     this.deletedWhileListing = null;
     // In short naps, so that an abort does not wait out the quiet time.
     for (let left = this.quietLeft(); left > 0 && this.stopReason === null; left = this.quietLeft()) {
@@ -180,13 +229,25 @@ export class ResyncRun {
     this.phase = 'copying';
     await this.copyAll();
     await this.settled();
+    for (let pass = 1; pass <= RETRY_PASSES && this.retry.size > 0 && this.stopReason === null; pass++) {
+      await this.opts.clock.sleep(200 * pass);
+      for (const name of this.retry) this.queue.add(name);
+      this.retry.clear();
+      await this.copyAll();
+      await this.settled();
+    }
     this.queue.clear();
-    if (this.mode === 'reconcile' && this.stopReason === null) {
+    if (this.mode !== 'refill' && this.stopReason === null) {
       this.phase = 'pruning';
       await this.prune();
     }
+    return this.finish();
+  }
+
+  private finish(claim?: 'waited'): ResyncResult {
     this.phase = 'finished';
-    const counts = { mode: this.mode, copied: this.copied, skipped: this.skipped, pruned: this.pruned, unlisted: this.unlisted };
+    const failed = this.retry.size;
+    const counts = { mode: this.mode, copied: this.copied, skipped: this.skipped, pruned: this.pruned, unlisted: this.unlisted, failed, ...(claim && { claim }) };
     return this.stopReason === null
       ? { outcome: 'done', ...counts }
       : { outcome: this.stopReason.outcome, reason: this.stopReason.reason, ...counts };
@@ -222,7 +283,7 @@ export class ResyncRun {
   }
 
   private consider(lister: MemcachedNode, key: Buffer): void {
-    if (this.stopReason !== null) return;
+    if (this.stopReason !== null || isReserved(key)) return;
     const name = key.toString('latin1');
     if (this.deletedWhileListing?.has(name)) return;
     const set = this.ring.replicaSet(key);
@@ -239,54 +300,94 @@ export class ResyncRun {
       if (this.stopReason !== null) return;
       // Deleted while we waited: already counted as skipped.
       if (!this.queue.delete(name)) continue;
-      if (this.mode === 'reconcile') this.seen.add(name);
+      if (this.mode !== 'refill') this.seen.add(name);
       // From here to inFlight.set nothing yields: deleting(name) sees the key in one place or the other.
-      const copy = this.copyOne(Buffer.from(name, 'latin1')).then((copied) => {
+      const copy = this.copyOne(Buffer.from(name, 'latin1')).then((outcome) => {
         this.inFlight.delete(name);
-        if (copied) this.countCopied();
-        else this.countSkipped();
+        if (outcome === 'failed') this.retry.add(name);
+        else this.count(outcome);
       });
       this.inFlight.set(name, copy);
     }
   }
 
-  /** True when the target got the item from this copy. Never rejects (backends resolve failures). */
-  private async copyOne(key: Buffer): Promise<boolean> {
+  /** What this key's copy did to the target. Never rejects (backends resolve failures). */
+  private async copyOne(key: Buffer): Promise<KeyOutcome> {
     const set = this.ring.replicaSet(key);
-    if (!set.includes(this.target)) return false;
+    if (!set.includes(this.target)) return 'skipped';
+    if (this.mode === 'refresh') return this.refreshOne(key, set);
+    return this.copyFromMembers(key, set);
+  }
+
+  /** refill and reconcile: the first member holding the key is the source. */
+  private async copyFromMembers(key: Buffer, set: readonly MemcachedNode[]): Promise<KeyOutcome> {
     // Reconcile: the target's item is read BEFORE the source, so any write that
     // lands on the target after this read changes its CAS and fails our `ms`.
     let mine: StoredItem | null = null;
     if (this.mode === 'reconcile') {
       const r = await this.target.get(key);
-      if (r.status === 'failed') return false;
+      if (r.status === 'failed') return 'failed';
       if (r.status === 'hit') {
-        if (r.item.cas > this.mark) return false; // written since the run began: newer than any source
+        if (r.item.cas > this.mark) return 'skipped'; // written since the run began: newer than any source
         mine = r.item;
       }
     }
+    let failed = false;
     for (const member of set) {
       if (member === this.target) continue;
       const read = await member.get(key);
+      failed ||= read.status === 'failed';
       if (read.status !== 'hit') continue;
       const exptime = exptimeForCopy(read.item.ttl);
-      if (exptime === null || this.stopReason !== null) return false;
+      if (exptime === null || this.stopReason !== null) return 'skipped';
       const { value, flags } = read.item;
-      if (mine !== null && mine.flags === flags && mine.value.equals(value)) return false;
-      const stored = await this.target.store(
-        mine === null
-          ? { mode: 'add', key, value, flags, exptime, cas: 0n }
-          : { mode: 'set', key, value, flags, exptime, cas: mine.cas },
-      );
-      if (stored.status !== 'stored') return false;
-      const again = await member.get(key);
-      if (again.status === 'miss') {
-        if (stored.cas !== 0n) await this.target.delete(key, stored.cas);
-        return false;
-      }
-      return true;
+      if (mine !== null && mine.flags === flags && mine.value.equals(value)) return 'skipped';
+      return this.store(key, member, read.item, exptime, mine);
     }
-    return false;
+    return failed ? 'failed' : 'skipped';
+  }
+
+  /**
+   * Writes the source's item to the target (add when it has none, else a set guarded by the CAS it
+   * had), then re-reads the source: gone meanwhile (a delete through another sidecar) ──> our copy is undone.
+   */
+  private async store(key: Buffer, source: MemcachedNode, item: StoredItem, exptime: number, mine: StoredItem | null): Promise<KeyOutcome> {
+    const { value, flags } = item;
+    const stored = await this.target.store(
+      mine === null ? { mode: 'add', key, value, flags, exptime, cas: 0n } : { mode: 'set', key, value, flags, exptime, cas: mine.cas },
+    );
+    if (stored.status === 'failed') return 'failed';
+    if (stored.status !== 'stored') return 'skipped'; // a newer write landed on the target
+    if ((await source.get(key)).status === 'miss') {
+      if (stored.cas !== 0n) await this.target.delete(key, stored.cas);
+      return 'skipped';
+    }
+    return 'copied';
+  }
+
+  /** refresh: the target's copy made what the key's authority holds (see the head comment). */
+  private async refreshOne(key: Buffer, set: readonly MemcachedNode[]): Promise<KeyOutcome> {
+    const authority = set.find((m) => !this.context.isResyncing(m));
+    if (authority === undefined || authority === this.target) return 'skipped';
+    // The target first, as in reconcile: a write landing on it after this read fails our guarded store.
+    const r = await this.target.get(key);
+    if (r.status === 'failed') return 'failed';
+    const mine = r.status === 'hit' ? r.item : null;
+    if (mine !== null && mine.cas > this.mark) return 'skipped';
+    const read = await authority.get(key);
+    if (read.status === 'failed') return 'failed';
+    if (this.stopReason !== null) return 'skipped';
+    if (read.status === 'miss') {
+      // Deleted (or never written) since this copy was made: it must not come back.
+      if (mine === null) return 'skipped';
+      const gone = await this.target.delete(key, mine.cas);
+      return gone.status === 'deleted' ? 'pruned' : gone.status === 'failed' ? 'failed' : 'skipped';
+    }
+    const exptime = exptimeForCopy(read.item.ttl);
+    if (exptime === null) return 'skipped';
+    const { value, flags } = read.item;
+    if (mine !== null && mine.flags === flags && mine.value.equals(value)) return 'skipped';
+    return this.store(key, authority, read.item, exptime, mine);
   }
 
   /**
@@ -300,7 +401,7 @@ export class ResyncRun {
     const stale = new Map<string, bigint>();
     const listed = await this.target.metadumpEach((line) => {
       const name = line.key.toString('latin1');
-      if (line.cas < this.mark && !this.seen.has(name)) stale.set(name, line.cas);
+      if (line.cas < this.mark && !this.seen.has(name) && !isReserved(line.key)) stale.set(name, line.cas);
     });
     this.seen.clear();
     if (listed.status !== 'ok') {
@@ -308,24 +409,36 @@ export class ResyncRun {
       return;
     }
     const limiter = new RateLimiter(this.opts.keysPerSecond, Math.min(this.opts.keysPerSecond, this.opts.maxInFlight), this.opts.clock);
+    this.pruneLeft = stale.size;
     for (const [name, cas] of stale) {
+      this.pruneLeft--;
       if (this.stopReason !== null) break;
       await limiter.take();
       while (this.inFlight.size >= this.opts.maxInFlight) await Promise.race(this.inFlight.values());
       if (this.stopReason !== null || this.inFlight.has(name)) continue;
       const key = Buffer.from(name, 'latin1');
-      const done = this.copyOne(key)
-        .then(async (copied) => {
-          if (copied) this.countCopied();
-          else if (await this.pruneOne(key, cas)) {
-            this.pruned++;
-            this.counters.pruned();
-          }
-        })
+      const done = this.tidyOne(key, cas)
+        .then((outcome) => this.count(outcome))
         .finally(() => this.inFlight.delete(name));
       this.inFlight.set(name, done);
     }
+    this.pruneLeft = 0;
     await this.settled();
+  }
+
+  /** One of the target's own keys under the mark, in the prune phase. */
+  private async tidyOne(key: Buffer, cas: bigint): Promise<KeyOutcome> {
+    if (this.mode === 'reconcile') {
+      const copied = await this.copyOne(key);
+      if (copied === 'copied' || copied === 'failed') return copied;
+      return (await this.pruneOne(key, cas)) ? 'pruned' : 'skipped';
+    }
+    const set = this.ring.replicaSet(key);
+    if (!set.includes(this.target)) {
+      // Neither a member nor a stand-in: nothing reads this copy, and a later reload could make it a stale member's.
+      return (await this.target.delete(key, cas)).status === 'deleted' ? 'pruned' : 'skipped';
+    }
+    return this.mode === 'refresh' ? this.refreshOne(key, set) : 'skipped';
   }
 
   private async pruneOne(key: Buffer, cas: bigint): Promise<boolean> {
@@ -344,9 +457,16 @@ export class ResyncRun {
     return Promise.all(this.inFlight.values()).then(() => undefined);
   }
 
-  private countCopied(): void {
-    this.copied++;
-    this.counters.copied();
+  private count(outcome: KeyOutcome): void {
+    if (outcome === 'copied') {
+      this.copied++;
+      this.counters.copied();
+    } else if (outcome === 'pruned') {
+      this.pruned++;
+      this.counters.pruned();
+    } else {
+      this.countSkipped(); // a failure in the prune phase: the copy stays, as a miss would leave it
+    }
   }
 
   private countSkipped(): void {

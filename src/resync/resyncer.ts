@@ -11,6 +11,15 @@
 // it off, and it kept its now stale items) a reconcile; when unknown, a reconcile,
 // which is also right for an empty backend, at one more read per key.
 //
+// A refill (a restart) is shared with the other sidecars on the same backends:
+// one of them holds a claim on the restarted process and refills it, the others
+// wait for its mark, distrusting the backend meanwhile (refill-claim.ts).
+//
+// A reload that moves keys starts a refresh (cause 'membership') on every
+// backend, and every run that ends complete starts a shed on every backend: the
+// copies stand-ins took while the backend was away are garbage once it is back.
+// Neither distrusts its backend.
+//
 // It is also the router's ResyncHooks: a backend is resyncing from the moment it
 // is up again until its run ends, and deletes/flushes are passed to the runs.
 
@@ -18,12 +27,16 @@ import type { Backend } from '../backends/backend';
 import type { MemcachedNode } from '../routing/node';
 import type { ResyncHooks } from '../routing/replicated-router';
 import type { ReplicaRing } from '../routing/ring';
+import { randomUUID } from 'node:crypto';
 import { REAL_CLOCK } from './rate-limiter';
+import { DEFAULT_CLAIM_OPTIONS, RefillClaim, type ClaimOptions } from './refill-claim';
 import { ResyncRun, type ResyncMode, type ResyncResult, type ResyncRunOptions } from './resync-run';
 
 export interface ResyncOptions extends ResyncRunOptions {
   /** How often each live backend's pid and start time are read, to catch a restart no probe noticed. */
   identityPollMs: number;
+  /** The refill claim shared with other sidecars (refill-claim.ts). */
+  claim: Omit<ClaimOptions, 'clock'>;
 }
 
 export const DEFAULT_RESYNC_OPTIONS: Readonly<ResyncOptions> = Object.freeze({
@@ -32,6 +45,7 @@ export const DEFAULT_RESYNC_OPTIONS: Readonly<ResyncOptions> = Object.freeze({
   quietMs: 1000,
   listAttempts: 5,
   identityPollMs: 3000,
+  claim: DEFAULT_CLAIM_OPTIONS,
   clock: REAL_CLOCK,
 });
 
@@ -40,9 +54,10 @@ export const DEFAULT_RESYNC_OPTIONS: Readonly<ResyncOptions> = Object.freeze({
  * to the same process (reconcile: it may have missed writes), added by a
  * config reload, a run a reload interrupted (started again under the new ring), a
  * membership change that moved keys to the backend (removal, more replicas, weights:
- * a fill), or asked for.
+ * a fill, in refresh mode), copies left outside their replica sets to drop (a shed,
+ * after another run completed), or asked for.
  */
-export type ResyncCause = 'up' | 'restarted' | 'reconnected' | 'added' | 'reload' | 'membership' | 'manual';
+export type ResyncCause = 'up' | 'restarted' | 'reconnected' | 'added' | 'reload' | 'membership' | 'shed' | 'manual';
 
 /** Where progress goes: metrics and logs. `backend` is the address being refilled. */
 export interface ResyncEvents {
@@ -70,7 +85,7 @@ export interface ResyncProgress {
   copied: number;
   skipped: number;
   pruned: number;
-  /** Of the current run: keys still queued, and copies in flight. */
+  /** Of the runs going on (resync, fill, shed): keys still to copy or check, and copies in flight. */
   pending: number;
   inFlight: number;
 }
@@ -88,6 +103,8 @@ export class Resyncer implements ResyncHooks {
    * that held them before the change).
    */
   private readonly fills = new Map<Backend, ResyncRun>();
+  /** Sheds: runs that delete the copies a backend holds outside their keys' replica sets. Trusted too. */
+  private readonly sheds = new Map<Backend, ResyncRun>();
   /** Every run not yet settled, current or aborted: their copies in flight still matter to deletes. */
   private readonly live = new Set<ResyncRun>();
   private readonly totals = new Map<Backend, Totals>();
@@ -103,6 +120,8 @@ export class Resyncer implements ResyncHooks {
   /** The identity round running now, if any: a caller arriving meanwhile waits for it. */
   private round: Promise<void> | null = null;
   private closed = false;
+  /** Who this process is in a refill claim. */
+  private readonly owner = randomUUID();
 
   constructor(
     private readonly ring: ReplicaRing,
@@ -126,6 +145,7 @@ export class Resyncer implements ResyncHooks {
         this.suspects.delete(b); // out of the ring until its return, which starts a run
         this.current.get(b)?.abort('backend down');
         this.fills.get(b)?.abort('backend down');
+        this.sheds.get(b)?.abort('backend down');
       };
       const onLost = (): void => void this.verify(b);
       b.on('up', onUp);
@@ -148,8 +168,8 @@ export class Resyncer implements ResyncHooks {
    */
   resync(backend: Backend, cause: ResyncCause = 'manual'): Promise<ResyncResult | null> {
     if (this.closed || !backend.isUp()) return Promise.resolve(null);
-    // A fill leaves the backend trusted; any other run distrusts it until it ends.
-    const runs = cause === 'membership' ? this.fills : this.current;
+    // A fill or a shed leaves the backend trusted; any other run distrusts it until it ends.
+    const runs = cause === 'membership' ? this.fills : cause === 'shed' ? this.sheds : this.current;
     if (runs === this.current) this.suspects.delete(backend); // the run covers it from now on
     runs.get(backend)?.abort('restarted');
     const totals = this.totals.get(backend) ?? { copied: 0, skipped: 0, pruned: 0 };
@@ -166,10 +186,12 @@ export class Resyncer implements ResyncHooks {
       },
       pruned: () => totals.pruned++,
     }, {
-      // A fill only adds what is missing: reconcile's prune would delete a key the other member
-      // lacks only because its own fill has not reached it yet.
-      mode: cause === 'restarted' || cause === 'membership' ? Promise.resolve('refill') : this.modeFor(backend),
+      mode: this.modeOf(backend, cause),
       isResyncing: (node) => this.isResyncing(node),
+      claim: () => {
+        const id = this.identities.get(backend) ?? null;
+        return id === null ? null : new RefillClaim(backend, id, this.owner, { ...this.opts.claim, clock: this.opts.clock });
+      },
     });
     runs.set(backend, run);
     this.live.add(run);
@@ -178,8 +200,21 @@ export class Resyncer implements ResyncHooks {
       this.live.delete(run);
       if (runs.get(backend) === run) runs.delete(backend);
       this.events.finished(address, result, this.current.has(backend));
+      // The backend is a full member again: what stand-ins hold of its keys is garbage now.
+      if (runs === this.current && result.outcome === 'done' && !this.closed) {
+        for (const b of this.backends) void this.resync(b, 'shed');
+      }
       return result;
     });
+  }
+
+  private modeOf(backend: Backend, cause: ResyncCause): Promise<ResyncMode> {
+    if (cause === 'restarted') return Promise.resolve('refill');
+    // An added backend may hold copies from an earlier time in the list, and a run a reload
+    // interrupted may have been any mode: the key's authority decides each of its keys.
+    if (cause === 'membership' || cause === 'added' || cause === 'reload') return Promise.resolve('refresh');
+    if (cause === 'shed') return Promise.resolve('shed');
+    return this.modeFor(backend);
   }
 
   /** refill when the backend's identity changed since last seen, else reconcile (see the head comment). */
@@ -288,7 +323,8 @@ export class Resyncer implements ResyncHooks {
 
   progress(): ResyncProgress[] {
     return this.backends.map((b) => {
-      const run = this.current.get(b) ?? this.fills.get(b);
+      const runs = [this.current.get(b), this.fills.get(b), this.sheds.get(b)].filter((r): r is ResyncRun => r !== undefined);
+      const run = runs[0];
       const totals = this.totals.get(b) ?? { copied: 0, skipped: 0, pruned: 0 };
       return {
         backend: b.address,
@@ -296,8 +332,8 @@ export class Resyncer implements ResyncHooks {
         copied: totals.copied,
         skipped: totals.skipped,
         pruned: totals.pruned,
-        pending: run?.pending ?? 0,
-        inFlight: run?.copying ?? 0,
+        pending: runs.reduce((n, r) => n + r.pending, 0),
+        inFlight: runs.reduce((n, r) => n + r.copying, 0),
       };
     });
   }

@@ -6,6 +6,7 @@
 import { Counter, Gauge, Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ClusterMetrics, type MetricsSource } from '../../src/cluster/metrics';
+import { createMetrics } from '../../src/metrics/registry';
 import { metricValue } from '../ops/support';
 
 interface FakeWorker {
@@ -93,5 +94,33 @@ describe('cluster metrics', () => {
     text = await metrics.metrics();
     expect(text).not.toContain('backend="b"');
     expect(metricValue(text, 'replicached_backend_sets_total', { backend: 'a' })).toBe(2);
+  });
+});
+
+describe('resync progress across workers (real metric definitions)', () => {
+  it('keys pending and the last complete run: the most of any worker', async () => {
+    const workers = [1, 2].map((id) => ({ id, m: createMetrics() }));
+    const backlog = new Map([
+      [1, 120],
+      [2, 30],
+    ]);
+    for (const { id, m } of workers) {
+      m.addBackend('a');
+      m.setResyncSource(() => [{ backend: 'a', running: backlog.get(id)! > 0, pending: backlog.get(id)!, inFlight: 0 }]);
+    }
+    workers[0].m.resyncLastComplete.set({ backend: 'a' }, 1000);
+    workers[1].m.resyncLastComplete.set({ backend: 'a' }, 2000);
+    cm = new ClusterMetrics(() =>
+      workers.map(({ id, m }) => ({ id, request: (requestId) => void m.registry.getMetricsAsJSON().then((json) => cm!.answer(id, requestId, json)) })),
+    );
+    let text = await cm.metrics();
+    expect(metricValue(text, 'replicached_resync_keys_pending', { backend: 'a' })).toBe(120);
+    expect(metricValue(text, 'replicached_resync_in_progress', { backend: 'a' })).toBe(1);
+    expect(metricValue(text, 'replicached_resync_last_complete_timestamp_seconds', { backend: 'a' })).toBe(2000);
+    backlog.set(1, 0);
+    backlog.set(2, 0);
+    text = await cm.metrics();
+    expect(metricValue(text, 'replicached_resync_keys_pending', { backend: 'a' })).toBe(0);
+    expect(metricValue(text, 'replicached_resync_in_progress', { backend: 'a' })).toBe(0);
   });
 });

@@ -50,7 +50,7 @@ describe('metrics present from the start, and the new ones', () => {
     zero('replicached_config_reloads_total', { result: 'error' });
     for (const { address: backend } of cluster.backends) {
       expect(metricValue(text, 'replicached_backend_up', { backend })).toBe(1);
-      for (const name of ['replicached_backend_ejections_total', 'replicached_backend_returns_total', 'replicached_backend_timeouts_total', 'replicached_resync_keys_copied_total', 'replicached_resync_in_progress']) {
+      for (const name of ['replicached_backend_ejections_total', 'replicached_backend_returns_total', 'replicached_backend_timeouts_total', 'replicached_resync_keys_copied_total', 'replicached_resync_in_progress', 'replicached_resync_keys_pending', 'replicached_resync_last_complete_timestamp_seconds']) {
         zero(name, { backend });
       }
       for (const reason of ['timeout', 'connect', 'closed', 'down']) zero('replicached_backend_errors_total', { backend, reason });
@@ -93,13 +93,17 @@ describe('metrics present from the start, and the new ones', () => {
     expect(metricValue(text, 'replicached_protocol_errors_total', { protocol: 'binary', action: 'closed' })).toBe(0);
     for (const { address: backend } of backends) expect(metricValue(text, 'replicached_backend_connections', { backend })).toBe(1);
 
-    // A backend restarted empty is refilled: one complete run.
+    // A backend restarted empty is refilled: one complete run, its time, nothing left pending.
     const restarted = backends[1];
+    const restartedAt = Date.now() / 1000;
     await restarted.restart();
     await waitFor('the resync counted', async () => {
       text = await scrape(metricsPort);
       return metricValue(text, 'replicached_resync_runs_total', { backend: restarted.address, outcome: 'complete' }) === 1;
     }, 15_000);
     expect(metricValue(text, 'replicached_resync_runs_total', { backend: restarted.address, outcome: 'aborted' })).toBe(0);
+    expect(metricValue(text, 'replicached_resync_last_complete_timestamp_seconds', { backend: restarted.address })).toBeGreaterThanOrEqual(Math.floor(restartedAt));
+    expect(metricValue(text, 'replicached_resync_last_complete_timestamp_seconds', { backend: backends[0].address })).toBe(0);
+    await waitFor('nothing left pending', async () => metricValue(await scrape(metricsPort), 'replicached_resync_keys_pending', { backend: restarted.address }) === 0, 15_000);
   });
 });

@@ -6,7 +6,7 @@
 import { afterEach, expect, test } from 'vitest';
 import { startMemcached, stopAllMemcached, type MemcachedProcess } from '../helpers/memcached';
 import { waitForStats } from '../helpers/proxy';
-import { RawClient, ringOrder } from '../replication/support';
+import { itemOn, RawClient, ringOrder } from '../replication/support';
 import { configYaml, startConfigured, type ConfiguredRun } from './support';
 
 let run: ConfiguredRun | null = null;
@@ -85,4 +85,36 @@ test('removing a backend, then raising replicas: every key gets back to R copies
   await waitForStats(port, (s) => resynced(s) && s.get('replicached_replicas') === '3', 60_000);
   expect((await copies()).filter((n) => n < 3)).toEqual([]);
   expect(await addsStored(port)).toBe(0);
+});
+
+test('replicas 3 -> 2 -> 3: copies left on the dropped member are shed, and none comes back stale or deleted', async () => {
+  const mcs = await Promise.all([0, 1, 2].map(() => startMemcached()));
+  const entries = mcs.map((m) => ({ address: m.address }));
+  run = await startConfigured(entries, 3, 0);
+  const { port } = run.proxy;
+  await setAll(port);
+  run.dir.write(configYaml(entries, 2));
+  run.proxy.child.kill('SIGHUP');
+  await waitForStats(port, (s) => resynced(s) && s.get('replicached_replicas') === '2', 60_000);
+  // The dropped member of each key no longer holds it.
+  const sets = await Promise.all(mcs.map((m) => held(m, KEYS)));
+  expect(KEYS.filter((k) => sets.filter((s) => s.has(k)).length !== 2)).toEqual([]);
+
+  // While it is out of each key's set: half the keys deleted, half rewritten.
+  const c = await RawClient.connect(port);
+  const deleted = KEYS.filter((_, i) => i % 2 === 0);
+  const rewritten = KEYS.filter((_, i) => i % 2 === 1);
+  const reply = await c.text([...deleted.map((k) => `delete ${k}\r\n`), ...rewritten.map((k) => `set ${k} 7 0 3\r\nv-2\r\n`)].join(''), KEYS.length);
+  expect(reply.split('\r\n').filter((l) => l === 'DELETED' || l === 'STORED').length).toBe(KEYS.length);
+  c.close();
+
+  run.dir.write(configYaml(entries, 3));
+  run.proxy.child.kill('SIGHUP');
+  await waitForStats(port, (s) => resynced(s) && s.get('replicached_replicas') === '3', 60_000);
+  for (const m of mcs) {
+    expect(await held(m, deleted), `deleted keys on ${m.address}`).toEqual(new Set());
+    for (const [k, item] of await Promise.all(rewritten.slice(0, 200).map(async (k) => [k, await itemOn(m.port, k)] as const))) {
+      expect(item, `${k} on ${m.address}`).toMatchObject({ value: 'v-2', flags: 7 });
+    }
+  }
 });

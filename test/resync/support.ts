@@ -19,9 +19,10 @@ export interface ResyncCluster {
   ring: ReplicaRing;
   router: ReplicatedRouter;
   resyncer: Resyncer;
-  /** What the resyncer reported, in order. */
+  /** What the resyncer reported, in order; the sheds a complete run starts are kept apart, in `sheds`. */
   started: Array<{ backend: string; cause: ResyncCause }>;
   finished: ResyncResult[];
+  sheds: ResyncResult[];
   stillResyncing: boolean[];
   copiedEvents: number;
 }
@@ -48,6 +49,7 @@ export async function startResyncCluster(
     resyncer: null as unknown as Resyncer,
     started: [],
     finished: [],
+    sheds: [],
     stillResyncing: [],
     copiedEvents: 0,
   };
@@ -55,10 +57,16 @@ export async function startResyncCluster(
     ring,
     backends,
     {
-      started: (backend, cause) => c.started.push({ backend, cause }),
+      started: (backend, cause) => {
+        if (cause !== 'shed') c.started.push({ backend, cause });
+      },
       copied: () => c.copiedEvents++,
       skipped: () => {},
       finished: (_, result, still) => {
+        if (result.mode === 'shed') {
+          c.sheds.push(result);
+          return;
+        }
         c.finished.push(result);
         c.stillResyncing.push(still);
       },

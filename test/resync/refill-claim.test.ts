@@ -1,0 +1,108 @@
+// The shared refill (src/resync/refill-claim.ts): two sidecars over the same
+// real memcached, one of them restarted empty. One sidecar refills it, the other
+// waits for its mark and distrusts the backend until then; a claim nobody renews
+// (its holder died) expires, and the waiter takes over and refills.
+
+import { afterEach, expect, test } from 'vitest';
+import { Backend } from '../../src/backends/backend';
+import { RESERVED_PREFIX } from '../../src/resync/refill-claim';
+import { Resyncer, SILENT_RESYNC_EVENTS, type ResyncOptions } from '../../src/resync/resyncer';
+import type { ResyncResult } from '../../src/resync/resync-run';
+import { ReplicaRing } from '../../src/routing/ring';
+import { startMemcached, stopAllMemcached, type MemcachedProcess } from '../helpers/memcached';
+import { pollUntil } from '../helpers/wait';
+import { k, valueOn } from './support';
+
+interface Sidecar {
+  backends: Backend[];
+  ring: ReplicaRing;
+  resyncer: Resyncer;
+  /** The refill runs that ended (sheds left out). */
+  finished: ResyncResult[];
+}
+
+const sidecars: Sidecar[] = [];
+afterEach(async () => {
+  for (const s of sidecars.splice(0)) {
+    await s.resyncer.close();
+    await Promise.all(s.backends.map((b) => b.close()));
+  }
+  await stopAllMemcached();
+});
+
+/** One replicached's view of the backends: its own connections, ring and resyncer (started). */
+function sidecar(mcs: MemcachedProcess[], options: Partial<ResyncOptions>): Sidecar {
+  const backends = mcs.map((m) => new Backend(m.address, { probeIntervalMs: 30, retryMaxMs: 100, upAfterProbes: 1 }));
+  const ring = new ReplicaRing(backends.map((node) => ({ node, weight: 1 })), 2);
+  const finished: ResyncResult[] = [];
+  const events = { ...SILENT_RESYNC_EVENTS, finished: (_: string, r: ResyncResult) => void (r.mode !== 'shed' && finished.push(r)) };
+  const resyncer = new Resyncer(ring, backends, events, { identityPollMs: 60_000, quietMs: 0, ...options });
+  const s = { backends, ring, resyncer, finished };
+  sidecars.push(s);
+  return s;
+}
+
+const KEYS = Array.from({ length: 400 }, (_, i) => `claim:${i}`);
+
+async function setup(options: Partial<ResyncOptions>): Promise<{ mcs: MemcachedProcess[]; a: Sidecar; b: Sidecar; share: string[] }> {
+  const mcs = await Promise.all([0, 1, 2].map(() => startMemcached()));
+  const a = sidecar(mcs, options);
+  const b = sidecar(mcs, options);
+  for (const key of KEYS) {
+    for (const m of a.ring.replicaSet(k(key))) {
+      await m.store({ mode: 'set', key: k(key), value: k(`v-${key}`), flags: 3, exptime: 0, cas: 0n });
+    }
+  }
+  for (const s of [a, b]) await s.resyncer.checkIdentities(); // both know who each backend is
+  return { mcs, a, b, share: KEYS.filter((key) => a.ring.replicaSet(k(key)).includes(a.backends[0])) };
+}
+
+/** Restarts backend 0 empty and waits until both sidecars can reach it again. */
+async function restartTarget(mcs: MemcachedProcess[], a: Sidecar, b: Sidecar): Promise<void> {
+  await mcs[0].restart();
+  for (const s of [a, b]) await pollUntil(async () => s.backends[0].isUp() && (await s.backends[0].identity()).status === 'ok', 10_000, 20);
+}
+
+/** The sidecar's identity poll finds the restart and starts its refill; resolves with the run's result. */
+async function refill(s: Sidecar): Promise<ResyncResult> {
+  const before = s.finished.length;
+  await s.resyncer.checkIdentities();
+  await pollUntil(() => s.finished.length > before, 20_000, 20);
+  return s.finished[before];
+}
+
+test('two sidecars: one refills the restarted backend, the other waits for it and distrusts it meanwhile', async () => {
+  const { mcs, a, b, share } = await setup({ keysPerSecond: 800 });
+  await restartTarget(mcs, a, b);
+  const first = refill(a);
+  // The second one starts once the first holds the claim (it is copying).
+  await pollUntil(() => a.resyncer.progress()[0].copied > 0, 10_000, 10);
+  const second = refill(b);
+  await new Promise((r) => setTimeout(r, 100));
+  expect(b.resyncer.isResyncing(b.backends[0])).toBe(true);
+  const [ra, rb] = await Promise.all([first, second]);
+  expect(ra).toMatchObject({ outcome: 'done', mode: 'refill', claim: 'held', copied: share.length });
+  expect(rb).toMatchObject({ outcome: 'done', mode: 'refill', claim: 'waited', copied: 0 });
+  expect(b.resyncer.isResyncing(b.backends[0])).toBe(false);
+  for (const key of share) expect(await valueOn(a.backends[0], key), key).toBe(`v-${key}`);
+});
+
+test('a claim nobody renews (its holder died) expires: the waiting sidecar takes over and refills', async () => {
+  const { mcs, a, b, share } = await setup({ claim: { ttlSeconds: 2, pollMs: 100 } });
+  await restartTarget(mcs, a, b);
+  // A dead claimant: its claim is there, nothing renews it and no mark will come.
+  const id = await b.backends[0].identity();
+  if (id.status !== 'ok') throw new Error('no identity');
+  const claimKey = k(`${RESERVED_PREFIX}refill-claim:${id.pid}:${id.startedAt}`);
+  expect((await b.backends[0].store({ mode: 'add', key: claimKey, value: k('dead'), flags: 0, exptime: 2, cas: 0n })).status).toBe('stored');
+  const started = Date.now();
+  const run = refill(b);
+  await new Promise((r) => setTimeout(r, 500));
+  expect(b.resyncer.isResyncing(b.backends[0])).toBe(true);
+  expect(await valueOn(b.backends[0], share[0])).toBeNull(); // nothing copied while it waits
+  const result = await run;
+  expect(result).toMatchObject({ outcome: 'done', mode: 'refill', claim: 'held', copied: share.length });
+  expect(Date.now() - started).toBeGreaterThanOrEqual(1000); // it did wait for the expiry
+  // The other sidecar, noticing the restart late, finds the mark and copies nothing.
+  expect(await refill(a)).toMatchObject({ outcome: 'done', claim: 'waited', copied: 0 });
+});
