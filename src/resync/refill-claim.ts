@@ -5,9 +5,17 @@
 //
 //   claim  add  replicached:refill-claim:<pid>:<start>  <owner>  TTL ttlSeconds, renewed
 //               (CAS-guarded set) every ttlSeconds/3 while the claimant's run goes on
+//   list   set  replicached:refill-listing:<pid>:<start>, before the claimant lists the keys
 //   mark   set  replicached:refilled:<pid>:<start>  (no TTL), once the claimant's run
 //               completed (every key listed and done); then the claim is deleted
 //   wait   every pollMs: the mark ──> refilled (trust it); no claim ──> take it; else wait
+//
+// Why a late sidecar refills alone: until it saw the backend up, a sidecar wrote
+// that backend's keys to stand-ins. Those writes are on the peers before the
+// claimant lists them only if the sidecar saw the backend up before the listing
+// began. So a sidecar that finds the listing key already there when its run starts
+// (it saw the backend up after the listing began) does not wait for the mark: it
+// refills by itself, as it would without a claim (add only, nothing is lost).
 //
 // Safe when the claimant dies or stalls: its claim expires within ttlSeconds and the
 // next waiter takes it over and refills (add only: what the first one copied stays). A
@@ -36,11 +44,16 @@ export interface ClaimOptions {
 
 export const DEFAULT_CLAIM_OPTIONS: Readonly<Omit<ClaimOptions, 'clock'>> = Object.freeze({ ttlSeconds: 10, pollMs: 250 });
 
-/** held: this sidecar refills; refilled: another one did; stopped: the run ended while waiting. */
-export type ClaimOutcome = 'held' | 'refilled' | 'stopped';
+/**
+ * held: this sidecar refills (and marks); refilled: another one did; late: another one's
+ * listing began before this sidecar saw the backend up, so this one refills alone;
+ * stopped: the run ended while waiting.
+ */
+export type ClaimOutcome = 'held' | 'refilled' | 'late' | 'stopped';
 
 export class RefillClaim {
   private readonly claimKey: Buffer;
+  private readonly listingKey: Buffer;
   private readonly markKey: Buffer;
   private cas = 0n;
   private renewer: NodeJS.Timeout | null = null;
@@ -54,10 +67,14 @@ export class RefillClaim {
     const who = `${identity.pid}:${identity.startedAt}`;
     this.claimKey = Buffer.from(`${RESERVED_PREFIX}refill-claim:${who}`, 'latin1');
     this.markKey = Buffer.from(`${RESERVED_PREFIX}refilled:${who}`, 'latin1');
+    this.listingKey = Buffer.from(`${RESERVED_PREFIX}refill-listing:${who}`, 'latin1');
   }
 
   /** Waits until this sidecar holds the claim, another one's refill completed, or `stopped()`. */
   async acquire(stopped: () => boolean): Promise<ClaimOutcome> {
+    // Asked once, when this sidecar's run starts (it has seen the backend up): see the head comment.
+    const listing = await this.target.get(this.listingKey);
+    if (listing.status !== 'miss') return 'late';
     for (;;) {
       if (stopped()) return 'stopped';
       const mark = await this.target.get(this.markKey);
@@ -72,6 +89,12 @@ export class RefillClaim {
       }
       await this.opts.clock.sleep(this.opts.pollMs);
     }
+  }
+
+  /** The claimant is about to list the keys: sidecars that see the backend up from now on refill alone. */
+  async listing(): Promise<void> {
+    const value = Buffer.from(this.owner, 'latin1');
+    await this.target.store({ mode: 'set', key: this.listingKey, value, flags: 0, exptime: 0, cas: 0n });
   }
 
   /** The claimant's run completed: mark the backend refilled, then drop the claim. */

@@ -206,10 +206,12 @@ export class ResyncRun {
 
   private async run(): Promise<ResyncResult> {
     this.mode = await this.context.mode;
-    const claim = this.mode === 'refill' ? (this.context.claim?.() ?? null) : null;
+    let claim = this.mode === 'refill' ? (this.context.claim?.() ?? null) : null;
     if (claim !== null) {
       const got = await claim.acquire(() => this.stopReason !== null);
-      if (got !== 'held') return this.finish(got === 'refilled' ? 'waited' : undefined);
+      if (got === 'late') claim = null;
+      else if (got !== 'held') return this.finish(got === 'refilled' ? 'waited' : undefined);
+      else await claim.listing();
     }
     const result = await this.work();
     if (claim === null) return result;
