@@ -27,6 +27,7 @@
 //          whose replica set, as the router computes it now, holds both the
 //          lister and the target (the lister then got every write to the key)
 //   quiet  wait until deletes sent before the run began have landed or timed out
+//   again  after the copy phase, list once more and copy the keys the first crawl skipped
 //   copy   per key, rate-limited, at most maxInFlight at once:
 //          read from a live member (set order) ──miss──> skip
 //            └─hit──> add to the target (never overwrites) ──not stored──> skip: it has a newer value
@@ -149,7 +150,7 @@ export class ResyncRun {
   /** Keys still to copy, latin1 (one char per byte). A Set: listed by several backends, copied once. */
   private readonly queue = new Set<string>();
   private readonly inFlight = new Map<string, Promise<void>>();
-  /** Reconcile: keys the copy phase took, left out of the prune phase. */
+  /** Keys the copy phase took: not queued again by the second listing, and left out of the prune phase. */
   private readonly seen = new Set<string>();
   /** Keys deleted while the listing runs; null once it is over. */
   private deletedWhileListing: Set<string> | null = new Set();
@@ -231,6 +232,17 @@ export class ResyncRun {
     this.phase = 'copying';
     await this.copyAll();
     await this.settled();
+    if (this.mode !== 'shed' && this.stopReason === null) {
+      // A crawl is no snapshot: an item the LRU maintainer moves while it runs can be skipped (seen
+      // under load). A second listing catches most of those; keys already taken are not queued again.
+      this.phase = 'listing';
+      this.deletedWhileListing = new Set();
+      await this.list();
+      this.deletedWhileListing = null;
+      this.phase = 'copying';
+      await this.copyAll();
+      await this.settled();
+    }
     for (let pass = 1; pass <= RETRY_PASSES && this.retry.size > 0 && this.stopReason === null; pass++) {
       await this.opts.clock.sleep(200 * pass);
       for (const name of this.retry) this.queue.add(name);
@@ -248,6 +260,7 @@ export class ResyncRun {
 
   private finish(claim?: 'waited'): ResyncResult {
     this.phase = 'finished';
+    this.seen.clear();
     const failed = this.retry.size;
     const counts = { mode: this.mode, copied: this.copied, skipped: this.skipped, pruned: this.pruned, unlisted: this.unlisted, failed, ...(claim && { claim }) };
     return this.stopReason === null
@@ -280,14 +293,14 @@ export class ResyncRun {
         }
       }
       if (this.stopReason !== null) return;
-      if (!listed && lister.isUp()) this.unlisted.push(lister.address);
+      if (!listed && lister.isUp() && !this.unlisted.includes(lister.address)) this.unlisted.push(lister.address);
     }
   }
 
   private consider(lister: MemcachedNode, key: Buffer): void {
     if (this.stopReason !== null || isReserved(key)) return;
     const name = key.toString('latin1');
-    if (this.deletedWhileListing?.has(name)) return;
+    if (this.deletedWhileListing?.has(name) || this.seen.has(name)) return;
     const set = this.ring.replicaSet(key);
     if (set.includes(this.target) && set.includes(lister)) this.queue.add(name);
   }
@@ -302,7 +315,7 @@ export class ResyncRun {
       if (this.stopReason !== null) return;
       // Deleted while we waited: already counted as skipped.
       if (!this.queue.delete(name)) continue;
-      if (this.mode !== 'refill') this.seen.add(name);
+      this.seen.add(name);
       // From here to inFlight.set nothing yields: deleting(name) sees the key in one place or the other.
       const copy = this.copyOne(Buffer.from(name, 'latin1')).then((outcome) => {
         this.inFlight.delete(name);

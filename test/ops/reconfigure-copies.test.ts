@@ -60,7 +60,9 @@ test('a no-op SIGHUP right after a resync started does not abort it: the restart
   run.proxy.child.kill('SIGHUP');
   await waitForStats(port, resynced, 60_000);
   const placed = KEYS.filter((k) => ringOrder(mcs.map((m) => m.address), k).slice(0, 2).includes(target.address));
-  expect((await held(target, placed)).size).toBe(placed.length);
+  // On a failure, the proxy's resync and reload lines say what happened.
+  const story = run.proxy.output().split('\n').filter((l) => /resync|reload|backend (down|up)/.test(l)).join('\n');
+  expect((await held(target, placed)).size, story).toBe(placed.length);
   expect(await addsStored(port)).toBe(0);
 });
 

@@ -94,7 +94,8 @@ describe('rejoin resync with real memcached', () => {
     }
     const stats = Object.fromEntries(c.resyncer.statsLines());
     expect(stats.replicached_resync_keys_copied).toBe(expected.length);
-    expect(stats.replicached_resyncs_in_progress).toBe(0);
+    // The complete run starts a shed on every backend (stray copies), counted in progress until it ends.
+    await waitFor(() => Object.fromEntries(c.resyncer.statsLines()).replicached_resyncs_in_progress === 0);
   });
 
   test('a value written between the resync read and its add is not overwritten', async () => {
