@@ -123,26 +123,51 @@ export async function textClient(port: number): Promise<BatchClient> {
     protocol: 'text',
     close: () => wire.socket.destroy(),
     async run(ops) {
-      wire.socket.write(ops.map(textRequest).join(''), 'latin1');
+      // A trailing `version` is answered only after every noreply op before it has run (replies
+      // leave in request order): so the batch ends when all of it has taken effect, as with memcached.
+      wire.socket.write(ops.map(textRequest).join('') + 'version\r\n', 'latin1');
       const results: Result[] = [];
       const deadline = Date.now() + BATCH_TIMEOUT_MS;
+      let closed = false;
       for (const op of ops) {
         if (op.quiet && op.kind !== 'get') {
           results.push(SILENT);
           continue;
         }
         const r = await readText(wire, op, deadline);
-        if (r === null) break; // closed: this and every later op unknown
+        if (r === null) {
+          closed = true; // this and every later op unknown
+          break;
+        }
         results.push(r);
       }
-      // A silent op after the last answered one may or may not have run.
+      if (!closed) closed = !(await readVersion(wire, deadline));
+      // Closed: a silent op after the last answered one may or may not have run.
       let lastAnswered = results.length - 1;
       while (lastAnswered >= 0 && results[lastAnswered].kind === 'silent') lastAnswered--;
-      if (results.length < ops.length) for (let i = lastAnswered + 1; i < results.length; i++) results[i] = UNKNOWN;
+      if (closed) for (let i = lastAnswered + 1; i < results.length; i++) results[i] = UNKNOWN;
       while (results.length < ops.length) results.push(UNKNOWN);
       return results;
     },
   };
+}
+
+/** The batch's closing VERSION line; false if the connection closed first. */
+async function readVersion(wire: Wire, deadline: number): Promise<boolean> {
+  for (;;) {
+    const s = wire.buf.toString('latin1');
+    const eol = s.indexOf('\r\n');
+    if (eol >= 0) {
+      const line = s.slice(0, eol);
+      if (!line.startsWith('VERSION ')) throw new Error(`unexpected reply ${JSON.stringify(line)} to version`);
+      wire.take(eol + 2);
+      return true;
+    }
+    if (!(await wire.more(deadline))) {
+      if (wire.closed) return false;
+      throw new Error(`no reply to version within ${BATCH_TIMEOUT_MS} ms`);
+    }
+  }
 }
 
 /** One op's reply; null if the connection closed first. */
