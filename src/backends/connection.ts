@@ -93,6 +93,9 @@ interface InFlight {
 /** Up to this many queued bytes are joined into one buffer; beyond, written as chunks under cork. */
 const JOIN_MAX = 64 * 1024;
 
+/** How the reason of a refused handshake (SASL credentials) begins. */
+export const AUTH_FAILED = 'authentication failed';
+
 /** The reason of a connect that did not finish in connectTimeoutMs. */
 export const CONNECT_TIMEOUT = 'connect timeout';
 
@@ -139,7 +142,7 @@ export class Connection {
     });
     this.socket.once('close', () => {
       const reason = this.lastError ?? 'connection closed by backend';
-      if (this.state === 'authenticating') this.fail({ kind: 'auth', reason: `authentication failed: ${reason}` });
+      if (this.state === 'authenticating') this.fail({ kind: 'auth', reason: `${AUTH_FAILED}: ${reason}` });
       else this.fail({ kind: this.state === 'connecting' ? 'connect' : 'closed', reason });
     });
   }
@@ -221,7 +224,7 @@ export class Connection {
         if (!('status' in r) && r.type === 'line') this.open();
         else {
           const why = 'status' in r ? r.reason : r.type === 'error' ? r.message || r.code : 'unexpected reply';
-          this.fail({ kind: 'auth', reason: `authentication failed: ${why}` });
+          this.fail({ kind: 'auth', reason: `${AUTH_FAILED}: ${why}` });
         }
       },
     });

@@ -3,7 +3,7 @@
 // SASL_CONF_PATH. One directory per call, removed when the test process exits.
 
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -11,6 +11,9 @@ export interface SaslUser {
   username: string;
   password: string;
 }
+
+/** Debian installs it in /usr/sbin, which a non-root PATH may lack. */
+const SASLPASSWD2 = existsSync('/usr/sbin/saslpasswd2') ? '/usr/sbin/saslpasswd2' : 'saslpasswd2';
 
 const dirs: string[] = [];
 process.once('exit', () => {
@@ -24,7 +27,7 @@ export function saslEnvironment(users: SaslUser[]): Record<string, string> {
   const db = path.join(dir, 'sasldb2');
   for (const u of users) {
     // -p: the password from stdin, not the command line; -a memcached: the application name memcached uses.
-    const r = spawnSync('saslpasswd2', ['-p', '-c', '-a', 'memcached', '-f', db, u.username], { input: u.password });
+    const r = spawnSync(SASLPASSWD2, ['-p', '-c', '-a', 'memcached', '-f', db, u.username], { input: u.password });
     if (r.error) throw new Error(`cannot run saslpasswd2 (install sasl2-bin): ${r.error.message}`);
     if (r.status !== 0) throw new Error(`saslpasswd2 failed: ${r.stderr.toString()}`);
   }
