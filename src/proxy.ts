@@ -174,19 +174,25 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
         metrics.resyncKeysSkipped.inc({ backend });
         resyncStep(backend, 'skipped');
       },
+      holding: (backend, ms) => {
+        logger.warn(
+          { backend, holdMs: ms },
+          'resync: keys could not be listed (SASL backends have no metadump); read last and deciding nothing until the hold ends (backendSasl.maxTtlSeconds)',
+        );
+      },
       finished: (backend, result, stillResyncing) => {
         // A run the reload's new resyncer took over ends here as 'closing': the gauge is the new one's.
         const node = backends.find((b) => b.address === backend);
         metrics.resyncInProgress.set({ backend }, stillResyncing || (node !== undefined && resyncer.isResyncing(node)) ? 1 : 0);
         const complete = result.outcome !== 'aborted' && result.unlisted.length === 0;
         metrics.resyncRuns.inc({ backend, outcome: result.outcome === 'aborted' ? 'aborted' : complete ? 'complete' : 'incomplete' });
-        const { outcome, reason, mode, copied, skipped, pruned, unlisted } = result;
-        const summary = { backend, outcome, reason, mode, copied, skipped, pruned, unlisted };
+        const { outcome, reason, mode, copied, skipped, pruned, unlisted, heldMs } = result;
+        const summary = { backend, outcome, reason, mode, copied, skipped, pruned, unlisted, heldMs };
         resyncProgress.delete(backend);
         if (complete) logger.info(summary, 'resync finished');
         else logger.warn(summary, 'resync incomplete');
       },
-    });
+    }, { unlistedHoldMs: backendSasl === null ? 0 : current.backendSasl.maxTtlSeconds * 1000 });
   let resyncer = buildResyncer();
   const router = new ReplicatedRouter(
     ring,

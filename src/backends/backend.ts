@@ -192,6 +192,11 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
     return this.status;
   }
 
+  /** Whether metadump can list its keys (not over the binary protocol a SASL backend speaks). */
+  get canListKeys(): boolean {
+    return this.codec.metadump !== null;
+  }
+
   /** Pool connections open now (not counting those still connecting). */
   get openConnections(): number {
     let n = 0;

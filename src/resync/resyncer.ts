@@ -24,6 +24,11 @@ import { ResyncRun, type ResyncMode, type ResyncResult, type ResyncRunOptions } 
 export interface ResyncOptions extends ResyncRunOptions {
   /** How often each live backend's pid and start time are read, to catch a restart no probe noticed. */
   identityPollMs: number;
+  /**
+   * After a run that could not list every key (SASL backends cannot be listed at all), the
+   * target stays distrusted this long: the longest item lifetime (see resync-run.ts, hold).
+   */
+  unlistedHoldMs: number;
 }
 
 export const DEFAULT_RESYNC_OPTIONS: Readonly<ResyncOptions> = Object.freeze({
@@ -32,6 +37,7 @@ export const DEFAULT_RESYNC_OPTIONS: Readonly<ResyncOptions> = Object.freeze({
   quietMs: 1000,
   listAttempts: 5,
   identityPollMs: 3000,
+  unlistedHoldMs: 0,
   clock: REAL_CLOCK,
 });
 
@@ -49,6 +55,8 @@ export interface ResyncEvents {
   started(backend: string, cause: ResyncCause): void;
   copied(backend: string): void;
   skipped(backend: string): void;
+  /** Its keys could not all be listed: it stays distrusted `ms` longer (see resync-run.ts, hold). */
+  holding(backend: string, ms: number): void;
   /**
    * A run ended. `stillResyncing`: a newer run for the same backend goes on (this
    * one was replaced: outcome 'aborted', reason 'restarted'); set gauges from it.
@@ -60,12 +68,13 @@ export const SILENT_RESYNC_EVENTS: ResyncEvents = {
   started() {},
   copied() {},
   skipped() {},
+  holding() {},
   finished() {},
 };
 
 export interface ResyncProgress {
   backend: string;
-  state: 'idle' | 'listing' | 'copying' | 'pruning';
+  state: 'idle' | 'listing' | 'copying' | 'pruning' | 'holding';
   /** Totals since the proxy started, over every run for this backend. */
   copied: number;
   skipped: number;
@@ -165,11 +174,14 @@ export class Resyncer implements ResyncHooks {
         this.events.skipped(address);
       },
       pruned: () => totals.pruned++,
+      holding: (ms) => this.events.holding(address, ms),
     }, {
       // A fill only adds what is missing: reconcile's prune would delete a key the other member
       // lacks only because its own fill has not reached it yet.
       mode: cause === 'restarted' || cause === 'membership' ? Promise.resolve('refill') : this.modeFor(backend),
       isResyncing: (node) => this.isResyncing(node),
+      // A fill leaves its backend trusted: holding it would change nothing.
+      holdMs: cause === 'membership' ? 0 : this.opts.unlistedHoldMs,
     });
     runs.set(backend, run);
     this.live.add(run);

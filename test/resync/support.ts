@@ -9,7 +9,9 @@ import { Resyncer, type ResyncCause, type ResyncOptions } from '../../src/resync
 import type { ResyncResult } from '../../src/resync/resync-run';
 import { ReplicatedRouter } from '../../src/routing/replicated-router';
 import { ReplicaRing } from '../../src/routing/ring';
+import { binaryCodec } from '../../src/backends/codec';
 import { startMemcached, type MemcachedProcess } from '../helpers/memcached';
+import type { SaslUser } from '../helpers/sasl';
 
 export const k = (s: string) => Buffer.from(s);
 
@@ -23,6 +25,8 @@ export interface ResyncCluster {
   started: Array<{ backend: string; cause: ResyncCause }>;
   finished: ResyncResult[];
   stillResyncing: boolean[];
+  /** Holds begun (ms), in order. */
+  holds: number[];
   copiedEvents: number;
 }
 
@@ -32,13 +36,16 @@ let current: ResyncCluster | null = null;
  * Backends that probe every 30 ms and count as up after one probe (plus
  * `backendOptions`), a resyncer that polls identities only when asked (plus
  * `resyncOptions`), not started. One cluster per test: stopResyncCluster stops it.
+ * With `sasl`: memcached -S, spoken to in the binary protocol as that user.
  */
 export async function startResyncCluster(
   backendOptions: Partial<BackendOptions>,
   resyncOptions: Partial<ResyncOptions>,
+  sasl?: SaslUser,
 ): Promise<ResyncCluster> {
-  const mcs = await Promise.all([0, 1, 2].map(() => startMemcached()));
-  const backends = mcs.map((m) => new Backend(m.address, { probeIntervalMs: 30, retryMaxMs: 100, upAfterProbes: 1, ...backendOptions }));
+  const mcs = await Promise.all([0, 1, 2].map(() => startMemcached({ sasl })));
+  const codec = sasl ? { codec: binaryCodec(sasl, 1440) } : {};
+  const backends = mcs.map((m) => new Backend(m.address, { probeIntervalMs: 30, retryMaxMs: 100, upAfterProbes: 1, ...codec, ...backendOptions }));
   const ring = new ReplicaRing(backends.map((node) => ({ node, weight: 1 })), 2);
   const c: ResyncCluster = {
     mcs,
@@ -49,6 +56,7 @@ export async function startResyncCluster(
     started: [],
     finished: [],
     stillResyncing: [],
+    holds: [],
     copiedEvents: 0,
   };
   c.resyncer = new Resyncer(
@@ -58,6 +66,7 @@ export async function startResyncCluster(
       started: (backend, cause) => c.started.push({ backend, cause }),
       copied: () => c.copiedEvents++,
       skipped: () => {},
+      holding: (_, ms) => c.holds.push(ms),
       finished: (_, result, still) => {
         c.finished.push(result);
         c.stillResyncing.push(still);
