@@ -63,6 +63,11 @@ function backendCodec(credentials: SaslPlain | null, config: Config): BackendCod
   return credentials === null ? META_CODEC : binaryCodec(credentials, config.backendSasl.maxTtlSeconds);
 }
 
+/** 127.0.0.0/8, ::1 or localhost: only this machine can connect. */
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host);
+}
+
 /** Resync progress is logged (at debug) every this many keys. */
 const RESYNC_PROGRESS_EVERY = 10_000;
 
@@ -74,6 +79,10 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
   // Passwords too: read at start and on every reload (src/sasl-credentials.ts).
   let backendSasl = saslCredentials(config.backendSasl, 'backendSasl');
   let codec = backendCodec(backendSasl, config);
+  const clientSasl = saslCredentials(config.clientSasl, 'clientSasl');
+  if (clientSasl === null && !isLoopback(config.listen.host)) {
+    logger.warn({ listen: config.listen.host }, 'listening beyond loopback without client SASL: whoever reaches the port reads and writes every session (see clientSasl)');
+  }
   const warnIfInsecure = (): void => {
     if (backendTls?.rejectUnauthorized !== false) return;
     logger.warn('backend TLS without certificate verification (insecure): the links are encrypted, but anyone on the path can pose as a backend');
@@ -217,6 +226,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
     limits: config.limits,
     version: PROTOCOL_VERSION,
     allowFlushAll: config.allowFlushAll,
+    clientSasl,
     stats: () => [...stats.snapshot(), ...resyncer.statsLines()],
     resetStats: () => stats.reset(),
     settings: () => settingsStats(current, port),
@@ -305,10 +315,12 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
       let nextBackendTls: ReturnType<typeof backendTlsOptions>;
       let nextClientTls: ReturnType<typeof clientTlsOptions>;
       let nextBackendSasl: SaslPlain | null;
+      let nextClientSasl: SaslPlain | null;
       try {
         nextBackendTls = backendTlsOptions(live.backendTls);
         nextClientTls = clientTlsOptions(live.clientTls);
         nextBackendSasl = saslCredentials(live.backendSasl, 'backendSasl');
+        nextClientSasl = saslCredentials(live.clientSasl, 'clientSasl');
       } catch (err) {
         if (err instanceof TlsFileError) metrics.tlsReloads.inc({ side: err.side, result: 'refused' });
         throw err;
@@ -379,6 +391,8 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
       }
       Object.assign(ctx.limits, next.limits); // the same object every session reads
       ctx.allowFlushAll = next.allowFlushAll;
+      // Connections authenticate with the user of the moment; those already authenticated stay so.
+      ctx.clientSasl = nextClientSasl;
       logger.level = next.logLevel;
       for (const b of retired) {
         b.removeAllListeners(); // its state no longer speaks for the address

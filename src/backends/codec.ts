@@ -13,7 +13,9 @@
 import * as binary from '../protocol/backend/binary';
 import * as meta from '../protocol/backend/meta';
 import type { Encoded, ParseResult, ParserLimits, ReplyKind } from '../protocol/backend/meta';
-import type { StoreFields } from '../protocol/types';
+import type { SaslPlain, StoreFields } from '../protocol/types';
+
+export type { SaslPlain };
 
 /** One request as a connection sends it: its bytes (given the opaque token) and the kind of reply it gets. */
 export interface Op {
@@ -71,12 +73,6 @@ export const META_CODEC: BackendCodec = Object.freeze({
   metadump: { kind: 'metadump', encode: meta.encodeMetadump },
   handshake: null,
 } satisfies BackendCodec);
-
-/** SASL PLAIN credentials for the backends. Never logged: see src/sasl-credentials.ts. */
-export interface SaslPlain {
-  username: string;
-  password: string;
-}
 
 /**
  * The binary protocol, authenticating each connection with `credentials`. Items read
