@@ -227,6 +227,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
     version: PROTOCOL_VERSION,
     allowFlushAll: config.allowFlushAll,
     clientSasl,
+    canCarryKey: (key) => codec.canCarryKey(key),
     stats: () => [...stats.snapshot(), ...resyncer.statsLines()],
     resetStats: () => stats.reset(),
     settings: () => settingsStats(current, port),

@@ -12,7 +12,6 @@
 import { BinaryParser, type BinaryRequest } from '../protocol/binary/parser';
 import * as bin from '../protocol/binary/encoder';
 import { Opcode, Status } from '../protocol/binary/opcodes';
-import { canCarryKey } from '../protocol/backend/meta';
 import type { Router } from '../protocol/types';
 import type { ServerContext } from './context';
 import { CLOSE, type SlotResult } from './ordered-replies';
@@ -61,7 +60,7 @@ export class BinaryProtocol extends ParsedProtocol<BinaryRequest> {
       done({ final: bin.encodeError(req.opcode, req.opaque, Status.AuthError) });
       return;
     }
-    if ('key' in req && !canCarryKey(req.key)) {
+    if ('key' in req && !this.ctx.canCarryKey(req.key)) {
       // A key no backend could store intact is refused, never mangled.
       done(bin.encodeError(req.opcode, req.opaque, Status.InvalidArguments));
       return;

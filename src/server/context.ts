@@ -11,6 +11,8 @@ export interface ServerContext {
   version: string;
   /** flush_all wipes every user's session cluster-wide; it can be turned off. */
   allowFlushAll: boolean;
+  /** Whether a key reaches the backends byte for byte (their codec's rule); a binary key that cannot is refused. */
+  canCarryKey(key: Buffer): boolean;
   /** The user binary clients must authenticate as (SASL PLAIN); null: no SASL, as memcached without -S. */
   clientSasl: SaslPlain | null;
   /** The proxy's own figures for `stats`, in memcached's STAT name/value form. */
