@@ -8,11 +8,13 @@
 // Applied live: backends added, removed, reweighted or marked local, replicas,
 // backend timeouts and retry settings, limits, allowFlushAll, drainTimeoutMs,
 // logLevel, backend TLS (settings and certificate files: every backend is
-// re-created with them) and client TLS certificates (new connections get them).
+// re-created with them), client TLS certificates (new connections get them),
+// backend SASL credentials (every backend is re-created with them) and the
+// client SASL user (authentications from then on check it).
 // Client connections stay open; requests already routed finish on the backends
 // they started on. listen, metricsListen, workers and turning client TLS on or
 // off need a restart: a reload keeps their running values and says so. A
-// certificate file that cannot be read refuses the whole reload.
+// certificate file or a password that cannot be read refuses the whole reload.
 // At debug level each reload also logs every setting it changed, before and after.
 
 import { watchFile, unwatchFile, type Stats } from 'node:fs';

@@ -112,6 +112,22 @@ describe('SASL to the backends', () => {
     expect(proxy.output()).not.toContain(u.password);
   });
 
+  test('--workers 2: each worker authenticates; a missing password stops the start at once (no worker respawn loop)', async () => {
+    const u = user();
+    const mcs = await saslBackends(u, 2);
+    const args = ['--backend-sasl-username', u.username, '--workers', '2'];
+    proxy = await startProxy({ backends: mcs.map((m) => m.address), replicas: 2, args, env: { REPLICACHED_BACKEND_SASL_PASSWORD: u.password } });
+    const client = await TextClient.connect(proxy.port);
+    expect(await client.request('set w 0 0 1\r\nv\r\n', /\r\n/)).toBe('STORED\r\n');
+    client.close();
+    for (const mc of mcs) expect(await itemsOn(mc, u)).toBe(1);
+    await proxy.stop();
+    proxy = null;
+    const failed = await startProxy({ backends: mcs.map((m) => m.address), args, env: { REPLICACHED_BACKEND_SASL_PASSWORD: '' } }).catch((err: Error) => err);
+    expect(failed).toBeInstanceOf(Error);
+    expect((failed as Error).message).toContain('backendSasl: the environment variable REPLICACHED_BACKEND_SASL_PASSWORD holding the password is not set');
+  });
+
   test('wrong password in the config file: down with an error line and reason "auth"; a reload with the right one brings it back; neither password logged', async () => {
     const u = user();
     const wrong = `wrong-${randomBytes(8).toString('hex')}`;
