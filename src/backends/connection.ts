@@ -223,7 +223,11 @@ export class Connection {
         if (this.state !== 'authenticating') return; // failed with the connection: already reported
         if (!('status' in r) && r.type === 'line') this.open();
         else {
-          const why = 'status' in r ? r.reason : r.type === 'error' ? r.message || r.code : 'unexpected reply';
+          const why =
+            'status' in r ? r.reason
+            : r.type === 'error' && r.code === 'ERROR' ? 'the backend does not support SASL (memcached without -S?)'
+            : r.type === 'error' ? r.message || r.code
+            : 'unexpected reply';
           this.fail({ kind: 'auth', reason: `${AUTH_FAILED}: ${why}` });
         }
       },
@@ -274,7 +278,8 @@ export class Connection {
 
   /** Why `reply` cannot be the answer to `head`, or null when it can. */
   private mismatch(head: InFlight, reply: FinalReply): string | null {
-    if (reply.type === 'error' && reply.code === 'ERROR' && head.req.kind !== 'metadump') {
+    // A handshake answered ERROR (memcached without -S: "Unknown command") is a refusal, reported as one.
+    if (reply.type === 'error' && reply.code === 'ERROR' && head.req.kind !== 'metadump' && head.req.kind !== 'auth') {
       return `ERROR reply${reply.message ? ': ' + reply.message : ''}`;
     }
     if (reply.type === 'meta' && reply.flags.opaque !== head.opaque) {

@@ -174,6 +174,11 @@ describe('the SASL handshake', () => {
     expect(b.isUp()).toBe(false);
   });
 
+  it('a memcached without -S: refused as not supporting SASL (never used without authenticating)', async () => {
+    const b = open(plain.address, binaryCodec(USER, UNKNOWN_TTL));
+    expect(await b.version()).toEqual({ status: 'failed', reason: 'authentication failed: the backend does not support SASL (memcached without -S?)' });
+  });
+
   it('unknown user: the same', async () => {
     const b = open(sasl.address, binaryCodec({ username: 'nobody', password: USER.password }, UNKNOWN_TTL));
     expect(await b.version()).toEqual({ status: 'failed', reason: 'authentication failed: Auth failure.' });
