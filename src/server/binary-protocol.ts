@@ -36,6 +36,8 @@ function allowedBeforeAuth(req: BinaryRequest): boolean {
 
 export class BinaryProtocol extends ParsedProtocol<BinaryRequest> {
   private readonly router: Router;
+  /** Client SASL was on when the connection opened: a reload turning it on or off applies to new connections. */
+  private readonly saslRequired: boolean;
   /** SASL_AUTH succeeded (and no later one failed). */
   private authenticated = false;
   /** A request was refused for want of authentication: nothing after it runs. */
@@ -44,6 +46,7 @@ export class BinaryProtocol extends ParsedProtocol<BinaryRequest> {
   constructor(private readonly ctx: ServerContext) {
     super(new BinaryParser(ctx.limits), (closes) => ctx.countProtocolError('binary', closes));
     this.router = ctx.connectionRouter();
+    this.saslRequired = ctx.clientSasl !== null;
   }
 
   protected run(req: BinaryRequest, done: (r: SlotResult) => void): void {
@@ -53,7 +56,8 @@ export class BinaryProtocol extends ParsedProtocol<BinaryRequest> {
       done(CLOSE);
       return;
     }
-    const sasl = this.ctx.clientSasl;
+    // The user of the moment (a reload may change it); null: SASL off for this connection.
+    const sasl = this.saslRequired ? this.ctx.clientSasl : null;
     if (sasl !== null && !this.authenticated && !allowedBeforeAuth(req)) {
       this.refused = true;
       this.stopReading();

@@ -12,6 +12,8 @@ import { readSessions, writeSessions, type PhpReport } from '../helpers/php';
 import { startProxy, type ProxyProcess } from '../helpers/proxy';
 import { saslPlainPayload, type SaslUser } from '../helpers/sasl';
 import { binaryPacket, parsePackets, type BinaryPacket } from '../helpers/wire';
+import { configDir } from '../ops/support';
+import { pollUntil } from '../helpers/wait';
 
 const USER: SaslUser = { username: 'app', password: 'app-pw-5f1c' };
 const WRONG: SaslUser = { ...USER, password: 'not-it' };
@@ -127,6 +129,40 @@ describe('client SASL, as memcached -S answers it', () => {
     const [fromProxy, fromMemcached] = await Promise.all([converse(withSasl.port, text), converse(saslMc.port, text)]);
     expect(fromMemcached).toMatchObject({ closed: true, raw: Buffer.alloc(0) });
     expect(fromProxy).toMatchObject({ closed: true, raw: Buffer.alloc(0) });
+  });
+});
+
+describe('client SASL on reload', () => {
+  test('a new password applies to authentications from then on; an authenticated connection stays so', async () => {
+    const dir = configDir(`clientSasl:\n  username: app\n  password: "first-pw"\n`);
+    const b = await startMemcached();
+    const p = await startProxy({ backends: [b.address], args: ['--config', dir.file] });
+    try {
+      const socket = net.connect({ host: '127.0.0.1', port: p.port });
+      let raw = Buffer.alloc(0);
+      socket.on('data', (d: Buffer) => (raw = Buffer.concat([raw, d])));
+      await new Promise((r) => socket.once('connect', r));
+      socket.write(auth({ username: 'app', password: 'first-pw' }, 1));
+      await pollUntil(() => parsePackets(raw).packets.length === 1, 10_000, 10, 'no reply to SASL_AUTH');
+      expect(parsePackets(raw).packets[0].status).toBe(0);
+
+      dir.write(`clientSasl:\n  username: app\n  password: "second-pw"\n`);
+      p.child.kill('SIGHUP');
+      await pollUntil(
+        async () => (await converse(p.port, Buffer.concat([auth({ username: 'app', password: 'second-pw' }), NOOP]))).packets[0]?.status === 0,
+        10_000,
+        50,
+        'the new password was never accepted',
+      );
+      expect((await converse(p.port, Buffer.concat([auth({ username: 'app', password: 'first-pw' }), NOOP]))).packets[0].status).toBe(0x20);
+      socket.write(binaryPacket({ opcode: 0x00, key: Buffer.from('k'), opaque: 2 }));
+      await pollUntil(() => parsePackets(raw).packets.length === 2, 10_000, 10, 'no reply to GET');
+      expect(parsePackets(raw).packets[1]).toMatchObject({ opaque: 2, status: 0x01 });
+      socket.destroy();
+    } finally {
+      await p.stop();
+      dir.remove();
+    }
   });
 });
 
