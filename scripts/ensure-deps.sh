@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure the programs replicached and its tests drive are installed.
 #   scripts/ensure-deps.sh            what `npm test` needs: memcached, php with the memcached
-#                                     and memcache extensions, memccapable, nutcracker
+#                                     and memcache extensions, memccapable, nutcracker, and
+#                                     saslpasswd2 (sasl2-bin) for the memcached -S tests
 #   scripts/ensure-deps.sh --runtime  what `npm start` needs: memcached
 # Silent when everything is there. When something is missing and we are root on a machine
 # with apt-get (Debian/Ubuntu), installs it; otherwise names the packages and exits 1.
@@ -30,6 +31,8 @@ missing_packages() {
     command -v memccapable >/dev/null 2>&1 || pkgs+=(libmemcached-tools)
     # The bench harness test (test/bench/) drives twemproxy beside replicached; Debian has it in /usr/sbin.
     command -v nutcracker >/dev/null 2>&1 || pkgs+=(nutcracker)
+    # The SASL tests (test/helpers/sasl.ts) write memcached -S users into a sasldb with it.
+    command -v saslpasswd2 >/dev/null 2>&1 || [ -x /usr/sbin/saslpasswd2 ] || pkgs+=(sasl2-bin)
   fi
   echo "${pkgs[@]}"
 }
@@ -44,7 +47,7 @@ if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
     echo "  on Debian/Ubuntu, as root:"
     echo "    apt-get update && apt-get install -y --no-install-recommends ${need[*]}"
     echo "  (memcached is needed to run; php-cli, php-memcached, php-memcache,"
-    echo "   libmemcached-tools (memccapable, memaslap) and nutcracker are needed by the tests)"
+    echo "   libmemcached-tools (memccapable, memaslap), nutcracker and sasl2-bin are needed by the tests)"
   } >&2
   exit 1
 fi

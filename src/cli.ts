@@ -22,6 +22,7 @@ import { startProxy, type RunningProxy } from './proxy';
 import { isWorker, startPrimary } from './cluster/primary';
 import { PrimaryLink } from './cluster/worker';
 import { ConfigReloader } from './reload';
+import { saslFiles } from './sasl-credentials';
 import { tlsFiles } from './tls';
 import { VERSION } from './version';
 
@@ -192,10 +193,10 @@ async function main(): Promise<void> {
   }
   const proxy = await serve(config, logger, local);
   const reloader = new ConfigReloader({ load, target: proxy, logger, metrics: proxy.metrics, applied: () => watchFiles() });
-  // The config file and every certificate file in use are watched: a change reloads.
+  // The config file, every certificate file and every password file in use are watched: a change reloads.
   const watching = new Map<string, () => void>();
   const watchFiles = (): void => {
-    const files = new Set([...(config.configPath === null ? [] : [config.configPath]), ...tlsFiles(proxy.config)]);
+    const files = new Set([...(config.configPath === null ? [] : [config.configPath]), ...tlsFiles(proxy.config), ...saslFiles(proxy.config)]);
     for (const [file, unwatch] of watching) {
       if (files.has(file)) continue;
       unwatch();

@@ -3,6 +3,7 @@
 //                                        -> metrics endpoint
 
 import { Backend } from './backends/backend';
+import { AUTH_FAILED } from './backends/connection';
 import { DEFAULT_PARSER_LIMITS } from './protocol/backend/meta';
 import type { BackendConfig, BackendOptions, Config } from './config';
 import type { Logger } from './log';
@@ -19,6 +20,8 @@ import { ReplicatedRouter } from './routing/replicated-router';
 import type { ServerContext } from './server/context';
 import { Listener } from './server/listener';
 import { backendTlsOptions, clientTlsOptions, sameTlsOptions, TlsFileError } from './tls';
+import { binaryCodec, META_CODEC, type BackendCodec, type SaslPlain } from './backends/codec';
+import { sameCredentials, saslCredentials } from './sasl-credentials';
 
 /** The memcached version clients are told: the protocol level replicached speaks. */
 export const PROTOCOL_VERSION = '1.6.0';
@@ -36,9 +39,10 @@ export interface RunningProxy {
   /**
    * Applies a new, already validated config without closing client connections
    * (see src/reload.ts); listen, metricsListen and workers keep their running values.
-   * Throws TlsFileError, having changed nothing, when a certificate file cannot be read.
+   * Throws TlsFileError or SaslCredentialError (sasl-credentials.ts), having changed nothing, when a certificate
+   * file or a password cannot be read.
    */
-  reload(next: Config): ReloadChanges & TlsChanges;
+  reload(next: Config): ReloadChanges & TlsChanges & SaslChanges;
   /**
    * Drain: stop accepting, serve the open clients until they close (at most
    * drainTimeoutMs), finish requests in flight, close everything.
@@ -46,6 +50,22 @@ export interface RunningProxy {
   close(): Promise<void>;
   /** Ends a drain in progress now: the clients still open are closed. */
   endDrain(): void;
+}
+
+/** What a reload changed in the SASL credentials (the proxy reads the passwords). */
+export interface SaslChanges {
+  /** Backend credentials changed: every backend is re-created with them. */
+  backendSasl: boolean;
+}
+
+/** The protocol to speak to the backends: binary with SASL when credentials are configured. */
+function backendCodec(credentials: SaslPlain | null, config: Config): BackendCodec {
+  return credentials === null ? META_CODEC : binaryCodec(credentials, config.backendSasl.maxTtlSeconds);
+}
+
+/** 127.0.0.0/8, ::1 or localhost: only this machine can connect. */
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host);
 }
 
 /** Resync progress is logged (at debug) every this many keys. */
@@ -56,6 +76,13 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
   // Certificate files are read at start and again on every reload (src/tls.ts).
   let backendTls = backendTlsOptions(config.backendTls);
   let clientTls = clientTlsOptions(config.clientTls);
+  // Passwords too: read at start and on every reload (src/sasl-credentials.ts).
+  let backendSasl = saslCredentials(config.backendSasl, 'backendSasl');
+  let codec = backendCodec(backendSasl, config);
+  const clientSasl = saslCredentials(config.clientSasl, 'clientSasl');
+  if (clientSasl === null && !isLoopback(config.listen.host)) {
+    logger.warn({ listen: config.listen.host }, 'listening beyond loopback without client SASL: whoever reaches the port reads and writes every session (see clientSasl)');
+  }
   const warnIfInsecure = (): void => {
     if (backendTls?.rejectUnauthorized !== false) return;
     logger.warn('backend TLS without certificate verification (insecure): the links are encrypted, but anyone on the path can pose as a backend');
@@ -70,7 +97,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
   const openBackend = (b: BackendConfig, options: BackendOptions): Backend => {
     // Items up to the client limit must come back from a backend, whatever size it was started with.
     const parser = { ...DEFAULT_PARSER_LIMITS, maxValueLength: Math.max(DEFAULT_PARSER_LIMITS.maxValueLength, current.limits.maxItemSize) };
-    const backend = new Backend(b.address, { ...options, parser, tls: backendTls }, metrics.backendRecorder(b.address));
+    const backend = new Backend(b.address, { ...options, parser, tls: backendTls, codec }, metrics.backendRecorder(b.address));
     metrics.addBackend(b.address);
     const address = b.address;
     let since = Date.now();
@@ -90,7 +117,12 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
     backend.on('down', (reason) => {
       metrics.backendUp.set({ backend: address }, 0);
       metrics.backendEjections.inc({ backend: address });
-      logger.warn({ backend: address, reason }, 'backend down');
+      if (reason.startsWith(AUTH_FAILED)) {
+        // It stays down until the credentials are fixed: its probes authenticate too.
+        logger.error({ backend: address, reason, username: backendSasl?.username }, 'backend down: SASL authentication refused; check backendSasl');
+      } else {
+        logger.warn({ backend: address, reason }, 'backend down');
+      }
       logger.debug({ backend: address, from: 'up', to: 'down', reason, upForMs: Date.now() - since }, 'backend state change');
       since = Date.now();
     });
@@ -152,9 +184,15 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
         metrics.resyncKeysSkipped.inc({ backend });
         resyncStep(backend, 'skipped');
       },
+      holding: (backend, ms) => {
+        logger.warn(
+          { backend, holdMs: ms },
+          'resync: keys could not be listed (SASL backends have no metadump); read last and deciding nothing until the hold ends (backendSasl.maxTtlSeconds)',
+        );
+      },
       finished: (backend, result) => {
-        const { outcome, reason, mode, copied, skipped, pruned, failed, unlisted, claim } = result;
-        const summary = { backend, outcome, reason, mode, claim, copied, skipped, pruned, failed, unlisted };
+        const { outcome, reason, mode, copied, skipped, pruned, failed, unlisted, claim, heldMs } = result;
+        const summary = { backend, outcome, reason, mode, claim, copied, skipped, pruned, failed, unlisted, heldMs };
         if (mode === 'shed') return void logger.debug(summary, 'shed finished');
         const complete = outcome !== 'aborted' && unlisted.length === 0 && failed === 0;
         if (complete) metrics.resyncLastComplete.set({ backend }, Date.now() / 1000);
@@ -163,7 +201,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
         if (complete) logger.info(summary, 'resync finished');
         else logger.warn(summary, 'resync incomplete');
       },
-    });
+    }, { unlistedHoldMs: backendSasl === null ? 0 : current.backendSasl.maxTtlSeconds * 1000 });
   let resyncer = buildResyncer();
   const router = new ReplicatedRouter(
     ring,
@@ -188,6 +226,8 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
     limits: config.limits,
     version: PROTOCOL_VERSION,
     allowFlushAll: config.allowFlushAll,
+    clientSasl,
+    canCarryKey: (key) => codec.canCarryKey(key),
     stats: () => [...stats.snapshot(), ...resyncer.statsLines()],
     resetStats: () => stats.reset(),
     settings: () => settingsStats(current, port),
@@ -276,9 +316,13 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
       // Certificate files first: one that cannot be read refuses the reload before anything changes.
       let nextBackendTls: ReturnType<typeof backendTlsOptions>;
       let nextClientTls: ReturnType<typeof clientTlsOptions>;
+      let nextBackendSasl: SaslPlain | null;
+      let nextClientSasl: SaslPlain | null;
       try {
         nextBackendTls = backendTlsOptions(live.backendTls);
         nextClientTls = clientTlsOptions(live.clientTls);
+        nextBackendSasl = saslCredentials(live.backendSasl, 'backendSasl');
+        nextClientSasl = saslCredentials(live.clientSasl, 'clientSasl');
       } catch (err) {
         if (err instanceof TlsFileError) metrics.tlsReloads.inc({ side: err.side, result: 'refused' });
         throw err;
@@ -287,7 +331,12 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
         ...diffConfig(current, next),
         backendTls: !sameTlsOptions(backendTls, nextBackendTls),
         clientTls: !sameTlsOptions(clientTls, nextClientTls),
+        backendSasl: !sameCredentials(backendSasl, nextBackendSasl) || current.backendSasl.maxTtlSeconds !== next.backendSasl.maxTtlSeconds,
       };
+      if (changes.backendSasl) {
+        backendSasl = nextBackendSasl;
+        codec = backendCodec(backendSasl, live);
+      }
       if (changes.needsRestart.includes('clientTls')) metrics.tlsReloads.inc({ side: 'client', result: 'needs_restart' });
       if (changes.backendTls) {
         backendTls = nextBackendTls;
@@ -300,7 +349,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
         metrics.tlsReloads.inc({ side: 'client', result: 'applied' });
       }
       // New connection settings need new Backend objects; otherwise keep the ones still listed.
-      const reuse = new Map(changes.backendOptions || changes.backendTls ? [] : backends.map((b) => [b.address, b]));
+      const reuse = new Map(changes.backendOptions || changes.backendTls || changes.backendSasl ? [] : backends.map((b) => [b.address, b]));
       const nextBackends = next.backends.map((b) => reuse.get(b.address) ?? openBackend(b, next.backend));
       const retired = backends.filter((b) => !nextBackends.includes(b));
       const drainMs = 2 * (current.backend.connectTimeoutMs + current.backend.requestTimeoutMs) + 1000;
@@ -314,6 +363,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
         changes.added.length + changes.removed.length + changes.reweighted.length > 0 ||
         changes.backendOptions ||
         changes.backendTls ||
+        changes.backendSasl ||
         next.replicas !== replicasBefore;
       if (moved) {
         ring = buildRing();
@@ -347,6 +397,8 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
       }
       Object.assign(ctx.limits, next.limits); // the same object every session reads
       ctx.allowFlushAll = next.allowFlushAll;
+      // Connections authenticate with the user of the moment; those already authenticated stay so.
+      ctx.clientSasl = nextClientSasl;
       logger.level = next.logLevel;
       for (const b of retired) {
         b.removeAllListeners(); // its state no longer speaks for the address

@@ -8,11 +8,13 @@
 // Applied live: backends added, removed, reweighted or marked local, replicas,
 // backend timeouts and retry settings, limits, allowFlushAll, drainTimeoutMs,
 // logLevel, backend TLS (settings and certificate files: every backend is
-// re-created with them) and client TLS certificates (new connections get them).
+// re-created with them), client TLS certificates (new connections get them),
+// backend SASL credentials (every backend is re-created with them) and the
+// client SASL user (authentications from then on check it).
 // Client connections stay open; requests already routed finish on the backends
 // they started on. listen, metricsListen, workers and turning client TLS on or
 // off need a restart: a reload keeps their running values and says so. A
-// certificate file that cannot be read refuses the whole reload.
+// certificate file or a password that cannot be read refuses the whole reload.
 // At debug level each reload also logs every setting it changed, before and after.
 
 import { watchFile, unwatchFile, type Stats } from 'node:fs';
@@ -83,14 +85,22 @@ export function liveConfig(current: Config, next: Config): Config {
   return { ...next, listen: current.listen, metricsListen: current.metricsListen, workers: current.workers, clientTls };
 }
 
-/** Every setting that differs, by its path in the config ("backend.requestTimeoutMs"), with both values. */
+/** Settings whose values never reach a log line: a diff says that they changed, not to what. */
+const SECRET_SETTINGS = new Set(['backendSasl.password', 'clientSasl.password']);
+const REDACTED = '[redacted]';
+
+/**
+ * Every setting that differs, by its path in the config ("backend.requestTimeoutMs"), with
+ * both values; a password's values are shown as "[redacted]" (or null when there was none).
+ */
 export function settingsDiff(current: Config, next: Config): Record<string, { from: unknown; to: unknown }> {
   const diff: Record<string, { from: unknown; to: unknown }> = {};
+  const hide = (v: unknown): unknown => (v === null || v === undefined ? v : REDACTED);
   const walk = (a: unknown, b: unknown, path: string): void => {
     if (isRecord(a) && isRecord(b)) {
       for (const k of new Set([...Object.keys(a), ...Object.keys(b)])) walk(a[k], b[k], path === '' ? k : `${path}.${k}`);
     } else if (JSON.stringify(a) !== JSON.stringify(b)) {
-      diff[path] = { from: a, to: b };
+      diff[path] = SECRET_SETTINGS.has(path) ? { from: hide(a), to: hide(b) } : { from: a, to: b };
     }
   };
   walk(current, next, '');

@@ -23,26 +23,7 @@
 
 import { EventEmitter } from 'node:events';
 import type tls from 'node:tls';
-import {
-  DEFAULT_PARSER_LIMITS,
-  canCarryKey,
-  encodeArith,
-  encodeCasOnly,
-  encodeDelete,
-  encodeFlushAll,
-  encodeGet,
-  encodeMetadump,
-  encodeStats,
-  encodeStore,
-  encodeTouch,
-  encodeVersion,
-  type DumpLine,
-  type Encoded,
-  type FinalReply,
-  type ParserLimits,
-  type PartReply,
-  type ReplyKind,
-} from '../protocol/backend/meta';
+import { DEFAULT_PARSER_LIMITS, type DumpLine, type FinalReply, type ParserLimits, type PartReply } from '../protocol/backend/meta';
 import type {
   Failed,
   MemcachedNode,
@@ -63,6 +44,7 @@ import {
   type ConnectionFailure,
   type ConnectionOwner,
 } from './connection';
+import { META_CODEC, type BackendCodec, type Op } from './codec';
 import { Fifo } from './fifo';
 import { describe, toArith, toCas, toDelete, toFlush, toGet, toStore, toTouch, toVersion } from './outcomes';
 
@@ -92,6 +74,8 @@ export interface BackendOptions {
   parser: ParserLimits;
   /** TLS options for every connection (see src/tls.ts); null: plain TCP. */
   tls: tls.ConnectionOptions | null;
+  /** The protocol spoken: meta commands, or binary with SASL (see codec.ts). */
+  codec: BackendCodec;
 }
 
 export const DEFAULT_BACKEND_OPTIONS: Readonly<BackendOptions> = Object.freeze({
@@ -110,6 +94,7 @@ export const DEFAULT_BACKEND_OPTIONS: Readonly<BackendOptions> = Object.freeze({
   metadumpIdleTimeoutMs: 5000,
   parser: DEFAULT_PARSER_LIMITS,
   tls: null,
+  codec: META_CODEC,
 });
 
 export interface BackendEvents {
@@ -136,7 +121,7 @@ export interface BackendIdentity {
 export type BackendState = 'up' | 'down' | 'closed';
 
 /** Why pool requests failed, as counted for metrics: a fixed set. */
-export type BackendErrorReason = 'timeout' | 'connect' | 'closed' | 'desync' | 'server_error' | 'down' | 'overload';
+export type BackendErrorReason = 'timeout' | 'connect' | 'auth' | 'closed' | 'desync' | 'server_error' | 'down' | 'overload';
 
 /** Told about every pool request (not probes or metadumps); must be cheap. */
 export interface BackendObserver {
@@ -155,6 +140,7 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
   private readonly host: string;
   private readonly port: number;
   private readonly opts: BackendOptions;
+  private readonly codec: BackendCodec;
   private status: BackendState = 'up';
   private downReason = '';
   private readonly pool = new Set<Connection>();
@@ -194,6 +180,7 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
     opts.timeoutLimit = Math.max(1, opts.timeoutLimit);
     opts.upAfterProbes = Math.max(1, opts.upAfterProbes);
     this.opts = opts;
+    this.codec = opts.codec;
     this.probeDelay = this.opts.probeIntervalMs;
   }
 
@@ -203,6 +190,11 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
 
   get state(): BackendState {
     return this.status;
+  }
+
+  /** Whether metadump can list its keys (not over the binary protocol a SASL backend speaks). */
+  get canListKeys(): boolean {
+    return this.codec.metadump !== null;
   }
 
   /** Pool connections open now (not counting those still connecting). */
@@ -220,38 +212,28 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
   }
 
   get(key: Buffer, touch?: number): Promise<NodeGet> {
-    if (!canCarryKey(key)) return Promise.resolve(uncarriable());
-    return this.request('meta', (o) => encodeGet(key, touch, o), toGet);
+    if (!this.codec.canCarryKey(key)) return Promise.resolve(uncarriable());
+    return this.request(this.codec.get(key, touch), toGet);
   }
 
   casOf(key: Buffer): Promise<NodeCas> {
-    if (!canCarryKey(key)) return Promise.resolve(uncarriable());
-    return this.request('meta', (o) => encodeCasOnly(key, o), toCas);
+    if (!this.codec.canCarryKey(key)) return Promise.resolve(uncarriable());
+    return this.request(this.codec.casOnly(key), toCas);
   }
 
   store(req: StoreRequest): Promise<NodeStore> {
-    if (!canCarryKey(req.key)) return Promise.resolve(uncarriable());
-    return new Promise((resolve) =>
-      this.dispatch({
-        kind: 'meta',
-        encode: (o) => encodeStore(req, o),
-        dataFollows: true,
-        resolve: (r) => {
-          if (!isFailed(r) && r.type === 'error' && r.code === 'SERVER_ERROR') this.observer.failed('server_error', 1);
-          resolve(isFailed(r) ? r : toStore(r));
-        },
-      }),
-    );
+    if (!this.codec.canCarryKey(req.key)) return Promise.resolve(uncarriable());
+    return this.request(this.codec.store(req), toStore);
   }
 
   delete(key: Buffer, cas: bigint): Promise<NodeDelete> {
-    if (!canCarryKey(key)) return Promise.resolve(uncarriable());
-    return this.request('meta', (o) => encodeDelete(key, cas, o), toDelete);
+    if (!this.codec.canCarryKey(key)) return Promise.resolve(uncarriable());
+    return this.request(this.codec.delete(key, cas), toDelete);
   }
 
   touch(key: Buffer, exptime: number): Promise<NodeTouch> {
-    if (!canCarryKey(key)) return Promise.resolve(uncarriable());
-    return this.request('meta', (o) => encodeTouch(key, exptime, o), toTouch);
+    if (!this.codec.canCarryKey(key)) return Promise.resolve(uncarriable());
+    return this.request(this.codec.touch(key, exptime), toTouch);
   }
 
   arith(
@@ -260,16 +242,16 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
     delta: bigint,
     create?: { initial: bigint; exptime: number },
   ): Promise<NodeArith> {
-    if (!canCarryKey(key)) return Promise.resolve(uncarriable());
-    return this.request('meta', (o) => encodeArith(kind, key, delta, create, o), toArith);
+    if (!this.codec.canCarryKey(key)) return Promise.resolve(uncarriable());
+    return this.request(this.codec.arith(kind, key, delta, create), toArith);
   }
 
   flush(delay: number): Promise<NodeFlush> {
-    return this.request('line', () => encodeFlushAll(delay), toFlush);
+    return this.request(this.codec.flushAll(delay), toFlush);
   }
 
   version(): Promise<{ status: 'ok'; version: string } | Failed> {
-    return this.request('line', encodeVersion, toVersion);
+    return this.request(this.codec.version(), toVersion);
   }
 
   /** `stats [group]` as name -> value. */
@@ -277,8 +259,7 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
     const stats = new Map<string, string>();
     return new Promise((resolve) =>
       this.dispatch({
-        kind: 'stats',
-        encode: () => encodeStats(group),
+        ...this.codec.stats(group),
         onPart: (part) => {
           if (part.type === 'stat') stats.set(part.name, part.value);
         },
@@ -316,7 +297,8 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
       count++;
       onLine(part);
     };
-    return this.oneShot('metadump', encodeMetadump, this.opts.metadumpIdleTimeoutMs, onPart).then((r) =>
+    if (this.codec.metadump === null) return Promise.resolve(failed(`the ${this.codec.protocol} protocol cannot list keys`));
+    return this.oneShot(this.codec.metadump, this.opts.metadumpIdleTimeoutMs, onPart).then((r) =>
       isFailed(r) ? r : r.type === 'end' ? { status: 'ok', count } : failed(describe(r)),
     );
   }
@@ -338,11 +320,10 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
   // -------------------------------------------------------------------------
   // Pool
 
-  private request<T>(kind: ReplyKind, encode: (opaque: string) => Encoded, map: (r: FinalReply) => T): Promise<T | Failed> {
+  private request<T>(op: Op, map: (r: FinalReply) => T): Promise<T | Failed> {
     return new Promise((resolve) =>
       this.dispatch({
-        kind,
-        encode,
+        ...op,
         resolve: (r) => {
           if (!isFailed(r) && r.type === 'error' && r.code === 'SERVER_ERROR') this.observer.failed('server_error', 1);
           resolve(isFailed(r) ? r : map(r));
@@ -382,6 +363,7 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
         requestTimeoutMs: this.opts.requestTimeoutMs,
         parser: this.opts.parser,
         tls: this.opts.tls,
+        codec: this.codec,
       },
       this.poolOwner,
     );
@@ -406,7 +388,8 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
 
   private onClosed(conn: Connection, failure: ConnectionFailure | null, lost: number): void {
     this.pool.delete(conn);
-    if (failure !== null && failure.kind !== 'connect' && this.status === 'up') this.notify('lost');
+    // A connection that never opened (refused, or its SASL handshake refused) lost nothing.
+    if (failure !== null && failure.kind !== 'connect' && failure.kind !== 'auth' && this.status === 'up') this.notify('lost');
     if (lost > 0) this.observer.failed(failure?.kind ?? (this.status === 'closed' ? 'closed' : 'down'), lost);
     if (failure?.kind === 'timeout' || failure?.reason === CONNECT_TIMEOUT) this.observer.timedOut();
     if (failure === null || this.status !== 'up') return;
@@ -477,7 +460,7 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
   }
 
   private async probe(): Promise<void> {
-    const r = await this.oneShot('line', encodeVersion, this.opts.requestTimeoutMs);
+    const r = await this.oneShot(this.codec.version(), this.opts.requestTimeoutMs);
     if (this.status !== 'down') return;
     if (!isFailed(r) && toVersion(r).status === 'ok') {
       if (++this.goodProbes >= this.opts.upAfterProbes) {
@@ -494,8 +477,7 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
 
   /** One request on a fresh connection of its own, closed after the reply. */
   private oneShot(
-    kind: ReplyKind,
-    encode: (opaque: string) => Encoded,
+    op: Op,
     timeoutMs: number,
     onPart?: (part: PartReply) => void,
   ): Promise<FinalReply | Failed> {
@@ -509,8 +491,7 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
       const owner: ConnectionOwner = {
         opened: (conn) =>
           conn.send({
-            kind,
-            encode,
+            ...op,
             onPart,
             resolve: (r) => {
               settle(r);
@@ -531,6 +512,7 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
           requestTimeoutMs: timeoutMs,
           parser: this.opts.parser,
           tls: this.opts.tls,
+          codec: this.codec,
         },
         owner,
       );

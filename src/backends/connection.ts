@@ -11,23 +11,28 @@
 // unknown command, so it means memcached read our bytes differently), a parse
 // failure. So is a head request past its deadline. Either way the socket is
 // destroyed, every request on it fails, and the owner learns why.
+//
+// With a codec that has a handshake (SASL to a memcached -S), the handshake is
+// the first request on the socket, and the connection opens only once it
+// succeeds; a refusal ends it as an 'auth' failure, before anything else is sent.
 
 import net from 'node:net';
 import tls from 'node:tls';
 import type { Failed } from '../routing/node';
 import {
-  ReplyParser,
+  DEFAULT_PARSER_LIMITS,
   type Encoded,
   type FinalReply,
   type ParserLimits,
   type PartReply,
   type ReplyKind,
 } from '../protocol/backend/meta';
+import { META_CODEC, type BackendCodec, type ReplyReader } from './codec';
 import { Fifo } from './fifo';
 
 export interface BackendRequest {
   readonly kind: ReplyKind;
-  /** The request's bytes; a 'meta' request must carry `opaque` as its O flag. */
+  /** The request's bytes; a 'meta' request must carry `opaque` as its O flag (binary: in its header). */
   readonly encode: (opaque: string) => Encoded;
   /**
    * The request carries a data block (ms). memcached reads the block as commands
@@ -45,9 +50,10 @@ export interface BackendRequest {
 export interface ConnectionFailure {
   /**
    * connect: refused or timed out; timeout: a stall (the head request past its deadline and no
-   * byte from the backend for requestTimeoutMs); desync: a reply that does not fit; closed: by the backend.
+   * byte from the backend for requestTimeoutMs); desync: a reply that does not fit; closed: by the backend;
+   * auth: the backend refused the handshake (SASL credentials).
    */
-  kind: 'connect' | 'timeout' | 'desync' | 'closed';
+  kind: 'connect' | 'timeout' | 'desync' | 'closed' | 'auth';
   reason: string;
 }
 
@@ -70,6 +76,8 @@ export interface ConnectionOptions {
    */
   requestTimeoutMs: number;
   parser?: Partial<ParserLimits>;
+  /** The protocol spoken (default: meta commands). */
+  codec?: BackendCodec;
   /** TLS options (memcached -Z); the connection opens once the handshake, with its certificate checks, is done. */
   tls?: tls.ConnectionOptions | null;
 }
@@ -85,6 +93,9 @@ interface InFlight {
 /** Up to this many queued bytes are joined into one buffer; beyond, written as chunks under cork. */
 const JOIN_MAX = 64 * 1024;
 
+/** How the reason of a refused handshake (SASL credentials) begins. */
+export const AUTH_FAILED = 'authentication failed';
+
 /** The reason of a connect that did not finish in connectTimeoutMs. */
 export const CONNECT_TIMEOUT = 'connect timeout';
 
@@ -93,9 +104,10 @@ export function failed(reason: string): Failed {
 }
 
 export class Connection {
-  private state: 'connecting' | 'open' | 'closed' = 'connecting';
+  private state: 'connecting' | 'authenticating' | 'open' | 'closed' = 'connecting';
   private readonly socket: net.Socket;
-  private readonly parser: ReplyParser;
+  private readonly parser: ReplyReader;
+  private readonly codec: BackendCodec;
   private readonly fifo = new Fifo<InFlight>();
   private outq: Buffer[] = [];
   private outBytes = 0;
@@ -112,7 +124,8 @@ export class Connection {
     private readonly opts: ConnectionOptions,
     private readonly owner: ConnectionOwner,
   ) {
-    this.parser = new ReplyParser(opts.parser);
+    this.codec = opts.codec ?? META_CODEC;
+    this.parser = this.codec.reader({ ...DEFAULT_PARSER_LIMITS, ...opts.parser });
     this.socket = opts.tls
       ? tls.connect({ ...opts.tls, host: opts.host, port: opts.port })
       : net.connect({ host: opts.host, port: opts.port });
@@ -129,7 +142,8 @@ export class Connection {
     });
     this.socket.once('close', () => {
       const reason = this.lastError ?? 'connection closed by backend';
-      this.fail({ kind: this.state === 'connecting' ? 'connect' : 'closed', reason });
+      if (this.state === 'authenticating') this.fail({ kind: 'auth', reason: `${AUTH_FAILED}: ${reason}` });
+      else this.fail({ kind: this.state === 'connecting' ? 'connect' : 'closed', reason });
     });
   }
 
@@ -151,7 +165,12 @@ export class Connection {
       req.resolve(failed('connection not open'));
       return;
     }
-    const opaque = req.kind === 'meta' ? (this.seq = (this.seq + 1) % 0x7fffffff).toString(36) : '';
+    this.enqueue(req);
+  }
+
+  /** Encodes the request, queues its bytes for this tick's write, and awaits its reply. */
+  private enqueue(req: BackendRequest): void {
+    const opaque = (this.seq = (this.seq + 1) % 0x7fffffff).toString(36);
     const bytes = req.encode(opaque);
     if (Array.isArray(bytes)) for (const b of bytes) this.queue(b);
     else this.queue(bytes);
@@ -173,7 +192,7 @@ export class Connection {
   /** Everything sent during this tick goes out in one write (or one corked batch). */
   private flush(): void {
     this.flushHandle = null;
-    if (this.state !== 'open' || this.outq.length === 0) return;
+    if ((this.state !== 'open' && this.state !== 'authenticating') || this.outq.length === 0) return;
     const q = this.outq;
     const bytes = this.outBytes;
     this.outq = [];
@@ -192,21 +211,45 @@ export class Connection {
   private onConnect(): void {
     if (this.state !== 'connecting') return;
     this.clearTimer();
+    const handshake = this.codec.handshake;
+    if (handshake === null) {
+      this.open();
+      return;
+    }
+    this.state = 'authenticating';
+    this.enqueue({
+      ...handshake,
+      resolve: (r) => {
+        if (this.state !== 'authenticating') return; // failed with the connection: already reported
+        if (!('status' in r) && r.type === 'line') this.open();
+        else {
+          const why =
+            'status' in r ? r.reason
+            : r.type === 'error' && r.code === 'ERROR' ? 'the backend does not support SASL (memcached without -S?)'
+            : r.type === 'error' ? r.message || r.code
+            : 'unexpected reply';
+          this.fail({ kind: 'auth', reason: `${AUTH_FAILED}: ${why}` });
+        }
+      },
+    });
+  }
+
+  private open(): void {
     this.state = 'open';
     this.owner.opened(this);
   }
 
   private onData(chunk: Buffer): void {
-    if (this.state !== 'open') return;
+    if (this.state !== 'open' && this.state !== 'authenticating') return;
     this.lastData = Date.now();
     this.parser.push(chunk);
-    while (this.state === 'open') {
+    while (this.state === 'open' || this.state === 'authenticating') {
       const head = this.fifo.peek();
       if (head === undefined) {
         if (this.parser.buffered > 0) this.fail({ kind: 'desync', reason: 'reply with no request' });
         return;
       }
-      const r = this.parser.next(head.req.kind);
+      const r = this.parser.next(head.req.kind, head.opaque);
       if (r.kind === 'more') return;
       if (r.kind === 'fatal') {
         this.fail({ kind: 'desync', reason: r.reason });
@@ -224,7 +267,8 @@ export class Connection {
         return;
       }
       this.fifo.shift();
-      this.owner.replied(this, (performance.now() - head.sent) / 1000);
+      // A refused handshake is an answer, but no sign of a usable backend: only replies on an open connection count.
+      if (this.state === 'open') this.owner.replied(this, (performance.now() - head.sent) / 1000);
       deliver(() => head.req.resolve(reply));
       if (head.req.dataFollows && reply.type === 'error' && reply.code === 'CLIENT_ERROR') {
         this.fail({ kind: 'desync', reason: `CLIENT_ERROR to a request with data: ${reply.message}` });
@@ -234,7 +278,8 @@ export class Connection {
 
   /** Why `reply` cannot be the answer to `head`, or null when it can. */
   private mismatch(head: InFlight, reply: FinalReply): string | null {
-    if (reply.type === 'error' && reply.code === 'ERROR' && head.req.kind !== 'metadump') {
+    // A handshake answered ERROR (memcached without -S: "Unknown command") is a refusal, reported as one.
+    if (reply.type === 'error' && reply.code === 'ERROR' && head.req.kind !== 'metadump' && head.req.kind !== 'auth') {
       return `ERROR reply${reply.message ? ': ' + reply.message : ''}`;
     }
     if (reply.type === 'meta' && reply.flags.opaque !== head.opaque) {
@@ -256,7 +301,7 @@ export class Connection {
   private onTimer(): void {
     this.timer = null;
     const head = this.fifo.peek();
-    if (head === undefined || this.state !== 'open') return;
+    if (head === undefined || this.state === 'connecting' || this.state === 'closed') return;
     const left = this.stallDeadline(head) - Date.now();
     if (left > 0) {
       this.arm(left);
@@ -266,7 +311,7 @@ export class Connection {
     // the socket: let pending I/O be read once before calling it a stall.
     setImmediate(() => {
       const first = this.fifo.peek();
-      if (first === undefined || this.state !== 'open') return;
+      if (first === undefined || this.state === 'connecting' || this.state === 'closed') return;
       const left = this.stallDeadline(first) - Date.now();
       if (left <= 0) {
         this.fail({ kind: 'timeout', reason: `timeout after ${this.opts.requestTimeoutMs} ms without a reply` });
@@ -316,3 +361,4 @@ function deliver(fn: () => void): void {
     });
   }
 }
+

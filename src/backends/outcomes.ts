@@ -79,10 +79,11 @@ export function toDelete(reply: FinalReply): NodeDelete {
   }
 }
 
+/** `mg <key> c` answers HD; the binary codec's CAS-only read is a GET, answered VA (its value unused). */
 export function toCas(reply: FinalReply): NodeCas {
   const m = meta(reply);
   if (m?.code === 'EN') return { status: 'miss' };
-  if (m?.code === 'HD' && m.flags.cas !== undefined) return { status: 'hit', cas: m.flags.cas };
+  if ((m?.code === 'HD' || m?.code === 'VA') && m.flags.cas !== undefined) return { status: 'hit', cas: m.flags.cas };
   return failed(describe(reply));
 }
 

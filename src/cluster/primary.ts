@@ -20,6 +20,7 @@ import { listenError } from '../listen-error';
 import { startMetricsServer, type MetricsServer } from '../metrics/http';
 import { createReloadMetrics, type ReloadMetrics } from '../metrics/registry';
 import { diffConfig, liveConfig, type ReloadChanges, type Reloadable, type TlsChanges } from '../reload';
+import { saslCredentials } from '../sasl-credentials';
 import { isOurs, type ToPrimary, type ToWorker } from './messages';
 import { ClusterMetrics } from './metrics';
 
@@ -40,7 +41,14 @@ function forWorker(config: Config): Config {
   return { ...config, workers: 1, metricsListen: null };
 }
 
+/** Throws SaslCredentialError when a password the config names cannot be read (each worker reads it again). */
+function readableCredentials(config: Config): void {
+  saslCredentials(config.backendSasl, 'backendSasl');
+  saslCredentials(config.clientSasl, 'clientSasl');
+}
+
 export async function startPrimary(config: Config, logger: Logger): Promise<Primary> {
+  readableCredentials(config); // before any worker starts: a missing password stops the start
   let current = config;
   let stopping = false;
   /** Worker id -> its last reported readiness. */
@@ -105,6 +113,8 @@ export async function startPrimary(config: Config, logger: Logger): Promise<Prim
     },
     reload: (next: Config): ReloadChanges & TlsChanges => {
       // The workers apply TLS settings (and read the files) when the new config reaches them.
+      // Passwords are read here first: one that cannot be read refuses the reload for all of them.
+      readableCredentials(next);
       const changes = {
         ...diffConfig(current, next),
         backendTls: JSON.stringify(current.backendTls) !== JSON.stringify(next.backendTls),

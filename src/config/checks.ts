@@ -40,6 +40,9 @@ export const LIMIT_RANGES: Readonly<Record<keyof Limits, Range>> = {
   clientIdleTimeoutMs: { min: 0, max: MAX_INT },
 };
 
+/** A copy's TTL and the distrust after a return (see BackendSaslConfig); memcached's relative ceiling is 30 days. */
+export const SASL_MAX_TTL_RANGE: Range = { min: 1, max: 60 * 60 * 24 * 30 };
+
 export const WORKERS_RANGE: Range = { min: 1, max: 256 };
 /** 0: requests in flight finish, then clients are closed at once. */
 export const DRAIN_TIMEOUT_RANGE: Range = { min: 0, max: MAX_INT };
@@ -99,4 +102,11 @@ export function checkMetricsListen(v: unknown): Parsed<HostPort | null> {
 export function checkText(v: unknown, what: string): Parsed<string> {
   if (typeof v === 'string' && v !== '' && !v.includes('\0')) return { ok: true, value: v };
   return { ok: false, problem: `must be ${what}, got ${show(v)}` };
+}
+
+/** A password: a non-empty string. The message never quotes the value. */
+export function checkSecret(v: unknown): Parsed<string> {
+  if (typeof v === 'string' && v !== '') return { ok: true, value: v };
+  const what = typeof v === 'string' ? 'an empty string' : typeof v === 'object' || v === undefined ? show(v) : `a ${typeof v}`;
+  return { ok: false, problem: `must be a non-empty string (quote it in YAML), got ${what}` };
 }

@@ -2,7 +2,16 @@
 // src/protocol/limits.ts).
 
 import { DEFAULT_BACKEND_OPTIONS as BACKEND_DEFAULTS } from '../backends/backend';
-import { BACKEND_OPTION_NAMES, type BackendOptions, type BackendTlsConfig, type ClientTlsConfig, type HostPort, type LogLevel } from './types';
+import {
+  BACKEND_OPTION_NAMES,
+  type BackendOptions,
+  type BackendSaslConfig,
+  type BackendTlsConfig,
+  type ClientTlsConfig,
+  type HostPort,
+  type LogLevel,
+  type SaslConfig,
+} from './types';
 
 export const DEFAULT_LISTEN: Readonly<HostPort> = Object.freeze({ host: '127.0.0.1', port: 11211 });
 export const DEFAULT_METRICS_LISTEN: Readonly<HostPort> = Object.freeze({ host: '127.0.0.1', port: 9150 });
@@ -34,3 +43,12 @@ export const DEFAULT_BACKEND_TLS: Readonly<BackendTlsConfig> = Object.freeze({
   rejectUnauthorized: true,
 });
 export const DEFAULT_CLIENT_TLS: Readonly<ClientTlsConfig> = Object.freeze({ enabled: false, certFile: null, keyFile: null });
+
+// SASL is off unless a username is given; its password then comes from these variables
+// unless the config names another source.
+export const DEFAULT_BACKEND_SASL_PASSWORD_ENV = 'REPLICACHED_BACKEND_SASL_PASSWORD';
+export const DEFAULT_CLIENT_SASL_PASSWORD_ENV = 'REPLICACHED_CLIENT_SASL_PASSWORD';
+/** PHP's default session.gc_maxlifetime. */
+export const DEFAULT_SASL_MAX_TTL_SECONDS = 1440;
+export const DEFAULT_CLIENT_SASL: Readonly<SaslConfig> = Object.freeze({ username: null, password: null, passwordFile: null, passwordEnv: null });
+export const DEFAULT_BACKEND_SASL: Readonly<BackendSaslConfig> = Object.freeze({ ...DEFAULT_CLIENT_SASL, maxTtlSeconds: DEFAULT_SASL_MAX_TTL_SECONDS });

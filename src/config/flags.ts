@@ -7,6 +7,7 @@ import {
   BACKEND_OPTION_RANGES,
   LIMIT_RANGES,
   REPLICAS_RANGE,
+  SASL_MAX_TTL_RANGE,
   WORKERS_RANGE,
   DRAIN_TIMEOUT_RANGE,
   checkHostPort,
@@ -18,6 +19,9 @@ import {
 } from './checks';
 import {
   DEFAULT_BACKEND_OPTIONS,
+  DEFAULT_BACKEND_SASL_PASSWORD_ENV,
+  DEFAULT_CLIENT_SASL_PASSWORD_ENV,
+  DEFAULT_SASL_MAX_TTL_SECONDS,
   DEFAULT_DRAIN_TIMEOUT_MS,
   DEFAULT_LISTEN,
   DEFAULT_LOG_LEVEL,
@@ -216,6 +220,48 @@ const FLAGS: readonly Flag[] = [
     help: 'private key (PEM) of --tls-cert',
     set: (l, v) => into(checkText(v, 'a file path'), (f) => (l.clientTls.keyFile = f)),
   },
+  {
+    name: '--backend-sasl-username',
+    arg: '<name>',
+    help: `SASL PLAIN user for the backends (memcached -S; spoken to in the binary protocol); password from $${DEFAULT_BACKEND_SASL_PASSWORD_ENV} unless given below`,
+    set: (l, v) => into(checkText(v, 'a user name'), (n) => (l.backendSasl.username = n)),
+  },
+  {
+    name: '--backend-sasl-password-file',
+    arg: '<file>',
+    help: 'file holding the backends\' SASL password (one trailing newline ignored)',
+    set: (l, v) => into(checkText(v, 'a file path'), (f) => (l.backendSasl.passwordFile = f)),
+  },
+  {
+    name: '--backend-sasl-password-env',
+    arg: '<name>',
+    help: 'environment variable holding the backends\' SASL password',
+    set: (l, v) => into(checkText(v, 'an environment variable name'), (n) => (l.backendSasl.passwordEnv = n)),
+  },
+  {
+    name: '--backend-sasl-max-ttl',
+    arg: '<seconds>',
+    help: `longest item expiry (session.gc_maxlifetime): TTL of copies read from SASL backends, and how long a returning one is distrusted (default ${DEFAULT_SASL_MAX_TTL_SECONDS})`,
+    set: (l, v) => into(checkInteger(v, true, SASL_MAX_TTL_RANGE), (n) => (l.backendSasl.maxTtlSeconds = n)),
+  },
+  {
+    name: '--client-sasl-username',
+    arg: '<name>',
+    help: `require SASL PLAIN from clients as this user (binary protocol only); password from $${DEFAULT_CLIENT_SASL_PASSWORD_ENV} unless given below`,
+    set: (l, v) => into(checkText(v, 'a user name'), (n) => (l.clientSasl.username = n)),
+  },
+  {
+    name: '--client-sasl-password-file',
+    arg: '<file>',
+    help: 'file holding the clients\' SASL password',
+    set: (l, v) => into(checkText(v, 'a file path'), (f) => (l.clientSasl.passwordFile = f)),
+  },
+  {
+    name: '--client-sasl-password-env',
+    arg: '<name>',
+    help: 'environment variable holding the clients\' SASL password',
+    set: (l, v) => into(checkText(v, 'an environment variable name'), (n) => (l.clientSasl.passwordEnv = n)),
+  },
   { name: '--help', help: 'print this help and exit', set: () => done },
   { name: '--version', help: 'print the version and exit', set: () => done },
 ];
@@ -247,6 +293,10 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
     const eq = arg.indexOf('=');
     const name = eq < 0 ? arg : arg.slice(0, eq);
     const flag = FLAGS.find((f) => f.name === name);
+    if (flag === undefined && /^--(backend|client)-sasl-password$/.test(name)) {
+      // Every user of the machine can read a command line (ps, /proc).
+      throw new ConfigError(name, `a password is never taken on the command line: use ${name}-file, ${name}-env or the config file`);
+    }
     if (flag === undefined) throw new ConfigError(name, 'unknown flag (see --help)');
     if (seen.has(name)) throw new ConfigError(name, 'given more than once');
     seen.add(name);

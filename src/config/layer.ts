@@ -3,7 +3,7 @@
 // fills in defaults and checks what spans fields (replicas vs. backends).
 
 import type { Limits } from '../protocol/limits';
-import type { BackendConfig, BackendOptions, BackendTlsConfig, ClientTlsConfig, HostPort, LogLevel } from './types';
+import type { BackendConfig, BackendOptions, BackendSaslConfig, BackendTlsConfig, ClientTlsConfig, HostPort, LogLevel, SaslConfig } from './types';
 
 export interface ConfigLayer {
   /** The config file the settings came from; null for the command line. */
@@ -17,11 +17,13 @@ export interface ConfigLayer {
   allowFlushAll?: boolean;
   backendTls: Partial<BackendTlsConfig>;
   clientTls: Partial<ClientTlsConfig>;
+  backendSasl: Partial<BackendSaslConfig>;
+  clientSasl: Partial<SaslConfig>;
   workers?: number;
   drainTimeoutMs?: number;
   logLevel?: LogLevel;
 }
 
 export function emptyLayer(source: string | null): ConfigLayer {
-  return { source, backend: {}, limits: {}, backendTls: {}, clientTls: {} };
+  return { source, backend: {}, limits: {}, backendTls: {}, clientTls: {}, backendSasl: {}, clientSasl: {} };
 }

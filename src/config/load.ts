@@ -8,6 +8,10 @@ import { DEFAULT_LIMITS } from '../protocol/limits';
 import {
   DEFAULT_ALLOW_FLUSH_ALL,
   DEFAULT_BACKEND_OPTIONS,
+  DEFAULT_BACKEND_SASL,
+  DEFAULT_BACKEND_SASL_PASSWORD_ENV,
+  DEFAULT_CLIENT_SASL,
+  DEFAULT_CLIENT_SASL_PASSWORD_ENV,
   DEFAULT_BACKEND_TLS,
   DEFAULT_CLIENT_TLS,
   DEFAULT_DRAIN_TIMEOUT_MS,
@@ -22,7 +26,7 @@ import { ConfigError } from './errors';
 import type { RunArgs } from './flags';
 import type { ConfigLayer } from './layer';
 import { parseConfigText } from './schema';
-import type { BackendTlsConfig, ClientTlsConfig, Config } from './types';
+import type { BackendSaslConfig, BackendTlsConfig, ClientTlsConfig, Config, SaslConfig } from './types';
 
 export type ReadFile = (path: string) => string;
 
@@ -78,6 +82,18 @@ export function resolveConfig(file: ConfigLayer | null, flags: ConfigLayer, conf
   const backendTls: BackendTlsConfig = { ...DEFAULT_BACKEND_TLS, ...file?.backendTls, ...flags.backendTls };
   const clientTls: ClientTlsConfig = { ...DEFAULT_CLIENT_TLS, ...file?.clientTls, ...flags.clientTls };
   checkTls(backendTls, clientTls, file, flags);
+  const backendSasl: BackendSaslConfig = {
+    ...DEFAULT_BACKEND_SASL,
+    ...file?.backendSasl,
+    ...flags.backendSasl,
+    ...saslPassword('backendSasl', '--backend-sasl', file?.backendSasl ?? {}, flags.backendSasl, DEFAULT_BACKEND_SASL_PASSWORD_ENV, file),
+  };
+  const clientSasl: SaslConfig = {
+    ...DEFAULT_CLIENT_SASL,
+    ...file?.clientSasl,
+    ...flags.clientSasl,
+    ...saslPassword('clientSasl', '--client-sasl', file?.clientSasl ?? {}, flags.clientSasl, DEFAULT_CLIENT_SASL_PASSWORD_ENV, file),
+  };
   return {
     listen: { ...(pick('listen')?.value ?? DEFAULT_LISTEN) },
     backends: backends.map((b) => ({ ...b })),
@@ -88,6 +104,8 @@ export function resolveConfig(file: ConfigLayer | null, flags: ConfigLayer, conf
     allowFlushAll: pick('allowFlushAll')?.value ?? DEFAULT_ALLOW_FLUSH_ALL,
     backendTls,
     clientTls,
+    backendSasl,
+    clientSasl,
     workers: pick('workers')?.value ?? DEFAULT_WORKERS,
     drainTimeoutMs: pick('drainTimeoutMs')?.value ?? DEFAULT_DRAIN_TIMEOUT_MS,
     logLevel: pick('logLevel')?.value ?? DEFAULT_LOG_LEVEL,
@@ -119,4 +137,42 @@ function checkTls(backend: BackendTlsConfig, client: ClientTlsConfig, file: Conf
     const flag = missing === 'certFile' ? '--tls-cert' : '--tls-key';
     fail(`clientTls.${missing}`, flag, Object.keys(flags.clientTls).length > 0, 'client TLS needs both a certificate and its key');
   }
+}
+
+const PASSWORD_SOURCES = ['password', 'passwordFile', 'passwordEnv'] as const;
+
+/**
+ * Where the password comes from: the flags' source if they give one (it replaces the file's),
+ * else the file's; at most one in each; none given, the default variable. A source without a
+ * username is refused: SASL would silently stay off.
+ */
+function saslPassword(
+  field: string,
+  flagPrefix: string,
+  fromFile: Partial<SaslConfig>,
+  fromFlags: Partial<SaslConfig>,
+  defaultEnv: string,
+  file: ConfigLayer | null,
+): Pick<SaslConfig, (typeof PASSWORD_SOURCES)[number]> {
+  const given = (layer: Partial<SaslConfig>) => PASSWORD_SOURCES.filter((name) => layer[name] !== undefined && layer[name] !== null);
+  const flagSources = given(fromFlags);
+  const fileSources = given(fromFile);
+  if (fileSources.length > 1) {
+    throw new ConfigError(`${field}.${fileSources[1]}`, `only one of ${PASSWORD_SOURCES.join(', ')} may be given`, file?.source ?? null);
+  }
+  if (flagSources.length > 1) throw new ConfigError(`${flagPrefix}-password-env`, `only one of ${flagPrefix}-password-file and ${flagPrefix}-password-env may be given`);
+  const username = fromFlags.username ?? fromFile.username ?? null;
+  const [layer, sources] = flagSources.length > 0 ? [fromFlags, flagSources] : [fromFile, fileSources];
+  if (username === null) {
+    if (sources.length > 0) {
+      if (layer === fromFlags) throw new ConfigError(`${flagPrefix}-username`, 'is needed with a SASL password');
+      throw new ConfigError(`${field}.username`, 'is needed with a SASL password', file?.source ?? null);
+    }
+    return { password: null, passwordFile: null, passwordEnv: null };
+  }
+  return {
+    password: layer.password ?? null,
+    passwordFile: layer.passwordFile ?? null,
+    passwordEnv: layer.passwordEnv ?? (sources.length === 0 ? defaultEnv : null),
+  };
 }

@@ -38,6 +38,14 @@
 //     enabled: true
 //     certFile: server.pem
 //     keyFile: server-key.pem
+//   backendSasl:                     # SASL PLAIN to the backends (memcached -S): spoken to in the binary protocol
+//     username: proxy
+//     passwordFile: /run/secrets/memcached   # or password: "...", or passwordEnv: NAME;
+//                                    # default: $REPLICACHED_BACKEND_SASL_PASSWORD
+//     maxTtlSeconds: 1440            # longest item expiry (session.gc_maxlifetime), see README
+//   clientSasl:                      # require SASL PLAIN from clients (binary protocol only)
+//     username: app
+//     passwordEnv: APP_PASSWORD      # default: $REPLICACHED_CLIENT_SASL_PASSWORD
 //   workers: 1
 //   drainTimeoutMs: 30000            # on SIGTERM, open clients are served until they close, at most this long
 //   logLevel: info                   # fatal, error, warn, info, debug, trace
@@ -51,6 +59,7 @@ import { formatHostPort, type Parsed } from './address';
 import {
   BACKEND_OPTION_RANGES,
   LIMIT_RANGES,
+  SASL_MAX_TTL_RANGE,
   REPLICAS_RANGE,
   WEIGHT_RANGE,
   WORKERS_RANGE,
@@ -60,6 +69,7 @@ import {
   checkInteger,
   checkLogLevel,
   checkMetricsListen,
+  checkSecret,
   checkText,
   show,
   type Range,
@@ -67,7 +77,7 @@ import {
 import { DEFAULT_WEIGHT } from './defaults';
 import { ConfigError } from './errors';
 import { emptyLayer, type ConfigLayer } from './layer';
-import type { BackendConfig, BackendOptions } from './types';
+import type { BackendConfig, BackendOptions, SaslConfig } from './types';
 
 const TOP_FIELDS = [
   'listen',
@@ -79,6 +89,8 @@ const TOP_FIELDS = [
   'allowFlushAll',
   'backendTls',
   'clientTls',
+  'backendSasl',
+  'clientSasl',
   'workers',
   'drainTimeoutMs',
   'logLevel',
@@ -86,6 +98,8 @@ const TOP_FIELDS = [
 const BACKEND_ENTRY_FIELDS = ['address', 'weight', 'local'] as const;
 const BACKEND_TLS_FIELDS = ['enabled', 'caFile', 'certFile', 'keyFile', 'serverName', 'rejectUnauthorized'] as const;
 const CLIENT_TLS_FIELDS = ['enabled', 'certFile', 'keyFile'] as const;
+const SASL_FIELDS = ['username', 'password', 'passwordFile', 'passwordEnv'] as const;
+const BACKEND_SASL_FIELDS = [...SASL_FIELDS, 'maxTtlSeconds'] as const;
 
 type Mapping = Record<string, unknown>;
 
@@ -160,10 +174,32 @@ export function parseConfigText(yamlText: string, source: string): ConfigLayer {
     if (f.certFile !== undefined) tls.certFile = take('clientTls.certFile', checkText(f.certFile, 'a file path'));
     if (f.keyFile !== undefined) tls.keyFile = take('clientTls.keyFile', checkText(f.keyFile, 'a file path'));
   }
+  if (top.backendSasl !== undefined) {
+    const f = fieldsOf(top.backendSasl, 'backendSasl', BACKEND_SASL_FIELDS, fail);
+    Object.assign(layer.backendSasl, saslFields(f, 'backendSasl', take));
+    if (f.maxTtlSeconds !== undefined) layer.backendSasl.maxTtlSeconds = int('backendSasl.maxTtlSeconds', f.maxTtlSeconds, SASL_MAX_TTL_RANGE);
+  }
+  if (top.clientSasl !== undefined) {
+    Object.assign(layer.clientSasl, saslFields(fieldsOf(top.clientSasl, 'clientSasl', SASL_FIELDS, fail), 'clientSasl', take));
+  }
   if (top.workers !== undefined) layer.workers = int('workers', top.workers, WORKERS_RANGE);
   if (top.drainTimeoutMs !== undefined) layer.drainTimeoutMs = int('drainTimeoutMs', top.drainTimeoutMs, DRAIN_TIMEOUT_RANGE);
   if (top.logLevel !== undefined) layer.logLevel = take('logLevel', checkLogLevel(top.logLevel, false));
   return layer;
+}
+
+/** The credential fields of backendSasl or clientSasl; the password's value is never quoted in an error. */
+function saslFields(
+  f: Partial<Record<(typeof SASL_FIELDS)[number], unknown>>,
+  path: string,
+  take: <T>(field: string, parsed: Parsed<T>) => T,
+): Partial<SaslConfig> {
+  const out: Partial<SaslConfig> = {};
+  if (f.username !== undefined) out.username = take(`${path}.username`, checkText(f.username, 'a user name'));
+  if (f.password !== undefined) out.password = take(`${path}.password`, checkSecret(f.password));
+  if (f.passwordFile !== undefined) out.passwordFile = take(`${path}.passwordFile`, checkText(f.passwordFile, 'a file path'));
+  if (f.passwordEnv !== undefined) out.passwordEnv = take(`${path}.passwordEnv`, checkText(f.passwordEnv, 'an environment variable name'));
+  return out;
 }
 
 function parseBackends(

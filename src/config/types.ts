@@ -56,6 +56,32 @@ export interface ClientTlsConfig {
   keyFile: string | null;
 }
 
+/**
+ * SASL PLAIN credentials. The password comes from exactly one of the three places
+ * (never from the command line); left out, from the environment variable named in
+ * defaults.ts. Read at start and on every reload (src/sasl-credentials.ts).
+ */
+export interface SaslConfig {
+  /** null: SASL off. */
+  username: string | null;
+  /** Written in the config file itself (keep the file private). */
+  password: string | null;
+  /** A file holding the password; one trailing newline is not part of it. */
+  passwordFile: string | null;
+  /** The name of an environment variable holding the password. */
+  passwordEnv: string | null;
+}
+
+/** SASL to the backends (memcached -S): they are then spoken to in the binary protocol. */
+export interface BackendSaslConfig extends SaslConfig {
+  /**
+   * The longest expiry clients give their items (PHP: session.gc_maxlifetime). The binary
+   * protocol cannot read an item's remaining TTL, so copies made from a SASL backend get
+   * this one; and a backend that came back is distrusted this long (its keys cannot be listed).
+   */
+  maxTtlSeconds: number;
+}
+
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
@@ -72,6 +98,9 @@ export interface Config {
   allowFlushAll: boolean;
   backendTls: BackendTlsConfig;
   clientTls: ClientTlsConfig;
+  backendSasl: BackendSaslConfig;
+  /** SASL required from clients (binary protocol only); username null: not asked. */
+  clientSasl: SaslConfig;
   workers: number;
   /** On SIGTERM, how long open clients are still served before they are closed. */
   drainTimeoutMs: number;

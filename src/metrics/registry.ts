@@ -21,7 +21,7 @@ import { CounterCells, FastHistogram, type CounterCell, type HistogramSeries } f
 const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 
 /** Why backend requests failed: a fixed set, so the label stays small. */
-export const BACKEND_ERROR_REASONS = ['timeout', 'connect', 'closed', 'desync', 'server_error', 'down', 'overload'] as const;
+export const BACKEND_ERROR_REASONS = ['timeout', 'connect', 'auth', 'closed', 'desync', 'server_error', 'down', 'overload'] as const;
 export type BackendErrorReason = (typeof BACKEND_ERROR_REASONS)[number];
 
 const READ_RESULTS = ['hit', 'miss', 'unavailable'];

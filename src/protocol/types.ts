@@ -4,6 +4,12 @@
 
 export type StoreMode = 'set' | 'add' | 'replace' | 'append' | 'prepend' | 'cas';
 
+/** SASL PLAIN credentials (RFC 4616): to present to the backends, or to require from clients. */
+export interface SaslPlain {
+  username: string;
+  password: string;
+}
+
 /** An item as a client sees it. `cas` is the 64-bit compare-and-swap token. */
 export interface Item {
   value: Buffer;

@@ -41,6 +41,11 @@
 //          reconcile; miss ──> delete the target's copy, guarded by its CAS
 //   shed   refresh and shed: the target's keys under the mark whose replica set
 //          it is not in ──> `md <key> C<cas>` (a write since changed the CAS: left)
+//   hold   only when some keys could not be listed and context.holdMs > 0 (SASL
+//          backends: the binary protocol has no metadump, so nothing is listed):
+//          the target stays distrusted that long, the longest lifetime clients give
+//          their items. By then every item it lacks has been written to it again or
+//          has expired, and every stale item it held has expired too.
 //   prune  reconcile, refresh: metadump the target; each key under the mark that the
 //          copy phase did not take is copied as above (a lister's metadump may
 //          have missed it), else, when every other member of its natural replica
@@ -95,6 +100,8 @@ export interface RunContext {
   isResyncing(node: MemcachedNode): boolean;
   /** refill: the claim shared with other sidecars on the restarted process (refill-claim.ts); null: refill alone. */
   claim?(): RefillClaim | null;
+  /** How long the target stays distrusted after a run that could not list every key (see hold); 0: not at all. */
+  holdMs: number;
 }
 
 /** The key whose CAS marks the start of a reconcile run; stored already expired, so never seen. */
@@ -129,15 +136,19 @@ export interface ResyncResult {
   failed: number;
   /** refill: this sidecar held the shared claim and refilled, or waited for another one's refill. */
   claim?: 'held' | 'waited';
+  /** Milliseconds the target was held distrusted after that (see hold). */
+  heldMs: number;
 }
 
 export interface RunCounters {
   copied(): void;
   skipped(): void;
   pruned(): void;
+  /** The hold begins: the target stays distrusted `ms` longer. */
+  holding(ms: number): void;
 }
 
-export type RunPhase = 'listing' | 'copying' | 'pruning' | 'finished';
+export type RunPhase = 'listing' | 'copying' | 'pruning' | 'holding' | 'finished';
 
 export class ResyncRun {
   phase: RunPhase = 'listing';
@@ -160,6 +171,7 @@ export class ResyncRun {
   /** Keys whose copy a backend failed in this pass: queued again for the next. */
   private readonly retry = new Set<string>();
   private readonly unlisted: string[] = [];
+  private heldMs = 0;
   private readonly startedAt: number;
   readonly done: Promise<ResyncResult>;
 
@@ -169,7 +181,7 @@ export class ResyncRun {
     private readonly ring: ReplicaRing,
     private readonly opts: ResyncRunOptions,
     private readonly counters: RunCounters,
-    private readonly context: RunContext = { mode: Promise.resolve('refill'), isResyncing: () => false },
+    private readonly context: RunContext = { mode: Promise.resolve('refill'), isResyncing: () => false, holdMs: 0 },
   ) {
     this.startedAt = opts.clock.now();
     this.done = this.run();
@@ -255,6 +267,11 @@ export class ResyncRun {
       this.phase = 'pruning';
       await this.prune();
     }
+    if (this.unlisted.length > 0 && this.context.holdMs > 0 && this.stopReason === null) {
+      this.phase = 'holding';
+      this.counters.holding(this.context.holdMs);
+      await this.hold(this.context.holdMs);
+    }
     return this.finish();
   }
 
@@ -262,7 +279,16 @@ export class ResyncRun {
     this.phase = 'finished';
     this.seen.clear();
     const failed = this.retry.size;
-    const counts = { mode: this.mode, copied: this.copied, skipped: this.skipped, pruned: this.pruned, unlisted: this.unlisted, failed, ...(claim && { claim }) };
+    const counts = {
+      mode: this.mode,
+      copied: this.copied,
+      skipped: this.skipped,
+      pruned: this.pruned,
+      unlisted: this.unlisted,
+      failed,
+      heldMs: this.heldMs,
+      ...(claim && { claim }),
+    };
     return this.stopReason === null
       ? { outcome: 'done', ...counts }
       : { outcome: this.stopReason.outcome, reason: this.stopReason.reason, ...counts };
@@ -275,6 +301,15 @@ export class ResyncRun {
     else this.abort(`no CAS mark: ${r.status === 'failed' ? r.reason : r.status}`);
   }
 
+  /** Sleeps `ms` in short naps, so that an abort or a flush ends it. */
+  private async hold(ms: number): Promise<void> {
+    const from = this.opts.clock.now();
+    for (let left = ms; left > 0 && this.stopReason === null; left = from + ms - this.opts.clock.now()) {
+      await this.opts.clock.sleep(Math.min(left, 250));
+    }
+    this.heldMs = this.opts.clock.now() - from;
+  }
+
   private quietLeft(): number {
     return this.startedAt + this.opts.quietMs - this.opts.clock.now();
   }
@@ -282,6 +317,11 @@ export class ResyncRun {
   private async list(): Promise<void> {
     for (const lister of this.backends) {
       if (lister === this.target) continue;
+      if (!lister.canListKeys) {
+        // Never will be: no retries (SASL backends; see hold).
+        if (lister.isUp()) this.unlisted.push(lister.address);
+        continue;
+      }
       let listed = false;
       for (let attempt = 0; attempt < this.opts.listAttempts; attempt++) {
         if (this.stopReason !== null || !lister.isUp()) break;

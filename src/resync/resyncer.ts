@@ -37,6 +37,11 @@ export interface ResyncOptions extends ResyncRunOptions {
   identityPollMs: number;
   /** The refill claim shared with other sidecars (refill-claim.ts). */
   claim: Omit<ClaimOptions, 'clock'>;
+  /**
+   * After a run that could not list every key (SASL backends cannot be listed at all), the
+   * target stays distrusted this long: the longest item lifetime (see resync-run.ts, hold).
+   */
+  unlistedHoldMs: number;
 }
 
 export const DEFAULT_RESYNC_OPTIONS: Readonly<ResyncOptions> = Object.freeze({
@@ -46,6 +51,7 @@ export const DEFAULT_RESYNC_OPTIONS: Readonly<ResyncOptions> = Object.freeze({
   listAttempts: 5,
   identityPollMs: 3000,
   claim: DEFAULT_CLAIM_OPTIONS,
+  unlistedHoldMs: 0,
   clock: REAL_CLOCK,
 });
 
@@ -64,6 +70,8 @@ export interface ResyncEvents {
   started(backend: string, cause: ResyncCause): void;
   copied(backend: string): void;
   skipped(backend: string): void;
+  /** Its keys could not all be listed: it stays distrusted `ms` longer (see resync-run.ts, hold). */
+  holding(backend: string, ms: number): void;
   /**
    * A run ended. `stillResyncing`: a newer run for the same backend goes on (this
    * one was replaced: outcome 'aborted', reason 'restarted'); set gauges from it.
@@ -75,12 +83,13 @@ export const SILENT_RESYNC_EVENTS: ResyncEvents = {
   started() {},
   copied() {},
   skipped() {},
+  holding() {},
   finished() {},
 };
 
 export interface ResyncProgress {
   backend: string;
-  state: 'idle' | 'listing' | 'copying' | 'pruning';
+  state: 'idle' | 'listing' | 'copying' | 'pruning' | 'holding';
   /** Totals since the proxy started, over every run for this backend. */
   copied: number;
   skipped: number;
@@ -185,6 +194,7 @@ export class Resyncer implements ResyncHooks {
         this.events.skipped(address);
       },
       pruned: () => totals.pruned++,
+      holding: (ms) => this.events.holding(address, ms),
     }, {
       mode: this.modeOf(backend, cause),
       isResyncing: (node) => this.isResyncing(node),
@@ -192,6 +202,8 @@ export class Resyncer implements ResyncHooks {
         const id = this.identities.get(backend) ?? null;
         return id === null ? null : new RefillClaim(backend, id, this.owner, { ...this.opts.claim, clock: this.opts.clock });
       },
+      // A fill or a shed leaves its backend trusted: holding it would change nothing.
+      holdMs: cause === 'membership' || cause === 'shed' ? 0 : this.opts.unlistedHoldMs,
     });
     runs.set(backend, run);
     this.live.add(run);

@@ -2,32 +2,69 @@
 // sessions). Same router as the text side; quiet requests answer only on
 // failure (GETQ only on a hit), and since replies leave in request order a
 // NOOP naturally comes after everything pending before it.
+//
+// SASL (sasl-auth.ts): without client SASL configured, SASL requests are answered
+// 0x81 "Unknown command", as memcached without -S does. With it, a client must
+// authenticate before any request but VERSION and the SASL ones; the first other
+// request is answered "Auth failure." and the connection closes, and requests the
+// client pipelined after it are never run.
 
 import { BinaryParser, type BinaryRequest } from '../protocol/binary/parser';
 import * as bin from '../protocol/binary/encoder';
-import { Status } from '../protocol/binary/opcodes';
-import { canCarryKey } from '../protocol/backend/meta';
+import { Opcode, Status } from '../protocol/binary/opcodes';
 import type { Router } from '../protocol/types';
 import type { ServerContext } from './context';
 import { CLOSE, type SlotResult } from './ordered-replies';
 import { ParsedProtocol } from './parsed-protocol';
+import { plainAuthenticates, SASL_MECHANISMS } from './sasl-auth';
 import { binaryStats } from './stats-command';
 
 /** Binary INCR/DECR expiration meaning "fail if the key is missing" instead of creating it. */
 const NO_CREATE = 0xffffffff;
 
+/** What memcached -S answers before authentication: these opcodes, errors included, and frame errors it finds before asking. */
+function allowedBeforeAuth(req: BinaryRequest): boolean {
+  switch (req.opcode) {
+    case Opcode.SaslListMechs:
+    case Opcode.SaslAuth:
+    case Opcode.SaslStep:
+    case Opcode.Version:
+      return true;
+  }
+  return req.kind === 'error' && req.close && (req.silent === true || req.status === Status.UnknownCommand);
+}
+
 export class BinaryProtocol extends ParsedProtocol<BinaryRequest> {
   private readonly router: Router;
+  /** Client SASL was on when the connection opened: a reload turning it on or off applies to new connections. */
+  private readonly saslRequired: boolean;
+  /** SASL_AUTH succeeded (and no later one failed). */
+  private authenticated = false;
+  /** A request was refused for want of authentication: nothing after it runs. */
+  private refused = false;
 
   constructor(private readonly ctx: ServerContext) {
     super(new BinaryParser(ctx.limits), (closes) => ctx.countProtocolError('binary', closes));
     this.router = ctx.connectionRouter();
+    this.saslRequired = ctx.clientSasl !== null;
   }
 
   protected run(req: BinaryRequest, done: (r: SlotResult) => void): void {
     const router = this.router;
     const started = performance.now();
-    if ('key' in req && !canCarryKey(req.key)) {
+    if (this.refused) {
+      done(CLOSE);
+      return;
+    }
+    // The user of the moment (a reload may change it); null: SASL off for this connection.
+    const sasl = this.saslRequired ? this.ctx.clientSasl : null;
+    if (sasl !== null && !this.authenticated && !allowedBeforeAuth(req)) {
+      this.refused = true;
+      this.stopReading();
+      done({ final: bin.encodeError(req.opcode, req.opaque, Status.AuthError) });
+      return;
+    }
+    if ('key' in req && !this.ctx.canCarryKey(req.key)) {
       // A key no backend could store intact is refused, never mangled.
       done(bin.encodeError(req.opcode, req.opaque, Status.InvalidArguments));
       return;
@@ -90,6 +127,17 @@ export class BinaryProtocol extends ParsedProtocol<BinaryRequest> {
         return;
       case 'quit':
         done(req.quiet ? CLOSE : { final: bin.encodeEmptySuccess(req) });
+        return;
+      case 'sasl_list':
+        done(sasl === null ? bin.encodeError(req.opcode, req.opaque, Status.UnknownCommand) : bin.encodeSaslReply(req, SASL_MECHANISMS));
+        return;
+      case 'sasl':
+        if (sasl === null) {
+          done(bin.encodeError(req.opcode, req.opaque, Status.UnknownCommand));
+          return;
+        }
+        this.authenticated = !req.step && plainAuthenticates(req.mech, req.payload, sasl);
+        done(this.authenticated ? bin.encodeSaslReply(req, 'Authenticated') : bin.encodeError(req.opcode, req.opaque, Status.AuthError));
         return;
       case 'error':
         if (req.silent) done(CLOSE);

@@ -1,7 +1,7 @@
 // What a client session needs from the rest of the proxy.
 
 import type { Limits } from '../protocol/limits';
-import type { Router } from '../protocol/types';
+import type { Router, SaslPlain } from '../protocol/types';
 
 export interface ServerContext {
   /** A router for one client connection: its requests take effect in the order it sent them. */
@@ -11,6 +11,10 @@ export interface ServerContext {
   version: string;
   /** flush_all wipes every user's session cluster-wide; it can be turned off. */
   allowFlushAll: boolean;
+  /** Whether a key reaches the backends byte for byte (their codec's rule); a binary key that cannot is refused. */
+  canCarryKey(key: Buffer): boolean;
+  /** The user binary clients must authenticate as (SASL PLAIN); null: no SASL, as memcached without -S. */
+  clientSasl: SaslPlain | null;
   /** The proxy's own figures for `stats`, in memcached's STAT name/value form. */
   stats(): Array<[string, string | number | bigint]>;
   /** `stats reset`: the proxy's cumulative figures start again from zero. */

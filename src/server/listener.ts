@@ -127,7 +127,10 @@ export class Listener {
     const session = new ClientSession(
       socket,
       this.ctx.limits,
-      (firstByte) => (firstByte === BINARY_REQUEST_MAGIC ? new BinaryProtocol(this.ctx) : new TextProtocol(this.ctx)),
+      // SASL exists only in the binary protocol: memcached -S reads every connection as binary,
+      // so a text client's first 24 bytes are a header with a bad magic, and it is closed silently.
+      (firstByte) =>
+        firstByte === BINARY_REQUEST_MAGIC || this.ctx.clientSasl !== null ? new BinaryProtocol(this.ctx) : new TextProtocol(this.ctx),
       {
         bytesIn: this.events.bytesIn,
         bytesOut: this.events.bytesOut,

@@ -37,6 +37,11 @@ export abstract class ParsedProtocol<R extends SessionRequest> implements Protoc
     return (done) => this.run(req, done);
   }
 
+  /** Reads no request after those already parsed (the side's run() decides what they get). */
+  protected stopReading(): void {
+    this.finished = true;
+  }
+
   /** Answers the request; `done` is called exactly once, possibly at once. */
   protected abstract run(req: R, done: (r: SlotResult) => void): void;
 }

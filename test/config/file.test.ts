@@ -57,6 +57,13 @@ limits:
   maxClientConnections: 10
   clientIdleTimeoutMs: 60000
 allowFlushAll: false
+backendSasl:
+  username: proxy
+  passwordFile: /run/secrets/memcached
+  maxTtlSeconds: 3600
+clientSasl:
+  username: app
+  password: "s3cret"
 workers: 2
 drainTimeoutMs: 12000
 logLevel: warn
@@ -96,6 +103,8 @@ describe('config file', () => {
       allowFlushAll: false,
       backendTls: { enabled: false, caFile: null, certFile: null, keyFile: null, serverName: null, rejectUnauthorized: true },
       clientTls: { enabled: false, certFile: null, keyFile: null },
+      backendSasl: { username: 'proxy', password: null, passwordFile: '/run/secrets/memcached', passwordEnv: null, maxTtlSeconds: 3600 },
+      clientSasl: { username: 'app', password: 's3cret', passwordFile: null, passwordEnv: null },
       workers: 2,
       drainTimeoutMs: 12000,
       logLevel: 'warn',
@@ -194,7 +203,7 @@ describe('file errors name the file, the field and the problem', () => {
     ['workers: 0', 'workers', 'must be an integer between 1 and 256, got 0'],
     ['drainTimeoutMs: -1', 'drainTimeoutMs', 'must be a non-negative integer, got -1'],
     ['logLevel: verbose', 'logLevel', 'must be one of fatal, error, warn, info, debug, trace, got "verbose"'],
-    ['replica: 2', 'replica', 'unknown field (known: listen, backends, replicas, metricsListen, backend, limits, allowFlushAll, backendTls, clientTls, workers, drainTimeoutMs, logLevel)'],
+    ['replica: 2', 'replica', 'unknown field (known: listen, backends, replicas, metricsListen, backend, limits, allowFlushAll, backendTls, clientTls, backendSasl, clientSasl, workers, drainTimeoutMs, logLevel)'],
     ['- listen: 127.0.0.1:1', 'top level', 'must be a mapping of settings, got a list'],
     ['workers: 1\nworkers: 2\n', 'line 2, column 1', 'Map keys must be unique'],
     ['backends: [10.0.0.1:1\n', 'line 2, column 1', 'Flow sequence in block collection must be sufficiently indented and end with a ]'],

@@ -78,6 +78,8 @@ describe('defaults', () => {
       allowFlushAll: true,
       backendTls: { enabled: false, caFile: null, certFile: null, keyFile: null, serverName: null, rejectUnauthorized: true },
       clientTls: { enabled: false, certFile: null, keyFile: null },
+      backendSasl: { username: null, password: null, passwordFile: null, passwordEnv: null, maxTtlSeconds: 1440 },
+      clientSasl: { username: null, password: null, passwordFile: null, passwordEnv: null },
       workers: 1,
       drainTimeoutMs: 30_000,
       logLevel: 'info',

@@ -13,6 +13,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
+import { saslEnvironment, saslPlainPayload, type SaslUser } from './sasl';
+import { binaryPacket, parsePackets } from './wire';
 
 export interface MemcachedOptions {
   /** A fixed port; default: a free one. */
@@ -25,6 +27,8 @@ export interface MemcachedOptions {
   threads?: number;
   /** Further command line arguments. */
   args?: string[];
+  /** Run `memcached -S` with this user (binary protocol only; see sasl.ts). */
+  sasl?: SaslUser;
 }
 
 export interface MemcachedProcess {
@@ -103,25 +107,37 @@ function isRunning(child: ChildProcess): boolean {
 }
 
 /** The pid of the memcached answering on the port, or null (not accepting, not memcached). */
-function pidOnPort(port: number): Promise<number | null> {
+function pidOnPort(port: number, sasl?: SaslUser): Promise<number | null> {
   return new Promise((resolve) => {
     const s = net.connect({ host: HOST, port });
-    let data = '';
+    let data = Buffer.alloc(0);
     const done = (pid: number | null): void => {
       s.destroy();
       resolve(pid);
     };
     s.setTimeout(1000, () => done(null));
-    s.once('connect', () => s.write('stats\r\n'));
+    s.once('connect', () => s.write(sasl ? binaryStatsRequest(sasl) : 'stats\r\n'));
     s.on('data', (d: Buffer) => {
-      data += d.toString('latin1');
-      if (!data.includes('END\r\n')) return;
-      const m = /STAT pid (\d+)/.exec(data);
-      done(m ? Number(m[1]) : null);
+      data = Buffer.concat([data, d]);
+      if (!sasl) {
+        const text = data.toString('latin1');
+        if (!text.includes('END\r\n')) return;
+        const m = /STAT pid (\d+)/.exec(text);
+        done(m ? Number(m[1]) : null);
+        return;
+      }
+      // SASL_AUTH's reply, then STAT packets: the one keyed "pid" holds it.
+      const pid = parsePackets(data).packets.find((p) => p.opcode === 0x10 && p.key.toString() === 'pid');
+      if (pid) done(Number(pid.value.toString()));
     });
     s.once('error', () => done(null));
     s.once('close', () => done(null));
   });
+}
+
+/** SASL_AUTH PLAIN then STAT, pipelined (binary protocol). */
+function binaryStatsRequest(user: SaslUser): Buffer {
+  return Buffer.concat([binaryPacket({ opcode: 0x21, key: Buffer.from('PLAIN'), value: saslPlainPayload(user) }), binaryPacket({ opcode: 0x10 })]);
 }
 
 /**
@@ -129,9 +145,9 @@ function pidOnPort(port: number): Promise<number | null> {
  * test's memcached may hold the port), false if it exits (memcached exits when it cannot
  * listen). No deadline: a slow start on a loaded machine is waited for, within the test's timeout.
  */
-async function waitAccepting(child: ChildProcess, port: number): Promise<boolean> {
+async function waitAccepting(child: ChildProcess, port: number, sasl?: SaslUser): Promise<boolean> {
   while (isRunning(child)) {
-    if ((await pidOnPort(port)) === child.pid && isRunning(child)) return true;
+    if ((await pidOnPort(port, sasl)) === child.pid && isRunning(child)) return true;
     await new Promise((r) => setTimeout(r, 20));
   }
   return false;
@@ -141,13 +157,15 @@ function memcachedArgs(port: number, opts: MemcachedOptions): string[] {
   const args = ['-l', HOST, '-p', String(port), '-U', '0', '-m', String(opts.memoryMb ?? 64), '-t', String(opts.threads ?? 2)];
   if (opts.maxItemSize) args.push('-I', opts.maxItemSize);
   if (process.getuid?.() === 0) args.push('-u', 'root');
+  if (opts.sasl) args.push('-S');
   return [...args, ...(opts.args ?? [])];
 }
 
 /** Spawns memcached on `port`; null when it could not listen there (port taken). */
 async function spawnOn(port: number, opts: MemcachedOptions): Promise<ChildProcess | null> {
   installExitHook();
-  const child = spawn('memcached', memcachedArgs(port, opts), { stdio: ['ignore', 'ignore', 'pipe'] });
+  const env = opts.sasl ? { ...process.env, ...saslEnvironment([opts.sasl]) } : process.env;
+  const child = spawn('memcached', memcachedArgs(port, opts), { stdio: ['ignore', 'ignore', 'pipe'], env });
   children.add(child);
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => {
@@ -162,10 +180,10 @@ async function spawnOn(port: number, opts: MemcachedOptions): Promise<ChildProce
   });
   const err = await spawnError;
   if (err) throw new Error(`cannot run memcached: ${err.message} (is it installed?)`);
-  if (await waitAccepting(child, port)) return child;
+  if (await waitAccepting(child, port, opts.sasl)) return child;
   child.kill('SIGKILL');
   await closed;
-  if (/address already in use|failed to listen/i.test(stderr) || (await pidOnPort(port)) !== null) return null;
+  if (/address already in use|failed to listen/i.test(stderr) || (await pidOnPort(port, opts.sasl)) !== null) return null;
   throw new Error(`memcached on port ${port} did not start: ${stderr.trim() || 'no output'}`);
 }
 

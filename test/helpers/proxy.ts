@@ -32,6 +32,8 @@ export interface ProxyOptions {
   /** --log-level (default warn). */
   logLevel?: string;
   args?: string[];
+  /** Added to the environment the proxy runs in. */
+  env?: Record<string, string>;
 }
 
 export async function startProxy(opts: ProxyOptions): Promise<ProxyProcess> {
@@ -48,7 +50,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyProcess> {
     ...(opts.replicas === undefined ? [] : ['--replicas', String(opts.replicas)]),
     ...(opts.args ?? []),
   ];
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
   running.add(child);
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));

@@ -53,7 +53,7 @@ describe('metrics present from the start, and the new ones', () => {
       for (const name of ['replicached_backend_ejections_total', 'replicached_backend_returns_total', 'replicached_backend_timeouts_total', 'replicached_resync_keys_copied_total', 'replicached_resync_in_progress', 'replicached_resync_keys_pending', 'replicached_resync_last_complete_timestamp_seconds']) {
         zero(name, { backend });
       }
-      for (const reason of ['timeout', 'connect', 'closed', 'down']) zero('replicached_backend_errors_total', { backend, reason });
+      for (const reason of ['timeout', 'connect', 'auth', 'closed', 'down']) zero('replicached_backend_errors_total', { backend, reason });
       for (const outcome of ['complete', 'incomplete', 'aborted']) zero('replicached_resync_runs_total', { backend, outcome });
       // Present (the resync's start-up checks may already have used it).
       expect(metricValue(text, 'replicached_backend_request_duration_seconds_count', { backend })).toBeGreaterThanOrEqual(0);

@@ -9,7 +9,9 @@ import { Resyncer, type ResyncCause, type ResyncOptions } from '../../src/resync
 import type { ResyncResult } from '../../src/resync/resync-run';
 import { ReplicatedRouter } from '../../src/routing/replicated-router';
 import { ReplicaRing } from '../../src/routing/ring';
+import { binaryCodec } from '../../src/backends/codec';
 import { startMemcached, type MemcachedProcess } from '../helpers/memcached';
+import type { SaslUser } from '../helpers/sasl';
 
 export const k = (s: string) => Buffer.from(s);
 
@@ -24,6 +26,8 @@ export interface ResyncCluster {
   finished: ResyncResult[];
   sheds: ResyncResult[];
   stillResyncing: boolean[];
+  /** Holds begun (ms), in order. */
+  holds: number[];
   copiedEvents: number;
 }
 
@@ -33,13 +37,16 @@ let current: ResyncCluster | null = null;
  * Backends that probe every 30 ms and count as up after one probe (plus
  * `backendOptions`), a resyncer that polls identities only when asked (plus
  * `resyncOptions`), not started. One cluster per test: stopResyncCluster stops it.
+ * With `sasl`: memcached -S, spoken to in the binary protocol as that user.
  */
 export async function startResyncCluster(
   backendOptions: Partial<BackendOptions>,
   resyncOptions: Partial<ResyncOptions>,
+  sasl?: SaslUser,
 ): Promise<ResyncCluster> {
-  const mcs = await Promise.all([0, 1, 2].map(() => startMemcached()));
-  const backends = mcs.map((m) => new Backend(m.address, { probeIntervalMs: 30, retryMaxMs: 100, upAfterProbes: 1, ...backendOptions }));
+  const mcs = await Promise.all([0, 1, 2].map(() => startMemcached({ sasl })));
+  const codec = sasl ? { codec: binaryCodec(sasl, 1440) } : {};
+  const backends = mcs.map((m) => new Backend(m.address, { probeIntervalMs: 30, retryMaxMs: 100, upAfterProbes: 1, ...codec, ...backendOptions }));
   const ring = new ReplicaRing(backends.map((node) => ({ node, weight: 1 })), 2);
   const c: ResyncCluster = {
     mcs,
@@ -51,6 +58,7 @@ export async function startResyncCluster(
     finished: [],
     sheds: [],
     stillResyncing: [],
+    holds: [],
     copiedEvents: 0,
   };
   c.resyncer = new Resyncer(
@@ -62,6 +70,7 @@ export async function startResyncCluster(
       },
       copied: () => c.copiedEvents++,
       skipped: () => {},
+      holding: (_, ms) => c.holds.push(ms),
       finished: (_, result, still) => {
         if (result.mode === 'shed') {
           c.sheds.push(result);

@@ -68,7 +68,9 @@ export type ReplyKind =
   /** STAT lines until END. */
   | 'stats'
   /** key=... lines until END. */
-  | 'metadump';
+  | 'metadump'
+  /** A SASL exchange (the binary codec only: the meta protocol has no authentication). */
+  | 'auth';
 
 const CRLF = Buffer.from('\r\n');
 /** Values up to this size are copied into the header's buffer: one write, one allocation. */
@@ -429,6 +431,8 @@ export class ReplyParser {
         return statLine(line);
       case 'metadump':
         return dumpLine(b, s, e);
+      case 'auth':
+        return unexpected(line);
     }
   }
 

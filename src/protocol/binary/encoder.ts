@@ -192,3 +192,8 @@ export function encodeStat(req: BinaryRequestHead, name: string, value: string):
 export function encodeStatEnd(req: BinaryRequestHead): Buffer {
   return encodeEmptySuccess(req);
 }
+
+/** A SASL success: the mechanism list (SASL_LIST_MECHS) or "Authenticated" (SASL_AUTH) as the body. */
+export function encodeSaslReply(req: BinaryRequestHead, text: string): Buffer {
+  return encodeResponse({ opcode: req.opcode, opaque: req.opaque, status: Status.Success, value: Buffer.from(text, 'latin1') });
+}

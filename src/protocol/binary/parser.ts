@@ -11,7 +11,10 @@
 //   2. keylen > bodylen or key+extras > body -> 0x81 "Unknown command", close
 //   3. keylen > maxKeyLength                 -> 0x04 "Invalid arguments", close
 //   4. per-opcode extras/key/body shape      -> 0x04, close
-//   5. unknown opcode (incl. SASL, VERBOSITY) -> 0x81, body skipped, keep going
+//   5. unknown opcode (incl. VERBOSITY)       -> 0x81, body skipped, keep going
+//      SASL_LIST_MECHS, SASL_AUTH, SASL_STEP are parsed: the session answers them
+//      (0x81 as memcached without -S, unless client SASL is configured); a SASL
+//      payload over MAX_SASL_PAYLOAD is treated as an unknown opcode
 //   6. value longer than maxItemSize         -> 0x03 "Too large.", body skipped, keep going
 // Where memcached reads fewer bytes than bodylen (STAT, TOUCH, GAT*), the rest of the
 // body is parsed as the next request, as memcached does.
@@ -45,6 +48,9 @@ export type BinaryRequest = BinaryRequestHead &
     | /** group '' = all; the key's bytes as latin1. */
       { kind: 'stat'; group: string }
     | { kind: 'quit' }
+    | { kind: 'sasl_list' }
+    | /** SASL_AUTH (step false) or SASL_STEP: the mechanism name is the key, its data the value. */
+      { kind: 'sasl'; step: boolean; mech: Buffer; payload: Buffer }
     | /** The parser answered on its own. `close`: send the error, then close (the parser is
           dead and ignores further input). `silent`: close without sending anything (bad magic).
           `dropStale`: a SET too large; memcached also drops what this key held. */
@@ -55,6 +61,9 @@ export type BinaryRequestOf<K extends BinaryRequest['kind']> = Extract<BinaryReq
 
 /** The value of requests that carry none: shared, never written to. */
 const EMPTY = Buffer.alloc(0);
+
+/** A SASL PLAIN message is two names and a password: anything longer is not one. */
+export const MAX_SASL_PAYLOAD = 1024;
 
 /** The longest extras of any request that gets past the header checks (INCR/DECR). */
 const MAX_EXTRAS = 20;
@@ -140,6 +149,8 @@ function valueLength(h: Header): number | null {
     case Opcode.AppendQ:
     case Opcode.Prepend:
     case Opcode.PrependQ:
+    case Opcode.SaslAuth:
+    case Opcode.SaslStep:
       return h.bodylen - h.extlen - h.keylen;
     default:
       return null;
@@ -148,7 +159,11 @@ function valueLength(h: Header): number | null {
 
 function isKnown(opcode: number): boolean {
   return (opcode >= Opcode.Get && opcode <= Opcode.GatQ && opcode !== Opcode.Verbosity) ||
-    opcode === Opcode.GatK || opcode === Opcode.GatKQ;
+    (opcode >= Opcode.SaslListMechs && opcode <= Opcode.GatKQ);
+}
+
+function isSasl(opcode: number): boolean {
+  return opcode === Opcode.SaslAuth || opcode === Opcode.SaslStep;
 }
 
 export class BinaryParser {
@@ -262,6 +277,7 @@ export class BinaryParser {
     if (h.keylen > this.limits.maxKeyLength || !wellFormed(h)) return this.fail(head, Status.InvalidArguments);
     if (!isKnown(h.opcode)) return this.skipBody(head, Status.UnknownCommand, h.bodylen);
     const vlen = valueLength(h);
+    if (isSasl(h.opcode) && vlen !== null && vlen > MAX_SASL_PAYLOAD) return this.skipBody(head, Status.UnknownCommand, h.bodylen);
     // memcached reads a SET's key before it refuses the value (the key's old item is dropped,
     // see 'body'); every other opcode's body is skipped whole.
     this.tooLarge = vlen !== null && vlen > this.limits.maxItemSize;
@@ -342,6 +358,11 @@ export class BinaryParser {
       case Opcode.Quit:
       case Opcode.QuitQ:
         return { opcode, opaque, quiet, kind: 'quit' };
+      case Opcode.SaslListMechs:
+        return { opcode, opaque, quiet, kind: 'sasl_list' };
+      case Opcode.SaslAuth:
+      case Opcode.SaslStep:
+        return { opcode, opaque, quiet, kind: 'sasl', step: h.opcode === Opcode.SaslStep, mech: key, payload: this.value };
       default: // Noop: readHeader() lets no other opcode through.
         return { opcode, opaque, quiet, kind: 'noop' };
     }
