@@ -319,7 +319,7 @@ export class ResyncRun {
       if (lister === this.target) continue;
       if (!lister.canListKeys) {
         // Never will be: no retries (SASL backends; see hold).
-        if (lister.isUp()) this.unlisted.push(lister.address);
+        if (lister.isUp()) this.markUnlisted(lister);
         continue;
       }
       let listed = false;
@@ -333,8 +333,13 @@ export class ResyncRun {
         }
       }
       if (this.stopReason !== null) return;
-      if (!listed && lister.isUp() && !this.unlisted.includes(lister.address)) this.unlisted.push(lister.address);
+      if (!listed && lister.isUp()) this.markUnlisted(lister);
     }
+  }
+
+  /** Once per backend, however many listings (see again) it failed. */
+  private markUnlisted(backend: MemcachedNode): void {
+    if (!this.unlisted.includes(backend.address)) this.unlisted.push(backend.address);
   }
 
   private consider(lister: MemcachedNode, key: Buffer): void {
@@ -460,7 +465,7 @@ export class ResyncRun {
     });
     this.seen.clear();
     if (listed.status !== 'ok') {
-      this.unlisted.push(this.target.address);
+      this.markUnlisted(this.target);
       return;
     }
     const limiter = new RateLimiter(this.opts.keysPerSecond, Math.min(this.opts.keysPerSecond, this.opts.maxInFlight), this.opts.clock);
