@@ -70,8 +70,12 @@ export class RefillClaim {
     this.listingKey = Buffer.from(`${RESERVED_PREFIX}refill-listing:${who}`, 'latin1');
   }
 
-  /** Waits until this sidecar holds the claim, another one's refill completed, or `stopped()`. */
-  async acquire(stopped: () => boolean): Promise<ClaimOutcome> {
+  /**
+   * Waits until this sidecar holds the claim, another one's refill completed, or `stopped()`.
+   * `waiting` is called once another sidecar's claim is found in the way.
+   */
+  async acquire(stopped: () => boolean, waiting: () => void = () => {}): Promise<ClaimOutcome> {
+    let told = false;
     // Asked once, when this sidecar's run starts (it has seen the backend up): see the head comment.
     const listing = await this.target.get(this.listingKey);
     if (listing.status !== 'miss') return 'late';
@@ -87,6 +91,8 @@ export class RefillClaim {
         this.keepAlive();
         return 'held';
       }
+      if (!told) waiting();
+      told = true;
       await this.opts.clock.sleep(this.opts.pollMs);
     }
   }

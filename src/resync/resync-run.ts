@@ -148,7 +148,8 @@ export interface RunCounters {
   holding(ms: number): void;
 }
 
-export type RunPhase = 'listing' | 'copying' | 'pruning' | 'holding' | 'finished';
+/** waiting: for another sidecar's shared refill (refill-claim.ts). */
+export type RunPhase = 'waiting' | 'listing' | 'copying' | 'pruning' | 'holding' | 'finished';
 
 export class ResyncRun {
   phase: RunPhase = 'listing';
@@ -221,10 +222,16 @@ export class ResyncRun {
     this.mode = await this.context.mode;
     let claim = this.mode === 'refill' ? (this.context.claim?.() ?? null) : null;
     if (claim !== null) {
-      const got = await claim.acquire(() => this.stopReason !== null);
+      const got = await claim.acquire(
+        () => this.stopReason !== null,
+        () => (this.phase = 'waiting'),
+      );
       if (got === 'late') claim = null;
       else if (got !== 'held') return this.finish(got === 'refilled' ? 'waited' : undefined);
-      else await claim.listing();
+      else {
+        this.phase = 'listing';
+        await claim.listing();
+      }
     }
     const result = await this.work();
     if (claim === null) return result;

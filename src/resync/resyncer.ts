@@ -89,7 +89,7 @@ export const SILENT_RESYNC_EVENTS: ResyncEvents = {
 
 export interface ResyncProgress {
   backend: string;
-  state: 'idle' | 'listing' | 'copying' | 'pruning' | 'holding';
+  state: 'idle' | 'waiting' | 'listing' | 'copying' | 'pruning' | 'holding';
   /** Totals since the proxy started, over every run for this backend. */
   copied: number;
   skipped: number;

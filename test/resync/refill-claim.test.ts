@@ -72,13 +72,20 @@ async function refill(s: Sidecar): Promise<ResyncResult> {
 }
 
 test('two sidecars: one refills the restarted backend, the other waits for it and distrusts it meanwhile', async () => {
-  const { mcs, a, b, share } = await setup({ keysPerSecond: 800 });
+  const { mcs, a, b, share } = await setup({ keysPerSecond: 800, claim: { ttlSeconds: 10, pollMs: 50 } });
   await restartTarget(mcs, a, b);
-  // Both start before either lists the keys (as when both see the restart at once).
+  // Both runs start before either lists the keys (as when both see the restart at once): a
+  // placeholder claim holds them both waiting until it is taken away, then they race for it.
+  const id = await a.backends[0].identity();
+  if (id.status !== 'ok') throw new Error('no identity');
+  const claimKey = k(`${RESERVED_PREFIX}refill-claim:${id.pid}:${id.startedAt}`);
+  const placeholder = await a.backends[0].store({ mode: 'add', key: claimKey, value: k('placeholder'), flags: 0, exptime: 10, cas: 0n });
+  if (placeholder.status !== 'stored') throw new Error(`placeholder claim: ${placeholder.status}`);
   const runs = [refill(a), refill(b)];
-  await pollUntil(() => a.resyncer.progress()[0].copied + b.resyncer.progress()[0].copied > 0, 10_000, 10);
+  await pollUntil(() => [a, b].every((s) => s.resyncer.progress()[0].state === 'waiting'), 10_000, 10);
   expect(a.resyncer.isResyncing(a.backends[0])).toBe(true);
   expect(b.resyncer.isResyncing(b.backends[0])).toBe(true);
+  await a.backends[0].delete(claimKey, placeholder.cas);
   const results = await Promise.all(runs);
   const holder = results.findIndex((r) => r.claim === 'held');
   expect(holder).toBeGreaterThanOrEqual(0);
