@@ -322,8 +322,11 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
 
   private request<T>(op: Op, map: (r: FinalReply) => T): Promise<T | Failed> {
     return new Promise((resolve) =>
+      // Every request the same shape (no spread): the connection's hot paths stay monomorphic.
       this.dispatch({
-        ...op,
+        kind: op.kind,
+        encode: op.encode,
+        dataFollows: op.dataFollows === true,
         resolve: (r) => {
           if (!isFailed(r) && r.type === 'error' && r.code === 'SERVER_ERROR') this.observer.failed('server_error', 1);
           resolve(isFailed(r) ? r : map(r));
