@@ -165,8 +165,10 @@ export async function runCheck(o: CheckOptions): Promise<CheckReport> {
       const sidecar = proxies[w % proxies.length];
       let client: BatchClient = await connect(protocol, sidecar.port);
       const wrng = seeded(o.seed * 1000 + w);
-      // Workers go on until every fault has happened (so each one lands among requests), within a bound.
-      for (let b = 0; b < o.batches || (faultsDone === false && b < o.batches * 20); b++) {
+      // Workers go on until every fault has happened (so each one lands among requests), within a
+      // bound in time: a fault waits for the sidecars' resync, which takes longer on a busy machine.
+      const giveUpAt = Date.now() + 60_000 + o.faults * 30_000;
+      for (let b = 0; b < o.batches || (faultsDone === false && Date.now() < giveUpAt); b++) {
         const ops: Op[] = [];
         while (ops.length < o.opsPerBatch) {
           const useShared = wrng() < 0.3;
