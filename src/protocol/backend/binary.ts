@@ -35,6 +35,14 @@
 // text protocol's "already expired") is sent as 2592001, an absolute time in
 // 1970 that memcached also reads as already expired; larger ones are capped.
 
+import {
+  ARITH_DO_NOT_CREATE as NO_CREATE,
+  HEADER_LENGTH as HEADER,
+  Opcode as Op,
+  REQUEST_MAGIC,
+  RESPONSE_MAGIC,
+  Status as St,
+} from '../binary/opcodes';
 import type { StoreFields, StoreMode } from '../types';
 import {
   DEFAULT_PARSER_LIMITS,
@@ -48,43 +56,9 @@ import {
   type ReturnFlags,
 } from './meta';
 
-const REQUEST_MAGIC = 0x80;
-const RESPONSE_MAGIC = 0x81;
-const HEADER = 24;
-
-const enum Op {
-  Get = 0x00,
-  Set = 0x01,
-  Add = 0x02,
-  Replace = 0x03,
-  Delete = 0x04,
-  Increment = 0x05,
-  Decrement = 0x06,
-  Flush = 0x08,
-  Version = 0x0b,
-  Append = 0x0e,
-  Prepend = 0x0f,
-  Stat = 0x10,
-  Touch = 0x1c,
-  Gat = 0x1d,
-  SaslAuth = 0x21,
-}
-
-const enum St {
-  Success = 0x00,
-  KeyNotFound = 0x01,
-  KeyExists = 0x02,
-  TooLarge = 0x03,
-  NotStored = 0x05,
-  NonNumeric = 0x06,
-  UnknownCommand = 0x81,
-}
-
 /** memcached reads an expiry over 30 days as an absolute Unix time; this one is in 1970: already expired. */
 const EXPIRED = 60 * 60 * 24 * 30 + 1;
 const U32_MAX = 0xffffffff;
-/** incr/decr's "do not create" expiry. */
-const NO_CREATE = 0xffffffff;
 /** A frame's extras and key are small: a larger header is a broken stream, not a reply. */
 const MAX_EXTRAS_AND_KEY = 1024;
 
