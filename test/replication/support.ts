@@ -167,20 +167,23 @@ export function arithExtras(delta: bigint, initial: bigint, exptime: number): Bu
   return b;
 }
 
+/** The length of the `mg ... v` reply at the head of `b` (VA with its value, or one line), or null until it is all there. */
+export function mgReplyLength(b: Buffer): number | null {
+  const s = b.toString('latin1');
+  const eol = s.indexOf('\r\n');
+  if (eol < 0) return null;
+  const m = /^VA (\d+)/.exec(s);
+  if (!m) return eol + 2;
+  const end = eol + 2 + Number(m[1]) + 2;
+  return s.length >= end ? end : null;
+}
+
 /** What one memcached holds for `key`, read directly: value, flags and remaining TTL (-1: none), or null. */
 export async function itemOn(port: number, key: string): Promise<{ value: string; flags: number; ttl: number } | null> {
   const c = await RawClient.connect(port);
   try {
     c.send(`mg ${key} v f t\r\n`);
-    const reply = await c.read((b) => {
-      const s = b.toString('latin1');
-      const eol = s.indexOf('\r\n');
-      if (eol < 0) return null;
-      const m = /^VA (\d+)/.exec(s);
-      if (!m) return eol + 2;
-      const end = eol + 2 + Number(m[1]) + 2;
-      return s.length >= end ? end : null;
-    });
+    const reply = await c.read(mgReplyLength);
     const s = reply.toString('latin1');
     if (s.startsWith('EN')) return null;
     const m = /^VA \d+ (.*)\r\n([\s\S]*)\r\n$/.exec(s);

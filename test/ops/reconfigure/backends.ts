@@ -2,7 +2,7 @@
 // lists (`lru_crawler metadump all`), and each key's value and flags (`mg`),
 // pipelined on one connection.
 
-import { RawClient } from '../../replication/support';
+import { mgReplyLength, RawClient } from '../../replication/support';
 
 /** Every key `lru_crawler metadump all` lists (URL-decoded); retried while another crawl runs (BUSY). */
 export async function listKeys(port: number): Promise<Set<string>> {
@@ -42,17 +42,7 @@ export async function itemsOn(port: number, keys: readonly string[]): Promise<Ma
     c.send(keys.map((k) => `mg ${k} v f\r\n`).join(''));
     const out = new Map<string, HeldItem | null>();
     for (const key of keys) {
-      const reply = (
-        await c.read((b) => {
-          const s = b.toString('latin1');
-          const eol = s.indexOf('\r\n');
-          if (eol < 0) return null;
-          const m = /^VA (\d+)/.exec(s);
-          if (!m) return eol + 2;
-          const end = eol + 2 + Number(m[1]) + 2;
-          return s.length >= end ? end : null;
-        })
-      ).toString('latin1');
+      const reply = (await c.read(mgReplyLength)).toString('latin1');
       if (reply.startsWith('EN')) {
         out.set(key, null);
         continue;
