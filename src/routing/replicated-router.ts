@@ -437,6 +437,8 @@ export class ReplicatedRouter {
    * stand-ins are all there is, and they answer as memcached would without them.
    */
   private undecidable(key: Buffer, members: MemcachedNode[]): boolean {
+    // The common case, nothing resyncing, costs no ring lookup (add is on every page's path).
+    if (!members.some((m) => this.resync.isResyncing(m))) return false;
     let resyncing = false;
     for (const m of members) {
       if (!this.isNatural(key, m)) continue;
