@@ -264,7 +264,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
   }, clientTls);
   metrics.setInFlightSource(() => listener.inFlight);
   metrics.setBackendsSource(() => backends);
-  metrics.setResyncSource(() => resyncer.progress().map((p) => ({ ...p, running: p.state !== 'idle' })));
+  metrics.setResyncSource(() => resyncer.progress().map((p) => ({ ...p, running: p.state !== 'idle' && p.state !== 'elsewhere' })));
 
   /**
    * Ready (for a sidecar: "send this pod traffic") once a backend of the current list has
@@ -369,9 +369,10 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
         ring = buildRing();
         router.replaceRing(ring);
         const previousResyncer = resyncer;
-        const { identities, distrusted } = previousResyncer.handOver();
+        const handedOver = previousResyncer.handOver();
+        const { distrusted } = handedOver;
         resyncer = buildResyncer();
-        resyncer.adoptIdentities(identities);
+        resyncer.adopt(handedOver);
         resyncer.start();
         // Runs start before the previous ones are closed: no moment in between trusts their backends.
         const fill = changes.removed.length > 0 || changes.reweighted.length > 0 || next.replicas > replicasBefore;

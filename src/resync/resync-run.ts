@@ -70,9 +70,12 @@
 // Deletes sent through another replicached process are invisible here. They go
 // to the member we read from as well as to the target, so the re-read after the
 // add sees the member's miss and deletes our copy (with the CAS our add returned:
-// a newer value written since is left alone). Left open: such a delete that
-// reaches the member more than our add + re-read later than the target, and the
-// round trip between our add and its undo, when a reader of the target sees it.
+// a newer value written since is left alone). Such a delete can also reach the
+// target before our add and the member after our re-read: the copy stays, and the
+// other sidecar's convergence check (it finds the target holding what it deleted)
+// deletes it, taking the authority's state. Until then the copy must not be
+// served, touched or taken for the authority's: the run's beacon (run-beacon.ts)
+// keeps every sidecar distrusting the target while copies go out.
 
 import type { Backend } from '../backends/backend';
 import type { MemcachedNode, StoredItem } from '../routing/node';
@@ -80,6 +83,7 @@ import { exptimeForCopy } from '../routing/replicated-router';
 import type { ReplicaRing } from '../routing/ring';
 import { RateLimiter, type Clock } from './rate-limiter';
 import { isReserved, type RefillClaim } from './refill-claim';
+import type { RunBeacon } from './run-beacon';
 
 /**
  * refill: the target restarted empty; reconcile: the same process came back; refresh: a reload
@@ -102,6 +106,11 @@ export interface RunContext {
   claim?(): RefillClaim | null;
   /** How long the target stays distrusted after a run that could not list every key (see hold); 0: not at all. */
   holdMs: number;
+  /**
+   * Runs that distrust their target tell the other sidecars through the target's
+   * count of runs (run-beacon.ts); fills and sheds, which leave it trusted, do not.
+   */
+  beacon?: RunBeacon;
 }
 
 /** The key whose CAS marks the start of a reconcile run; stored already expired, so never seen. */
@@ -219,6 +228,14 @@ export class ResyncRun {
   }
 
   private async run(): Promise<ResyncResult> {
+    try {
+      return await this.runClaimed();
+    } finally {
+      await this.context.beacon?.lower();
+    }
+  }
+
+  private async runClaimed(): Promise<ResyncResult> {
     this.mode = await this.context.mode;
     let claim = this.mode === 'refill' ? (this.context.claim?.() ?? null) : null;
     if (claim !== null) {
@@ -241,6 +258,7 @@ export class ResyncRun {
   }
 
   private async work(): Promise<ResyncResult> {
+    await this.context.beacon?.raise();
     if (this.mode !== 'refill') await this.takeMark();
     if (this.mode !== 'shed') await this.list();
     this.deletedWhileListing = null;
@@ -382,6 +400,9 @@ export class ResyncRun {
   private async copyOne(key: Buffer): Promise<KeyOutcome> {
     const set = this.ring.replicaSet(key);
     if (!set.includes(this.target)) return 'skipped';
+    // Every other sidecar must distrust the target while this copy could be one a delete overtook.
+    const beacon = this.context.beacon;
+    if (beacon !== undefined && !beacon.covered && !(await beacon.cover())) return 'failed';
     if (this.mode === 'refresh') return this.refreshOne(key, set);
     return this.copyFromMembers(key, set);
   }

@@ -21,7 +21,8 @@
 // Neither distrusts its backend.
 //
 // It is also the router's ResyncHooks: a backend is resyncing from the moment it
-// is up again until its run ends, and deletes/flushes are passed to the runs.
+// is up again until its run ends, and while any sidecar's run copies into it
+// (its beacon, run-beacon.ts); deletes/flushes are passed to the runs.
 
 import type { Backend } from '../backends/backend';
 import type { MemcachedNode } from '../routing/node';
@@ -30,6 +31,7 @@ import type { ReplicaRing } from '../routing/ring';
 import { randomUUID } from 'node:crypto';
 import { REAL_CLOCK } from './rate-limiter';
 import { DEFAULT_CLAIM_OPTIONS, RefillClaim, type ClaimOptions } from './refill-claim';
+import { BeaconWatch, DEFAULT_BEACON_OPTIONS, RunBeacon, type BeaconOptions, type BeaconsSeen } from './run-beacon';
 import { ResyncRun, type ResyncMode, type ResyncResult, type ResyncRunOptions } from './resync-run';
 
 export interface ResyncOptions extends ResyncRunOptions {
@@ -37,6 +39,8 @@ export interface ResyncOptions extends ResyncRunOptions {
   identityPollMs: number;
   /** The refill claim shared with other sidecars (refill-claim.ts). */
   claim: Omit<ClaimOptions, 'clock'>;
+  /** The count of runs each backend keeps for every sidecar to see (run-beacon.ts). */
+  beacon: BeaconOptions;
   /**
    * After a run that could not list every key (SASL backends cannot be listed at all), the
    * target stays distrusted this long: the longest item lifetime (see resync-run.ts, hold).
@@ -51,6 +55,7 @@ export const DEFAULT_RESYNC_OPTIONS: Readonly<ResyncOptions> = Object.freeze({
   listAttempts: 5,
   identityPollMs: 3000,
   claim: DEFAULT_CLAIM_OPTIONS,
+  beacon: DEFAULT_BEACON_OPTIONS,
   unlistedHoldMs: 0,
   clock: REAL_CLOCK,
 });
@@ -89,7 +94,8 @@ export const SILENT_RESYNC_EVENTS: ResyncEvents = {
 
 export interface ResyncProgress {
   backend: string;
-  state: 'idle' | 'waiting' | 'listing' | 'copying' | 'pruning' | 'holding';
+  /** elsewhere: no run here, but another sidecar's run copies into it (or its count cannot be read): distrusted. */
+  state: 'idle' | 'elsewhere' | 'waiting' | 'listing' | 'copying' | 'pruning' | 'holding';
   /** Totals since the proxy started, over every run for this backend. */
   copied: number;
   skipped: number;
@@ -131,6 +137,10 @@ export class Resyncer implements ResyncHooks {
   private closed = false;
   /** Who this process is in a refill claim. */
   private readonly owner = randomUUID();
+  /** Every sidecar's runs, as the backends count them. */
+  private readonly watch: BeaconWatch;
+  /** Runs whose part of the count could not be taken back (the target went down): tried again when it is up. */
+  private readonly unlowered = new Map<Backend, RunBeacon[]>();
 
   constructor(
     private readonly ring: ReplicaRing,
@@ -139,6 +149,7 @@ export class Resyncer implements ResyncHooks {
     options: Partial<ResyncOptions> = {},
   ) {
     this.opts = { ...DEFAULT_RESYNC_OPTIONS, ...options };
+    this.watch = new BeaconWatch(backends, this.opts.beacon);
     for (const b of backends) {
       this.totals.set(b, { copied: 0, skipped: 0, pruned: 0 });
       this.identities.set(b, null);
@@ -149,7 +160,11 @@ export class Resyncer implements ResyncHooks {
   start(): void {
     for (const b of this.backends) {
       // The identity is kept across down and up: the 'up' run compares it.
-      const onUp = (): void => void this.resync(b, 'up');
+      const onUp = (): void => {
+        for (const beacon of this.unlowered.get(b) ?? []) void beacon.lower();
+        this.unlowered.delete(b);
+        void this.resync(b, 'up');
+      };
       const onDown = (): void => {
         this.suspects.delete(b); // out of the ring until its return, which starts a run
         this.current.get(b)?.abort('backend down');
@@ -166,6 +181,7 @@ export class Resyncer implements ResyncHooks {
         b.off('lost', onLost);
       });
     }
+    this.watch.start();
     void this.checkIdentities();
     this.pollTimer = setInterval(() => void this.checkIdentities(), this.opts.identityPollMs);
     this.pollTimer.unref();
@@ -184,6 +200,7 @@ export class Resyncer implements ResyncHooks {
     const totals = this.totals.get(backend) ?? { copied: 0, skipped: 0, pruned: 0 };
     this.totals.set(backend, totals);
     const address = backend.address;
+    const beacon = runs === this.current ? new RunBeacon(backend, this.opts.beacon, this.watch.saw) : null;
     const run = new ResyncRun(backend, this.backends, this.ring, this.opts, {
       copied: () => {
         totals.copied++;
@@ -203,13 +220,15 @@ export class Resyncer implements ResyncHooks {
         return id === null ? null : new RefillClaim(backend, id, this.owner, { ...this.opts.claim, clock: this.opts.clock });
       },
       // A fill or a shed leaves its backend trusted: holding it would change nothing.
-      holdMs: cause === 'membership' || cause === 'shed' ? 0 : this.opts.unlistedHoldMs,
+      holdMs: runs === this.current ? this.opts.unlistedHoldMs : 0,
+      ...(beacon !== null && { beacon }),
     });
     runs.set(backend, run);
     this.live.add(run);
     this.events.started(address, cause);
     return run.done.then((result) => {
       this.live.delete(run);
+      if (beacon?.owes) this.unlowered.set(backend, [...(this.unlowered.get(backend) ?? []), beacon]);
       if (runs.get(backend) === run) runs.delete(backend);
       this.events.finished(address, result, this.current.has(backend));
       // The backend is a full member again: what stand-ins hold of its keys is garbage now.
@@ -241,25 +260,33 @@ export class Resyncer implements ResyncHooks {
   /**
    * A reload builds a new Resyncer over the new ring. What it takes from this one:
    * who each backend was (so a restart is still told from a dropped connection),
-   * and which backends were not yet to be trusted: their runs start again.
+   * which backends this sidecar did not yet trust (their runs start again), and
+   * what its watch saw of every sidecar's runs.
    */
-  handOver(): { identities: Map<string, Identity | null>; distrusted: string[] } {
+  handOver(): { identities: Map<string, Identity | null>; distrusted: string[]; beacons: BeaconsSeen } {
     // By address: a reload that changes connection settings opens new Backend objects.
     return {
       identities: new Map(this.backends.map((b) => [b.address, this.identities.get(b) ?? null])),
-      distrusted: this.backends.filter((b) => this.isResyncing(b)).map((b) => b.address),
+      distrusted: this.backends.filter((b) => this.resyncingHere(b)).map((b) => b.address),
+      beacons: this.watch.handOver(),
     };
   }
 
-  /** Takes over the identities a previous Resyncer knew (see handOver). */
-  adoptIdentities(identities: ReadonlyMap<string, Identity | null>): void {
+  /** Takes over what a previous Resyncer knew (see handOver); before start(). */
+  adopt(previous: Pick<ReturnType<Resyncer['handOver']>, 'identities' | 'beacons'>): void {
     for (const b of this.backends) {
-      const known = identities.get(b.address);
+      const known = previous.identities.get(b.address);
       if (known !== undefined) this.identities.set(b, known);
     }
+    this.watch.adopt(previous.beacons);
   }
 
   isResyncing(node: MemcachedNode): boolean {
+    return this.resyncingHere(node) || this.watch.busy(node);
+  }
+
+  /** This sidecar's own reasons: a run of its own, or a lost connection not yet checked. */
+  private resyncingHere(node: MemcachedNode): boolean {
     for (const [backend] of this.current) if (backend === node) return true;
     for (const backend of this.suspects) if (backend === node) return true;
     return false;
@@ -340,7 +367,7 @@ export class Resyncer implements ResyncHooks {
       const totals = this.totals.get(b) ?? { copied: 0, skipped: 0, pruned: 0 };
       return {
         backend: b.address,
-        state: run === undefined ? 'idle' : run.phase === 'finished' ? 'copying' : run.phase,
+        state: run !== undefined ? (run.phase === 'finished' ? 'copying' : run.phase) : this.watch.busy(b) ? 'elsewhere' : 'idle',
         copied: totals.copied,
         skipped: totals.skipped,
         pruned: totals.pruned,
@@ -354,7 +381,7 @@ export class Resyncer implements ResyncHooks {
   statsLines(): Array<[string, string | number]> {
     const progress = this.progress();
     const lines: Array<[string, string | number]> = [
-      ['replicached_resyncs_in_progress', progress.filter((p) => p.state !== 'idle').length],
+      ['replicached_resyncs_in_progress', progress.filter((p) => p.state !== 'idle' && p.state !== 'elsewhere').length],
       ['replicached_resync_keys_copied', progress.reduce((n, p) => n + p.copied, 0)],
       ['replicached_resync_keys_skipped', progress.reduce((n, p) => n + p.skipped, 0)],
     ];
@@ -373,6 +400,7 @@ export class Resyncer implements ResyncHooks {
     this.closed = true;
     if (this.pollTimer !== null) clearInterval(this.pollTimer);
     this.pollTimer = null;
+    this.watch.stop();
     for (const off of this.unsubscribe.splice(0)) off();
     const runs = [...this.live];
     for (const run of runs) run.abort('closing');

@@ -1,0 +1,258 @@
+// Runs seen across sidecars. A resync run copies into its target items it read
+// from other members a moment before. A delete sent through another sidecar in
+// between removes the item from both, and the copy then lands: until the run
+// re-reads its source and takes the copy back, the target holds a deleted item.
+// The sidecar that ran the run distrusts its target meanwhile (read last, deciding
+// nothing); the beacon makes every other sidecar distrust it too, so none of them
+// serves, touches or spreads that copy.
+//
+//   raise   `ma replicached:resync-running N<ttl> J1` on the target: a count of the
+//           runs copying into it, kept alive (touch T<ttl>) every renewMs
+//   copy    only from trustMs + margin after the raise was answered, and only while
+//           the count is known to live copyBudgetMs longer (last renewal + ttl − 1 s)
+//   lower   `decr` by what this run added, when it ends (a dead sidecar's part
+//           expires ttl after the last renewal by anyone)
+//   watch   every sidecar, every watchMs, reads the count on each backend that is up:
+//           above 0 ──> distrusted; no answer of 0 (or absent) sent in the last
+//           trustMs ──> distrusted too (it may have missed a raise)
+//
+// Why that holds: a sidecar trusts the target at time t only on an answer of 0 to a
+// read sent after t − trustMs; the target answered it after it was sent. A copy
+// goes out more than trustMs after the target counted the run, and while the count
+// lives: so any read answered 0 before the copy was sent before the count rose,
+// over trustMs before the copy. Sidecars must agree on trustMs: it is a constant.
+// Timings are this process's monotonic clock; memcached's second-granular expiry
+// is why a renewal counts for ttl − 1 s.
+
+import type { MemcachedNode } from '../routing/node';
+import { RESERVED_PREFIX } from './refill-claim';
+
+export const BEACON_KEY = Buffer.from(`${RESERVED_PREFIX}resync-running`, 'latin1');
+
+export interface BeaconOptions {
+  /** Lifetime of the count without renewal: how long a dead sidecar's run keeps its target distrusted. */
+  ttlSeconds: number;
+  renewMs: number;
+  /** How often each sidecar reads the count on each backend. */
+  watchMs: number;
+  /** How long an answer of 0 keeps a backend trusted; a run waits this long (and a margin) before copying. */
+  trustMs: number;
+  /** What a copy may take, from its first read to taking it back: the lease must last this long. */
+  copyBudgetMs: number;
+}
+
+export const DEFAULT_BEACON_OPTIONS: Readonly<BeaconOptions> = Object.freeze({
+  ttlSeconds: 10,
+  renewMs: 1000,
+  watchMs: 500,
+  trustMs: 2000,
+  copyBudgetMs: 4000,
+});
+
+/** Over trustMs: clock granularity, and a watcher's timer firing a little late. */
+const NOTICE_MARGIN_MS = 100;
+
+const now = (): number => performance.now();
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Where a count read or left by this process goes: the watch (sentAt: when the request went out). */
+export type CountSeen = (target: MemcachedNode, count: bigint, sentAt: number) => void;
+
+/** One run's part in its target's count. */
+export class RunBeacon {
+  /** What this run added and is sure is still in the count. */
+  private owed = 0n;
+  private copiesFrom = Infinity;
+  private liveUntil = -Infinity;
+  private lastRenewalSent = -Infinity;
+  private renewing: Promise<boolean> | null = null;
+  private renewer: NodeJS.Timeout | null = null;
+  private lowered = false;
+
+  constructor(
+    private readonly target: MemcachedNode,
+    private readonly opts: BeaconOptions,
+    private readonly seen: CountSeen,
+  ) {}
+
+  /** True when a copy may go out now (the common case, without a wait). */
+  get covered(): boolean {
+    const t = now();
+    return t >= this.copiesFrom && this.liveUntil - t >= this.opts.copyBudgetMs;
+  }
+
+  /** After lower(): its part is still in the count. */
+  get owes(): boolean {
+    return this.owed > 0n;
+  }
+
+  /** The run begins: raise the count now, so that the wait before copying starts early. */
+  raise(): Promise<boolean> {
+    return this.renew();
+  }
+
+  /** Resolves true once a copy may go out; false when the count cannot be raised or renewed. */
+  async cover(): Promise<boolean> {
+    for (;;) {
+      if (this.lowered) return false;
+      if (this.covered) return true;
+      const t = now();
+      if (t < this.copiesFrom && this.liveUntil - t >= this.opts.copyBudgetMs) await sleep(this.copiesFrom - t);
+      else if (!(await this.renew())) return false;
+    }
+  }
+
+  /**
+   * The run ended: renewals stop, and its part leaves the count. False when the
+   * target could not be told (it is down): lower() again once it is back.
+   */
+  async lower(): Promise<boolean> {
+    this.lowered = true;
+    if (this.renewer !== null) clearInterval(this.renewer);
+    this.renewer = null;
+    await this.renewing;
+    // A lapse since the last renewal: the count may have expired and been raised by another run, without our part.
+    if (this.owed === 0n || now() - this.lastRenewalSent > this.lapseMs) {
+      this.owed = 0n;
+      return true;
+    }
+    const sentAt = now();
+    const r = await this.target.arith('decr', BEACON_KEY, this.owed);
+    if (r.status === 'failed') return false;
+    this.owed = 0n;
+    if (r.status === 'ok') this.seen(this.target, r.value, sentAt);
+    return true;
+  }
+
+  private get lapseMs(): number {
+    return (this.opts.ttlSeconds - 1) * 1000;
+  }
+
+  private renew(): Promise<boolean> {
+    this.renewing ??= (this.owed === 0n ? this.add() : this.touch()).finally(() => {
+      this.renewing = null;
+    });
+    return this.renewing;
+  }
+
+  private async add(): Promise<boolean> {
+    const sentAt = now();
+    const r = await this.target.arith('incr', BEACON_KEY, 1n, { initial: 1n, exptime: this.opts.ttlSeconds });
+    if (r.status !== 'ok') return false;
+    this.owed++; // counted before looking at lowered: lower() waits for this and takes it back
+    this.renewed(sentAt);
+    if (this.lowered) return false;
+    this.copiesFrom = now() + this.opts.trustMs + NOTICE_MARGIN_MS;
+    this.seen(this.target, r.value, sentAt);
+    if (this.renewer === null) {
+      this.renewer = setInterval(() => void this.renew(), this.opts.renewMs);
+      this.renewer.unref();
+    }
+    return true;
+  }
+
+  private async touch(): Promise<boolean> {
+    const sentAt = now();
+    const lapsed = sentAt - this.lastRenewalSent > this.lapseMs;
+    const r = await this.target.touch(BEACON_KEY, this.opts.ttlSeconds);
+    if (r.status === 'failed' || this.lowered) return false;
+    if (r.status === 'not_found' || lapsed) {
+      // Gone, or it may have expired and been raised again without us: raise our part anew
+      // (a part counted twice only keeps the target distrusted until it expires).
+      this.owed = 0n;
+      return this.add();
+    }
+    this.renewed(sentAt);
+    return true;
+  }
+
+  private renewed(sentAt: number): void {
+    this.lastRenewalSent = sentAt;
+    this.liveUntil = sentAt + this.lapseMs;
+  }
+}
+
+interface Seen {
+  busy: boolean;
+  /** When the latest answer of 0 (or absent) was asked for. */
+  cleanSentAt: number;
+  /** When the answer applied last was asked for: an older one arriving late is ignored. */
+  appliedSentAt: number;
+}
+
+/** What a watch saw, by backend address. */
+export type BeaconsSeen = ReadonlyMap<string, Readonly<Seen>>;
+
+/** A sidecar's view of every backend's count (see the head comment). */
+export class BeaconWatch {
+  private readonly seen = new Map<string, Seen>();
+  private readonly asking = new Set<MemcachedNode>();
+  private timer: NodeJS.Timeout | null = null;
+
+  /** A backend is trusted until the first answer, trustMs at most: the first read goes out at start(). */
+  constructor(
+    private readonly backends: readonly MemcachedNode[],
+    private readonly opts: BeaconOptions,
+  ) {
+    const t = now();
+    for (const b of backends) this.seen.set(b.address, { busy: false, cleanSentAt: t, appliedSentAt: t });
+  }
+
+  /** Starts from what a previous watch saw (a reload), for the backends both know. */
+  adopt(known: BeaconsSeen): void {
+    for (const [address, s] of known) if (this.seen.has(address)) this.seen.set(address, { ...s });
+  }
+
+  start(): void {
+    this.timer = setInterval(() => this.readAll(), this.opts.watchMs);
+    this.timer.unref();
+    this.readAll();
+  }
+
+  stop(): void {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  /**
+   * A run is copying into it (through any sidecar), or no recent answer says
+   * otherwise. Never while not watching, nor while it is down (out of the ring).
+   */
+  busy(node: MemcachedNode): boolean {
+    const s = this.seen.get(node.address);
+    if (s === undefined || this.timer === null || !node.isUp()) return false;
+    return s.busy || now() - s.cleanSentAt > this.opts.trustMs;
+  }
+
+  /** What a later watch (a reload) starts from. */
+  handOver(): BeaconsSeen {
+    return new Map([...this.seen].map(([address, s]) => [address, { ...s }]));
+  }
+
+  readonly saw: CountSeen = (target, count, sentAt) => {
+    const s = this.seen.get(target.address);
+    if (s === undefined || sentAt < s.appliedSentAt) return;
+    s.appliedSentAt = sentAt;
+    s.busy = count > 0n;
+    if (!s.busy) s.cleanSentAt = sentAt;
+  };
+
+  private readAll(): void {
+    for (const b of this.backends) {
+      if (!b.isUp() || this.asking.has(b)) continue;
+      this.asking.add(b);
+      const sentAt = now();
+      void b.get(BEACON_KEY).then((r) => {
+        this.asking.delete(b);
+        if (r.status === 'miss') this.saw(b, 0n, sentAt);
+        else if (r.status === 'hit') this.saw(b, parseCount(r.item.value), sentAt);
+      });
+    }
+  }
+}
+
+/** memcached's counter as ASCII digits; anything else counts as a run (distrust rather than guess). */
+function parseCount(value: Buffer): bigint {
+  const text = value.toString('latin1').trim();
+  return /^\d+$/.test(text) ? BigInt(text) : 1n;
+}
