@@ -83,7 +83,7 @@ export function toDelete(reply: FinalReply): NodeDelete {
 export function toCas(reply: FinalReply): NodeCas {
   const m = meta(reply);
   if (m?.code === 'EN') return { status: 'miss' };
-  if ((m?.code === 'HD' || m?.code === 'VA') && m.flags.cas !== undefined) return { status: 'hit', cas: m.flags.cas };
+  if ((m?.code === 'HD' || m?.code === 'VA') && m.flags.cas !== undefined) return { status: 'hit', cas: m.flags.cas, ttl: m.flags.ttl ?? -1 };
   return failed(describe(reply));
 }
 

@@ -29,8 +29,11 @@ export type NodeStore =
   | { status: 'too_large' }
   | Failed;
 export type NodeDelete = { status: 'deleted' } | { status: 'not_found' } | { status: 'exists' } | Failed;
-/** The item's CAS alone, or its absence. */
-export type NodeCas = { status: 'hit'; cas: bigint } | { status: 'miss' } | Failed;
+/**
+ * The item's CAS and remaining TTL (no value), or its absence. -1: never expires; a
+ * backend that cannot tell (the binary protocol) gives every item the same TTL.
+ */
+export type NodeCas = { status: 'hit'; cas: bigint; ttl: number } | { status: 'miss' } | Failed;
 /** A touch leaves the CAS as it was; `cas` is the item's. */
 export type NodeTouch = { status: 'touched'; cas: bigint } | { status: 'not_found' } | Failed;
 export type NodeArith =
@@ -49,7 +52,7 @@ export interface MemcachedNode {
   isUp(): boolean;
   /** `touch` set: also update the expiry (gat). */
   get(key: Buffer, touch?: number): Promise<NodeGet>;
-  /** The item's CAS without its value. */
+  /** The item's CAS and remaining TTL, without its value. */
   casOf(key: Buffer): Promise<NodeCas>;
   store(req: StoreRequest): Promise<NodeStore>;
   delete(key: Buffer, cas: bigint): Promise<NodeDelete>;

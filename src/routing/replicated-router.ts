@@ -9,7 +9,8 @@
 //            now holds, read and copied (append/prepend with CAS, incr/decr); deleted on each
 //   converge (a follow-up step of every write that changed something) ──> read the CAS of
 //          each member the write may have been last on; if one moved on, copy what the
-//          authority holds now (item, or its absence) to the others, and look again
+//          authority holds now (item, or its absence) to the others, and look again;
+//          when none did, give the others the authority's remaining TTL where it differs
 //
 // Why converge: two sidecars writing one key at once reach the members in
 // different orders, and the authority's order decides which write is last.
@@ -19,8 +20,9 @@
 // authority, is checked against the authority again. A write sent everywhere
 // at once may be last on any member, so it checks them all; a decided write (or
 // a copy) reached the authority before the others, so it can only be last on a
-// copy, and the authority alone tells if that copy is stale. Cost: one read of
-// each member's CAS (no value) after the reply, while the key waits.
+// copy, and the authority alone tells if that copy is stale. A touch changes
+// no CAS, so the expiry is compared too (see alignExpiry). Cost: one read of
+// each member's CAS and TTL (no value) after the reply, while the key waits.
 //
 // This class does one request at a time and knows nothing of order between
 // requests: OrderedRouter (ordered-router.ts) runs each request, follow-up steps
@@ -41,7 +43,7 @@ import type {
   StoreOutcome,
   TouchOutcome,
 } from '../protocol/types';
-import type { Failed, MemcachedNode, NodeDelete, NodeGet, NodeStore, NodeTouch, StoredItem } from './node';
+import type { Failed, MemcachedNode, NodeCas, NodeDelete, NodeGet, NodeStore, NodeTouch, StoredItem } from './node';
 import type { ReplicaRing } from './ring';
 
 /** Where the router reports what metrics count. */
@@ -117,6 +119,11 @@ const MISS = { status: 'miss' } as const;
 
 /** memcached reads a relative expiry above 30 days as an absolute Unix time. */
 const MAX_RELATIVE_EXPTIME = 60 * 60 * 24 * 30;
+
+/** Two remaining TTLs read a moment apart from two members: the same expiry, to memcached's second. */
+function sameExpiry(a: number, b: number): boolean {
+  return a === b || (a >= 0 && b >= 0 && Math.abs(a - b) <= 1);
+}
 
 /** The exptime that gives a copy the same remaining life as the original, or null if it is about to expire. */
 export function exptimeForCopy(ttl: number, nowSeconds = Math.floor(Date.now() / 1000)): number | null {
@@ -285,14 +292,17 @@ export class ReplicatedRouter {
     if (hitAt < 0) return replies.some((r) => r.status === 'failed') || this.undecidable(key, members) ? UNAVAILABLE : MISS;
     if (hitAt > 0) this.events.failover('gat');
     const hit = replies[hitAt] as Extract<NodeGet, { status: 'hit' }>;
-    this.repair(
-      members.filter((_, i) => replies[i].status === 'miss'),
-      key,
-      hit.item,
-      members[hitAt],
-      later,
-    );
+    const missed = members.filter((_, i) => replies[i].status === 'miss');
+    this.repair(missed, key, hit.item, members[hitAt], later);
+    // Like a touch, a gat changes no CAS: another sidecar's gat crossing this one leaves the expiries apart.
+    if (missed.length === 0 && members.length > 1) later.push(this.checkExpiry(key));
     return hit;
+  }
+
+  /** Reads every member's CAS and TTL, the authority first, and aligns the expiries (see alignExpiry). */
+  private async checkExpiry(key: Buffer): Promise<void> {
+    const members = this.trustedFirst(this.ring.replicaSet(key));
+    await this.alignExpiry(key, members, await Promise.all(members.map((m) => m.casOf(key))));
   }
 
   /**
@@ -383,7 +393,10 @@ export class ReplicatedRouter {
   ): Promise<void> {
     const [authority, ...rest] = members;
     for (let round = 0; round < MAX_CONVERGE_ROUNDS; round++) {
-      if (!copyOwed && (await this.holdAsExpected(key, members, expected))) return;
+      if (!copyOwed) {
+        const held = await this.holdAsExpected(key, members, expected);
+        if (held !== null) return this.alignExpiry(key, members, held);
+      }
       const now = await authority.get(key);
       if (now.status === 'failed') return; // it went away: the resync that follows its return converges
       // A resyncing authority's miss proves nothing: never spread it.
@@ -396,11 +409,45 @@ export class ReplicatedRouter {
     }
   }
 
-  /** Every checked member holds what was expected of it; a member that fails to answer is left to its resync. */
-  private async holdAsExpected(key: Buffer, members: MemcachedNode[], expected: Array<Expected | undefined>): Promise<boolean> {
-    const checked = members.filter((_, i) => expected[i] !== undefined && expected[i] !== null);
-    const now = await Promise.all(checked.map((m) => m.casOf(key)));
-    return now.every((r, i) => r.status === 'failed' || (r.status === 'hit' ? r.cas : 'gone') === expected[members.indexOf(checked[i])]);
+  /**
+   * Every checked member holds what was expected of it: their CAS (and TTL) as read,
+   * by position (undefined: not checked); null when one moved on. A member that
+   * fails to answer is left to its resync.
+   */
+  private async holdAsExpected(
+    key: Buffer,
+    members: MemcachedNode[],
+    expected: Array<Expected | undefined>,
+  ): Promise<Array<NodeCas | undefined> | null> {
+    const now = await Promise.all(members.map((m, i) => (expected[i] === undefined || expected[i] === null ? undefined : m.casOf(key))));
+    const held = now.every((r, i) => r === undefined || r.status === 'failed' || (r.status === 'hit' ? r.cas : 'gone') === expected[i]);
+    return held ? now : null;
+  }
+
+  /**
+   * The last step of converge, once the members hold what the writes left. A
+   * touch leaves the CAS as it was, so two sidecars' touches landing in different
+   * orders leave different expiries that no CAS shows (and so can a touch landing
+   * between another write's members): the authority's remaining TTL is given to
+   * the others that differ (memcached counts in whole seconds), and all are read
+   * again, until they agree. Costs nothing more when they agree: the TTL comes
+   * with the CAS.
+   */
+  private async alignExpiry(key: Buffer, members: MemcachedNode[], seen: Array<NodeCas | undefined>): Promise<void> {
+    for (let round = 0; round < MAX_CONVERGE_ROUNDS; round++) {
+      const first = seen[0];
+      if (first?.status !== 'hit') return;
+      const off = members.filter((_, i) => {
+        const r = seen[i];
+        return i > 0 && r?.status === 'hit' && !sameExpiry(r.ttl, first.ttl);
+      });
+      if (off.length === 0) return;
+      const exptime = exptimeForCopy(first.ttl);
+      if (exptime === null) return;
+      this.events.converged?.();
+      await Promise.all(off.map((m) => m.touch(key, exptime)));
+      seen = await Promise.all(members.map((m) => m.casOf(key)));
+    }
   }
 
   /**

@@ -231,6 +231,39 @@ describe('two sidecars over the same backends', () => {
       expect(await diverged()).toEqual([]);
     });
   });
+
+  test('concurrent touches with different expiries: the members end with the same remaining TTL', async () => {
+    const list = keys('twotouch', 300);
+    const rng = seeded(12);
+    const connections = 4;
+    const a = await Promise.all(Array.from({ length: connections }, () => RawClient.connect(cluster.proxy.port)));
+    const b = await Promise.all(Array.from({ length: connections }, () => RawClient.connect(second.port)));
+    await a[0].text(list.map((key) => `set ${key} 0 1000 1\r\nv\r\n`).join(''), list.length);
+    for (let round = 0; round < 6; round++) {
+      // A touch changes no CAS: only the expiry tells which touch landed last on each member.
+      const sends: Array<Promise<string>> = [];
+      for (const [clients, ttl] of [[a, 2000 + round], [b, 5000 + round]] as const) {
+        const order = shuffle([...list.keys()], rng);
+        for (let c = 0; c < connections; c++) {
+          const mine = order.filter((_, j) => j % connections === c);
+          sends.push(clients[c].text(mine.map((i) => `touch ${list[i]} ${ttl}\r\n`).join(''), mine.length));
+        }
+      }
+      await Promise.all(sends);
+    }
+    for (const c of [...a, ...b]) c.close();
+    const diverged = async (): Promise<string[]> => {
+      const out: string[] = [];
+      for (const key of list) {
+        const [x, y] = await Promise.all(members(key).map((port) => itemOn(port, key)));
+        if (x === null || y === null || Math.abs(x.ttl - y.ttl) > 1) out.push(`${key}: ttl ${x?.ttl} vs ${y?.ttl}`);
+      }
+      return out;
+    };
+    await pollUntil(async () => (await diverged()).length === 0, 15_000, 200).catch(async () => {
+      expect(await diverged()).toEqual([]);
+    });
+  });
 });
 
 describe('failures', () => {

@@ -65,7 +65,7 @@ export class FakeNode implements MemcachedNode {
     await this.gate;
     if (this.failing) return FAILED;
     const item = this.items.get(key.toString());
-    return item ? { status: 'hit', cas: item.cas } : { status: 'miss' };
+    return item ? { status: 'hit', cas: item.cas, ttl: item.ttl } : { status: 'miss' };
   }
 
   async store(req: StoreRequest): Promise<NodeStore> {

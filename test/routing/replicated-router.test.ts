@@ -128,6 +128,25 @@ describe('ReplicatedRouter writes', () => {
     expect(counts.converged).toBe(1);
   });
 
+  test('a touch that another sidecar\'s touch overtook on one member: the authority\'s expiry is given to it', async () => {
+    const { router, membersOf, counts } = setup(3, 2);
+    const [a, b] = membersOf('t2o');
+    await router.store(store('t2o', 'v'));
+    // Their touch lands on the second member after ours: no CAS moves, only the expiry differs.
+    const touch = b.touch.bind(b);
+    b.touch = async (key, exptime) => {
+      const mine = await touch(key, exptime);
+      await touch(key, 5000);
+      b.touch = touch;
+      return mine;
+    };
+    const later: Array<Promise<unknown>> = [];
+    expect(await router.touch(k('t2o'), 300, later)).toMatchObject({ status: 'touched' });
+    await Promise.all(later);
+    expect([a.items.get('t2o')?.ttl, b.items.get('t2o')?.ttl]).toEqual([300, 300]);
+    expect(counts.converged).toBe(1);
+  });
+
   test('a failed authority: the best of the others answers', async () => {
     const { router, membersOf, counts } = setup(3, 2);
     const [a, b] = membersOf('s3');
@@ -273,6 +292,23 @@ describe('ReplicatedRouter reads', () => {
     a.failing = true;
     b.put('r4', 'v');
     expect(await s.router.get(k('r4'))).toMatchObject({ status: 'hit' });
+  });
+
+  test('a gat that another sidecar\'s gat overtook on one member: the authority\'s expiry is given to it', async () => {
+    const [a, b] = s.membersOf('g2o');
+    a.put('g2o', 'v');
+    b.put('g2o', 'v');
+    const get = b.get.bind(b);
+    b.get = async (key, touch) => {
+      const mine = await get(key, touch);
+      await get(key, 5000); // theirs, landing after ours here only
+      b.get = get;
+      return mine;
+    };
+    const later: Array<Promise<unknown>> = [];
+    expect(await s.router.get(k('g2o'), 300, later)).toMatchObject({ status: 'hit' });
+    await Promise.all(later);
+    expect([a.items.get('g2o')?.ttl, b.items.get('g2o')?.ttl]).toEqual([300, 300]);
   });
 
   test('gat touches every member and repairs those that missed', async () => {

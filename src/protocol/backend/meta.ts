@@ -94,10 +94,10 @@ export function encodeGet(key: Buffer, touch?: number, opaque?: string): Buffer 
   return Buffer.from(`mg ${k}${b}${t} v f t c${opaqueFlag(opaque)}\r\n`, 'latin1');
 }
 
-/** `mg` for the CAS alone: HD with it, EN when missing (a write's convergence check: no value crosses). */
+/** `mg` for the CAS and remaining TTL: HD with them, EN when missing (a write's convergence check: no value crosses). */
 export function encodeCasOnly(key: Buffer, opaque?: string): Buffer {
   const [k, b] = keyParts(key);
-  return Buffer.from(`mg ${k}${b} c${opaqueFlag(opaque)}\r\n`, 'latin1');
+  return Buffer.from(`mg ${k}${b} c t${opaqueFlag(opaque)}\r\n`, 'latin1');
 }
 
 /** `mg` with only a new expiry, and the CAS: HD when touched, EN when missing. */
