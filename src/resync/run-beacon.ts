@@ -189,13 +189,11 @@ export class BeaconWatch {
   private readonly asking = new Set<MemcachedNode>();
   private timer: NodeJS.Timeout | null = null;
 
-  /** A backend is trusted until the first answer, trustMs at most: the first read goes out at start(). */
   constructor(
     private readonly backends: readonly MemcachedNode[],
     private readonly opts: BeaconOptions,
   ) {
-    const t = now();
-    for (const b of backends) this.seen.set(b.address, { busy: false, cleanSentAt: t, appliedSentAt: t });
+    for (const b of backends) this.seen.set(b.address, { busy: false, cleanSentAt: 0, appliedSentAt: 0 });
   }
 
   /** Starts from what a previous watch saw (a reload), for the backends both know. */
@@ -203,7 +201,13 @@ export class BeaconWatch {
     for (const [address, s] of known) if (this.seen.has(address)) this.seen.set(address, { ...s });
   }
 
+  /**
+   * A backend nothing is known of yet (not handed over by a previous watch) is
+   * trusted until the first answer, trustMs at most: the first read goes out now.
+   */
   start(): void {
+    const t = now();
+    for (const s of this.seen.values()) if (s.appliedSentAt === 0) s.cleanSentAt = t;
     this.timer = setInterval(() => this.readAll(), this.opts.watchMs);
     this.timer.unref();
     this.readAll();
