@@ -185,7 +185,8 @@ export type BeaconsSeen = ReadonlyMap<string, Readonly<Seen>>;
 
 /** A sidecar's view of every backend's count (see the head comment). */
 export class BeaconWatch {
-  private readonly seen = new Map<string, Seen>();
+  /** By backend object: busy() is asked on every request, and an object key needs no hashing. */
+  private readonly seen = new Map<MemcachedNode, Seen>();
   private readonly asking = new Set<MemcachedNode>();
   private timer: NodeJS.Timeout | null = null;
 
@@ -193,12 +194,15 @@ export class BeaconWatch {
     private readonly backends: readonly MemcachedNode[],
     private readonly opts: BeaconOptions,
   ) {
-    for (const b of backends) this.seen.set(b.address, { busy: false, cleanSentAt: 0, appliedSentAt: 0 });
+    for (const b of backends) this.seen.set(b, { busy: false, cleanSentAt: 0, appliedSentAt: 0 });
   }
 
   /** Starts from what a previous watch saw (a reload), for the backends both know. */
   adopt(known: BeaconsSeen): void {
-    for (const [address, s] of known) if (this.seen.has(address)) this.seen.set(address, { ...s });
+    for (const b of this.backends) {
+      const s = known.get(b.address);
+      if (s !== undefined) this.seen.set(b, { ...s });
+    }
   }
 
   /**
@@ -223,18 +227,18 @@ export class BeaconWatch {
    * otherwise. Never while not watching, nor while it is down (out of the ring).
    */
   busy(node: MemcachedNode): boolean {
-    const s = this.seen.get(node.address);
+    const s = this.seen.get(node);
     if (s === undefined || this.timer === null || !node.isUp()) return false;
     return s.busy || now() - s.cleanSentAt > this.opts.trustMs;
   }
 
   /** What a later watch (a reload) starts from. */
   handOver(): BeaconsSeen {
-    return new Map([...this.seen].map(([address, s]) => [address, { ...s }]));
+    return new Map([...this.seen].map(([b, s]) => [b.address, { ...s }]));
   }
 
   readonly saw: CountSeen = (target, count, sentAt) => {
-    const s = this.seen.get(target.address);
+    const s = this.seen.get(target);
     if (s === undefined || sentAt < s.appliedSentAt) return;
     s.appliedSentAt = sentAt;
     s.busy = count > 0n;
