@@ -214,6 +214,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
     },
     {
       isResyncing: (node) => resyncer.isResyncing(node),
+      isFilling: (node) => resyncer.isFilling(node),
       deleting: (key) => resyncer.deleting(key),
       flushing: () => resyncer.flushing(),
     },

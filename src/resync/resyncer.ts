@@ -31,7 +31,15 @@ import type { ReplicaRing } from '../routing/ring';
 import { randomUUID } from 'node:crypto';
 import { REAL_CLOCK } from './rate-limiter';
 import { DEFAULT_CLAIM_OPTIONS, RefillClaim, type ClaimOptions } from './refill-claim';
-import { BeaconWatch, DEFAULT_BEACON_OPTIONS, RunBeacon, type BeaconOptions, type BeaconsSeen } from './run-beacon';
+import {
+  BeaconWatch,
+  DEFAULT_BEACON_OPTIONS,
+  FILL_BEACON_KEY,
+  RUN_BEACON_KEY,
+  RunBeacon,
+  type BeaconOptions,
+  type BeaconsSeen,
+} from './run-beacon';
 import { ResyncRun, type ResyncMode, type ResyncResult, type ResyncRunOptions } from './resync-run';
 
 export interface ResyncOptions extends ResyncRunOptions {
@@ -139,6 +147,8 @@ export class Resyncer implements ResyncHooks {
   private readonly owner = randomUUID();
   /** Every sidecar's runs, as the backends count them. */
   private readonly watch: BeaconWatch;
+  /** Every sidecar's fills, as the backends count them. */
+  private readonly fillWatch: BeaconWatch;
   /** Runs whose part of the count could not be taken back (the target went down): tried again when it is up. */
   private readonly unlowered = new Map<Backend, RunBeacon[]>();
 
@@ -149,7 +159,8 @@ export class Resyncer implements ResyncHooks {
     options: Partial<ResyncOptions> = {},
   ) {
     this.opts = { ...DEFAULT_RESYNC_OPTIONS, ...options };
-    this.watch = new BeaconWatch(backends, this.opts.beacon);
+    this.watch = new BeaconWatch(backends, RUN_BEACON_KEY, this.opts.beacon);
+    this.fillWatch = new BeaconWatch(backends, FILL_BEACON_KEY, this.opts.beacon);
     for (const b of backends) {
       this.totals.set(b, { copied: 0, skipped: 0, pruned: 0 });
       this.identities.set(b, null);
@@ -182,6 +193,7 @@ export class Resyncer implements ResyncHooks {
       });
     }
     this.watch.start();
+    this.fillWatch.start();
     void this.checkIdentities();
     this.pollTimer = setInterval(() => void this.checkIdentities(), this.opts.identityPollMs);
     this.pollTimer.unref();
@@ -200,7 +212,12 @@ export class Resyncer implements ResyncHooks {
     const totals = this.totals.get(backend) ?? { copied: 0, skipped: 0, pruned: 0 };
     this.totals.set(backend, totals);
     const address = backend.address;
-    const beacon = runs === this.current ? new RunBeacon(backend, this.opts.beacon, this.watch.saw) : null;
+    const beacon =
+      runs === this.current
+        ? new RunBeacon(backend, RUN_BEACON_KEY, this.opts.beacon, this.watch.saw)
+        : runs === this.fills
+          ? new RunBeacon(backend, FILL_BEACON_KEY, this.opts.beacon, this.fillWatch.saw)
+          : null;
     const run = new ResyncRun(backend, this.backends, this.ring, this.opts, {
       copied: () => {
         totals.copied++;
@@ -263,26 +280,33 @@ export class Resyncer implements ResyncHooks {
    * which backends this sidecar did not yet trust (their runs start again), and
    * what its watch saw of every sidecar's runs.
    */
-  handOver(): { identities: Map<string, Identity | null>; distrusted: string[]; beacons: BeaconsSeen } {
+  handOver(): { identities: Map<string, Identity | null>; distrusted: string[]; beacons: BeaconsSeen; fillBeacons: BeaconsSeen } {
     // By address: a reload that changes connection settings opens new Backend objects.
     return {
       identities: new Map(this.backends.map((b) => [b.address, this.identities.get(b) ?? null])),
       distrusted: this.backends.filter((b) => this.resyncingHere(b)).map((b) => b.address),
       beacons: this.watch.handOver(),
+      fillBeacons: this.fillWatch.handOver(),
     };
   }
 
   /** Takes over what a previous Resyncer knew (see handOver); before start(). */
-  adopt(previous: Pick<ReturnType<Resyncer['handOver']>, 'identities' | 'beacons'>): void {
+  adopt(previous: Omit<ReturnType<Resyncer['handOver']>, 'distrusted'>): void {
     for (const b of this.backends) {
       const known = previous.identities.get(b.address);
       if (known !== undefined) this.identities.set(b, known);
     }
     this.watch.adopt(previous.beacons);
+    this.fillWatch.adopt(previous.fillBeacons);
   }
 
   isResyncing(node: MemcachedNode): boolean {
     return this.resyncingHere(node) || this.watch.busy(node);
+  }
+
+  /** A fill through any sidecar may be copying into it (FILL_BEACON_KEY). */
+  isFilling(node: MemcachedNode): boolean {
+    return this.fillWatch.busy(node);
   }
 
   /** This sidecar's own reasons: a run of its own, or a lost connection not yet checked. */
@@ -401,6 +425,7 @@ export class Resyncer implements ResyncHooks {
     if (this.pollTimer !== null) clearInterval(this.pollTimer);
     this.pollTimer = null;
     this.watch.stop();
+    this.fillWatch.stop();
     for (const off of this.unsubscribe.splice(0)) off();
     const runs = [...this.live];
     for (const run of runs) run.abort('closing');

@@ -4,7 +4,9 @@
 // re-reads its source and takes the copy back, the target holds a deleted item.
 // The sidecar that ran the run distrusts its target meanwhile (read last, deciding
 // nothing); the beacon makes every other sidecar distrust it too, so none of them
-// serves, touches or spreads that copy.
+// serves, touches or spreads that copy. Fills (a reload gave a trusted backend
+// keys) keep a count of their own, which only stops the filled member's hits
+// being served after a trusted miss (see FILL_BEACON_KEY).
 //
 //   raise   `ma replicached:resync-running N<ttl> J1` on the target: a count of the
 //           runs copying into it, kept alive (touch T<ttl>) every renewMs
@@ -27,7 +29,17 @@
 import type { MemcachedNode } from '../routing/node';
 import { RESERVED_PREFIX } from './refill-claim';
 
-export const BEACON_KEY = Buffer.from(`${RESERVED_PREFIX}resync-running`, 'latin1');
+/** The count of runs that distrust their target (refill, reconcile, added, restarted by a reload). */
+export const RUN_BEACON_KEY = Buffer.from(`${RESERVED_PREFIX}resync-running`, 'latin1');
+/**
+ * The count of fills (a reload gave a trusted backend keys). A fill copies only
+ * into a member that is not the key's authority, so a reader asks the authority
+ * first; while the count is up, the filled member's hit is not served once a
+ * trusted natural member missed (as a stand-in's). Nothing else changes: after a
+ * removal every backend fills at once, and distrusting them all would leave no
+ * one to decide a lock.
+ */
+export const FILL_BEACON_KEY = Buffer.from(`${RESERVED_PREFIX}fill-running`, 'latin1');
 
 export interface BeaconOptions {
   /** Lifetime of the count without renewal: how long a dead sidecar's run keeps its target distrusted. */
@@ -71,6 +83,7 @@ export class RunBeacon {
 
   constructor(
     private readonly target: MemcachedNode,
+    private readonly key: Buffer,
     private readonly opts: BeaconOptions,
     private readonly seen: CountSeen,
   ) {}
@@ -117,7 +130,7 @@ export class RunBeacon {
       return true;
     }
     const sentAt = now();
-    const r = await this.target.arith('decr', BEACON_KEY, this.owed);
+    const r = await this.target.arith('decr', this.key, this.owed);
     if (r.status === 'failed') return false;
     this.owed = 0n;
     if (r.status === 'ok') this.seen(this.target, r.value, sentAt);
@@ -137,7 +150,7 @@ export class RunBeacon {
 
   private async add(): Promise<boolean> {
     const sentAt = now();
-    const r = await this.target.arith('incr', BEACON_KEY, 1n, { initial: 1n, exptime: this.opts.ttlSeconds });
+    const r = await this.target.arith('incr', this.key, 1n, { initial: 1n, exptime: this.opts.ttlSeconds });
     if (r.status !== 'ok') return false;
     this.owed++; // counted before looking at lowered: lower() waits for this and takes it back
     this.renewed(sentAt);
@@ -154,7 +167,7 @@ export class RunBeacon {
   private async touch(): Promise<boolean> {
     const sentAt = now();
     const lapsed = sentAt - this.lastRenewalSent > this.lapseMs;
-    const r = await this.target.touch(BEACON_KEY, this.opts.ttlSeconds);
+    const r = await this.target.touch(this.key, this.opts.ttlSeconds);
     if (r.status === 'failed' || this.lowered) return false;
     if (r.status === 'not_found' || lapsed) {
       // Gone, or it may have expired and been raised again without us: raise our part anew
@@ -190,8 +203,10 @@ export class BeaconWatch {
   private readonly asking = new Set<MemcachedNode>();
   private timer: NodeJS.Timeout | null = null;
 
+  /** `key`: which count it watches (the runs', or the fills'). */
   constructor(
     private readonly backends: readonly MemcachedNode[],
+    private readonly key: Buffer,
     private readonly opts: BeaconOptions,
   ) {
     for (const b of backends) this.seen.set(b, { busy: false, cleanSentAt: 0, appliedSentAt: 0 });
@@ -250,7 +265,7 @@ export class BeaconWatch {
       if (!b.isUp() || this.asking.has(b)) continue;
       this.asking.add(b);
       const sentAt = now();
-      void b.get(BEACON_KEY).then((r) => {
+      void b.get(this.key).then((r) => {
         this.asking.delete(b);
         if (r.status === 'miss') this.saw(b, 0n, sentAt);
         else if (r.status === 'hit') this.saw(b, parseCount(r.item.value), sentAt);

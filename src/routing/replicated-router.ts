@@ -73,6 +73,8 @@ export const SILENT_EVENTS: RouterEvents = {
  */
 export interface ResyncHooks {
   isResyncing(node: MemcachedNode): boolean;
+  /** A fill may be copying into it: its hit is not served once a trusted natural member missed. */
+  isFilling(node: MemcachedNode): boolean;
   /** Called before a delete is sent; the delete goes out once the returned promise settles. */
   deleting(key: Buffer): Promise<void> | undefined;
   /** Called before a flush is sent; the flush goes out once the returned promise settles. */
@@ -81,6 +83,7 @@ export interface ResyncHooks {
 
 export const NO_RESYNC: ResyncHooks = {
   isResyncing: () => false,
+  isFilling: () => false,
   deleting: () => undefined,
   flushing: () => undefined,
 };
@@ -242,10 +245,11 @@ export class ReplicatedRouter {
    * resynced (it may hold what was deleted while it was away) nor from a stand-in
    * (a backend outside the natural set that held the key while a natural member
    * was down, and kept its copy when that member came back and the key was
-   * deleted): serving it would bring a logged-out session back.
+   * deleted), nor from a member a fill may be copying into (its copy may be one
+   * that a delete overtook): serving it would bring a logged-out session back.
    */
   private staleAfterGone(key: Buffer, node: MemcachedNode): boolean {
-    return this.resync.isResyncing(node) || !this.isNatural(key, node);
+    return this.resync.isResyncing(node) || !this.isNatural(key, node) || this.resync.isFilling(node);
   }
 
   /** Ask the members one after another until one has the item (resyncing members last). */

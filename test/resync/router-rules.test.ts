@@ -13,10 +13,12 @@ function setup(replicas = 2) {
   const nodes = Array.from({ length: 3 }, (_, i) => new FakeNode(`127.0.0.1:${11400 + i}`));
   const ring = new ReplicaRing(nodes.map((node) => ({ node, weight: 1 })), replicas);
   const resyncing = new Set<MemcachedNode>();
+  const filling = new Set<MemcachedNode>();
   const log: string[] = [];
   let hold: Promise<void> | undefined;
   const hooks: ResyncHooks = {
     isResyncing: (n) => resyncing.has(n),
+    isFilling: (n) => filling.has(n),
     deleting: (key) => {
       log.push(`deleting ${key}`);
       return hold;
@@ -28,7 +30,7 @@ function setup(replicas = 2) {
   };
   const router = new ReplicatedRouter(ring, undefined, hooks);
   const setOf = (key: string) => ring.replicaSet(k(key)) as FakeNode[];
-  return { nodes, router, resyncing, log, setOf, holdWith: (p: Promise<void> | undefined) => (hold = p) };
+  return { nodes, router, resyncing, filling, log, setOf, holdWith: (p: Promise<void> | undefined) => (hold = p) };
 }
 
 describe('reads while a member resyncs', () => {
@@ -89,6 +91,18 @@ describe('reads while a member resyncs', () => {
     expect(await router.get(k('a'), 60)).toEqual({ status: 'miss' });
     await new Promise((r) => setImmediate(r));
     expect(second.value('a')).toBeUndefined();
+  });
+
+  test('a member a fill may be copying into: its hit after the authority missed is not served; otherwise it is', async () => {
+    const { router, filling, setOf } = setup();
+    const [first, second] = setOf('a');
+    second.put('a', 'logged-out'); // a fill's copy that a delete through another sidecar overtook
+    filling.add(second);
+    expect(await router.get(k('a'))).toEqual({ status: 'miss' });
+    await new Promise((r) => setImmediate(r));
+    expect(first.value('a')).toBeUndefined(); // not repaired either
+    filling.delete(second); // no fill: the authority lost it (evicted), the other member's copy is served
+    expect(await router.get(k('a'))).toMatchObject({ status: 'hit' });
   });
 
   test("a stand-in's miss proves nothing: the resyncing member's hit is served", async () => {

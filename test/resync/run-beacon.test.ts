@@ -15,7 +15,7 @@ import { afterEach, expect, test } from 'vitest';
 import { Backend } from '../../src/backends/backend';
 import type { NodeGet, NodeStore, StoreRequest } from '../../src/routing/node';
 import { Resyncer, SILENT_RESYNC_EVENTS, type ResyncOptions } from '../../src/resync/resyncer';
-import { BEACON_KEY, DEFAULT_BEACON_OPTIONS } from '../../src/resync/run-beacon';
+import { DEFAULT_BEACON_OPTIONS, FILL_BEACON_KEY, RUN_BEACON_KEY } from '../../src/resync/run-beacon';
 import { ReplicatedRouter } from '../../src/routing/replicated-router';
 import { ReplicaRing } from '../../src/routing/ring';
 import { startMemcached, stopAllMemcached, type MemcachedProcess } from '../helpers/memcached';
@@ -129,7 +129,46 @@ test('a copy a delete through another sidecar overtook is never served there: th
   for (const m of a.backends) expect(await valueOn(m, key.toString()), m.address).toBeNull();
   // The run lowered its count: both sidecars trust the target again.
   await pollUntil(() => !a.resyncer.isResyncing(a.backends[0]) && !b.resyncer.isResyncing(b.backends[0]), 10_000, 20);
-  const count = await a.backends[0].get(BEACON_KEY);
+  const count = await a.backends[0].get(RUN_BEACON_KEY);
+  expect(count.status === 'hit' && count.item.value.toString()).toBe('0');
+});
+
+test('a fill (a reload gave the backend keys) that a delete through another sidecar overtook: that sidecar does not serve its copy, and still trusts the backend', async () => {
+  const mcs = await Promise.all([0, 1, 2].map(() => startMemcached()));
+  const a = sidecar(mcs);
+  const b = sidecar(mcs);
+  // A key whose natural set is [X, Z]: Z, the filled backend, is not its authority (a fill never copies into that).
+  let n = 0;
+  while (a.ring.ringOrder(k(`fill:${n}`))[1] !== a.backends[0]) n++;
+  const key = k(`fill:${n}`);
+  const x = a.ring.ringOrder(key)[0];
+  await a.router.store({ mode: 'set', key, value: k('logged-in'), flags: 0, exptime: 0, cas: 0n });
+  await a.backends[0].delete(key, 0n); // the reload gave Z this key: it does not hold it yet
+  for (const s of [a, b]) s.resyncer.start();
+
+  const target = b.backends[0];
+  const source = b.backends[a.backends.indexOf(x as GatedBackend)];
+  target.gatedKey = source.gatedKey = key;
+  target.storeGate = gate();
+  source.rereadGate = gate();
+  const run = b.resyncer.resync(target, 'membership');
+  await target.storeGate.reached;
+
+  expect(a.resyncer.isFilling(a.backends[0])).toBe(true);
+  expect(a.resyncer.isResyncing(a.backends[0])).toBe(false); // a fill leaves it trusted
+  const later: Array<Promise<unknown>> = [];
+  expect((await a.router.delete(key, 0n, later)).status).toBe('deleted');
+  await Promise.all(later);
+  target.storeGate.open();
+  await source.rereadGate.reached;
+  expect(await valueOn(a.backends[0], key.toString())).toBe('logged-in'); // the copy landed after the delete
+
+  expect((await a.router.get(key)).status).toBe('miss');
+  source.rereadGate.open();
+  expect(await run).toMatchObject({ outcome: 'done', mode: 'refresh' });
+  for (const m of a.backends) expect(await valueOn(m, key.toString()), m.address).toBeNull();
+  await pollUntil(() => !a.resyncer.isFilling(a.backends[0]), 10_000, 20);
+  const count = await a.backends[0].get(FILL_BEACON_KEY);
   expect(count.status === 'hit' && count.item.value.toString()).toBe('0');
 });
 
@@ -149,7 +188,7 @@ test('a run waits trustMs after raising the count before its first copy, and a r
   const a = sidecar(mcs);
   a.resyncer.start();
   // A sidecar that died mid-run: its part of the count stays until the count expires.
-  await a.backends[2].arith('incr', BEACON_KEY, 1n, { initial: 1n, exptime: 2 });
+  await a.backends[2].arith('incr', RUN_BEACON_KEY, 1n, { initial: 1n, exptime: 2 });
   await pollUntil(() => a.resyncer.isResyncing(a.backends[2]), 5_000, 20);
   await pollUntil(() => !a.resyncer.isResyncing(a.backends[2]), 10_000, 50);
 
@@ -180,7 +219,7 @@ test('a run whose target went down mid-run takes its part of the count back once
   await pollUntil(() => y.isUp(), 10_000, 20);
   await pollUntil(() => a.resyncer.progress()[0].state === 'idle', 30_000, 50);
   // Both parts are gone as the second run ends, not BEACON.ttlSeconds after the last renewal.
-  const count = await y.get(BEACON_KEY);
+  const count = await y.get(RUN_BEACON_KEY);
   expect(count.status === 'hit' && count.item.value.toString()).toBe('0');
   await pollUntil(() => !a.resyncer.isResyncing(y), 10_000, 20);
 });
