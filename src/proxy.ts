@@ -265,7 +265,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
   }, clientTls);
   metrics.setInFlightSource(() => listener.inFlight);
   metrics.setBackendsSource(() => backends);
-  metrics.setResyncSource(() => resyncer.progress().map((p) => ({ ...p, running: p.state !== 'idle' && p.state !== 'elsewhere' })));
+  metrics.setResyncSource(() => resyncer.progress().map((p) => ({ ...p, running: p.state !== 'idle' })));
 
   /**
    * Ready (for a sidecar: "send this pod traffic") once a backend of the current list has

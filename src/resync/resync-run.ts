@@ -111,6 +111,8 @@ export interface RunContext {
    * count of runs (run-beacon.ts); fills and sheds, which leave it trusted, do not.
    */
   beacon?: RunBeacon;
+  /** Called as the run ends, before it settles: the sidecar reads the counts anew (see Resyncer). */
+  ended?(): Promise<void>;
 }
 
 /** The key whose CAS marks the start of a reconcile run; stored already expired, so never seen. */
@@ -232,6 +234,7 @@ export class ResyncRun {
       return await this.runClaimed();
     } finally {
       await this.context.beacon?.lower();
+      await this.context.ended?.();
     }
   }
 
@@ -252,6 +255,8 @@ export class ResyncRun {
     }
     const result = await this.work();
     if (claim === null) return result;
+    // Lowered before the mark: a waiter that sees the mark finds the count down too.
+    await this.context.beacon?.lower();
     if (result.outcome === 'done' && result.unlisted.length === 0 && result.failed === 0) await claim.complete();
     else await claim.release();
     return { ...result, claim: 'held' };

@@ -239,6 +239,9 @@ export class Resyncer implements ResyncHooks {
       // A fill or a shed leaves its backend trusted: holding it would change nothing.
       holdMs: runs === this.current ? this.opts.unlistedHoldMs : 0,
       ...(beacon !== null && { beacon }),
+      // A waiter's run ends on the claimant's mark, a runner's on its own lowering: either way, the
+      // counts read before are stale, and trusting the backend waits for a fresh read.
+      ended: () => Promise.all([this.watch.readNow(backend), this.fillWatch.readNow(backend)]).then(() => undefined),
     });
     runs.set(backend, run);
     this.live.add(run);
@@ -405,7 +408,8 @@ export class Resyncer implements ResyncHooks {
   statsLines(): Array<[string, string | number]> {
     const progress = this.progress();
     const lines: Array<[string, string | number]> = [
-      ['replicached_resyncs_in_progress', progress.filter((p) => p.state !== 'idle' && p.state !== 'elsewhere').length],
+      // Another sidecar's run counts: this sidecar distrusts the backend until it ends.
+      ['replicached_resyncs_in_progress', progress.filter((p) => p.state !== 'idle').length],
       ['replicached_resync_keys_copied', progress.reduce((n, p) => n + p.copied, 0)],
       ['replicached_resync_keys_skipped', progress.reduce((n, p) => n + p.skipped, 0)],
     ];

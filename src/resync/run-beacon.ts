@@ -260,16 +260,20 @@ export class BeaconWatch {
     if (!s.busy) s.cleanSentAt = sentAt;
   };
 
+  /** Reads one backend's count now, whatever read is in flight (a run of this sidecar's just ended). */
+  async readNow(b: MemcachedNode): Promise<void> {
+    if (!b.isUp()) return;
+    const sentAt = now();
+    const r = await b.get(this.key);
+    if (r.status === 'miss') this.saw(b, 0n, sentAt);
+    else if (r.status === 'hit') this.saw(b, parseCount(r.item.value), sentAt);
+  }
+
   private readAll(): void {
     for (const b of this.backends) {
       if (!b.isUp() || this.asking.has(b)) continue;
       this.asking.add(b);
-      const sentAt = now();
-      void b.get(this.key).then((r) => {
-        this.asking.delete(b);
-        if (r.status === 'miss') this.saw(b, 0n, sentAt);
-        else if (r.status === 'hit') this.saw(b, parseCount(r.item.value), sentAt);
-      });
+      void this.readNow(b).then(() => this.asking.delete(b));
     }
   }
 }
