@@ -387,6 +387,7 @@ export class ResyncRun {
       if (this.stopReason !== null) return;
       await limiter.take();
       while (this.inFlight.size >= this.opts.maxInFlight) await Promise.race(this.inFlight.values());
+      if (!(await this.mayCopy())) return this.retryLater();
       if (this.stopReason !== null) return;
       // Deleted while we waited: already counted as skipped.
       if (!this.queue.delete(name)) continue;
@@ -401,13 +402,26 @@ export class ResyncRun {
     }
   }
 
+  /**
+   * Every other sidecar must distrust the target while a copy could be one a delete
+   * overtook (run-beacon.ts). Waited for before a key counts as in flight: a client's
+   * delete waits for copies in flight, and must not wait out the beacon's notice.
+   */
+  private mayCopy(): Promise<boolean> | boolean {
+    const beacon = this.context.beacon;
+    return beacon === undefined || beacon.covered || beacon.cover();
+  }
+
+  /** The beacon cannot be held (the target is failing): the keys left wait for a retry pass. */
+  private retryLater(): void {
+    for (const name of this.queue) this.retry.add(name);
+    this.queue.clear();
+  }
+
   /** What this key's copy did to the target. Never rejects (backends resolve failures). */
   private async copyOne(key: Buffer): Promise<KeyOutcome> {
     const set = this.ring.replicaSet(key);
     if (!set.includes(this.target)) return 'skipped';
-    // Every other sidecar must distrust the target while this copy could be one a delete overtook.
-    const beacon = this.context.beacon;
-    if (beacon !== undefined && !beacon.covered && !(await beacon.cover())) return 'failed';
     if (this.mode === 'refresh') return this.refreshOne(key, set);
     return this.copyFromMembers(key, set);
   }
@@ -508,6 +522,7 @@ export class ResyncRun {
       if (this.stopReason !== null) break;
       await limiter.take();
       while (this.inFlight.size >= this.opts.maxInFlight) await Promise.race(this.inFlight.values());
+      if (!(await this.mayCopy())) break; // the target is failing: what is left stays, as a failed check leaves it
       if (this.stopReason !== null || this.inFlight.has(name)) continue;
       const key = Buffer.from(name, 'latin1');
       const done = this.tidyOne(key, cas)

@@ -223,3 +223,24 @@ test('a run whose target went down mid-run takes its part of the count back once
   expect(count.status === 'hit' && count.item.value.toString()).toBe('0');
   await pollUntil(() => !a.resyncer.isResyncing(y), 10_000, 20);
 });
+
+test("a client's delete of a key the run is about to copy does not wait out the beacon's notice", async () => {
+  const mcs = await Promise.all([0, 1, 2].map(() => startMemcached()));
+  const a = sidecar(mcs, { beacon: { ...BEACON, trustMs: 3000 } });
+  const [y] = a.backends;
+  const share: Buffer[] = [];
+  for (let i = 0; share.length < 40; i++) {
+    const key = k(`beacon:notice:${i}`);
+    if (!a.ring.replicaSet(key).includes(y)) continue;
+    share.push(key);
+    for (const m of a.ring.replicaSet(key)) if (m !== y) await m.store({ mode: 'set', key, value: k('v'), flags: 0, exptime: 0, cas: 0n });
+  }
+  a.resyncer.start();
+  const run = a.resyncer.resync(y, 'manual');
+  await pollUntil(() => a.resyncer.progress()[0].state === 'copying', 10_000, 5);
+  // The copies wait for the notice (3 s): a logout meanwhile is not held up by them.
+  for (const key of share.slice(0, 5)) expect((await a.router.delete(key, 0n)).status).toBe('deleted');
+  expect(a.resyncer.progress()[0].copied).toBe(0);
+  expect(await run).toMatchObject({ outcome: 'done', copied: share.length - 5 });
+  for (const key of share.slice(0, 5)) for (const m of a.backends) expect(await valueOn(m, key.toString())).toBeNull();
+});
