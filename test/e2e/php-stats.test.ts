@@ -24,7 +24,13 @@ test('every getStats() type answers as it does against memcached', async () => {
   expect(Object.keys(ours)).toEqual(Object.keys(theirs));
   for (const [call, want] of Object.entries(theirs)) {
     const got = ours[call];
-    if (/ settings$/.test(call) && Array.isArray(got) && Array.isArray(want)) {
+    if (call === 'pecl-memcache cachedump') {
+      // memcached dumps its cold LRU only, so whether the small item is listed depends on whether
+      // its LRU maintainer has moved it there yet (on a busy machine, sometimes it has). The proxy
+      // lists no keys: it answers as memcached does with nothing cold.
+      expect(got, call).toBe('false');
+      expect(want === 'false' || (Array.isArray(want) && want.every((n) => n.startsWith('php:stats:'))), call).toBe(true);
+    } else if (/ settings$/.test(call) && Array.isArray(got) && Array.isArray(want)) {
       // The proxy's own settings: memcached's names where they mean the same, replicached_* for the rest.
       expect(got.filter((n) => !n.startsWith('replicached_') && !want.includes(n)), call).toEqual([]);
     } else {
