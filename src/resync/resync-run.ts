@@ -107,8 +107,9 @@ export interface RunContext {
   /** How long the target stays distrusted after a run that could not list every key (see hold); 0: not at all. */
   holdMs: number;
   /**
-   * Runs that distrust their target tell the other sidecars through the target's
-   * count of runs (run-beacon.ts); fills and sheds, which leave it trusted, do not.
+   * Runs that copy tell the other sidecars through a count on the target
+   * (run-beacon.ts): the runs' count for runs that distrust it, the fills' count
+   * for fills. Sheds only delete (CAS-guarded) and have none.
    */
   beacon?: RunBeacon;
   /** Called as the run ends, before it settles: the sidecar reads the counts anew (see Resyncer). */

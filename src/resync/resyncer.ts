@@ -22,7 +22,9 @@
 //
 // It is also the router's ResyncHooks: a backend is resyncing from the moment it
 // is up again until its run ends, and while any sidecar's run copies into it
-// (its beacon, run-beacon.ts); deletes/flushes are passed to the runs.
+// (the runs' count, run-beacon.ts); a backend any sidecar fills is only 'filling'
+// (the fills' count: its hits are not served after a trusted miss); deletes and
+// flushes are passed to the runs.
 
 import type { Backend } from '../backends/backend';
 import type { MemcachedNode } from '../routing/node';
