@@ -188,20 +188,28 @@ export class ReplicatedRouter {
   }
 
   async arith(cmd: ArithCommand, later: FollowUps = []): Promise<ArithOutcome> {
-    const members = this.trustedFirst(this.ring.replicaSet(cmd.key));
+    let members = this.trustedFirst(this.ring.replicaSet(cmd.key));
     if (members.length === 0) return UNAVAILABLE;
-    const { reply, authority, rest } = await this.askAuthority(cmd.kind, cmd.key, members, (m) =>
-      m.arith(cmd.kind, cmd.key, cmd.delta, cmd.create),
-    );
-    if (reply.status === 'failed') return UNAVAILABLE;
-    if (reply.status === 'ok' && rest.length > 0) {
+    for (;;) {
+      const { reply, authority, rest } = await this.askAuthority(cmd.kind, cmd.key, members, (m) =>
+        m.arith(cmd.kind, cmd.key, cmd.delta, cmd.create),
+      );
+      if (reply.status === 'failed') return UNAVAILABLE;
+      if (reply.status !== 'ok' || rest.length === 0) return reply;
       // Bring the others to the authority's value, with its flags and expiry, before the reply:
       // pecl-memcache's session lock is an incr, and it must exist on every member once granted.
       const copied = await this.copyAuthority(cmd.key, authority, rest);
-      if (copied === null) return UNAVAILABLE;
-      later.push(this.converge(cmd.key, [authority, ...rest], [copied], false));
+      if (copied !== null) {
+        later.push(this.converge(cmd.key, [authority, ...rest], [copied], false));
+        return reply;
+      }
+      // The authority counted, then failed before it could be read: the others still hold the
+      // count from before, and its count goes with it (back, it is reconciled or refilled from
+      // them). Count again on the next member, so the answer is one the survivors hold. Not an
+      // error: pecl-memcache takes an error to its lock incr for a failed server, and its
+      // session write then fails.
+      members = rest;
     }
-    return reply;
   }
 
   async flush(delay: number): Promise<FlushOutcome> {
