@@ -112,8 +112,6 @@ export interface RunContext {
    * for fills. Sheds only delete (CAS-guarded) and have none.
    */
   beacon?: RunBeacon;
-  /** Called as the run ends, before it settles: the sidecar reads the counts anew (see Resyncer). */
-  ended?(): Promise<void>;
 }
 
 /** The key whose CAS marks the start of a reconcile run; stored already expired, so never seen. */
@@ -235,7 +233,6 @@ export class ResyncRun {
       return await this.runClaimed();
     } finally {
       await this.context.beacon?.lower();
-      await this.context.ended?.();
     }
   }
 

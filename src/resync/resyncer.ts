@@ -214,12 +214,9 @@ export class Resyncer implements ResyncHooks {
     const totals = this.totals.get(backend) ?? { copied: 0, skipped: 0, pruned: 0 };
     this.totals.set(backend, totals);
     const address = backend.address;
-    const beacon =
-      runs === this.current
-        ? new RunBeacon(backend, RUN_BEACON_KEY, this.opts.beacon, this.watch.saw)
-        : runs === this.fills
-          ? new RunBeacon(backend, FILL_BEACON_KEY, this.opts.beacon, this.fillWatch.saw)
-          : null;
+    // The count the run keeps on its target, and this sidecar's watch of it; a shed only deletes: none.
+    const watch = runs === this.current ? this.watch : runs === this.fills ? this.fillWatch : null;
+    const beacon = watch === null ? null : new RunBeacon(backend, watch);
     const run = new ResyncRun(backend, this.backends, this.ring, this.opts, {
       copied: () => {
         totals.copied++;
@@ -241,9 +238,6 @@ export class Resyncer implements ResyncHooks {
       // A fill or a shed leaves its backend trusted: holding it would change nothing.
       holdMs: runs === this.current ? this.opts.unlistedHoldMs : 0,
       ...(beacon !== null && { beacon }),
-      // A waiter's run ends on the claimant's mark, a runner's on its own lowering: either way, the
-      // counts read before are stale, and trusting the backend waits for a fresh read.
-      ended: () => Promise.all([this.watch.readNow(backend), this.fillWatch.readNow(backend)]).then(() => undefined),
     });
     runs.set(backend, run);
     this.live.add(run);

@@ -67,9 +67,6 @@ const NOTICE_MARGIN_MS = 100;
 const now = (): number => performance.now();
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Where a count read or left by this process goes: the watch (sentAt: when the request went out). */
-export type CountSeen = (target: MemcachedNode, count: bigint, sentAt: number) => void;
-
 /** One run's part in its target's count. */
 export class RunBeacon {
   /** What this run added and is sure is still in the count. */
@@ -81,12 +78,15 @@ export class RunBeacon {
   private renewer: NodeJS.Timeout | null = null;
   private lowered = false;
 
+  /** `watch`: this sidecar's watch of the same count, told what the run leaves in it; its options are the run's. */
   constructor(
     private readonly target: MemcachedNode,
-    private readonly key: Buffer,
-    private readonly opts: BeaconOptions,
-    private readonly seen: CountSeen,
+    private readonly watch: BeaconWatch,
   ) {}
+
+  private get opts(): BeaconOptions {
+    return this.watch.opts;
+  }
 
   /** True when a copy may go out now (the common case, without a wait). */
   get covered(): boolean {
@@ -116,8 +116,9 @@ export class RunBeacon {
   }
 
   /**
-   * The run ended: renewals stop, and its part leaves the count. False when the
-   * target could not be told (it is down): lower() again once it is back.
+   * The run ended: renewals stop, and its part leaves the count; this sidecar's
+   * watch learns what is left. False when the target could not be told (it is
+   * down): lower() again once it is back.
    */
   async lower(): Promise<boolean> {
     this.lowered = true;
@@ -127,13 +128,16 @@ export class RunBeacon {
     // A lapse since the last renewal: the count may have expired and been raised by another run, without our part.
     if (this.owed === 0n || now() - this.lastRenewalSent > this.lapseMs) {
       this.owed = 0n;
+      // Nothing to take back (a run that waited for another sidecar's refill ends on its mark, or a
+      // lapse): what the watch read before may be stale all the same, and trust waits for a fresh read.
+      await this.watch.readNow(this.target);
       return true;
     }
     const sentAt = now();
-    const r = await this.target.arith('decr', this.key, this.owed);
+    const r = await this.target.arith('decr', this.watch.key, this.owed);
     if (r.status === 'failed') return false;
     this.owed = 0n;
-    if (r.status === 'ok') this.seen(this.target, r.value, sentAt);
+    if (r.status === 'ok') this.watch.saw(this.target, r.value, sentAt);
     return true;
   }
 
@@ -150,13 +154,13 @@ export class RunBeacon {
 
   private async add(): Promise<boolean> {
     const sentAt = now();
-    const r = await this.target.arith('incr', this.key, 1n, { initial: 1n, exptime: this.opts.ttlSeconds });
+    const r = await this.target.arith('incr', this.watch.key, 1n, { initial: 1n, exptime: this.opts.ttlSeconds });
     if (r.status !== 'ok') return false;
     this.owed++; // counted before looking at lowered: lower() waits for this and takes it back
     this.renewed(sentAt);
     if (this.lowered) return false;
     this.copiesFrom = now() + this.opts.trustMs + NOTICE_MARGIN_MS;
-    this.seen(this.target, r.value, sentAt);
+    this.watch.saw(this.target, r.value, sentAt);
     if (this.renewer === null) {
       this.renewer = setInterval(() => void this.renew(), this.opts.renewMs);
       this.renewer.unref();
@@ -167,7 +171,7 @@ export class RunBeacon {
   private async touch(): Promise<boolean> {
     const sentAt = now();
     const lapsed = sentAt - this.lastRenewalSent > this.lapseMs;
-    const r = await this.target.touch(this.key, this.opts.ttlSeconds);
+    const r = await this.target.touch(this.watch.key, this.opts.ttlSeconds);
     if (r.status === 'failed' || this.lowered) return false;
     if (r.status === 'not_found' || lapsed) {
       // Gone, or it may have expired and been raised again without us: raise our part anew
@@ -206,8 +210,8 @@ export class BeaconWatch {
   /** `key`: which count it watches (the runs', or the fills'). */
   constructor(
     private readonly backends: readonly MemcachedNode[],
-    private readonly key: Buffer,
-    private readonly opts: BeaconOptions,
+    readonly key: Buffer,
+    readonly opts: BeaconOptions,
   ) {
     for (const b of backends) this.seen.set(b, { busy: false, cleanSentAt: 0, appliedSentAt: 0 });
   }
@@ -252,13 +256,14 @@ export class BeaconWatch {
     return new Map([...this.seen].map(([b, s]) => [b.address, { ...s }]));
   }
 
-  readonly saw: CountSeen = (target, count, sentAt) => {
+  /** A count read or left by this process (sentAt: when the request went out). */
+  saw(target: MemcachedNode, count: bigint, sentAt: number): void {
     const s = this.seen.get(target);
     if (s === undefined || sentAt < s.appliedSentAt) return;
     s.appliedSentAt = sentAt;
     s.busy = count > 0n;
     if (!s.busy) s.cleanSentAt = sentAt;
-  };
+  }
 
   /** Reads one backend's count now, whatever read is in flight (a run of this sidecar's just ended). */
   async readNow(b: MemcachedNode): Promise<void> {

@@ -466,9 +466,9 @@ export class ReplicatedRouter {
    * Copies what the authority holds now to the others; the CAS copied, or null if
    * it could not be read. Null after a decision means the authority failed between
    * deciding and being read: the others still hold the value from before, and the
-   * decided one may be lost with it. The caller then answers "unavailable" (the
-   * client is told nothing it could rely on) rather than acknowledge a result that
-   * the surviving members do not hold.
+   * decided one may be lost with it. The caller never acknowledges that result:
+   * append/prepend with CAS answer "unavailable", incr/decr count again on the next
+   * member (see arith).
    */
   private async copyAuthority(key: Buffer, authority: MemcachedNode, rest: MemcachedNode[]): Promise<Expected> {
     const now = await authority.get(key);
