@@ -195,73 +195,67 @@ describe('two sidecars over the same backends', () => {
     await second?.stop();
   });
 
-  test('concurrent set and delete of the same keys: the members converge', async () => {
-    const list = keys('twosc', 300);
-    const rng = seeded(11);
-    const connections = 4;
-    const a = await Promise.all(Array.from({ length: connections }, () => RawClient.connect(cluster.proxy.port)));
-    const b = await Promise.all(Array.from({ length: connections }, () => RawClient.connect(second.port)));
+  const CONNECTIONS = 4;
+
+  /**
+   * Six rounds in which each sidecar sends `command(i, fromA, round)` for every key i, spread
+   * over connections of its own in its own random order, both sidecars at once.
+   */
+  async function crossing(list: string[], seed: number, command: (i: number, fromA: boolean, round: number) => string): Promise<void> {
+    const rng = seeded(seed);
+    const a = await Promise.all(Array.from({ length: CONNECTIONS }, () => RawClient.connect(cluster.proxy.port)));
+    const b = await Promise.all(Array.from({ length: CONNECTIONS }, () => RawClient.connect(second.port)));
     for (let round = 0; round < 6; round++) {
-      // Each sidecar writes every key once per round, spread over its connections in its own
-      // random order. Odd keys: both set, different values. Even keys: one sets, the other deletes.
       const sends: Array<Promise<string>> = [];
       for (const [clients, fromA] of [[a, true], [b, false]] as const) {
         const order = shuffle([...list.keys()], rng);
-        for (let c = 0; c < connections; c++) {
-          const mine = order.filter((_, j) => j % connections === c);
-          const text = mine
-            .map((i) => (fromA || i % 2 === 1 ? `set ${list[i]} 0 0 1\r\n${fromA ? 'A' : 'B'}\r\n` : `delete ${list[i]}\r\n`))
-            .join('');
-          sends.push(clients[c].text(text, mine.length));
+        for (let c = 0; c < CONNECTIONS; c++) {
+          const mine = order.filter((_, j) => j % CONNECTIONS === c);
+          sends.push(clients[c].text(mine.map((i) => command(i, fromA, round)).join(''), mine.length));
         }
       }
       await Promise.all(sends);
     }
     for (const c of [...a, ...b]) c.close();
-    const diverged = async (): Promise<string[]> => {
+  }
+
+  /** Convergence is a follow-up of each write: poll until `diverged` finds nothing, rather than assume when it ended. */
+  async function expectConverged(diverged: () => Promise<string[]>): Promise<void> {
+    await pollUntil(async () => (await diverged()).length === 0, 15_000, 200).catch(async () => {
+      expect(await diverged()).toEqual([]);
+    });
+  }
+
+  test('concurrent set and delete of the same keys: the members converge', async () => {
+    const list = keys('twosc', 300);
+    // Odd keys: both set, different values. Even keys: one sets, the other deletes.
+    await crossing(list, 11, (i, fromA) =>
+      fromA || i % 2 === 1 ? `set ${list[i]} 0 0 1\r\n${fromA ? 'A' : 'B'}\r\n` : `delete ${list[i]}\r\n`,
+    );
+    await expectConverged(async () => {
       const out: string[] = [];
       for (const key of list) {
         const [x, y] = await valuesOn(members(key), key);
         if (x !== y) out.push(`${key}: ${x} vs ${y}`);
       }
       return out;
-    };
-    // Convergence is a follow-up of each write: poll rather than assume when it ended.
-    await pollUntil(async () => (await diverged()).length === 0, 15_000, 200).catch(async () => {
-      expect(await diverged()).toEqual([]);
     });
   });
 
   test('concurrent touches with different expiries: the members end with the same remaining TTL', async () => {
     const list = keys('twotouch', 300);
-    const rng = seeded(12);
-    const connections = 4;
-    const a = await Promise.all(Array.from({ length: connections }, () => RawClient.connect(cluster.proxy.port)));
-    const b = await Promise.all(Array.from({ length: connections }, () => RawClient.connect(second.port)));
-    await a[0].text(list.map((key) => `set ${key} 0 1000 1\r\nv\r\n`).join(''), list.length);
-    for (let round = 0; round < 6; round++) {
-      // A touch changes no CAS: only the expiry tells which touch landed last on each member.
-      const sends: Array<Promise<string>> = [];
-      for (const [clients, ttl] of [[a, 2000 + round], [b, 5000 + round]] as const) {
-        const order = shuffle([...list.keys()], rng);
-        for (let c = 0; c < connections; c++) {
-          const mine = order.filter((_, j) => j % connections === c);
-          sends.push(clients[c].text(mine.map((i) => `touch ${list[i]} ${ttl}\r\n`).join(''), mine.length));
-        }
-      }
-      await Promise.all(sends);
-    }
-    for (const c of [...a, ...b]) c.close();
-    const diverged = async (): Promise<string[]> => {
+    const setter = await RawClient.connect(cluster.proxy.port);
+    await setter.text(list.map((key) => `set ${key} 0 1000 1\r\nv\r\n`).join(''), list.length);
+    setter.close();
+    // A touch changes no CAS: only the expiry tells which touch landed last on each member.
+    await crossing(list, 12, (i, fromA, round) => `touch ${list[i]} ${(fromA ? 2000 : 5000) + round}\r\n`);
+    await expectConverged(async () => {
       const out: string[] = [];
       for (const key of list) {
         const [x, y] = await Promise.all(members(key).map((port) => itemOn(port, key)));
         if (x === null || y === null || Math.abs(x.ttl - y.ttl) > 1) out.push(`${key}: ttl ${x?.ttl} vs ${y?.ttl}`);
       }
       return out;
-    };
-    await pollUntil(async () => (await diverged()).length === 0, 15_000, 200).catch(async () => {
-      expect(await diverged()).toEqual([]);
     });
   });
 });

@@ -13,7 +13,7 @@
 
 import { afterEach, expect, test } from 'vitest';
 import { Backend } from '../../src/backends/backend';
-import type { NodeGet, NodeStore, StoreRequest } from '../../src/routing/node';
+import type { MemcachedNode, NodeGet, NodeStore, StoreRequest } from '../../src/routing/node';
 import { Resyncer, SILENT_RESYNC_EVENTS, type ResyncOptions } from '../../src/resync/resyncer';
 import { DEFAULT_BEACON_OPTIONS, FILL_BEACON_KEY, RUN_BEACON_KEY } from '../../src/resync/run-beacon';
 import { ReplicatedRouter } from '../../src/routing/replicated-router';
@@ -23,14 +23,19 @@ import { pollUntil } from '../helpers/wait';
 import { k, valueOn } from './support';
 
 /** A one-shot gate: `reached` resolves when the gated call arrives, `open()` lets it through. */
-function gate(): { reached: Promise<void>; passed: Promise<void>; open(): void; wait(): Promise<void> } {
+interface Gate {
+  reached: Promise<void>;
+  open(): void;
+  wait(): Promise<void>;
+}
+
+function gate(): Gate {
   let arrive!: () => void;
   let release!: () => void;
   const reached = new Promise<void>((r) => (arrive = r));
   const opened = new Promise<void>((r) => (release = r));
   return {
     reached,
-    passed: opened,
     open: () => release(),
     wait: () => {
       arrive();
@@ -41,8 +46,8 @@ function gate(): { reached: Promise<void>; passed: Promise<void>; open(): void; 
 
 /** A real Backend whose store of one key, and second read of it, wait at gates. */
 class GatedBackend extends Backend {
-  storeGate: ReturnType<typeof gate> | null = null;
-  rereadGate: ReturnType<typeof gate> | null = null;
+  storeGate: Gate | null = null;
+  rereadGate: Gate | null = null;
   gatedKey: Buffer | null = null;
   private reads = 0;
 
@@ -90,6 +95,32 @@ function sidecar(mcs: MemcachedProcess[], options: Partial<ResyncOptions> = {}):
   return s;
 }
 
+/**
+ * Gates sidecar `s`'s copy of `key` into its backend 0: its store waits at `store`,
+ * and its re-read of the source (the same memcached as `source` in any sidecar) at `reread`.
+ */
+function gateCopy(s: Sidecar, key: Buffer, source: MemcachedNode): { target: GatedBackend; store: Gate; reread: Gate } {
+  const target = s.backends[0];
+  const from = s.backends.find((b) => b.address === source.address)!;
+  target.gatedKey = from.gatedKey = key;
+  target.storeGate = gate();
+  from.rereadGate = gate();
+  return { target, store: target.storeGate, reread: from.rereadGate };
+}
+
+/** A user logs out through sidecar `s`; resolves once the delete's convergence check is done too. */
+async function logOut(s: Sidecar, key: Buffer): Promise<void> {
+  const later: Array<Promise<unknown>> = [];
+  expect((await s.router.delete(key, 0n, later)).status).toBe('deleted');
+  await Promise.all(later);
+}
+
+/** The count a backend holds under `key`, as text; null when it has none. */
+async function countOn(b: Backend, key: Buffer): Promise<string | null> {
+  const r = await b.get(key);
+  return r.status === 'hit' ? r.item.value.toString() : null;
+}
+
 test('a copy a delete through another sidecar overtook is never served there: that sidecar distrusts the target until the run ends', async () => {
   const mcs = await Promise.all([0, 1, 2].map(() => startMemcached()));
   const a = sidecar(mcs); // serves the clients
@@ -103,34 +134,27 @@ test('a copy a delete through another sidecar overtook is never served there: th
   await y.delete(key, 0n); // the target lacks it (it missed the write): the run will copy it from X
   for (const s of [a, b]) s.resyncer.start();
 
-  const target = b.backends[0];
-  const source = b.backends[a.backends.indexOf(x as GatedBackend)];
-  target.gatedKey = source.gatedKey = key;
-  target.storeGate = gate();
-  source.rereadGate = gate();
+  const { target, store, reread } = gateCopy(b, key, x);
   const run = b.resyncer.resync(target, 'manual'); // the same process: a reconcile
-  await target.storeGate.reached; // it read X's item, and its copy to Y is about to go out
+  await store.reached; // it read X's item, and its copy to Y is about to go out
 
   // Through the other sidecar meanwhile: the user logs out.
   expect(a.resyncer.isResyncing(a.backends[0])).toBe(true);
   expect(a.resyncer.progress()[0].state).toBe('elsewhere');
-  const later: Array<Promise<unknown>> = [];
-  expect((await a.router.delete(key, 0n, later)).status).toBe('deleted');
-  await Promise.all(later); // its convergence check too: nothing of it is left to undo the copy
-  target.storeGate.open();
-  await source.rereadGate.reached; // the copy landed on Y: it holds the deleted session
+  await logOut(a, key); // its convergence check too: nothing of it is left to undo the copy
+  store.open();
+  await reread.reached; // the copy landed on Y: it holds the deleted session
   expect(await valueOn(a.backends[0], key.toString())).toBe('logged-in');
 
   // The other sidecar neither serves it nor touches it.
   expect((await a.router.get(key)).status).toBe('miss');
   expect((await a.router.touch(key, 100)).status).toBe('not_found');
-  source.rereadGate.open();
+  reread.open();
   expect(await run).toMatchObject({ outcome: 'done', mode: 'reconcile' });
   for (const m of a.backends) expect(await valueOn(m, key.toString()), m.address).toBeNull();
   // The run lowered its count: both sidecars trust the target again.
   await pollUntil(() => !a.resyncer.isResyncing(a.backends[0]) && !b.resyncer.isResyncing(b.backends[0]), 10_000, 20);
-  const count = await a.backends[0].get(RUN_BEACON_KEY);
-  expect(count.status === 'hit' && count.item.value.toString()).toBe('0');
+  expect(await countOn(a.backends[0], RUN_BEACON_KEY)).toBe('0');
 });
 
 test('a fill (a reload gave the backend keys) that a delete through another sidecar overtook: that sidecar does not serve its copy, and still trusts the backend', async () => {
@@ -146,30 +170,23 @@ test('a fill (a reload gave the backend keys) that a delete through another side
   await a.backends[0].delete(key, 0n); // the reload gave Z this key: it does not hold it yet
   for (const s of [a, b]) s.resyncer.start();
 
-  const target = b.backends[0];
-  const source = b.backends[a.backends.indexOf(x as GatedBackend)];
-  target.gatedKey = source.gatedKey = key;
-  target.storeGate = gate();
-  source.rereadGate = gate();
+  const { target, store, reread } = gateCopy(b, key, x);
   const run = b.resyncer.resync(target, 'membership');
-  await target.storeGate.reached;
+  await store.reached;
 
   expect(a.resyncer.isFilling(a.backends[0])).toBe(true);
   expect(a.resyncer.isResyncing(a.backends[0])).toBe(false); // a fill leaves it trusted
-  const later: Array<Promise<unknown>> = [];
-  expect((await a.router.delete(key, 0n, later)).status).toBe('deleted');
-  await Promise.all(later);
-  target.storeGate.open();
-  await source.rereadGate.reached;
+  await logOut(a, key);
+  store.open();
+  await reread.reached;
   expect(await valueOn(a.backends[0], key.toString())).toBe('logged-in'); // the copy landed after the delete
 
   expect((await a.router.get(key)).status).toBe('miss');
-  source.rereadGate.open();
+  reread.open();
   expect(await run).toMatchObject({ outcome: 'done', mode: 'refresh' });
   for (const m of a.backends) expect(await valueOn(m, key.toString()), m.address).toBeNull();
   await pollUntil(() => !a.resyncer.isFilling(a.backends[0]), 10_000, 20);
-  const count = await a.backends[0].get(FILL_BEACON_KEY);
-  expect(count.status === 'hit' && count.item.value.toString()).toBe('0');
+  expect(await countOn(a.backends[0], FILL_BEACON_KEY)).toBe('0');
 });
 
 test('a sidecar that has not heard from a backend for trustMs distrusts it (it may have missed a run), and trusts it again once it answers', async () => {
@@ -219,8 +236,7 @@ test('a run whose target went down mid-run takes its part of the count back once
   await pollUntil(() => y.isUp(), 10_000, 20);
   await pollUntil(() => a.resyncer.progress()[0].state === 'idle', 30_000, 50);
   // Both parts are gone as the second run ends, not BEACON.ttlSeconds after the last renewal.
-  const count = await y.get(RUN_BEACON_KEY);
-  expect(count.status === 'hit' && count.item.value.toString()).toBe('0');
+  expect(await countOn(y, RUN_BEACON_KEY)).toBe('0');
   await pollUntil(() => !a.resyncer.isResyncing(y), 10_000, 20);
 });
 
