@@ -25,10 +25,28 @@ export function exchange(port: number, request: Buffer, complete: (reply: Buffer
 
 const MN = Buffer.from('MN\r\n');
 
-/** Sends `input` then `mn` (a no-op both memcached and replicached answer MN); the replies before that MN. */
+/** How many lines of `text` are exactly `line` (CRLF-ended). */
+function countLines(text: Buffer, line: Buffer): number {
+  let n = 0;
+  for (let at = text.indexOf(line); at >= 0; at = text.indexOf(line, at + 1)) {
+    if (at === 0 || text[at - 1] === 0x0a) n++;
+  }
+  return n;
+}
+
+/**
+ * Sends `input` then `mn` (a no-op both memcached and replicached answer MN); the replies before
+ * that MN. The input's own `mn` lines are counted: their MN can arrive before the rest.
+ */
 export async function textExchange(port: number, input: Buffer | string): Promise<Buffer> {
-  const request = Buffer.concat([typeof input === 'string' ? Buffer.from(input, 'latin1') : input, Buffer.from('mn\r\n')]);
-  const reply = await exchange(port, request, (r) => r.length >= MN.length && r.subarray(r.length - MN.length).equals(MN));
+  const body = typeof input === 'string' ? Buffer.from(input, 'latin1') : input;
+  const request = Buffer.concat([body, Buffer.from('mn\r\n')]);
+  const sentinels = countLines(request, Buffer.from('mn\r\n'));
+  const reply = await exchange(
+    port,
+    request,
+    (r) => r.length >= MN.length && r.subarray(r.length - MN.length).equals(MN) && countLines(r, MN) >= sentinels,
+  );
   return reply.subarray(0, reply.length - MN.length);
 }
 
