@@ -217,6 +217,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
       isFilling: (node) => resyncer.isFilling(node),
       deleting: (key) => resyncer.deleting(key),
       flushing: () => resyncer.flushing(),
+      handingOver: (key) => resyncer.handingOver(key),
     },
   );
 

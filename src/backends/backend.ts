@@ -143,6 +143,7 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
   private readonly codec: BackendCodec;
   private status: BackendState = 'up';
   private downReason = '';
+  private downByStall = false;
   private readonly pool = new Set<Connection>();
   /** Probe and metadump connections: outside the pool, closed with the backend. */
   private readonly side = new Set<Connection>();
@@ -190,6 +191,14 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
 
   get state(): BackendState {
     return this.status;
+  }
+
+  /**
+   * Marked down because it stopped answering (a timeout), not because it refused or
+   * closed: it may still answer other sidecars (see down-marks.ts).
+   */
+  get stalled(): boolean {
+    return this.status === 'down' && this.downByStall;
   }
 
   /** Whether metadump can list its keys (not over the binary protocol a SASL backend speaks). */
@@ -394,11 +403,12 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
     // A connection that never opened (refused, or its SASL handshake refused) lost nothing.
     if (failure !== null && failure.kind !== 'connect' && failure.kind !== 'auth' && this.status === 'up') this.notify('lost');
     if (lost > 0) this.observer.failed(failure?.kind ?? (this.status === 'closed' ? 'closed' : 'down'), lost);
-    if (failure?.kind === 'timeout' || failure?.reason === CONNECT_TIMEOUT) this.observer.timedOut();
+    const stall = failure?.kind === 'timeout' || failure?.reason === CONNECT_TIMEOUT;
+    if (stall) this.observer.timedOut();
     if (failure === null || this.status !== 'up') return;
     const evidence = failure.kind === 'timeout' ? ++this.timeouts >= this.opts.timeoutLimit : ++this.failures >= this.opts.failureLimit;
     if (evidence) {
-      this.markDown(failure.reason);
+      this.markDown(failure.reason, stall);
       return;
     }
     // Requests waiting for a connection never wait on one that is not coming.
@@ -418,10 +428,11 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
   // -------------------------------------------------------------------------
   // Health
 
-  private markDown(reason: string): void {
+  private markDown(reason: string, stall: boolean): void {
     if (this.status !== 'up') return;
     this.status = 'down';
     this.downReason = reason;
+    this.downByStall = stall;
     this.failures = 0;
     this.timeouts = 0;
     this.goodProbes = 0;

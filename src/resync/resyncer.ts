@@ -42,6 +42,8 @@ import {
   type BeaconOptions,
   type BeaconsSeen,
 } from './run-beacon';
+import { DownMarks, type MarksHandOver } from './down-marks';
+import { MarkWatch, type MarksSeen } from './mark-watch';
 import { ResyncRun, type ResyncMode, type ResyncResult, type ResyncRunOptions } from './resync-run';
 
 export interface ResyncOptions extends ResyncRunOptions {
@@ -151,6 +153,10 @@ export class Resyncer implements ResyncHooks {
   private readonly watch: BeaconWatch;
   /** Every sidecar's fills, as the backends count them. */
   private readonly fillWatch: BeaconWatch;
+  /** Every sidecar's down-marks, as the backends hold them (mark-watch.ts). */
+  private readonly markWatch: MarkWatch;
+  /** This sidecar's own down-marks, and the notice after a stall (down-marks.ts). */
+  private readonly marks: DownMarks;
   /** Runs whose part of the count could not be taken back (the target went down): tried again when it is up. */
   private readonly unlowered = new Map<Backend, RunBeacon[]>();
 
@@ -163,6 +169,8 @@ export class Resyncer implements ResyncHooks {
     this.opts = { ...DEFAULT_RESYNC_OPTIONS, ...options };
     this.watch = new BeaconWatch(backends, RUN_BEACON_KEY, this.opts.beacon);
     this.fillWatch = new BeaconWatch(backends, FILL_BEACON_KEY, this.opts.beacon);
+    this.markWatch = new MarkWatch(backends, this.opts.beacon);
+    this.marks = new DownMarks(backends, this.markWatch);
     for (const b of backends) {
       this.totals.set(b, { copied: 0, skipped: 0, pruned: 0 });
       this.identities.set(b, null);
@@ -179,6 +187,7 @@ export class Resyncer implements ResyncHooks {
         void this.resync(b, 'up');
       };
       const onDown = (): void => {
+        this.marks.raise(b, b.stalled);
         this.suspects.delete(b); // out of the ring until its return, which starts a run
         this.current.get(b)?.abort('backend down');
         this.fills.get(b)?.abort('backend down');
@@ -196,6 +205,7 @@ export class Resyncer implements ResyncHooks {
     }
     this.watch.start();
     this.fillWatch.start();
+    this.markWatch.start();
     void this.checkIdentities();
     this.pollTimer = setInterval(() => void this.checkIdentities(), this.opts.identityPollMs);
     this.pollTimer.unref();
@@ -246,6 +256,8 @@ export class Resyncer implements ResyncHooks {
       this.live.delete(run);
       if (beacon?.owes) this.unlowered.set(backend, [...(this.unlowered.get(backend) ?? []), beacon]);
       if (runs.get(backend) === run) runs.delete(backend);
+      // Trusted here again (a run ended, and no newer one goes on): the other sidecars may trust it too.
+      if (runs === this.current && !this.current.has(backend) && backend.isUp()) void this.marks.lower(backend);
       this.events.finished(address, result, this.current.has(backend));
       // The backend is a full member again: what stand-ins hold of its keys is garbage now.
       if (runs === this.current && result.outcome === 'done' && !this.closed) {
@@ -279,13 +291,22 @@ export class Resyncer implements ResyncHooks {
    * which backends this sidecar did not yet trust (their runs start again), and
    * what its watch saw of every sidecar's runs.
    */
-  handOver(): { identities: Map<string, Identity | null>; distrusted: string[]; beacons: BeaconsSeen; fillBeacons: BeaconsSeen } {
+  handOver(): {
+    identities: Map<string, Identity | null>;
+    distrusted: string[];
+    beacons: BeaconsSeen;
+    fillBeacons: BeaconsSeen;
+    marksSeen: { marks: MarksSeen; othersSeenAt: number };
+    marks: MarksHandOver;
+  } {
     // By address: a reload that changes connection settings opens new Backend objects.
     return {
       identities: new Map(this.backends.map((b) => [b.address, this.identities.get(b) ?? null])),
       distrusted: this.backends.filter((b) => this.resyncingHere(b)).map((b) => b.address),
       beacons: this.watch.handOver(),
       fillBeacons: this.fillWatch.handOver(),
+      marksSeen: this.markWatch.handOver(),
+      marks: this.marks.handOver(),
     };
   }
 
@@ -297,10 +318,26 @@ export class Resyncer implements ResyncHooks {
     }
     this.watch.adopt(previous.beacons);
     this.fillWatch.adopt(previous.fillBeacons);
+    this.markWatch.adopt(previous.marksSeen.marks, previous.marksSeen.othersSeenAt);
+    this.marks.adopt(previous.marks);
   }
 
   isResyncing(node: MemcachedNode): boolean {
-    return this.resyncingHere(node) || this.watch.busy(node);
+    return this.resyncingHere(node) || this.watch.busy(node) || this.markWatch.marked(node);
+  }
+
+  /**
+   * Resolves once this sidecar may write the key without a natural member it marked
+   * down for a stall (the notice, down-marks.ts); undefined: at once (the common case).
+   */
+  handingOver(key: Buffer): Promise<void> | undefined {
+    if (!this.marks.noticing) return undefined;
+    const order = this.ring.ringOrder(key);
+    for (let i = 0; i < this.ring.replicas; i++) {
+      const notice = this.marks.notice(order[i]);
+      if (notice !== undefined) return notice;
+    }
+    return undefined;
   }
 
   /** A fill through any sidecar may be copying into it (FILL_BEACON_KEY). */
@@ -390,7 +427,14 @@ export class Resyncer implements ResyncHooks {
       const totals = this.totals.get(b) ?? { copied: 0, skipped: 0, pruned: 0 };
       return {
         backend: b.address,
-        state: run !== undefined ? (run.phase === 'finished' ? 'copying' : run.phase) : this.watch.busy(b) ? 'elsewhere' : 'idle',
+        state:
+          run !== undefined
+            ? run.phase === 'finished'
+              ? 'copying'
+              : run.phase
+            : this.watch.busy(b) || this.markWatch.marked(b)
+              ? 'elsewhere'
+              : 'idle',
         copied: totals.copied,
         skipped: totals.skipped,
         pruned: totals.pruned,
@@ -426,6 +470,8 @@ export class Resyncer implements ResyncHooks {
     this.pollTimer = null;
     this.watch.stop();
     this.fillWatch.stop();
+    this.markWatch.stop();
+    this.marks.close();
     for (const off of this.unsubscribe.splice(0)) off();
     const runs = [...this.live];
     for (const run of runs) run.abort('closing');

@@ -79,6 +79,12 @@ export interface ResyncHooks {
   deleting(key: Buffer): Promise<void> | undefined;
   /** Called before a flush is sent; the flush goes out once the returned promise settles. */
   flushing(): Promise<void> | undefined;
+  /**
+   * Called before a write, and again when a member failed it: the write goes on
+   * once the returned promise settles, when every other sidecar has stopped
+   * deciding on a member this one just marked down (see down-marks.ts).
+   */
+  handingOver(key: Buffer): Promise<void> | undefined;
 }
 
 export const NO_RESYNC: ResyncHooks = {
@@ -86,6 +92,7 @@ export const NO_RESYNC: ResyncHooks = {
   isFilling: () => false,
   deleting: () => undefined,
   flushing: () => undefined,
+  handingOver: () => undefined,
 };
 
 /** Steps of a request that go on after its reply is known; the request has finished when they settle. */
@@ -118,6 +125,9 @@ const MAX_CONVERGE_ROUNDS = 4;
 
 const UNAVAILABLE = { status: 'unavailable' } as const;
 const UNDECIDED: Failed = { status: 'failed', reason: 'no trusted natural member to decide' };
+const NO_MEMBER: Failed = { status: 'failed', reason: 'no member up' };
+/** writeAll's answer when the write must be sent anew to the key's members (see writeAll). */
+const SEND_AGAIN = Symbol('send again');
 const MISS = { status: 'miss' } as const;
 
 /** memcached reads a relative expiry above 30 days as an absolute Unix time. */
@@ -148,29 +158,40 @@ export class ReplicatedRouter {
   }
 
   get(key: Buffer, touch?: number, later: FollowUps = []): Promise<GetOutcome> {
+    if (touch !== undefined) return this.getAndTouch(key, touch, later);
     // Local-first: a `local: true` member is asked first; the authority is unchanged for writes.
     const members = this.trustedFirst(this.ring.readOrder(key));
     if (members.length === 0) return Promise.resolve(UNAVAILABLE);
     // Not async: handing on the inner promise saves the two ticks an async function takes to adopt it.
-    return touch === undefined
-      ? this.readInTurn(key, members, later)
-      : this.readAllAndTouch(key, touch, members, later);
+    return this.readInTurn(key, members, later);
   }
 
   async store(cmd: StoreFields, later: FollowUps = []): Promise<StoreOutcome> {
-    const members = this.trustedFirst(this.ring.replicaSet(cmd.key));
-    if (members.length === 0) return UNAVAILABLE;
-    if (cmd.mode === 'add' || cmd.mode === 'cas' || cmd.cas !== 0n) return this.decideThenCopy(cmd, members, later);
-    return this.writeAll(cmd.mode, cmd.key, members, (m) => m.store(cmd), storeLeft(cmd.mode), later);
+    // An append or prepend sent twice would join twice.
+    const again = cmd.mode === 'set' || cmd.mode === 'replace';
+    for (;;) {
+      await this.handedOver(cmd.key);
+      const members = this.trustedFirst(this.ring.replicaSet(cmd.key));
+      if (members.length === 0) return UNAVAILABLE;
+      if (cmd.mode === 'add' || cmd.mode === 'cas' || cmd.cas !== 0n) return this.decideThenCopy(cmd, members, later);
+      const reply = await this.writeAll(cmd.mode, cmd.key, members, (m) => m.store(cmd), storeLeft(cmd.mode), later, again);
+      if (reply !== SEND_AGAIN) return reply;
+    }
   }
 
   async delete(key: Buffer, cas: bigint, later: FollowUps = []): Promise<DeleteOutcome> {
-    // Resync: a copy of this key in flight lands first, then this delete removes it everywhere.
-    const copying = this.resync.deleting(key);
-    if (copying !== undefined) await copying;
-    const members = this.trustedFirst(this.ring.replicaSet(key));
-    if (members.length === 0) return UNAVAILABLE;
-    if (cas === 0n) return this.writeAll('delete', key, members, (m) => m.delete(key, 0n), deleteLeft, later);
+    let members: MemcachedNode[];
+    for (;;) {
+      // Resync: a copy of this key in flight lands first, then this delete removes it everywhere.
+      const copying = this.resync.deleting(key);
+      if (copying !== undefined) await copying;
+      await this.handedOver(key);
+      members = this.trustedFirst(this.ring.replicaSet(key));
+      if (members.length === 0) return UNAVAILABLE;
+      if (cas !== 0n) break;
+      const reply = await this.writeAll('delete', key, members, (m) => m.delete(key, 0n), deleteLeft, later, true);
+      if (reply !== SEND_AGAIN) return reply;
+    }
     // Only the authority's CAS is meaningful; the others follow its decision.
     const { reply, authority, rest } = await this.askAuthority('delete', key, members, (m) => m.delete(key, cas));
     if (reply.status === 'failed') return UNAVAILABLE;
@@ -181,13 +202,18 @@ export class ReplicatedRouter {
     return reply;
   }
 
-  touch(key: Buffer, exptime: number, later: FollowUps = []): Promise<TouchOutcome> {
-    const members = this.trustedFirst(this.ring.replicaSet(key));
-    if (members.length === 0) return Promise.resolve(UNAVAILABLE);
-    return this.writeAll('touch', key, members, (m) => m.touch(key, exptime), touchLeft, later);
+  async touch(key: Buffer, exptime: number, later: FollowUps = []): Promise<TouchOutcome> {
+    for (;;) {
+      await this.handedOver(key);
+      const members = this.trustedFirst(this.ring.replicaSet(key));
+      if (members.length === 0) return UNAVAILABLE;
+      const reply = await this.writeAll('touch', key, members, (m) => m.touch(key, exptime), touchLeft, later, true);
+      if (reply !== SEND_AGAIN) return reply;
+    }
   }
 
   async arith(cmd: ArithCommand, later: FollowUps = []): Promise<ArithOutcome> {
+    await this.handedOver(cmd.key);
     let members = this.trustedFirst(this.ring.replicaSet(cmd.key));
     if (members.length === 0) return UNAVAILABLE;
     for (;;) {
@@ -289,15 +315,21 @@ export class ReplicatedRouter {
     return failed || !authoritativeMiss || this.undecidable(key, members) ? UNAVAILABLE : MISS;
   }
 
-  /** gat/gats: every member must see the new expiry, so ask them all at once. */
-  private async readAllAndTouch(
-    key: Buffer,
-    touch: number,
-    members: MemcachedNode[],
-    later: FollowUps,
-  ): Promise<GetOutcome> {
-    const replies: NodeGet[] = await Promise.all(members.map((m) => m.get(key, touch)));
-    for (const m of members) this.countRead(m);
+  /** gat/gats: a write too (the expiry); every member must see it, so ask them all at once. */
+  private async getAndTouch(key: Buffer, touch: number, later: FollowUps): Promise<GetOutcome> {
+    let members: MemcachedNode[];
+    let replies: NodeGet[];
+    for (;;) {
+      await this.handedOver(key);
+      members = this.trustedFirst(this.ring.readOrder(key));
+      if (members.length === 0) return UNAVAILABLE;
+      replies = await Promise.all(members.map((m) => m.get(key, touch)));
+      for (const m of members) this.countRead(m);
+      // As in writeAll: a member marked down for failing it, and the gat is sent again after the notice.
+      const handover = replies.some((r) => r.status === 'failed') ? this.handedOver(key) : undefined;
+      if (handover === undefined) break;
+      await handover;
+    }
     // As in readInTurn: a stale member's hit does not stand against a miss that proves the key gone.
     const gone = members.some((m, i) => replies[i].status === 'miss' && this.provesGone(key, m));
     const hitAt = replies.findIndex((r, i) => r.status === 'hit' && !(gone && this.staleAfterGone(key, members[i])));
@@ -365,6 +397,13 @@ export class ReplicatedRouter {
    * sidecars may reach the members in different orders, and this write may be
    * the last to land on any of them, the authority included: so its follow-up
    * checks every member against what its reply says the write left there.
+   *
+   * A member that failed it and was marked down for a stall missed it, and another
+   * sidecar may still take that member for the authority: its convergence check
+   * can copy the member's older item over this write. So the write waits out the
+   * notice (down-marks.ts), and then, when `again` (sending it twice changes
+   * nothing), the caller sends it anew to the key's members of that moment:
+   * SEND_AGAIN. Otherwise (append, prepend) it is only acknowledged then.
    */
   private async writeAll<R extends { status: string }>(
     command: string,
@@ -373,10 +412,16 @@ export class ReplicatedRouter {
     send: (m: MemcachedNode) => Promise<R>,
     left: (reply: R) => Expected | undefined,
     later: FollowUps,
-  ): Promise<Exclude<R, Failed> | typeof UNAVAILABLE> {
+    again: boolean,
+  ): Promise<Exclude<R, Failed> | typeof UNAVAILABLE | typeof SEND_AGAIN> {
     const replies: R[] = await Promise.all(members.map(send));
     const answered = replies.filter((r) => r.status !== 'failed') as Array<Exclude<R, Failed>>;
     if (answered.length === 0) return UNAVAILABLE;
+    const handover = answered.length < replies.length ? this.handedOver(key) : undefined;
+    if (handover !== undefined) {
+      await handover;
+      if (again) return SEND_AGAIN;
+    }
     const disagree = answered.some((r) => r.status !== answered[0].status);
     if (disagree) this.events.disagreement(command);
     // A member that failed is going away (its return is resynced); the others still converge,
@@ -513,15 +558,39 @@ export class ReplicatedRouter {
     members: MemcachedNode[],
     ask: (m: MemcachedNode) => Promise<R>,
   ): Promise<{ reply: R | Failed; authority: MemcachedNode; rest: MemcachedNode[] }> {
-    if (this.undecidable(key, members)) return { reply: UNDECIDED, authority: members[0], rest: [] };
-    let i = 0;
-    let reply = await ask(members[0]);
-    while (reply.status === 'failed' && i + 1 < members.length) {
-      i++;
-      this.events.failover(command);
-      reply = await ask(members[i]);
+    for (;;) {
+      if (this.undecidable(key, members)) return { reply: UNDECIDED, authority: members[0], rest: [] };
+      let i = 0;
+      let reply = await ask(members[0]);
+      let handover: Promise<void> | undefined;
+      while (reply.status === 'failed' && i + 1 < members.length) {
+        this.events.failover(command);
+        // Marked down for a stall: another sidecar may still decide on it. Once none can,
+        // the key's members of that moment are asked (a stand-in among them).
+        handover = this.handedOver(key);
+        if (handover !== undefined) break;
+        i++;
+        reply = await ask(members[i]);
+      }
+      if (handover === undefined) return { reply, authority: members[i], rest: members.slice(i + 1) };
+      await handover;
+      const failed = members[i];
+      members = this.trustedFirst(this.ring.replicaSet(key));
+      if (members.length === 0) return { reply: NO_MEMBER, authority: failed, rest: [] };
     }
-    return { reply, authority: members[i], rest: members.slice(i + 1) };
+  }
+
+  /**
+   * Waits out every notice (down-marks.ts) on the key's natural members. Undefined when
+   * none runs, the common case: the caller then awaits nothing, not even a tick.
+   */
+  private handedOver(key: Buffer): Promise<void> | undefined {
+    const wait = this.resync.handingOver(key);
+    return wait === undefined ? undefined : this.waitHandedOver(key, wait);
+  }
+
+  private async waitHandedOver(key: Buffer, first: Promise<void>): Promise<void> {
+    for (let wait: Promise<void> | undefined = first; wait !== undefined; wait = this.resync.handingOver(key)) await wait;
   }
 
   private countRead(node: MemcachedNode): void {

@@ -16,6 +16,7 @@ function setup(replicas = 2) {
   const filling = new Set<MemcachedNode>();
   const log: string[] = [];
   let hold: Promise<void> | undefined;
+  let handover: () => Promise<void> | undefined = () => undefined;
   const hooks: ResyncHooks = {
     isResyncing: (n) => resyncing.has(n),
     isFilling: (n) => filling.has(n),
@@ -27,10 +28,15 @@ function setup(replicas = 2) {
       log.push('flushing');
       return hold;
     },
+    handingOver: (key) => {
+      const wait = handover();
+      if (wait !== undefined) log.push(`handing over ${key}`);
+      return wait;
+    },
   };
   const router = new ReplicatedRouter(ring, undefined, hooks);
   const setOf = (key: string) => ring.replicaSet(k(key)) as FakeNode[];
-  return { nodes, router, resyncing, filling, log, setOf, holdWith: (p: Promise<void> | undefined) => (hold = p) };
+  return { nodes, router, resyncing, filling, log, setOf, holdWith: (p: Promise<void> | undefined) => (hold = p), handOverWhen: (f: () => Promise<void> | undefined) => (handover = f) };
 }
 
 describe('reads while a member resyncs', () => {
@@ -240,5 +246,87 @@ describe('deletes and flushes wait for the copy in flight', () => {
     release();
     expect(await pending).toEqual({ status: 'ok' });
     expect(nodes[0].value('f')).toBeUndefined();
+  });
+});
+
+describe('writes wait out the notice of a member marked down for a stall', () => {
+  /**
+   * The key's first member fails; a notice begins with its failure (as the backend is
+   * marked down while the reply fails) and runs until endNotice().
+   */
+  function stallFirst(ctx: ReturnType<typeof setup>, key: string): { first: FakeNode; second: FakeNode; endNotice: () => void } {
+    const [first, second] = ctx.setOf(key);
+    first.failing = true;
+    let ended = false;
+    let endNotice!: () => void;
+    const notice = new Promise<void>((r) => (endNotice = () => {
+      ended = true;
+      r();
+    }));
+    ctx.handOverWhen(() => (first.calls.length > 0 && !ended ? notice : undefined));
+    return { first, second, endNotice };
+  }
+
+  const item = (mode: 'add' | 'set', key: string) => ({ mode, key: k(key), value: Buffer.from('1'), flags: 0, exptime: 0, cas: 0n });
+
+  test('add: the next member decides only after the notice', async () => {
+    const ctx = setup();
+    const { second, endNotice } = stallFirst(ctx, 'lock');
+    const pending = ctx.router.store(item('add', 'lock'));
+    await new Promise((r) => setTimeout(r, 10));
+    expect(second.calls).toEqual([]); // nothing decided yet
+    endNotice();
+    expect((await pending).status).toBe('stored');
+    expect(second.value('lock')).toBe('1');
+    expect(ctx.log).toEqual(['handing over lock']);
+  });
+
+  test('set: stored on the member that answered, acknowledged only after the notice', async () => {
+    const ctx = setup();
+    const { second, endNotice } = stallFirst(ctx, 's');
+    let answered = false;
+    const pending = ctx.router.store(item('set', 's')).then((r) => {
+      answered = true;
+      return r;
+    });
+    await new Promise((r) => setTimeout(r, 10));
+    expect(second.value('s')).toBe('1');
+    expect(answered).toBe(false);
+    endNotice();
+    expect((await pending).status).toBe('stored');
+  });
+
+  test('set and add: after the notice, sent to the key members of that moment (the failed one down, a stand-in in)', async () => {
+    for (const mode of ['set', 'add'] as const) {
+      const ctx = setup();
+      const { first, second, endNotice } = stallFirst(ctx, `k-${mode}`);
+      const standIn = ctx.nodes.find((n) => n !== first && n !== second)!;
+      const pending = ctx.router.store(item(mode, `k-${mode}`));
+      await new Promise((r) => setTimeout(r, 10));
+      first.up = false; // marked down as it failed
+      endNotice();
+      expect((await pending).status).toBe('stored');
+      expect(second.value(`k-${mode}`)).toBe('1');
+      expect(standIn.value(`k-${mode}`), mode).toBe('1');
+    }
+  });
+
+  test('append is not sent twice: acknowledged after the notice', async () => {
+    const ctx = setup();
+    const { second, endNotice } = stallFirst(ctx, 'ap');
+    second.put('ap', 'a');
+    const pending = ctx.router.store({ mode: 'append', key: k('ap'), value: Buffer.from('b'), flags: 0, exptime: 0, cas: 0n });
+    await new Promise((r) => setTimeout(r, 10));
+    endNotice();
+    expect((await pending).status).toBe('stored');
+    expect(second.value('ap')).toBe('ab');
+  });
+
+  test('a plain read does not wait', async () => {
+    const ctx = setup();
+    const { second } = stallFirst(ctx, 'r');
+    second.put('r', 'v');
+    expect((await ctx.router.get(k('r'))).status).toBe('hit');
+    expect(ctx.log).toEqual([]);
   });
 });

@@ -1,0 +1,161 @@
+// Down-marks (src/resync/down-marks.ts): a backend that stalled for one
+// sidecar only is marked down there; every other sidecar distrusts it too, and
+// the sidecar that lost it acknowledges no write without it, and decides no
+// lock elsewhere, until the others have had the time to see the mark.
+//
+// Two sidecars in-process, each with its own connections, ring, router and
+// resyncer, over three real memcached. Sidecar A reaches backend Y through a
+// relay the test freezes (test/helpers/relay.ts): a path that stalls for one
+// sidecar only, which a real memcached cannot produce (SIGSTOP stalls it for
+// every client). Sidecar B reaches Y directly, and Y goes on answering it.
+
+import { afterEach, expect, test } from 'vitest';
+import { Backend, type BackendOptions } from '../../src/backends/backend';
+import { downMarkKey } from '../../src/resync/mark-watch';
+import { Resyncer, SILENT_RESYNC_EVENTS, type ResyncOptions } from '../../src/resync/resyncer';
+import { DEFAULT_BEACON_OPTIONS } from '../../src/resync/run-beacon';
+import { ReplicatedRouter } from '../../src/routing/replicated-router';
+import { ReplicaRing } from '../../src/routing/ring';
+import { startMemcached, stopAllMemcached, type MemcachedProcess } from '../helpers/memcached';
+import { startRelay, type Relay } from '../helpers/relay';
+import { pollUntil } from '../helpers/wait';
+import { k, valueOn } from './support';
+
+/** A real Backend that dials `dial` (a relay) but is named, and placed on the ring, as the memcached behind it. */
+class RelayedBackend extends Backend {
+  constructor(name: string, dial: string, options: Partial<BackendOptions>) {
+    super(dial, options);
+    (this as { address: string }).address = name;
+  }
+}
+
+interface Sidecar {
+  backends: Backend[];
+  ring: ReplicaRing;
+  router: ReplicatedRouter;
+  resyncer: Resyncer;
+}
+
+const sidecars: Sidecar[] = [];
+const relays: Relay[] = [];
+afterEach(async () => {
+  for (const r of relays.splice(0)) r.thaw();
+  for (const s of sidecars.splice(0)) {
+    await s.resyncer.close();
+    await Promise.all(s.backends.map((b) => b.close()));
+  }
+  for (const r of relays.splice(0)) await r.close();
+  await stopAllMemcached();
+});
+
+// Shorter than the defaults, the same in both sidecars (as they must be).
+const BEACON = { ...DEFAULT_BEACON_OPTIONS, watchMs: 100, trustMs: 1000 };
+const BACKEND = { requestTimeoutMs: 200, probeIntervalMs: 30, retryMaxMs: 100, upAfterProbes: 1 };
+
+/** A sidecar over `mcs`; with `relay`, its connections to mcs[0] go through it. */
+function sidecar(mcs: MemcachedProcess[], relay?: Relay, options: Partial<ResyncOptions> = {}): Sidecar {
+  const backends = mcs.map((m, i) =>
+    i === 0 && relay !== undefined ? new RelayedBackend(m.address, relay.address, BACKEND) : new Backend(m.address, BACKEND),
+  );
+  const ring = new ReplicaRing(backends.map((node) => ({ node, weight: 1 })), 2);
+  const resyncer = new Resyncer(ring, backends, SILENT_RESYNC_EVENTS, { identityPollMs: 60_000, quietMs: 0, beacon: BEACON, ...options });
+  const router = new ReplicatedRouter(ring, undefined, resyncer);
+  const s = { backends, ring, router, resyncer };
+  sidecars.push(s);
+  return s;
+}
+
+/** Three memcached, sidecar A through a relay to the first (Y), sidecar B direct; both started and trusting every backend. */
+async function twoSidecars(): Promise<{ mcs: MemcachedProcess[]; relay: Relay; a: Sidecar; b: Sidecar }> {
+  const mcs = await Promise.all([0, 1, 2].map(() => startMemcached()));
+  const relay = await startRelay(mcs[0].address);
+  relays.push(relay);
+  const a = sidecar(mcs, relay);
+  const b = sidecar(mcs);
+  for (const s of [a, b]) s.resyncer.start();
+  await pollUntil(() => [a, b].every((s) => s.backends.every((n) => !s.resyncer.isResyncing(n))), 10_000, 20);
+  await watchedLongEnough();
+  return { mcs, relay, a, b };
+}
+
+/**
+ * A sidecar that just started assumes others until it has watched presenceMs: past it, a
+ * notice in these tests depends on its seeing the other sidecar, and in the last one, on its not.
+ */
+function watchedLongEnough(beacon = BEACON): Promise<void> {
+  return new Promise((r) => setTimeout(r, beacon.trustMs + 3 * beacon.watchMs));
+}
+
+/** A key whose natural replica set is [Y, X]: Y, the backend that stalls for A, is its authority. */
+function keyOnY(s: Sidecar, prefix: string): Buffer {
+  let n = 0;
+  while (s.ring.ringOrder(k(`${prefix}:${n}`))[0] !== s.backends[0]) n++;
+  return k(`${prefix}:${n}`);
+}
+
+const item = (mode: 'set' | 'add', key: Buffer, value: string) => ({ mode, key, value: k(value), flags: 0, exptime: 0, cas: 0n });
+
+/** Thaws A's path to Y and waits until both sidecars trust Y again (A reconciled it and lowered its mark). */
+async function heal(relay: Relay, a: Sidecar, b: Sidecar): Promise<void> {
+  relay.thaw();
+  await pollUntil(() => a.backends[0].isUp() && !a.resyncer.isResyncing(a.backends[0]) && !b.resyncer.isResyncing(b.backends[0]), 20_000, 20);
+}
+
+/** The count of marks `holder` keeps for Y, as text; null when it has none. */
+async function marksOn(holder: Backend, y: Backend): Promise<string | null> {
+  const r = await holder.get(downMarkKey(y.address));
+  return r.status === 'hit' ? r.item.value.toString() : null;
+}
+
+test('a write acknowledged by the sidecar that lost Y is what the other sidecar reads, though Y still answers it', async () => {
+  const { relay, a, b } = await twoSidecars();
+  const key = keyOnY(a, 'session');
+  expect((await b.router.store(item('set', key, 'v1'))).status).toBe('stored');
+
+  relay.freeze();
+  expect((await a.router.store(item('set', key, 'v2'))).status).toBe('stored'); // X only: Y stalled for A
+  expect(a.backends[0].isUp()).toBe(false);
+  expect(b.backends[0].isUp()).toBe(true);
+  expect(await valueOn(b.backends[0], key.toString())).toBe('v1'); // Y still holds the old session...
+
+  // ...and B, which still reaches Y, reads X first: A's mark told it Y is behind.
+  expect(b.resyncer.isResyncing(b.backends[0])).toBe(true);
+  expect(b.resyncer.progress()[0].state).toBe('elsewhere');
+  const read = await b.router.get(key);
+  expect(read.status === 'hit' && read.item.value.toString()).toBe('v2');
+
+  await heal(relay, a, b);
+  expect(await valueOn(b.backends[0], key.toString())).toBe('v2'); // A's reconcile brought Y up to date
+  for (const holder of b.backends.slice(1)) expect(await marksOn(holder, b.backends[0])).toBe('0');
+});
+
+test('a lock taken through the sidecar that lost Y is refused through the other sidecar, which still reaches Y', async () => {
+  const { relay, a, b } = await twoSidecars();
+  const key = keyOnY(a, 'lock');
+
+  relay.freeze();
+  expect((await a.router.store(item('add', key, 'A'))).status).toBe('stored'); // decided by X, after the notice
+  expect((await b.router.store(item('add', key, 'B'))).status).toBe('not_stored');
+
+  await heal(relay, a, b);
+  for (const m of b.ring.ringOrder(key).slice(0, 2)) expect(await valueOn(m as Backend, key.toString()), m.address).toBe('A');
+  expect((await b.router.store(item('add', key, 'B'))).status).toBe('not_stored'); // Y decides again, and holds A's lock
+});
+
+test('a sidecar alone on the backends does not wait for a notice', async () => {
+  const mcs = await Promise.all([0, 1, 2].map(() => startMemcached()));
+  const relay = await startRelay(mcs[0].address);
+  relays.push(relay);
+  const beacon = { ...BEACON, trustMs: 3000 };
+  const a = sidecar(mcs, relay, { beacon });
+  a.resyncer.start();
+  await pollUntil(() => a.backends.every((n) => !a.resyncer.isResyncing(n)), 10_000, 20);
+  await watchedLongEnough(beacon);
+  const key = keyOnY(a, 'alone');
+
+  relay.freeze();
+  const add = a.router.store(item('add', key, 'A'));
+  const noticeOver = new Promise((r) => setTimeout(() => r('waited for a notice'), beacon.trustMs));
+  expect(await Promise.race([add, noticeOver])).toMatchObject({ status: 'stored' });
+  expect(a.backends[0].isUp()).toBe(false);
+});
