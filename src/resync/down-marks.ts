@@ -46,9 +46,9 @@ interface Mark {
   renewing: Promise<void> | null;
 }
 
-/** What the next DownMarks (a reload) takes over: the targets marked, and the notices running. */
+/** What the next DownMarks (a reload) takes over: the marks (target, then holder: last renewal), and the notices running. */
 export interface MarksHandOver {
-  marked: string[];
+  marked: ReadonlyMap<string, ReadonlyMap<string, number>>;
   noticeUntil: ReadonlyMap<string, number>;
 }
 
@@ -103,9 +103,14 @@ export class DownMarks {
     await mark.renewing;
     await Promise.all(
       [...mark.renewedAt].map(async ([holder, renewedAt]) => {
-        if (now() - renewedAt > this.lapseMs) return; // expired: nothing of ours is left to take back
+        if (now() - renewedAt > this.lapseMs) {
+          this.watch.ownPart(target, holder, -1n); // expired: nothing of ours is left to take back
+          return;
+        }
         const sentAt = now();
         const r = await holder.arith('decr', mark.key, 1n);
+        // Not taken back (the holder failed): it expires; meanwhile it is another sidecar's to this one.
+        this.watch.ownPart(target, holder, -1n);
         if (r.status === 'ok') this.watch.saw(target, holder, r.value, sentAt);
       }),
     );
@@ -115,16 +120,27 @@ export class DownMarks {
   handOver(): MarksHandOver {
     const t = now();
     return {
-      marked: [...this.marks.keys()].map((b) => b.address),
+      marked: new Map(
+        [...this.marks].map(([target, mark]) => [target.address, new Map([...mark.renewedAt].map(([h, at]) => [h.address, at]))]),
+      ),
       // A notice ends at the latest trustMs + margin from now: what it still waits for is no later.
       noticeUntil: new Map([...this.notices.keys()].map((b) => [b.address, t + this.watch.opts.trustMs + NOTICE_MARGIN_MS])),
     };
   }
 
-  /** Takes over a previous DownMarks' marks (raised anew here) and notices, for the backends both know. */
+  /** Takes over a previous DownMarks' marks and notices, for the backends both know; before the watch starts. */
   adopt(previous: MarksHandOver): void {
     for (const b of this.backends) {
-      if (previous.marked.includes(b.address)) void this.mark(b);
+      const parts = previous.marked.get(b.address);
+      if (parts !== undefined) {
+        const mark = this.newMark(b);
+        for (const holder of this.backends) {
+          const renewedAt = parts.get(holder.address);
+          if (renewedAt === undefined) continue;
+          mark.renewedAt.set(holder, renewedAt);
+          this.watch.ownPart(b, holder, 1n);
+        }
+      }
       const until = previous.noticeUntil.get(b.address);
       if (until === undefined) continue;
       const notice = sleep(Math.max(0, until - now())).finally(() => {
@@ -134,10 +150,7 @@ export class DownMarks {
     }
   }
 
-  /**
-   * Renewals stop; the parts stay counted until they expire (ttl): a reload's next
-   * DownMarks raises its own before, so a mark never drops to 0 in between.
-   */
+  /** Renewals stop; the parts stay counted (a reload's next DownMarks took them over), or expire (ttl). */
   close(): void {
     this.closed = true;
     for (const mark of this.marks.values()) clearInterval(mark.renewer);
@@ -146,15 +159,17 @@ export class DownMarks {
 
   /** Raises this sidecar's part on every holder up; resolves when the last answered (its clock). */
   private async mark(target: MemcachedNode): Promise<number> {
-    let mark = this.marks.get(target);
-    if (mark === undefined) {
-      const renewer = setInterval(() => void this.renew(target), this.watch.opts.renewMs);
-      renewer.unref();
-      mark = { key: downMarkKey(target.address), renewedAt: new Map(), renewer, renewing: null };
-      this.marks.set(target, mark);
-    }
+    if (!this.marks.has(target)) this.newMark(target);
     await this.renew(target);
     return now();
+  }
+
+  private newMark(target: MemcachedNode): Mark {
+    const renewer = setInterval(() => void this.renew(target), this.watch.opts.renewMs);
+    renewer.unref();
+    const mark: Mark = { key: downMarkKey(target.address), renewedAt: new Map(), renewer, renewing: null };
+    this.marks.set(target, mark);
+    return mark;
   }
 
   private get lapseMs(): number {
@@ -188,6 +203,7 @@ export class DownMarks {
         return;
       }
       mark.renewedAt.delete(holder);
+      this.watch.ownPart(target, holder, -1n);
     }
     const sentAt = now();
     const r = await holder.arith('incr', mark.key, 1n, { initial: 1n, exptime: ttlSeconds });
@@ -197,6 +213,7 @@ export class DownMarks {
       return;
     }
     mark.renewedAt.set(holder, sentAt);
+    this.watch.ownPart(target, holder, 1n);
     this.watch.saw(target, holder, r.value, sentAt);
   }
 }

@@ -37,7 +37,11 @@ const now = (): number => performance.now();
 
 /** What one backend (W) said of another's (Y) marks. */
 interface MarkSeen {
+  /** The count, less this sidecar's own part: its own distrust is its run's, or the backend being down here. */
   marked: boolean;
+  count: bigint;
+  /** This sidecar's part in that count (DownMarks tells). */
+  own: bigint;
   /** When the latest read answered 0 (or absent) was sent. */
   cleanSentAt: number;
   /** When the answer applied last was sent: an older one arriving late is ignored. */
@@ -78,7 +82,7 @@ export class MarkWatch {
     for (const y of backends) {
       this.keys.set(y, downMarkKey(y.address));
       const holders = new Map<MemcachedNode, MarkSeen>();
-      for (const w of backends) if (w !== y) holders.set(w, { marked: false, cleanSentAt: 0, appliedSentAt: 0 });
+      for (const w of backends) if (w !== y) holders.set(w, { marked: false, count: 0n, own: 0n, cleanSentAt: 0, appliedSentAt: 0 });
       this.seen.set(y, holders);
       this.summary.set(y, { marked: false, trustedUntil: 0 });
     }
@@ -94,7 +98,7 @@ export class MarkWatch {
     for (const [y, holders] of this.seen) {
       for (const [w, s] of holders) {
         const k = known.get(y.address)?.get(w.address);
-        if (k !== undefined) Object.assign(s, k);
+        if (k !== undefined) Object.assign(s, { ...k, own: 0n, marked: k.count > 0n }); // the parts go on as the next DownMarks says
       }
     }
     this.othersSeenAt = othersSeenAt;
@@ -139,8 +143,18 @@ export class MarkWatch {
     const s = this.seen.get(target)?.get(holder);
     if (s === undefined || sentAt < s.appliedSentAt) return;
     s.appliedSentAt = sentAt;
-    s.marked = count > 0n;
+    s.count = count;
+    s.marked = count > s.own;
     if (!s.marked) s.cleanSentAt = sentAt;
+    this.summarize(target);
+  }
+
+  /** This sidecar's part in the holder's count for `target` grew (+1) or left it (-1). */
+  ownPart(target: MemcachedNode, holder: MemcachedNode, delta: 1n | -1n): void {
+    const s = this.seen.get(target)?.get(holder);
+    if (s === undefined) return;
+    s.own = s.own + delta < 0n ? 0n : s.own + delta;
+    s.marked = s.count > s.own;
     this.summarize(target);
   }
 

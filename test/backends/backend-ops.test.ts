@@ -270,7 +270,12 @@ describe('flush, version, stats, metadump', () => {
     const n = 5000;
     await Promise.all(Array.from({ length: n }, (_, i) => backend.store(store({ key: k(`m${i}`), value: k(String(i)) }))));
     const [dumped, g] = await Promise.all([backend.metadump(), backend.get(k('m42'))]);
-    expect(Array.isArray(dumped) && dumped.length).toBe(n);
     expect(g.status === 'hit' && g.item.value.toString()).toBe('42');
+    // memcached's crawler may pass over an item its LRU maintainer is moving at that moment
+    // (seen once: 4999 of 5000), which is why resync lists twice: a second dump lists the rest.
+    expect(Array.isArray(dumped)).toBe(true);
+    const again = await backend.metadump();
+    const listed = new Set([...(dumped as Buffer[]), ...(Array.isArray(again) ? again : [])].map((key) => key.toString()));
+    expect(listed.size).toBe(n);
   });
 });

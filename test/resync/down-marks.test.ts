@@ -159,3 +159,24 @@ test('a sidecar alone on the backends does not wait for a notice', async () => {
   expect(await Promise.race([add, noticeOver])).toMatchObject({ status: 'stored' });
   expect(a.backends[0].isUp()).toBe(false);
 });
+
+test("a reload's resyncer takes over the sidecar's marks: counted once, lowered when its own run on the backend ends", async () => {
+  const { relay, a, b } = await twoSidecars();
+  const [y, x, z] = a.backends;
+  relay.freeze();
+  expect((await a.router.store(item('set', keyOnY(a, 'reload'), 'v'))).status).toBe('stored');
+  for (const holder of [x, z]) expect(await marksOn(holder, y)).toBe('1');
+
+  // What proxy.ts does on a reload that moves keys (here over the same Backend objects).
+  const next = new Resyncer(a.ring, a.backends, SILENT_RESYNC_EVENTS, { identityPollMs: 60_000, quietMs: 0, beacon: BEACON });
+  next.adopt(a.resyncer.handOver());
+  next.start();
+  await a.resyncer.close();
+  a.resyncer = next;
+  // The previous one renews no more; the next one does, and adds nothing of its own.
+  await new Promise((r) => setTimeout(r, 2 * BEACON.renewMs));
+  for (const holder of [x, z]) expect(await marksOn(holder, y)).toBe('1');
+
+  await heal(relay, a, b);
+  for (const holder of [x, z]) expect(await marksOn(holder, y)).toBe('0');
+});
