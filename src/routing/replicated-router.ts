@@ -126,8 +126,6 @@ const MAX_CONVERGE_ROUNDS = 4;
 const UNAVAILABLE = { status: 'unavailable' } as const;
 const UNDECIDED: Failed = { status: 'failed', reason: 'no trusted natural member to decide' };
 const NO_MEMBER: Failed = { status: 'failed', reason: 'no member up' };
-/** writeAll's answer when the write must be sent anew to the key's members (see writeAll). */
-const SEND_AGAIN = Symbol('send again');
 const MISS = { status: 'miss' } as const;
 
 /** memcached reads a relative expiry above 30 days as an absolute Unix time. */
@@ -167,31 +165,21 @@ export class ReplicatedRouter {
   }
 
   async store(cmd: StoreFields, later: FollowUps = []): Promise<StoreOutcome> {
-    // An append or prepend sent twice would join twice.
-    const again = cmd.mode === 'set' || cmd.mode === 'replace';
-    for (;;) {
-      await this.handedOver(cmd.key);
-      const members = this.trustedFirst(this.ring.replicaSet(cmd.key));
-      if (members.length === 0) return UNAVAILABLE;
-      if (cmd.mode === 'add' || cmd.mode === 'cas' || cmd.cas !== 0n) return this.decideThenCopy(cmd, members, later);
-      const reply = await this.writeAll(cmd.mode, cmd.key, members, (m) => m.store(cmd), storeLeft(cmd.mode), later, again);
-      if (reply !== SEND_AGAIN) return reply;
-    }
+    await this.handedOver(cmd.key);
+    const members = this.trustedFirst(this.ring.replicaSet(cmd.key));
+    if (members.length === 0) return UNAVAILABLE;
+    if (cmd.mode === 'add' || cmd.mode === 'cas' || cmd.cas !== 0n) return this.decideThenCopy(cmd, members, later);
+    return this.writeAll(cmd.mode, cmd.key, members, (m) => m.store(cmd), storeLeft(cmd.mode), later);
   }
 
   async delete(key: Buffer, cas: bigint, later: FollowUps = []): Promise<DeleteOutcome> {
-    let members: MemcachedNode[];
-    for (;;) {
-      // Resync: a copy of this key in flight lands first, then this delete removes it everywhere.
-      const copying = this.resync.deleting(key);
-      if (copying !== undefined) await copying;
-      await this.handedOver(key);
-      members = this.trustedFirst(this.ring.replicaSet(key));
-      if (members.length === 0) return UNAVAILABLE;
-      if (cas !== 0n) break;
-      const reply = await this.writeAll('delete', key, members, (m) => m.delete(key, 0n), deleteLeft, later, true);
-      if (reply !== SEND_AGAIN) return reply;
-    }
+    // Resync: a copy of this key in flight lands first, then this delete removes it everywhere.
+    const copying = this.resync.deleting(key);
+    if (copying !== undefined) await copying;
+    await this.handedOver(key);
+    const members = this.trustedFirst(this.ring.replicaSet(key));
+    if (members.length === 0) return UNAVAILABLE;
+    if (cas === 0n) return this.writeAll('delete', key, members, (m) => m.delete(key, 0n), deleteLeft, later);
     // Only the authority's CAS is meaningful; the others follow its decision.
     const { reply, authority, rest } = await this.askAuthority('delete', key, members, (m) => m.delete(key, cas));
     if (reply.status === 'failed') return UNAVAILABLE;
@@ -203,13 +191,10 @@ export class ReplicatedRouter {
   }
 
   async touch(key: Buffer, exptime: number, later: FollowUps = []): Promise<TouchOutcome> {
-    for (;;) {
-      await this.handedOver(key);
-      const members = this.trustedFirst(this.ring.replicaSet(key));
-      if (members.length === 0) return UNAVAILABLE;
-      const reply = await this.writeAll('touch', key, members, (m) => m.touch(key, exptime), touchLeft, later, true);
-      if (reply !== SEND_AGAIN) return reply;
-    }
+    await this.handedOver(key);
+    const members = this.trustedFirst(this.ring.replicaSet(key));
+    if (members.length === 0) return UNAVAILABLE;
+    return this.writeAll('touch', key, members, (m) => m.touch(key, exptime), touchLeft, later);
   }
 
   async arith(cmd: ArithCommand, later: FollowUps = []): Promise<ArithOutcome> {
@@ -317,19 +302,13 @@ export class ReplicatedRouter {
 
   /** gat/gats: a write too (the expiry); every member must see it, so ask them all at once. */
   private async getAndTouch(key: Buffer, touch: number, later: FollowUps): Promise<GetOutcome> {
-    let members: MemcachedNode[];
-    let replies: NodeGet[];
-    for (;;) {
-      await this.handedOver(key);
-      members = this.trustedFirst(this.ring.readOrder(key));
-      if (members.length === 0) return UNAVAILABLE;
-      replies = await Promise.all(members.map((m) => m.get(key, touch)));
-      for (const m of members) this.countRead(m);
-      // As in writeAll: a member marked down for failing it, and the gat is sent again after the notice.
-      const handover = replies.some((r) => r.status === 'failed') ? this.handedOver(key) : undefined;
-      if (handover === undefined) break;
-      await handover;
-    }
+    await this.handedOver(key);
+    const members = this.trustedFirst(this.ring.readOrder(key));
+    if (members.length === 0) return UNAVAILABLE;
+    const replies: NodeGet[] = await Promise.all(members.map((m) => m.get(key, touch)));
+    for (const m of members) this.countRead(m);
+    // As in writeAll: acknowledged once no other sidecar reads first a member that failed it.
+    if (replies.some((r) => r.status === 'failed')) await this.handedOver(key);
     // As in readInTurn: a stale member's hit does not stand against a miss that proves the key gone.
     const gone = members.some((m, i) => replies[i].status === 'miss' && this.provesGone(key, m));
     const hitAt = replies.findIndex((r, i) => r.status === 'hit' && !(gone && this.staleAfterGone(key, members[i])));
@@ -399,11 +378,10 @@ export class ReplicatedRouter {
    * checks every member against what its reply says the write left there.
    *
    * A member that failed it and was marked down for a stall missed it, and another
-   * sidecar may still take that member for the authority: its convergence check
-   * can copy the member's older item over this write. So the write waits out the
-   * notice (down-marks.ts), and then, when `again` (sending it twice changes
-   * nothing), the caller sends it anew to the key's members of that moment:
-   * SEND_AGAIN. Otherwise (append, prepend) it is only acknowledged then.
+   * sidecar may still read that member first: the write is acknowledged once none
+   * does (the notice, down-marks.ts). It is not sent again: between its two
+   * landings another client's write (the next lock holder's `add`) could come,
+   * and the second would undo it.
    */
   private async writeAll<R extends { status: string }>(
     command: string,
@@ -412,16 +390,11 @@ export class ReplicatedRouter {
     send: (m: MemcachedNode) => Promise<R>,
     left: (reply: R) => Expected | undefined,
     later: FollowUps,
-    again: boolean,
-  ): Promise<Exclude<R, Failed> | typeof UNAVAILABLE | typeof SEND_AGAIN> {
+  ): Promise<Exclude<R, Failed> | typeof UNAVAILABLE> {
     const replies: R[] = await Promise.all(members.map(send));
     const answered = replies.filter((r) => r.status !== 'failed') as Array<Exclude<R, Failed>>;
     if (answered.length === 0) return UNAVAILABLE;
-    const handover = answered.length < replies.length ? this.handedOver(key) : undefined;
-    if (handover !== undefined) {
-      await handover;
-      if (again) return SEND_AGAIN;
-    }
+    if (answered.length < replies.length) await this.handedOver(key);
     const disagree = answered.some((r) => r.status !== answered[0].status);
     if (disagree) this.events.disagreement(command);
     // A member that failed is going away (its return is resynced); the others still converge,
