@@ -85,6 +85,11 @@ export interface ResyncHooks {
    * deciding on a member this one just marked down (see down-marks.ts).
    */
   handingOver(key: Buffer): Promise<void> | undefined;
+  /**
+   * Whether this sidecar's trust in a natural member of the key changed lately:
+   * other sidecars may not have followed yet, and pick another authority.
+   */
+  unsettled(key: Buffer): boolean;
 }
 
 export const NO_RESYNC: ResyncHooks = {
@@ -93,6 +98,7 @@ export const NO_RESYNC: ResyncHooks = {
   deleting: () => undefined,
   flushing: () => undefined,
   handingOver: () => undefined,
+  unsettled: () => false,
 };
 
 /** Steps of a request that go on after its reply is known; the request has finished when they settle. */
@@ -348,6 +354,7 @@ export class ReplicatedRouter {
    * reconciles, then got every write since) and decides again.
    */
   private async decideThenCopy(cmd: StoreFields, members: MemcachedNode[], later: FollowUps): Promise<StoreOutcome> {
+    if (cmd.mode === 'add' && cmd.cas === 0n && this.resync.unsettled(cmd.key)) return this.addOnEvery(cmd, later);
     const { reply, authority, rest } = await this.askAuthority(cmd.mode, cmd.key, members, (m) => m.store(cmd));
     if (reply.status === 'failed') return UNAVAILABLE;
     if (rest.length === 0) return reply;
@@ -368,6 +375,40 @@ export class ReplicatedRouter {
     await Promise.all(rest.map((m) => m.store({ ...cmd, mode: 'set', cas: 0n })));
     later.push(this.converge(cmd.key, [authority, ...rest], [reply.cas], false));
     return reply;
+  }
+
+  /**
+   * An `add` (a session lock) while the sidecars' views of the key's authority may
+   * differ: a backend was marked down or distrusted, or trusted again, and each
+   * sidecar follows within a watch round (see ResyncHooks.unsettled). Two
+   * sidecars deciding on two members would both grant the lock. So the add goes
+   * to every live member of the key, one after another in ring order, and is
+   * granted only when none refused: any two deciders meet on a member they both
+   * add to, and one that decides on a single authority adds to one of them
+   * first. On a refusal, the adds placed so far are taken back (CAS-guarded: an
+   * item written over them stays). As many round trips as members: for R = 2,
+   * the same as deciding and copying.
+   */
+  private async addOnEvery(cmd: StoreFields, later: FollowUps): Promise<StoreOutcome> {
+    const placed: Array<{ node: MemcachedNode; cas: bigint }> = [];
+    for (const node of this.ring.replicaSet(cmd.key)) {
+      const reply = await node.store(cmd);
+      if (reply.status === 'stored') {
+        placed.push({ node, cas: reply.cas });
+        continue;
+      }
+      if (reply.status === 'failed') {
+        // Marked down for a stall: acknowledged once no other sidecar decides on it.
+        await this.handedOver(cmd.key);
+        continue;
+      }
+      await Promise.all(placed.map((p) => p.node.delete(cmd.key, p.cas)));
+      if (placed.length > 0) this.events.disagreement('add');
+      return reply;
+    }
+    if (placed.length === 0) return UNAVAILABLE;
+    later.push(this.converge(cmd.key, placed.map((p) => p.node), placed.map((p) => p.cas), false));
+    return { status: 'stored', cas: placed[0].cas };
   }
 
   /**
@@ -424,8 +465,13 @@ export class ReplicatedRouter {
     const [authority, ...rest] = members;
     for (let round = 0; round < MAX_CONVERGE_ROUNDS; round++) {
       if (!copyOwed) {
-        const held = await this.holdAsExpected(key, members, expected);
-        if (held !== null) return this.alignExpiry(key, members, held);
+        const seen = await this.readExpected(key, members, expected);
+        const moved = seen.map((r, i) => r !== undefined && r.status !== 'failed' && (r.status === 'hit' ? r.cas : 'gone') !== expected[i]);
+        if (!moved.includes(true)) return this.alignExpiry(key, members, seen);
+        // A later write landed on the authority after this one: its own check, made after it,
+        // converges the key. Copying it here instead would race its writer, who may yet take
+        // it back (an add refused elsewhere, addOnEvery) and leave the copy behind.
+        if (moved[0]) return;
       }
       const now = await authority.get(key);
       if (now.status === 'failed') return; // it went away: the resync that follows its return converges
@@ -440,18 +486,11 @@ export class ReplicatedRouter {
   }
 
   /**
-   * Every checked member holds what was expected of it: their CAS (and TTL) as read,
-   * by position (undefined: not checked); null when one moved on. A member that
-   * fails to answer is left to its resync.
+   * The CAS (and TTL) of each member something is expected of (undefined: not
+   * checked). A member that fails to answer is left to its resync.
    */
-  private async holdAsExpected(
-    key: Buffer,
-    members: MemcachedNode[],
-    expected: Array<Expected | undefined>,
-  ): Promise<Array<NodeCas | undefined> | null> {
-    const now = await Promise.all(members.map((m, i) => (expected[i] === undefined || expected[i] === null ? undefined : m.casOf(key))));
-    const held = now.every((r, i) => r === undefined || r.status === 'failed' || (r.status === 'hit' ? r.cas : 'gone') === expected[i]);
-    return held ? now : null;
+  private readExpected(key: Buffer, members: MemcachedNode[], expected: Array<Expected | undefined>): Promise<Array<NodeCas | undefined>> {
+    return Promise.all(members.map((m, i) => (expected[i] === undefined || expected[i] === null ? undefined : m.casOf(key))));
   }
 
   /**
