@@ -332,9 +332,10 @@ export class Resyncer implements ResyncHooks {
   }
 
   /**
-   * A natural member of the key became trusted or distrusted here (up, down, a run,
-   * a mark, a count) less than trustMs + watchMs ago: the other sidecars each follow
-   * within a watch round, or distrust it for want of a fresh read within trustMs.
+   * A natural member of the key is down or distrusted here, or became trusted less
+   * than trustMs + watchMs ago: other sidecars may see it otherwise (its run is this
+   * sidecar's alone until they read its count; each follows a change within a watch
+   * round, or distrusts for want of a fresh read within trustMs).
    */
   unsettled(key: Buffer): boolean {
     const order = this.ring.ringOrder(key);
@@ -343,7 +344,7 @@ export class Resyncer implements ResyncHooks {
     for (let i = 0; i < this.ring.replicas && i < order.length; i++) {
       this.isResyncing(order[i]); // notes a change not yet seen by a request
       const seen = this.trustSeen.get(order[i]);
-      if (seen !== undefined && t - seen.changedAt < trustMs + watchMs) return true;
+      if (seen !== undefined && (!seen.trusted || t - seen.changedAt < trustMs + watchMs)) return true;
     }
     return false;
   }

@@ -86,8 +86,8 @@ export interface ResyncHooks {
    */
   handingOver(key: Buffer): Promise<void> | undefined;
   /**
-   * Whether this sidecar's trust in a natural member of the key changed lately:
-   * other sidecars may not have followed yet, and pick another authority.
+   * Whether a natural member of the key is down or distrusted here, or was until
+   * lately: other sidecars may see it otherwise, and pick another authority.
    */
   unsettled(key: Buffer): boolean;
 }
@@ -354,7 +354,7 @@ export class ReplicatedRouter {
    * reconciles, then got every write since) and decides again.
    */
   private async decideThenCopy(cmd: StoreFields, members: MemcachedNode[], later: FollowUps): Promise<StoreOutcome> {
-    if (cmd.mode === 'add' && cmd.cas === 0n && this.resync.unsettled(cmd.key)) return this.addOnEvery(cmd, later);
+    if (cmd.mode === 'add' && cmd.cas === 0n && this.resync.unsettled(cmd.key)) return this.addOnEvery(cmd, members, later);
     const { reply, authority, rest } = await this.askAuthority(cmd.mode, cmd.key, members, (m) => m.store(cmd));
     if (reply.status === 'failed') return UNAVAILABLE;
     if (rest.length === 0) return reply;
@@ -379,19 +379,24 @@ export class ReplicatedRouter {
 
   /**
    * An `add` (a session lock) while the sidecars' views of the key's authority may
-   * differ: a backend was marked down or distrusted, or trusted again, and each
-   * sidecar follows within a watch round (see ResyncHooks.unsettled). Two
+   * differ: a natural member is down or distrusted here, or was until lately, and
+   * each sidecar learns of it in its own time (see ResyncHooks.unsettled). Two
    * sidecars deciding on two members would both grant the lock. So the add goes
-   * to every live member of the key, one after another in ring order, and is
-   * granted only when none refused: any two deciders meet on a member they both
-   * add to, and one that decides on a single authority adds to one of them
-   * first. On a refusal, the adds placed so far are taken back (CAS-guarded: an
-   * item written over them stays). As many round trips as members: for R = 2,
-   * the same as deciding and copying.
+   * to every member this sidecar trusts, one after another in ring order, and is
+   * granted only when none refused; then the members it distrusts get the item
+   * set over whatever they hold (a stale lock run late after a hang, as after any
+   * decision). Any two deciders meet on a member both trust and add to first, or
+   * one adds to a member the other already set its item on; one that decides on a
+   * single authority adds there first too. On a refusal the adds placed so far are
+   * taken back (CAS-guarded: an item written over them stays). As many round trips
+   * as members: for R = 2, the same as deciding and copying.
    */
-  private async addOnEvery(cmd: StoreFields, later: FollowUps): Promise<StoreOutcome> {
+  private async addOnEvery(cmd: StoreFields, members: MemcachedNode[], later: FollowUps): Promise<StoreOutcome> {
+    if (this.undecidable(cmd.key, members)) return UNAVAILABLE;
     const placed: Array<{ node: MemcachedNode; cas: bigint }> = [];
-    for (const node of this.ring.replicaSet(cmd.key)) {
+    const distrusted = members.filter((m) => this.resync.isResyncing(m));
+    for (const node of members) {
+      if (distrusted.includes(node)) continue;
       const reply = await node.store(cmd);
       if (reply.status === 'stored') {
         placed.push({ node, cas: reply.cas });
@@ -407,6 +412,10 @@ export class ReplicatedRouter {
       return reply;
     }
     if (placed.length === 0) return UNAVAILABLE;
+    const sets = await Promise.all(distrusted.map((m) => m.store({ ...cmd, mode: 'set', cas: 0n })));
+    sets.forEach((r, i) => {
+      if (r.status === 'stored') placed.push({ node: distrusted[i], cas: r.cas });
+    });
     later.push(this.converge(cmd.key, placed.map((p) => p.node), placed.map((p) => p.cas), false));
     return { status: 'stored', cas: placed[0].cas };
   }
