@@ -382,21 +382,25 @@ export class ReplicatedRouter {
    * differ: a natural member is down or distrusted here, or was until lately, and
    * each sidecar learns of it in its own time (see ResyncHooks.unsettled). Two
    * sidecars deciding on two members would both grant the lock. So the add goes
-   * to every member this sidecar trusts, one after another in ring order, and is
-   * granted only when none refused; then the members it distrusts get the item
-   * set over whatever they hold (a stale lock run late after a hang, as after any
-   * decision). Any two deciders meet on a member both trust and add to first, or
-   * one adds to a member the other already set its item on; one that decides on a
-   * single authority adds there first too. On a refusal the adds placed so far are
-   * taken back (CAS-guarded: an item written over them stays). As many round trips
-   * as members: for R = 2, the same as deciding and copying.
+   * to the authority and every other natural member this sidecar trusts, one
+   * after another in ring order, and is granted only when none refused; then the
+   * others get the item set over whatever they hold: members it distrusts (a
+   * stale lock run late after a hang), stand-ins and members a fill is still
+   * bringing up to date (an old copy from an earlier placement), as after any
+   * decision. Any two deciders meet on a natural member both trust, or one adds
+   * where the other already set its item; one that decides on a single authority
+   * adds there first too. On a refusal the adds placed so far are taken back
+   * (CAS-guarded: an item written over them stays). As many round trips as
+   * members: for R = 2, the same as deciding and copying.
    */
   private async addOnEvery(cmd: StoreFields, members: MemcachedNode[], later: FollowUps): Promise<StoreOutcome> {
     if (this.undecidable(cmd.key, members)) return UNAVAILABLE;
     const placed: Array<{ node: MemcachedNode; cas: bigint }> = [];
-    const distrusted = members.filter((m) => this.resync.isResyncing(m));
+    const setOnly = members.filter(
+      (m, i) => i > 0 && (this.resync.isResyncing(m) || this.resync.isFilling(m) || !this.isNatural(cmd.key, m)),
+    );
     for (const node of members) {
-      if (distrusted.includes(node)) continue;
+      if (setOnly.includes(node)) continue;
       const reply = await node.store(cmd);
       if (reply.status === 'stored') {
         placed.push({ node, cas: reply.cas });
@@ -412,9 +416,9 @@ export class ReplicatedRouter {
       return reply;
     }
     if (placed.length === 0) return UNAVAILABLE;
-    const sets = await Promise.all(distrusted.map((m) => m.store({ ...cmd, mode: 'set', cas: 0n })));
+    const sets = await Promise.all(setOnly.map((m) => m.store({ ...cmd, mode: 'set', cas: 0n })));
     sets.forEach((r, i) => {
-      if (r.status === 'stored') placed.push({ node: distrusted[i], cas: r.cas });
+      if (r.status === 'stored') placed.push({ node: setOnly[i], cas: r.cas });
     });
     later.push(this.converge(cmd.key, placed.map((p) => p.node), placed.map((p) => p.cas), false));
     return { status: 'stored', cas: placed[0].cas };
