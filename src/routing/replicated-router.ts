@@ -481,10 +481,6 @@ export class ReplicatedRouter {
         const seen = await this.readExpected(key, members, expected);
         const moved = seen.map((r, i) => r !== undefined && r.status !== 'failed' && (r.status === 'hit' ? r.cas : 'gone') !== expected[i]);
         if (!moved.includes(true)) return this.alignExpiry(key, members, seen);
-        // A later write landed on the authority after this one: its own check, made after it,
-        // converges the key. Copying it here instead would race its writer, who may yet take
-        // it back (an add refused elsewhere, addOnEvery) and leave the copy behind.
-        if (moved[0]) return;
       }
       const now = await authority.get(key);
       if (now.status === 'failed') return; // it went away: the resync that follows its return converges

@@ -20,9 +20,9 @@
 //
 // Run by hand, not by `npm test`: scripts/stall-check.sh [seeds] [stalls], or one seed with
 // REPLICACHED_STALL_SEED=<n> REPLICACHED_STALL_FAULTS=<n> npx vitest run test/replication/stall-check.test.ts.
-// It is not yet green on every seed: 1 of 10 seeds with 4 stalls each left a lock that
-// no one held (README, "Left open"), which would make a short run in `npm test` fail now
-// and then.
+// It is not green yet: runs end with a lock that no one holds (README, "Down-marks", "Left
+// open"), so a short run in `npm test` would fail; no lock is granted twice, and no
+// increment is lost.
 
 import { afterAll, expect, test } from 'vitest';
 import { Backend, type BackendOptions } from '../../src/backends/backend';
