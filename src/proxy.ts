@@ -218,7 +218,6 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
       deleting: (key) => resyncer.deleting(key),
       flushing: () => resyncer.flushing(),
       handingOver: (key) => resyncer.handingOver(key),
-      unsettled: (key) => resyncer.unsettled(key),
     },
   );
 

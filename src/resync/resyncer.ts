@@ -157,8 +157,6 @@ export class Resyncer implements ResyncHooks {
   private readonly markWatch: MarkWatch;
   /** This sidecar's own down-marks, and the notice after a stall (down-marks.ts). */
   private readonly marks: DownMarks;
-  /** Whether each backend was trusted when last looked at, and since when (see unsettled()). */
-  private readonly trustSeen = new Map<MemcachedNode, { trusted: boolean; changedAt: number }>();
   /** Runs whose part of the count could not be taken back (the target went down): tried again when it is up. */
   private readonly unlowered = new Map<Backend, RunBeacon[]>();
 
@@ -189,7 +187,6 @@ export class Resyncer implements ResyncHooks {
         void this.resync(b, 'up');
       };
       const onDown = (): void => {
-        this.noteTrust(b, false);
         this.marks.raise(b, b.stalled);
         this.suspects.delete(b); // out of the ring until its return, which starts a run
         this.current.get(b)?.abort('backend down');
@@ -326,37 +323,7 @@ export class Resyncer implements ResyncHooks {
   }
 
   isResyncing(node: MemcachedNode): boolean {
-    const resyncing = this.resyncingHere(node) || this.watch.busy(node) || this.markWatch.marked(node);
-    this.noteTrust(node, !resyncing && node.isUp());
-    return resyncing;
-  }
-
-  /**
-   * A natural member of the key is down or distrusted here, or became trusted less
-   * than trustMs + watchMs ago: other sidecars may see it otherwise (its run is this
-   * sidecar's alone until they read its count; each follows a change within a watch
-   * round, or distrusts for want of a fresh read within trustMs).
-   */
-  unsettled(key: Buffer): boolean {
-    const order = this.ring.ringOrder(key);
-    const t = performance.now();
-    const { trustMs, watchMs } = this.opts.beacon;
-    for (let i = 0; i < this.ring.replicas && i < order.length; i++) {
-      this.isResyncing(order[i]); // notes a change not yet seen by a request
-      const seen = this.trustSeen.get(order[i]);
-      if (seen !== undefined && (!seen.trusted || t - seen.changedAt < trustMs + watchMs)) return true;
-    }
-    return false;
-  }
-
-  /** Records when this sidecar's trust in `node` last changed (read by unsettled()). */
-  private noteTrust(node: MemcachedNode, trusted: boolean): void {
-    const seen = this.trustSeen.get(node);
-    if (seen === undefined) this.trustSeen.set(node, { trusted, changedAt: -Infinity });
-    else if (seen.trusted !== trusted) {
-      seen.trusted = trusted;
-      seen.changedAt = performance.now();
-    }
+    return this.resyncingHere(node) || this.watch.busy(node) || this.markWatch.marked(node);
   }
 
   /**

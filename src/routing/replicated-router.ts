@@ -85,11 +85,6 @@ export interface ResyncHooks {
    * deciding on a member this one just marked down (see down-marks.ts).
    */
   handingOver(key: Buffer): Promise<void> | undefined;
-  /**
-   * Whether a natural member of the key is down or distrusted here, or was until
-   * lately: other sidecars may see it otherwise, and pick another authority.
-   */
-  unsettled(key: Buffer): boolean;
 }
 
 export const NO_RESYNC: ResyncHooks = {
@@ -98,7 +93,6 @@ export const NO_RESYNC: ResyncHooks = {
   deleting: () => undefined,
   flushing: () => undefined,
   handingOver: () => undefined,
-  unsettled: () => false,
 };
 
 /** Steps of a request that go on after its reply is known; the request has finished when they settle. */
@@ -354,7 +348,6 @@ export class ReplicatedRouter {
    * reconciles, then got every write since) and decides again.
    */
   private async decideThenCopy(cmd: StoreFields, members: MemcachedNode[], later: FollowUps): Promise<StoreOutcome> {
-    if (cmd.mode === 'add' && cmd.cas === 0n && this.resync.unsettled(cmd.key)) return this.addOnEvery(cmd, members, later);
     const { reply, authority, rest } = await this.askAuthority(cmd.mode, cmd.key, members, (m) => m.store(cmd));
     if (reply.status === 'failed') return UNAVAILABLE;
     if (rest.length === 0) return reply;
@@ -375,53 +368,6 @@ export class ReplicatedRouter {
     await Promise.all(rest.map((m) => m.store({ ...cmd, mode: 'set', cas: 0n })));
     later.push(this.converge(cmd.key, [authority, ...rest], [reply.cas], false));
     return reply;
-  }
-
-  /**
-   * An `add` (a session lock) while the sidecars' views of the key's authority may
-   * differ: a natural member is down or distrusted here, or was until lately, and
-   * each sidecar learns of it in its own time (see ResyncHooks.unsettled). Two
-   * sidecars deciding on two members would both grant the lock. So the add goes
-   * to the authority and every other natural member this sidecar trusts, one
-   * after another in ring order, and is granted only when none refused; then the
-   * others get the item set over whatever they hold: members it distrusts (a
-   * stale lock run late after a hang), stand-ins and members a fill is still
-   * bringing up to date (an old copy from an earlier placement), as after any
-   * decision. Any two deciders meet on a natural member both trust, or one adds
-   * where the other already set its item; one that decides on a single authority
-   * adds there first too. On a refusal the adds placed so far are taken back
-   * (CAS-guarded: an item written over them stays). As many round trips as
-   * members: for R = 2, the same as deciding and copying.
-   */
-  private async addOnEvery(cmd: StoreFields, members: MemcachedNode[], later: FollowUps): Promise<StoreOutcome> {
-    if (this.undecidable(cmd.key, members)) return UNAVAILABLE;
-    const placed: Array<{ node: MemcachedNode; cas: bigint }> = [];
-    const setOnly = members.filter(
-      (m, i) => i > 0 && (this.resync.isResyncing(m) || this.resync.isFilling(m) || !this.isNatural(cmd.key, m)),
-    );
-    for (const node of members) {
-      if (setOnly.includes(node)) continue;
-      const reply = await node.store(cmd);
-      if (reply.status === 'stored') {
-        placed.push({ node, cas: reply.cas });
-        continue;
-      }
-      if (reply.status === 'failed') {
-        // Marked down for a stall: acknowledged once no other sidecar decides on it.
-        await this.handedOver(cmd.key);
-        continue;
-      }
-      await Promise.all(placed.map((p) => p.node.delete(cmd.key, p.cas)));
-      if (placed.length > 0) this.events.disagreement('add');
-      return reply;
-    }
-    if (placed.length === 0) return UNAVAILABLE;
-    const sets = await Promise.all(setOnly.map((m) => m.store({ ...cmd, mode: 'set', cas: 0n })));
-    sets.forEach((r, i) => {
-      if (r.status === 'stored') placed.push({ node: setOnly[i], cas: r.cas });
-    });
-    later.push(this.converge(cmd.key, placed.map((p) => p.node), placed.map((p) => p.cas), false));
-    return { status: 'stored', cas: placed[0].cas };
   }
 
   /**

@@ -20,9 +20,8 @@
 //
 // Run by hand, not by `npm test`: scripts/stall-check.sh [seeds] [stalls], or one seed with
 // REPLICACHED_STALL_SEED=<n> REPLICACHED_STALL_FAULTS=<n> npx vitest run test/replication/stall-check.test.ts.
-// It is not green yet: runs end with a lock that no one holds (README, "Down-marks", "Left
-// open"), so a short run in `npm test` would fail; no lock is granted twice, and no
-// increment is lost.
+// It does not pass yet: where a run ends, two sidecars can each grant a lock (README,
+// "Down-marks", "Left open"), so a short run in `npm test` would fail.
 
 import { afterAll, expect, test } from 'vitest';
 import { Backend, type BackendOptions } from '../../src/backends/backend';

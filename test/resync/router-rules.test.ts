@@ -28,7 +28,6 @@ function setup(replicas = 2) {
       log.push('flushing');
       return hold;
     },
-    unsettled: () => false,
     handingOver: (key) => {
       const wait = handover();
       if (wait !== undefined) log.push(`handing over ${key}`);
