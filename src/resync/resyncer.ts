@@ -22,7 +22,8 @@
 //
 // It is also the router's ResyncHooks: a backend is resyncing from the moment it
 // is up again until its run ends, and while any sidecar's run copies into it
-// (the runs' count, run-beacon.ts); a backend any sidecar fills is only 'filling'
+// (the runs' count, run-beacon.ts), and while any sidecar has it marked down
+// (down-marks.ts, mark-watch.ts); a backend any sidecar fills is only 'filling'
 // (the fills' count: its hits are not served after a trusted miss); deletes and
 // flushes are passed to the runs.
 
@@ -106,7 +107,7 @@ export const SILENT_RESYNC_EVENTS: ResyncEvents = {
 
 export interface ResyncProgress {
   backend: string;
-  /** elsewhere: no run here, but another sidecar's run copies into it (or its count cannot be read): distrusted. */
+  /** elsewhere: no run here, but another sidecar's run copies into it or it is marked down (or a count cannot be read): distrusted. */
   state: 'idle' | 'elsewhere' | 'waiting' | 'listing' | 'copying' | 'pruning' | 'holding';
   /** Totals since the proxy started, over every run for this backend. */
   copied: number;

@@ -424,9 +424,8 @@ export class ReplicatedRouter {
     const [authority, ...rest] = members;
     for (let round = 0; round < MAX_CONVERGE_ROUNDS; round++) {
       if (!copyOwed) {
-        const seen = await this.readExpected(key, members, expected);
-        const moved = seen.map((r, i) => r !== undefined && r.status !== 'failed' && (r.status === 'hit' ? r.cas : 'gone') !== expected[i]);
-        if (!moved.includes(true)) return this.alignExpiry(key, members, seen);
+        const held = await this.holdAsExpected(key, members, expected);
+        if (held !== null) return this.alignExpiry(key, members, held);
       }
       const now = await authority.get(key);
       if (now.status === 'failed') return; // it went away: the resync that follows its return converges
@@ -441,11 +440,18 @@ export class ReplicatedRouter {
   }
 
   /**
-   * The CAS (and TTL) of each member something is expected of (undefined: not
-   * checked). A member that fails to answer is left to its resync.
+   * Every checked member holds what was expected of it: their CAS (and TTL) as read,
+   * by position (undefined: not checked); null when one moved on. A member that
+   * fails to answer is left to its resync.
    */
-  private readExpected(key: Buffer, members: MemcachedNode[], expected: Array<Expected | undefined>): Promise<Array<NodeCas | undefined>> {
-    return Promise.all(members.map((m, i) => (expected[i] === undefined || expected[i] === null ? undefined : m.casOf(key))));
+  private async holdAsExpected(
+    key: Buffer,
+    members: MemcachedNode[],
+    expected: Array<Expected | undefined>,
+  ): Promise<Array<NodeCas | undefined> | null> {
+    const now = await Promise.all(members.map((m, i) => (expected[i] === undefined || expected[i] === null ? undefined : m.casOf(key))));
+    const held = now.every((r, i) => r === undefined || r.status === 'failed' || (r.status === 'hit' ? r.cas : 'gone') === expected[i]);
+    return held ? now : null;
   }
 
   /**

@@ -4,6 +4,15 @@
 // memcached cannot produce on its own (SIGSTOP stalls it for every client).
 
 import net from 'node:net';
+import { Backend, type BackendOptions } from '../../src/backends/backend';
+
+/** A real Backend that dials `dial` (a relay) but is named, and placed on the ring, as the memcached behind it. */
+export class RelayedBackend extends Backend {
+  constructor(name: string, dial: string, options: Partial<BackendOptions>) {
+    super(dial, options);
+    (this as { address: string }).address = name;
+  }
+}
 
 export interface Relay {
   /** "127.0.0.1:<port>": dial this instead of the memcached. */

@@ -24,7 +24,7 @@
 // "Down-marks", "Left open"), so a short run in `npm test` would fail.
 
 import { afterAll, expect, test } from 'vitest';
-import { Backend, type BackendOptions } from '../../src/backends/backend';
+import { Backend } from '../../src/backends/backend';
 import { Resyncer, SILENT_RESYNC_EVENTS } from '../../src/resync/resyncer';
 import { DEFAULT_BEACON_OPTIONS } from '../../src/resync/run-beacon';
 import { KeySequencer } from '../../src/routing/key-sequencer';
@@ -32,7 +32,7 @@ import { OrderedRouter } from '../../src/routing/ordered-router';
 import { ReplicatedRouter } from '../../src/routing/replicated-router';
 import { ReplicaRing } from '../../src/routing/ring';
 import { startMemcached, stopAllMemcached, type MemcachedProcess } from '../helpers/memcached';
-import { startRelay, type Relay } from '../helpers/relay';
+import { RelayedBackend, startRelay, type Relay } from '../helpers/relay';
 import { pollUntil } from '../helpers/wait';
 import { seeded } from './support';
 
@@ -44,14 +44,6 @@ const WORKERS_PER_SIDECAR = 3;
 
 const BEACON = { ...DEFAULT_BEACON_OPTIONS, watchMs: 100, trustMs: 1000 };
 const BACKEND = { requestTimeoutMs: 200, probeIntervalMs: 30, retryMaxMs: 100, upAfterProbes: 1 };
-
-/** A real Backend that dials a relay but is named, and placed on the ring, as the memcached behind it. */
-class RelayedBackend extends Backend {
-  constructor(name: string, dial: string, options: Partial<BackendOptions>) {
-    super(dial, options);
-    (this as { address: string }).address = name;
-  }
-}
 
 interface Sidecar {
   backends: Backend[];

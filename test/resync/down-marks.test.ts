@@ -10,24 +10,16 @@
 // every client). Sidecar B reaches Y directly, and Y goes on answering it.
 
 import { afterEach, expect, test } from 'vitest';
-import { Backend, type BackendOptions } from '../../src/backends/backend';
+import { Backend } from '../../src/backends/backend';
 import { downMarkKey } from '../../src/resync/mark-watch';
 import { Resyncer, SILENT_RESYNC_EVENTS, type ResyncOptions } from '../../src/resync/resyncer';
 import { DEFAULT_BEACON_OPTIONS } from '../../src/resync/run-beacon';
 import { ReplicatedRouter } from '../../src/routing/replicated-router';
 import { ReplicaRing } from '../../src/routing/ring';
 import { startMemcached, stopAllMemcached, type MemcachedProcess } from '../helpers/memcached';
-import { startRelay, type Relay } from '../helpers/relay';
+import { RelayedBackend, startRelay, type Relay } from '../helpers/relay';
 import { pollUntil } from '../helpers/wait';
 import { k, valueOn } from './support';
-
-/** A real Backend that dials `dial` (a relay) but is named, and placed on the ring, as the memcached behind it. */
-class RelayedBackend extends Backend {
-  constructor(name: string, dial: string, options: Partial<BackendOptions>) {
-    super(dial, options);
-    (this as { address: string }).address = name;
-  }
-}
 
 interface Sidecar {
   backends: Backend[];
