@@ -47,6 +47,9 @@ import { DownMarks, type MarksHandOver } from './down-marks';
 import { MarkWatch, type MarksSeen } from './mark-watch';
 import { ResyncRun, type ResyncMode, type ResyncResult, type ResyncRunOptions } from './resync-run';
 
+/** Over watchMs: another sidecar's watch timer firing late, and its read's round trip. */
+const SETTLE_MARGIN_MS = 100;
+
 export interface ResyncOptions extends ResyncRunOptions {
   /** How often each live backend's pid and start time are read, to catch a restart no probe noticed. */
   identityPollMs: number;
@@ -158,6 +161,8 @@ export class Resyncer implements ResyncHooks {
   private readonly markWatch: MarkWatch;
   /** This sidecar's own down-marks, and the notice after a stall (down-marks.ts). */
   private readonly marks: DownMarks;
+  /** Backends this sidecar trusts again since a moment ago: writes of their keys wait (see settle()). */
+  private readonly settling = new Map<Backend, Promise<void>>();
   /** Runs whose part of the count could not be taken back (the target went down): tried again when it is up. */
   private readonly unlowered = new Map<Backend, RunBeacon[]>();
 
@@ -258,7 +263,10 @@ export class Resyncer implements ResyncHooks {
       if (beacon?.owes) this.unlowered.set(backend, [...(this.unlowered.get(backend) ?? []), beacon]);
       if (runs.get(backend) === run) runs.delete(backend);
       // Trusted here again (a run ended, and no newer one goes on): the other sidecars may trust it too.
-      if (runs === this.current && !this.current.has(backend) && backend.isUp()) void this.marks.lower(backend);
+      if (runs === this.current && !this.current.has(backend) && backend.isUp()) {
+        void this.marks.lower(backend);
+        this.settle(backend);
+      }
       this.events.finished(address, result, this.current.has(backend));
       // The backend is a full member again: what stand-ins hold of its keys is garbage now.
       if (runs === this.current && result.outcome === 'done' && !this.closed) {
@@ -332,13 +340,25 @@ export class Resyncer implements ResyncHooks {
    * down for a stall (the notice, down-marks.ts); undefined: at once (the common case).
    */
   handingOver(key: Buffer): Promise<void> | undefined {
-    if (!this.marks.noticing) return undefined;
+    if (!this.marks.noticing && this.settling.size === 0) return undefined;
     const order = this.ring.ringOrder(key);
     for (let i = 0; i < this.ring.replicas; i++) {
-      const notice = this.marks.notice(order[i]);
-      if (notice !== undefined) return notice;
+      const wait = this.marks.notice(order[i]) ?? this.settling.get(order[i] as Backend);
+      if (wait !== undefined) return wait;
     }
     return undefined;
+  }
+
+  /**
+   * This sidecar trusts `backend` again (its run ended); the others follow when they
+   * read the lowered count, within a watch round. Until then they may still decide
+   * its keys on another member: writes of its keys wait here that long.
+   */
+  private settle(backend: Backend): void {
+    const settled = new Promise<void>((resolve) => setTimeout(resolve, this.opts.beacon.watchMs + SETTLE_MARGIN_MS)).finally(() => {
+      if (this.settling.get(backend) === settled) this.settling.delete(backend);
+    });
+    this.settling.set(backend, settled);
   }
 
   /** A fill through any sidecar may be copying into it (FILL_BEACON_KEY). */
