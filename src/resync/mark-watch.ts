@@ -23,7 +23,7 @@
 import type { Backend } from '../backends/backend';
 import type { MemcachedNode } from '../routing/node';
 import { RESERVED_PREFIX } from './refill-claim';
-import type { BeaconOptions } from './run-beacon';
+import { parseCount, type BeaconOptions } from './run-beacon';
 
 /** The count of sidecars that marked a backend down, kept on every other backend. */
 export function downMarkKey(address: string): Buffer {
@@ -240,10 +240,4 @@ export class MarkWatch {
       void this.readFrom(w).finally(() => this.asking.delete(w));
     }
   }
-}
-
-/** memcached's counter as ASCII digits; anything else counts as a mark (distrust rather than guess). */
-function parseCount(value: Buffer): bigint {
-  const text = value.toString('latin1').trim();
-  return /^\d+$/.test(text) ? BigInt(text) : 1n;
 }

@@ -283,8 +283,8 @@ export class BeaconWatch {
   }
 }
 
-/** memcached's counter as ASCII digits; anything else counts as a run (distrust rather than guess). */
-function parseCount(value: Buffer): bigint {
+/** memcached's counter as ASCII digits; anything else counts as one (distrust rather than guess). */
+export function parseCount(value: Buffer): bigint {
   const text = value.toString('latin1').trim();
   return /^\d+$/.test(text) ? BigInt(text) : 1n;
 }
