@@ -214,9 +214,11 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
     },
     {
       isResyncing: (node) => resyncer.isResyncing(node),
+      resyncingHere: (node) => resyncer.resyncingHere(node),
       isFilling: (node) => resyncer.isFilling(node),
       deleting: (key) => resyncer.deleting(key),
       flushing: () => resyncer.flushing(),
+      catchingUp: (key) => resyncer.catchingUp(key),
       handingOver: (key) => resyncer.handingOver(key),
     },
   );

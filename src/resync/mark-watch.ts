@@ -23,7 +23,7 @@
 import type { Backend } from '../backends/backend';
 import type { MemcachedNode } from '../routing/node';
 import { RESERVED_PREFIX } from './refill-claim';
-import { parseCount, type BeaconOptions } from './run-beacon';
+import { parseCount, WatchRounds, type BeaconOptions } from './run-beacon';
 
 /** The count of sidecars that marked a backend down, kept on every other backend. */
 export function downMarkKey(address: string): Buffer {
@@ -73,11 +73,13 @@ export class MarkWatch {
   /** Holders up at the last round: one back since holds marks not read yet. */
   private readonly upLastRound = new Set<MemcachedNode>();
   private timer: NodeJS.Timeout | null = null;
+  private readonly rounds: WatchRounds;
 
   constructor(
     private readonly backends: readonly Backend[],
     readonly opts: BeaconOptions,
   ) {
+    this.rounds = new WatchRounds(opts);
     for (const w of backends) this.presence.set(w, { misses: null, ownSince: 0, firstLookAt: null, turn: Promise.resolve(true) });
     for (const y of backends) {
       this.keys.set(y, downMarkKey(y.address));
@@ -136,6 +138,13 @@ export class MarkWatch {
     const s = this.summary.get(node);
     if (s === undefined || this.timer === null || !node.isUp()) return false;
     return s.marked || now() > s.trustedUntil;
+  }
+
+  /** Not marked, but some holder gave no fresh clean answer, and requests wait for one (see WatchRounds). */
+  holdsBack(node: MemcachedNode, t: number): boolean {
+    const s = this.summary.get(node);
+    if (s === undefined || this.timer === null || s.marked) return false;
+    return this.rounds.holdsBack(s.trustedUntil, t);
   }
 
   /** A mark this process raised or lowered, as the holder answered (sentAt: when it was asked). */
@@ -225,6 +234,7 @@ export class MarkWatch {
 
   private readAll(): void {
     const t = now();
+    this.rounds.sent(t);
     for (const w of this.backends) {
       if (!w.isUp()) this.upLastRound.delete(w);
       else if (!this.upLastRound.has(w)) {

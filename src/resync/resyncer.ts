@@ -49,6 +49,10 @@ import { ResyncRun, type ResyncMode, type ResyncResult, type ResyncRunOptions } 
 
 /** Over watchMs: another sidecar's watch timer firing late, and its read's round trip. */
 const SETTLE_MARGIN_MS = 100;
+/** How often a request held back by a stale watch looks again (see catchingUp). */
+const STALE_NAP_MS = 20;
+
+const now = (): number => performance.now();
 
 export interface ResyncOptions extends ResyncRunOptions {
   /** How often each live backend's pid and start time are read, to catch a restart no probe noticed. */
@@ -163,6 +167,8 @@ export class Resyncer implements ResyncHooks {
   private readonly marks: DownMarks;
   /** Backends this sidecar trusts again since a moment ago: writes of their keys wait (see settle()). */
   private readonly settling = new Map<Backend, Promise<void>>();
+  /** The nap requests take while a watch is stale (see catchingUp). */
+  private napping: Promise<void> | null = null;
   /** Runs whose part of the count could not be taken back (the target went down): tried again when it is up. */
   private readonly unlowered = new Map<Backend, RunBeacon[]>();
 
@@ -340,6 +346,8 @@ export class Resyncer implements ResyncHooks {
    * down for a stall (the notice, down-marks.ts); undefined: at once (the common case).
    */
   handingOver(key: Buffer): Promise<void> | undefined {
+    const stale = this.catchingUp(key);
+    if (stale !== undefined) return stale;
     if (!this.marks.noticing && this.settling.size === 0) return undefined;
     const order = this.ring.ringOrder(key);
     for (let i = 0; i < this.ring.replicas; i++) {
@@ -347,6 +355,33 @@ export class Resyncer implements ResyncHooks {
       if (wait !== undefined) return wait;
     }
     return undefined;
+  }
+
+  /**
+   * Resolves (after a short nap: the caller asks again) while a watch is stale for a
+   * natural member of the key, and holds requests back (see WatchRounds, run-beacon.ts);
+   * undefined: at once, the common case.
+   */
+  catchingUp(key: Buffer): Promise<void> | undefined {
+    const t = now();
+    if (!this.backends.some((b) => this.staleHere(b, t))) return undefined;
+    const order = this.ring.ringOrder(key);
+    for (let i = 0; i < this.ring.replicas; i++) if (this.staleHere(order[i], t)) return this.nap();
+    return undefined;
+  }
+
+  private staleHere(node: MemcachedNode, t: number): boolean {
+    // Its own run distrusts it anyway; a backend down is no member.
+    if (!node.isUp() || this.resyncingHere(node)) return false;
+    return this.watch.holdsBack(node, t) || this.markWatch.holdsBack(node, t);
+  }
+
+  /** One timer for every request waiting on a stale watch. */
+  private nap(): Promise<void> {
+    this.napping ??= new Promise<void>((resolve) => setTimeout(resolve, STALE_NAP_MS)).finally(() => {
+      this.napping = null;
+    });
+    return this.napping;
   }
 
   /**
@@ -367,7 +402,7 @@ export class Resyncer implements ResyncHooks {
   }
 
   /** This sidecar's own reasons: a run of its own, or a lost connection not yet checked. */
-  private resyncingHere(node: MemcachedNode): boolean {
+  resyncingHere(node: MemcachedNode): boolean {
     for (const [backend] of this.current) if (backend === node) return true;
     for (const backend of this.suspects) if (backend === node) return true;
     return false;

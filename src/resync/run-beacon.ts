@@ -53,6 +53,41 @@ export interface BeaconOptions {
   copyBudgetMs: number;
 }
 
+/**
+ * When a watch's rounds went out, to tell whose fault a stale watch is (no fresh
+ * clean answer: see BeaconWatch.busy). Most often it is this process's own: its
+ * event loop stalled (a GC pause, a starved CPU), so its rounds went out late.
+ * Distrusting the member then would move decisions to another member while the
+ * other sidecars still decide on this one, and would leave reads and locks with no
+ * member to decide them. So requests of its keys are held back instead (Resyncer.
+ * catchingUp) while the watch is behind (its last round went out over two rounds
+ * ago) and for a pause after its rounds resume; a watch stale longer than that,
+ * its rounds going out on time, distrusts the member.
+ */
+export class WatchRounds {
+  private sentAt = -Infinity;
+  private resumedAt = -Infinity;
+
+  constructor(private readonly opts: BeaconOptions) {}
+
+  /** How long requests wait for a stale watch once its rounds go out on time. */
+  get pauseMs(): number {
+    return 2 * this.opts.watchMs;
+  }
+
+  /** A round goes out now. */
+  sent(t: number): void {
+    if (t - this.sentAt > 2 * this.opts.watchMs) this.resumedAt = t;
+    this.sentAt = t;
+  }
+
+  /** Whether a watch stale since `staleSince` holds requests back at `t` rather than distrust. */
+  holdsBack(staleSince: number, t: number): boolean {
+    if (t <= staleSince) return false;
+    return t - this.sentAt > 2 * this.opts.watchMs || t - Math.max(staleSince, this.resumedAt) <= this.pauseMs;
+  }
+}
+
 export const DEFAULT_BEACON_OPTIONS: Readonly<BeaconOptions> = Object.freeze({
   ttlSeconds: 10,
   renewMs: 1000,
@@ -206,6 +241,7 @@ export class BeaconWatch {
   private readonly seen = new Map<MemcachedNode, Seen>();
   private readonly asking = new Set<MemcachedNode>();
   private timer: NodeJS.Timeout | null = null;
+  private readonly rounds: WatchRounds;
 
   /** `key`: which count it watches (the runs', or the fills'). */
   constructor(
@@ -214,6 +250,7 @@ export class BeaconWatch {
     readonly opts: BeaconOptions,
   ) {
     for (const b of backends) this.seen.set(b, { busy: false, cleanSentAt: 0, appliedSentAt: 0 });
+    this.rounds = new WatchRounds(opts);
   }
 
   /** Starts from what a previous watch saw (a reload), for the backends both know. */
@@ -251,6 +288,13 @@ export class BeaconWatch {
     return s.busy || now() - s.cleanSentAt > this.opts.trustMs;
   }
 
+  /** No run seen, but no fresh clean answer either, and requests wait for one (see WatchRounds). */
+  holdsBack(node: MemcachedNode, t: number): boolean {
+    const s = this.seen.get(node);
+    if (s === undefined || this.timer === null || s.busy) return false;
+    return this.rounds.holdsBack(s.cleanSentAt + this.opts.trustMs, t);
+  }
+
   /** What a later watch (a reload) starts from. */
   handOver(): BeaconsSeen {
     return new Map([...this.seen].map(([b, s]) => [b.address, { ...s }]));
@@ -275,6 +319,7 @@ export class BeaconWatch {
   }
 
   private readAll(): void {
+    this.rounds.sent(now());
     for (const b of this.backends) {
       if (!b.isUp() || this.asking.has(b)) continue;
       this.asking.add(b);

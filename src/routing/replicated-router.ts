@@ -73,6 +73,12 @@ export const SILENT_EVENTS: RouterEvents = {
  */
 export interface ResyncHooks {
   isResyncing(node: MemcachedNode): boolean;
+  /**
+   * Resyncing for a reason of this sidecar's own (its run: a restart or a dropped
+   * connection): it may lack this sidecar's own writes. A backend distrusted only
+   * for another sidecar's reasons (its run, its down-mark) took all of them.
+   */
+  resyncingHere(node: MemcachedNode): boolean;
   /** A fill may be copying into it: its hit is not served once a trusted natural member missed. */
   isFilling(node: MemcachedNode): boolean;
   /** Called before a delete is sent; the delete goes out once the returned promise settles. */
@@ -80,7 +86,12 @@ export interface ResyncHooks {
   /** Called before a flush is sent; the flush goes out once the returned promise settles. */
   flushing(): Promise<void> | undefined;
   /**
-   * Called before a write, and again when a member failed it: the write goes on
+   * Called before a read: resolves (the caller asks again) while this sidecar's view of
+   * the other sidecars' runs and marks is stale for a member of the key, a moment at most.
+   */
+  catchingUp(key: Buffer): Promise<void> | undefined;
+  /**
+   * Called before a write, and again when a member failed it (a stale view waits as for a read): the write goes on
    * once the returned promise settles, when every other sidecar has stopped
    * deciding on a member this one just marked down (see down-marks.ts).
    */
@@ -89,9 +100,11 @@ export interface ResyncHooks {
 
 export const NO_RESYNC: ResyncHooks = {
   isResyncing: () => false,
+  resyncingHere: () => false,
   isFilling: () => false,
   deleting: () => undefined,
   flushing: () => undefined,
+  catchingUp: () => undefined,
   handingOver: () => undefined,
 };
 
@@ -157,6 +170,12 @@ export class ReplicatedRouter {
 
   get(key: Buffer, touch?: number, later: FollowUps = []): Promise<GetOutcome> {
     if (touch !== undefined) return this.getAndTouch(key, touch, later);
+    const stale = this.resync.catchingUp(key);
+    if (stale !== undefined) return this.caughtUp(key, stale).then(() => this.readNow(key, later));
+    return this.readNow(key, later);
+  }
+
+  private readNow(key: Buffer, later: FollowUps): Promise<GetOutcome> {
     // Local-first: a `local: true` member is asked first; the authority is unchanged for writes.
     const members = this.trustedFirst(this.ring.readOrder(key));
     if (members.length === 0) return Promise.resolve(UNAVAILABLE);
@@ -240,8 +259,11 @@ export class ReplicatedRouter {
    */
   private trustedFirst(members: MemcachedNode[]): MemcachedNode[] {
     if (!members.some((m) => this.resync.isResyncing(m))) return members;
-    const resyncing = members.filter((m) => this.resync.isResyncing(m));
-    return [...members.filter((m) => !resyncing.includes(m)), ...resyncing];
+    // When no member is trusted, the first still answers a write (set, replace, delete) and is
+    // what converge copies: one this sidecar resyncs itself may have restarted empty, while
+    // one only another sidecar distrusts took every write of this one. So that one comes first.
+    const rank = (m: MemcachedNode): number => (!this.resync.isResyncing(m) ? 0 : this.resync.resyncingHere(m) ? 2 : 1);
+    return [...members].sort((a, b) => rank(a) - rank(b));
   }
 
   /** The node is in the key's natural replica set: the first R on the ring, up or down. */
@@ -564,6 +586,10 @@ export class ReplicatedRouter {
 
   private async waitHandedOver(key: Buffer, first: Promise<void>): Promise<void> {
     for (let wait: Promise<void> | undefined = first; wait !== undefined; wait = this.resync.handingOver(key)) await wait;
+  }
+
+  private async caughtUp(key: Buffer, first: Promise<void>): Promise<void> {
+    for (let wait: Promise<void> | undefined = first; wait !== undefined; wait = this.resync.catchingUp(key)) await wait;
   }
 
   private countRead(node: MemcachedNode): void {

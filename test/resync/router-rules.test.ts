@@ -13,12 +13,15 @@ function setup(replicas = 2) {
   const nodes = Array.from({ length: 3 }, (_, i) => new FakeNode(`127.0.0.1:${11400 + i}`));
   const ring = new ReplicaRing(nodes.map((node) => ({ node, weight: 1 })), replicas);
   const resyncing = new Set<MemcachedNode>();
+  /** Of those resyncing, the ones this sidecar resyncs itself (the others: another sidecar's reasons). */
+  const here = new Set<MemcachedNode>();
   const filling = new Set<MemcachedNode>();
   const log: string[] = [];
   let hold: Promise<void> | undefined;
   let handover: () => Promise<void> | undefined = () => undefined;
   const hooks: ResyncHooks = {
     isResyncing: (n) => resyncing.has(n),
+    resyncingHere: (n) => resyncing.has(n) && here.has(n),
     isFilling: (n) => filling.has(n),
     deleting: (key) => {
       log.push(`deleting ${key}`);
@@ -28,6 +31,7 @@ function setup(replicas = 2) {
       log.push('flushing');
       return hold;
     },
+    catchingUp: () => undefined,
     handingOver: (key) => {
       const wait = handover();
       if (wait !== undefined) log.push(`handing over ${key}`);
@@ -36,7 +40,7 @@ function setup(replicas = 2) {
   };
   const router = new ReplicatedRouter(ring, undefined, hooks);
   const setOf = (key: string) => ring.replicaSet(k(key)) as FakeNode[];
-  return { nodes, router, resyncing, filling, log, setOf, holdWith: (p: Promise<void> | undefined) => (hold = p), handOverWhen: (f: () => Promise<void> | undefined) => (handover = f) };
+  return { nodes, router, resyncing, here, filling, log, setOf, holdWith: (p: Promise<void> | undefined) => (hold = p), handOverWhen: (f: () => Promise<void> | undefined) => (handover = f) };
 }
 
 describe('reads while a member resyncs', () => {
@@ -164,6 +168,52 @@ describe('a natural member resyncing, the other down: the stand-in alone cannot 
     first.up = false;
     expect(await router.get(k('a'))).toEqual({ status: 'miss' });
     expect(await router.store(add)).toMatchObject({ status: 'stored' });
+  });
+});
+
+describe('no natural member trusted: one resynced here answers after one only another sidecar distrusts', () => {
+  // Seen in the two-sidecar model check on a loaded machine: the first member had just
+  // restarted (this sidecar's run refilled it), the second was distrusted for a mark
+  // another sidecar raised. In ring order the empty one answered a replace NOT_STORED
+  // and a delete NOT_FOUND, and converge copied its absence over the other's item.
+  function bothDistrusted() {
+    const t = setup();
+    const [restarted, marked] = t.setOf('a');
+    t.resyncing.add(restarted);
+    t.here.add(restarted);
+    t.resyncing.add(marked);
+    marked.put('a', 'v', 3);
+    return { ...t, restarted, marked };
+  }
+  const replace = { mode: 'replace', key: k('a'), flags: 4, exptime: 0, value: k('w'), cas: 0n } as const;
+
+  test('replace: stored, and converge brings the restarted member to it', async () => {
+    const { router, restarted, marked } = bothDistrusted();
+    const later: Array<Promise<unknown>> = [];
+    expect(await router.store(replace, later)).toMatchObject({ status: 'stored' });
+    await Promise.all(later);
+    expect(marked.value('a')).toBe('w');
+    expect(restarted.value('a')).toBe('w');
+  });
+
+  test('delete: deleted, on both', async () => {
+    const { router, restarted, marked } = bothDistrusted();
+    const later: Array<Promise<unknown>> = [];
+    expect(await router.delete(k('a'), 0n, later)).toEqual({ status: 'deleted' });
+    await Promise.all(later);
+    expect(marked.value('a')).toBeUndefined();
+    expect(restarted.value('a')).toBeUndefined();
+  });
+
+  test('get: the marked member is read first', async () => {
+    const { router, restarted } = bothDistrusted();
+    expect(await router.get(k('a'))).toMatchObject({ status: 'hit', item: { flags: 3 } });
+    expect(restarted.calls.filter((c) => c.startsWith('get'))).toEqual([]);
+  });
+
+  test('add is still decided by no one', async () => {
+    const { router } = bothDistrusted();
+    expect(await router.store({ ...replace, mode: 'add' })).toEqual({ status: 'unavailable' });
   });
 });
 
