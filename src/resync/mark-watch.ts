@@ -75,9 +75,11 @@ export class MarkWatch {
   private timer: NodeJS.Timeout | null = null;
   private readonly rounds: WatchRounds;
 
+  /** `trusted`: a backend seen marked is seen unmarked now. */
   constructor(
     private readonly backends: readonly Backend[],
     readonly opts: BeaconOptions,
+    private readonly trusted: (node: MemcachedNode) => void = () => {},
   ) {
     this.rounds = new WatchRounds(opts);
     for (const w of backends) this.presence.set(w, { misses: null, ownSince: 0, firstLookAt: null, turn: Promise.resolve(true) });
@@ -194,7 +196,10 @@ export class MarkWatch {
       trustedUntil = Math.min(trustedUntil, s.cleanSentAt + this.opts.trustMs);
     }
     const summary = this.summary.get(y);
-    if (summary !== undefined) Object.assign(summary, { marked, trustedUntil });
+    if (summary === undefined) return;
+    const was = summary.marked;
+    Object.assign(summary, { marked, trustedUntil });
+    if (was && !marked) this.trusted(y);
   }
 
   /**

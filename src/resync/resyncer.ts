@@ -179,9 +179,12 @@ export class Resyncer implements ResyncHooks {
     options: Partial<ResyncOptions> = {},
   ) {
     this.opts = { ...DEFAULT_RESYNC_OPTIONS, ...options };
-    this.watch = new BeaconWatch(backends, RUN_BEACON_KEY, this.opts.beacon);
+    // Another sidecar's run or mark ended: a third sidecar may still distrust the backend for
+    // a watch round, deciding its keys elsewhere, so this one settles as after a run of its own.
+    const settle = (node: MemcachedNode): void => this.settle(node as Backend);
+    this.watch = new BeaconWatch(backends, RUN_BEACON_KEY, this.opts.beacon, settle);
     this.fillWatch = new BeaconWatch(backends, FILL_BEACON_KEY, this.opts.beacon);
-    this.markWatch = new MarkWatch(backends, this.opts.beacon);
+    this.markWatch = new MarkWatch(backends, this.opts.beacon, settle);
     this.marks = new DownMarks(backends, this.markWatch);
     for (const b of backends) {
       this.totals.set(b, { copied: 0, skipped: 0, pruned: 0 });
@@ -385,11 +388,13 @@ export class Resyncer implements ResyncHooks {
   }
 
   /**
-   * This sidecar trusts `backend` again (its run ended); the others follow when they
-   * read the lowered count, within a watch round. Until then they may still decide
-   * its keys on another member: writes of its keys wait here that long.
+   * This sidecar trusts `backend` again (its run ended, or it read another sidecar's
+   * count lowered); the others follow when they read the lowered count, within a watch
+   * round. Until then they may still decide its keys on another member: writes of its
+   * keys wait here that long.
    */
   private settle(backend: Backend): void {
+    if (this.closed) return;
     const settled = new Promise<void>((resolve) => setTimeout(resolve, this.opts.beacon.watchMs + SETTLE_MARGIN_MS)).finally(() => {
       if (this.settling.get(backend) === settled) this.settling.delete(backend);
     });

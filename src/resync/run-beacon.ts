@@ -243,11 +243,12 @@ export class BeaconWatch {
   private timer: NodeJS.Timeout | null = null;
   private readonly rounds: WatchRounds;
 
-  /** `key`: which count it watches (the runs', or the fills'). */
+  /** `key`: which count it watches (the runs', or the fills'); `trusted`: a count seen above 0 is now seen at 0. */
   constructor(
     private readonly backends: readonly MemcachedNode[],
     readonly key: Buffer,
     readonly opts: BeaconOptions,
+    private readonly trusted: (node: MemcachedNode) => void = () => {},
   ) {
     for (const b of backends) this.seen.set(b, { busy: false, cleanSentAt: 0, appliedSentAt: 0 });
     this.rounds = new WatchRounds(opts);
@@ -305,8 +306,10 @@ export class BeaconWatch {
     const s = this.seen.get(target);
     if (s === undefined || sentAt < s.appliedSentAt) return;
     s.appliedSentAt = sentAt;
+    const was = s.busy;
     s.busy = count > 0n;
     if (!s.busy) s.cleanSentAt = sentAt;
+    if (was && !s.busy) this.trusted(target);
   }
 
   /** Reads one backend's count now, whatever read is in flight (a run of this sidecar's just ended). */

@@ -58,15 +58,15 @@ function sidecar(mcs: MemcachedProcess[], relay?: Relay, options: Partial<Resync
 }
 
 /** Three memcached, sidecar A through a relay to the first (Y), sidecar B direct; both started and trusting every backend. */
-async function twoSidecars(): Promise<{ mcs: MemcachedProcess[]; relay: Relay; a: Sidecar; b: Sidecar }> {
+async function twoSidecars(beacon = BEACON): Promise<{ mcs: MemcachedProcess[]; relay: Relay; a: Sidecar; b: Sidecar }> {
   const mcs = await Promise.all([0, 1, 2].map(() => startMemcached()));
   const relay = await startRelay(mcs[0].address);
   relays.push(relay);
-  const a = sidecar(mcs, relay);
-  const b = sidecar(mcs);
+  const a = sidecar(mcs, relay, { beacon });
+  const b = sidecar(mcs, undefined, { beacon });
   for (const s of [a, b]) s.resyncer.start();
   await pollUntil(() => [a, b].every((s) => s.backends.every((n) => !s.resyncer.isResyncing(n))), 10_000, 20);
-  await watchedLongEnough();
+  await watchedLongEnough(beacon);
   return { mcs, relay, a, b };
 }
 
@@ -136,6 +136,24 @@ test('a lock taken through the sidecar that lost Y is refused through the other 
   await heal(relay, a, b);
   for (const m of b.ring.ringOrder(key).slice(0, 2)) expect(await valueOn(m as Backend, key.toString()), m.address).toBe('A');
   expect((await b.router.store(item('add', key, 'B'))).status).toBe('not_stored'); // Y decides again, and holds A's lock
+});
+
+test('a sidecar that reads the mark lowered holds writes of its keys a watch round, as the sidecar whose run ended does', async () => {
+  // With a third sidecar, that one may read the lowered count a round later, and decide Y's
+  // keys elsewhere meanwhile. A longer round here: the settling lasts watchMs + 100 ms.
+  const beacon = { ...BEACON, watchMs: 400, trustMs: 1600 };
+  const { relay, a, b } = await twoSidecars(beacon);
+  const key = keyOnY(a, 'settle');
+  relay.freeze();
+  expect((await a.router.store(item('set', key, 'v'))).status).toBe('stored');
+  expect(b.resyncer.isResyncing(b.backends[0])).toBe(true); // A's mark, read by B
+
+  relay.thaw();
+  await pollUntil(() => !b.resyncer.isResyncing(b.backends[0]), 20_000, 5);
+  const settling = b.resyncer.handingOver(key);
+  expect(settling).toBeInstanceOf(Promise); // B ran nothing on Y: it settles for A's mark
+  await settling;
+  expect((await b.router.store(item('add', key, 'lock'))).status).toBe('not_stored'); // Y decides again, and holds A's write
 });
 
 test('a sidecar alone on the backends does not wait for a notice', async () => {
