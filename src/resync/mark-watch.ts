@@ -6,7 +6,10 @@
 //             2. `mg replicached:down:<Y>` for every other backend Y, and `stats`
 //   marked  Y is distrusted while any W holds a count above 0 for it, or while some
 //           W that is up gave no clean answer (0 or absent) to a read sent in the
-//           last trustMs: it may hold a mark this sidecar has not seen yet
+//           last trustMs: it may hold a mark this sidecar has not seen yet. Either
+//           way requests first wait a moment for the next answers (WatchRounds in
+//           run-beacon.ts): when this process's own rounds went out late, and when
+//           the answers that say "marked" are too old to act on (writes only)
 //   alone   every sidecar decrements a key nobody stores, on each backend every
 //           round, and memcached counts the miss (`decr_misses` in `stats`):
 //           nothing is stored for it, and session handlers never decrement.
@@ -51,6 +54,8 @@ interface MarkSeen {
 /** The state of one backend's marks, summed over the backends that hold them. */
 interface Summary {
   marked: boolean;
+  /** When the latest answer above this sidecar's part was sent (of the holders that gave one). */
+  markedSentAt: number;
   /** Past this, some backend's last clean answer is too old to trust. */
   trustedUntil: number;
 }
@@ -88,7 +93,7 @@ export class MarkWatch {
       const holders = new Map<MemcachedNode, MarkSeen>();
       for (const w of backends) if (w !== y) holders.set(w, { marked: false, count: 0n, own: 0n, cleanSentAt: 0, appliedSentAt: 0 });
       this.seen.set(y, holders);
-      this.summary.set(y, { marked: false, trustedUntil: 0 });
+      this.summary.set(y, { marked: false, markedSentAt: 0, trustedUntil: 0 });
     }
   }
 
@@ -142,10 +147,15 @@ export class MarkWatch {
     return s.marked || now() > s.trustedUntil;
   }
 
-  /** Not marked, but some holder gave no fresh clean answer, and requests wait for one (see WatchRounds). */
-  holdsBack(node: MemcachedNode, t: number): boolean {
+  /**
+   * Requests of its keys wait for the next answers (see WatchRounds): not marked, but some
+   * holder gave no fresh clean answer; with `decisions` (writes), also marked, but in answers
+   * too old to act on (countHoldsMs).
+   */
+  holdsBack(node: MemcachedNode, t: number, decisions: boolean): boolean {
     const s = this.summary.get(node);
-    if (s === undefined || this.timer === null || s.marked) return false;
+    if (s === undefined || this.timer === null) return false;
+    if (s.marked) return decisions && this.rounds.holdsBack(s.markedSentAt + this.rounds.countHoldsMs, t);
     return this.rounds.holdsBack(s.trustedUntil, t);
   }
 
@@ -189,16 +199,20 @@ export class MarkWatch {
 
   private summarize(y: MemcachedNode): void {
     let marked = false;
+    let markedSentAt = -Infinity;
     let trustedUntil = Infinity;
     for (const [w, s] of this.seen.get(y) ?? []) {
       if (!w.isUp()) continue; // asked nothing while down: a mark it holds is read again when it is back
-      if (s.marked) marked = true;
+      if (s.marked) {
+        marked = true;
+        markedSentAt = Math.max(markedSentAt, s.appliedSentAt);
+      }
       trustedUntil = Math.min(trustedUntil, s.cleanSentAt + this.opts.trustMs);
     }
     const summary = this.summary.get(y);
     if (summary === undefined) return;
     const was = summary.marked;
-    Object.assign(summary, { marked, trustedUntil });
+    Object.assign(summary, { marked, markedSentAt, trustedUntil });
     if (was && !marked) this.trusted(y);
   }
 

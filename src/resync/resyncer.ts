@@ -40,6 +40,7 @@ import {
   FILL_BEACON_KEY,
   RUN_BEACON_KEY,
   RunBeacon,
+  SETTLE_MARGIN_MS,
   type BeaconOptions,
   type BeaconsSeen,
 } from './run-beacon';
@@ -47,8 +48,6 @@ import { DownMarks, type MarksHandOver } from './down-marks';
 import { MarkWatch, type MarksSeen } from './mark-watch';
 import { ResyncRun, type ResyncMode, type ResyncResult, type ResyncRunOptions } from './resync-run';
 
-/** Over watchMs: another sidecar's watch timer firing late, and its read's round trip. */
-const SETTLE_MARGIN_MS = 100;
 /** How often a request held back by a stale watch looks again (see catchingUp). */
 const STALE_NAP_MS = 20;
 
@@ -273,8 +272,9 @@ export class Resyncer implements ResyncHooks {
       if (runs.get(backend) === run) runs.delete(backend);
       // Trusted here again (a run ended, and no newer one goes on): the other sidecars may trust it too.
       if (runs === this.current && !this.current.has(backend) && backend.isUp()) {
-        void this.marks.lower(backend);
+        // From now, and again from when the holders took the mark down: others read it from then.
         this.settle(backend);
+        void this.marks.lower(backend).then(() => this.settle(backend));
       }
       this.events.finished(address, result, this.current.has(backend));
       // The backend is a full member again: what stand-ins hold of its keys is garbage now.
@@ -349,7 +349,7 @@ export class Resyncer implements ResyncHooks {
    * down for a stall (the notice, down-marks.ts); undefined: at once (the common case).
    */
   handingOver(key: Buffer): Promise<void> | undefined {
-    const stale = this.catchingUp(key);
+    const stale = this.heldBack(key, true);
     if (stale !== undefined) return stale;
     if (!this.marks.noticing && this.settling.size === 0) return undefined;
     const order = this.ring.ringOrder(key);
@@ -366,17 +366,23 @@ export class Resyncer implements ResyncHooks {
    * undefined: at once, the common case.
    */
   catchingUp(key: Buffer): Promise<void> | undefined {
+    return this.heldBack(key, false);
+  }
+
+  /** catchingUp, and with `decisions` (writes) a count seen above 0 in an answer too old to act on. */
+  private heldBack(key: Buffer, decisions: boolean): Promise<void> | undefined {
     const t = now();
-    if (!this.backends.some((b) => this.staleHere(b, t))) return undefined;
+    if (!this.backends.some((b) => this.holdsBack(b, t, decisions))) return undefined;
     const order = this.ring.ringOrder(key);
-    for (let i = 0; i < this.ring.replicas; i++) if (this.staleHere(order[i], t)) return this.nap();
+    for (let i = 0; i < this.ring.replicas; i++) if (this.holdsBack(order[i], t, decisions)) return this.nap();
     return undefined;
   }
 
-  private staleHere(node: MemcachedNode, t: number): boolean {
+  private holdsBack(node: MemcachedNode, t: number, decisions: boolean): boolean {
+    // The common case first.
+    if (!this.watch.holdsBack(node, t, decisions) && !this.markWatch.holdsBack(node, t, decisions)) return false;
     // Its own run distrusts it anyway; a backend down is no member.
-    if (!node.isUp() || this.resyncingHere(node)) return false;
-    return this.watch.holdsBack(node, t) || this.markWatch.holdsBack(node, t);
+    return node.isUp() && !this.resyncingHere(node);
   }
 
   /** One timer for every request waiting on a stale watch. */

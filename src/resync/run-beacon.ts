@@ -16,7 +16,9 @@
 //           expires ttl after the last renewal by anyone)
 //   watch   every sidecar, every watchMs, reads the count on each backend that is up:
 //           above 0 ──> distrusted; no answer of 0 (or absent) sent in the last
-//           trustMs ──> distrusted too (it may have missed a raise)
+//           trustMs ──> distrusted too (it may have missed a raise), after requests
+//           of its keys waited a moment for the next answer (WatchRounds); and writes
+//           act on an answer above 0 only while it is fresh (countHoldsMs)
 //
 // Why that holds: a sidecar trusts the target at time t only on an answer of 0 to a
 // read sent after t − trustMs; the target answered it after it was sent. A copy
@@ -53,6 +55,9 @@ export interface BeaconOptions {
   copyBudgetMs: number;
 }
 
+/** Over watchMs, in a settling pause (Resyncer.settle): another sidecar's watch timer firing late, and its read's round trip. */
+export const SETTLE_MARGIN_MS = 100;
+
 /**
  * When a watch's rounds went out, to tell whose fault a stale watch is (no fresh
  * clean answer: see BeaconWatch.busy). Most often it is this process's own: its
@@ -73,6 +78,16 @@ export class WatchRounds {
   /** How long requests wait for a stale watch once its rounds go out on time. */
   get pauseMs(): number {
     return 2 * this.opts.watchMs;
+  }
+
+  /**
+   * How long an answer above 0 is taken to still hold. A sidecar that trusts the
+   * backend again (its count lowered) holds its writes watchMs + SETTLE_MARGIN_MS
+   * (Resyncer.settle): one acting on an older answer than this might decide the
+   * backend's keys elsewhere after that, so its writes wait for the next answer.
+   */
+  get countHoldsMs(): number {
+    return this.opts.watchMs + SETTLE_MARGIN_MS / 2;
   }
 
   /** A round goes out now. */
@@ -289,10 +304,15 @@ export class BeaconWatch {
     return s.busy || now() - s.cleanSentAt > this.opts.trustMs;
   }
 
-  /** No run seen, but no fresh clean answer either, and requests wait for one (see WatchRounds). */
-  holdsBack(node: MemcachedNode, t: number): boolean {
+  /**
+   * Requests of its keys wait for the next answer (see WatchRounds): no run seen, but no
+   * fresh clean answer either; with `decisions` (writes), also a run seen, but in an answer
+   * too old to act on (countHoldsMs).
+   */
+  holdsBack(node: MemcachedNode, t: number, decisions: boolean): boolean {
     const s = this.seen.get(node);
-    if (s === undefined || this.timer === null || s.busy) return false;
+    if (s === undefined || this.timer === null) return false;
+    if (s.busy) return decisions && this.rounds.holdsBack(s.appliedSentAt + this.rounds.countHoldsMs, t);
     return this.rounds.holdsBack(s.cleanSentAt + this.opts.trustMs, t);
   }
 

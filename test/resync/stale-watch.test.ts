@@ -8,8 +8,9 @@
 // One sidecar in-process over three real memcached; the stall is a busy loop
 // in this process, which is the sidecar's.
 
-import { afterEach, describe, expect, test } from 'vitest';
-import { DEFAULT_BEACON_OPTIONS, WatchRounds } from '../../src/resync/run-beacon';
+import { afterEach, describe, expect, test, vi } from 'vitest';
+import { BeaconWatch, DEFAULT_BEACON_OPTIONS, RUN_BEACON_KEY, WatchRounds } from '../../src/resync/run-beacon';
+import { FakeNode } from '../routing/fake-node';
 import { pollUntil } from '../helpers/wait';
 import { k, startResyncCluster, stopResyncCluster, valueOn } from './support';
 
@@ -70,5 +71,38 @@ describe('WatchRounds: whether a stale watch holds requests back', () => {
     r.sent(9100);
     r.sent(9200);
     expect(r.holdsBack(1050, 9201)).toBe(false);
+  });
+});
+
+describe('a count above 0 decides writes only while the answer that says so is fresh', () => {
+  // A sidecar that trusts the backend again holds its writes watchMs + 100 ms (Resyncer.settle):
+  // one acting on an older answer above 0 could decide the keys elsewhere after that.
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  test('past countHoldsMs without an answer: writes wait, reads do not; past the pause: distrusted', async () => {
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval', 'setTimeout', 'clearTimeout', 'performance'] });
+    const y = new FakeNode('127.0.0.1:1');
+    y.put(RUN_BEACON_KEY.toString('latin1'), '1');
+    const opts = { ...BEACON, watchMs: 100, trustMs: 400 }; // countHoldsMs 150, pauseMs 200
+    const watch = new BeaconWatch([y], RUN_BEACON_KEY, opts);
+    watch.start(); // a round now, answered at once: a run copies into Y
+    await vi.advanceTimersByTimeAsync(0);
+    const release = y.hold(); // the rounds from 100 ms on go unanswered
+    try {
+      await vi.advanceTimersByTimeAsync(140);
+      expect(watch.holdsBack(y, performance.now(), true)).toBe(false); // the answer from 0 ms still holds
+      await vi.advanceTimersByTimeAsync(20);
+      expect(watch.holdsBack(y, performance.now(), true)).toBe(true);
+      expect(watch.holdsBack(y, performance.now(), false)).toBe(false);
+      expect(watch.busy(y)).toBe(true);
+      await vi.advanceTimersByTimeAsync(200);
+      expect(watch.holdsBack(y, performance.now(), true)).toBe(false); // rounds go out, none answered: distrusted
+      expect(watch.busy(y)).toBe(true);
+    } finally {
+      watch.stop();
+      release();
+    }
   });
 });
