@@ -24,15 +24,13 @@
 
 import { afterAll, expect, test } from 'vitest';
 import { Backend } from '../../src/backends/backend';
-import { Resyncer, SILENT_RESYNC_EVENTS } from '../../src/resync/resyncer';
 import { DEFAULT_BEACON_OPTIONS } from '../../src/resync/run-beacon';
 import { KeySequencer } from '../../src/routing/key-sequencer';
 import { OrderedRouter } from '../../src/routing/ordered-router';
-import { ReplicatedRouter } from '../../src/routing/replicated-router';
-import { ReplicaRing } from '../../src/routing/ring';
 import { startMemcached, stopAllMemcached, type MemcachedProcess } from '../helpers/memcached';
 import { RelayedBackend, startRelay, type Relay } from '../helpers/relay';
 import { pollUntil } from '../helpers/wait';
+import { inProcessSidecar, type InProcessSidecar } from '../resync/support';
 import { seeded } from './support';
 
 const SEED = Number(process.env.REPLICACHED_STALL_SEED ?? 1);
@@ -43,13 +41,8 @@ const WORKERS_PER_SIDECAR = 3;
 const BEACON = { ...DEFAULT_BEACON_OPTIONS, watchMs: 100, trustMs: 1000 };
 const BACKEND = { requestTimeoutMs: 200, probeIntervalMs: 30, retryMaxMs: 100, upAfterProbes: 1 };
 
-interface Sidecar {
-  backends: Backend[];
-  ring: ReplicaRing;
-  router: ReplicatedRouter;
-  keys: KeySequencer;
-  resyncer: Resyncer;
-}
+/** Its keys: the per-key order an OrderedRouter over this sidecar's router keeps (one per sidecar, as in a proxy). */
+type Sidecar = InProcessSidecar & { keys: KeySequencer };
 
 const cleanup: Array<() => Promise<void>> = [];
 afterAll(async () => {
@@ -61,9 +54,8 @@ function sidecar(mcs: MemcachedProcess[], relay?: Relay): Sidecar {
   const backends = mcs.map((m, i) =>
     i === 0 && relay !== undefined ? new RelayedBackend(m.address, relay.address, BACKEND) : new Backend(m.address, BACKEND),
   );
-  const ring = new ReplicaRing(backends.map((node) => ({ node, weight: 1 })), 2);
-  const resyncer = new Resyncer(ring, backends, SILENT_RESYNC_EVENTS, { identityPollMs: 60_000, quietMs: 0, beacon: BEACON });
-  const s = { backends, ring, router: new ReplicatedRouter(ring, undefined, resyncer), keys: new KeySequencer(), resyncer };
+  const s = { ...inProcessSidecar(backends, { beacon: BEACON }), keys: new KeySequencer() };
+  const { resyncer } = s;
   cleanup.push(async () => {
     await resyncer.close();
     await Promise.all(backends.map((b) => b.close()));

@@ -14,19 +14,12 @@ import { Backend } from '../../src/backends/backend';
 import { downMarkKey } from '../../src/resync/mark-watch';
 import { Resyncer, SILENT_RESYNC_EVENTS, type ResyncOptions } from '../../src/resync/resyncer';
 import { DEFAULT_BEACON_OPTIONS } from '../../src/resync/run-beacon';
-import { ReplicatedRouter } from '../../src/routing/replicated-router';
-import { ReplicaRing } from '../../src/routing/ring';
 import { startMemcached, stopAllMemcached, type MemcachedProcess } from '../helpers/memcached';
 import { RelayedBackend, startRelay, type Relay } from '../helpers/relay';
 import { pollUntil } from '../helpers/wait';
-import { k, valueOn } from './support';
+import { inProcessSidecar, k, valueOn, type InProcessSidecar } from './support';
 
-interface Sidecar {
-  backends: Backend[];
-  ring: ReplicaRing;
-  router: ReplicatedRouter;
-  resyncer: Resyncer;
-}
+type Sidecar = InProcessSidecar;
 
 const sidecars: Sidecar[] = [];
 const relays: Relay[] = [];
@@ -49,10 +42,7 @@ function sidecar(mcs: MemcachedProcess[], relay?: Relay, options: Partial<Resync
   const backends = mcs.map((m, i) =>
     i === 0 && relay !== undefined ? new RelayedBackend(m.address, relay.address, BACKEND) : new Backend(m.address, BACKEND),
   );
-  const ring = new ReplicaRing(backends.map((node) => ({ node, weight: 1 })), 2);
-  const resyncer = new Resyncer(ring, backends, SILENT_RESYNC_EVENTS, { identityPollMs: 60_000, quietMs: 0, beacon: BEACON, ...options });
-  const router = new ReplicatedRouter(ring, undefined, resyncer);
-  const s = { backends, ring, router, resyncer };
+  const s = inProcessSidecar(backends, { beacon: BEACON, ...options });
   sidecars.push(s);
   return s;
 }

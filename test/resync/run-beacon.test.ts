@@ -14,13 +14,11 @@
 import { afterEach, expect, test } from 'vitest';
 import { Backend } from '../../src/backends/backend';
 import type { MemcachedNode, NodeGet, NodeStore, StoreRequest } from '../../src/routing/node';
-import { Resyncer, SILENT_RESYNC_EVENTS, type ResyncOptions } from '../../src/resync/resyncer';
+import type { ResyncOptions } from '../../src/resync/resyncer';
 import { DEFAULT_BEACON_OPTIONS, FILL_BEACON_KEY, RUN_BEACON_KEY } from '../../src/resync/run-beacon';
-import { ReplicatedRouter } from '../../src/routing/replicated-router';
-import { ReplicaRing } from '../../src/routing/ring';
 import { startMemcached, stopAllMemcached, type MemcachedProcess } from '../helpers/memcached';
 import { pollUntil } from '../helpers/wait';
-import { k, valueOn } from './support';
+import { inProcessSidecar, k, valueOn, type InProcessSidecar } from './support';
 
 /** A one-shot gate: `reached` resolves when the gated call arrives, `open()` lets it through. */
 interface Gate {
@@ -62,12 +60,7 @@ class GatedBackend extends Backend {
   }
 }
 
-interface Sidecar {
-  backends: GatedBackend[];
-  ring: ReplicaRing;
-  router: ReplicatedRouter;
-  resyncer: Resyncer;
-}
+type Sidecar = InProcessSidecar<GatedBackend>;
 
 const sidecars: Sidecar[] = [];
 afterEach(async () => {
@@ -87,10 +80,7 @@ const BEACON = { ...DEFAULT_BEACON_OPTIONS, watchMs: 100, trustMs: 600 };
 
 function sidecar(mcs: MemcachedProcess[], options: Partial<ResyncOptions> = {}): Sidecar {
   const backends = mcs.map((m) => new GatedBackend(m.address, { probeIntervalMs: 30, retryMaxMs: 100, upAfterProbes: 1 }));
-  const ring = new ReplicaRing(backends.map((node) => ({ node, weight: 1 })), 2);
-  const resyncer = new Resyncer(ring, backends, SILENT_RESYNC_EVENTS, { identityPollMs: 60_000, quietMs: 0, beacon: BEACON, ...options });
-  const router = new ReplicatedRouter(ring, undefined, resyncer);
-  const s = { backends, ring, router, resyncer };
+  const s = inProcessSidecar(backends, { beacon: BEACON, ...options });
   sidecars.push(s);
   return s;
 }

@@ -5,7 +5,7 @@
 //   afterEach(stopResyncCluster);
 
 import { Backend, type BackendOptions } from '../../src/backends/backend';
-import { Resyncer, type ResyncCause, type ResyncOptions } from '../../src/resync/resyncer';
+import { Resyncer, SILENT_RESYNC_EVENTS, type ResyncCause, type ResyncOptions } from '../../src/resync/resyncer';
 import type { ResyncResult } from '../../src/resync/resync-run';
 import { ReplicatedRouter } from '../../src/routing/replicated-router';
 import { ReplicaRing } from '../../src/routing/ring';
@@ -103,4 +103,23 @@ export async function valueOn(b: Backend, key: string): Promise<string | null> {
   const r = await b.get(k(key));
   if (r.status === 'failed') throw new Error(r.reason);
   return r.status === 'hit' ? r.item.value.toString() : null;
+}
+
+/** One sidecar's parts in-process: for tests that run several over the same memcached. */
+export interface InProcessSidecar<B extends Backend = Backend> {
+  backends: B[];
+  ring: ReplicaRing;
+  router: ReplicatedRouter;
+  /** Replaced by a test that reloads (a new Resyncer adopting this one's hand-over). */
+  resyncer: Resyncer;
+}
+
+/**
+ * A sidecar over `backends` (2 replicas), its resyncer not started: identities polled only when
+ * asked, no quiet time before copies, plus `options` (which must agree across the sidecars of a test).
+ */
+export function inProcessSidecar<B extends Backend>(backends: B[], options: Partial<ResyncOptions>): InProcessSidecar<B> {
+  const ring = new ReplicaRing(backends.map((node) => ({ node, weight: 1 })), 2);
+  const resyncer = new Resyncer(ring, backends, SILENT_RESYNC_EVENTS, { identityPollMs: 60_000, quietMs: 0, ...options });
+  return { backends, ring, router: new ReplicatedRouter(ring, undefined, resyncer), resyncer };
 }
