@@ -345,16 +345,21 @@ export class Resyncer implements ResyncHooks {
   }
 
   /**
-   * Resolves once this sidecar may write the key without a natural member it marked
-   * down for a stall (the notice, down-marks.ts); undefined: at once (the common case).
+   * Resolves once this sidecar may write the key: its natural members' watches fresh
+   * (catchingUp), none marked down here for a stall or a one-sided drop (the notice,
+   * down-marks.ts) or with a lost connection not yet checked, none just trusted again
+   * (settle). Undefined: at once (the common case).
    */
   handingOver(key: Buffer): Promise<void> | undefined {
     const stale = this.heldBack(key, true);
     if (stale !== undefined) return stale;
-    if (!this.marks.noticing && this.settling.size === 0) return undefined;
+    if (!this.marks.noticing && this.settling.size === 0 && this.suspects.size === 0) return undefined;
     const order = this.ring.ringOrder(key);
     for (let i = 0; i < this.ring.replicas; i++) {
-      const wait = this.marks.notice(order[i]) ?? this.settling.get(order[i] as Backend);
+      const node = order[i] as Backend;
+      // A lost connection not yet checked: a notice may follow (see verify). Reads need not wait.
+      if (this.suspects.has(node)) return this.nap();
+      const wait = this.marks.notice(node) ?? this.settling.get(node);
       if (wait !== undefined) return wait;
     }
     return undefined;
@@ -420,21 +425,28 @@ export class Resyncer implements ResyncHooks {
   }
 
   /**
-   * A backend lost a connection: distrust it until its identity is read. A new
-   * pid or start time is a restart (refill); the same is a dropped connection,
-   * reconciled (it may have missed writes). Down meanwhile: its return starts a run.
+   * A backend lost a connection: distrust it until its identity is read, and hold
+   * writes of its keys meanwhile (see handingOver). A new pid or start time is a
+   * restart (refill), which every sidecar saw: their connections dropped too. The
+   * same process (or none read in trustMs) is a dropped connection, reconciled (it
+   * may have missed writes); it may have dropped for this sidecar only, which the
+   * others cannot see, so it is marked down to them, with the notice of a stall,
+   * before writes of its keys go on without it. Down meanwhile: its return starts a run.
    */
   private async verify(backend: Backend): Promise<void> {
     if (this.closed) return;
     this.suspects.add(backend);
+    const since = now();
     for (let attempt = 0; this.suspects.has(backend) && !this.closed; attempt++) {
       if (!backend.isUp()) return; // the 'up' run takes over
       const id = await backend.identity();
       if (!this.suspects.has(backend) || this.closed) return;
-      if (id.status === 'ok') {
+      if (id.status === 'ok' || now() - since > this.opts.beacon.trustMs) {
         const known = this.identities.get(backend) ?? null;
-        this.identities.set(backend, { pid: id.pid, startedAt: id.startedAt });
-        const restarted = known !== null && (known.pid !== id.pid || known.startedAt !== id.startedAt);
+        if (id.status === 'ok') this.identities.set(backend, { pid: id.pid, startedAt: id.startedAt });
+        const restarted = id.status === 'ok' && known !== null && (known.pid !== id.pid || known.startedAt !== id.startedAt);
+        // Before the run takes the backend off the suspects: the notice holds its keys' writes from here.
+        if (!restarted) this.marks.raise(backend, true);
         // The same process: requests that failed with the connection may have missed it (or
         // run on it after their timeout), so it is reconciled before it is trusted again.
         void this.resync(backend, restarted ? 'restarted' : 'reconnected');

@@ -1,7 +1,9 @@
 // A TCP relay to a real memcached that the test can freeze: while frozen it
 // forwards nothing either way, and connections made meanwhile get no answer.
 // It stands for a network path that stalls for one client only, which a real
-// memcached cannot produce on its own (SIGSTOP stalls it for every client).
+// memcached cannot produce on its own (SIGSTOP stalls it for every client), and
+// it can reset the connections through it (one client's connection dropped
+// while the memcached lives: a kill drops every client's).
 
 import net from 'node:net';
 import { Backend, type BackendOptions } from '../../src/backends/backend';
@@ -20,6 +22,8 @@ export interface Relay {
   freeze(): void;
   /** Forwards what waited, and everything from now on. */
   thaw(): void;
+  /** Resets every connection through it now, both ways (a middlebox's reset); new ones go through. */
+  drop(): void;
   close(): Promise<void>;
 }
 
@@ -57,6 +61,9 @@ export async function startRelay(target: string): Promise<Relay> {
     thaw: () => {
       frozen = false;
       for (const send of held.splice(0)) send();
+    },
+    drop: () => {
+      for (const s of sockets) s.resetAndDestroy();
     },
     close: async () => {
       for (const s of sockets) s.destroy();

@@ -146,6 +146,23 @@ test('a sidecar that reads the mark lowered holds writes of its keys a watch rou
   expect((await b.router.store(item('add', key, 'lock'))).status).toBe('not_stored'); // Y decides again, and holds A's write
 });
 
+test('a connection that drops for one sidecar only, the memcached alive: no lock is granted twice', async () => {
+  const { relay, a, b } = await twoSidecars();
+  const [y] = a.backends;
+  const key = keyOnY(a, 'drop');
+  expect((await a.router.get(key)).status).toBe('miss'); // A's connection to Y is open
+  relay.drop();
+  await pollUntil(() => a.resyncer.isResyncing(y), 5_000, 1); // A saw it drop; B did not
+  expect(b.resyncer.isResyncing(b.backends[0])).toBe(false);
+
+  // Both at once: A must not decide on X while B still decides on Y.
+  const [fromA, fromB] = await Promise.all([a.router.store(item('add', key, 'A')), b.router.store(item('add', key, 'B'))]);
+  expect([fromA.status, fromB.status].sort()).toEqual(['not_stored', 'stored']);
+  const holder = fromA.status === 'stored' ? 'A' : 'B';
+  await pollUntil(() => !a.resyncer.isResyncing(y) && !b.resyncer.isResyncing(b.backends[0]), 20_000, 20);
+  for (const m of b.ring.ringOrder(key).slice(0, 2)) expect(await valueOn(m as Backend, key.toString()), m.address).toBe(holder);
+});
+
 test('a sidecar alone on the backends does not wait for a notice', async () => {
   const mcs = await Promise.all([0, 1, 2].map(() => startMemcached()));
   const relay = await startRelay(mcs[0].address);
