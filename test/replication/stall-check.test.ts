@@ -1,11 +1,13 @@
 // A seeded randomized check of session locks while a backend stalls for one
-// sidecar only (down-marks, src/resync/down-marks.ts).
+// sidecar only, or drops that sidecar's connections while it lives on
+// (down-marks, src/resync/down-marks.ts; the pauses of Resyncer.handingOver).
 //
 // Two sidecars in-process over three real memcached, each worker a connection
 // of its own (an OrderedRouter over its sidecar's router, as a client gets).
 // Sidecar A reaches backend Y through a relay that freezes at seeded random
 // moments for seeded random lengths (a path that stalls for one sidecar only:
-// a real memcached cannot stall for one client alone); B reaches Y directly.
+// a real memcached cannot stall for one client alone), or resets A's connections
+// through it (about one fault in three); B reaches Y directly.
 // Workers on both sidecars do what a PHP session handler does: `add` a lock,
 // read the session, write it plus one, delete the lock. Checked as it runs:
 //   - no lock is granted while the test knows another worker holds it;
@@ -147,15 +149,24 @@ test(`locks stay exclusive and no increment is lost while a backend stalls for o
     return rounds;
   };
 
+  let resets = 0;
   const stalls = (async () => {
     for (let f = 0; f < FAULTS; f++) {
       await sleep(300 + rng() * 1500);
       const length = 300 + rng() * 2000;
-      log.push(`${at()} freeze A's path to Y for ${Math.round(length)} ms`);
-      relay.freeze();
-      await sleep(length);
-      relay.thaw();
-      log.push(`${at()} thawed`);
+      if (rng() < 0.3) {
+        // A's connections to Y reset, Y alive: A alone sees it (the others' connections stay).
+        log.push(`${at()} reset A's connections to Y`);
+        resets++;
+        relay.drop();
+        await pollUntil(() => a.resyncer.isResyncing(a.backends[0]), 10_000, 1, 'A did not see its connection to Y drop');
+      } else {
+        log.push(`${at()} freeze A's path to Y for ${Math.round(length)} ms`);
+        relay.freeze();
+        await sleep(length);
+        relay.thaw();
+        log.push(`${at()} thawed`);
+      }
       await pollUntil(trusted, 30_000, 20, 'Y not trusted again by both sidecars within 30 s');
       log.push(`${at()} trusted again`);
     }
@@ -172,7 +183,7 @@ test(`locks stay exclusive and no increment is lost while a backend stalls for o
   expect(problems, `${problems.join('\n')}\nstalls: ${log.join('; ')}\n${traces}`).toEqual([]);
   const total = rounds.reduce((n, r) => n + r, 0);
   expect(total).toBeGreaterThan(0);
-  console.log(`stall check seed ${SEED}: ${total} lock rounds, ${FAULTS} stalls, ${gone} unlocks found the lock gone from the authority`);
+  console.log(`stall check seed ${SEED}: ${total} lock rounds, ${FAULTS} faults (${resets} connection resets), ${gone} unlocks found the lock gone from the authority`);
 
   // Every session's natural members hold the acknowledged count (or one the lost answers allow).
   await pollUntil(trusted, 30_000, 20);
