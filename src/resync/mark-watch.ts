@@ -141,6 +141,11 @@ export class MarkWatch {
    * Some sidecar marked it down, or a backend that may hold such a mark has not
    * answered lately. Never while not watching, nor while it is down here.
    */
+  /** Some holder's latest answer counted another sidecar's mark (staleness aside). */
+  countSeen(node: MemcachedNode): boolean {
+    return this.summary.get(node)?.marked === true;
+  }
+
   marked(node: MemcachedNode): boolean {
     const s = this.summary.get(node);
     if (s === undefined || this.timer === null || !node.isUp()) return false;

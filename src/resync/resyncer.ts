@@ -180,7 +180,7 @@ export class Resyncer implements ResyncHooks {
     this.opts = { ...DEFAULT_RESYNC_OPTIONS, ...options };
     // Another sidecar's run or mark ended: a third sidecar may still distrust the backend for
     // a watch round, deciding its keys elsewhere, so this one settles as after a run of its own.
-    const settle = (node: MemcachedNode): void => this.settle(node as Backend);
+    const settle = (node: MemcachedNode): void => this.trustedAgain(node as Backend);
     this.watch = new BeaconWatch(backends, RUN_BEACON_KEY, this.opts.beacon, settle);
     this.fillWatch = new BeaconWatch(backends, FILL_BEACON_KEY, this.opts.beacon);
     this.markWatch = new MarkWatch(backends, this.opts.beacon, settle);
@@ -273,8 +273,8 @@ export class Resyncer implements ResyncHooks {
       // Trusted here again (a run ended, and no newer one goes on): the other sidecars may trust it too.
       if (runs === this.current && !this.current.has(backend) && backend.isUp()) {
         // From now, and again from when the holders took the mark down: others read it from then.
-        this.settle(backend);
-        void this.marks.lower(backend).then(() => this.settle(backend));
+        this.trustedAgain(backend);
+        void this.marks.lower(backend).then(() => this.trustedAgain(backend));
       }
       this.events.finished(address, result, this.current.has(backend));
       // The backend is a full member again: what stand-ins hold of its keys is garbage now.
@@ -405,11 +405,24 @@ export class Resyncer implements ResyncHooks {
    * keys wait here that long.
    */
   private settle(backend: Backend): void {
-    if (this.closed) return;
+    if (this.closed || !backend.isUp()) return;
     const settled = new Promise<void>((resolve) => setTimeout(resolve, this.opts.beacon.watchMs + SETTLE_MARGIN_MS)).finally(() => {
       if (this.settling.get(backend) === settled) this.settling.delete(backend);
     });
     this.settling.set(backend, settled);
+  }
+
+  /**
+   * One of this sidecar's reasons to distrust `backend` went away: it settles if none
+   * is left. Only then: each settling pause holds writes, and a pause per reason would
+   * add up (a run's end, its count lowered, another sidecar's mark lowered, within a
+   * second) past what a PHP client waits for one request. Staleness is not a reason
+   * here: a stale watch holds requests back anyway (catchingUp), and trust it regains
+   * when fresh again is trust it never gave up.
+   */
+  private trustedAgain(backend: Backend): void {
+    if (this.resyncingHere(backend) || this.watch.countSeen(backend) || this.markWatch.countSeen(backend)) return;
+    this.settle(backend);
   }
 
   /** A fill through any sidecar may be copying into it (FILL_BEACON_KEY). */

@@ -298,6 +298,11 @@ export class BeaconWatch {
    * A run is copying into it (through any sidecar), or no recent answer says
    * otherwise. Never while not watching, nor while it is down (out of the ring).
    */
+  /** The latest answer counted a run (staleness aside). */
+  countSeen(node: MemcachedNode): boolean {
+    return this.seen.get(node)?.busy === true;
+  }
+
   busy(node: MemcachedNode): boolean {
     const s = this.seen.get(node);
     if (s === undefined || this.timer === null || !node.isUp()) return false;
