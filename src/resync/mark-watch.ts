@@ -152,16 +152,11 @@ export class MarkWatch {
     return s.marked || now() > s.trustedUntil;
   }
 
-  /**
-   * Requests of its keys wait for the next answers (see WatchRounds): not marked, but some
-   * holder gave no fresh clean answer; with `decisions` (writes), also marked, but in answers
-   * too old to act on (countHoldsMs).
-   */
+  /** Requests of its keys wait for the next answers, over every holder (WatchRounds.holdsBackOn). */
   holdsBack(node: MemcachedNode, t: number, decisions: boolean): boolean {
     const s = this.summary.get(node);
     if (s === undefined || this.timer === null) return false;
-    if (s.marked) return decisions && this.rounds.holdsBack(s.markedSentAt + this.rounds.countHoldsMs, t);
-    return this.rounds.holdsBack(s.trustedUntil, t);
+    return this.rounds.holdsBackOn(s.marked, s.markedSentAt, s.trustedUntil, t, decisions);
   }
 
   /** A mark this process raised or lowered, as the holder answered (sentAt: when it was asked). */

@@ -296,11 +296,16 @@ export class Resyncer implements ResyncHooks {
 
   /** refill when the backend's identity changed since last seen, else reconcile (see the head comment). */
   private async modeFor(backend: Backend): Promise<ResyncMode> {
-    const known = this.identities.get(backend) ?? null;
     const id = await backend.identity();
     if (id.status !== 'ok') return 'reconcile';
+    return this.recordIdentity(backend, id) ? 'refill' : 'reconcile';
+  }
+
+  /** Records the identity just read; true when it is another process than the one last seen (a restart). */
+  private recordIdentity(backend: Backend, id: Identity): boolean {
+    const known = this.identities.get(backend) ?? null;
     this.identities.set(backend, { pid: id.pid, startedAt: id.startedAt });
-    return known !== null && (known.pid !== id.pid || known.startedAt !== id.startedAt) ? 'refill' : 'reconcile';
+    return known !== null && (known.pid !== id.pid || known.startedAt !== id.startedAt);
   }
 
   /**
@@ -455,9 +460,7 @@ export class Resyncer implements ResyncHooks {
       const id = await backend.identity();
       if (!this.suspects.has(backend) || this.closed) return;
       if (id.status === 'ok' || now() - since > this.opts.beacon.trustMs) {
-        const known = this.identities.get(backend) ?? null;
-        if (id.status === 'ok') this.identities.set(backend, { pid: id.pid, startedAt: id.startedAt });
-        const restarted = id.status === 'ok' && known !== null && (known.pid !== id.pid || known.startedAt !== id.startedAt);
+        const restarted = id.status === 'ok' && this.recordIdentity(backend, id);
         // Before the run takes the backend off the suspects: the notice holds its keys' writes from here.
         if (!restarted) this.marks.raise(backend, true);
         // The same process: requests that failed with the connection may have missed it (or
@@ -503,11 +506,7 @@ export class Resyncer implements ResyncHooks {
         if (!b.isUp()) return;
         const id = await b.identity();
         if (id.status !== 'ok' || this.closed || !b.isUp()) return;
-        const known = this.identities.get(b) ?? null;
-        this.identities.set(b, { pid: id.pid, startedAt: id.startedAt });
-        if (known !== null && (known.pid !== id.pid || known.startedAt !== id.startedAt)) {
-          void this.resync(b, 'restarted');
-        }
+        if (this.recordIdentity(b, id)) void this.resync(b, 'restarted');
       }),
     );
   }

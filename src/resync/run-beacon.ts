@@ -101,6 +101,17 @@ export class WatchRounds {
     if (t <= staleSince) return false;
     return t - this.sentAt > 2 * this.opts.watchMs || t - Math.max(staleSince, this.resumedAt) <= this.pauseMs;
   }
+
+  /**
+   * What a watch saw of one backend, as the hold it puts on requests of its keys: a
+   * count above 0, answered to a read sent at `countSentAt`, holds writes only
+   * (`decisions`), once older than countHoldsMs; no count holds every request once no
+   * clean answer is fresh (past `trustedUntil`).
+   */
+  holdsBackOn(counted: boolean, countSentAt: number, trustedUntil: number, t: number, decisions: boolean): boolean {
+    if (counted) return decisions && this.holdsBack(countSentAt + this.countHoldsMs, t);
+    return this.holdsBack(trustedUntil, t);
+  }
 }
 
 export const DEFAULT_BEACON_OPTIONS: Readonly<BeaconOptions> = Object.freeze({
@@ -309,16 +320,11 @@ export class BeaconWatch {
     return s.busy || now() - s.cleanSentAt > this.opts.trustMs;
   }
 
-  /**
-   * Requests of its keys wait for the next answer (see WatchRounds): no run seen, but no
-   * fresh clean answer either; with `decisions` (writes), also a run seen, but in an answer
-   * too old to act on (countHoldsMs).
-   */
+  /** Requests of its keys wait for the next answer (WatchRounds.holdsBackOn). */
   holdsBack(node: MemcachedNode, t: number, decisions: boolean): boolean {
     const s = this.seen.get(node);
     if (s === undefined || this.timer === null) return false;
-    if (s.busy) return decisions && this.rounds.holdsBack(s.appliedSentAt + this.rounds.countHoldsMs, t);
-    return this.rounds.holdsBack(s.cleanSentAt + this.opts.trustMs, t);
+    return this.rounds.holdsBackOn(s.busy, s.appliedSentAt, s.cleanSentAt + this.opts.trustMs, t, decisions);
   }
 
   /** What a later watch (a reload) starts from. */

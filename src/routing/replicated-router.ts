@@ -141,6 +141,11 @@ const UNDECIDED: Failed = { status: 'failed', reason: 'no trusted natural member
 const NO_MEMBER: Failed = { status: 'failed', reason: 'no member up' };
 const MISS = { status: 'miss' } as const;
 
+/** Awaits `first`, then whatever `next` returns, until it returns undefined (a resync hook asked again). */
+async function waitOut(first: Promise<void>, next: () => Promise<void> | undefined): Promise<void> {
+  for (let wait: Promise<void> | undefined = first; wait !== undefined; wait = next()) await wait;
+}
+
 /** memcached reads a relative expiry above 30 days as an absolute Unix time. */
 const MAX_RELATIVE_EXPTIME = 60 * 60 * 24 * 30;
 
@@ -171,7 +176,7 @@ export class ReplicatedRouter {
   get(key: Buffer, touch?: number, later: FollowUps = []): Promise<GetOutcome> {
     if (touch !== undefined) return this.getAndTouch(key, touch, later);
     const stale = this.resync.catchingUp(key);
-    if (stale !== undefined) return this.caughtUp(key, stale).then(() => this.readNow(key, later));
+    if (stale !== undefined) return waitOut(stale, () => this.resync.catchingUp(key)).then(() => this.readNow(key, later));
     return this.readNow(key, later);
   }
 
@@ -581,15 +586,7 @@ export class ReplicatedRouter {
    */
   private handedOver(key: Buffer): Promise<void> | undefined {
     const wait = this.resync.handingOver(key);
-    return wait === undefined ? undefined : this.waitHandedOver(key, wait);
-  }
-
-  private async waitHandedOver(key: Buffer, first: Promise<void>): Promise<void> {
-    for (let wait: Promise<void> | undefined = first; wait !== undefined; wait = this.resync.handingOver(key)) await wait;
-  }
-
-  private async caughtUp(key: Buffer, first: Promise<void>): Promise<void> {
-    for (let wait: Promise<void> | undefined = first; wait !== undefined; wait = this.resync.catchingUp(key)) await wait;
+    return wait === undefined ? undefined : waitOut(wait, () => this.resync.handingOver(key));
   }
 
   private countRead(node: MemcachedNode): void {
