@@ -50,6 +50,15 @@ class PendingWrite {
   }
 }
 
+/**
+ * Told when each request starts and ends, follow-up steps included (src/trust/agent.ts:
+ * a change of trust is acknowledged only once the requests of the older view ended).
+ */
+export interface RequestScopes {
+  admit(scope: FollowUps): void;
+  release(scope: FollowUps): void;
+}
+
 export class OrderedRouter implements Router {
   /** The connection's latest write not yet done; writes run one after another, so it implies the earlier ones. */
   private lastWrite: PendingWrite | null = null;
@@ -57,6 +66,7 @@ export class OrderedRouter implements Router {
   constructor(
     private readonly keys: KeySequencer,
     private readonly inner: ReplicatedRouter,
+    private readonly scopes?: RequestScopes,
   ) {}
 
   get(key: Buffer, touch?: number): Promise<GetOutcome> {
@@ -109,11 +119,20 @@ export class OrderedRouter implements Router {
       this.keys.enter(key, access, (leave) => {
         const go = (): void => {
           const later: FollowUps = [];
+          const scopes = this.scopes;
+          scopes?.admit(later);
+          const end =
+            scopes === undefined
+              ? leave
+              : (): void => {
+                  scopes.release(later);
+                  leave();
+                };
           void op(later).then((outcome) => {
             mine?.finish();
             resolve(outcome);
-            if (later.length === 0) leave();
-            else void Promise.allSettled(later).then(leave);
+            if (later.length === 0) end();
+            else void Promise.allSettled(later).then(end);
           });
         };
         if (prior === null) go();

@@ -87,15 +87,16 @@ export interface ResyncHooks {
   flushing(): Promise<void> | undefined;
   /**
    * Called before a read: resolves (the caller asks again) while this sidecar's view of
-   * the other sidecars' runs and marks is stale for a member of the key, a moment at most.
+   * the other sidecars is stale for a member of the key. Resolving false: the wait was in
+   * vain, the request is unavailable. `scope` is the request's (see OrderedRouter).
    */
-  catchingUp(key: Buffer): Promise<void> | undefined;
+  catchingUp(key: Buffer, scope?: FollowUps): Promise<boolean | void> | undefined;
   /**
    * Called before a write, and again when a member failed it (a stale view waits as for a read): the write goes on
    * once the returned promise settles, when every other sidecar has stopped
    * deciding on a member this one just marked down (see down-marks.ts).
    */
-  handingOver(key: Buffer): Promise<void> | undefined;
+  handingOver(key: Buffer, scope?: FollowUps): Promise<boolean | void> | undefined;
 }
 
 export const NO_RESYNC: ResyncHooks = {
@@ -141,9 +142,15 @@ const UNDECIDED: Failed = { status: 'failed', reason: 'no trusted natural member
 const NO_MEMBER: Failed = { status: 'failed', reason: 'no member up' };
 const MISS = { status: 'miss' } as const;
 
-/** Awaits `first`, then whatever `next` returns, until it returns undefined (a resync hook asked again). */
-async function waitOut(first: Promise<void>, next: () => Promise<void> | undefined): Promise<void> {
-  for (let wait: Promise<void> | undefined = first; wait !== undefined; wait = next()) await wait;
+type Hold = Promise<boolean | void> | undefined;
+
+/**
+ * Awaits `first`, then whatever `next` returns, until it returns undefined (a resync hook
+ * asked again); false as soon as one wait resolved false (the request is unavailable).
+ */
+async function waitOut(first: Promise<boolean | void>, next: () => Hold): Promise<boolean> {
+  for (let wait: Hold = first; wait !== undefined; wait = next()) if ((await wait) === false) return false;
+  return true;
 }
 
 /** memcached reads a relative expiry above 30 days as an absolute Unix time. */
@@ -175,21 +182,34 @@ export class ReplicatedRouter {
 
   get(key: Buffer, touch?: number, later: FollowUps = []): Promise<GetOutcome> {
     if (touch !== undefined) return this.getAndTouch(key, touch, later);
-    const stale = this.resync.catchingUp(key);
-    if (stale !== undefined) return waitOut(stale, () => this.resync.catchingUp(key)).then(() => this.readNow(key, later));
+    const stale = this.resync.catchingUp(key, later);
+    if (stale !== undefined) return this.readAfter(waitOut(stale, () => this.resync.catchingUp(key, later)), key, later);
     return this.readNow(key, later);
   }
 
-  private readNow(key: Buffer, later: FollowUps): Promise<GetOutcome> {
+  private async readAfter(wait: Promise<boolean>, key: Buffer, later: FollowUps): Promise<GetOutcome> {
+    return (await wait) ? this.readNow(key, later, false) : UNAVAILABLE;
+  }
+
+  /**
+   * A read that could not know (a member failed) asks once more when the failure started a
+   * change of trust: after it applies, the key's members are the agreed ones.
+   */
+  private readAgain(key: Buffer, later: FollowUps): Promise<GetOutcome> {
+    const wait = this.resync.handingOver(key, later);
+    return wait === undefined ? Promise.resolve(UNAVAILABLE) : this.readAfter(waitOut(wait, () => this.resync.handingOver(key, later)), key, later);
+  }
+
+  private readNow(key: Buffer, later: FollowUps, again = true): Promise<GetOutcome> {
     // Local-first: a `local: true` member is asked first; the authority is unchanged for writes.
     const members = this.trustedFirst(this.ring.readOrder(key));
     if (members.length === 0) return Promise.resolve(UNAVAILABLE);
     // Not async: handing on the inner promise saves the two ticks an async function takes to adopt it.
-    return this.readInTurn(key, members, later);
+    return this.readInTurn(key, members, later, again);
   }
 
   async store(cmd: StoreFields, later: FollowUps = []): Promise<StoreOutcome> {
-    await this.handedOver(cmd.key);
+    if ((await this.handedOver(cmd.key, later)) === false) return UNAVAILABLE;
     const members = this.trustedFirst(this.ring.replicaSet(cmd.key));
     if (members.length === 0) return UNAVAILABLE;
     if (cmd.mode === 'add' || cmd.mode === 'cas' || cmd.cas !== 0n) return this.decideThenCopy(cmd, members, later);
@@ -200,12 +220,12 @@ export class ReplicatedRouter {
     // Resync: a copy of this key in flight lands first, then this delete removes it everywhere.
     const copying = this.resync.deleting(key);
     if (copying !== undefined) await copying;
-    await this.handedOver(key);
+    if ((await this.handedOver(key, later)) === false) return UNAVAILABLE;
     const members = this.trustedFirst(this.ring.replicaSet(key));
     if (members.length === 0) return UNAVAILABLE;
     if (cas === 0n) return this.writeAll('delete', key, members, (m) => m.delete(key, 0n), deleteLeft, later);
     // Only the authority's CAS is meaningful; the others follow its decision.
-    const { reply, authority, rest } = await this.askAuthority('delete', key, members, (m) => m.delete(key, cas));
+    const { reply, authority, rest } = await this.askAuthority('delete', key, members, (m) => m.delete(key, cas), later);
     if (reply.status === 'failed') return UNAVAILABLE;
     if (reply.status === 'deleted' && rest.length > 0) {
       await Promise.all(rest.map((m) => m.delete(key, 0n)));
@@ -215,20 +235,20 @@ export class ReplicatedRouter {
   }
 
   async touch(key: Buffer, exptime: number, later: FollowUps = []): Promise<TouchOutcome> {
-    await this.handedOver(key);
+    if ((await this.handedOver(key, later)) === false) return UNAVAILABLE;
     const members = this.trustedFirst(this.ring.replicaSet(key));
     if (members.length === 0) return UNAVAILABLE;
     return this.writeAll('touch', key, members, (m) => m.touch(key, exptime), touchLeft, later);
   }
 
   async arith(cmd: ArithCommand, later: FollowUps = []): Promise<ArithOutcome> {
-    await this.handedOver(cmd.key);
+    if ((await this.handedOver(cmd.key, later)) === false) return UNAVAILABLE;
     let members = this.trustedFirst(this.ring.replicaSet(cmd.key));
     if (members.length === 0) return UNAVAILABLE;
     for (;;) {
       const { reply, authority, rest } = await this.askAuthority(cmd.kind, cmd.key, members, (m) =>
         m.arith(cmd.kind, cmd.key, cmd.delta, cmd.create),
-      );
+      later);
       if (reply.status === 'failed') return UNAVAILABLE;
       if (reply.status !== 'ok' || rest.length === 0) return reply;
       // Bring the others to the authority's value, with its flags and expiry, before the reply:
@@ -299,7 +319,7 @@ export class ReplicatedRouter {
   }
 
   /** Ask the members one after another until one has the item (resyncing members last). */
-  private async readInTurn(key: Buffer, members: MemcachedNode[], later: FollowUps): Promise<GetOutcome> {
+  private async readInTurn(key: Buffer, members: MemcachedNode[], later: FollowUps, again: boolean): Promise<GetOutcome> {
     const missed: MemcachedNode[] = [];
     let failed = false;
     // Resync rule: a member still being refilled may just not have the item yet, so
@@ -324,18 +344,19 @@ export class ReplicatedRouter {
       } else failed = true;
     }
     // A miss only when every member said so, one of them with authority; otherwise we cannot know.
-    return failed || !authoritativeMiss || this.undecidable(key, members) ? UNAVAILABLE : MISS;
+    if (!failed && authoritativeMiss && !this.undecidable(key, members)) return MISS;
+    return failed && again ? this.readAgain(key, later) : UNAVAILABLE;
   }
 
   /** gat/gats: a write too (the expiry); every member must see it, so ask them all at once. */
   private async getAndTouch(key: Buffer, touch: number, later: FollowUps): Promise<GetOutcome> {
-    await this.handedOver(key);
+    if ((await this.handedOver(key, later)) === false) return UNAVAILABLE;
     const members = this.trustedFirst(this.ring.readOrder(key));
     if (members.length === 0) return UNAVAILABLE;
     const replies: NodeGet[] = await Promise.all(members.map((m) => m.get(key, touch)));
     for (const m of members) this.countRead(m);
     // As in writeAll: acknowledged once no other sidecar reads first a member that failed it.
-    if (replies.some((r) => r.status === 'failed')) await this.handedOver(key);
+    if (replies.some((r) => r.status === 'failed') && (await this.handedOver(key, later)) === false) return UNAVAILABLE;
     // As in readInTurn: a stale member's hit does not stand against a miss that proves the key gone.
     const gone = members.some((m, i) => replies[i].status === 'miss' && this.provesGone(key, m));
     const hitAt = replies.findIndex((r, i) => r.status === 'hit' && !(gone && this.staleAfterGone(key, members[i])));
@@ -375,7 +396,7 @@ export class ReplicatedRouter {
    * reconciles, then got every write since) and decides again.
    */
   private async decideThenCopy(cmd: StoreFields, members: MemcachedNode[], later: FollowUps): Promise<StoreOutcome> {
-    const { reply, authority, rest } = await this.askAuthority(cmd.mode, cmd.key, members, (m) => m.store(cmd));
+    const { reply, authority, rest } = await this.askAuthority(cmd.mode, cmd.key, members, (m) => m.store(cmd), later);
     if (reply.status === 'failed') return UNAVAILABLE;
     if (rest.length === 0) return reply;
     if (reply.status === 'too_large' && cmd.mode === 'set') {
@@ -421,7 +442,7 @@ export class ReplicatedRouter {
     const replies: R[] = await Promise.all(members.map(send));
     const answered = replies.filter((r) => r.status !== 'failed') as Array<Exclude<R, Failed>>;
     if (answered.length === 0) return UNAVAILABLE;
-    if (answered.length < replies.length) await this.handedOver(key);
+    if (answered.length < replies.length && (await this.handedOver(key, later)) === false) return UNAVAILABLE;
     const disagree = answered.some((r) => r.status !== answered[0].status);
     if (disagree) this.events.disagreement(command);
     // A member that failed is going away (its return is resynced); the others still converge,
@@ -532,24 +553,15 @@ export class ReplicatedRouter {
   }
 
   /**
-   * A natural member (see isNatural) is up but being resynced, and no natural
-   * member is up and trusted: the others are stand-ins, which hold only what was
-   * written since they stood in. The resyncing member may hold what they lack
-   * (it only lost a connection) or lack what they hold (it restarted empty).
-   * Neither side can decide add/cas/incr, nor prove a key gone: the answer is
-   * unavailable until its run ends. When every natural member is down, the
-   * stand-ins are all there is, and they answer as memcached would without them.
+   * No trusted natural member (see isNatural) among the key's members: none saw every
+   * write and delete of the key. The others are stand-ins, which hold only what was
+   * written since they stood in, or members being resynced, which may lack what the
+   * stand-ins hold. None can decide add/cas/incr, nor prove the key gone: the answer
+   * is unavailable until a natural member is trusted again (docs/trust.md, Misses).
    */
   private undecidable(key: Buffer, members: MemcachedNode[]): boolean {
-    // The common case, nothing resyncing, costs no ring lookup (add is on every page's path).
-    if (!members.some((m) => this.resync.isResyncing(m))) return false;
-    let resyncing = false;
-    for (const m of members) {
-      if (!this.isNatural(key, m)) continue;
-      if (!this.resync.isResyncing(m)) return false;
-      resyncing = true;
-    }
-    return resyncing;
+    for (const m of members) if (!this.resync.isResyncing(m) && this.isNatural(key, m)) return false;
+    return true;
   }
 
   private async askAuthority<R extends { status: string }>(
@@ -557,24 +569,26 @@ export class ReplicatedRouter {
     key: Buffer,
     members: MemcachedNode[],
     ask: (m: MemcachedNode) => Promise<R>,
+    later: FollowUps,
   ): Promise<{ reply: R | Failed; authority: MemcachedNode; rest: MemcachedNode[] }> {
     for (;;) {
       if (this.undecidable(key, members)) return { reply: UNDECIDED, authority: members[0], rest: [] };
       let i = 0;
       let reply = await ask(members[0]);
-      let handover: Promise<void> | undefined;
+      let handover: Promise<boolean> | undefined;
       while (reply.status === 'failed' && i + 1 < members.length) {
         this.events.failover(command);
         // Marked down for a stall: another sidecar may still decide on it. Once none can,
         // the key's members of that moment are asked (a stand-in among them).
-        handover = this.handedOver(key);
+        handover = this.handedOver(key, later);
         if (handover !== undefined) break;
         i++;
         reply = await ask(members[i]);
       }
       if (handover === undefined) return { reply, authority: members[i], rest: members.slice(i + 1) };
-      await handover;
+      const go = await handover;
       const failed = members[i];
+      if (!go) return { reply: NO_MEMBER, authority: failed, rest: [] };
       members = this.trustedFirst(this.ring.replicaSet(key));
       if (members.length === 0) return { reply: NO_MEMBER, authority: failed, rest: [] };
     }
@@ -584,9 +598,9 @@ export class ReplicatedRouter {
    * Waits out every notice (down-marks.ts) on the key's natural members. Undefined when
    * none runs, the common case: the caller then awaits nothing, not even a tick.
    */
-  private handedOver(key: Buffer): Promise<void> | undefined {
-    const wait = this.resync.handingOver(key);
-    return wait === undefined ? undefined : waitOut(wait, () => this.resync.handingOver(key));
+  private handedOver(key: Buffer, later: FollowUps): Promise<boolean> | undefined {
+    const wait = this.resync.handingOver(key, later);
+    return wait === undefined ? undefined : waitOut(wait, () => this.resync.handingOver(key, later));
   }
 
   private countRead(node: MemcachedNode): void {

@@ -2,6 +2,7 @@
 // backend list computes the same ring (ketama via `hashring`), so sidecars agree
 // on placement without talking to each other.
 
+import type { Role } from '../trust/protocol';
 import { hash } from 'node:crypto';
 import HashRing from 'hashring';
 import type { MemcachedNode } from './node';
@@ -40,6 +41,8 @@ export class ReplicaRing {
   private recent = new Map<string, MemcachedNode[]>();
   private older = new Map<string, MemcachedNode[]>();
   private readonly local = new Set<MemcachedNode>();
+  /** Each backend's role as the sidecars agreed it (src/trust/); without an agent, up is trusted. */
+  private roleOf: (node: MemcachedNode) => Role = (node) => (node.isUp() ? 'trusted' : 'out');
 
   constructor(members: readonly RingMember[], replicas: number) {
     if (replicas < 1) throw new RangeError('replicas must be at least 1');
@@ -53,22 +56,32 @@ export class ReplicaRing {
     this.replicas = Math.min(replicas, members.length);
   }
 
+  /** Places keys by the agreed roles from now on (src/trust/agent.ts). */
+  useRoles(roleOf: (node: MemcachedNode) => Role): void {
+    this.roleOf = roleOf;
+  }
+
   get nodes(): MemcachedNode[] {
     return [...this.byAddress.values()];
   }
 
   /**
-   * The key's replica set: the first `replicas` distinct live backends clockwise
-   * from the key. A backend that is down is skipped, so the next one on the ring
-   * takes its place and R copies keep existing while it is away. The first
-   * member is the authority.
+   * The key's replica set, in ring order: the first `replicas` trusted backends
+   * clockwise from the key, and its natural members (the first `replicas` on the
+   * ring) that are being refilled. A backend out is skipped, so the next one on the
+   * ring stands in and R copies keep existing while it is away. See place() in
+   * src/trust/protocol.ts, which this follows over nodes.
    */
   replicaSet(key: Buffer): MemcachedNode[] {
     const set: MemcachedNode[] = [];
-    for (const node of this.ringOrder(key)) {
-      if (!node.isUp()) continue;
-      set.push(node);
-      if (set.length === this.replicas) break;
+    const order = this.ringOrder(key);
+    let trusted = 0;
+    for (let i = 0; i < order.length && (trusted < this.replicas || i < this.replicas); i++) {
+      const role = this.roleOf(order[i]);
+      if (role === 'trusted' && trusted < this.replicas) {
+        trusted++;
+        set.push(order[i]);
+      } else if (role === 'refill' && i < this.replicas) set.push(order[i]);
     }
     return set;
   }

@@ -1,0 +1,411 @@
+// A sidecar's trust agent: carries the protocol's records to and from the
+// backends (docs/trust.md) and answers the router's questions from TrustState.
+//
+//   round     every roundMs, on each backend W, one after another:
+//               set  replicached:trust:<id>     this sidecar's record (TTL 10 s)
+//               gat  replicached:trust-roster   the ids to read (appended when ours is missing)
+//               get  replicached:trust:<each id>
+//               gat  replicached:incarnation    gone: W restarted empty
+//             a failed step is a failed round: W is proposed out
+//   requests  admitted with the view's generation (admit); a request that waits in a
+//             hold is parked and counts for nothing; an acknowledgement is published
+//             only when no request admitted under an older generation is still active
+//   ops       the router's nodes are wrapped: no op is sent while the view is stale, a
+//             reply that comes back stale is a failure, every failure proposes its
+//             backend out, and ops in flight to a backend going out fail at once
+//   fill      a backend in refill is reconciled by the live sidecar with the lowest id
+//             that reaches it; when its run completes it proposes the backend trusted
+
+import type { Clock } from '../resync/rate-limiter';
+import type { MemcachedNode, Failed } from '../routing/node';
+import type { FollowUps, ResyncHooks } from '../routing/replicated-router';
+import {
+  DEFAULT_TIMING,
+  TrustState,
+  decodeRecord,
+  encodeRecord,
+  type Reason,
+  type Role,
+  type StageChange,
+  type TrustRecord,
+  type TrustTiming,
+} from './protocol';
+import {
+  INCARNATION_KEY,
+  LONGEST_RELATIVE_EXPIRY_S,
+  RECORD_TTL_S,
+  ROSTER_KEY,
+  ROSTER_TTL_S,
+  recordKey,
+} from './reserved-keys';
+
+export interface AgentEvents {
+  /** This sidecar acknowledged a stage (its own proposal, or another's). */
+  acknowledged?(change: StageChange): void;
+  /** A stage applied here: routing follows it from now. */
+  applied?(change: StageChange): void;
+}
+
+export interface AgentOptions {
+  id: string;
+  /** This sidecar's node for each backend (the same objects the ring holds, unwrapped). */
+  boards: readonly MemcachedNode[];
+  replicas: number;
+  /** Every backend in the key's ring order. */
+  ringOrder(key: Buffer): readonly MemcachedNode[];
+  clock: Clock;
+  timing?: TrustTiming;
+  roundMs?: number;
+  /** A request waits this long for a view that lets it go, then is unavailable. */
+  holdMs?: number;
+  /**
+   * Reconciles a backend in refill (resync-run.ts, mode reconcile); resolves true when
+   * the run completed. The signal aborts it when the backend leaves refill.
+   */
+  fill?(node: MemcachedNode, signal: AbortSignal): Promise<boolean>;
+  events?: AgentEvents;
+}
+
+const STALE: Failed = { status: 'failed', reason: 'trust view stale' };
+const GOING_OUT: Failed = { status: 'failed', reason: 'backend going out' };
+
+/** A request's standing: the generation of the view it was admitted under. */
+interface Ticket {
+  generation: number;
+  parked: boolean;
+}
+
+export class TrustAgent implements ResyncHooks {
+  readonly state: TrustState;
+  private readonly clock: Clock;
+  private readonly timing: TrustTiming;
+  private readonly roundMs: number;
+  private readonly holdMs: number;
+  private readonly byAddress = new Map<string, MemcachedNode>();
+  /** Backends whose last round succeeded. */
+  private readonly reach = new Set<string>();
+  private readonly active = new Map<number, number>();
+  private readonly tickets = new WeakMap<FollowUps, Ticket>();
+  /** Acknowledgements waiting for the older view's requests to end. */
+  private unpublished: { generation: number; stages: ReturnType<TrustState['acknowledged']> } | null = null;
+  private waiters: Array<() => void> = [];
+  /** Ops in flight per backend: failed at once when the backend is going out. */
+  private readonly inFlight = new Map<string, Set<(r: Failed) => void>>();
+  private readonly fills = new Map<string, AbortController>();
+  private running = false;
+  private readonly loops: Promise<void>[] = [];
+
+  constructor(private readonly opts: AgentOptions) {
+    this.clock = opts.clock;
+    this.timing = opts.timing ?? DEFAULT_TIMING;
+    this.roundMs = opts.roundMs ?? 50;
+    this.holdMs = opts.holdMs ?? 1000;
+    for (const b of opts.boards) this.byAddress.set(b.address, b);
+    this.state = new TrustState(opts.id, [...this.byAddress.keys()], this.timing);
+  }
+
+  /** Surveys the backends' incarnation keys, then starts a round loop per backend. */
+  async start(): Promise<void> {
+    this.running = true;
+    await this.survey();
+    for (const node of this.byAddress.values()) this.loops.push(this.loop(node));
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    for (const c of this.fills.values()) c.abort();
+    this.wake();
+    await Promise.all(this.loops);
+  }
+
+  roleOf(node: MemcachedNode): Role {
+    return this.state.roleOf(node.address);
+  }
+
+  // ---- requests ----
+
+  /** A request starts (OrderedRouter): it acts under the current view until it ends. */
+  admit(scope: FollowUps): void {
+    const t: Ticket = { generation: this.state.generation, parked: false };
+    this.tickets.set(scope, t);
+    this.active.set(t.generation, (this.active.get(t.generation) ?? 0) + 1);
+  }
+
+  /** The request and its follow-up steps ended. */
+  release(scope: FollowUps): void {
+    const t = this.tickets.get(scope);
+    if (t === undefined || t.parked) return;
+    this.tickets.delete(scope);
+    this.uncount(t.generation);
+  }
+
+  private uncount(generation: number): void {
+    const n = (this.active.get(generation) ?? 1) - 1;
+    if (n > 0) this.active.set(generation, n);
+    else this.active.delete(generation);
+    if (this.unpublished !== null) this.tryPublish();
+  }
+
+  isResyncing(node: MemcachedNode): boolean {
+    return this.state.roleOf(node.address) !== 'trusted';
+  }
+
+  resyncingHere(node: MemcachedNode): boolean {
+    return this.isResyncing(node);
+  }
+
+  isFilling(): boolean {
+    return false;
+  }
+
+  deleting(): undefined {
+    return undefined;
+  }
+
+  flushing(): undefined {
+    return undefined;
+  }
+
+  catchingUp(key: Buffer, scope?: FollowUps): Promise<boolean> | undefined {
+    return this.handingOver(key, scope);
+  }
+
+  /**
+   * Undefined: the key may go at once (the common case, no allocation). Otherwise a
+   * promise: true once the view lets it go, false when it waited holdMs in vain.
+   */
+  handingOver(key: Buffer, scope?: FollowUps): Promise<boolean> | undefined {
+    if (!this.held(key)) return undefined;
+    const ticket = scope === undefined ? undefined : this.tickets.get(scope);
+    if (ticket !== undefined && !ticket.parked) {
+      ticket.parked = true;
+      this.uncount(ticket.generation);
+    }
+    const deadline = this.clock.now() + this.holdMs;
+    const wait = async (): Promise<boolean> => {
+      while (this.held(key)) {
+        if (!this.running || this.clock.now() >= deadline) return false;
+        await this.changed(deadline - this.clock.now());
+      }
+      return true;
+    };
+    return wait().then((go) => {
+      if (ticket !== undefined && ticket.parked) {
+        ticket.parked = false;
+        ticket.generation = this.state.generation;
+        this.active.set(ticket.generation, (this.active.get(ticket.generation) ?? 0) + 1);
+      }
+      return go;
+    });
+  }
+
+  private held(key: Buffer): boolean {
+    const fresh = this.state.fresh(this.clock.now());
+    if (fresh && !this.state.pending) return false;
+    if (!fresh) return true;
+    return this.state.holds(this.opts.ringOrder(key).map((n) => n.address), this.opts.replicas);
+  }
+
+  /** Resolves on the next change of view, or after `ms`. */
+  private changed(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.waiters.push(resolve);
+      void this.clock.sleep(Math.max(1, Math.min(ms, this.roundMs))).then(resolve);
+    });
+  }
+
+  private wake(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w();
+  }
+
+  // ---- the router's nodes ----
+
+  /** The node the ring and router use for `node`: guarded by the view (see the head comment). */
+  wrap(node: MemcachedNode): MemcachedNode {
+    const guard = <R extends { status: string }>(send: () => Promise<R>): Promise<R | Failed> => this.guard(node.address, send);
+    return {
+      address: node.address,
+      isUp: () => node.isUp(),
+      get: (key, touch) => guard(() => node.get(key, touch)),
+      casOf: (key) => guard(() => node.casOf(key)),
+      store: (req) => guard(() => node.store(req)),
+      delete: (key, cas) => guard(() => node.delete(key, cas)),
+      touch: (key, exptime) => guard(() => node.touch(key, exptime)),
+      arith: (kind, key, delta, create) => guard(() => node.arith(kind, key, delta, create)),
+      flush: (delay) => guard(() => node.flush(delay)),
+    };
+  }
+
+  private guard<R extends { status: string }>(address: string, send: () => Promise<R>): Promise<R | Failed> {
+    if (!this.state.fresh(this.clock.now())) return Promise.resolve(STALE);
+    if (this.state.seenRoleOf(address) === 'out' && this.state.roleOf(address) !== 'out') return Promise.resolve(GOING_OUT);
+    let set = this.inFlight.get(address);
+    if (set === undefined) this.inFlight.set(address, (set = new Set()));
+    const waiting = set;
+    return new Promise<R | Failed>((resolve) => {
+      const cut = (r: Failed): void => resolve(r);
+      waiting.add(cut);
+      void send().then((reply) => {
+        waiting.delete(cut);
+        if (reply.status === 'failed') this.failed(address);
+        resolve(this.state.fresh(this.clock.now()) ? reply : STALE);
+      });
+    });
+  }
+
+  /** A request or a round failed on the backend: it goes out, unless it is out already. */
+  failed(address: string): void {
+    this.propose(address, 'out', 'failed');
+  }
+
+  private propose(address: string, role: Role, reason: Reason): void {
+    const change = this.state.propose(address, role, reason);
+    if (change !== null) this.acknowledged([change]);
+  }
+
+  private acknowledged(changes: StageChange[]): void {
+    if (changes.length === 0) return;
+    for (const c of changes) {
+      this.opts.events?.acknowledged?.(c);
+      if (c.to.role === 'out') this.cutInFlight(c.address);
+    }
+    this.unpublished = { generation: this.state.generation, stages: this.state.acknowledged() };
+    this.tryPublish();
+    this.wake();
+  }
+
+  private cutInFlight(address: string): void {
+    const set = this.inFlight.get(address);
+    if (set === undefined) return;
+    this.inFlight.delete(address);
+    for (const cut of set) cut(GOING_OUT);
+  }
+
+  /** Publishes the acknowledgements once no request of an older view is active. */
+  private tryPublish(): void {
+    const u = this.unpublished;
+    if (u === null) return;
+    for (const g of this.active.keys()) if (g < u.generation) return;
+    this.unpublished = null;
+    this.state.markPublished(u.stages);
+    this.apply();
+  }
+
+  private apply(): void {
+    const changes = this.state.tryApply(this.clock.now());
+    for (const c of changes) this.opts.events?.applied?.(c);
+    if (changes.length > 0) this.wake();
+  }
+
+  // ---- rounds ----
+
+  /**
+   * Before the first round: a backend without its incarnation key restarted empty,
+   * unless none has one (a new cluster: nothing was ever replicated to lose).
+   */
+  private async survey(): Promise<void> {
+    const nodes = [...this.byAddress.values()];
+    const found = await Promise.all(nodes.map((n) => n.get(INCARNATION_KEY)));
+    const fresh = found.every((r) => r.status !== 'hit');
+    for (let i = 0; i < nodes.length; i++) {
+      const r = found[i];
+      if (fresh && r.status === 'miss') await this.markIncarnation(nodes[i]);
+      else if (r.status !== 'hit') this.propose(nodes[i].address, 'out', r.status === 'miss' ? 'restarted' : 'failed');
+    }
+  }
+
+  private markIncarnation(node: MemcachedNode): Promise<unknown> {
+    const value = Buffer.from(this.state.id);
+    return node.store({ mode: 'set', key: INCARNATION_KEY, value, flags: 0, exptime: LONGEST_RELATIVE_EXPIRY_S, cas: 0n });
+  }
+
+  private async loop(node: MemcachedNode): Promise<void> {
+    while (this.running) {
+      const started = this.clock.now();
+      const ok = await this.round(node, started);
+      if (!this.running) return;
+      if (ok) this.reach.add(node.address);
+      else {
+        this.reach.delete(node.address);
+        this.failed(node.address);
+      }
+      this.afterRound(node);
+      const spent = this.clock.now() - started;
+      await this.clock.sleep(Math.max(1, this.roundMs - spent));
+    }
+  }
+
+  /** One round on one backend (see the head comment); false when a step failed. */
+  private async round(node: MemcachedNode, started: number): Promise<boolean> {
+    const id = this.state.id;
+    const record = encodeRecord(this.state.record([...this.reach]));
+    const wrote = await node.store({ mode: 'set', key: recordKey(id), value: record, flags: 0, exptime: RECORD_TTL_S, cas: 0n });
+    if (wrote.status !== 'stored') return false;
+    const roster = await node.get(ROSTER_KEY, ROSTER_TTL_S);
+    if (roster.status === 'failed') return false;
+    const ids = roster.status === 'hit' ? roster.item.value.toString('latin1').split(' ').filter((s) => s.length > 0) : [];
+    if (!ids.includes(id)) {
+      const entry = Buffer.from(` ${id}`);
+      const mode = roster.status === 'hit' ? 'append' : 'add';
+      const joined = await node.store({ mode, key: ROSTER_KEY, value: entry, flags: 0, exptime: ROSTER_TTL_S, cas: 0n });
+      if (joined.status === 'failed') return false;
+    }
+    const others = ids.filter((other) => other !== id);
+    const replies = await Promise.all(others.map((other) => node.get(recordKey(other))));
+    if (replies.some((r) => r.status === 'failed')) return false;
+    const records: TrustRecord[] = [];
+    for (const r of replies) {
+      if (r.status !== 'hit') continue;
+      const rec = decodeRecord(r.item.value);
+      if (rec !== null) records.push(rec);
+    }
+    const incarnation = await node.get(INCARNATION_KEY, LONGEST_RELATIVE_EXPIRY_S);
+    if (incarnation.status === 'failed') return false;
+    this.acknowledged(this.state.roundDone(node.address, started, this.clock.now(), records));
+    if (incarnation.status === 'miss' && this.state.roleOf(node.address) !== 'out') {
+      this.propose(node.address, 'out', 'restarted');
+    }
+    return true;
+  }
+
+  /** What a round may start: a refill of a reachable backend that is out, a fill, the trusted proposal. */
+  private afterRound(node: MemcachedNode): void {
+    const a = node.address;
+    const now = this.clock.now();
+    this.apply();
+    const role = this.state.roleOf(a);
+    if (role === 'out' && !this.state.isPending(a) && this.state.allReach(a, this.reach.has(a) && node.isUp(), now)) {
+      // The incarnation key first: a restart from here on is seen by every sidecar.
+      void this.markIncarnation(node).then((r) => {
+        if ((r as { status: string }).status === 'stored') this.propose(a, 'refill', 'reachable');
+      });
+    }
+    if (role === 'refill' && !this.state.isPending(a)) this.maybeFill(node, now);
+    if (role !== 'refill') {
+      this.fills.get(a)?.abort();
+      this.fills.delete(a);
+    }
+    this.wake();
+  }
+
+  private maybeFill(node: MemcachedNode, now: number): void {
+    const a = node.address;
+    if (this.fills.has(a) || this.opts.fill === undefined || !this.reach.has(a)) return;
+    const filler = this.state.liveIds(now).find((id) => id === this.state.id || this.reaches(id, a));
+    if (filler !== this.state.id) return;
+    const control = new AbortController();
+    this.fills.set(a, control);
+    const epoch = this.state.stageOf(a).epoch;
+    void this.opts.fill(node, control.signal).then((complete) => {
+      if (this.fills.get(a) === control) this.fills.delete(a);
+      const stage = this.state.stageOf(a);
+      if (complete && !control.signal.aborted && stage.role === 'refill' && stage.epoch === epoch) this.propose(a, 'trusted', 'filled');
+    });
+  }
+
+  private reaches(id: string, address: string): boolean {
+    return this.state.peerReaches(id, address);
+  }
+}

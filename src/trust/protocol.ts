@@ -1,0 +1,326 @@
+// The trust protocol's state and decision function: which role each backend
+// plays, agreed by every live sidecar (docs/trust.md). No I/O and no timers:
+// board.ts feeds it what the backends said, and the time comes in as an argument.
+//
+//   propose   a reason seen here ──> seen[Y] = next stage            (hold Y's keys)
+//   adopt     a record with a newer seen[Y] ──> seen[Y] = it          (hold Y's keys)
+//   publish   board.ts writes seen[Y] once the older view's requests ended (the ack)
+//   apply     every live record acknowledged seen[Y], or one applied it ──> applied[Y]
+//   route     placement by applied stages; a key whose placement differs under the
+//             acknowledged stages waits, and so does every key while the view is stale
+
+export type Role = 'trusted' | 'refill' | 'out';
+
+export interface Stage {
+  readonly epoch: number;
+  readonly role: Role;
+}
+
+export const INITIAL_STAGE: Stage = Object.freeze({ epoch: 0, role: 'trusted' });
+
+const RANK: Readonly<Record<Role, number>> = { trusted: 0, refill: 1, out: 2 };
+
+/** a is newer than b: a higher epoch, or at the same epoch the stronger role (out > refill > trusted). */
+export function isNewer(a: Stage, b: Stage): boolean {
+  return a.epoch !== b.epoch ? a.epoch > b.epoch : RANK[a.role] > RANK[b.role];
+}
+
+function atLeast(a: Stage | undefined, b: Stage): boolean {
+  return a !== undefined && !isNewer(b, a);
+}
+
+/** What one sidecar publishes on every backend (the only message of the protocol). */
+export interface TrustRecord {
+  readonly id: string;
+  readonly seq: number;
+  readonly applied: Readonly<Record<string, Stage>>;
+  readonly seen: Readonly<Record<string, Stage>>;
+  readonly reach: readonly string[];
+}
+
+export function encodeRecord(r: TrustRecord): Buffer {
+  return Buffer.from(JSON.stringify(r));
+}
+
+function isStage(v: unknown): v is Stage {
+  if (typeof v !== 'object' || v === null) return false;
+  const s = v as Record<string, unknown>;
+  return Number.isSafeInteger(s.epoch) && (s.role === 'trusted' || s.role === 'refill' || s.role === 'out');
+}
+
+function isStageMap(v: unknown): v is Record<string, Stage> {
+  return typeof v === 'object' && v !== null && Object.values(v).every(isStage);
+}
+
+/** A record as read from a backend; null when it is not one (another writer's key, a torn value). */
+export function decodeRecord(value: Buffer): TrustRecord | null {
+  let v: unknown;
+  try {
+    v = JSON.parse(value.toString('utf8'));
+  } catch {
+    return null;
+  }
+  if (typeof v !== 'object' || v === null) return null;
+  const r = v as Record<string, unknown>;
+  if (typeof r.id !== 'string' || !Number.isSafeInteger(r.seq) || !isStageMap(r.applied) || !isStageMap(r.seen)) return null;
+  if (!Array.isArray(r.reach) || !r.reach.every((a) => typeof a === 'string')) return null;
+  return r as unknown as TrustRecord;
+}
+
+export interface TrustTiming {
+  /** A view is fresh while every backend not out had a round that began less than this ago (L). */
+  leaseMs: number;
+  /** A record whose seq stood still this long is not waited for (D = L·(1+ρ)² + margin). */
+  silentMs: number;
+}
+
+/** ρ: how far a process's clock rate may be from real time. */
+export const CLOCK_DRIFT = 0.1;
+
+export function timingFor(leaseMs: number): TrustTiming {
+  return { leaseMs, silentMs: Math.ceil(leaseMs * (1 + CLOCK_DRIFT) ** 2) + 100 };
+}
+
+export const DEFAULT_TIMING: Readonly<TrustTiming> = Object.freeze(timingFor(1000));
+
+/** Why a stage was proposed, for logs and metrics. */
+export type Reason = 'failed' | 'restarted' | 'reachable' | 'filled';
+
+interface Peer {
+  seq: number;
+  /** When this process last saw its seq grow. */
+  changedAt: number;
+  record: TrustRecord;
+}
+
+/** What a key's placement is under one set of stages. */
+export interface Placement {
+  /** In ring order: the first R trusted backends, and the natural members in refill. */
+  members: string[];
+  /** The first trusted natural member: it decides, and its miss is authoritative. null: none. */
+  authority: string | null;
+}
+
+export type RoleOf = (address: string) => Role;
+
+/**
+ * Placement of a key from its ring order (every backend, clockwise from the key) and
+ * the role of each backend. Pure: the router and the hold rule both use it.
+ */
+export function place(order: readonly string[], replicas: number, roleOf: RoleOf): Placement {
+  const members: string[] = [];
+  let trusted = 0;
+  let authority: string | null = null;
+  for (let i = 0; i < order.length && (trusted < replicas || i < replicas); i++) {
+    const role = roleOf(order[i]);
+    if (role === 'trusted' && trusted < replicas) {
+      trusted++;
+      members.push(order[i]);
+      if (authority === null && i < replicas) authority = order[i];
+    } else if (role === 'refill' && i < replicas) {
+      members.push(order[i]);
+    }
+  }
+  return { members, authority };
+}
+
+export interface StageChange {
+  address: string;
+  from: Stage;
+  to: Stage;
+  reason?: Reason;
+}
+
+/** One sidecar's side of the protocol. */
+export class TrustState {
+  private readonly applied = new Map<string, Stage>();
+  /** Acknowledged here: routes nothing its change would move until applied. */
+  private readonly seen = new Map<string, Stage>();
+  /** What this sidecar's record says it acknowledged: `seen` once the older view drained. */
+  private readonly published = new Map<string, Stage>();
+  private readonly peers = new Map<string, Peer>();
+  /** Per backend: when the last complete round on it began. */
+  private readonly roundAt = new Map<string, number>();
+  private readonly reasons = new Map<string, Reason>();
+  private seq = 0;
+  private pendingCount = 0;
+  /** Grows whenever `seen` or `applied` changes: requests admitted under an older one are the old view. */
+  generation = 0;
+
+  constructor(
+    readonly id: string,
+    readonly addresses: readonly string[],
+    private readonly timing: TrustTiming = DEFAULT_TIMING,
+  ) {
+    for (const a of addresses) {
+      this.applied.set(a, INITIAL_STAGE);
+      this.seen.set(a, INITIAL_STAGE);
+      this.published.set(a, INITIAL_STAGE);
+    }
+  }
+
+  roleOf(address: string): Role {
+    return (this.applied.get(address) ?? INITIAL_STAGE).role;
+  }
+
+  /** The role under the acknowledged stages (what it will be once they apply). */
+  seenRoleOf(address: string): Role {
+    return (this.seen.get(address) ?? INITIAL_STAGE).role;
+  }
+
+  stageOf(address: string): Stage {
+    return this.applied.get(address) ?? INITIAL_STAGE;
+  }
+
+  /** Some acknowledged stage is not applied yet. */
+  get pending(): boolean {
+    return this.pendingCount > 0;
+  }
+
+  isPending(address: string): boolean {
+    return isNewer(this.seen.get(address) ?? INITIAL_STAGE, this.applied.get(address) ?? INITIAL_STAGE);
+  }
+
+  /** Every backend not out had a round that began less than leaseMs ago. */
+  fresh(now: number): boolean {
+    for (const a of this.addresses) {
+      if (this.roleOf(a) === 'out') continue;
+      const at = this.roundAt.get(a);
+      if (at === undefined || now - at >= this.timing.leaseMs) return false;
+    }
+    return true;
+  }
+
+  /** A request for a key with this ring order waits: its placement is about to change. */
+  holds(order: readonly string[], replicas: number): boolean {
+    if (this.pendingCount === 0) return false;
+    const before = place(order, replicas, (a) => this.roleOf(a));
+    const after = place(order, replicas, (a) => this.seenRoleOf(a));
+    return before.authority !== after.authority || before.members.join(' ') !== after.members.join(' ');
+  }
+
+  /**
+   * A reason for Y's next stage, seen here. Returns the change when it is new here
+   * (the caller holds Y's keys and publishes it once drained).
+   */
+  propose(address: string, role: Role, reason: Reason): StageChange | null {
+    const applied = this.applied.get(address);
+    const seen = this.seen.get(address);
+    if (applied === undefined || seen === undefined) return null;
+    if (role === 'out' && applied.role === 'out') return null;
+    if (role === 'refill' && (applied.role !== 'out' || isNewer(seen, applied))) return null;
+    if (role === 'trusted' && (applied.role !== 'refill' || isNewer(seen, applied))) return null;
+    const next: Stage = { epoch: applied.epoch + 1, role };
+    if (!isNewer(next, seen)) return null;
+    this.reasons.set(address, reason);
+    return this.acknowledge(address, next, reason);
+  }
+
+  private acknowledge(address: string, stage: Stage, reason?: Reason): StageChange {
+    const from = this.seen.get(address) ?? INITIAL_STAGE;
+    const wasPending = this.isPending(address);
+    this.seen.set(address, stage);
+    if (!wasPending && this.isPending(address)) this.pendingCount++;
+    this.generation++;
+    return { address, from, to: stage, ...(reason !== undefined && { reason }) };
+  }
+
+  /** board.ts wrote (or is about to write) a record saying this: the acknowledgement is out. */
+  markPublished(stages: ReadonlyMap<string, Stage>): void {
+    for (const [a, s] of stages) if (isNewer(s, this.published.get(a) ?? INITIAL_STAGE)) this.published.set(a, s);
+  }
+
+  /** The acknowledged stages, to publish once the older view's requests ended. */
+  acknowledged(): Map<string, Stage> {
+    return new Map(this.seen);
+  }
+
+  /** The record to write now, with what is published (not merely seen). */
+  record(reach: readonly string[]): TrustRecord {
+    this.seq++;
+    return {
+      id: this.id,
+      seq: this.seq,
+      applied: Object.fromEntries(this.applied),
+      seen: Object.fromEntries(this.published),
+      reach: [...reach],
+    };
+  }
+
+  /**
+   * A complete round on `address`: it began at `startedAt`, its answers arrived by
+   * `now`. Returns the stages newly acknowledged here (from other records).
+   */
+  roundDone(address: string, startedAt: number, now: number, records: readonly TrustRecord[]): StageChange[] {
+    const prior = this.roundAt.get(address);
+    if (prior === undefined || startedAt > prior) this.roundAt.set(address, startedAt);
+    const changes: StageChange[] = [];
+    for (const r of records) {
+      if (r.id === this.id) continue;
+      const peer = this.peers.get(r.id);
+      if (peer === undefined) this.peers.set(r.id, { seq: r.seq, changedAt: now, record: r });
+      else if (r.seq > peer.seq) Object.assign(peer, { seq: r.seq, changedAt: now, record: r });
+      for (const a of this.addresses) {
+        const applied = r.applied[a];
+        if (applied !== undefined && isNewer(applied, this.seen.get(a) ?? INITIAL_STAGE)) changes.push(this.acknowledge(a, applied));
+        const seen = r.seen[a];
+        if (seen !== undefined && isNewer(seen, this.seen.get(a) ?? INITIAL_STAGE)) changes.push(this.acknowledge(a, seen));
+      }
+    }
+    return changes;
+  }
+
+  /** Peers whose record is still live at `now`. */
+  private livePeers(now: number): Peer[] {
+    return [...this.peers.values()].filter((p) => now - p.changedAt < this.timing.silentMs);
+  }
+
+  /** Live peers that reach `address`, and this sidecar if `here` does. */
+  allReach(address: string, here: boolean, now: number): boolean {
+    return here && this.livePeers(now).every((p) => p.record.reach.includes(address));
+  }
+
+  /** The peer's latest record says it reaches `address`. */
+  peerReaches(id: string, address: string): boolean {
+    return this.peers.get(id)?.record.reach.includes(address) ?? false;
+  }
+
+  /** The live sidecar ids (this one included), lowest first. */
+  liveIds(now: number): string[] {
+    return [this.id, ...this.livePeers(now).map((p) => p.record.id)].sort();
+  }
+
+  /**
+   * Applies every stage this sidecar published that every live record acknowledged, or
+   * that some record applied already (then every live sidecar had acknowledged it, or
+   * stopped acting). Returns what applied.
+   */
+  tryApply(now: number): StageChange[] {
+    if (this.pendingCount === 0) return [];
+    const applied: StageChange[] = [];
+    const live = this.livePeers(now);
+    for (const a of this.addresses) {
+      const target = this.seen.get(a) ?? INITIAL_STAGE;
+      if (!this.isPending(a) || !atLeast(this.published.get(a), target)) continue;
+      const elsewhere = [...this.peers.values()].some((p) => atLeast(p.record.applied[a], target));
+      if (!elsewhere && !live.every((p) => atLeast(p.record.seen[a], target) || atLeast(p.record.applied[a], target))) continue;
+      const from = this.applied.get(a) ?? INITIAL_STAGE;
+      this.apply(a, target);
+      applied.push({ address: a, from, to: target, ...(this.reasons.has(a) && { reason: this.reasons.get(a) }) });
+    }
+    return applied;
+  }
+
+  private apply(address: string, stage: Stage): void {
+    const wasPending = this.isPending(address);
+    this.applied.set(address, stage);
+    if (isNewer(stage, this.seen.get(address) ?? INITIAL_STAGE)) this.seen.set(address, stage);
+    if (isNewer(stage, this.published.get(address) ?? INITIAL_STAGE)) this.published.set(address, stage);
+    if (wasPending && !this.isPending(address)) this.pendingCount--;
+    this.generation++;
+  }
+
+  forgetPeer(id: string): void {
+    this.peers.delete(id);
+  }
+}

@@ -1,0 +1,63 @@
+// Every key replicached stores on the backends for itself: its name, expiry,
+// writer and meaning. Resyncs never copy or prune them, and clients' keys never
+// start with RESERVED_PREFIX in practice (PHP session keys are prefixed
+// `memc.sess.` or `sess_`).
+
+export const RESERVED_PREFIX = 'replicached:';
+
+/** memcached's longest relative expiry (30 days); longer values are read as a Unix time. */
+export const LONGEST_RELATIVE_EXPIRY_S = 60 * 60 * 24 * 30;
+
+export interface ReservedKey {
+  name: string;
+  /** Seconds; every reserved key expires. */
+  ttlSeconds: number;
+  writer: string;
+  meaning: string;
+}
+
+/** A sidecar's trust record (docs/trust.md), on every backend it reaches. */
+export const RECORD_TTL_S = 10;
+export function recordKey(id: string): Buffer {
+  return Buffer.from(`${RESERVED_PREFIX}trust:${id}`);
+}
+
+export const ROSTER_KEY = Buffer.from(`${RESERVED_PREFIX}trust-roster`);
+export const ROSTER_TTL_S = 60 * 60 * 24;
+
+export const INCARNATION_KEY = Buffer.from(`${RESERVED_PREFIX}incarnation`);
+
+/** The key whose CAS marks the start of a reconcile run; stored already expired, so never served. */
+export const MARK_KEY = Buffer.from(`${RESERVED_PREFIX}resync-mark`);
+
+export const RESERVED_KEYS: readonly ReservedKey[] = [
+  {
+    name: `${RESERVED_PREFIX}trust:<sidecar id>`,
+    ttlSeconds: RECORD_TTL_S,
+    writer: 'each sidecar, every round (50 ms), on every backend it reaches',
+    meaning: 'the stages it routes by, the stages it acknowledged, the backends it reaches',
+  },
+  {
+    name: ROSTER_KEY.toString(),
+    ttlSeconds: ROSTER_TTL_S,
+    writer: 'each sidecar that finds its id missing (append); every round renews the expiry',
+    meaning: 'the ids whose records to read',
+  },
+  {
+    name: INCARNATION_KEY.toString(),
+    ttlSeconds: LONGEST_RELATIVE_EXPIRY_S,
+    writer: 'the filler before its reconcile run, or the first sidecar of a new cluster; every round renews it',
+    meaning: 'present: this memcached process holds replicated data; gone: it restarted empty',
+  },
+  {
+    name: MARK_KEY.toString(),
+    ttlSeconds: 0,
+    writer: 'a reconcile run, as it begins (stored already expired)',
+    meaning: 'its CAS tells items written before the run from items written since',
+  },
+];
+
+export function isReserved(key: Buffer | string): boolean {
+  const s = typeof key === 'string' ? key : key.toString('latin1', 0, RESERVED_PREFIX.length);
+  return s.startsWith(RESERVED_PREFIX);
+}

@@ -1,0 +1,144 @@
+import { describe, expect, test } from 'vitest';
+import {
+  TrustState,
+  decodeRecord,
+  encodeRecord,
+  isNewer,
+  place,
+  timingFor,
+  type Role,
+  type TrustRecord,
+} from '../../src/trust/protocol';
+
+const X = 'x:1';
+const Y = 'y:1';
+const Z = 'z:1';
+const ALL = [X, Y, Z];
+const timing = timingFor(1000);
+
+/** A sidecar that has had a round on every backend at `t`, with these other records. */
+function sidecar(id: string, t = 0, records: TrustRecord[] = []): TrustState {
+  const s = new TrustState(id, ALL, timing);
+  for (const a of ALL) s.roundDone(a, t, t, records);
+  return s;
+}
+
+/** Publishes what it acknowledged (its older view drained) and returns its record. */
+function publish(s: TrustState): TrustRecord {
+  s.markPublished(s.acknowledged());
+  return s.record(ALL);
+}
+
+describe('stages', () => {
+  test('a higher epoch is newer; at one epoch out beats refill beats trusted', () => {
+    expect(isNewer({ epoch: 2, role: 'trusted' }, { epoch: 1, role: 'out' })).toBe(true);
+    expect(isNewer({ epoch: 1, role: 'out' }, { epoch: 1, role: 'trusted' })).toBe(true);
+    expect(isNewer({ epoch: 1, role: 'refill' }, { epoch: 1, role: 'out' })).toBe(false);
+    expect(isNewer({ epoch: 1, role: 'trusted' }, { epoch: 1, role: 'trusted' })).toBe(false);
+  });
+
+  test('records survive the wire, and anything else decodes to null', () => {
+    const s = sidecar('a');
+    s.propose(Y, 'out', 'failed');
+    const r = publish(s);
+    expect(decodeRecord(encodeRecord(r))).toEqual(r);
+    for (const bad of ['', 'null', '{"id":1}', '{"id":"a","seq":1,"applied":{"y":{"epoch":"1","role":"out"}},"seen":{},"reach":[]}', '\u0000'])
+      expect(decodeRecord(Buffer.from(bad))).toBeNull();
+  });
+});
+
+describe('placement', () => {
+  const roles = (m: Record<string, Role>) => (a: string) => m[a] ?? 'trusted';
+
+  test('the first R trusted in ring order; the first trusted natural member decides', () => {
+    expect(place([Y, X, Z], 2, roles({}))).toEqual({ members: [Y, X], authority: Y });
+    expect(place([Y, X, Z], 2, roles({ [Y]: 'out' }))).toEqual({ members: [X, Z], authority: X });
+  });
+
+  test('a natural member in refill receives writes beside the stand-in, and decides nothing', () => {
+    expect(place([Y, X, Z], 2, roles({ [Y]: 'refill' }))).toEqual({ members: [Y, X, Z], authority: X });
+  });
+
+  test('with no trusted natural member nobody decides', () => {
+    expect(place([Y, X, Z], 2, roles({ [Y]: 'out', [X]: 'refill' }))).toEqual({ members: [X, Z], authority: null });
+  });
+});
+
+describe('agreement', () => {
+  test('alone, a proposal applies as soon as it is published', () => {
+    const a = sidecar('a');
+    expect(a.propose(Y, 'out', 'failed')).toMatchObject({ to: { epoch: 1, role: 'out' } });
+    expect(a.holds([Y, X, Z], 2)).toBe(true);
+    expect(a.tryApply(1)).toEqual([]); // not published: the older view may still be sending
+    publish(a);
+    expect(a.tryApply(1)).toMatchObject([{ address: Y, to: { role: 'out' } }]);
+    expect(a.roleOf(Y)).toBe('out');
+    expect(a.holds([Y, X, Z], 2)).toBe(false);
+  });
+
+  test('a change applies only once every live record acknowledged it', () => {
+    let a = sidecar('a');
+    const b = sidecar('b', 0, [publish(a)]);
+    a = sidecar('a', 0, [publish(b)]);
+    a.propose(Y, 'out', 'failed');
+    const proposal = publish(a);
+    expect(a.tryApply(10)).toEqual([]); // b has not acknowledged
+    // b reads it: it holds Y's keys from now, and acknowledges once published
+    const acked = b.roundDone(X, 20, 20, [proposal]);
+    expect(acked).toMatchObject([{ address: Y, to: { role: 'out' } }]);
+    expect(b.holds([Y, X, Z], 2)).toBe(true);
+    expect(b.roleOf(Y)).toBe('trusted');
+    const ack = publish(b);
+    a.roundDone(X, 30, 30, [ack]);
+    expect(a.tryApply(30)).toMatchObject([{ address: Y }]);
+    // b applies when it reads a's record that applied it
+    b.roundDone(X, 40, 40, [publish(a)]);
+    expect(b.tryApply(40)).toMatchObject([{ address: Y }]);
+    expect(b.roleOf(Y)).toBe('out');
+  });
+
+  test('a sidecar whose record stood still for D is not waited for; one that writes is', () => {
+    let a = sidecar('a');
+    const b = sidecar('b', 0, [publish(a)]);
+    const bRecord = publish(b);
+    a = sidecar('a', 0, [bRecord]);
+    a.propose(Y, 'out', 'failed');
+    publish(a);
+    // b keeps writing (seq grows) but has not acknowledged: still waited for
+    a.roundDone(X, 900, 900, [publish(b)]);
+    expect(a.tryApply(900 + timing.silentMs - 1)).toEqual([]);
+    // b falls silent: after D on a's clock from its last change, a goes on
+    for (const t of [1000, 2000]) a.roundDone(X, t, t, [bRecord]);
+    expect(a.tryApply(900 + timing.silentMs - 1)).toEqual([]);
+    expect(a.tryApply(900 + timing.silentMs)).toMatchObject([{ address: Y }]);
+  });
+
+  test('the view is stale once a backend not out had no round in the lease', () => {
+    const a = sidecar('a', 0);
+    expect(a.fresh(timing.leaseMs - 1)).toBe(true);
+    expect(a.fresh(timing.leaseMs)).toBe(false);
+    a.roundDone(X, 900, 950, []);
+    a.roundDone(Z, 900, 950, []);
+    expect(a.fresh(timing.leaseMs + 100)).toBe(false); // Y: none since 0
+    a.propose(Y, 'out', 'failed');
+    publish(a);
+    a.tryApply(timing.leaseMs + 100);
+    expect(a.fresh(timing.leaseMs + 100)).toBe(true); // Y is out: not needed
+  });
+
+  test('transitions: out only from trusted or refill, refill only from out, trusted only from refill', () => {
+    const a = sidecar('a');
+    expect(a.propose(Y, 'refill', 'reachable')).toBeNull();
+    expect(a.propose(Y, 'trusted', 'filled')).toBeNull();
+    a.propose(Y, 'out', 'failed');
+    publish(a);
+    a.tryApply(1);
+    expect(a.propose(Y, 'out', 'failed')).toBeNull();
+    expect(a.propose(Y, 'refill', 'reachable')).toMatchObject({ to: { epoch: 2, role: 'refill' } });
+    publish(a);
+    a.tryApply(1);
+    expect(a.propose(Y, 'trusted', 'filled')).toMatchObject({ to: { epoch: 3, role: 'trusted' } });
+    // a failure during the agreement on trust wins over it
+    expect(a.propose(Y, 'out', 'failed')).toMatchObject({ to: { epoch: 3, role: 'out' } });
+  });
+});
