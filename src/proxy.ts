@@ -13,6 +13,10 @@ import { startMetricsServer, type MetricsServer } from './metrics/http';
 import { ProxyStats, settingsStats } from './proxy-stats';
 import { diffConfig, drainAndClose, liveConfig, type ReloadChanges, type TlsChanges } from './reload';
 import { Resyncer } from './resync/resyncer';
+import { REAL_CLOCK } from './resync/rate-limiter';
+import { TrustAgent } from './trust/agent';
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
 import { ReplicaRing } from './routing/ring';
 import { KeySequencer } from './routing/key-sequencer';
 import { OrderedRouter } from './routing/ordered-router';
@@ -151,11 +155,40 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
   // backends[i] runs current.backends[i]; a reload replaces all three.
   let current = config;
   let backends = config.backends.map((b) => openBackend(b, config.backend));
-  const buildRing = () =>
-    new ReplicaRing(
-      backends.map((node, i) => ({ node, weight: current.backends[i].weight, local: current.backends[i].local })),
+  // Which backend plays which role, agreed with every other sidecar (docs/trust.md).
+  const agent: TrustAgent = new TrustAgent({
+    id: `${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`,
+    boards: backends,
+    replicas: current.replicas,
+    ringOrder: (key) => ring.ringOrder(key),
+    clock: REAL_CLOCK,
+    fill: (node, signal) => resyncer.fill(node, signal),
+    events: {
+      acknowledged: (c) => logger.debug({ backend: c.address, stage: c.to, reason: c.reason }, 'trust: change acknowledged'),
+      applied: (c) => {
+        metrics.trustChanges.inc({ backend: c.address, role: c.to.role });
+        const log = { backend: c.address, from: c.from.role, to: c.to.role, epoch: c.to.epoch, reason: c.reason };
+        if (c.to.role === 'out') logger.warn(log, 'trust: backend out, every sidecar agreed');
+        else logger.info(log, c.to.role === 'trusted' ? 'trust: backend trusted again, every sidecar agreed' : 'trust: backend being refilled, every sidecar writes to it');
+        // This sidecar filled it: the copies stand-ins took while it was away are garbage now.
+        if (c.to.role === 'trusted' && c.reason === 'filled') resyncer.shedAll();
+      },
+    },
+  });
+  // A dropped connection or a backend marked down is a failure like a failed request.
+  const watchConnections = (b: Backend): void => {
+    b.on('lost', () => agent.failed(b.address));
+    b.on('down', () => agent.failed(b.address));
+  };
+  for (const b of backends) watchConnections(b);
+  const buildRing = () => {
+    const r = new ReplicaRing(
+      backends.map((node, i) => ({ node: agent.wrap(node), weight: current.backends[i].weight, local: current.backends[i].local })),
       current.replicas,
     );
+    r.useRoles((node) => agent.roleOf(node));
+    return r;
+  };
   let ring = buildRing();
   /** Backends a reload took out, finishing their requests in flight. */
   const draining = new Set<Backend>();
@@ -169,7 +202,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
   };
   // Refills a backend that came back empty; rebuilt with the ring on a reload.
   const buildResyncer = () =>
-    new Resyncer(ring, backends, {
+    new Resyncer(ring, backends, (node) => agent.isResyncing(node), {
       started: (backend, cause) => {
         // A shed is housekeeping after every complete run: logged at debug, not counted as a run.
         if (cause === 'shed') return void logger.debug({ backend }, 'shed started: dropping copies outside their replica sets');
@@ -191,8 +224,8 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
         );
       },
       finished: (backend, result) => {
-        const { outcome, reason, mode, copied, skipped, pruned, failed, unlisted, claim, heldMs } = result;
-        const summary = { backend, outcome, reason, mode, claim, copied, skipped, pruned, failed, unlisted, heldMs };
+        const { outcome, reason, mode, copied, skipped, pruned, failed, unlisted, heldMs } = result;
+        const summary = { backend, outcome, reason, mode, copied, skipped, pruned, failed, unlisted, heldMs };
         if (mode === 'shed') return void logger.debug(summary, 'shed finished');
         const complete = outcome !== 'aborted' && unlisted.length === 0 && failed === 0;
         if (complete) metrics.resyncLastComplete.set({ backend }, Date.now() / 1000);
@@ -213,20 +246,20 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
       converged: () => metrics.convergeRepairs.inc(),
     },
     {
-      isResyncing: (node) => resyncer.isResyncing(node),
-      resyncingHere: (node) => resyncer.resyncingHere(node),
+      isResyncing: (node) => agent.isResyncing(node),
+      resyncingHere: (node) => agent.isResyncing(node),
       isFilling: (node) => resyncer.isFilling(node),
       deleting: (key) => resyncer.deleting(key),
       flushing: () => resyncer.flushing(),
-      catchingUp: (key) => resyncer.catchingUp(key),
-      handingOver: (key) => resyncer.handingOver(key),
+      catchingUp: (key, scope) => agent.catchingUp(key, scope),
+      handingOver: (key, scope) => agent.handingOver(key, scope),
     },
   );
 
   const stats = new ProxyStats(PROTOCOL_VERSION, () => backends, () => ring.replicas, metrics.requestCount);
   const keys = new KeySequencer();
   const ctx: ServerContext = {
-    connectionRouter: () => new OrderedRouter(keys, router),
+    connectionRouter: () => new OrderedRouter(keys, router, agent),
     limits: config.limits,
     version: PROTOCOL_VERSION,
     allowFlushAll: config.allowFlushAll,
@@ -302,7 +335,8 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
     for (const b of backends) b.close();
     throw err;
   }
-  resyncer.start();
+  // Requests wait until the agent's first rounds made its view fresh.
+  void agent.start();
 
   return {
     port,
@@ -373,31 +407,18 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
         ring = buildRing();
         router.replaceRing(ring);
         const previousResyncer = resyncer;
-        const handedOver = previousResyncer.handOver();
-        const { distrusted } = handedOver;
+        // Kept backends keep their stages; an added one is out until every sidecar reaches it
+        // and it was filled (docs/trust.md): until then it is read by no one and decides nothing.
+        agent.reconfigure(backends, next.replicas);
+        for (const b of backends) if (!reuse.has(b.address)) watchConnections(b);
         resyncer = buildResyncer();
-        resyncer.adopt(handedOver);
-        resyncer.start();
-        // Runs start before the previous ones are closed: no moment in between trusts their backends.
+        // A removed backend's keys, more replicas, or other weights give backends keys they lack, or
+        // hold stale copies of from an earlier placement: refreshed from each key's authority in the
+        // background (a refresh also sheds). The authorities held the keys before, so they stay trusted.
+        // Otherwise copies a reload left outside their keys' replica sets (fewer replicas, a key's place
+        // taken by an added backend) are dropped by a shed.
         const fill = changes.removed.length > 0 || changes.reweighted.length > 0 || next.replicas > replicasBefore;
-        // Copies a reload left outside their keys' replica sets (fewer replicas, a key's place taken by
-        // an added backend) are dropped by a shed; while a backend is being resynced, its run's end starts them.
-        const shed = !fill && changes.added.length === 0 && distrusted.length === 0;
-        for (const b of backends) {
-          if (changes.added.includes(b.address) || changes.reweighted.includes(b.address)) {
-            // It may now be the authority of keys whose copies (and locks) are elsewhere: until
-            // its run ends it is read last and decides no add/cas/incr, or an empty authority
-            // would hand out a session lock another member still holds.
-            void resyncer.resync(b, 'added');
-          } else if (distrusted.includes(b.address)) {
-            void resyncer.resync(b, 'reload'); // a run the reload interrupted starts again
-          }
-          // A removed backend's keys, more replicas, or other weights give backends keys they lack, or
-          // hold stale copies of from an earlier placement: refreshed from each key's authority in the
-          // background (a refresh also sheds). The authorities held the keys before, so they stay trusted.
-          if (fill) void resyncer.resync(b, 'membership');
-          else if (shed) void resyncer.resync(b, 'shed');
-        }
+        for (const b of backends) void resyncer.resync(b, fill ? 'membership' : 'shed');
         void previousResyncer.close();
       }
       Object.assign(ctx.limits, next.limits); // the same object every session reads
@@ -421,6 +442,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
       if (open > 0) logger.info({ connections: open, drainTimeoutMs: current.drainTimeoutMs }, 'draining: serving open clients until they close');
       const cut = await listener.shutdown(current.drainTimeoutMs);
       if (open > 0) logger.info({ closedByClients: open - cut, closedAtDeadline: cut }, 'drained');
+      await agent.stop();
       await resyncer.close();
       await metricsServer?.close();
       for (const b of [...backends, ...draining]) b.close();

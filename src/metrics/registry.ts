@@ -44,6 +44,7 @@ export const CLIENT_PROTOCOLS = ['text', 'binary'] as const;
 export type ClientProtocol = (typeof CLIENT_PROTOCOLS)[number];
 
 /** How a resync run ended: every key done, done with keys it could not list, or stopped. */
+const TRUST_ROLES = ['out', 'refill', 'trusted'] as const;
 export const RESYNC_OUTCOMES = ['complete', 'incomplete', 'aborted'] as const;
 
 /** What the backend connections gauge reads at scrape time. */
@@ -128,6 +129,8 @@ export interface Metrics extends ReloadMetrics {
   resyncKeysSkipped: Counter<'backend'>;
   resyncInProgress: Gauge<'backend'>;
   resyncRuns: Counter<'backend' | 'outcome'>;
+  /** Stages applied by the trust protocol (docs/trust.md), by backend and the role it took. */
+  trustChanges: Counter<'backend' | 'role'>;
   /** Keys the runs going on to this backend still have to copy or check (see its help). */
   resyncKeysPending: Gauge<'backend'>;
   /** Unix time a resync run (not a shed) to this backend last completed; 0 until one has. */
@@ -354,6 +357,12 @@ export function createMetrics(): Metrics {
       labelNames: ['backend', 'outcome'] as const,
       registers,
     }),
+    trustChanges: new Counter({
+      name: 'replicached_trust_changes_total',
+      help: 'Changes of a backend\'s role that every live sidecar agreed to and this one applied: out (it failed or restarted), refill (every sidecar writes to it again), trusted (refilled).',
+      labelNames: ['backend', 'role'] as const,
+      registers,
+    }),
     resyncKeysPending: new Gauge({
       name: 'replicached_resync_keys_pending',
       help:
@@ -476,6 +485,7 @@ export function createMetrics(): Metrics {
     m.resyncKeysSkipped.inc({ backend }, 0);
     m.resyncLastComplete.set({ backend }, 0);
     for (const outcome of RESYNC_OUTCOMES) m.resyncRuns.inc({ backend, outcome }, 0);
+    for (const role of TRUST_ROLES) m.trustChanges.inc({ backend, role }, 0);
   };
 
   const byBackendOnly = [
@@ -528,7 +538,7 @@ export function createMetrics(): Metrics {
       timeoutCells.drop({ backend: address });
       for (const metric of byBackendOnly) metric.remove({ backend: address });
       // Metrics with a second label: remove each series of this backend.
-      for (const metric of [m.backendErrors, m.resyncRuns] as Counter<string>[]) {
+      for (const metric of [m.backendErrors, m.resyncRuns, m.trustChanges] as Counter<string>[]) {
         for (const { labels } of (await metric.get()).values) {
           if (labels.backend === address) metric.remove(labels);
         }

@@ -21,7 +21,6 @@
 // set (a stand-in's, once the member it stood in for is back): they are never
 // read, but a later reload could make the backend a member of that key again.
 //
-//   claim  refill, with other sidecars: one of them refills, the others wait (refill-claim.ts)
 //   mark   all but refill: `ms <mark> T-1` on the target, its CAS is the mark
 //   list   each other live backend: `lru_crawler metadump all` ──> keep the keys
 //          whose replica set, as the router computes it now, holds both the
@@ -74,16 +73,17 @@
 // target before our add and the member after our re-read: the copy stays, and the
 // other sidecar's convergence check (it finds the target holding what it deleted)
 // deletes it, taking the authority's state. Until then the copy must not be
-// served, touched or taken for the authority's: the run's beacon (run-beacon.ts)
-// keeps every sidecar distrusting the target while copies go out.
+// served, touched or taken for the authority's: the target stays in refill (the
+// trust protocol, docs/trust.md) until the run completed, so no sidecar trusts it;
+// and a run cut short by its sidecar's death leaves the target in refill, where the
+// next filler's reconcile takes such a copy back.
 
 import type { Backend } from '../backends/backend';
 import type { MemcachedNode, StoredItem } from '../routing/node';
 import { exptimeForCopy } from '../routing/replicated-router';
 import type { ReplicaRing } from '../routing/ring';
 import { RateLimiter, type Clock } from './rate-limiter';
-import { isReserved, type RefillClaim } from './refill-claim';
-import type { RunBeacon } from './run-beacon';
+import { MARK_KEY, isReserved } from '../trust/reserved-keys';
 
 /**
  * refill: the target restarted empty; reconcile: the same process came back; refresh: a reload
@@ -102,20 +102,11 @@ export interface RunContext {
   /** Decided as the run begins (the target's identity is read asynchronously). */
   mode: Promise<ResyncMode>;
   isResyncing(node: MemcachedNode): boolean;
-  /** refill: the claim shared with other sidecars on the restarted process (refill-claim.ts); null: refill alone. */
-  claim?(): RefillClaim | null;
   /** How long the target stays distrusted after a run that could not list every key (see hold); 0: not at all. */
   holdMs: number;
-  /**
-   * Runs that copy tell the other sidecars through a count on the target
-   * (run-beacon.ts): the runs' count for runs that distrust it, the fills' count
-   * for fills. Sheds only delete (CAS-guarded) and have none.
-   */
-  beacon?: RunBeacon;
 }
 
-/** The key whose CAS marks the start of a reconcile run; stored already expired, so never seen. */
-export const MARK_KEY = Buffer.from('replicached:resync-mark');
+export { MARK_KEY };
 
 export interface ResyncRunOptions {
   /** Keys copied per second at most (each queued key counts once, copied or not). */
@@ -144,8 +135,6 @@ export interface ResyncResult {
   unlisted: string[];
   /** Keys whose copy still failed after every retry pass: the target may lack them. */
   failed: number;
-  /** refill: this sidecar held the shared claim and refilled, or waited for another one's refill. */
-  claim?: 'held' | 'waited';
   /** Milliseconds the target was held distrusted after that (see hold). */
   heldMs: number;
 }
@@ -158,8 +147,7 @@ export interface RunCounters {
   holding(ms: number): void;
 }
 
-/** waiting: for another sidecar's shared refill (refill-claim.ts). */
-export type RunPhase = 'waiting' | 'listing' | 'copying' | 'pruning' | 'holding' | 'finished';
+export type RunPhase = 'listing' | 'copying' | 'pruning' | 'holding' | 'finished';
 
 export class ResyncRun {
   phase: RunPhase = 'listing';
@@ -214,7 +202,7 @@ export class ResyncRun {
 
   /** See the head comment; the promise settles when this key's copy in flight (if any) has landed. */
   deleting(name: string): Promise<void> | undefined {
-    if (this.deletedWhileListing !== null && this.ring.replicaSet(Buffer.from(name, 'latin1')).includes(this.target)) {
+    if (this.deletedWhileListing !== null && this.isMember(this.ring.replicaSet(Buffer.from(name, 'latin1')), this.target)) {
       this.deletedWhileListing.add(name);
     }
     if (this.queue.delete(name) || this.retry.delete(name)) this.countSkipped();
@@ -229,39 +217,16 @@ export class ResyncRun {
   }
 
   private async run(): Promise<ResyncResult> {
-    try {
-      return await this.runClaimed();
-    } finally {
-      await this.context.beacon?.lower();
-    }
+    this.mode = await this.context.mode;
+    return this.work();
   }
 
-  private async runClaimed(): Promise<ResyncResult> {
-    this.mode = await this.context.mode;
-    let claim = this.mode === 'refill' ? (this.context.claim?.() ?? null) : null;
-    if (claim !== null) {
-      const got = await claim.acquire(
-        () => this.stopReason !== null,
-        () => (this.phase = 'waiting'),
-      );
-      if (got === 'late') claim = null;
-      else if (got !== 'held') return this.finish(got === 'refilled' ? 'waited' : undefined);
-      else {
-        this.phase = 'listing';
-        await claim.listing();
-      }
-    }
-    const result = await this.work();
-    if (claim === null) return result;
-    // Lowered before the mark: a waiter that sees the mark finds the count down too.
-    await this.context.beacon?.lower();
-    if (result.outcome === 'done' && result.unlisted.length === 0 && result.failed === 0) await claim.complete();
-    else await claim.release();
-    return { ...result, claim: 'held' };
+  /** Placement holds the ring's nodes (wrapped by the trust agent): compared by address. */
+  private isMember(set: readonly MemcachedNode[], node: MemcachedNode): boolean {
+    return set.some((m) => m.address === node.address);
   }
 
   private async work(): Promise<ResyncResult> {
-    await this.context.beacon?.raise();
     if (this.mode !== 'refill') await this.takeMark();
     if (this.mode !== 'shed') await this.list();
     this.deletedWhileListing = null;
@@ -303,7 +268,7 @@ export class ResyncRun {
     return this.finish();
   }
 
-  private finish(claim?: 'waited'): ResyncResult {
+  private finish(): ResyncResult {
     this.phase = 'finished';
     this.seen.clear();
     const failed = this.retry.size;
@@ -315,7 +280,6 @@ export class ResyncRun {
       unlisted: this.unlisted,
       failed,
       heldMs: this.heldMs,
-      ...(claim && { claim }),
     };
     return this.stopReason === null
       ? { outcome: 'done', ...counts }
@@ -375,7 +339,7 @@ export class ResyncRun {
     const name = key.toString('latin1');
     if (this.deletedWhileListing?.has(name) || this.seen.has(name)) return;
     const set = this.ring.replicaSet(key);
-    if (set.includes(this.target) && set.includes(lister)) this.queue.add(name);
+    if (this.isMember(set, this.target) && this.isMember(set, lister)) this.queue.add(name);
   }
 
   private async copyAll(): Promise<void> {
@@ -385,7 +349,6 @@ export class ResyncRun {
       if (this.stopReason !== null) return;
       await limiter.take();
       while (this.inFlight.size >= this.opts.maxInFlight) await Promise.race(this.inFlight.values());
-      if (!(await this.mayCopy())) return this.retryLater();
       if (this.stopReason !== null) return;
       // Deleted while we waited: already counted as skipped.
       if (!this.queue.delete(name)) continue;
@@ -400,26 +363,10 @@ export class ResyncRun {
     }
   }
 
-  /**
-   * Every other sidecar must distrust the target while a copy could be one a delete
-   * overtook (run-beacon.ts). Waited for before a key counts as in flight: a client's
-   * delete waits for copies in flight, and must not wait out the beacon's notice.
-   */
-  private mayCopy(): Promise<boolean> | boolean {
-    const beacon = this.context.beacon;
-    return beacon === undefined || beacon.covered || beacon.cover();
-  }
-
-  /** The beacon cannot be held (the target is failing): the keys left wait for a retry pass. */
-  private retryLater(): void {
-    for (const name of this.queue) this.retry.add(name);
-    this.queue.clear();
-  }
-
   /** What this key's copy did to the target. Never rejects (backends resolve failures). */
   private async copyOne(key: Buffer): Promise<KeyOutcome> {
     const set = this.ring.replicaSet(key);
-    if (!set.includes(this.target)) return 'skipped';
+    if (!this.isMember(set, this.target)) return 'skipped';
     if (this.mode === 'refresh') return this.refreshOne(key, set);
     return this.copyFromMembers(key, set);
   }
@@ -438,10 +385,14 @@ export class ResyncRun {
       }
     }
     let failed = false;
+    const natural = this.ring.ringOrder(key).slice(0, this.ring.replicas);
     for (const member of set) {
-      if (member === this.target) continue;
+      if (member.address === this.target.address) continue;
       const read = await member.get(key);
       failed ||= read.status === 'failed';
+      // A trusted natural member saw every write and delete: its miss says the key is gone,
+      // whatever a stand-in still holds (the prune phase takes the target's copy back).
+      if (read.status === 'miss' && !this.context.isResyncing(member) && natural.includes(member)) return 'skipped';
       if (read.status !== 'hit') continue;
       const exptime = exptimeForCopy(read.item.ttl);
       if (exptime === null || this.stopReason !== null) return 'skipped';
@@ -473,7 +424,7 @@ export class ResyncRun {
   /** refresh: the target's copy made what the key's authority holds (see the head comment). */
   private async refreshOne(key: Buffer, set: readonly MemcachedNode[]): Promise<KeyOutcome> {
     const authority = set.find((m) => !this.context.isResyncing(m));
-    if (authority === undefined || authority === this.target) return 'skipped';
+    if (authority === undefined || authority.address === this.target.address) return 'skipped';
     // The target first, as in reconcile: a write landing on it after this read fails our guarded store.
     const r = await this.target.get(key);
     if (r.status === 'failed') return 'failed';
@@ -520,7 +471,6 @@ export class ResyncRun {
       if (this.stopReason !== null) break;
       await limiter.take();
       while (this.inFlight.size >= this.opts.maxInFlight) await Promise.race(this.inFlight.values());
-      if (!(await this.mayCopy())) break; // the target is failing: what is left stays, as a failed check leaves it
       if (this.stopReason !== null || this.inFlight.has(name)) continue;
       const key = Buffer.from(name, 'latin1');
       const done = this.tidyOne(key, cas)
@@ -540,7 +490,7 @@ export class ResyncRun {
       return (await this.pruneOne(key, cas)) ? 'pruned' : 'skipped';
     }
     const set = this.ring.replicaSet(key);
-    if (!set.includes(this.target)) {
+    if (!this.isMember(set, this.target)) {
       // Neither a member nor a stand-in: nothing reads this copy, and a later reload could make it a stale member's.
       return (await this.target.delete(key, cas)).status === 'deleted' ? 'pruned' : 'skipped';
     }
@@ -549,8 +499,8 @@ export class ResyncRun {
 
   private async pruneOne(key: Buffer, cas: bigint): Promise<boolean> {
     const natural = this.ring.ringOrder(key).slice(0, this.ring.replicas);
-    if (!natural.includes(this.target)) return false;
-    const others = natural.filter((m) => m !== this.target);
+    if (!this.isMember(natural, this.target)) return false;
+    const others = natural.filter((m) => m.address !== this.target.address);
     if (others.length === 0) return false;
     for (const m of others) {
       if (!m.isUp() || this.context.isResyncing(m)) return false;

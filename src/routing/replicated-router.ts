@@ -591,6 +591,9 @@ export class ReplicatedRouter {
       if (!go) return { reply: NO_MEMBER, authority: failed, rest: [] };
       members = this.trustedFirst(this.ring.replicaSet(key));
       if (members.length === 0) return { reply: NO_MEMBER, authority: failed, rest: [] };
+      // The same member decides again: it may have decided already (a reply that came back
+      // too late to use), and asking twice could answer a lock's holder that it is taken.
+      if (members[0] === failed) return { reply: NO_MEMBER, authority: failed, rest: [] };
     }
   }
 

@@ -17,7 +17,7 @@
 //             that reaches it; when its run completes it proposes the backend trusted
 
 import type { Clock } from '../resync/rate-limiter';
-import type { MemcachedNode, Failed } from '../routing/node';
+import type { MemcachedNode, Failed, NodeFlush } from '../routing/node';
 import type { FollowUps, ResyncHooks } from '../routing/replicated-router';
 import {
   DEFAULT_TIMING,
@@ -75,7 +75,8 @@ interface Ticket {
   parked: boolean;
 }
 
-export class TrustAgent implements ResyncHooks {
+/** Answers the router's trust questions (ResyncHooks' isResyncing, catchingUp, handingOver). */
+export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp' | 'handingOver'> {
   readonly state: TrustState;
   private readonly clock: Clock;
   private readonly timing: TrustTiming;
@@ -92,14 +93,19 @@ export class TrustAgent implements ResyncHooks {
   /** Ops in flight per backend: failed at once when the backend is going out. */
   private readonly inFlight = new Map<string, Set<(r: Failed) => void>>();
   private readonly fills = new Map<string, AbortController>();
+  /** Flushes this sidecar sent and whose incarnation key is not yet written again. */
+  private readonly flushesPending = new Map<string, number>();
   private running = false;
   private readonly loops: Promise<void>[] = [];
+  private readonly looping = new Set<string>();
+  private replicas: number;
 
   constructor(private readonly opts: AgentOptions) {
     this.clock = opts.clock;
     this.timing = opts.timing ?? DEFAULT_TIMING;
     this.roundMs = opts.roundMs ?? 50;
     this.holdMs = opts.holdMs ?? 1000;
+    this.replicas = opts.replicas;
     for (const b of opts.boards) this.byAddress.set(b.address, b);
     this.state = new TrustState(opts.id, [...this.byAddress.keys()], this.timing);
   }
@@ -108,7 +114,7 @@ export class TrustAgent implements ResyncHooks {
   async start(): Promise<void> {
     this.running = true;
     await this.survey();
-    for (const node of this.byAddress.values()) this.loops.push(this.loop(node));
+    for (const a of this.byAddress.keys()) this.loops.push(this.loop(a));
   }
 
   async stop(): Promise<void> {
@@ -116,6 +122,21 @@ export class TrustAgent implements ResyncHooks {
     for (const c of this.fills.values()) c.abort();
     this.wake();
     await Promise.all(this.loops);
+  }
+
+  /**
+   * A reload: the backend list (new Backend objects for new connection settings) and the
+   * replica count. Rounds go on with the new nodes; the stages of kept backends stay.
+   */
+  reconfigure(boards: readonly MemcachedNode[], replicas: number): void {
+    this.replicas = replicas;
+    this.byAddress.clear();
+    for (const b of boards) this.byAddress.set(b.address, b);
+    for (const a of [...this.fills.keys()]) if (!this.byAddress.has(a)) this.fills.get(a)?.abort();
+    for (const a of [...this.reach]) if (!this.byAddress.has(a)) this.reach.delete(a);
+    this.state.setAddresses([...this.byAddress.keys()]);
+    if (this.running) for (const node of this.byAddress.values()) if (!this.looping.has(node.address)) this.loops.push(this.loop(node.address));
+    this.wake();
   }
 
   roleOf(node: MemcachedNode): Role {
@@ -148,22 +169,6 @@ export class TrustAgent implements ResyncHooks {
 
   isResyncing(node: MemcachedNode): boolean {
     return this.state.roleOf(node.address) !== 'trusted';
-  }
-
-  resyncingHere(node: MemcachedNode): boolean {
-    return this.isResyncing(node);
-  }
-
-  isFilling(): boolean {
-    return false;
-  }
-
-  deleting(): undefined {
-    return undefined;
-  }
-
-  flushing(): undefined {
-    return undefined;
   }
 
   catchingUp(key: Buffer, scope?: FollowUps): Promise<boolean> | undefined {
@@ -203,7 +208,7 @@ export class TrustAgent implements ResyncHooks {
     const fresh = this.state.fresh(this.clock.now());
     if (fresh && !this.state.pending) return false;
     if (!fresh) return true;
-    return this.state.holds(this.opts.ringOrder(key).map((n) => n.address), this.opts.replicas);
+    return this.state.holds(this.opts.ringOrder(key).map((n) => n.address), this.replicas);
   }
 
   /** Resolves on the next change of view, or after `ms`. */
@@ -234,8 +239,29 @@ export class TrustAgent implements ResyncHooks {
       delete: (key, cas) => guard(() => node.delete(key, cas)),
       touch: (key, exptime) => guard(() => node.touch(key, exptime)),
       arith: (kind, key, delta, create) => guard(() => node.arith(kind, key, delta, create)),
-      flush: (delay) => guard(() => node.flush(delay)),
+      flush: (delay) => guard(() => this.flush(node, delay)),
     };
+  }
+
+  /**
+   * A client's flush_all also empties replicached's own keys: the incarnation key is
+   * written again at once (and again when a delayed flush takes effect), and this
+   * sidecar's rounds take its absence meanwhile for the flush, not for a restart.
+   */
+  private async flush(node: MemcachedNode, delay: number): Promise<NodeFlush> {
+    this.flushesPending.set(node.address, (this.flushesPending.get(node.address) ?? 0) + 1);
+    try {
+      const r = await node.flush(delay);
+      if (r.status === 'ok') {
+        await this.markIncarnation(node);
+        if (delay > 0) void this.clock.sleep(delay * 1000 + 50).then(() => this.markIncarnation(node));
+      }
+      return r;
+    } finally {
+      const n = (this.flushesPending.get(node.address) ?? 1) - 1;
+      if (n > 0) this.flushesPending.set(node.address, n);
+      else this.flushesPending.delete(node.address);
+    }
   }
 
   private guard<R extends { status: string }>(address: string, send: () => Promise<R>): Promise<R | Failed> {
@@ -321,8 +347,10 @@ export class TrustAgent implements ResyncHooks {
     return node.store({ mode: 'set', key: INCARNATION_KEY, value, flags: 0, exptime: LONGEST_RELATIVE_EXPIRY_S, cas: 0n });
   }
 
-  private async loop(node: MemcachedNode): Promise<void> {
-    while (this.running) {
+  /** Rounds on one backend, with the node the address has now, until it leaves the list. */
+  private async loop(address: string): Promise<void> {
+    this.looping.add(address);
+    for (let node = this.byAddress.get(address); this.running && node !== undefined; node = this.byAddress.get(address)) {
       const started = this.clock.now();
       const ok = await this.round(node, started);
       if (!this.running) return;
@@ -335,6 +363,7 @@ export class TrustAgent implements ResyncHooks {
       const spent = this.clock.now() - started;
       await this.clock.sleep(Math.max(1, this.roundMs - spent));
     }
+    this.looping.delete(address);
   }
 
   /** One round on one backend (see the head comment); false when a step failed. */
@@ -364,7 +393,7 @@ export class TrustAgent implements ResyncHooks {
     const incarnation = await node.get(INCARNATION_KEY, LONGEST_RELATIVE_EXPIRY_S);
     if (incarnation.status === 'failed') return false;
     this.acknowledged(this.state.roundDone(node.address, started, this.clock.now(), records));
-    if (incarnation.status === 'miss' && this.state.roleOf(node.address) !== 'out') {
+    if (incarnation.status === 'miss' && this.state.roleOf(node.address) !== 'out' && !this.flushesPending.has(node.address)) {
       this.propose(node.address, 'out', 'restarted');
     }
     return true;

@@ -18,6 +18,9 @@ export interface Stage {
 
 export const INITIAL_STAGE: Stage = Object.freeze({ epoch: 0, role: 'trusted' });
 
+/** A backend a reload added: out until every sidecar reaches it and it was filled. */
+const ADDED_STAGE: Stage = Object.freeze({ epoch: 0, role: 'out' });
+
 const RANK: Readonly<Record<Role, number>> = { trusted: 0, refill: 1, out: 2 };
 
 /** a is newer than b: a higher epoch, or at the same epoch the stronger role (out > refill > trusted). */
@@ -149,14 +152,35 @@ export class TrustState {
 
   constructor(
     readonly id: string,
-    readonly addresses: readonly string[],
+    public addresses: readonly string[],
     private readonly timing: TrustTiming = DEFAULT_TIMING,
   ) {
-    for (const a of addresses) {
-      this.applied.set(a, INITIAL_STAGE);
-      this.seen.set(a, INITIAL_STAGE);
-      this.published.set(a, INITIAL_STAGE);
+    for (const a of addresses) this.begin(a, INITIAL_STAGE);
+  }
+
+  private begin(address: string, stage: Stage): void {
+    this.applied.set(address, stage);
+    this.seen.set(address, stage);
+    this.published.set(address, stage);
+  }
+
+  /**
+   * A reload changed the backend list. Backends kept keep their stages; an added one
+   * starts out (it holds none of its share yet), unless another record already gives
+   * it a stage; a removed one is forgotten.
+   */
+  setAddresses(addresses: readonly string[]): void {
+    for (const a of this.addresses) {
+      if (addresses.includes(a)) continue;
+      if (this.isPending(a)) this.pendingCount--;
+      this.applied.delete(a);
+      this.seen.delete(a);
+      this.published.delete(a);
+      this.roundAt.delete(a);
     }
+    for (const a of addresses) if (!this.applied.has(a)) this.begin(a, ADDED_STAGE);
+    this.addresses = [...addresses];
+    this.generation++;
   }
 
   roleOf(address: string): Role {

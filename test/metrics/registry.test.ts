@@ -27,6 +27,7 @@ const EXPECTED: [name: string, type: string][] = [
   ['replicached_backend_connections', 'gauge'],
   ['replicached_protocol_errors_total', 'counter'],
   ['replicached_resync_runs_total', 'counter'],
+  ['replicached_trust_changes_total', 'counter'],
   ['replicached_resync_keys_pending', 'gauge'],
   ['replicached_resync_last_complete_timestamp_seconds', 'gauge'],
   ['replicached_build_info', 'gauge'],

@@ -1,13 +1,15 @@
 // A seeded randomized check of session locks while a backend stalls for one
-// sidecar only, or drops that sidecar's connections while it lives on
-// (down-marks, src/resync/down-marks.ts; the pauses of Resyncer.handingOver).
+// sidecar only (both ways or one way), or drops that sidecar's connections and
+// refuses its reconnects for a while, as it lives on (the trust protocol,
+// docs/trust.md: no sidecar changes a backend's role before the other agreed).
 //
 // Two sidecars in-process over three real memcached, each worker a connection
 // of its own (an OrderedRouter over its sidecar's router, as a client gets).
 // Sidecar A reaches backend Y through a relay that freezes at seeded random
 // moments for seeded random lengths (a path that stalls for one sidecar only:
 // a real memcached cannot stall for one client alone), or resets A's connections
-// through it (about one fault in three); B reaches Y directly.
+// through it and refuses its new ones for a moment (about one fault in three);
+// B reaches Y directly.
 // Workers on both sidecars do what a PHP session handler does: `add` a lock,
 // read the session, write it plus one, delete the lock. Checked as it runs:
 //   - no lock is granted while the test knows another worker holds it;
@@ -26,7 +28,6 @@
 
 import { afterAll, expect, test } from 'vitest';
 import { Backend } from '../../src/backends/backend';
-import { DEFAULT_BEACON_OPTIONS } from '../../src/resync/run-beacon';
 import { KeySequencer } from '../../src/routing/key-sequencer';
 import { OrderedRouter } from '../../src/routing/ordered-router';
 import { startMemcached, stopAllMemcached, type MemcachedProcess } from '../helpers/memcached';
@@ -40,7 +41,6 @@ const FAULTS = Number(process.env.REPLICACHED_STALL_FAULTS ?? 2);
 const SESSIONS = 6;
 const WORKERS_PER_SIDECAR = 3;
 
-const BEACON = { ...DEFAULT_BEACON_OPTIONS, watchMs: 100, trustMs: 1000 };
 const BACKEND = { requestTimeoutMs: 200, probeIntervalMs: 30, retryMaxMs: 100, upAfterProbes: 1 };
 
 /** Its keys: the per-key order an OrderedRouter over this sidecar's router keeps (one per sidecar, as in a proxy). */
@@ -56,13 +56,13 @@ function sidecar(mcs: MemcachedProcess[], relay?: Relay): Sidecar {
   const backends = mcs.map((m, i) =>
     i === 0 && relay !== undefined ? new RelayedBackend(m.address, relay.address, BACKEND) : new Backend(m.address, BACKEND),
   );
-  const s = { ...inProcessSidecar(backends, { beacon: BEACON }), keys: new KeySequencer() };
-  const { resyncer } = s;
+  const s = { ...inProcessSidecar(backends, {}), keys: new KeySequencer() };
+  const { resyncer, agent } = s;
   cleanup.push(async () => {
+    await agent.stop();
     await resyncer.close();
     await Promise.all(backends.map((b) => b.close()));
   });
-  resyncer.start();
   return s;
 }
 
@@ -78,10 +78,10 @@ test(`locks stay exclusive and no increment is lost while a backend stalls for o
     await relay.close();
   });
   const sidecars = [sidecar(mcs, relay), sidecar(mcs)];
+  await Promise.all(sidecars.map((s) => s.agent.start()));
   const [a] = sidecars;
-  const trusted = (): boolean => sidecars.every((s) => s.backends.every((n) => n.isUp() && !s.resyncer.isResyncing(n)));
+  const trusted = (): boolean => sidecars.every((s) => s.backends.every((n) => n.isUp() && !s.agent.isResyncing(n)));
   await pollUntil(trusted, 10_000, 20);
-  await sleep(BEACON.trustMs + 3 * BEACON.watchMs); // past a fresh sidecar's "others assumed" time
 
   const sessions = Array.from({ length: SESSIONS }, (_, i) => `stall-${SEED}-${i}`);
   const acked = new Map(sessions.map((s) => [s, 0]));
@@ -102,7 +102,7 @@ test(`locks stay exclusive and no increment is lost while a backend stalls for o
   let gone = 0;
 
   const worker = async (who: string, s: Sidecar, wrng: () => number): Promise<number> => {
-    const conn = new OrderedRouter(s.keys, s.router);
+    const conn = new OrderedRouter(s.keys, s.router, s.agent);
     let rounds = 0;
     while (running) {
       const session = sessions[Math.floor(wrng() * sessions.length)];
@@ -154,15 +154,19 @@ test(`locks stay exclusive and no increment is lost while a backend stalls for o
     for (let f = 0; f < FAULTS; f++) {
       await sleep(300 + rng() * 1500);
       const length = 300 + rng() * 2000;
-      if (rng() < 0.3) {
-        // A's connections to Y reset, Y alive: A alone sees it (the others' connections stay).
-        log.push(`${at()} reset A's connections to Y`);
+      const kind = rng();
+      if (kind < 0.3) {
+        // A's connections to Y reset and its reconnects refused, Y alive: A alone sees it.
+        log.push(`${at()} reset A's connections to Y, refuse for ${Math.round(length)} ms`);
         resets++;
+        relay.refuse(true);
         relay.drop();
-        await pollUntil(() => a.resyncer.isResyncing(a.backends[0]), 10_000, 1, 'A did not see its connection to Y drop');
+        await sleep(length);
+        relay.refuse(false);
       } else {
-        log.push(`${at()} freeze A's path to Y for ${Math.round(length)} ms`);
-        relay.freeze();
+        const direction = kind < 0.5 ? 'up' : kind < 0.7 ? 'down' : 'both';
+        log.push(`${at()} freeze A's path to Y (${direction}) for ${Math.round(length)} ms`);
+        relay.freeze(direction);
         await sleep(length);
         relay.thaw();
         log.push(`${at()} thawed`);

@@ -1,7 +1,7 @@
 // A backend that hung (SIGSTOP) and came back (SIGCONT) without a restart,
 // against real memcached: it kept its old items and ran late the requests that
 // timed out on it. Its resync reconciles; meanwhile it is read last and decides
-// nothing. 3 backends, 2 replicas, real Backend objects, router and resyncer.
+// nothing. 3 backends, 2 replicas, real Backend objects, the trust agent, router and resyncer.
 
 import { afterEach, describe, expect, test } from 'vitest';
 import type { Backend } from '../../src/backends/backend';
@@ -15,10 +15,7 @@ const REQUEST_TIMEOUT_MS = 200;
 afterEach(stopResyncCluster);
 
 async function cluster(options: Partial<ResyncOptions> = {}): Promise<ResyncCluster> {
-  const c = await startResyncCluster({ requestTimeoutMs: REQUEST_TIMEOUT_MS }, { quietMs: REQUEST_TIMEOUT_MS + 100, ...options });
-  c.resyncer.start();
-  await c.resyncer.checkIdentities(); // records who each backend is: a comeback is then known as the same process
-  return c;
+  return startResyncCluster({ requestTimeoutMs: REQUEST_TIMEOUT_MS }, { quietMs: REQUEST_TIMEOUT_MS + 100, ...options }, undefined, 'agent');
 }
 
 const waitFor = (cond: () => boolean | Promise<boolean>, ms = 8000): Promise<void> => pollUntil(cond, ms, 10);
@@ -26,10 +23,12 @@ const waitFor = (cond: () => boolean | Promise<boolean>, ms = 8000): Promise<voi
 const set = (key: string, value: string): StoreFields => ({ mode: 'set', key: k(key), flags: 7, exptime: 0, value: k(value), cas: 0n });
 const add = (key: string, value = 'locked'): StoreFields => ({ mode: 'add', key: k(key), flags: 0, exptime: 30, value: k(value), cas: 0n });
 
+const isMember = (c: ResyncCluster, key: string, b: Backend): boolean => c.ring.replicaSet(k(key)).some((m) => m.address === b.address);
+
 /** `n` keys named `<prefix><i>` whose first ring member (the authority when all are up) is `b`. */
 function keysLedBy(c: ResyncCluster, b: Backend, prefix: string, n: number): string[] {
   const keys: string[] = [];
-  for (let i = 0; keys.length < n; i++) if (c.ring.ringOrder(k(`${prefix}${i}`))[0] === b) keys.push(`${prefix}${i}`);
+  for (let i = 0; keys.length < n; i++) if (c.ring.ringOrder(k(`${prefix}${i}`))[0].address === b.address) keys.push(`${prefix}${i}`);
   return keys;
 }
 
@@ -41,16 +40,16 @@ async function read(c: ResyncCluster, key: string): Promise<string | null> {
 
 /**
  * SIGSTOP backend 0, run `whileHung` (its first request to backend 0 times out
- * and marks it down), SIGCONT, and resolve once it is up again (its resync just
- * started).
+ * and marks it down), SIGCONT, and resolve once every sidecar writes to it again
+ * (refill: its resync starts).
  */
 async function hangAndResume(c: ResyncCluster, whileHung: () => Promise<void>): Promise<void> {
   await c.mcs[0].pause();
   await whileHung();
   expect(c.backends[0].isUp()).toBe(false);
   c.mcs[0].resume();
-  await waitFor(() => c.backends[0].isUp());
-  expect(c.resyncer.isResyncing(c.backends[0])).toBe(true);
+  await waitFor(() => c.agent!.roleOf(c.backends[0]) === 'refill');
+  expect(c.agent!.isResyncing(c.backends[0])).toBe(true);
 }
 
 describe('a hung backend comes back without a restart', () => {
@@ -96,7 +95,7 @@ describe('a hung backend comes back without a restart', () => {
   test('keys rewritten while it hung read back new during and after its resync, and it converges', async () => {
     const c = await cluster({ keysPerSecond: 40, maxInFlight: 2 });
     const hung = c.backends[0];
-    const keys = Array.from({ length: 60 }, (_, i) => `sess:${i}`).filter((key) => c.ring.replicaSet(k(key)).includes(hung));
+    const keys = Array.from({ length: 60 }, (_, i) => `sess:${i}`).filter((key) => isMember(c, key, hung));
     expect(keys.length).toBeGreaterThan(20);
     for (const key of keys) expect((await c.router.store(set(key, 'old'))).status).toBe('stored');
 
@@ -120,7 +119,7 @@ describe('a hung backend comes back without a restart', () => {
   test('keys deleted while it hung do not come back, during or after its resync', async () => {
     const c = await cluster({ keysPerSecond: 40, maxInFlight: 2 });
     const hung = c.backends[0];
-    const keys = Array.from({ length: 60 }, (_, i) => `gone:${i}`).filter((key) => c.ring.replicaSet(k(key)).includes(hung));
+    const keys = Array.from({ length: 60 }, (_, i) => `gone:${i}`).filter((key) => isMember(c, key, hung));
     const kept = keysLedBy(c, hung, 'kept:', 5);
     for (const key of [...keys, ...kept]) expect((await c.router.store(set(key, 'v'))).status).toBe('stored');
 
@@ -169,7 +168,7 @@ describe('a hung backend comes back without a restart', () => {
     expect(await valueOn(hung, raced)).toBe('newest'); // the `ms` with the CAS it read failed: not overwritten with 'away'
   });
 
-  test('a backend that restarted while it was down is refilled in add mode', async () => {
+  test('a backend that restarted while it was down is refilled with what its keys hold', async () => {
     const c = await cluster();
     const keys = Array.from({ length: 30 }, (_, i) => `r:${i}`);
     for (const key of keys) await c.router.store(set(key, 'v'));
@@ -180,7 +179,7 @@ describe('a hung backend comes back without a restart', () => {
     });
     await c.mcs[1].restart();
     await waitFor(() => c.finished.length === 1);
-    const expected = keys.filter((key) => c.ring.replicaSet(k(key)).includes(c.backends[1]));
-    expect(c.finished[0]).toMatchObject({ outcome: 'done', mode: 'refill', copied: expected.length, pruned: 0 });
+    const expected = keys.filter((key) => isMember(c, key, c.backends[1]));
+    expect(c.finished[0]).toMatchObject({ outcome: 'done', mode: 'reconcile', copied: expected.length, pruned: 0 });
   });
 });

@@ -15,8 +15,8 @@ const KEYS = Array.from({ length: 90 }, (_, i) => `sess:${i}`);
 
 afterEach(stopResyncCluster);
 
-const cluster = (options: Partial<ResyncOptions> = {}, failureLimit = 2): Promise<ResyncCluster> =>
-  startResyncCluster({ requestTimeoutMs: 1000, failureLimit }, { quietMs: 0, ...options });
+const cluster = (options: Partial<ResyncOptions> = {}, trust: 'agent' | 'runs' = 'runs'): Promise<ResyncCluster> =>
+  startResyncCluster({ requestTimeoutMs: 1000 }, { quietMs: 0, ...options }, undefined, trust);
 
 const waitFor = (cond: () => boolean | Promise<boolean>, ms = 5000): Promise<void> => pollUntil(cond, ms, 20);
 
@@ -43,7 +43,7 @@ async function restartEmpty(c: ResyncCluster, i: number): Promise<void> {
 
 /** The keys the ring places on `backend` when every backend is up. */
 function placedOn(c: ResyncCluster, backend: Backend): string[] {
-  return KEYS.filter((key) => c.ring.replicaSet(k(key)).includes(backend));
+  return KEYS.filter((key) => c.ring.replicaSet(k(key)).some((m) => m.address === backend.address));
 }
 
 /** Runs `action` once, right after the first read of `key` through any backend's get. */
@@ -74,7 +74,7 @@ describe('rejoin resync with real memcached', () => {
 
     const result = await c.resyncer.resync(target);
     expect(result).toMatchObject({ outcome: 'done', copied: expected.length, skipped: 0, unlisted: [] });
-    expect(c.resyncer.isResyncing(target)).toBe(false);
+    expect(c.resyncer.isRefilling(target)).toBe(false);
 
     for (const [i, key] of KEYS.entries()) {
       const r = await target.get(k(key));
@@ -171,40 +171,36 @@ describe('rejoin resync with real memcached', () => {
     for (const key of expected.filter((_, i) => i % 3 === 2)) expect(await valueOn(target, key), key).toBe(`data-of-${key}`);
   });
 
-  test('a restart no probe noticed is found by its changed pid and start time', async () => {
-    const c = await cluster({}, 1000); // resets never mark the backend down
+  test('a restart is recognised by its incarnation key and dropped connections: out, refilled by the agent, trusted again', async () => {
+    const c = await cluster({}, 'agent');
+    const agent = c.agent!;
     await writeSessions(c);
-    c.resyncer.start();
-    await c.resyncer.checkIdentities(); // records who each backend is
+    const target = c.backends[1];
+    const expected = placedOn(c, target);
     expect(c.started).toEqual([]);
     await restartEmpty(c, 1);
-    expect(c.backends[1].isUp()).toBe(true);
-    await c.resyncer.checkIdentities();
-    expect(c.started).toEqual([{ backend: c.backends[1].address, cause: 'restarted' }]);
-    await waitFor(() => c.finished.length === 1);
-    expect(c.finished[0]).toMatchObject({ outcome: 'done', copied: placedOn(c, c.backends[1]).length });
-    await c.resyncer.checkIdentities(); // same process: nothing new
-    expect(c.started.length).toBe(1);
+    await waitFor(() => c.finished.length === 1 && agent.roleOf(target) === 'trusted', 10_000);
+    expect(c.started).toEqual([{ backend: target.address, cause: 'refill' }]);
+    expect(c.finished[0]).toMatchObject({ outcome: 'done', mode: 'reconcile', copied: expected.length });
+    for (const key of expected) expect(await valueOn(target, key), key).toBe(`data-of-${key}`);
   });
 
-  test("a backend marked up again is resynced, and is 'resyncing' from that moment", async () => {
-    const c = await cluster({ keysPerSecond: 200 });
+  test("a backend that went away is out (read by no one) until its refill completed", async () => {
+    const c = await cluster({ keysPerSecond: 200 }, 'agent');
+    const agent = c.agent!;
     await writeSessions(c);
-    c.resyncer.start();
     const target = c.backends[2];
     const expected = placedOn(c, target);
     await c.mcs[2].stop();
-    await waitFor(async () => {
-      await target.get(k('probe')); // requests notice the dead process
-      return !target.isUp();
-    });
+    await waitFor(() => agent.roleOf(target) === 'out');
+    // Out: the stand-in takes its keys' writes, and reads never ask it.
+    expect((await c.router.get(k(expected[0])))).toMatchObject({ status: 'hit' });
     await c.mcs[2].restart();
-    await waitFor(() => target.isUp());
-    expect(c.resyncer.isResyncing(target)).toBe(true);
-    expect(c.started[0]).toEqual({ backend: target.address, cause: 'up' });
-    await waitFor(() => c.finished.length === 1);
+    await waitFor(() => agent.roleOf(target) === 'refill');
+    expect(agent.isResyncing(target)).toBe(true);
+    await waitFor(() => c.finished.length === 1 && agent.roleOf(target) === 'trusted', 10_000);
+    expect(c.started[0]).toEqual({ backend: target.address, cause: 'refill' });
     expect(c.finished[0]).toMatchObject({ outcome: 'done', copied: expected.length });
-    expect(c.resyncer.isResyncing(target)).toBe(false);
   });
 
   test('the rate limit holds: copies never outrun burst + rate x elapsed (virtual time)', async () => {
@@ -236,10 +232,10 @@ describe('rejoin resync with real memcached', () => {
     const first = c.resyncer.resync(target);
     await waitFor(() => c.copiedEvents >= 2);
     await restartEmpty(c, 0); // empty again: what the first run copied is gone
-    const second = c.resyncer.resync(target, 'restarted');
+    const second = c.resyncer.resync(target, 'refill');
     expect(await first).toMatchObject({ outcome: 'aborted', reason: 'restarted' });
     expect(c.stillResyncing[0]).toBe(true);
-    expect(c.resyncer.isResyncing(target)).toBe(true);
+    expect(c.resyncer.isRefilling(target)).toBe(true);
     const result = await second;
     expect(result?.outcome).toBe('done');
     // The first run's copy in flight may land on the new process first: the second then skips
@@ -252,20 +248,20 @@ describe('rejoin resync with real memcached', () => {
     for (const key of expected) expect(await valueOn(target, key), key).toBe(`data-of-${key}`);
   });
 
-  test('the target going down aborts its resync', async () => {
-    const c = await cluster({ keysPerSecond: 20, maxInFlight: 1 });
+  test('the target going away aborts its fill, and it is out again', async () => {
+    const c = await cluster({ keysPerSecond: 20, maxInFlight: 1 }, 'agent');
+    const agent = c.agent!;
     await writeSessions(c);
-    c.resyncer.start();
     const target = c.backends[0];
     const expected = placedOn(c, target);
     await restartEmpty(c, 0);
-    const running = c.resyncer.resync(target);
-    await waitFor(() => c.copiedEvents >= 2);
+    await waitFor(() => c.copiedEvents >= 2, 10_000);
     await c.mcs[0].stop();
-    const result = await running;
-    expect(result).toMatchObject({ outcome: 'aborted', reason: 'backend down' });
-    expect(result!.copied).toBeLessThan(expected.length);
-    expect(c.resyncer.isResyncing(target)).toBe(false);
+    await waitFor(() => c.finished.length === 1);
+    expect(c.finished[0]).toMatchObject({ outcome: 'aborted' });
+    expect(c.finished[0].copied).toBeLessThan(expected.length);
+    await waitFor(() => agent.roleOf(target) === 'out');
+    expect(c.resyncer.isRefilling(target)).toBe(false);
   });
 
   test('a flush ends the resync; closing the resyncer aborts a run and stops cleanly', async () => {

@@ -5,10 +5,13 @@
 //   afterEach(stopResyncCluster);
 
 import { Backend, type BackendOptions } from '../../src/backends/backend';
-import { Resyncer, SILENT_RESYNC_EVENTS, type ResyncCause, type ResyncOptions } from '../../src/resync/resyncer';
+import { Resyncer, type ResyncCause, type ResyncEvents, type ResyncOptions } from '../../src/resync/resyncer';
+import type { MemcachedNode } from '../../src/routing/node';
 import type { ResyncResult } from '../../src/resync/resync-run';
+import { REAL_CLOCK } from '../../src/resync/rate-limiter';
 import { ReplicatedRouter } from '../../src/routing/replicated-router';
 import { ReplicaRing } from '../../src/routing/ring';
+import { TrustAgent, type AgentOptions } from '../../src/trust/agent';
 import { binaryCodec } from '../../src/backends/codec';
 import { startMemcached, type MemcachedProcess } from '../helpers/memcached';
 import type { SaslUser } from '../helpers/sasl';
@@ -21,6 +24,8 @@ export interface ResyncCluster {
   ring: ReplicaRing;
   router: ReplicatedRouter;
   resyncer: Resyncer;
+  /** With `trust: 'agent'`, started; else null. */
+  agent: TrustAgent | null;
   /** What the resyncer reported, in order; the sheds a complete run starts are kept apart, in `sheds`. */
   started: Array<{ backend: string; cause: ResyncCause }>;
   finished: ResyncResult[];
@@ -43,17 +48,18 @@ export async function startResyncCluster(
   backendOptions: Partial<BackendOptions>,
   resyncOptions: Partial<ResyncOptions>,
   sasl?: SaslUser,
+  trust: 'agent' | 'runs' = 'runs',
 ): Promise<ResyncCluster> {
   const mcs = await Promise.all([0, 1, 2].map(() => startMemcached({ sasl })));
   const codec = sasl ? { codec: binaryCodec(sasl, 1440) } : {};
   const backends = mcs.map((m) => new Backend(m.address, { probeIntervalMs: 30, retryMaxMs: 100, upAfterProbes: 1, ...codec, ...backendOptions }));
-  const ring = new ReplicaRing(backends.map((node) => ({ node, weight: 1 })), 2);
   const c: ResyncCluster = {
     mcs,
     backends,
-    ring,
+    ring: null as unknown as ReplicaRing,
     router: null as unknown as ReplicatedRouter,
     resyncer: null as unknown as Resyncer,
+    agent: null,
     started: [],
     finished: [],
     sheds: [],
@@ -61,28 +67,42 @@ export async function startResyncCluster(
     holds: [],
     copiedEvents: 0,
   };
-  c.resyncer = new Resyncer(
-    ring,
-    backends,
-    {
-      started: (backend, cause) => {
-        if (cause !== 'shed') c.started.push({ backend, cause });
-      },
-      copied: () => c.copiedEvents++,
-      skipped: () => {},
-      holding: (_, ms) => c.holds.push(ms),
-      finished: (_, result, still) => {
-        if (result.mode === 'shed') {
-          c.sheds.push(result);
-          return;
-        }
-        c.finished.push(result);
-        c.stillResyncing.push(still);
-      },
+  const events: ResyncEvents = {
+    started: (backend, cause) => {
+      if (cause !== 'shed') c.started.push({ backend, cause });
     },
-    { identityPollMs: 60_000, ...resyncOptions },
-  );
-  c.router = new ReplicatedRouter(ring, undefined, c.resyncer);
+    copied: () => c.copiedEvents++,
+    skipped: () => {},
+    holding: (_, ms) => c.holds.push(ms),
+    finished: (_, result, still) => {
+      if (result.mode === 'shed') {
+        c.sheds.push(result);
+        return;
+      }
+      c.finished.push(result);
+      c.stillResyncing.push(still);
+    },
+  };
+  if (trust === 'agent') {
+    const sidecar = inProcessSidecar(backends, resyncOptions, events);
+    Object.assign(c, { ring: sidecar.ring, router: sidecar.router, resyncer: sidecar.resyncer, agent: sidecar.agent });
+    await sidecar.agent.start();
+  } else {
+    // The resync runs alone: a backend is distrusted while a refill run of this process copies into it.
+    const ring = new ReplicaRing(backends.map((node) => ({ node, weight: 1 })), 2);
+    const refilling = (node: MemcachedNode): boolean => c.resyncer.isRefilling(node);
+    c.ring = ring;
+    c.resyncer = new Resyncer(ring, backends, refilling, events, { quietMs: 0, ...resyncOptions });
+    c.router = new ReplicatedRouter(ring, undefined, {
+      isResyncing: refilling,
+      resyncingHere: refilling,
+      isFilling: (node) => c.resyncer.isFilling(node),
+      deleting: (key) => c.resyncer.deleting(key),
+      flushing: () => c.resyncer.flushing(),
+      catchingUp: () => undefined,
+      handingOver: () => undefined,
+    });
+  }
   current = c;
   return c;
 }
@@ -92,6 +112,7 @@ export async function stopResyncCluster(): Promise<void> {
   if (current === null) return;
   // A backend the test left SIGSTOPped would hold up the closes.
   for (const m of current.mcs) m.resume();
+  await current.agent?.stop();
   await current.resyncer.close();
   await Promise.all(current.backends.map((b) => b.close()));
   await Promise.all(current.mcs.map((m) => m.stop()));
@@ -105,21 +126,54 @@ export async function valueOn(b: Backend, key: string): Promise<string | null> {
   return r.status === 'hit' ? r.item.value.toString() : null;
 }
 
-/** One sidecar's parts in-process: for tests that run several over the same memcached. */
+/** One sidecar's parts in-process, wired as src/proxy.ts wires them: for tests that run several over the same memcached. */
 export interface InProcessSidecar<B extends Backend = Backend> {
   backends: B[];
   ring: ReplicaRing;
   router: ReplicatedRouter;
-  /** Replaced by a test that reloads (a new Resyncer adopting this one's hand-over). */
   resyncer: Resyncer;
+  agent: TrustAgent;
 }
 
 /**
- * A sidecar over `backends` (2 replicas), its resyncer not started: identities polled only when
- * asked, no quiet time before copies, plus `options` (which must agree across the sidecars of a test).
+ * A sidecar over `backends` (2 replicas): its trust agent (not started: `await s.agent.start()`),
+ * the ring over the agent's guarded nodes, a resyncer with no quiet time before copies, plus
+ * `options` (which must agree across the sidecars of a test).
  */
-export function inProcessSidecar<B extends Backend>(backends: B[], options: Partial<ResyncOptions>): InProcessSidecar<B> {
-  const ring = new ReplicaRing(backends.map((node) => ({ node, weight: 1 })), 2);
-  const resyncer = new Resyncer(ring, backends, SILENT_RESYNC_EVENTS, { identityPollMs: 60_000, quietMs: 0, ...options });
-  return { backends, ring, router: new ReplicatedRouter(ring, undefined, resyncer), resyncer };
+export function inProcessSidecar<B extends Backend>(
+  backends: B[],
+  options: Partial<ResyncOptions>,
+  events?: ConstructorParameters<typeof Resyncer>[3],
+  agentOptions: Partial<AgentOptions> = {},
+): InProcessSidecar<B> {
+  const holder: { resyncer: Resyncer | null } = { resyncer: null };
+  let ring: ReplicaRing | null = null;
+  const agent = new TrustAgent({
+    id: `test-${process.pid}-${Math.random().toString(16).slice(2, 10)}`,
+    boards: backends,
+    replicas: 2,
+    ringOrder: (key) => ring!.ringOrder(key),
+    clock: REAL_CLOCK,
+    fill: (node, signal) => holder.resyncer!.fill(node, signal),
+    events: { applied: (c) => c.to.role === 'trusted' && c.reason === 'filled' && holder.resyncer!.shedAll() },
+    ...agentOptions,
+  });
+  for (const b of backends) {
+    b.on('lost', () => agent.failed(b.address));
+    b.on('down', () => agent.failed(b.address));
+  }
+  ring = new ReplicaRing(backends.map((node) => ({ node: agent.wrap(node), weight: 1 })), 2);
+  ring.useRoles((node) => agent.roleOf(node));
+  const resyncer = new Resyncer(ring, backends, (node) => agent.isResyncing(node), events, { quietMs: 0, ...options });
+  holder.resyncer = resyncer;
+  const router = new ReplicatedRouter(ring, undefined, {
+    isResyncing: (node) => agent.isResyncing(node),
+    resyncingHere: (node) => agent.isResyncing(node),
+    isFilling: (node) => resyncer.isFilling(node),
+    deleting: (key) => resyncer.deleting(key),
+    flushing: () => resyncer.flushing(),
+    catchingUp: (key, scope) => agent.catchingUp(key, scope),
+    handingOver: (key, scope) => agent.handingOver(key, scope),
+  });
+  return { backends, ring, router, resyncer, agent };
 }
