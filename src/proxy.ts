@@ -158,7 +158,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
   // Which backend plays which role, agreed with every other sidecar (docs/trust.md).
   const agent: TrustAgent = new TrustAgent({
     id: `${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`,
-    boards: backends,
+    boards: backends.map((b) => b.control()),
     replicas: current.replicas,
     ringOrder: (key) => ring.ringOrder(key),
     clock: REAL_CLOCK,
@@ -202,7 +202,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
   };
   // Refills a backend that came back empty; rebuilt with the ring on a reload.
   const buildResyncer = () =>
-    new Resyncer(ring, backends, (node) => agent.isResyncing(node), {
+    new Resyncer(ring, backends, { isResyncing: (node) => agent.isResyncing(node), standInSince: (s, n) => agent.standInSince(s, n) }, {
       started: (backend, cause) => {
         // A shed is housekeeping after every complete run: logged at debug, not counted as a run.
         if (cause === 'shed') return void logger.debug({ backend }, 'shed started: dropping copies outside their replica sets');
@@ -335,8 +335,8 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
     for (const b of backends) b.close();
     throw err;
   }
-  // Requests wait until the agent's first rounds made its view fresh.
-  void agent.start();
+  // Each backend's first round, before the proxy says it listens: requests then find a fresh view.
+  await agent.start();
 
   return {
     port,
@@ -409,7 +409,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
         const previousResyncer = resyncer;
         // Kept backends keep their stages; an added one is out until every sidecar reaches it
         // and it was filled (docs/trust.md): until then it is read by no one and decides nothing.
-        agent.reconfigure(backends, next.replicas);
+        agent.reconfigure(backends.map((b) => b.control()), next.replicas);
         for (const b of backends) if (!reuse.has(b.address)) watchConnections(b);
         resyncer = buildResyncer();
         // A removed backend's keys, more replicas, or other weights give backends keys they lack, or

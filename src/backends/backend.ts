@@ -147,6 +147,10 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
   private readonly pool = new Set<Connection>();
   /** Probe and metadump connections: outside the pool, closed with the backend. */
   private readonly side = new Set<Connection>();
+  /** The control connection (see control()) and what waits for it to open. */
+  private controlConn: Connection | null = null;
+  private controlOpen = false;
+  private readonly controlWaiting: BackendRequest[] = [];
   private readonly waiting = new Fifo<BackendRequest>();
   private failures = 0;
   private timeouts = 0;
@@ -366,6 +370,75 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
     else this.waiting.push(req);
   }
 
+  /**
+   * This backend as a node whose requests go on one connection of their own, outside
+   * the pool: the trust agent's rounds (src/trust/agent.ts), which must not wait behind
+   * a client's burst of thousands of requests. Fails at once while the backend is down.
+   */
+  control(): MemcachedNode {
+    const send = <T>(op: Op, map: (r: FinalReply) => T): Promise<T | Failed> =>
+      new Promise((resolve) => this.controlDispatch({ kind: op.kind, encode: op.encode, dataFollows: op.dataFollows === true, resolve: (r) => resolve(isFailed(r) ? r : map(r)) }));
+    const carry = (key: Buffer): Failed | null => (this.codec.canCarryKey(key) ? null : uncarriable());
+    return {
+      address: this.address,
+      isUp: () => this.isUp(),
+      get: (key, touch) => Promise.resolve(carry(key) ?? send(this.codec.get(key, touch), toGet)),
+      casOf: (key) => Promise.resolve(carry(key) ?? send(this.codec.casOnly(key), toCas)),
+      store: (req) => Promise.resolve(carry(req.key) ?? send(this.codec.store(req), toStore)),
+      delete: (key, cas) => Promise.resolve(carry(key) ?? send(this.codec.delete(key, cas), toDelete)),
+      touch: (key, exptime) => Promise.resolve(carry(key) ?? send(this.codec.touch(key, exptime), toTouch)),
+      arith: (kind, key, delta, create) => Promise.resolve(carry(key) ?? send(this.codec.arith(kind, key, delta, create), toArith)),
+      flush: (delay) => send(this.codec.flushAll(delay), toFlush),
+    };
+  }
+
+  private controlDispatch(req: BackendRequest): void {
+    if (this.status !== 'up') {
+      req.resolve(this.unavailable());
+      return;
+    }
+    if (this.controlConn === null) this.openControl();
+    if (this.controlOpen) this.controlConn!.send(req);
+    else this.controlWaiting.push(req);
+  }
+
+  private openControl(): void {
+    const owner: ConnectionOwner = {
+      opened: (conn) => {
+        this.controlOpen = true;
+        for (const req of this.controlWaiting.splice(0)) conn.send(req);
+      },
+      replied: () => {},
+      closed: (conn, failure) => {
+        this.side.delete(conn);
+        if (this.controlConn === conn) {
+          this.controlConn = null;
+          this.controlOpen = false;
+        }
+        for (const req of this.controlWaiting.splice(0)) req.resolve(failed(failure?.reason ?? 'connection closed'));
+        // Evidence about the backend like a pool connection's: the rounds may be all it is asked.
+        if (failure === null || this.status !== 'up') return;
+        const stall = failure.kind === 'timeout' || failure.reason === CONNECT_TIMEOUT;
+        const evidence = failure.kind === 'timeout' ? ++this.timeouts >= this.opts.timeoutLimit : ++this.failures >= this.opts.failureLimit;
+        if (evidence) this.markDown(failure.reason, stall);
+      },
+    };
+    const conn = new Connection(
+      {
+        host: this.host,
+        port: this.port,
+        connectTimeoutMs: this.opts.connectTimeoutMs,
+        requestTimeoutMs: this.opts.requestTimeoutMs,
+        parser: this.opts.parser,
+        tls: this.opts.tls,
+        codec: this.codec,
+      },
+      owner,
+    );
+    this.controlConn = conn;
+    this.side.add(conn);
+  }
+
   private openConnection(): void {
     const conn = new Connection(
       {
@@ -437,6 +510,7 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
     this.timeouts = 0;
     this.goodProbes = 0;
     for (const c of [...this.pool]) c.close(`backend down: ${reason}`);
+    this.controlConn?.close(`backend down: ${reason}`);
     this.failWaiting(`backend down: ${reason}`, 'down');
     this.probeDelay = this.opts.probeIntervalMs;
     this.scheduleProbe();

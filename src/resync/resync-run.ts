@@ -102,6 +102,11 @@ export interface RunContext {
   /** Decided as the run begins (the target's identity is read asynchronously). */
   mode: Promise<ResyncMode>;
   isResyncing(node: MemcachedNode): boolean;
+  /**
+   * A stand-in's items with a CAS at or under this may be copies left from an earlier time it
+   * stood in (TrustAgent.standInSince); null: none of its items is a source. Absent: all are.
+   */
+  standInSince?(standIn: MemcachedNode, naturals: readonly MemcachedNode[]): Promise<bigint | null>;
   /** How long the target stays distrusted after a run that could not list every key (see hold); 0: not at all. */
   holdMs: number;
 }
@@ -387,13 +392,19 @@ export class ResyncRun {
     let failed = false;
     const natural = this.ring.ringOrder(key).slice(0, this.ring.replicas);
     for (const member of set) {
-      if (member.address === this.target.address) continue;
+      // Only a trusted member is a source: one being refilled itself may be the stale one.
+      if (member.address === this.target.address || this.context.isResyncing(member)) continue;
       const read = await member.get(key);
       failed ||= read.status === 'failed';
       // A trusted natural member saw every write and delete: its miss says the key is gone,
-      // whatever a stand-in still holds (the prune phase takes the target's copy back).
-      if (read.status === 'miss' && !this.context.isResyncing(member) && natural.includes(member)) return 'skipped';
+      // whatever a stand-in still holds, and the target's own copy (under the mark) goes too.
+      if (read.status === 'miss' && !this.context.isResyncing(member) && natural.includes(member)) {
+        if (mine === null) return 'skipped';
+        const gone = await this.target.delete(key, mine.cas);
+        return gone.status === 'deleted' ? 'pruned' : gone.status === 'failed' ? 'failed' : 'skipped';
+      }
       if (read.status !== 'hit') continue;
+      if (!natural.includes(member) && !(await this.writtenWhileStandingIn(member, natural, read.item.cas))) continue;
       const exptime = exptimeForCopy(read.item.ttl);
       if (exptime === null || this.stopReason !== null) return 'skipped';
       const { value, flags } = read.item;
@@ -401,6 +412,13 @@ export class ResyncRun {
       return this.store(key, member, read.item, exptime, mine);
     }
     return failed ? 'failed' : 'skipped';
+  }
+
+  /** A stand-in's item written in the current outage of the key's natural members (see RunContext.standInSince). */
+  private async writtenWhileStandingIn(standIn: MemcachedNode, natural: readonly MemcachedNode[], cas: bigint): Promise<boolean> {
+    if (this.context.standInSince === undefined) return true;
+    const since = await this.context.standInSince(standIn, natural);
+    return since !== null && cas > since;
   }
 
   /**
@@ -486,7 +504,7 @@ export class ResyncRun {
   private async tidyOne(key: Buffer, cas: bigint): Promise<KeyOutcome> {
     if (this.mode === 'reconcile') {
       const copied = await this.copyOne(key);
-      if (copied === 'copied' || copied === 'failed') return copied;
+      if (copied !== 'skipped') return copied;
       return (await this.pruneOne(key, cas)) ? 'pruned' : 'skipped';
     }
     const set = this.ring.replicaSet(key);

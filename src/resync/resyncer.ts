@@ -16,7 +16,7 @@ import type { Backend } from '../backends/backend';
 import type { MemcachedNode } from '../routing/node';
 import type { ReplicaRing } from '../routing/ring';
 import { REAL_CLOCK } from './rate-limiter';
-import { ResyncRun, type ResyncMode, type ResyncResult, type ResyncRunOptions } from './resync-run';
+import { ResyncRun, type ResyncMode, type ResyncResult, type ResyncRunOptions, type RunContext } from './resync-run';
 
 export interface ResyncOptions extends ResyncRunOptions {
   /**
@@ -92,8 +92,8 @@ export class Resyncer {
   constructor(
     private readonly ring: ReplicaRing,
     private readonly backends: readonly Backend[],
-    /** Whether the trust protocol trusts the node (the agent's answer). */
-    private readonly isResyncing: (node: MemcachedNode) => boolean,
+    /** Whether the trust protocol trusts the node, and which stand-in copies are sources (the agent's answers). */
+    private readonly trust: Pick<RunContext, 'isResyncing' | 'standInSince'>,
     private readonly events: ResyncEvents = SILENT_RESYNC_EVENTS,
     options: Partial<ResyncOptions> = {},
   ) {
@@ -141,7 +141,8 @@ export class Resyncer {
       },
       {
         mode: Promise.resolve(mode),
-        isResyncing: (node) => this.isResyncing(node),
+        isResyncing: (node) => this.trust.isResyncing(node),
+        ...(this.trust.standInSince !== undefined && { standInSince: this.trust.standInSince }),
         // Only a fill keeps its backend untrusted: holding the others would change nothing.
         holdMs: kind === 'fill' ? this.opts.unlistedHoldMs : 0,
       },
@@ -201,7 +202,7 @@ export class Resyncer {
       const totals = this.totals.get(b) ?? { copied: 0, skipped: 0, pruned: 0 };
       return {
         backend: b.address,
-        state: run !== undefined ? (run.phase === 'finished' ? 'copying' : run.phase) : this.isResyncing(b) ? 'elsewhere' : 'idle',
+        state: run !== undefined ? (run.phase === 'finished' ? 'copying' : run.phase) : this.trust.isResyncing(b) ? 'elsewhere' : 'idle',
         copied: totals.copied,
         skipped: totals.skipped,
         pruned: totals.pruned,

@@ -203,7 +203,9 @@ export class ReplicatedRouter {
   private readNow(key: Buffer, later: FollowUps, again = true): Promise<GetOutcome> {
     // Local-first: a `local: true` member is asked first; the authority is unchanged for writes.
     const members = this.trustedFirst(this.ring.readOrder(key));
-    if (members.length === 0) return Promise.resolve(UNAVAILABLE);
+    // No trusted natural member: a stand-in may hold a copy left from an earlier time it stood
+    // in, and a member being resynced what was deleted meanwhile. No hit or miss is known.
+    if (members.length === 0 || this.undecidable(key, members)) return Promise.resolve(UNAVAILABLE);
     // Not async: handing on the inner promise saves the two ticks an async function takes to adopt it.
     return this.readInTurn(key, members, later, again);
   }
@@ -333,6 +335,12 @@ export class ReplicatedRouter {
       this.countRead(members[i]);
       if (reply.status === 'hit') {
         if (provedGone && this.staleAfterGone(key, members[i])) continue;
+        // A member being resynced may hold what was deleted while it was away: its hit is
+        // no answer (with none better, the read is unavailable).
+        if (this.resync.isResyncing(members[i])) {
+          failed = true;
+          continue;
+        }
         if (i > 0) this.events.failover('get');
         this.repair(missed, key, reply.item, members[i], later);
         return reply;
@@ -352,7 +360,7 @@ export class ReplicatedRouter {
   private async getAndTouch(key: Buffer, touch: number, later: FollowUps): Promise<GetOutcome> {
     if ((await this.handedOver(key, later)) === false) return UNAVAILABLE;
     const members = this.trustedFirst(this.ring.readOrder(key));
-    if (members.length === 0) return UNAVAILABLE;
+    if (members.length === 0 || this.undecidable(key, members)) return UNAVAILABLE;
     const replies: NodeGet[] = await Promise.all(members.map((m) => m.get(key, touch)));
     for (const m of members) this.countRead(m);
     // As in writeAll: acknowledged once no other sidecar reads first a member that failed it.
@@ -441,7 +449,9 @@ export class ReplicatedRouter {
   ): Promise<Exclude<R, Failed> | typeof UNAVAILABLE> {
     const replies: R[] = await Promise.all(members.map(send));
     const answered = replies.filter((r) => r.status !== 'failed') as Array<Exclude<R, Failed>>;
-    if (answered.length === 0) return UNAVAILABLE;
+    // Only on members being resynced, the write may be on one backend alone, which a later
+    // failure can lose with it: it is not acknowledged.
+    if (!members.some((m, i) => replies[i].status !== 'failed' && !this.resync.isResyncing(m))) return UNAVAILABLE;
     if (answered.length < replies.length && (await this.handedOver(key, later)) === false) return UNAVAILABLE;
     const disagree = answered.some((r) => r.status !== answered[0].status);
     if (disagree) this.events.disagreement(command);

@@ -17,7 +17,7 @@
 //             that reaches it; when its run completes it proposes the backend trusted
 
 import type { Clock } from '../resync/rate-limiter';
-import type { MemcachedNode, Failed, NodeFlush } from '../routing/node';
+import type { MemcachedNode, Failed, NodeFlush, NodeStore } from '../routing/node';
 import type { FollowUps, ResyncHooks } from '../routing/replicated-router';
 import {
   DEFAULT_TIMING,
@@ -37,6 +37,7 @@ import {
   ROSTER_KEY,
   ROSTER_TTL_S,
   recordKey,
+  standInKey,
 } from './reserved-keys';
 
 export interface AgentEvents {
@@ -93,6 +94,13 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   /** Ops in flight per backend: failed at once when the backend is going out. */
   private readonly inFlight = new Map<string, Set<(r: Failed) => void>>();
   private readonly fills = new Map<string, AbortController>();
+  /** Stand-in keys being written: acknowledgements wait for them (see markStandIns). */
+  private readonly marking = new Set<Promise<unknown>>();
+  /**
+   * Backends whose fill completed here: the epoch of the refill it was for, and whether every
+   * other backend was trusted when it began (then each key had a trusted source).
+   */
+  private readonly filled = new Map<string, { epoch: number; othersTrusted: boolean }>();
   /** Flushes this sidecar sent and whose incarnation key is not yet written again. */
   private readonly flushesPending = new Map<string, number>();
   private running = false;
@@ -110,18 +118,32 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     this.state = new TrustState(opts.id, [...this.byAddress.keys()], this.timing);
   }
 
-  /** Surveys the backends' incarnation keys, then starts a round loop per backend. */
+  /**
+   * Surveys the backends' incarnation keys, then starts a round loop per backend;
+   * resolves once each backend had its first round (answered or failed), so that
+   * requests arriving from then on find a fresh view.
+   */
   async start(): Promise<void> {
     this.running = true;
     await this.survey();
-    for (const a of this.byAddress.keys()) this.loops.push(this.loop(a));
+    const first = [...this.byAddress.keys()].map((a) => new Promise<void>((resolve) => this.loops.push(this.loop(a, resolve))));
+    await Promise.all(first);
   }
 
+  /**
+   * Stops acting (the view goes stale at once: no request sends anything more), then
+   * tells the other sidecars, so that none waits for this one's acknowledgement.
+   */
   async stop(): Promise<void> {
+    if (!this.running) return;
     this.running = false;
+    this.state.forgetRounds();
     for (const c of this.fills.values()) c.abort();
     this.wake();
     await Promise.all(this.loops);
+    const record = encodeRecord(this.state.record([], true));
+    const key = recordKey(this.state.id);
+    await Promise.all([...this.byAddress.values()].map((n) => n.store({ mode: 'set', key, value: record, flags: 0, exptime: RECORD_TTL_S, cas: 0n })));
   }
 
   /**
@@ -135,7 +157,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     for (const a of [...this.fills.keys()]) if (!this.byAddress.has(a)) this.fills.get(a)?.abort();
     for (const a of [...this.reach]) if (!this.byAddress.has(a)) this.reach.delete(a);
     this.state.setAddresses([...this.byAddress.keys()]);
-    if (this.running) for (const node of this.byAddress.values()) if (!this.looping.has(node.address)) this.loops.push(this.loop(node.address));
+    if (this.running) for (const node of this.byAddress.values()) if (!this.looping.has(node.address)) this.loops.push(this.loop(node.address, () => {}));
     this.wake();
   }
 
@@ -295,7 +317,18 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     if (changes.length === 0) return;
     for (const c of changes) {
       this.opts.events?.acknowledged?.(c);
-      if (c.to.role === 'out') this.cutInFlight(c.address);
+      if (c.to.role === 'out') {
+        this.cutInFlight(c.address);
+        this.markStandIns(c.address, c.to.epoch, [...this.byAddress.values()].filter((n) => n.address !== c.address));
+      }
+      // Trusted again, it may stand in for a backend still away: its stand-in key goes on it too.
+      const node = this.byAddress.get(c.address);
+      if (c.to.role === 'trusted' && node !== undefined) {
+        for (const a of this.state.addresses) {
+          const stage = this.state.stageOf(a);
+          if (stage.role !== 'trusted') this.markStandIns(a, stage.role === 'out' ? stage.epoch : stage.epoch - 1, [node]);
+        }
+      }
     }
     this.unpublished = { generation: this.state.generation, stages: this.state.acknowledged() };
     this.tryPublish();
@@ -309,10 +342,48 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     for (const cut of set) cut(GOING_OUT);
   }
 
+  /**
+   * Before this sidecar acknowledges Y out (and so before anyone writes Y's keys to a stand-in),
+   * the stand-in key goes on every other backend (`on`), and on a backend trusted again while Y
+   * is away: the first add stays, its CAS under all of those writes. A backend this sidecar
+   * cannot reach takes none of its writes either.
+   */
+  private markStandIns(address: string, epoch: number, on: readonly MemcachedNode[]): void {
+    const key = standInKey(address, epoch);
+    const value = Buffer.from(this.state.id);
+    const adds = on.map((n) => n.store({ mode: 'add', key, value, flags: 0, exptime: LONGEST_RELATIVE_EXPIRY_S, cas: 0n }));
+    const all: Promise<unknown> = Promise.all(adds).finally(() => {
+      this.marking.delete(all);
+      this.tryPublish();
+    });
+    this.marking.add(all);
+  }
+
+  /**
+   * The CAS under which a stand-in's items predate the current outage of the key's natural
+   * members that are not trusted (the lowest of their stand-in keys on it): an item with a
+   * lower CAS is a copy left from an earlier time it stood in, maybe since overwritten or
+   * deleted, and no source for a refill. null: unknown (no key found): use none of its items.
+   */
+  async standInSince(standIn: MemcachedNode, naturals: readonly MemcachedNode[]): Promise<bigint | null> {
+    const node = this.byAddress.get(standIn.address);
+    if (node === undefined) return null;
+    let since: bigint | null = null;
+    for (const n of naturals) {
+      const stage = this.state.stageOf(n.address);
+      if (stage.role === 'trusted') continue;
+      const epoch = stage.role === 'out' ? stage.epoch : stage.epoch - 1;
+      const r = await node.casOf(standInKey(n.address, epoch));
+      if (r.status !== 'hit') return null;
+      if (since === null || r.cas < since) since = r.cas;
+    }
+    return since;
+  }
+
   /** Publishes the acknowledgements once no request of an older view is active. */
   private tryPublish(): void {
     const u = this.unpublished;
-    if (u === null) return;
+    if (u === null || this.marking.size > 0) return;
     for (const g of this.active.keys()) if (g < u.generation) return;
     this.unpublished = null;
     this.state.markPublished(u.stages);
@@ -342,27 +413,33 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     }
   }
 
-  private markIncarnation(node: MemcachedNode): Promise<unknown> {
-    const value = Buffer.from(this.state.id);
-    return node.store({ mode: 'set', key: INCARNATION_KEY, value, flags: 0, exptime: LONGEST_RELATIVE_EXPIRY_S, cas: 0n });
+  /**
+   * The incarnation key holds the epoch it was written at: written again only when gone (an
+   * add), so one older than a backend's outage says it kept its data (see keptData).
+   */
+  private markIncarnation(node: MemcachedNode): Promise<NodeStore> {
+    const value = Buffer.from(String(this.state.stageOf(node.address).epoch));
+    return node.store({ mode: 'add', key: INCARNATION_KEY, value, flags: 0, exptime: LONGEST_RELATIVE_EXPIRY_S, cas: 0n });
   }
 
   /** Rounds on one backend, with the node the address has now, until it leaves the list. */
-  private async loop(address: string): Promise<void> {
+  private async loop(address: string, firstDone: () => void): Promise<void> {
     this.looping.add(address);
     for (let node = this.byAddress.get(address); this.running && node !== undefined; node = this.byAddress.get(address)) {
       const started = this.clock.now();
       const ok = await this.round(node, started);
-      if (!this.running) return;
+      if (!this.running) break;
       if (ok) this.reach.add(node.address);
       else {
         this.reach.delete(node.address);
         this.failed(node.address);
       }
       this.afterRound(node);
+      firstDone();
       const spent = this.clock.now() - started;
       await this.clock.sleep(Math.max(1, this.roundMs - spent));
     }
+    firstDone();
     this.looping.delete(address);
   }
 
@@ -408,10 +485,13 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     if (role === 'out' && !this.state.isPending(a) && this.state.allReach(a, this.reach.has(a) && node.isUp(), now)) {
       // The incarnation key first: a restart from here on is seen by every sidecar.
       void this.markIncarnation(node).then((r) => {
-        if ((r as { status: string }).status === 'stored') this.propose(a, 'refill', 'reachable');
+        if (r.status === 'stored' || r.status === 'not_stored') this.propose(a, 'refill', 'reachable');
       });
     }
-    if (role === 'refill' && !this.state.isPending(a)) this.maybeFill(node, now);
+    if (role === 'refill' && !this.state.isPending(a)) {
+      this.proposeFilled(a);
+      this.maybeFill(node, now);
+    }
     if (role !== 'refill') {
       this.fills.get(a)?.abort();
       this.fills.delete(a);
@@ -419,18 +499,60 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     this.wake();
   }
 
+  /** A fill of this epoch completed here: trusted once the others allow it (TrustState.mayTrust). */
+  private proposeFilled(a: string): void {
+    const stage = this.state.stageOf(a);
+    const filled = this.filled.get(a);
+    if (filled?.epoch !== stage.epoch || stage.role !== 'refill') return;
+    if (this.othersTrusted(a)) {
+      // Filled while another backend was not trusted: its keys had no source there. Again.
+      if (filled.othersTrusted) this.propose(a, 'trusted', 'filled');
+      else this.filled.delete(a);
+      return;
+    }
+    // Several in refill: which kept their data, from their incarnation keys (see markIncarnation).
+    void this.keptData().then((kept) => {
+      const now = this.state.stageOf(a);
+      if (now.epoch === stage.epoch && now.role === 'refill' && this.state.mayTrust(a, (b) => kept.has(b))) this.propose(a, 'trusted', 'filled');
+    });
+  }
+
+  /**
+   * The backends in refill whose incarnation key was written before they went out: they did
+   * not restart, and hold their data (stale in places, reconciled since).
+   */
+  private async keptData(): Promise<Set<string>> {
+    const kept = new Set<string>();
+    await Promise.all(
+      [...this.byAddress.values()].map(async (node) => {
+        const stage = this.state.stageOf(node.address);
+        if (stage.role !== 'refill') return;
+        const r = await node.get(INCARNATION_KEY);
+        if (r.status === 'hit' && Number(r.item.value.toString('latin1')) < stage.epoch - 1) kept.add(node.address);
+      }),
+    );
+    return kept;
+  }
+
+  private othersTrusted(a: string): boolean {
+    return this.state.addresses.every((b) => b === a || (this.state.roleOf(b) === 'trusted' && !this.state.isPending(b)));
+  }
+
   private maybeFill(node: MemcachedNode, now: number): void {
     const a = node.address;
+    if (this.filled.get(a)?.epoch === this.state.stageOf(a).epoch) return;
     if (this.fills.has(a) || this.opts.fill === undefined || !this.reach.has(a)) return;
     const filler = this.state.liveIds(now).find((id) => id === this.state.id || this.reaches(id, a));
     if (filler !== this.state.id) return;
     const control = new AbortController();
     this.fills.set(a, control);
     const epoch = this.state.stageOf(a).epoch;
+    const othersTrusted = this.othersTrusted(a);
     void this.opts.fill(node, control.signal).then((complete) => {
       if (this.fills.get(a) === control) this.fills.delete(a);
       const stage = this.state.stageOf(a);
-      if (complete && !control.signal.aborted && stage.role === 'refill' && stage.epoch === epoch) this.propose(a, 'trusted', 'filled');
+      if (complete && !control.signal.aborted && stage.role === 'refill' && stage.epoch === epoch) this.filled.set(a, { epoch, othersTrusted });
+      this.proposeFilled(a);
     });
   }
 

@@ -39,6 +39,8 @@ export interface TrustRecord {
   readonly applied: Readonly<Record<string, Stage>>;
   readonly seen: Readonly<Record<string, Stage>>;
   readonly reach: readonly string[];
+  /** It stopped acting for good (a clean shutdown): nobody waits for it any more. */
+  readonly left?: boolean;
 }
 
 export function encodeRecord(r: TrustRecord): Buffer {
@@ -67,6 +69,7 @@ export function decodeRecord(value: Buffer): TrustRecord | null {
   const r = v as Record<string, unknown>;
   if (typeof r.id !== 'string' || !Number.isSafeInteger(r.seq) || !isStageMap(r.applied) || !isStageMap(r.seen)) return null;
   if (!Array.isArray(r.reach) || !r.reach.every((a) => typeof a === 'string')) return null;
+  if (r.left !== undefined && r.left !== true) return null;
   return r as unknown as TrustRecord;
 }
 
@@ -84,7 +87,8 @@ export function timingFor(leaseMs: number): TrustTiming {
   return { leaseMs, silentMs: Math.ceil(leaseMs * (1 + CLOCK_DRIFT) ** 2) + 100 };
 }
 
-export const DEFAULT_TIMING: Readonly<TrustTiming> = Object.freeze(timingFor(1000));
+/** L = 2 s: a loaded 2-core machine's event loop can lag a second; D is then 2.52 s. */
+export const DEFAULT_TIMING: Readonly<TrustTiming> = Object.freeze(timingFor(2000));
 
 /** Why a stage was proposed, for logs and metrics. */
 export type Reason = 'failed' | 'restarted' | 'reachable' | 'filled';
@@ -207,8 +211,12 @@ export class TrustState {
 
   /** Every backend not out had a round that began less than leaseMs ago. */
   fresh(now: number): boolean {
+    return this.freshUnder((a) => this.roleOf(a), now);
+  }
+
+  private freshUnder(roleOf: RoleOf, now: number): boolean {
     for (const a of this.addresses) {
-      if (this.roleOf(a) === 'out') continue;
+      if (roleOf(a) === 'out') continue;
       const at = this.roundAt.get(a);
       if (at === undefined || now - at >= this.timing.leaseMs) return false;
     }
@@ -260,7 +268,7 @@ export class TrustState {
   }
 
   /** The record to write now, with what is published (not merely seen). */
-  record(reach: readonly string[]): TrustRecord {
+  record(reach: readonly string[], left = false): TrustRecord {
     this.seq++;
     return {
       id: this.id,
@@ -268,7 +276,13 @@ export class TrustState {
       applied: Object.fromEntries(this.applied),
       seen: Object.fromEntries(this.published),
       reach: [...reach],
+      ...(left && { left: true }),
     };
+  }
+
+  /** No round counts any more: the view is stale from now on (the agent stops). */
+  forgetRounds(): void {
+    this.roundAt.clear();
   }
 
   /**
@@ -294,14 +308,31 @@ export class TrustState {
     return changes;
   }
 
-  /** Peers whose record is still live at `now`. */
+  /** Peers whose record is still live at `now`: not silent for silentMs, not left. */
   private livePeers(now: number): Peer[] {
-    return [...this.peers.values()].filter((p) => now - p.changedAt < this.timing.silentMs);
+    return [...this.peers.values()].filter((p) => p.record.left !== true && now - p.changedAt < this.timing.silentMs);
   }
 
   /** Live peers that reach `address`, and this sidecar if `here` does. */
   allReach(address: string, here: boolean, now: number): boolean {
     return here && this.livePeers(now).every((p) => p.record.reach.includes(address));
+  }
+
+  /**
+   * Y's refill may end in trust: every other backend is trusted, so each of Y's keys had a
+   * trusted natural member for its reconcile to copy from and prune against. When several
+   * are being refilled at once (two failed together), they would wait for each other for
+   * ever: one goes first, one that kept its data (`intact`: it did not restart) before one
+   * that came back empty, so that a key whose only copy it holds is not answered a miss by
+   * the empty one; among equals, the lowest address.
+   */
+  mayTrust(address: string, intact: (address: string) => boolean): boolean {
+    const others = this.addresses.filter((a) => a !== address);
+    if (others.every((a) => this.roleOf(a) === 'trusted' && !this.isPending(a))) return true;
+    const untrusted = this.addresses.filter((a) => this.roleOf(a) !== 'trusted');
+    if (!untrusted.every((a) => this.roleOf(a) === 'refill' && !this.isPending(a))) return false;
+    const kept = untrusted.filter(intact);
+    return [...(kept.length > 0 ? kept : untrusted)].sort()[0] === address;
   }
 
   /** The peer's latest record says it reaches `address`. */
@@ -320,7 +351,9 @@ export class TrustState {
    * stopped acting). Returns what applied.
    */
   tryApply(now: number): StageChange[] {
-    if (this.pendingCount === 0) return [];
+    // Not before every backend that stays in had a round: until then this sidecar may not
+    // know every other sidecar (a newcomer), and would count its own acknowledgement alone.
+    if (this.pendingCount === 0 || !this.freshUnder((a) => this.seenRoleOf(a), now)) return [];
     const applied: StageChange[] = [];
     const live = this.livePeers(now);
     for (const a of this.addresses) {

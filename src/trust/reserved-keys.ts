@@ -27,6 +27,14 @@ export const ROSTER_TTL_S = 60 * 60 * 24;
 
 export const INCARNATION_KEY = Buffer.from(`${RESERVED_PREFIX}incarnation`);
 
+/**
+ * On every other backend, when Y goes out at `epoch`: its CAS is under every write a
+ * stand-in took for Y's keys in that outage (see src/trust/agent.ts, standInSince).
+ */
+export function standInKey(address: string, epoch: number): Buffer {
+  return Buffer.from(`${RESERVED_PREFIX}standin:${address}:${epoch}`);
+}
+
 /** The key whose CAS marks the start of a reconcile run; stored already expired, so never served. */
 export const MARK_KEY = Buffer.from(`${RESERVED_PREFIX}resync-mark`);
 
@@ -48,6 +56,12 @@ export const RESERVED_KEYS: readonly ReservedKey[] = [
     ttlSeconds: LONGEST_RELATIVE_EXPIRY_S,
     writer: 'the filler before its reconcile run, or the first sidecar of a new cluster; every round renews it',
     meaning: 'present: this memcached process holds replicated data; gone: it restarted empty',
+  },
+  {
+    name: `${RESERVED_PREFIX}standin:<backend>:<epoch>`,
+    ttlSeconds: LONGEST_RELATIVE_EXPIRY_S,
+    writer: 'every sidecar, before it acknowledges that backend out (an add: the first one stays)',
+    meaning: 'its CAS: items a stand-in holds with a higher one were written while that backend was out',
   },
   {
     name: MARK_KEY.toString(),

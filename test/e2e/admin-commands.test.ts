@@ -71,17 +71,22 @@ describe('text protocol', () => {
     await storeSome();
     const items = table(await proxy('stats items\r\n'));
     const refItems = table(await memcached('stats items\r\n'));
-    // Every item lives on 2 of the 3 backends: twice the count of one memcached, same classes.
+    // Every item lives on 2 of the 3 backends, beside replicached's own keys (docs/trust.md):
+    // each class's count is the backends' counts summed, and memcached's classes are all there.
+    const own = await Promise.all(started.cluster.backends.map(async (b) => table((await textExchange(b.port, 'stats items\r\n')).toString('latin1'))));
     for (const [name, value] of refItems) {
       expect(items.has(name), name).toBe(true);
-      if (/:number$/.test(name)) expect(Number(items.get(name)), name).toBe(2 * Number(value));
+      if (/:number$/.test(name)) {
+        expect(Number(items.get(name)), name).toBe(own.reduce((n, t) => n + Number(t.get(name) ?? 0), 0));
+        expect(Number(items.get(name)), name).toBeGreaterThanOrEqual(2 * Number(value));
+      }
     }
     const slabs = table(await proxy('stats slabs\r\n'));
     const refSlabs = table(await memcached('stats slabs\r\n'));
     expect([...slabs.keys()].filter((k) => !/^\d+:/.test(k))).toEqual(['active_slabs', 'total_malloced']);
     for (const [name, value] of refSlabs) {
       if (/:chunk_size$/.test(name)) expect(slabs.get(name), name).toBe(value);
-      if (/:used_chunks$/.test(name)) expect(Number(slabs.get(name)), name).toBe(2 * Number(value));
+      if (/:used_chunks$/.test(name)) expect(Number(slabs.get(name)), name).toBeGreaterThanOrEqual(2 * Number(value));
     }
     expect(await proxy('stats sizes\r\n')).toBe(await memcached('stats sizes\r\n'));
   });
@@ -114,6 +119,8 @@ describe('binary STAT with a group key', () => {
     binaryExchange(port, [binaryPacket({ opcode: STAT, key: Buffer.from(group, 'latin1'), opaque: 7 })]);
   /** Each packet's status and key, the empty key of the terminator included. */
   const shape = (packets: BinaryPacket[]): string[] => packets.map((p) => `${p.status}:${p.key.toString('latin1')}`);
+  /** A stat's name with its slab class as N: replicached's own keys fill classes a fresh memcached has not. */
+  const anyClass = (name: string): string => name.replace(/^(items:)?\d+:/, '$1N:');
 
   test('statuses and terminators as memcached sends them', async () => {
     for (const group of ['reset', 'detail on', 'detail off', 'detail dump', 'detail', 'detail x', 'conns', 'cachedump', 'nonsense', 'sizes']) {
@@ -127,13 +134,13 @@ describe('binary STAT with a group key', () => {
     await storeSome();
     for (const group of ['settings', 'items', 'slabs']) {
       const ours = await stat(started.cluster.proxy.port, group);
-      const theirs = new Set((await stat(started.reference.port, group)).map((p) => p.key.toString('latin1')));
+      const theirs = new Set((await stat(started.reference.port, group)).map((p) => anyClass(p.key.toString('latin1'))));
       expect(ours.length, group).toBeGreaterThan(1);
       expect(ours.every((p) => p.status === 0 && p.opaque === 7), group).toBe(true);
       expect(ours[ours.length - 1].key.length, group).toBe(0);
       for (const p of ours.slice(0, -1)) {
         const name = p.key.toString('latin1');
-        if (!name.startsWith('replicached_')) expect(theirs.has(name), `${group}: ${name}`).toBe(true);
+        if (!name.startsWith('replicached_')) expect(theirs.has(anyClass(name)), `${group}: ${name}`).toBe(true);
       }
     }
   });

@@ -18,6 +18,9 @@ async function getStats(port: number): Promise<Record<string, boolean | string |
   return JSON.parse(stdout) as Record<string, boolean | string | string[]>;
 }
 
+/** The names with each slab class number as N, each once, sorted. */
+const anyClass = (names: string[]): string[] => [...new Set(names.map((n) => n.replace(/^(items:)?\d+(:|$)/, '$1N$2')))].sort();
+
 test('every getStats() type answers as it does against memcached', async () => {
   const ours = await getStats(started.cluster.proxy.port);
   const theirs = await getStats(started.reference.port);
@@ -33,6 +36,11 @@ test('every getStats() type answers as it does against memcached', async () => {
     } else if (/ settings$/.test(call) && Array.isArray(got) && Array.isArray(want)) {
       // The proxy's own settings: memcached's names where they mean the same, replicached_* for the rest.
       expect(got.filter((n) => !n.startsWith('replicached_') && !want.includes(n)), call).toEqual([]);
+    } else if (/ (slabs|items)$/.test(call) && Array.isArray(got) && Array.isArray(want)) {
+      // replicached's own keys (docs/trust.md) fill slab classes a fresh memcached has not: the
+      // same names, with any class number.
+      expect(anyClass(got), call).toEqual(anyClass(want));
+      for (const name of want) expect(got, call).toContain(name);
     } else {
       expect(got, call).toEqual(want);
     }

@@ -67,7 +67,9 @@ function shown(packets: BinaryPacket[]): unknown[] {
     opcode: p.opcode,
     status: p.status,
     opaque: p.opaque,
-    cas: p.cas.toString(),
+    // A CAS is memcached's token for one item's version: present or not, as memcached gives
+    // it; its number counts every write the backend took (replicached's own among them).
+    cas: p.cas === 0n ? '0' : 'a token',
     extras: p.extras.toString('hex'),
     key: p.key.toString('latin1'),
     value: p.opcode === 0x0b ? '<version>' : p.value.toString('latin1'),

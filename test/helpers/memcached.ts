@@ -267,3 +267,12 @@ export async function stopAllMemcached(): Promise<void> {
   for (const child of all) if (isRunning(child)) child.kill('SIGKILL');
   await Promise.all(all.map(exitedPromise));
 }
+
+/**
+ * Items replicached keeps on each backend for itself (src/trust/reserved-keys.ts): the
+ * roster, the incarnation key, and one trust record per sidecar (a proxy process, or
+ * each of its workers).
+ */
+export function reservedItems(sidecars = 1): number {
+  return 2 + sidecars;
+}

@@ -3,7 +3,7 @@
 // invalid file is refused and changes nothing.
 
 import { afterEach, expect, test } from 'vitest';
-import { startMemcached, stopAllMemcached, type MemcachedProcess } from '../helpers/memcached';
+import { reservedItems, startMemcached, stopAllMemcached, type MemcachedProcess } from '../helpers/memcached';
 import { configYaml, metricValue, scrape, startConfigured, stats, waitFor, type ConfiguredRun, type TextClient } from './support';
 
 let run: ConfiguredRun | null = null;
@@ -62,7 +62,8 @@ test('SIGHUP after adding a fourth backend: connections stay open, every item re
   // The added backend is resynced: no lock held before the reload can be taken again.
   for (const k of KEYS) expect(await clients[3].add(`lock:${k}`, '2'), `lock:${k}`).toBe('NOT_STORED\r\n');
   await waitFor('the added backend resynced', async () => Number((await stats(d.port)).get('curr_items')) > 0);
-  expect(proxy.output()).toMatch(/"cause":"added".*"msg":"resync started"/);
+  // Added: out until every sidecar reaches it, then refilled, then trusted (docs/trust.md).
+  expect(proxy.output()).toMatch(/"cause":"refill".*"msg":"resync started"/);
 
   const text = await scrape(metricsPort);
   expect(metricValue(text, 'replicached_backend_up', { backend: d.address })).toBe(1);
@@ -103,7 +104,7 @@ test('an invalid file is refused: metrics count an error, the backends and the i
   await expectEveryKeyReadableOnEveryClient(clients);
   // Writes still go to two replicas: each item is on exactly 2 of the 3 backends.
   const items = await Promise.all(mcs.map(async (m) => Number((await stats(m.port)).get('curr_items'))));
-  expect(items.reduce((s, n) => s + n, 0)).toBe(2 * KEYS.length);
+  expect(items.reduce((s, n) => s + n, 0)).toBe(2 * KEYS.length + mcs.length * reservedItems());
   expect(proxy.output()).toMatch(/"level":"error".*"msg":"config reload refused; the running config stays"/);
   expect(proxy.output()).toContain('replicas');
 });

@@ -92,7 +92,7 @@ export async function startResyncCluster(
     const ring = new ReplicaRing(backends.map((node) => ({ node, weight: 1 })), 2);
     const refilling = (node: MemcachedNode): boolean => c.resyncer.isRefilling(node);
     c.ring = ring;
-    c.resyncer = new Resyncer(ring, backends, refilling, events, { quietMs: 0, ...resyncOptions });
+    c.resyncer = new Resyncer(ring, backends, { isResyncing: refilling }, events, { quietMs: 0, ...resyncOptions });
     c.router = new ReplicatedRouter(ring, undefined, {
       isResyncing: refilling,
       resyncingHere: refilling,
@@ -150,7 +150,7 @@ export function inProcessSidecar<B extends Backend>(
   let ring: ReplicaRing | null = null;
   const agent = new TrustAgent({
     id: `test-${process.pid}-${Math.random().toString(16).slice(2, 10)}`,
-    boards: backends,
+    boards: backends.map((b) => b.control()),
     replicas: 2,
     ringOrder: (key) => ring!.ringOrder(key),
     clock: REAL_CLOCK,
@@ -164,7 +164,7 @@ export function inProcessSidecar<B extends Backend>(
   }
   ring = new ReplicaRing(backends.map((node) => ({ node: agent.wrap(node), weight: 1 })), 2);
   ring.useRoles((node) => agent.roleOf(node));
-  const resyncer = new Resyncer(ring, backends, (node) => agent.isResyncing(node), events, { quietMs: 0, ...options });
+  const resyncer = new Resyncer(ring, backends, { isResyncing: (node) => agent.isResyncing(node), standInSince: (s, n) => agent.standInSince(s, n) }, events, { quietMs: 0, ...options });
   holder.resyncer = resyncer;
   const router = new ReplicatedRouter(ring, undefined, {
     isResyncing: (node) => agent.isResyncing(node),

@@ -97,6 +97,49 @@ describe('agreement', () => {
     expect(b.roleOf(Y)).toBe('out');
   });
 
+  test('a newcomer applies nothing before every backend it keeps had a round (it may not know its peers yet)', () => {
+    const a = new TrustState('a', ALL, timing);
+    a.propose(Y, 'out', 'restarted');
+    publish(a);
+    expect(a.tryApply(1)).toEqual([]);
+    a.roundDone(X, 1, 1, []);
+    expect(a.tryApply(1)).toEqual([]);
+    a.roundDone(Z, 1, 1, []);
+    expect(a.tryApply(1)).toMatchObject([{ address: Y }]);
+  });
+
+  test('a peer that left (a clean shutdown) is not waited for', () => {
+    let a = sidecar('a');
+    const b = sidecar('b', 0, [publish(a)]);
+    a = sidecar('a', 0, [publish(b)]);
+    a.propose(Y, 'out', 'failed');
+    publish(a);
+    expect(a.tryApply(1)).toEqual([]);
+    for (const at of ALL) a.roundDone(at, 2, 2, [b.record(ALL, true)]);
+    expect(a.tryApply(2)).toMatchObject([{ address: Y }]);
+  });
+
+  test('refilled: trusted once every other backend is; of several refilled at once, one that kept its data first, then the lowest address', () => {
+    const a = sidecar('a');
+    for (const at of [Y, Z]) a.propose(at, 'out', 'failed');
+    publish(a);
+    a.tryApply(1);
+    const none = (): boolean => false;
+    expect(a.mayTrust(X, none)).toBe(false); // X is trusted already; Y and Z are out
+    for (const at of [Y, Z]) a.propose(at, 'refill', 'reachable');
+    publish(a);
+    a.tryApply(1);
+    expect(a.mayTrust(Y, none)).toBe(true); // y:1 < z:1
+    expect(a.mayTrust(Z, none)).toBe(false);
+    // One kept its data (no restart): it goes first, whatever its address.
+    expect(a.mayTrust(Z, (b) => b === Z)).toBe(true);
+    expect(a.mayTrust(Y, (b) => b === Z)).toBe(false);
+    a.propose(Y, 'trusted', 'filled');
+    publish(a);
+    a.tryApply(1);
+    expect(a.mayTrust(Z, none)).toBe(true);
+  });
+
   test('a sidecar whose record stood still for D is not waited for; one that writes is', () => {
     let a = sidecar('a');
     const b = sidecar('b', 0, [publish(a)]);
@@ -105,10 +148,13 @@ describe('agreement', () => {
     a.propose(Y, 'out', 'failed');
     publish(a);
     // b keeps writing (seq grows) but has not acknowledged: still waited for
-    a.roundDone(X, 900, 900, [publish(b)]);
+    const round = (t: number, r: TrustRecord): void => {
+      for (const at of ALL) a.roundDone(at, t, t, [r]);
+    };
+    round(900, publish(b));
     expect(a.tryApply(900 + timing.silentMs - 1)).toEqual([]);
     // b falls silent: after D on a's clock from its last change, a goes on
-    for (const t of [1000, 2000]) a.roundDone(X, t, t, [bRecord]);
+    round(900 + timing.silentMs - 500, bRecord);
     expect(a.tryApply(900 + timing.silentMs - 1)).toEqual([]);
     expect(a.tryApply(900 + timing.silentMs)).toMatchObject([{ address: Y }]);
   });

@@ -1,0 +1,49 @@
+// scripts/sim.sh: many seeds, each for `steps` scheduler events, one line per seed
+// and the totals. Exits 1 when any seed found a violation (its report printed).
+//
+//   vite-node test/sim/cli.ts [first-last | count] [steps] [trust | none]
+
+import { report, shapeOf, simulate } from './run';
+import type { Protocol } from './sidecar';
+
+function seedsFrom(arg: string | undefined): number[] {
+  const range = /^(\d+)-(\d+)$/.exec(arg ?? '');
+  if (range) return Array.from({ length: Number(range[2]) - Number(range[1]) + 1 }, (_, i) => Number(range[1]) + i);
+  return Array.from({ length: Number(arg ?? 20) }, (_, i) => i + 1);
+}
+
+async function main(): Promise<void> {
+  const [seedArg, stepsArg, protocolArg] = process.argv.slice(2).filter((a) => a !== '--');
+  const seeds = seedsFrom(seedArg);
+  const steps = Number(stepsArg ?? 200_000);
+  if (protocolArg !== undefined && protocolArg !== 'trust' && protocolArg !== 'none') throw new Error(`protocol: trust or none, not ${protocolArg}`);
+  const protocol: Protocol = protocolArg ?? 'trust';
+  let totalSteps = 0;
+  let totalMs = 0;
+  let failed = 0;
+  for (const seed of seeds) {
+    const started = process.hrtime.bigint();
+    const result = await simulate({ seed, ...shapeOf(seed), protocol, steps });
+    const ms = Number(process.hrtime.bigint() - started) / 1e6;
+    totalSteps += result.steps;
+    totalMs += ms;
+    const found = Object.entries(result.counts).map(([kind, n]) => `${kind}=${n}`).join(' ') || 'none';
+    const { sidecars, backends } = result.options;
+    console.log(
+      `seed ${seed}: ${sidecars} sidecars, ${backends} backends, ${result.steps} steps, ` +
+        `${(result.virtualMs / 1000).toFixed(0)} s simulated, ${result.ops} ops, ${result.quietChecks} quiet checks, ` +
+        `${Math.round(result.steps / (ms / 1000))} steps/s, trace ${result.traceHash.toString(16)}, violations: ${found}`,
+    );
+    if (result.violations.length > 0) {
+      failed++;
+      console.log(report(result, result.violations[0]));
+    }
+  }
+  console.log(
+    `${seeds.length} seeds, ${totalSteps} steps in ${(totalMs / 1000).toFixed(1)} s ` +
+      `(${Math.round(totalSteps / (totalMs / 1000))} steps/s), ${failed} with violations`,
+  );
+  process.exitCode = failed > 0 ? 1 : 0;
+}
+
+void main();
