@@ -18,7 +18,7 @@
 #       /opt/replicached/        the tree above
 #       /usr/bin/replicached     -> /opt/replicached/bin/replicached
 #       /usr/lib/systemd/system/replicached.service
-#       /etc/replicached/replicached.yaml (a conffile), maintainer scripts from packaging/deb/
+#       /etc/replicached/replicached.yaml (a conffile), control files from packaging/deb/
 #
 # A tarball carrying the official node binary, not a single executable application: the
 # code, its dependencies and package.json stay files that node loads as in development and
@@ -100,12 +100,12 @@ cp -a "$app" "$root/opt/replicached"
 ln -s /opt/replicached/bin/replicached "$root/usr/bin/replicached"
 cp "$repo/packaging/replicached.service" "$root/usr/lib/systemd/system/"
 cp "$repo/packaging/replicached.yaml" "$root/etc/replicached/"
-cp "$repo/packaging/deb/postinst" "$repo/packaging/deb/prerm" "$repo/packaging/deb/postrm" "$root/DEBIAN/"
-chmod 755 "$root/DEBIAN/postinst" "$root/DEBIAN/prerm" "$root/DEBIAN/postrm"
-echo /etc/replicached/replicached.yaml >"$root/DEBIAN/conffiles"
+cp "$repo"/packaging/deb/{conffiles,postinst,prerm,postrm} "$root/DEBIAN/"
+chmod 644 "$root/DEBIAN/conffiles"
+chmod 755 "$root"/DEBIAN/{postinst,prerm,postrm}
 # Depends: the shared libraries the official node binary links (glibc 2.28, GLIBCXX_3.4.21 from
-# GCC 5's libstdc++, libgcc_s), and adduser for postinst. memcached only when no backends are
-# configured (local try-out processes), or for a memcached on the same node.
+# GCC 5's libstdc++, libgcc_s), and adduser for postinst. Recommends memcached: a web node
+# usually runs one of the backends, and with no backends configured replicached starts its own.
 cat >"$root/DEBIAN/control" <<EOF
 Package: replicached
 Version: $deb_version
