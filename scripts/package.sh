@@ -13,7 +13,7 @@
 #         package.json           replicached --version reads it
 #         share/replicached.yaml       the default config for a VM
 #         share/replicached.service    the systemd unit
-#         share/doc/             docs/install.md
+#         share/doc/             docs/install.md, CHANGELOG.md
 #   DIR/replicached_<version>_amd64.deb
 #       /opt/replicached/        the tree above
 #       /usr/bin/replicached     -> /opt/replicached/bin/replicached
@@ -83,7 +83,7 @@ cp "$node_bin" "$app/node/bin/node"
 cp "$node_license" "$app/node/LICENSE"
 cp "$repo/packaging/launcher.sh" "$app/bin/replicached"
 cp "$repo/packaging/replicached.yaml" "$repo/packaging/replicached.service" "$app/share/"
-cp "$repo/docs/install.md" "$app/share/doc/"
+cp "$repo/docs/install.md" "$repo/CHANGELOG.md" "$app/share/doc/"
 chmod 755 "$app/bin/replicached" "$app/node/bin/node"
 
 mkdir -p "$out"

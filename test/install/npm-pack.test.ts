@@ -43,7 +43,7 @@ beforeAll(async () => {
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 test('the package holds the built program and its docs, not the sources, tests or source maps', () => {
-  for (const f of ['package.json', 'README.md', 'dist/cli.js', 'dist/proxy.js', 'examples/replicached.yaml']) expect(files).toContain(f);
+  for (const f of ['package.json', 'README.md', 'CHANGELOG.md', 'dist/cli.js', 'dist/proxy.js', 'examples/replicached.yaml']) expect(files).toContain(f);
   expect(files.filter((f) => /^(src|test|bench|scripts|packaging)\//.test(f) || f.endsWith('.map'))).toEqual([]);
 });
 

@@ -84,7 +84,7 @@ describe('the tarball', () => {
   });
 
   test('holds the launcher, its node, dist/ and production dependencies only', async () => {
-    for (const f of ['bin/replicached', 'node/bin/node', 'node/LICENSE', 'dist/cli.js', 'package.json', 'share/replicached.yaml', 'share/replicached.service']) {
+    for (const f of ['bin/replicached', 'node/bin/node', 'node/LICENSE', 'dist/cli.js', 'package.json', 'share/replicached.yaml', 'share/replicached.service', 'share/doc/install.md', 'share/doc/CHANGELOG.md']) {
       expect(existsSync(path.join(app, f)), f).toBe(true);
     }
     for (const dev of ['typescript', 'vitest', 'fast-check', '@types/node']) expect(existsSync(path.join(app, 'node_modules', dev)), dev).toBe(false);
