@@ -32,9 +32,9 @@ umask 022
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 out=$repo/release
-case "${1:-}" in
-  '') ;;
-  --out) out=$(mkdir -p "$2" && cd "$2" && pwd) ;;
+case "$#:${1:-}" in
+  0:) ;;
+  2:--out) out=$(mkdir -p "$2" && cd "$2" && pwd) ;;
   *) echo "usage: $0 [--out DIR]" >&2; exit 2 ;;
 esac
 
