@@ -65,6 +65,10 @@ echo "$node_bin ($node_version)"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/replicached-package.XXXXXX")
 trap 'rm -rf "$work"' EXIT
+# A signal ends the script once the step running finishes, through the EXIT trap (bash runs
+# no EXIT trap when a signal it does not trap kills it).
+trap 'exit 130' INT
+trap 'exit 143' TERM
 app=$work/$name
 mkdir -p "$app/bin" "$app/node/bin" "$app/share/doc"
 

@@ -43,7 +43,7 @@ beforeAll(async () => {
   dir = mkdtempSync(path.join(tmpdir(), 'replicached-release-'));
   const out = path.join(dir, 'release');
   // At the lowest CPU priority: the build must not slow the timing-sensitive tests beside it.
-  // On a timeout bash gets SIGTERM and its EXIT trap removes its staging folder.
+  // On a timeout bash gets SIGTERM: once the step running finishes, it removes its staging folder.
   await ok('nice', ['-n', '19', 'bash', path.join(ROOT, 'scripts', 'package.sh'), '--out', out], { timeout: 270_000 });
   tarball = path.join(out, `${NAME}.tar.gz`);
   deb = path.join(out, `replicached_${VERSION}_amd64.deb`);
