@@ -275,7 +275,10 @@ export const HELP_TEXT = [
   'Flags:',
   ...FLAGS.map((f) => `  ${`${f.name}${f.arg ? ` ${f.arg}` : ''}`.padEnd(34)} ${f.help}`),
   '',
-  'Exit status: 0 on a clean stop, 2 for an invalid flag or config file.',
+  'Exit status:',
+  '  0  stopped by SIGTERM or SIGINT, after draining (also after --help and --version)',
+  '  1  could not start: a port in use, memcached missing when no backends are given, an unreadable certificate, ...',
+  '  2  an invalid flag or config file',
   '',
 ].join('\n');
 
