@@ -382,7 +382,15 @@ describe('install lines and examples', () => {
 
   test('the Kubernetes snippet names the image of examples/kubernetes', () => {
     const example = readFileSync(path.join(ROOT, 'examples', 'kubernetes', 'web-with-replicached.yaml'), 'utf8');
-    const imageOf = (text: string): string[] => [...text.matchAll(/- name: replicached\n\s+image: (\S+)/g)].map((m) => m[1]);
+    /** The image of each container named replicached: the first `image:` after its `- name:` line. */
+    const imageOf = (text: string): string[] => {
+      const lines = text.split('\n');
+      return lines.flatMap((line, i) => {
+        if (!/- name: replicached\s*$/.test(line)) return [];
+        const image = lines.slice(i + 1).find((l) => /^\s*image:/.test(l));
+        return image === undefined ? [] : [/^\s*image:\s*(\S+)/.exec(image)![1]];
+      });
+    };
     expect(imageOf(example)).toHaveLength(1);
     const snippet = fences(section(README, '### Compose and Kubernetes'))
       .filter((f) => f.lang === 'yaml')
