@@ -99,9 +99,9 @@ export function tables(text: string): Array<{ header: string[]; rows: string[][]
   return out;
 }
 
-/** The code spans of a cell or a line: `a` and `b` in "`a` or `b`". */
+/** The code spans of a text: `a` and `b` in "`a` or `b`"; a span wrapped over lines reads as one line, as rendered. */
 export function codeSpans(text: string): string[] {
-  return [...text.matchAll(/`([^`]+)`/g)].map((m) => m[1]);
+  return [...text.matchAll(/`([^`]+)`/g)].map((m) => m[1].replace(/\s*\n\s*/g, ' '));
 }
 
 /** GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens. */

@@ -276,6 +276,42 @@ describe('metric names in the manual', () => {
   });
 });
 
+// ---- quoted replies and log lines -------------------------------------------------
+
+describe('replies and log lines the manual quotes', () => {
+  const sources = (function all(dir: string): string {
+    return readdirSync(dir)
+      .map((f) => path.join(dir, f))
+      .map((f) => (statSync(f).isDirectory() ? all(f) : f.endsWith('.ts') ? readFileSync(f, 'utf8') : ''))
+      .join('\n');
+  })(path.join(ROOT, 'src'));
+  const manual = manualFiles()
+    .filter((f) => f !== 'CHANGELOG.md')
+    .map((f) => ({ file: f, spans: codeSpans(withoutFences(read(f))) }));
+
+  test('every error reply quoted (SERVER_ERROR, CLIENT_ERROR, ERROR ...) is one the code sends', () => {
+    const quotedReplies = manual.flatMap(({ file, spans }) => spans.filter((s) => /^(SERVER_ERROR|CLIENT_ERROR|ERROR|Error) /.test(s)).map((s) => ({ file, s })));
+    expect(quotedReplies.length).toBeGreaterThan(10);
+    expect(quotedReplies.filter(({ s }) => !sources.includes(s)).map(({ file, s }) => `${file}: ${s}`)).toEqual([]);
+  });
+
+  // The log lines an operator is told to look for: each is quoted in the manual and logged by src/.
+  const LOG_LINES = [
+    'no backends configured: started local memcached processes',
+    'backend up',
+    'backend down',
+    'backend down: SASL authentication refused; check backendSasl',
+    'resync finished',
+    'backend state change',
+    'config reload: settings changed',
+  ];
+  test.each(LOG_LINES)('log line "%s": quoted in the manual, logged by src/', (line) => {
+    const quotes = manual.filter(({ spans }) => spans.some((s) => s === line || s === `"msg":"${line}"`));
+    expect(quotes.length, 'quoted somewhere').toBeGreaterThan(0);
+    expect(sources).toMatch(new RegExp(`logger\\.\\w+\\([^;]*'${line.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}'`));
+  });
+});
+
 // ---- exit statuses, messages, php.ini --------------------------------------------
 
 /** Runs the CLI to its exit. */
