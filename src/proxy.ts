@@ -307,7 +307,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
    * Ready (for a sidecar: "send this pod traffic") once a backend of the current list has
    * answered, and until the drain starts. A later loss of every backend does not make it
    * unready: every pod sees the same memcached, and taking all of them out of the Service
-   * would turn a session outage into a site outage (see README, Operations).
+   * would turn a session outage into a site outage (see docs/operations.md, Health).
    */
   function isReady(): boolean {
     return !stopping && backends.some((b) => answered.has(b.address));

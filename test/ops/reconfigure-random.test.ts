@@ -1,6 +1,6 @@
 // The seeded, randomized reconfiguration check (reconfigure/run.ts), a short run
 // for `npm test`. scripts/reconfigure-check.sh runs the long version (figures in
-// the README). REPLICACHED_RECONF_SEED replays a seed, REPLICACHED_RECONF_EVENTS
+// docs/testing.md). REPLICACHED_RECONF_SEED replays a seed, REPLICACHED_RECONF_EVENTS
 // sets the number of events.
 
 import { expect, test } from 'vitest';

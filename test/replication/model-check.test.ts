@@ -1,5 +1,5 @@
 // The seeded, model-based randomized check (checker/run.ts), short runs for
-// `npm test`. Longer runs: scripts/model-check.sh (figures in the README).
+// `npm test`. Longer runs: scripts/model-check.sh (figures in docs/testing.md).
 // REPLICACHED_CHECK_SEED replays one seed.
 
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';

@@ -23,7 +23,7 @@
 // count of acknowledged increments (plus, at most, writes whose answer was lost).
 //
 // `npm test` runs one seed with two stalls. Longer runs: scripts/stall-check.sh [seeds] [stalls]
-// (figures in the README); one seed with REPLICACHED_STALL_SEED=<n> REPLICACHED_STALL_FAULTS=<n>
+// (figures in docs/testing.md); one seed with REPLICACHED_STALL_SEED=<n> REPLICACHED_STALL_FAULTS=<n>
 // npx vitest run test/replication/stall-check.test.ts.
 
 import { afterAll, expect, test } from 'vitest';
