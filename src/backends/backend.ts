@@ -416,11 +416,11 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
           this.controlOpen = false;
         }
         for (const req of this.controlWaiting.splice(0)) req.resolve(failed(failure?.reason ?? 'connection closed'));
-        // Evidence about the backend like a pool connection's: the rounds may be all it is asked.
-        if (failure === null || this.status !== 'up') return;
-        const stall = failure.kind === 'timeout' || failure.reason === CONNECT_TIMEOUT;
-        const evidence = failure.kind === 'timeout' ? ++this.timeouts >= this.opts.timeoutLimit : ++this.failures >= this.opts.failureLimit;
-        if (evidence) this.markDown(failure.reason, stall);
+        // A refused or dropped connection is evidence about the backend like a pool connection's
+        // (the rounds may be all it is asked); a slow reply is not: the pool, which sees whether
+        // replies still flow, judges stalls.
+        if (failure === null || failure.kind === 'timeout' || this.status !== 'up') return;
+        if (++this.failures >= this.opts.failureLimit) this.markDown(failure.reason, failure.reason === CONNECT_TIMEOUT);
       },
     };
     const conn = new Connection(

@@ -94,7 +94,7 @@ export interface ResyncHooks {
   /**
    * Called before a write, and again when a member failed it (a stale view waits as for a read): the write goes on
    * once the returned promise settles, when every other sidecar has stopped
-   * deciding on a member this one just marked down (see down-marks.ts).
+   * deciding on a member this one just proposed out (the trust protocol, src/trust/agent.ts).
    */
   handingOver(key: Buffer, scope?: FollowUps): Promise<boolean | void> | undefined;
 }
@@ -433,9 +433,9 @@ export class ReplicatedRouter {
    * the last to land on any of them, the authority included: so its follow-up
    * checks every member against what its reply says the write left there.
    *
-   * A member that failed it and was marked down for a stall missed it, and another
+   * A member that failed it missed it (its failure proposes it out), and another
    * sidecar may still read that member first: the write is acknowledged once none
-   * does (the notice, down-marks.ts). It is not sent again: between its two
+   * does (the agreement, docs/trust.md). It is not sent again: between its two
    * landings another client's write (the next lock holder's `add`) could come,
    * and the second would undo it.
    */
@@ -608,7 +608,7 @@ export class ReplicatedRouter {
   }
 
   /**
-   * Waits out every notice (down-marks.ts) on the key's natural members. Undefined when
+   * Waits out a change of trust of the key's members (src/trust/agent.ts). Undefined when
    * none runs, the common case: the caller then awaits nothing, not even a tick.
    */
   private handedOver(key: Buffer, later: FollowUps): Promise<boolean> | undefined {

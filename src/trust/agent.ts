@@ -10,9 +10,9 @@
 //   requests  admitted with the view's generation (admit); a request that waits in a
 //             hold is parked and counts for nothing; an acknowledgement is published
 //             only when no request admitted under an older generation is still active
-//   ops       the router's nodes are wrapped: no op is sent while the view is stale, a
-//             reply that comes back stale is a failure, every failure proposes its
-//             backend out, and ops in flight to a backend going out fail at once
+//   ops       the router's nodes are wrapped: no op is sent while the view is stale or to
+//             a backend going out, a reply that comes back stale is a failure, and every
+//             failure proposes its backend out
 //   fill      a backend in refill is reconciled by the live sidecar with the lowest id
 //             that reaches it; when its run completes it proposes the backend trusted
 
@@ -67,6 +67,11 @@ export interface AgentOptions {
   events?: AgentEvents;
 }
 
+/** The backend gave no reply in time (src/backends/connection.ts names it so). */
+function timedOut(f: Failed): boolean {
+  return f.reason.startsWith('timeout');
+}
+
 const STALE: Failed = { status: 'failed', reason: 'trust view stale' };
 const GOING_OUT: Failed = { status: 'failed', reason: 'backend going out' };
 
@@ -91,8 +96,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   /** Acknowledgements waiting for the older view's requests to end. */
   private unpublished: { generation: number; stages: ReturnType<TrustState['acknowledged']> } | null = null;
   private waiters: Array<() => void> = [];
-  /** Ops in flight per backend: failed at once when the backend is going out. */
-  private readonly inFlight = new Map<string, Set<(r: Failed) => void>>();
+  private readonly replyHandlers = new Map<string, (reply: { status: string }) => { status: string }>();
   private readonly fills = new Map<string, AbortController>();
   /** Stand-in keys being written: acknowledgements wait for them (see markStandIns). */
   private readonly marking = new Set<Promise<unknown>>();
@@ -289,18 +293,21 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   private guard<R extends { status: string }>(address: string, send: () => Promise<R>): Promise<R | Failed> {
     if (!this.state.fresh(this.clock.now())) return Promise.resolve(STALE);
     if (this.state.seenRoleOf(address) === 'out' && this.state.roleOf(address) !== 'out') return Promise.resolve(GOING_OUT);
-    let set = this.inFlight.get(address);
-    if (set === undefined) this.inFlight.set(address, (set = new Set()));
-    const waiting = set;
-    return new Promise<R | Failed>((resolve) => {
-      const cut = (r: Failed): void => resolve(r);
-      waiting.add(cut);
-      void send().then((reply) => {
-        waiting.delete(cut);
+    // One handler per backend for every reply: the same function, whatever R is.
+    return send().then(this.replyFrom(address) as unknown as (reply: R) => R | Failed);
+  }
+
+  /** A reply's handler for the backend: a failure proposes it out; a reply that came back stale is none. */
+  private replyFrom(address: string): (reply: { status: string }) => { status: string } {
+    let f = this.replyHandlers.get(address);
+    if (f === undefined) {
+      f = (reply) => {
         if (reply.status === 'failed') this.failed(address);
-        resolve(this.state.fresh(this.clock.now()) ? reply : STALE);
-      });
-    });
+        return this.state.fresh(this.clock.now()) ? reply : STALE;
+      };
+      this.replyHandlers.set(address, f);
+    }
+    return f;
   }
 
   /** A request or a round failed on the backend: it goes out, unless it is out already. */
@@ -318,7 +325,6 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     for (const c of changes) {
       this.opts.events?.acknowledged?.(c);
       if (c.to.role === 'out') {
-        this.cutInFlight(c.address);
         this.markStandIns(c.address, c.to.epoch, [...this.byAddress.values()].filter((n) => n.address !== c.address));
       }
       // Trusted again, it may stand in for a backend still away: its stand-in key goes on it too.
@@ -333,13 +339,6 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     this.unpublished = { generation: this.state.generation, stages: this.state.acknowledged() };
     this.tryPublish();
     this.wake();
-  }
-
-  private cutInFlight(address: string): void {
-    const set = this.inFlight.get(address);
-    if (set === undefined) return;
-    this.inFlight.delete(address);
-    for (const cut of set) cut(GOING_OUT);
   }
 
   /**
@@ -425,14 +424,19 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   /** Rounds on one backend, with the node the address has now, until it leaves the list. */
   private async loop(address: string, firstDone: () => void): Promise<void> {
     this.looping.add(address);
+    let slow = 0;
     for (let node = this.byAddress.get(address); this.running && node !== undefined; node = this.byAddress.get(address)) {
       const started = this.clock.now();
-      const ok = await this.round(node, started);
+      const failure = await this.round(node, started);
       if (!this.running) break;
-      if (ok) this.reach.add(node.address);
-      else {
+      if (failure === null) {
+        this.reach.add(node.address);
+        slow = 0;
+      } else {
         this.reach.delete(node.address);
-        this.failed(node.address);
+        // A round that timed out once on a backend that is up may only be slow (a burst ahead of
+        // it); twice in a row, or any other failure, and it is proposed out.
+        if (!timedOut(failure) || !node.isUp() || ++slow >= 2) this.failed(node.address);
       }
       this.afterRound(node);
       firstDone();
@@ -443,24 +447,25 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     this.looping.delete(address);
   }
 
-  /** One round on one backend (see the head comment); false when a step failed. */
-  private async round(node: MemcachedNode, started: number): Promise<boolean> {
+  /** One round on one backend (see the head comment); the failure of a step that failed, else null. */
+  private async round(node: MemcachedNode, started: number): Promise<Failed | null> {
     const id = this.state.id;
     const record = encodeRecord(this.state.record([...this.reach]));
     const wrote = await node.store({ mode: 'set', key: recordKey(id), value: record, flags: 0, exptime: RECORD_TTL_S, cas: 0n });
-    if (wrote.status !== 'stored') return false;
+    if (wrote.status !== 'stored') return wrote.status === 'failed' ? wrote : { status: 'failed', reason: `record not stored: ${wrote.status}` };
     const roster = await node.get(ROSTER_KEY, ROSTER_TTL_S);
-    if (roster.status === 'failed') return false;
+    if (roster.status === 'failed') return roster;
     const ids = roster.status === 'hit' ? roster.item.value.toString('latin1').split(' ').filter((s) => s.length > 0) : [];
     if (!ids.includes(id)) {
       const entry = Buffer.from(` ${id}`);
       const mode = roster.status === 'hit' ? 'append' : 'add';
       const joined = await node.store({ mode, key: ROSTER_KEY, value: entry, flags: 0, exptime: ROSTER_TTL_S, cas: 0n });
-      if (joined.status === 'failed') return false;
+      if (joined.status === 'failed') return joined;
     }
     const others = ids.filter((other) => other !== id);
     const replies = await Promise.all(others.map((other) => node.get(recordKey(other))));
-    if (replies.some((r) => r.status === 'failed')) return false;
+    const failedRead = replies.find((r): r is Failed => r.status === 'failed');
+    if (failedRead !== undefined) return failedRead;
     const records: TrustRecord[] = [];
     for (const r of replies) {
       if (r.status !== 'hit') continue;
@@ -468,12 +473,12 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
       if (rec !== null) records.push(rec);
     }
     const incarnation = await node.get(INCARNATION_KEY, LONGEST_RELATIVE_EXPIRY_S);
-    if (incarnation.status === 'failed') return false;
+    if (incarnation.status === 'failed') return incarnation;
     this.acknowledged(this.state.roundDone(node.address, started, this.clock.now(), records));
     if (incarnation.status === 'miss' && this.state.roleOf(node.address) !== 'out' && !this.flushesPending.has(node.address)) {
       this.propose(node.address, 'out', 'restarted');
     }
-    return true;
+    return null;
   }
 
   /** What a round may start: a refill of a reachable backend that is out, a fill, the trusted proposal. */
