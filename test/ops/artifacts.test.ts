@@ -43,6 +43,13 @@ test('every metric in dashboards/grafana.json is exported', async () => {
     expect(used).toContain(name);
   }
   expect(exprs.some((e) => e.startsWith('histogram_quantile(0.99'))).toBe(true);
+  // And the other way round: every metric of replicached's own has a panel (a histogram by its buckets).
+  const own = [...exported].filter((name) => name.startsWith('replicached_') && !/_(sum|count)$/.test(name));
+  const histograms = new Set(own.filter((n) => n.endsWith('_bucket')).map((n) => n.slice(0, -'_bucket'.length)));
+  expect(own.filter((name) => !histograms.has(name) && !used.has(name))).toEqual([]);
+  // The resync gauges an operator watches during an incident (issue 20).
+  expect(used).toContain('replicached_resync_keys_pending');
+  expect(used).toContain('replicached_resync_last_complete_timestamp_seconds');
 });
 
 function loadText(text: string, name: string) {
