@@ -67,7 +67,7 @@ describe('metrics present from the start, and the new ones', () => {
   });
 
   test('protocol errors by protocol and action; backend connections once used; a resync outcome', async () => {
-    cluster = await startCluster({ backends: 2, replicas: 2, metrics: true });
+    cluster = await startCluster({ backends: 2, replicas: 2, metrics: true, logLevel: 'info' });
     const { proxy, backends } = cluster;
     const metricsPort = proxy.metricsPort!;
 
@@ -105,5 +105,11 @@ describe('metrics present from the start, and the new ones', () => {
     expect(metricValue(text, 'replicached_resync_last_complete_timestamp_seconds', { backend: restarted.address })).toBeGreaterThanOrEqual(Math.floor(restartedAt));
     expect(metricValue(text, 'replicached_resync_last_complete_timestamp_seconds', { backend: backends[0].address })).toBe(0);
     await waitFor('nothing left pending', async () => metricValue(await scrape(metricsPort), 'replicached_resync_keys_pending', { backend: restarted.address }) === 0, 15_000);
+    // The log line names the outcome with the metric's word (issue 20: it said "done").
+    const finishedLines = (): string[] => proxy.output().split('\n').filter((l) => l.includes('"msg":"resync finished"'));
+    await waitFor('the resync logged', () => finishedLines().length > 0);
+    const finished = finishedLines();
+    expect(finished).toHaveLength(1);
+    expect(JSON.parse(finished[0])).toMatchObject({ backend: restarted.address, outcome: 'complete' });
   });
 });
