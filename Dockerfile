@@ -1,6 +1,6 @@
 # replicached: a memcached proxy that keeps R copies of every item.
-#   build:  docker build -t replicached .
-#   run:    docker run -v "$PWD/examples:/etc/replicached:ro" -p 127.0.0.1:11211:11211 -p 127.0.0.1:9150:9150 replicached
+#   build:  docker build -t replicached:0.1.0 .
+#   run:    docker run -v "$PWD/examples:/etc/replicached:ro" -p 127.0.0.1:11211:11211 -p 127.0.0.1:9150:9150 replicached:0.1.0
 # The run line mounts examples/ (its replicached.yaml: list your memcached under backends first),
 # and publishes the client and metrics ports on the host's loopback.
 # No container engine on the development machine: scripts/check-dockerfile.sh runs
