@@ -13,17 +13,31 @@ afterEach(async () => {
   cluster = null;
 });
 
-/** Sends `bytes` on a fresh connection and resolves with what came back before the proxy closed it, or after `ms`. */
-function exchange(port: number, bytes: Buffer | string, ms = 300): Promise<Buffer> {
+/** A text reply line is complete at its CRLF; a binary reply at its header's body length. */
+function oneReply(data: Buffer): boolean {
+  if (data[0] === 0x81) return data.length >= 24 && data.length >= 24 + data.readUInt32BE(8);
+  return data.includes('\r\n');
+}
+
+/**
+ * Sends `bytes` on a fresh connection and resolves with what came back once it holds one
+ * complete reply, or the proxy closed it. Waits as long as a loaded machine takes (20 s: only
+ * a guard, to show what did come back).
+ */
+function exchange(port: number, bytes: Buffer | string): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const socket = net.connect({ host: '127.0.0.1', port }, () => socket.write(bytes));
     const chunks: Buffer[] = [];
     const done = (): void => {
+      clearTimeout(timer);
       socket.destroy();
       resolve(Buffer.concat(chunks));
     };
-    const timer = setTimeout(done, ms);
-    socket.on('data', (d: Buffer) => chunks.push(d));
+    const timer = setTimeout(done, 20_000);
+    socket.on('data', (d: Buffer) => {
+      chunks.push(d);
+      if (oneReply(Buffer.concat(chunks))) done();
+    });
     socket.on('close', () => {
       clearTimeout(timer);
       done();
