@@ -23,3 +23,13 @@ export function timingClaim(claim: string, measuredMs: number, boundMs: number):
   if (file) appendFileSync(file, `${JSON.stringify({ claim, measuredMs: Math.round(measuredMs), boundMs })}\n`);
   if (TIMING_STRICT) expect(measuredMs, `${claim}: ${Math.round(measuredMs)} ms, bound ${boundMs} ms`).toBeLessThan(boundMs);
 }
+
+/**
+ * `--request-timeout` for the proxies of tests whose subject is what survives a failure, not
+ * how soon a stall is detected. The default, 500 ms, suits production; a machine with more
+ * runnable work than cores can keep a healthy memcached off the CPU that long, and the proxy
+ * then rightly marks it down (seen: two of three at once, at load 13 on 2 cores), which is a
+ * second failure beside the one the test makes. Under scripts/timing-check.sh the default
+ * stays: the timing claims are about it.
+ */
+export const LOADED_MACHINE_ARGS: readonly string[] = TIMING_STRICT ? [] : ['--request-timeout', '2000'];
