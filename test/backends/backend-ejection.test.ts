@@ -106,7 +106,11 @@ describe('ejection on evidence', () => {
     // A request that failed on its own, before the backend was marked down, would be one
     // timeout per request instead of one for the backend: the 50 would take 50 timeouts.
     let failedBeforeDown = 0;
-    for (const r of pending) void r.then((o) => o.status === 'failed' && !isDown && failedBeforeDown++);
+    for (const r of pending) {
+      void r.then((o) => {
+        if (o.status === 'failed' && !isDown) failedBeforeDown++;
+      });
+    }
     await sleep(20);
     p.silent = true;
     const silentAt = Date.now();
