@@ -17,6 +17,7 @@ import {
   type RunArgs,
 } from './config';
 import { startLocalMemcached, type LocalMemcached } from './local-memcached';
+import { localHint, phpIniHint } from './start-hints';
 import { createLogger, type Logger } from './log';
 import { startProxy, type RunningProxy } from './proxy';
 import { isWorker, startPrimary } from './cluster/primary';
@@ -45,17 +46,6 @@ function configOrExit(argv: string[]): { args: RunArgs; config: Config } {
     }
     throw err;
   }
-}
-
-function phpIniHint(listen: string): string {
-  return [
-    'php.ini for php-memcached (binary protocol, its default, works as is):',
-    '  session.save_handler = memcached',
-    `  session.save_path = "${listen}"`,
-    'php.ini for pecl-memcache:',
-    '  session.save_handler = memcache',
-    `  session.save_path = "tcp://${listen}"`,
-  ].join('\n');
 }
 
 /** A backend the CLI itself chose: one of its local memcached. */
@@ -102,7 +92,7 @@ async function runPrimary(config: Config, logger: Logger, local: LocalMemcached 
   process.on('SIGTERM', () => void stop());
   process.on('SIGINT', () => void stop());
   // Announced after the handlers: whoever waits for this line may signal at once.
-  process.stderr.write(`replicached listening on ${listen} (${config.workers} workers)\n${metricsAt}${phpIniHint(listen)}\n`);
+  process.stderr.write(`replicached listening on ${listen} (${config.workers} workers)\n${metricsAt}${localHint(local)}${phpIniHint(listen, config)}\n`);
 }
 
 /** Starts the proxy and stops it on SIGTERM or SIGINT (draining; a second signal ends the drain). */
@@ -134,7 +124,7 @@ async function serve(config: Config, logger: Logger, local: LocalMemcached | nul
  * whoever waits for this line may signal at once, and a signal that came before its
  * handler would kill the process with the default action.
  */
-function announce(config: Config, logger: Logger, proxy: RunningProxy): void {
+function announce(config: Config, logger: Logger, proxy: RunningProxy, local: LocalMemcached | null): void {
   const listen = `${config.listen.host}:${proxy.port}`;
   logger.info(
     {
@@ -146,7 +136,7 @@ function announce(config: Config, logger: Logger, proxy: RunningProxy): void {
     'replicached listening',
   );
   const metricsAt = proxy.metricsPort === null ? '' : `metrics on http://${config.metricsListen!.host}:${proxy.metricsPort}/metrics\n`;
-  process.stderr.write(`replicached listening on ${listen}\n${metricsAt}${phpIniHint(listen)}\n`);
+  process.stderr.write(`replicached listening on ${listen}\n${metricsAt}${localHint(local)}${phpIniHint(listen, config)}\n`);
 }
 
 /**
@@ -161,7 +151,7 @@ async function runWorker(): Promise<void> {
   link.follow(proxy, logger);
   // A SIGHUP sent to a worker alone is ignored: the primary reloads the whole tree.
   process.on('SIGHUP', () => logger.warn('SIGHUP to a worker ignored: send it to the primary, which reloads every worker'));
-  announce(config, logger, proxy);
+  announce(config, logger, proxy, null);
 }
 
 async function main(): Promise<void> {
@@ -183,7 +173,7 @@ async function main(): Promise<void> {
       );
     });
     config.backends = local.addresses.map(backendAt);
-    logger.info({ backends: local.addresses }, 'no backends configured: started local memcached processes');
+    logger.info({ backends: local.addresses, pids: local.pids }, 'no backends configured: started local memcached processes');
   }
   const load = reloadLoader(args, local === null ? null : config.backends);
 
@@ -206,7 +196,7 @@ async function main(): Promise<void> {
   };
   process.on('SIGHUP', () => void reloader.reload('SIGHUP'));
   watchFiles();
-  announce(config, logger, proxy);
+  announce(config, logger, proxy, local);
 }
 
 main().catch((err: Error) => {

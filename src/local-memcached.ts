@@ -6,6 +6,8 @@ import net from 'node:net';
 
 export interface LocalMemcached {
   addresses: string[];
+  /** Their process ids, in the order of `addresses` (the demo says: kill -9 one of them). */
+  pids: number[];
   stop(): Promise<void>;
 }
 
@@ -86,6 +88,7 @@ export async function startLocalMemcached(
   process.once('exit', stopAll);
   try {
     const addresses: string[] = [];
+    const pids: number[] = [];
     for (let i = 0; i < count; i++) {
       const { child, port } = await startOne(binary);
       const address = `127.0.0.1:${port}`;
@@ -96,9 +99,11 @@ export async function startLocalMemcached(
       });
       started.push(child);
       addresses.push(address);
+      pids.push(child.pid!);
     }
     return {
       addresses,
+      pids,
       stop: async () => {
         const exits = started.map((c) => (running(c) ? new Promise((r) => c.once('exit', r)) : Promise.resolve()));
         stopAll();

@@ -224,12 +224,15 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
         );
       },
       finished: (backend, result) => {
-        const { outcome, reason, mode, copied, skipped, pruned, failed, unlisted, heldMs } = result;
+        const { reason, mode, copied, skipped, pruned, failed, unlisted, heldMs } = result;
+        const complete = result.outcome !== 'aborted' && unlisted.length === 0 && failed === 0;
+        // The log line's outcome is the word of replicached_resync_runs_total's outcome label, so the
+        // two can be matched up during an incident. A run that a flush_all ended says so in `reason`.
+        const outcome = result.outcome === 'aborted' ? 'aborted' : complete ? 'complete' : 'incomplete';
         const summary = { backend, outcome, reason, mode, copied, skipped, pruned, failed, unlisted, heldMs };
         if (mode === 'shed') return void logger.debug(summary, 'shed finished');
-        const complete = outcome !== 'aborted' && unlisted.length === 0 && failed === 0;
         if (complete) metrics.resyncLastComplete.set({ backend }, Date.now() / 1000);
-        metrics.resyncRuns.inc({ backend, outcome: outcome === 'aborted' ? 'aborted' : complete ? 'complete' : 'incomplete' });
+        metrics.resyncRuns.inc({ backend, outcome });
         resyncProgress.delete(backend);
         if (complete) logger.info(summary, 'resync finished');
         else logger.warn(summary, 'resync incomplete');

@@ -178,7 +178,9 @@ export class ConfigReloader {
     this.opts.applied?.();
     const line = { trigger, ...changes, replicas: next.replicas, backends: next.backends.length };
     if (changes.needsRestart.length > 0) {
-      logger.warn(line, `config reloaded; ${changes.needsRestart.join(', ')} changed and need a restart to apply`);
+      const settings = changes.needsRestart;
+      const verb = settings.length === 1 ? 'needs' : 'need';
+      logger.warn(line, `config reloaded; ${settings.join(', ')} changed and ${verb} a restart to apply`);
     } else {
       logger.info(line, 'config reloaded');
     }

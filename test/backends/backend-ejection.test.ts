@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import net from 'node:net';
 import { once } from 'node:events';
 import { Backend, type BackendOptions } from '../../src/backends/backend';
+import { timingClaim } from '../helpers/timing';
 
 const k = (s: string): Buffer => Buffer.from(s, 'latin1');
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -99,15 +100,28 @@ describe('ejection on evidence', () => {
     const b = backend(p.address, { requestTimeoutMs: 150 });
     expect(await b.get(k('warm'))).toEqual({ status: 'miss' });
     const down = once(b, 'down');
+    let isDown = false;
+    b.on('down', () => (isDown = true));
     const pending = Array.from({ length: 50 }, (_, i) => b.get(k(`hang${i}`)));
+    // A request that failed on its own, before the backend was marked down, would be one
+    // timeout per request instead of one for the backend: the 50 would take 50 timeouts.
+    let failedBeforeDown = 0;
+    for (const r of pending) {
+      void r.then((o) => {
+        if (o.status === 'failed' && !isDown) failedBeforeDown++;
+      });
+    }
     await sleep(20);
     p.silent = true;
     const silentAt = Date.now();
     const [reason] = (await down) as [string];
     expect(reason).toMatch(/^timeout/);
-    expect(Date.now() - silentAt).toBeLessThan(150 + 400);
+    timingClaim('backend: a silent backend ejected after its last reply (timeout 150 ms)', Date.now() - silentAt, 150 + 400);
     const results = await Promise.all(pending);
+    // The first stall marked it down and failed every request still waiting, at once.
+    expect(failedBeforeDown).toBe(0);
     expect(results.filter((r) => r.status === 'failed').length).toBeGreaterThan(0);
+    expect(results.filter((r) => r.status === 'failed').length + p.answered - 1).toBe(50);
     expect(b.isUp()).toBe(false);
   });
 

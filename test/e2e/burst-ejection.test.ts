@@ -7,12 +7,21 @@
 // The load: a connection's writes take effect one after another, so the burst
 // comes from 3,000 connections (10 pipelined sets each, 1 KiB values) to keep
 // about 2,000 requests queued on each backend; every memcached is starved of CPU
-// (SIGSTOP 300 ms, SIGCONT 10 ms, in a loop): silent for at most 300 ms of a
-// 1,000 ms timeout (room for a loaded machine's timer lag), but so slow that a
-// queued request waits well over the timeout. With the old rule (the first
-// request past its deadline marks the backend down) every backend was ejected in
-// this run and 29,015 of the 30,000 sets were answered with an error.
+// (SIGSTOP 300 ms, SIGCONT 10 ms, in a loop), so slow that a queued request waits
+// well over the timeout. It is silent for 300 ms at a time, and for longer only
+// when it gets no CPU in the 10 ms it may run: a 2,000 ms request timeout leaves a
+// loaded machine room for several such misses in a row (at 1,000 ms, a load average
+// of 8 on 2 cores once had a backend ejected mid-burst). The loop is a shell
+// of its own: the test's event loop, busy with the 3,000 connections, would
+// stretch the stops. With the old rule (the first request past its deadline marks
+// the backend down) every backend was ejected in this run and 29,015 of the
+// 30,000 sets were answered with an error.
+//
+// How soon the hung memcached is ejected is a wall-clock figure: recorded here and
+// asserted by scripts/timing-check.sh (test/helpers/timing.ts). Here: it is ejected,
+// once, and the others are not.
 
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -20,14 +29,13 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startCluster, type Cluster } from '../helpers/cluster';
 import type { MemcachedProcess } from '../helpers/memcached';
+import { timingClaim } from '../helpers/timing';
 import { metricSum, metricValue, scrape, waitFor } from '../ops/support';
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 const SETS = 30_000;
 const CLIENTS = 3000;
 const VALUE = 'x'.repeat(1024);
-const REQUEST_TIMEOUT_MS = 1000;
+const REQUEST_TIMEOUT_MS = 2000;
 
 /** Writes `count` sets in one go and resolves with every reply line once all have come. */
 function pipelinedSets(port: number, prefix: string, count: number): Promise<string[]> {
@@ -68,18 +76,15 @@ function pipelinedSets(port: number, prefix: string, count: number): Promise<str
 const STOP_MS = 300;
 const RUN_MS = 10;
 function starved(mc: MemcachedProcess): () => Promise<void> {
-  let on = true;
-  const loop = (async () => {
-    while (on) {
-      mc.kill('SIGSTOP');
-      await sleep(STOP_MS);
-      mc.kill('SIGCONT');
-      await sleep(RUN_MS);
-    }
-  })();
+  const loop = spawn(
+    'bash',
+    ['-c', 'while kill -STOP "$1"; do sleep "$2"; kill -CONT "$1"; sleep "$3"; done', 'starve', String(mc.pid), String(STOP_MS / 1000), String(RUN_MS / 1000)],
+    { stdio: 'ignore' },
+  );
+  const exited = new Promise<void>((resolve) => loop.once('exit', () => resolve()));
   return async () => {
-    on = false;
-    await loop;
+    loop.kill('SIGKILL');
+    await exited;
     mc.resume();
   };
 }
@@ -136,8 +141,7 @@ describe('ejection that survives load', () => {
       // Sets reach every member; some of these land on the hung one.
       const writes = Promise.all(Array.from({ length: 3 }, (_, c) => pipelinedSets(proxy.port, `hang${c}:`, 20)));
       await waitFor('the hung backend ejected', async () => metricValue(await scrape(proxy.metricsPort!), 'replicached_backend_up', { backend: hung.address }) === 0);
-      const ejectedAfterMs = Date.now() - started;
-      expect(ejectedAfterMs).toBeLessThan(REQUEST_TIMEOUT_MS + 1500);
+      timingClaim('burst: a SIGSTOPped memcached ejected (request timeout 2000 ms)', Date.now() - started, REQUEST_TIMEOUT_MS + 1500);
       const text = await scrape(proxy.metricsPort!);
       expect(metricValue(text, 'replicached_backend_ejections_total', { backend: hung.address })).toBe(1);
       for (const b of backends.filter((b) => b !== hung)) {

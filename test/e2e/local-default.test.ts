@@ -41,7 +41,7 @@ function ask(port: number, request: string): Promise<string> {
   });
 }
 
-test('no backends: three local memcached, php.ini hint, all stopped on SIGTERM', async () => {
+test('no backends: three local memcached with their pids printed, php.ini hint, the kill -9 demo, all stopped on SIGTERM', async () => {
   const child = spawn(process.execPath, [CLI, '--listen', '127.0.0.1:0', '--metrics-listen', 'off'], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -57,7 +57,19 @@ test('no backends: three local memcached, php.ini hint, all stopped on SIGTERM',
     expect(out).toContain(`session.save_path = "127.0.0.1:${port}"`);
     expect(out).toContain(`session.save_path = "tcp://127.0.0.1:${port}"`);
     expect(memcachedChildren(child.pid!)).toHaveLength(3);
+    // The demo says "kill -9 <pid>": the banner names each local memcached's address and pid.
+    const printed = [...out.matchAll(/^ {2}127\.0\.0\.1:(\d+) {2}pid (\d+)$/gm)].map((m) => ({ port: Number(m[1]), pid: Number(m[2]) }));
+    expect(printed.map((p) => p.pid).sort()).toEqual(memcachedChildren(child.pid!).sort());
+    for (const { port: mcPort } of printed) expect(await ask(mcPort, 'get nothing\r\n')).toBe('END\r\n');
+    expect(out).toContain('kill -9 one of these pids');
     expect(await ask(port, 'set k 0 0 1\r\nv\r\nget k\r\n')).toBe('STORED\r\nVALUE k 0 1\r\nv\r\nEND\r\n');
+
+    // The demo, as the banner tells it: kill -9 one of those pids; its keys are still served,
+    // and replicached prints the command that brings it back.
+    process.kill(printed[0].pid, 'SIGKILL');
+    await waitForOutput(child, () => out, (text) => text.includes(`local memcached 127.0.0.1:${printed[0].port} exited (signal SIGKILL)`));
+    expect(await ask(port, 'get k\r\n')).toBe('VALUE k 0 1\r\nv\r\nEND\r\n');
+    expect(out).toContain(`memcached -l 127.0.0.1 -p ${printed[0].port} `);
 
     const children = memcachedChildren(child.pid!);
     child.kill('SIGTERM');

@@ -5,6 +5,7 @@
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { startCluster, type Cluster } from '../helpers/cluster';
 import { readSessions, writeSessions, type PhpClientKind } from '../helpers/php';
+import { LOADED_MACHINE_ARGS } from '../helpers/timing';
 
 const SESSIONS = 300;
 
@@ -14,7 +15,8 @@ describe.each<PhpClientKind>(['memcached-binary', 'memcached-text', 'memcache', 
     let cluster: Cluster;
 
     beforeEach(async () => {
-      cluster = await startCluster({ backends: 3, replicas: 2 });
+      // LOADED_MACHINE_ARGS: a healthy memcached starved of CPU is not taken for a second failure.
+      cluster = await startCluster({ backends: 3, replicas: 2, args: [...LOADED_MACHINE_ARGS] });
     });
     afterEach(() => cluster?.stop());
 

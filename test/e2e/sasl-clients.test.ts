@@ -193,6 +193,29 @@ describe('php-memcached sessions with memcached.sess_sasl_username/_password', (
     expect(read.ok).toBe(10);
   });
 
+  test('the php.ini lines replicached prints at start, used as printed (with the password filled in), work', async () => {
+    // The hint after "replicached listening on ...": "  name = value" lines, values quoted as in a php.ini.
+    const hint = withSasl.output().slice(withSasl.output().indexOf('replicached listening on'));
+    const lines = [...hint.matchAll(/^ {2}([a-z_.]+) = (.+)$/gm)].map((m) => [m[1], m[2]] as const);
+    const ini = Object.fromEntries(lines.map(([name, value]) => [name, value.replace('<the clientSasl password>', USER.password)]));
+    expect(ini).toEqual({
+      'session.save_handler': 'memcached',
+      'session.save_path': `"127.0.0.1:${withSasl.port}"`,
+      'memcached.sess_binary_protocol': 'On',
+      'memcached.sess_sasl_username': `"${USER.username}"`,
+      'memcached.sess_sasl_password': `"${USER.password}"`,
+    });
+    // Nothing for pecl-memcache, which has no SASL: the hint says so instead.
+    expect(hint).toContain('pecl-memcache (session.save_handler = memcache) cannot do SASL');
+    expect(hint).not.toContain('tcp://');
+    // php-memcached with the text protocol as the base, so the hint's own lines must switch it to binary.
+    const written = await writeSessions('memcached-text', { port: withSasl.port, prefix: 'php-hint-', count: 3, ini });
+    expect(written.problems).toEqual([]);
+    const read = await readSessions('memcached-text', { port: withSasl.port, prefix: 'php-hint-', count: 3, ini });
+    expect(read.problems).toEqual([]);
+    expect(read.ok).toBe(3);
+  });
+
   test('a wrong password is refused, as memcached -S refuses it', async () => {
     const [viaProxy, viaMemcached] = await Promise.all([
       writeSessions('memcached-binary', { port: withSasl.port, prefix: 'php-wrong-', count: 1, ini: saslIni(WRONG) }),

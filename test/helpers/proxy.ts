@@ -107,17 +107,24 @@ export function proxyStats(port: number): Promise<Map<string, string>> {
   });
 }
 
-/** Polls until `check` passes on the proxy's stats, or throws with the last stats after `timeoutMs`. */
+/**
+ * Polls until `check` passes on the proxy's stats, or throws with the last stats after `timeoutMs`.
+ * A stats request that fails (no reply in 5 s from a proxy a loaded machine holds back) is asked again.
+ */
 export async function waitForStats(
   port: number,
   check: (stats: Map<string, string>) => boolean,
   timeoutMs = 20_000,
 ): Promise<Map<string, string>> {
   const deadline = Date.now() + timeoutMs;
+  let last: Map<string, string> | Error = new Error('no stats asked yet');
   for (;;) {
-    const stats = await proxyStats(port);
-    if (check(stats)) return stats;
-    if (Date.now() > deadline) throw new Error(`stats never matched:\n${[...stats].map((e) => e.join(' ')).join('\n')}`);
+    last = await proxyStats(port).catch((err: Error) => err);
+    if (!(last instanceof Error) && check(last)) return last;
+    if (Date.now() > deadline) {
+      const seen = last instanceof Error ? last.message : [...last].map((e) => e.join(' ')).join('\n');
+      throw new Error(`stats never matched:\n${seen}`);
+    }
     await new Promise((r) => setTimeout(r, 100));
   }
 }

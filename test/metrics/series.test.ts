@@ -13,17 +13,31 @@ afterEach(async () => {
   cluster = null;
 });
 
-/** Sends `bytes` on a fresh connection and resolves with what came back before the proxy closed it, or after `ms`. */
-function exchange(port: number, bytes: Buffer | string, ms = 300): Promise<Buffer> {
+/** A text reply line is complete at its CRLF; a binary reply at its header's body length. */
+function oneReply(data: Buffer): boolean {
+  if (data[0] === 0x81) return data.length >= 24 && data.length >= 24 + data.readUInt32BE(8);
+  return data.includes('\r\n');
+}
+
+/**
+ * Sends `bytes` on a fresh connection and resolves with what came back once it holds one
+ * complete reply, or the proxy closed it. Waits as long as a loaded machine takes (20 s: only
+ * a guard, to show what did come back).
+ */
+function exchange(port: number, bytes: Buffer | string): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const socket = net.connect({ host: '127.0.0.1', port }, () => socket.write(bytes));
     const chunks: Buffer[] = [];
     const done = (): void => {
+      clearTimeout(timer);
       socket.destroy();
       resolve(Buffer.concat(chunks));
     };
-    const timer = setTimeout(done, ms);
-    socket.on('data', (d: Buffer) => chunks.push(d));
+    const timer = setTimeout(done, 20_000);
+    socket.on('data', (d: Buffer) => {
+      chunks.push(d);
+      if (oneReply(Buffer.concat(chunks))) done();
+    });
     socket.on('close', () => {
       clearTimeout(timer);
       done();
@@ -67,7 +81,7 @@ describe('metrics present from the start, and the new ones', () => {
   });
 
   test('protocol errors by protocol and action; backend connections once used; a resync outcome', async () => {
-    cluster = await startCluster({ backends: 2, replicas: 2, metrics: true });
+    cluster = await startCluster({ backends: 2, replicas: 2, metrics: true, logLevel: 'info' });
     const { proxy, backends } = cluster;
     const metricsPort = proxy.metricsPort!;
 
@@ -105,5 +119,11 @@ describe('metrics present from the start, and the new ones', () => {
     expect(metricValue(text, 'replicached_resync_last_complete_timestamp_seconds', { backend: restarted.address })).toBeGreaterThanOrEqual(Math.floor(restartedAt));
     expect(metricValue(text, 'replicached_resync_last_complete_timestamp_seconds', { backend: backends[0].address })).toBe(0);
     await waitFor('nothing left pending', async () => metricValue(await scrape(metricsPort), 'replicached_resync_keys_pending', { backend: restarted.address }) === 0, 15_000);
+    // The log line names the outcome with the metric's word (issue 20: it said "done").
+    const finishedLines = (): string[] => proxy.output().split('\n').filter((l) => l.includes('"msg":"resync finished"'));
+    await waitFor('the resync logged', () => finishedLines().length > 0);
+    const finished = finishedLines();
+    expect(finished).toHaveLength(1);
+    expect(JSON.parse(finished[0])).toMatchObject({ backend: restarted.address, outcome: 'complete' });
   });
 });

@@ -43,6 +43,13 @@ test('every metric in dashboards/grafana.json is exported', async () => {
     expect(used).toContain(name);
   }
   expect(exprs.some((e) => e.startsWith('histogram_quantile(0.99'))).toBe(true);
+  // And the other way round: every metric of replicached's own has a panel (a histogram by its buckets).
+  const own = [...exported].filter((name) => name.startsWith('replicached_') && !/_(sum|count)$/.test(name));
+  const histograms = new Set(own.filter((n) => n.endsWith('_bucket')).map((n) => n.slice(0, -'_bucket'.length)));
+  expect(own.filter((name) => !histograms.has(name) && !used.has(name))).toEqual([]);
+  // The resync gauges an operator watches during an incident (issue 20).
+  expect(used).toContain('replicached_resync_keys_pending');
+  expect(used).toContain('replicached_resync_last_complete_timestamp_seconds');
 });
 
 function loadText(text: string, name: string) {
@@ -94,4 +101,41 @@ test('the examples stop php-fpm before replicached, and the compose sidecars see
     expect(compose.services[`${web}-replicached`].volumes).toContain('./replicached:/etc/replicached:ro');
   }
   expect(read('examples/compose/php/shutdown.conf')).toMatch(/^process_control_timeout = \d+s$/m);
+});
+
+test('the examples agree with each other: memcached with -I 2m, metrics published on loopback only, one image name', () => {
+  const version = (JSON.parse(read('package.json')) as { version: string }).version;
+  const image = `replicached:${version}`;
+  type Service = { image?: string; command?: string[]; ports?: string[]; build?: unknown };
+  const compose = parseDocument(read('examples/compose/docker-compose.yml'), { merge: true }).toJS() as { services: Record<string, Service> };
+  const services = Object.entries(compose.services);
+  const docs = parseAllDocuments(read('examples/kubernetes/web-with-replicached.yaml')).map((d) => d.toJS() as Record<string, unknown>);
+  type Container = { name: string; image: string; args?: string[] };
+  type Workload = { kind: string; spec: { template: { spec: { initContainers?: Container[]; containers: Container[] } } } };
+  const containers = docs
+    .filter((d): d is Workload => d.kind === 'StatefulSet' || d.kind === 'Deployment')
+    .flatMap((d) => [...(d.spec.template.spec.initContainers ?? []), ...d.spec.template.spec.containers]);
+
+  // memcached -I: a little above replicached's maxItemSize, so every value the proxy accepts is stored.
+  const itemSize = (args: string[] = []): string | undefined => (args.includes('-I') ? args[args.indexOf('-I') + 1] : undefined);
+  const memcachedServices = services.filter(([, s]) => s.image?.startsWith('memcached:'));
+  expect(memcachedServices.map(([name]) => name)).toEqual(['memcached-0', 'memcached-1', 'memcached-2']);
+  for (const [name, s] of memcachedServices) expect(itemSize(s.command), name).toBe('2m');
+  const memcachedPods = containers.filter((c) => c.image.startsWith('memcached:'));
+  expect(memcachedPods).toHaveLength(1);
+  for (const c of memcachedPods) expect(itemSize(c.args), c.name).toBe('2m');
+
+  // compose: whatever is published goes to the host's loopback, never to every interface.
+  const published = services.flatMap(([, s]) => s.ports ?? []);
+  expect(published.length).toBeGreaterThan(0);
+  for (const p of published) expect(p).toMatch(/^127\.0\.0\.1:\d+:\d+$/);
+
+  // One image name: the Dockerfile's build and run lines, compose, Kubernetes.
+  const dockerfile = read('Dockerfile');
+  expect(/^#\s+build:\s+docker build -t (\S+) \.$/m.exec(dockerfile)?.[1]).toBe(image);
+  expect(/^#\s+run:\s+docker run .* (\S+)$/m.exec(dockerfile)?.[1]).toBe(image);
+  const replicachedServices = services.filter(([, s]) => s.build !== undefined && s.image?.startsWith('replicached'));
+  expect(replicachedServices.map(([name]) => name)).toEqual(['web1-replicached', 'web2-replicached']);
+  for (const [name, s] of replicachedServices) expect(s.image, name).toBe(image);
+  expect(containers.filter((c) => c.name === 'replicached').map((c) => c.image)).toEqual([image]);
 });

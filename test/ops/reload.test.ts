@@ -136,5 +136,6 @@ test('a setting that needs a restart (workers): the rest applies, the log says a
   await waitFor('the reload applied', async () => (await reloads(metricsPort, 'ok')) >= 1);
   // The counter moves just before the line is written: wait for the line, not the next moment.
   await waitFor('the restart warning', () => /"level":"warn".*"needsRestart":\["workers"\]/.test(proxy.output()));
+  expect(proxy.output()).toContain('"msg":"config reloaded; workers changed and needs a restart to apply"');
   await expectEveryKeyReadableOnEveryClient(clients);
 });

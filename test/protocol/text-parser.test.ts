@@ -698,7 +698,7 @@ describe.skipIf(!memcachedBinary)('TextParser against memcached 1.6', () => {
       }
     }
     expect(mismatches).toEqual([]);
-  }, 20_000);
+  });
 
   it('swallows a too-large value exactly as memcached does', async () => {
     const value = 'x'.repeat(1048577);
@@ -706,7 +706,7 @@ describe.skipIf(!memcachedBinary)('TextParser against memcached 1.6', () => {
     const ours = replay(input);
     expect(ours.out).toBe(`${TOO_LARGE}VERSION 1.6.18\r\nVERSION 1.6.18\r\n`);
     expect(await exchange(port, input, ours)).toEqual(ours);
-  }, 10_000);
+  });
 
   it('drops what the key held when a set is too large, and only a set, as memcached does', async () => {
     const value = 'x'.repeat(1048577);
@@ -719,7 +719,7 @@ describe.skipIf(!memcachedBinary)('TextParser against memcached 1.6', () => {
     const ours = replay(input);
     expect(ours.out).toBe(`STORED\r\nSTORED\r\nSTORED\r\n${TOO_LARGE}${TOO_LARGE}${TOO_LARGE}VALUE kept 0 3\r\nold\r\nEND\r\n`);
     expect(await exchange(port, input, ours)).toEqual(ours);
-  }, 10_000);
+  });
 });
 
 function freePort(): Promise<number> {
@@ -752,7 +752,10 @@ async function reachable(child: ChildProcess, port: number): Promise<boolean> {
 /**
  * On a fresh connection: flush_all and wait for its OK, then send `input` followed by a meta
  * no-op (unless `ours` closed), so memcached's reply is complete at the no-op's "MN" or at
- * the close. Returns what came back in between. Gives up after 3 s.
+ * the close. Returns what came back in between. No deadline that a loaded machine could
+ * pass: it ends at the close, or once as many bytes as ours and the "MN" have come; only a
+ * memcached that sent nothing more for 20 s (a shorter reply than ours) is given up on, to
+ * show the difference before the test's own timeout.
  */
 function exchange(port: number, input: Buffer, ours: { out: string; closed: boolean }): Promise<{ out: string; closed: boolean }> {
   const OK_LINE = 'OK\r\n';
@@ -768,14 +771,17 @@ function exchange(port: number, input: Buffer, ours: { out: string; closed: bool
       const out = text.slice(OK_LINE.length);
       resolve({ out: !ours.closed && out.endsWith(MN) ? out.slice(0, -MN.length) : out, closed });
     };
-    const giveUp = setTimeout(finish, 3000);
+    let giveUp = setTimeout(finish, 20_000);
     s.on('data', (d: Buffer) => {
+      clearTimeout(giveUp);
+      giveUp = setTimeout(finish, 20_000);
       text += d.toString('latin1');
       if (!sent && text.length >= OK_LINE.length) {
         sent = true;
         s.write(ours.closed ? input : Buffer.concat([input, bytes('mn\r\n')]));
       }
-      if (!ours.closed && text.length >= OK_LINE.length + ours.out.length + MN.length) finish();
+      if (!sent || ours.closed) return;
+      if (text.length >= OK_LINE.length + ours.out.length + MN.length) finish();
     });
     s.on('close', () => {
       closed = true;

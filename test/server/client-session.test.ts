@@ -78,7 +78,7 @@ async function setup(limits: Partial<Limits> = {}): Promise<Setup> {
   return { client, protocol, session, serverSocket, received: () => got, writes: () => writes };
 }
 
-async function until(check: () => boolean, ms = 3000): Promise<void> {
+async function until(check: () => boolean, ms = 20_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!check()) {
     if (Date.now() > deadline) throw new Error('timed out');
@@ -148,7 +148,7 @@ describe('ClientSession', () => {
     expect(s.session.inFlight).toBe(0);
     expect(s.serverSocket.writableLength).toBeGreaterThan(64 * 1024);
     s.client.resume();
-    await until(() => s.received().endsWith('49\n'), 5000);
+    await until(() => s.received().endsWith('49\n'), 25_000); // 32 MiB: seconds on a loaded machine
     expect(s.received().length).toBe(big.length + Array.from({ length: 50 }, (_, i) => `${i}\n`).join('').length);
   });
 
