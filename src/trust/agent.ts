@@ -1,11 +1,11 @@
 // A sidecar's trust agent: carries the protocol's records to and from the
 // backends (docs/trust.md) and answers the router's questions from TrustState.
 //
-//   round     every roundMs, on each backend W, one after another:
+//   round     every roundMs, on each backend W, pipelined on its control connection:
 //               set  replicached:trust:<id>     this sidecar's record (TTL 10 s)
 //               gat  replicached:trust-roster   the ids to read (appended when ours is missing)
-//               get  replicached:trust:<each id>
 //               gat  replicached:incarnation    gone: W restarted empty
+//             then get replicached:trust:<each id>
 //             a failed step is a failed round: W is proposed out
 //   requests  admitted with the view's generation (admit); a request that waits in a
 //             hold is parked and counts for nothing; an acknowledgement is published
@@ -159,6 +159,8 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     this.byAddress.clear();
     for (const b of boards) this.byAddress.set(b.address, b);
     for (const a of [...this.fills.keys()]) if (!this.byAddress.has(a)) this.fills.get(a)?.abort();
+    // A backend removed and added again starts its stages afresh: no fill of before counts.
+    for (const a of [...this.filled.keys()]) if (!this.byAddress.has(a)) this.filled.delete(a);
     for (const a of [...this.reach]) if (!this.byAddress.has(a)) this.reach.delete(a);
     this.state.setAddresses([...this.byAddress.keys()]);
     if (this.running) for (const node of this.byAddress.values()) if (!this.looping.has(node.address)) this.loops.push(this.loop(node.address, () => {}));
@@ -451,10 +453,16 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   private async round(node: MemcachedNode, started: number): Promise<Failed | null> {
     const id = this.state.id;
     const record = encodeRecord(this.state.record([...this.reach]));
-    const wrote = await node.store({ mode: 'set', key: recordKey(id), value: record, flags: 0, exptime: RECORD_TTL_S, cas: 0n });
+    // Pipelined on the one connection, which memcached answers in order: the record lands before
+    // the roster and the incarnation key are read. Two round trips a round, not four.
+    const [wrote, roster, incarnation] = await Promise.all([
+      node.store({ mode: 'set', key: recordKey(id), value: record, flags: 0, exptime: RECORD_TTL_S, cas: 0n }),
+      node.get(ROSTER_KEY, ROSTER_TTL_S),
+      node.get(INCARNATION_KEY, LONGEST_RELATIVE_EXPIRY_S),
+    ]);
     if (wrote.status !== 'stored') return wrote.status === 'failed' ? wrote : { status: 'failed', reason: `record not stored: ${wrote.status}` };
-    const roster = await node.get(ROSTER_KEY, ROSTER_TTL_S);
     if (roster.status === 'failed') return roster;
+    if (incarnation.status === 'failed') return incarnation;
     const ids = roster.status === 'hit' ? roster.item.value.toString('latin1').split(' ').filter((s) => s.length > 0) : [];
     if (!ids.includes(id)) {
       const entry = Buffer.from(` ${id}`);
@@ -472,8 +480,6 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
       const rec = decodeRecord(r.item.value);
       if (rec !== null) records.push(rec);
     }
-    const incarnation = await node.get(INCARNATION_KEY, LONGEST_RELATIVE_EXPIRY_S);
-    if (incarnation.status === 'failed') return incarnation;
     this.acknowledged(this.state.roundDone(node.address, started, this.clock.now(), records));
     if (incarnation.status === 'miss' && this.state.roleOf(node.address) !== 'out' && !this.flushesPending.has(node.address)) {
       this.propose(node.address, 'out', 'restarted');

@@ -18,9 +18,6 @@ export interface Stage {
 
 export const INITIAL_STAGE: Stage = Object.freeze({ epoch: 0, role: 'trusted' });
 
-/** A backend a reload added: out until every sidecar reaches it and it was filled. */
-const ADDED_STAGE: Stage = Object.freeze({ epoch: 0, role: 'out' });
-
 const RANK: Readonly<Record<Role, number>> = { trusted: 0, refill: 1, out: 2 };
 
 /** a is newer than b: a higher epoch, or at the same epoch the stronger role (out > refill > trusted). */
@@ -87,8 +84,12 @@ export function timingFor(leaseMs: number): TrustTiming {
   return { leaseMs, silentMs: Math.ceil(leaseMs * (1 + CLOCK_DRIFT) ** 2) + 100 };
 }
 
-/** L = 2 s: a loaded 2-core machine's event loop can lag a second; D is then 2.52 s. */
-export const DEFAULT_TIMING: Readonly<TrustTiming> = Object.freeze(timingFor(2000));
+/**
+ * L = 4 s: a round on a memcached starved of CPU behind a client's burst can take seconds, and
+ * a stale view holds every request; D is then 4.94 s (how long a sidecar that died unannounced
+ * is waited for, once).
+ */
+export const DEFAULT_TIMING: Readonly<TrustTiming> = Object.freeze(timingFor(4000));
 
 /** Why a stage was proposed, for logs and metrics. */
 export type Reason = 'failed' | 'restarted' | 'reachable' | 'filled';
@@ -149,6 +150,8 @@ export class TrustState {
   /** Per backend: when the last complete round on it began. */
   private readonly roundAt = new Map<string, number>();
   private readonly reasons = new Map<string, Reason>();
+  /** The last epoch of each backend a reload removed. */
+  private readonly retired = new Map<string, number>();
   private seq = 0;
   private pendingCount = 0;
   /** Grows whenever `seen` or `applied` changes: requests admitted under an older one are the old view. */
@@ -176,24 +179,28 @@ export class TrustState {
   setAddresses(addresses: readonly string[]): void {
     for (const a of this.addresses) {
       if (addresses.includes(a)) continue;
+      this.retired.set(a, (this.seen.get(a) ?? INITIAL_STAGE).epoch);
       if (this.isPending(a)) this.pendingCount--;
       this.applied.delete(a);
       this.seen.delete(a);
       this.published.delete(a);
       this.roundAt.delete(a);
     }
-    for (const a of addresses) if (!this.applied.has(a)) this.begin(a, ADDED_STAGE);
+    // Added again: out at an epoch past any it had before, so that an old record's stage of it
+    // (trusted, say) is older than its new one and never adopted.
+    for (const a of addresses) if (!this.applied.has(a)) this.begin(a, { epoch: (this.retired.get(a) ?? -1) + 1, role: 'out' });
     this.addresses = [...addresses];
     this.generation++;
   }
 
+  /** A backend this sidecar does not list (a reload on its way) is out. */
   roleOf(address: string): Role {
-    return (this.applied.get(address) ?? INITIAL_STAGE).role;
+    return this.applied.get(address)?.role ?? 'out';
   }
 
   /** The role under the acknowledged stages (what it will be once they apply). */
   seenRoleOf(address: string): Role {
-    return (this.seen.get(address) ?? INITIAL_STAGE).role;
+    return this.seen.get(address)?.role ?? 'out';
   }
 
   stageOf(address: string): Stage {

@@ -1,8 +1,9 @@
 // scripts/sim.sh: many seeds, each for `steps` scheduler events, one line per seed
 // and the totals. Exits 1 when any seed found a violation (its report printed).
 //
-//   vite-node test/sim/cli.ts [first-last | count] [steps] [trust | none]
+//   vite-node test/sim/cli.ts [first-last | count] [steps] [trust | none] [fault kinds, comma-separated]
 
+import { FAULT_KINDS, type FaultKind } from './faults';
 import { report, shapeOf, simulate } from './run';
 import type { Protocol } from './sidecar';
 
@@ -13,7 +14,10 @@ function seedsFrom(arg: string | undefined): number[] {
 }
 
 async function main(): Promise<void> {
-  const [seedArg, stepsArg, protocolArg] = process.argv.slice(2).filter((a) => a !== '--');
+  const [seedArg, stepsArg, protocolArg, kindsArg] = process.argv.slice(2).filter((a) => a !== '--');
+  const kinds = (kindsArg?.split(',') ?? FAULT_KINDS) as FaultKind[];
+  const unknown = kinds.filter((k) => !(FAULT_KINDS as readonly string[]).includes(k));
+  if (unknown.length > 0) throw new Error(`fault kinds: ${unknown.join(', ')} unknown; known: ${FAULT_KINDS.join(', ')}`);
   const seeds = seedsFrom(seedArg);
   const steps = Number(stepsArg ?? 200_000);
   if (protocolArg !== undefined && protocolArg !== 'trust' && protocolArg !== 'none') throw new Error(`protocol: trust or none, not ${protocolArg}`);
@@ -23,7 +27,7 @@ async function main(): Promise<void> {
   let failed = 0;
   for (const seed of seeds) {
     const started = process.hrtime.bigint();
-    const result = await simulate({ seed, ...shapeOf(seed), protocol, steps });
+    const result = await simulate({ seed, ...shapeOf(seed), protocol, steps, faults: { kinds } });
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
     totalSteps += result.steps;
     totalMs += ms;
