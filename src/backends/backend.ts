@@ -409,8 +409,10 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
         for (const req of this.controlWaiting.splice(0)) conn.send(req);
       },
       replied: () => {},
-      closed: (conn, failure) => {
+      closed: (conn, failure, lost) => {
         this.side.delete(conn);
+        const failedRequests = lost + this.controlWaiting.length;
+        if (failure !== null && failedRequests > 0) this.observer.failed(failure.kind, failedRequests);
         if (this.controlConn === conn) {
           this.controlConn = null;
           this.controlOpen = false;

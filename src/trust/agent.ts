@@ -98,6 +98,8 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   private waiters: Array<() => void> = [];
   private readonly replyHandlers = new Map<string, (reply: { status: string }) => { status: string }>();
   private readonly fills = new Map<string, AbortController>();
+  /** Backends whose incarnation key this sidecar wrote anew for their refill: they came back empty. */
+  private readonly bornEmpty = new Set<string>();
   /** Stand-in keys being written: acknowledgements wait for them (see markStandIns). */
   private readonly marking = new Set<Promise<unknown>>();
   /**
@@ -329,6 +331,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
       if (c.to.role === 'out') {
         this.markStandIns(c.address, c.to.epoch, [...this.byAddress.values()].filter((n) => n.address !== c.address));
       }
+      if (c.to.role === 'trusted') this.bornEmpty.delete(c.address);
       // Trusted again, it may stand in for a backend still away: its stand-in key goes on it too.
       const node = this.byAddress.get(c.address);
       if (c.to.role === 'trusted' && node !== undefined) {
@@ -496,6 +499,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     if (role === 'out' && !this.state.isPending(a) && this.state.allReach(a, this.reach.has(a) && node.isUp(), now)) {
       // The incarnation key first: a restart from here on is seen by every sidecar.
       void this.markIncarnation(node).then((r) => {
+        if (r.status === 'stored') this.bornEmpty.add(a);
         if (r.status === 'stored' || r.status === 'not_stored') this.propose(a, 'refill', 'reachable');
       });
     }
@@ -552,6 +556,12 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   private maybeFill(node: MemcachedNode, now: number): void {
     const a = node.address;
     if (this.filled.get(a)?.epoch === this.state.stageOf(a).epoch) return;
+    // Every backend came back empty and none is trusted: nothing was kept anywhere, nothing to copy.
+    if (this.state.addresses.every((b) => this.bornEmpty.has(b) && this.state.roleOf(b) !== 'trusted')) {
+      this.filled.set(a, { epoch: this.state.stageOf(a).epoch, othersTrusted: true });
+      this.proposeFilled(a);
+      return;
+    }
     if (this.fills.has(a) || this.opts.fill === undefined || !this.reach.has(a)) return;
     const filler = this.state.liveIds(now).find((id) => id === this.state.id || this.reaches(id, a));
     if (filler !== this.state.id) return;
