@@ -93,7 +93,8 @@ function withTrust(env: SidecarEnv): Sidecar {
   return {
     connect: () => new OrderedRouter(keys, router, agent),
     idle: () => keys.activeKeys === 0,
-    trusts: (address) => agent.state.roleOf(address) === 'trusted',
+    // Trusted, with no change of it acknowledged and not yet applied (a newcomer waits out a dead peer's silence).
+    trusts: (address) => agent.state.roleOf(address) === 'trusted' && !agent.state.isPending(address),
     filling: () => resyncer.progress().some((p) => p.state !== 'idle' && p.state !== 'elsewhere'),
   };
 }
