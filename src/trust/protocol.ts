@@ -383,8 +383,4 @@ export class TrustState {
     if (wasPending && !this.isPending(address)) this.pendingCount--;
     this.generation++;
   }
-
-  forgetPeer(id: string): void {
-    this.peers.delete(id);
-  }
 }
