@@ -14,7 +14,7 @@ import { ProxyStats, settingsStats } from './proxy-stats';
 import { diffConfig, drainAndClose, liveConfig, type ReloadChanges, type TlsChanges } from './reload';
 import { Resyncer } from './resync/resyncer';
 import { REAL_CLOCK } from './resync/rate-limiter';
-import { TrustAgent } from './trust/agent';
+import { TrustAgent, routerHooks } from './trust/agent';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { ReplicaRing } from './routing/ring';
@@ -248,15 +248,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
       read: (locality) => metrics.reads.inc({ locality }),
       converged: () => metrics.convergeRepairs.inc(),
     },
-    {
-      isResyncing: (node) => agent.isResyncing(node),
-      resyncingHere: (node) => agent.isResyncing(node),
-      isFilling: (node) => resyncer.isFilling(node),
-      deleting: (key) => resyncer.deleting(key),
-      flushing: () => resyncer.flushing(),
-      catchingUp: (key, scope) => agent.catchingUp(key, scope),
-      handingOver: (key, scope) => agent.handingOver(key, scope),
-    },
+    routerHooks(agent, () => resyncer),
   );
 
   const stats = new ProxyStats(PROTOCOL_VERSION, () => backends, () => ring.replicas, metrics.requestCount);

@@ -42,6 +42,7 @@ import {
   failed,
   type BackendRequest,
   type ConnectionFailure,
+  type ConnectionOptions,
   type ConnectionOwner,
 } from './connection';
 import { META_CODEC, type BackendCodec, type Op } from './codec';
@@ -425,35 +426,26 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
         if (++this.failures >= this.opts.failureLimit) this.markDown(failure.reason, failure.reason === CONNECT_TIMEOUT);
       },
     };
-    const conn = new Connection(
-      {
-        host: this.host,
-        port: this.port,
-        connectTimeoutMs: this.opts.connectTimeoutMs,
-        requestTimeoutMs: this.opts.requestTimeoutMs,
-        parser: this.opts.parser,
-        tls: this.opts.tls,
-        codec: this.codec,
-      },
-      owner,
-    );
+    const conn = new Connection(this.connectionOptions(), owner);
     this.controlConn = conn;
     this.side.add(conn);
   }
 
+  /** A pool or control connection's settings (probes and metadumps set their own timeout). */
+  private connectionOptions(): ConnectionOptions {
+    return {
+      host: this.host,
+      port: this.port,
+      connectTimeoutMs: this.opts.connectTimeoutMs,
+      requestTimeoutMs: this.opts.requestTimeoutMs,
+      parser: this.opts.parser,
+      tls: this.opts.tls,
+      codec: this.codec,
+    };
+  }
+
   private openConnection(): void {
-    const conn = new Connection(
-      {
-        host: this.host,
-        port: this.port,
-        connectTimeoutMs: this.opts.connectTimeoutMs,
-        requestTimeoutMs: this.opts.requestTimeoutMs,
-        parser: this.opts.parser,
-        tls: this.opts.tls,
-        codec: this.codec,
-      },
-      this.poolOwner,
-    );
+    const conn = new Connection(this.connectionOptions(), this.poolOwner);
     this.pool.add(conn);
   }
 

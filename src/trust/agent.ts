@@ -19,6 +19,7 @@
 import type { Clock } from '../resync/rate-limiter';
 import type { MemcachedNode, Failed, NodeFlush, NodeStore } from '../routing/node';
 import type { FollowUps, ResyncHooks } from '../routing/replicated-router';
+import type { Resyncer } from '../resync/resyncer';
 import {
   DEFAULT_TIMING,
   TrustState,
@@ -580,4 +581,20 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   private reaches(id: string, address: string): boolean {
     return this.state.peerReaches(id, address);
   }
+}
+
+/**
+ * The router's questions: trust from the agent, copies in flight from the resync runs
+ * (`runs()` gives the current ones: a reload replaces them).
+ */
+export function routerHooks(agent: TrustAgent, runs: () => Pick<Resyncer, 'isFilling' | 'deleting' | 'flushing'>): ResyncHooks {
+  return {
+    isResyncing: (node) => agent.isResyncing(node),
+    resyncingHere: (node) => agent.isResyncing(node),
+    isFilling: (node) => runs().isFilling(node),
+    deleting: (key) => runs().deleting(key),
+    flushing: () => runs().flushing(),
+    catchingUp: (key, scope) => agent.catchingUp(key, scope),
+    handingOver: (key, scope) => agent.handingOver(key, scope),
+  };
 }

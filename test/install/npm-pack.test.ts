@@ -14,7 +14,7 @@ const VERSION = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8'
 
 function ok(file: string, args: string[], cwd: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile(file, args, { cwd, timeout: 150_000, maxBuffer: 16 << 20 }, (err, stdout, stderr) =>
+    execFile(file, args, { cwd, timeout: 500_000, maxBuffer: 16 << 20 }, (err, stdout, stderr) =>
       err === null ? resolve(stdout) : reject(new Error(`${file} ${args.join(' ')}: ${err.message}\n${stdout}${stderr}`)),
     );
   });
@@ -35,15 +35,16 @@ beforeAll(async () => {
   }
   // The dev dependencies prepack's build needs, as `npm install` left them.
   symlinkSync(path.join(ROOT, 'node_modules'), path.join(checkout, 'node_modules'));
-  // At the lowest CPU priority (prepack runs tsc): the timing-sensitive tests beside it come first.
-  const packed = JSON.parse(await ok('nice', ['-n', '19', 'npm', 'pack', '--json', '--pack-destination', dir], checkout)) as {
+  // At normal priority: at nice 19 two busy loops beside the suite starved it past its timeout
+  // (no test beside it asserts wall-clock time; scripts/timing-check.sh does, on a calm machine).
+  const packed = JSON.parse(await ok('npm', ['pack', '--json', '--pack-destination', dir], checkout)) as {
     filename: string;
     files: { path: string }[];
   }[];
   files = packed[0].files.map((f) => f.path);
   prefix = path.join(dir, 'prefix');
   await ok('npm', ['install', '-g', '--prefix', prefix, '--prefer-offline', '--no-audit', '--no-fund', path.join(dir, packed[0].filename)], dir);
-}, 180_000);
+}, 560_000);
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 test('the package holds the built program and its docs, not the sources, tests or source maps', () => {

@@ -42,12 +42,12 @@ let deb: string;
 beforeAll(async () => {
   dir = mkdtempSync(path.join(tmpdir(), 'replicached-release-'));
   const out = path.join(dir, 'release');
-  // At the lowest CPU priority: the build must not slow the timing-sensitive tests beside it.
+  // At normal priority: at nice 19 two busy loops beside the suite starved it past its timeout.
   // On a timeout bash gets SIGTERM: once the step running finishes, it removes its staging folder.
-  await ok('nice', ['-n', '19', 'bash', path.join(ROOT, 'scripts', 'package.sh'), '--out', out], { timeout: 270_000 });
+  await ok('bash', [path.join(ROOT, 'scripts', 'package.sh'), '--out', out], { timeout: 500_000 });
   tarball = path.join(out, `${NAME}.tar.gz`);
   deb = path.join(out, `replicached_${VERSION}_amd64.deb`);
-}, 300_000);
+}, 530_000);
 afterAll(async () => {
   await stopAllMemcached();
   rmSync(dir, { recursive: true, force: true });

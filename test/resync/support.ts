@@ -11,7 +11,7 @@ import type { ResyncResult } from '../../src/resync/resync-run';
 import { REAL_CLOCK } from '../../src/resync/rate-limiter';
 import { ReplicatedRouter } from '../../src/routing/replicated-router';
 import { ReplicaRing } from '../../src/routing/ring';
-import { TrustAgent, type AgentOptions } from '../../src/trust/agent';
+import { TrustAgent, routerHooks, type AgentOptions } from '../../src/trust/agent';
 import { binaryCodec } from '../../src/backends/codec';
 import { startMemcached, type MemcachedProcess } from '../helpers/memcached';
 import type { SaslUser } from '../helpers/sasl';
@@ -166,14 +166,6 @@ export function inProcessSidecar<B extends Backend>(
   ring.useRoles((node) => agent.roleOf(node));
   const resyncer = new Resyncer(ring, backends, { isResyncing: (node) => agent.isResyncing(node), standInSince: (s, n) => agent.standInSince(s, n) }, events, { quietMs: 0, ...options });
   holder.resyncer = resyncer;
-  const router = new ReplicatedRouter(ring, undefined, {
-    isResyncing: (node) => agent.isResyncing(node),
-    resyncingHere: (node) => agent.isResyncing(node),
-    isFilling: (node) => resyncer.isFilling(node),
-    deleting: (key) => resyncer.deleting(key),
-    flushing: () => resyncer.flushing(),
-    catchingUp: (key, scope) => agent.catchingUp(key, scope),
-    handingOver: (key, scope) => agent.handingOver(key, scope),
-  });
+  const router = new ReplicatedRouter(ring, undefined, routerHooks(agent, () => resyncer));
   return { backends, ring, router, resyncer, agent };
 }

@@ -17,7 +17,7 @@ import { NO_RESYNC, ReplicatedRouter, SILENT_EVENTS } from '../../src/routing/re
 import { ReplicaRing } from '../../src/routing/ring';
 import type { Backend } from '../../src/backends/backend';
 import { Resyncer, SILENT_RESYNC_EVENTS } from '../../src/resync/resyncer';
-import { TrustAgent } from '../../src/trust/agent';
+import { TrustAgent, routerHooks } from '../../src/trust/agent';
 import type { StageChange } from '../../src/trust/protocol';
 import type { LocalClock } from './clock';
 import type { Path } from './network';
@@ -79,15 +79,7 @@ function withTrust(env: SidecarEnv): Sidecar {
   const resyncer = new Resyncer(ring, env.paths as unknown as Backend[], { isResyncing: (node) => agent.isResyncing(node), standInSince: (s, n) => agent.standInSince(s, n) }, SILENT_RESYNC_EVENTS, {
     clock: env.clock,
   });
-  const router = new ReplicatedRouter(ring, SILENT_EVENTS, {
-    isResyncing: (node) => agent.isResyncing(node),
-    resyncingHere: (node) => agent.isResyncing(node),
-    isFilling: (node) => resyncer.isFilling(node),
-    deleting: (key) => resyncer.deleting(key),
-    flushing: () => resyncer.flushing(),
-    catchingUp: (key, scope) => agent.catchingUp(key, scope),
-    handingOver: (key, scope) => agent.handingOver(key, scope),
-  });
+  const router = new ReplicatedRouter(ring, SILENT_EVENTS, routerHooks(agent, () => resyncer));
   const keys = new KeySequencer();
   void agent.start();
   return {
