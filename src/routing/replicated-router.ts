@@ -230,7 +230,7 @@ export class ReplicatedRouter {
     const { reply, authority, rest } = await this.askAuthority('delete', key, members, (m) => m.delete(key, cas), later);
     if (reply.status === 'failed') return UNAVAILABLE;
     if (reply.status === 'deleted' && rest.length > 0) {
-      await Promise.all(rest.map((m) => m.delete(key, 0n)));
+      if (!(await this.copiesLanded(key, await Promise.all(rest.map((m) => m.delete(key, 0n))), later))) return UNAVAILABLE;
       later.push(this.converge(key, [authority, ...rest], ['gone'], false));
     }
     return reply;
@@ -255,7 +255,8 @@ export class ReplicatedRouter {
       if (reply.status !== 'ok' || rest.length === 0) return reply;
       // Bring the others to the authority's value, with its flags and expiry, before the reply:
       // pecl-memcache's session lock is an incr, and it must exist on every member once granted.
-      const copied = await this.copyAuthority(cmd.key, authority, rest);
+      const copied = await this.copyAuthority(cmd.key, authority, rest, later);
+      if (copied === 'unconfirmed') return UNAVAILABLE;
       if (copied !== null) {
         later.push(this.converge(cmd.key, [authority, ...rest], [copied], false));
         return reply;
@@ -409,19 +410,20 @@ export class ReplicatedRouter {
     if (rest.length === 0) return reply;
     if (reply.status === 'too_large' && cmd.mode === 'set') {
       // The authority dropped what the key held, as memcached does on a set too large: so do the others.
-      await Promise.all(rest.map((m) => m.delete(cmd.key, 0n)));
+      if (!(await this.copiesLanded(cmd.key, await Promise.all(rest.map((m) => m.delete(cmd.key, 0n))), later))) return UNAVAILABLE;
       later.push(this.converge(cmd.key, [authority, ...rest], ['gone'], false));
       return reply;
     }
     if (reply.status !== 'stored') return reply;
     if (cmd.mode === 'append' || cmd.mode === 'prepend') {
       // The new value is the authority's old one joined with this one: copy what it holds.
-      const copied = await this.copyAuthority(cmd.key, authority, rest);
-      if (copied === null) return UNAVAILABLE;
+      const copied = await this.copyAuthority(cmd.key, authority, rest, later);
+      if (copied === null || copied === 'unconfirmed') return UNAVAILABLE;
       later.push(this.converge(cmd.key, [authority, ...rest], [copied], false));
       return reply;
     }
-    await Promise.all(rest.map((m) => m.store({ ...cmd, mode: 'set', cas: 0n })));
+    const copies = await Promise.all(rest.map((m) => m.store({ ...cmd, mode: 'set', cas: 0n })));
+    if (!(await this.copiesLanded(cmd.key, copies, later))) return UNAVAILABLE;
     later.push(this.converge(cmd.key, [authority, ...rest], [reply.cas], false));
     return reply;
   }
@@ -546,20 +548,29 @@ export class ReplicatedRouter {
    * append/prepend with CAS answer "unavailable", incr/decr count again on the next
    * member (see arith).
    */
-  private async copyAuthority(key: Buffer, authority: MemcachedNode, rest: MemcachedNode[]): Promise<Expected> {
+  private async copyAuthority(key: Buffer, authority: MemcachedNode, rest: MemcachedNode[], later: FollowUps): Promise<Expected | 'unconfirmed'> {
     const now = await authority.get(key);
     if (now.status === 'failed') return null;
-    await this.spread(key, now, rest);
+    if (!(await this.copiesLanded(key, await this.spread(key, now, rest), later))) return 'unconfirmed';
     return now.status === 'hit' ? now.item.cas : 'gone';
   }
 
   /** Makes `nodes` hold the item, with its flags and remaining TTL, or not hold the key. */
-  private async spread(key: Buffer, state: NodeGet, nodes: MemcachedNode[]): Promise<void> {
-    if (state.status === 'hit') {
-      await this.copyTo(nodes, key, state.item);
-    } else if (state.status === 'miss') {
-      await Promise.all(nodes.map((n) => n.delete(key, 0n)));
-    }
+  private async spread(key: Buffer, state: NodeGet, nodes: MemcachedNode[]): Promise<Array<{ status: string }>> {
+    if (state.status === 'hit') return this.copyTo(nodes, key, state.item);
+    if (state.status === 'miss') return Promise.all(nodes.map((n) => n.delete(key, 0n)));
+    return [];
+  }
+
+  /**
+   * A decision's copies, answered: true once every member took its copy, or once the change
+   * of trust a failed copy started has applied (that member is then out, and reconciled before
+   * it is trusted again). Acknowledged before that, the decision could live on the authority
+   * alone: lost with it, a lock would be granted again on the member that missed the copy.
+   */
+  private async copiesLanded(key: Buffer, replies: Array<{ status: string }>, later: FollowUps): Promise<boolean> {
+    if (!replies.some((r) => r.status === 'failed')) return true;
+    return (await this.handedOver(key, later)) !== false;
   }
 
   /**
@@ -646,11 +657,9 @@ export class ReplicatedRouter {
     await Promise.all(placed.map(({ node, cas }) => node.delete(key, cas)));
   }
 
-  private async copyTo(nodes: MemcachedNode[], key: Buffer, item: StoredItem): Promise<void> {
+  private async copyTo(nodes: MemcachedNode[], key: Buffer, item: StoredItem): Promise<NodeStore[]> {
     const exptime = exptimeForCopy(item.ttl);
-    if (exptime === null) return;
-    await Promise.all(
-      nodes.map((n) => n.store({ mode: 'set', key, value: item.value, flags: item.flags, exptime, cas: 0n })),
-    );
+    if (exptime === null) return [];
+    return Promise.all(nodes.map((n) => n.store({ mode: 'set', key, value: item.value, flags: item.flags, exptime, cas: 0n })));
   }
 }

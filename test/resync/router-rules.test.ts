@@ -18,7 +18,7 @@ function setup(replicas = 2) {
   const filling = new Set<MemcachedNode>();
   const log: string[] = [];
   let hold: Promise<void> | undefined;
-  let handover: () => Promise<void> | undefined = () => undefined;
+  let handover: () => Promise<boolean | void> | undefined = () => undefined;
   const hooks: ResyncHooks = {
     isResyncing: (n) => resyncing.has(n),
     resyncingHere: (n) => resyncing.has(n) && here.has(n),
@@ -40,7 +40,7 @@ function setup(replicas = 2) {
   };
   const router = new ReplicatedRouter(ring, undefined, hooks);
   const setOf = (key: string) => ring.replicaSet(k(key)) as FakeNode[];
-  return { nodes, router, resyncing, here, filling, log, setOf, holdWith: (p: Promise<void> | undefined) => (hold = p), handOverWhen: (f: () => Promise<void> | undefined) => (handover = f) };
+  return { nodes, router, resyncing, here, filling, log, setOf, holdWith: (p: Promise<void> | undefined) => (hold = p), handOverWhen: (f: () => Promise<boolean | void> | undefined) => (handover = f) };
 }
 
 describe('reads while a member resyncs', () => {
@@ -330,6 +330,27 @@ describe('writes wait out a change of trust that a member\'s failure started', (
     expect((await pending).status).toBe('stored');
     expect(second.value('lock')).toBe('1');
     expect(ctx.log).toEqual(['handing over lock']);
+  });
+
+  test('add: decided, its copy failed: not acknowledged until the change of trust that failure started applies; in vain, unavailable', async () => {
+    const ctx = setup();
+    const [first, second] = ctx.setOf('lock');
+    second.failing = true;
+    const waits: string[] = [];
+    ctx.handOverWhen(() => (second.calls.length > 0 && waits.length === 0 ? (waits.push('copy failed'), Promise.resolve(false)) : undefined));
+    expect((await ctx.router.store(item('add', 'lock'))).status).toBe('unavailable');
+    expect(first.value('lock')).toBe('1');
+    expect(waits).toEqual(['copy failed']);
+  });
+
+  test('add: decided, its copy failed, the change applied: acknowledged', async () => {
+    const ctx = setup();
+    const [, second] = ctx.setOf('lock');
+    second.failing = true;
+    let waited = false;
+    ctx.handOverWhen(() => (second.calls.length > 0 && !waited ? ((waited = true), Promise.resolve(true)) : undefined));
+    expect((await ctx.router.store(item('add', 'lock'))).status).toBe('stored');
+    expect(waited).toBe(true);
   });
 
   test('add: after the wait, the same member would decide again: unavailable, never asked twice', async () => {
