@@ -144,7 +144,6 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
   private readonly codec: BackendCodec;
   private status: BackendState = 'up';
   private downReason = '';
-  private downByStall = false;
   private readonly pool = new Set<Connection>();
   /** Probe and metadump connections: outside the pool, closed with the backend. */
   private readonly side = new Set<Connection>();
@@ -196,14 +195,6 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
 
   get state(): BackendState {
     return this.status;
-  }
-
-  /**
-   * Marked down because it stopped answering (a timeout), not because it refused or
-   * closed: it may still answer other sidecars (see down-marks.ts).
-   */
-  get stalled(): boolean {
-    return this.status === 'down' && this.downByStall;
   }
 
   /** Whether metadump can list its keys (not over the binary protocol a SASL backend speaks). */
@@ -423,7 +414,7 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
         // (the rounds may be all it is asked); a slow reply is not: the pool, which sees whether
         // replies still flow, judges stalls.
         if (failure === null || failure.kind === 'timeout' || this.status !== 'up') return;
-        if (++this.failures >= this.opts.failureLimit) this.markDown(failure.reason, failure.reason === CONNECT_TIMEOUT);
+        if (++this.failures >= this.opts.failureLimit) this.markDown(failure.reason);
       },
     };
     const conn = new Connection(this.connectionOptions(), owner);
@@ -475,7 +466,7 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
     if (failure === null || this.status !== 'up') return;
     const evidence = failure.kind === 'timeout' ? ++this.timeouts >= this.opts.timeoutLimit : ++this.failures >= this.opts.failureLimit;
     if (evidence) {
-      this.markDown(failure.reason, stall);
+      this.markDown(failure.reason);
       return;
     }
     // Requests waiting for a connection never wait on one that is not coming.
@@ -495,11 +486,10 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
   // -------------------------------------------------------------------------
   // Health
 
-  private markDown(reason: string, stall: boolean): void {
+  private markDown(reason: string): void {
     if (this.status !== 'up') return;
     this.status = 'down';
     this.downReason = reason;
-    this.downByStall = stall;
     this.failures = 0;
     this.timeouts = 0;
     this.goodProbes = 0;

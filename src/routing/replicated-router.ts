@@ -73,12 +73,6 @@ export const SILENT_EVENTS: RouterEvents = {
  */
 export interface ResyncHooks {
   isResyncing(node: MemcachedNode): boolean;
-  /**
-   * Resyncing for a reason of this sidecar's own (its run: a restart or a dropped
-   * connection): it may lack this sidecar's own writes. A backend distrusted only
-   * for another sidecar's reasons (its run, its down-mark) took all of them.
-   */
-  resyncingHere(node: MemcachedNode): boolean;
   /** A fill may be copying into it: its hit is not served once a trusted natural member missed. */
   isFilling(node: MemcachedNode): boolean;
   /** Called before a delete is sent; the delete goes out once the returned promise settles. */
@@ -101,7 +95,6 @@ export interface ResyncHooks {
 
 export const NO_RESYNC: ResyncHooks = {
   isResyncing: () => false,
-  resyncingHere: () => false,
   isFilling: () => false,
   deleting: () => undefined,
   flushing: () => undefined,
@@ -287,10 +280,7 @@ export class ReplicatedRouter {
    */
   private trustedFirst(members: MemcachedNode[]): MemcachedNode[] {
     if (!members.some((m) => this.resync.isResyncing(m))) return members;
-    // When no member is trusted, the first still answers a write (set, replace, delete) and is
-    // what converge copies: one this sidecar resyncs itself may have restarted empty, while
-    // one only another sidecar distrusts took every write of this one. So that one comes first.
-    const rank = (m: MemcachedNode): number => (!this.resync.isResyncing(m) ? 0 : this.resync.resyncingHere(m) ? 2 : 1);
+    const rank = (m: MemcachedNode): number => (this.resync.isResyncing(m) ? 1 : 0);
     return [...members].sort((a, b) => rank(a) - rank(b));
   }
 

@@ -590,7 +590,6 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
 export function routerHooks(agent: TrustAgent, runs: () => Pick<Resyncer, 'isFilling' | 'deleting' | 'flushing'>): ResyncHooks {
   return {
     isResyncing: (node) => agent.isResyncing(node),
-    resyncingHere: (node) => agent.isResyncing(node),
     isFilling: (node) => runs().isFilling(node),
     deleting: (key) => runs().deleting(key),
     flushing: () => runs().flushing(),
