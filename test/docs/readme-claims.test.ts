@@ -24,6 +24,14 @@ import { createMetrics } from '../../src/metrics/registry';
 import { VERSION } from '../../src/version';
 import { codeSpans, fences, manualFiles, read, ROOT, section, tables, withoutFences } from './markdown';
 
+/** Every TypeScript source of src/, joined: where the manual's quoted names, replies and log lines must stand. */
+const sources = (function all(dir: string): string {
+  return readdirSync(dir)
+    .map((f) => path.join(dir, f))
+    .map((f) => (statSync(f).isDirectory() ? all(f) : f.endsWith('.ts') ? readFileSync(f, 'utf8') : ''))
+    .join('\n');
+})(path.join(ROOT, 'src'));
+
 const README = read('README.md');
 const CLI = path.join(ROOT, 'dist', 'cli.js');
 
@@ -206,12 +214,6 @@ describe('metric names in the manual', () => {
     exposition = await metrics.registry.metrics();
   });
 
-  const sources = (function all(dir: string): string {
-    return readdirSync(dir)
-      .map((f) => path.join(dir, f))
-      .map((f) => (statSync(f).isDirectory() ? all(f) : f.endsWith('.ts') ? readFileSync(f, 'utf8') : ''))
-      .join('\n');
-  })(path.join(ROOT, 'src'));
 
   /** What is wrong with the replicached_* names of `text` (from `file`). */
   function problemsIn(file: string, text: string): string[] {
@@ -279,12 +281,6 @@ describe('metric names in the manual', () => {
 // ---- quoted replies and log lines -------------------------------------------------
 
 describe('replies and log lines the manual quotes', () => {
-  const sources = (function all(dir: string): string {
-    return readdirSync(dir)
-      .map((f) => path.join(dir, f))
-      .map((f) => (statSync(f).isDirectory() ? all(f) : f.endsWith('.ts') ? readFileSync(f, 'utf8') : ''))
-      .join('\n');
-  })(path.join(ROOT, 'src'));
   const manual = manualFiles()
     .filter((f) => f !== 'CHANGELOG.md')
     .map((f) => ({ file: f, spans: codeSpans(withoutFences(read(f))) }));
