@@ -23,6 +23,7 @@ import type { Resyncer } from '../resync/resyncer';
 import {
   DEFAULT_TIMING,
   TrustState,
+  outEpoch,
   decodeRecord,
   encodeRecord,
   type Reason,
@@ -149,8 +150,11 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     this.wake();
     await Promise.all(this.loops);
     const record = encodeRecord(this.state.record([], true));
-    const key = recordKey(this.state.id);
-    await Promise.all([...this.byAddress.values()].map((n) => n.store({ mode: 'set', key, value: record, flags: 0, exptime: RECORD_TTL_S, cas: 0n })));
+    await Promise.all([...this.byAddress.values()].map((n) => this.writeRecord(n, record)));
+  }
+
+  private writeRecord(node: MemcachedNode, record: Buffer): Promise<NodeStore> {
+    return node.store({ mode: 'set', key: recordKey(this.state.id), value: record, flags: 0, exptime: RECORD_TTL_S, cas: 0n });
   }
 
   /**
@@ -180,7 +184,11 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   admit(scope: FollowUps): void {
     const t: Ticket = { generation: this.state.generation, parked: false };
     this.tickets.set(scope, t);
-    this.active.set(t.generation, (this.active.get(t.generation) ?? 0) + 1);
+    this.count(t.generation);
+  }
+
+  private count(generation: number): void {
+    this.active.set(generation, (this.active.get(generation) ?? 0) + 1);
   }
 
   /** The request and its follow-up steps ended. */
@@ -229,7 +237,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
       if (ticket !== undefined && ticket.parked) {
         ticket.parked = false;
         ticket.generation = this.state.generation;
-        this.active.set(ticket.generation, (this.active.get(ticket.generation) ?? 0) + 1);
+        this.count(ticket.generation);
       }
       return go;
     });
@@ -338,7 +346,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
       if (c.to.role === 'trusted' && node !== undefined) {
         for (const a of this.state.addresses) {
           const stage = this.state.stageOf(a);
-          if (stage.role !== 'trusted') this.markStandIns(a, stage.role === 'out' ? stage.epoch : stage.epoch - 1, [node]);
+          if (stage.role !== 'trusted') this.markStandIns(a, outEpoch(stage), [node]);
         }
       }
     }
@@ -377,8 +385,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     for (const n of naturals) {
       const stage = this.state.stageOf(n.address);
       if (stage.role === 'trusted') continue;
-      const epoch = stage.role === 'out' ? stage.epoch : stage.epoch - 1;
-      const r = await node.casOf(standInKey(n.address, epoch));
+      const r = await node.casOf(standInKey(n.address, outEpoch(stage)));
       if (r.status !== 'hit') return null;
       if (since === null || r.cas < since) since = r.cas;
     }
@@ -460,7 +467,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     // Pipelined on the one connection, which memcached answers in order: the record lands before
     // the roster and the incarnation key are read. Two round trips a round, not four.
     const [wrote, roster, incarnation] = await Promise.all([
-      node.store({ mode: 'set', key: recordKey(id), value: record, flags: 0, exptime: RECORD_TTL_S, cas: 0n }),
+      this.writeRecord(node, record),
       node.get(ROSTER_KEY, ROSTER_TTL_S),
       node.get(INCARNATION_KEY, LONGEST_RELATIVE_EXPIRY_S),
     ]);
@@ -544,7 +551,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
         const stage = this.state.stageOf(node.address);
         if (stage.role !== 'refill') return;
         const r = await node.get(INCARNATION_KEY);
-        if (r.status === 'hit' && Number(r.item.value.toString('latin1')) < stage.epoch - 1) kept.add(node.address);
+        if (r.status === 'hit' && Number(r.item.value.toString('latin1')) < outEpoch(stage)) kept.add(node.address);
       }),
     );
     return kept;

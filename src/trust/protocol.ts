@@ -25,6 +25,11 @@ export function isNewer(a: Stage, b: Stage): boolean {
   return a.epoch !== b.epoch ? a.epoch > b.epoch : RANK[a.role] > RANK[b.role];
 }
 
+/** The epoch at which a backend that is not trusted went out: its stage's, or (in refill) the one before. */
+export function outEpoch(stage: Stage): number {
+  return stage.role === 'out' ? stage.epoch : stage.epoch - 1;
+}
+
 function atLeast(a: Stage | undefined, b: Stage): boolean {
   return a !== undefined && !isNewer(b, a);
 }
