@@ -223,7 +223,7 @@ export class ReplicatedRouter {
     const { reply, authority, rest } = await this.askAuthority('delete', key, members, (m) => m.delete(key, cas), later);
     if (reply.status === 'failed') return UNAVAILABLE;
     if (reply.status === 'deleted' && rest.length > 0) {
-      if (!(await this.copiesLanded(key, await Promise.all(rest.map((m) => m.delete(key, 0n))), later))) return UNAVAILABLE;
+      if (!(await this.landed(key, await Promise.all(rest.map((m) => m.delete(key, 0n))), later))) return UNAVAILABLE;
       later.push(this.converge(key, [authority, ...rest], ['gone'], false));
     }
     return reply;
@@ -343,7 +343,7 @@ export class ReplicatedRouter {
       } else failed = true;
     }
     // A miss only when every member said so, one of them with authority; otherwise we cannot know.
-    if (!failed && authoritativeMiss && !this.undecidable(key, members)) return MISS;
+    if (!failed && authoritativeMiss) return MISS;
     return failed && again ? this.readAgain(key, later) : UNAVAILABLE;
   }
 
@@ -355,11 +355,11 @@ export class ReplicatedRouter {
     const replies: NodeGet[] = await Promise.all(members.map((m) => m.get(key, touch)));
     for (const m of members) this.countRead(m);
     // As in writeAll: acknowledged once no other sidecar reads first a member that failed it.
-    if (replies.some((r) => r.status === 'failed') && (await this.handedOver(key, later)) === false) return UNAVAILABLE;
+    if (!(await this.landed(key, replies, later))) return UNAVAILABLE;
     // As in readInTurn: a stale member's hit does not stand against a miss that proves the key gone.
     const gone = members.some((m, i) => replies[i].status === 'miss' && this.provesGone(key, m));
     const hitAt = replies.findIndex((r, i) => r.status === 'hit' && !(gone && this.staleAfterGone(key, members[i])));
-    if (hitAt < 0) return replies.some((r) => r.status === 'failed') || this.undecidable(key, members) ? UNAVAILABLE : MISS;
+    if (hitAt < 0) return replies.some((r) => r.status === 'failed') ? UNAVAILABLE : MISS;
     if (hitAt > 0) this.events.failover('gat');
     const hit = replies[hitAt] as Extract<NodeGet, { status: 'hit' }>;
     const missed = members.filter((_, i) => replies[i].status === 'miss');
@@ -400,7 +400,7 @@ export class ReplicatedRouter {
     if (rest.length === 0) return reply;
     if (reply.status === 'too_large' && cmd.mode === 'set') {
       // The authority dropped what the key held, as memcached does on a set too large: so do the others.
-      if (!(await this.copiesLanded(cmd.key, await Promise.all(rest.map((m) => m.delete(cmd.key, 0n))), later))) return UNAVAILABLE;
+      if (!(await this.landed(cmd.key, await Promise.all(rest.map((m) => m.delete(cmd.key, 0n))), later))) return UNAVAILABLE;
       later.push(this.converge(cmd.key, [authority, ...rest], ['gone'], false));
       return reply;
     }
@@ -413,7 +413,7 @@ export class ReplicatedRouter {
       return reply;
     }
     const copies = await Promise.all(rest.map((m) => m.store({ ...cmd, mode: 'set', cas: 0n })));
-    if (!(await this.copiesLanded(cmd.key, copies, later))) return UNAVAILABLE;
+    if (!(await this.landed(cmd.key, copies, later))) return UNAVAILABLE;
     later.push(this.converge(cmd.key, [authority, ...rest], [reply.cas], false));
     return reply;
   }
@@ -444,7 +444,7 @@ export class ReplicatedRouter {
     // Only on members being resynced, the write may be on one backend alone, which a later
     // failure can lose with it: it is not acknowledged.
     if (!members.some((m, i) => replies[i].status !== 'failed' && !this.resync.isResyncing(m))) return UNAVAILABLE;
-    if (answered.length < replies.length && (await this.handedOver(key, later)) === false) return UNAVAILABLE;
+    if (!(await this.landed(key, replies, later))) return UNAVAILABLE;
     const disagree = answered.some((r) => r.status !== answered[0].status);
     if (disagree) this.events.disagreement(command);
     // A member that failed is going away (its return is resynced); the others still converge,
@@ -541,7 +541,7 @@ export class ReplicatedRouter {
   private async copyAuthority(key: Buffer, authority: MemcachedNode, rest: MemcachedNode[], later: FollowUps): Promise<Expected | 'unconfirmed'> {
     const now = await authority.get(key);
     if (now.status === 'failed') return null;
-    if (!(await this.copiesLanded(key, await this.spread(key, now, rest), later))) return 'unconfirmed';
+    if (!(await this.landed(key, await this.spread(key, now, rest), later))) return 'unconfirmed';
     return now.status === 'hit' ? now.item.cas : 'gone';
   }
 
@@ -553,12 +553,13 @@ export class ReplicatedRouter {
   }
 
   /**
-   * A decision's copies, answered: true once every member took its copy, or once the change
-   * of trust a failed copy started has applied (that member is then out, and reconciled before
-   * it is trusted again). Acknowledged before that, the decision could live on the authority
-   * alone: lost with it, a lock would be granted again on the member that missed the copy.
+   * A write sent to several members, answered: true once every member took it, or once the
+   * change of trust a failure started has applied (that member is then out, and reconciled
+   * before it is trusted again, so no sidecar reads it first any more). Acknowledged before
+   * that, a decision could live on the authority alone, and a write be missing from the
+   * member another sidecar still reads first.
    */
-  private async copiesLanded(key: Buffer, replies: Array<{ status: string }>, later: FollowUps): Promise<boolean> {
+  private async landed(key: Buffer, replies: Array<{ status: string }>, later: FollowUps): Promise<boolean> {
     if (!replies.some((r) => r.status === 'failed')) return true;
     return (await this.handedOver(key, later)) !== false;
   }
