@@ -105,10 +105,10 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   /** Stand-in keys being written: acknowledgements wait for them (see markStandIns). */
   private readonly marking = new Set<Promise<unknown>>();
   /**
-   * Backends whose fill completed here: the epoch of the refill it was for, and whether every
-   * other backend was trusted when it began (then each key had a trusted source).
+   * Backends whose fill completed here: the epoch of the refill it was for, and the backends
+   * trusted when it began (its sources).
    */
-  private readonly filled = new Map<string, { epoch: number; othersTrusted: boolean }>();
+  private readonly filled = new Map<string, { epoch: number; sources: ReadonlySet<string> }>();
   /** Flushes this sidecar sent and whose incarnation key is not yet written again. */
   private readonly flushesPending = new Map<string, number>();
   private running = false;
@@ -524,20 +524,29 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
 
   /** A fill of this epoch completed here: trusted once the others allow it (TrustState.mayTrust). */
   private proposeFilled(a: string): void {
+    if (!this.fillCounts(a)) return;
+    if (this.othersTrusted(a)) return void this.propose(a, 'trusted', 'filled');
+    // Several in refill: which kept their data, from their incarnation keys (see markIncarnation).
+    const epoch = this.state.stageOf(a).epoch;
+    void this.keptData().then((kept) => {
+      if (this.state.stageOf(a).epoch === epoch && this.fillCounts(a) && this.state.mayTrust(a, (b) => kept.has(b), this.clock.now())) {
+        this.propose(a, 'trusted', 'filled');
+      }
+    });
+  }
+
+  /**
+   * A fill of the backend's current refill completed here, from every backend trusted now. One
+   * trusted since it began was no source for it: its keys were copied from elsewhere or kept
+   * as they were, so the fill is forgotten, to run again.
+   */
+  private fillCounts(a: string): boolean {
     const stage = this.state.stageOf(a);
     const filled = this.filled.get(a);
-    if (filled?.epoch !== stage.epoch || stage.role !== 'refill') return;
-    if (this.othersTrusted(a)) {
-      // Filled while another backend was not trusted: its keys had no source there. Again.
-      if (filled.othersTrusted) this.propose(a, 'trusted', 'filled');
-      else this.filled.delete(a);
-      return;
-    }
-    // Several in refill: which kept their data, from their incarnation keys (see markIncarnation).
-    void this.keptData().then((kept) => {
-      const now = this.state.stageOf(a);
-      if (now.epoch === stage.epoch && now.role === 'refill' && this.state.mayTrust(a, (b) => kept.has(b))) this.propose(a, 'trusted', 'filled');
-    });
+    if (filled?.epoch !== stage.epoch || stage.role !== 'refill') return false;
+    if (this.trustedBackends().every((b) => filled.sources.has(b))) return true;
+    this.filled.delete(a);
+    return false;
   }
 
   /**
@@ -561,12 +570,17 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     return this.state.addresses.every((b) => b === a || (this.state.roleOf(b) === 'trusted' && !this.state.isPending(b)));
   }
 
+  /** The backends a fill may copy from: trusted, and staying so. */
+  private trustedBackends(): string[] {
+    return this.state.addresses.filter((b) => this.state.roleOf(b) === 'trusted' && !this.state.isPending(b));
+  }
+
   private maybeFill(node: MemcachedNode, now: number): void {
     const a = node.address;
     if (this.filled.get(a)?.epoch === this.state.stageOf(a).epoch) return;
     // Every backend came back empty and none is trusted: nothing was kept anywhere, nothing to copy.
     if (this.state.addresses.every((b) => this.bornEmpty.has(b) && this.state.roleOf(b) !== 'trusted')) {
-      this.filled.set(a, { epoch: this.state.stageOf(a).epoch, othersTrusted: true });
+      this.filled.set(a, { epoch: this.state.stageOf(a).epoch, sources: new Set() });
       this.proposeFilled(a);
       return;
     }
@@ -576,11 +590,11 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     const control = new AbortController();
     this.fills.set(a, control);
     const epoch = this.state.stageOf(a).epoch;
-    const othersTrusted = this.othersTrusted(a);
+    const sources = new Set(this.trustedBackends());
     void this.opts.fill(node, control.signal).then((complete) => {
       if (this.fills.get(a) === control) this.fills.delete(a);
       const stage = this.state.stageOf(a);
-      if (complete && !control.signal.aborted && stage.role === 'refill' && stage.epoch === epoch) this.filled.set(a, { epoch, othersTrusted });
+      if (complete && !control.signal.aborted && stage.role === 'refill' && stage.epoch === epoch) this.filled.set(a, { epoch, sources });
       this.proposeFilled(a);
     });
   }

@@ -43,6 +43,17 @@ export interface TrustRecord {
   readonly reach: readonly string[];
   /** It stopped acting for good (a clean shutdown): nobody waits for it any more. */
   readonly left?: boolean;
+  /**
+   * Per backend away now: the out epoch it went away at, and the backends that were trusted
+   * (and not about to change) here when that out applied. Only from a sidecar that had
+   * watched the backend trusted (see TrustState.outlastedBy).
+   */
+  readonly outlasted?: Readonly<Record<string, Outlasted>>;
+}
+
+export interface Outlasted {
+  readonly epoch: number;
+  readonly by: readonly string[];
 }
 
 export function encodeRecord(r: TrustRecord): Buffer {
@@ -59,6 +70,15 @@ function isStageMap(v: unknown): v is Record<string, Stage> {
   return typeof v === 'object' && v !== null && Object.values(v).every(isStage);
 }
 
+function isOutlastedMap(v: unknown): v is Record<string, Outlasted> {
+  if (typeof v !== 'object' || v === null) return false;
+  return Object.values(v).every((o: unknown) => {
+    if (typeof o !== 'object' || o === null) return false;
+    const { epoch, by } = o as Record<string, unknown>;
+    return Number.isSafeInteger(epoch) && Array.isArray(by) && by.every((b) => typeof b === 'string');
+  });
+}
+
 /** A record as read from a backend; null when it is not one (another writer's key, a torn value). */
 export function decodeRecord(value: Buffer): TrustRecord | null {
   let v: unknown;
@@ -72,6 +92,7 @@ export function decodeRecord(value: Buffer): TrustRecord | null {
   if (typeof r.id !== 'string' || !Number.isSafeInteger(r.seq) || !isStageMap(r.applied) || !isStageMap(r.seen)) return null;
   if (!Array.isArray(r.reach) || !r.reach.every((a) => typeof a === 'string')) return null;
   if (r.left !== undefined && r.left !== true) return null;
+  if (r.outlasted !== undefined && !isOutlastedMap(r.outlasted)) return null;
   return r as unknown as TrustRecord;
 }
 
@@ -157,6 +178,14 @@ export class TrustState {
   private readonly reasons = new Map<string, Reason>();
   /** The last epoch of each backend a reload removed. */
   private readonly retired = new Map<string, number>();
+  /** Per backend away: who was trusted here when its out applied (TrustRecord.outlasted). */
+  private readonly outlasted = new Map<string, Outlasted>();
+  /**
+   * This sidecar's view matched the cluster's once (fresh, nothing pending): from then on
+   * it watched every change, so what it saw trusted at an out is worth publishing. A
+   * newcomer's first applies are catching up on history it did not see.
+   */
+  private witnessing = false;
   private seq = 0;
   private pendingCount = 0;
   /** Grows whenever `seen` or `applied` changes: requests admitted under an older one are the old view. */
@@ -190,6 +219,7 @@ export class TrustState {
       this.seen.delete(a);
       this.published.delete(a);
       this.roundAt.delete(a);
+      this.outlasted.delete(a);
     }
     // Added again: out at an epoch past any it had before, so that an old record's stage of it
     // (trusted, say) is older than its new one and never adopted.
@@ -289,6 +319,7 @@ export class TrustState {
       seen: Object.fromEntries(this.published),
       reach: [...reach],
       ...(left && { left: true }),
+      ...(this.outlasted.size > 0 && { outlasted: Object.fromEntries(this.outlasted) }),
     };
   }
 
@@ -338,13 +369,17 @@ export class TrustState {
    * that came back empty, so that a key whose only copy it holds is not answered a miss by
    * the empty one; among equals, the lowest address.
    */
-  mayTrust(address: string, intact: (address: string) => boolean): boolean {
+  mayTrust(address: string, intact: (address: string) => boolean, now: number): boolean {
     const others = this.addresses.filter((a) => a !== address);
     if (others.every((a) => this.roleOf(a) === 'trusted' && !this.isPending(a))) return true;
     const untrusted = this.addresses.filter((a) => this.roleOf(a) !== 'trusted');
     if (!untrusted.every((a) => this.roleOf(a) === 'refill' && !this.isPending(a))) return false;
     const kept = untrusted.filter(intact);
-    return [...(kept.length > 0 ? kept : untrusted)].sort()[0] === address;
+    const candidates = kept.length > 0 ? kept : untrusted;
+    // Not one that another candidate outlasted: that one took the writes it missed.
+    const outlasted = new Map(candidates.map((c) => [c, this.outlastedBy(c, now)]));
+    const first = candidates.filter((c) => !candidates.some((d) => outlasted.get(c)?.has(d) === true));
+    return [...(first.length > 0 ? first : candidates)].sort()[0] === address;
   }
 
   /** The peer's latest record says it reaches `address`. */
@@ -365,7 +400,11 @@ export class TrustState {
   tryApply(now: number): StageChange[] {
     // Not before every backend that stays in had a round: until then this sidecar may not
     // know every other sidecar (a newcomer), and would count its own acknowledgement alone.
-    if (this.pendingCount === 0 || !this.freshUnder((a) => this.seenRoleOf(a), now)) return [];
+    if (!this.freshUnder((a) => this.seenRoleOf(a), now)) return [];
+    if (this.pendingCount === 0) {
+      this.witnessing = true;
+      return [];
+    }
     const applied: StageChange[] = [];
     const live = this.livePeers(now);
     for (const a of this.addresses) {
@@ -374,10 +413,45 @@ export class TrustState {
       const elsewhere = [...this.peers.values()].some((p) => atLeast(p.record.applied[a], target));
       if (!elsewhere && !live.every((p) => atLeast(p.record.seen[a], target) || atLeast(p.record.applied[a], target))) continue;
       const from = this.applied.get(a) ?? INITIAL_STAGE;
+      this.noteOutlasted(a, target);
       this.apply(a, target);
       applied.push({ address: a, from, to: target, ...(this.reasons.has(a) && { reason: this.reasons.get(a) }) });
     }
     return applied;
+  }
+
+  /** Before `address` takes `stage`: who outlasts it, if it goes out from trusted here. */
+  private noteOutlasted(address: string, stage: Stage): void {
+    if (stage.role === 'trusted') this.outlasted.delete(address);
+    if (stage.role !== 'out') return;
+    const trustedNow = (b: string) => b !== address && this.roleOf(b) === 'trusted' && !this.isPending(b);
+    const before = this.outlasted.get(address);
+    if (this.roleOf(address) === 'refill') {
+      // Out again before trusted: what it took in refill, the trusted ones took too; one that
+      // went out since may lack some of it.
+      if (before !== undefined) this.outlasted.set(address, { epoch: stage.epoch, by: before.by.filter(trustedNow) });
+      return;
+    }
+    if (this.roleOf(address) !== 'trusted') return;
+    if (!this.witnessing) return void this.outlasted.delete(address);
+    this.outlasted.set(address, { epoch: stage.epoch, by: this.addresses.filter(trustedNow) });
+  }
+
+  /**
+   * The backends that every live witness saw trusted when `address` went out at its current
+   * out epoch: they took every write it missed. null: no witness (then nothing is known).
+   */
+  outlastedBy(address: string, now: number): Set<string> | null {
+    const stage = this.stageOf(address);
+    if (stage.role === 'trusted') return null;
+    const epoch = outEpoch(stage);
+    const views = [this.outlasted.get(address), ...this.livePeers(now).map((p) => p.record.outlasted?.[address])];
+    let by: Set<string> | null = null;
+    for (const v of views) {
+      if (v === undefined || v.epoch !== epoch) continue;
+      by = by === null ? new Set(v.by) : new Set(v.by.filter((b) => by?.has(b)));
+    }
+    return by;
   }
 
   private apply(address: string, stage: Stage): void {

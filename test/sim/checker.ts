@@ -26,6 +26,14 @@
 //   stuck        long after the faults stopped, a backend is still not trusted by
 //                every sidecar, or work is still in flight
 //
+// Lost copies: a memcached killed or restarted held the only copy of a key's
+// latest value, or lacked a key whose latest write is a delete that another
+// backend still holds an older value of (the others were away, or lost theirs). Replication
+// cannot keep what no surviving backend holds, so from then on the key's
+// earlier history is unknown: a read may return any older value or miss, and
+// a lock held before may be granted again. Checks resume with the key's next
+// acknowledged write.
+//
 // "Can fall between": a delete in flight or not acknowledged (before settle),
 // or one that completed after the earlier write began; an expiry once the
 // earlier write's TTL could have run out. A key keeps one TTL for all its
@@ -101,6 +109,8 @@ class KeyState {
   lastRemoval = -Infinity;
   /** Lock keys: acquisitions whose holder has not begun the release, by client. */
   readonly holders = new Map<string, OpRecord>();
+  /** When the last surviving copy of the key's latest value was lost (see the head comment). */
+  lostAt = -Infinity;
 }
 
 /** How many of each kind are kept whole (all are counted). */
@@ -187,6 +197,33 @@ export class Checker {
     this.unanswered = [];
   }
 
+  /**
+   * A killed memcached held `value` of `key` and no other backend holds it: if it was the
+   * key's latest write (or one not acknowledged yet), the key's history so far is lost.
+   */
+  copiesLost(key: string, value: string): void {
+    const state = this.keys.get(key);
+    if (state === undefined) return;
+    if (isLockKey(key)) {
+      state.holders.clear();
+      state.lostAt = this.now();
+      return;
+    }
+    const w = this.written.get(value);
+    const latest = state.writes.latestBefore(Infinity);
+    if (w !== undefined && (w.done === Infinity || latest === w)) state.lostAt = this.now();
+  }
+
+  /**
+   * A killed memcached did not hold `key` while another backend does: if the key's latest
+   * write is a delete, the killed one may have been the only backend that applied it.
+   */
+  absenceLost(key: string): void {
+    const state = this.keys.get(key);
+    if (state === undefined || isLockKey(key)) return;
+    if (state.pendingDeletes > 0 || state.writes.latestBefore(Infinity)?.kind === 'delete') state.lostAt = this.now();
+  }
+
   /** The members of `key` hold different values at a quiet moment. */
   diverged(key: string, holdings: string): void {
     this.report('diverged', `${key}: ${holdings}`);
@@ -204,14 +241,14 @@ export class Checker {
       return;
     }
     const later = state.writes.latestBefore(read.inv);
-    if (later === undefined || later.inv <= w.done) return;
+    if (later === undefined || later.inv <= w.done || later.done <= state.lostAt) return;
     const kind = later.kind === 'delete' ? 'deleted-served' : 'stale-read';
     this.report(kind, `${show(read)} returned ${value} from ${show(w)}, but ${show(later)} came after it`);
   }
 
   private checkMiss(read: OpRecord, state: KeyState): void {
     const set = state.sets.latestBefore(read.inv);
-    if (set === undefined || this.mayBeGone(state, set, set.inv, read.done)) return;
+    if (set === undefined || set.done <= state.lostAt || this.mayBeGone(state, set, set.inv, read.done)) return;
     this.report('lost-write', `${show(read)} missed, but ${show(set)} came before it and no delete since`);
   }
 

@@ -69,7 +69,18 @@ export class SimMemcached {
     this.peers.delete(peer);
   }
 
+  /** Told what a kill or restart takes away (the checker excuses what no other copy held). */
+  onLoss: (items: ReadonlyMap<string, string>) => void = () => {};
+
   kill(): void {
+    if (this.state !== 'dead') {
+      const lost = new Map<string, string>();
+      for (const name of [...this.items.keys()]) {
+        const item = this.live(name);
+        if (item !== undefined) lost.set(name, item.value.toString('latin1'));
+      }
+      this.onLoss(lost);
+    }
     this.state = 'dead';
     this.items = new Map();
     this.queued = [];

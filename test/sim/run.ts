@@ -88,6 +88,16 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
   const ring = new ReplicaRing(hosts[0].paths.map((node) => ({ node, weight: 1 })), replicas);
   const byAddress = new Map(backends.map((mc) => [mc.address, mc]));
   const workload = new Workload(scheduler, rng.stream('workload'), checker, hosts, workloadOptions);
+  for (const mc of backends) {
+    mc.onLoss = (items) => {
+      for (const [key, value] of items) {
+        if (!backends.some((other) => other !== mc && other.peek(key)?.value === value)) checker.copiesLost(key, value);
+      }
+      for (const key of checker.keyNames()) {
+        if (!items.has(key) && backends.some((other) => other !== mc && other.peek(key) !== undefined)) checker.absenceLost(key);
+      }
+    };
+  }
   const faults = new Faults({ scheduler, trace, backends, hosts }, rng.stream('faults'), faultOptions, replicas);
   const phases = rng.stream('phases');
   let quietChecks = 0;

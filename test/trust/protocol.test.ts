@@ -125,19 +125,46 @@ describe('agreement', () => {
     publish(a);
     a.tryApply(1);
     const none = (): boolean => false;
-    expect(a.mayTrust(X, none)).toBe(false); // X is trusted already; Y and Z are out
+    expect(a.mayTrust(X, none, 1)).toBe(false); // X is trusted already; Y and Z are out
     for (const at of [Y, Z]) a.propose(at, 'refill', 'reachable');
     publish(a);
     a.tryApply(1);
-    expect(a.mayTrust(Y, none)).toBe(true); // y:1 < z:1
-    expect(a.mayTrust(Z, none)).toBe(false);
+    expect(a.mayTrust(Y, none, 1)).toBe(true); // y:1 < z:1
+    expect(a.mayTrust(Z, none, 1)).toBe(false);
     // One kept its data (no restart): it goes first, whatever its address.
-    expect(a.mayTrust(Z, (b) => b === Z)).toBe(true);
-    expect(a.mayTrust(Y, (b) => b === Z)).toBe(false);
+    expect(a.mayTrust(Z, (b) => b === Z, 1)).toBe(true);
+    expect(a.mayTrust(Y, (b) => b === Z, 1)).toBe(false);
     a.propose(Y, 'trusted', 'filled');
     publish(a);
     a.tryApply(1);
-    expect(a.mayTrust(Z, none)).toBe(true);
+    expect(a.mayTrust(Z, none, 1)).toBe(true);
+  });
+
+  test('of several refilled at once that kept their data, the one that went out last goes first: it took the writes the others missed', () => {
+    const a = sidecar('a');
+    a.tryApply(0); // its view matches the cluster's: from now on it witnesses every change
+    const goOut = (at: string): void => {
+      a.propose(at, 'out', 'failed');
+      publish(a);
+      a.tryApply(1);
+    };
+    goOut(Y); // Y first, while X and Z were trusted
+    goOut(X); // then X, while Z was
+    goOut(Z); // Z last
+    expect([...(a.outlastedBy(Y, 1) ?? [])].sort()).toEqual([X, Z]);
+    expect([...(a.outlastedBy(X, 1) ?? [])]).toEqual([Z]);
+    expect(a.outlastedBy(Z, 1)).toEqual(new Set());
+    for (const at of ALL) a.propose(at, 'refill', 'reachable');
+    publish(a);
+    a.tryApply(1);
+    const all = (): boolean => true;
+    expect(ALL.filter((at) => a.mayTrust(at, all, 1))).toEqual([Z]);
+    // What it saw goes out in its record. A live peer that saw otherwise (Z went away with X, say) leaves only what both saw.
+    const record = a.record(ALL);
+    const disagreeing: TrustRecord = { ...record, id: 'c', seq: 1, outlasted: { ...record.outlasted, [X]: { epoch: record.outlasted![X].epoch, by: [] } } };
+    for (const at of ALL) a.roundDone(at, 1, 1, [disagreeing]);
+    expect(a.outlastedBy(X, 1)).toEqual(new Set());
+    expect(ALL.filter((at) => a.mayTrust(at, all, 1))).toEqual([X]); // X and Z now unordered: the lowest address
   });
 
   test('a sidecar whose record stood still for D is not waited for; one that writes is', () => {
