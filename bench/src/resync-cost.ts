@@ -270,8 +270,7 @@ async function measure(sidecars: number, keys: number, valueBytes: number, idleS
         modelPerSecond: ROUNDS_PER_SECOND * sidecars * BACKENDS * (sidecars + 2),
       },
       refill: {
-        // A sidecar that saw refill and trusted within one poll has no refill time of its own: trusted's stands for it.
-        refillAppliedSeconds: Math.max(...times(refillAt.map((r, i) => r ?? trustedAt[i]))),
+        refillAppliedSeconds: Math.max(...times(refillAt)),
         firstTrustedSeconds: Math.min(...times(trustedAt)),
         trustedSeconds: Math.max(...times(trustedAt)),
         quietSeconds,
