@@ -508,8 +508,10 @@ export class ResyncRun {
       return (await this.pruneOne(key, cas)) ? 'pruned' : 'skipped';
     }
     const set = this.ring.replicaSet(key);
-    if (!this.isMember(set, this.target)) {
+    const natural = this.ring.ringOrder(key).slice(0, this.ring.replicas);
+    if (!this.isMember(set, this.target) && !this.isMember(natural, this.target)) {
       // Neither a member nor a stand-in: nothing reads this copy, and a later reload could make it a stale member's.
+      // A natural member's own copy stays: out of the placement it is only away, and comes back to it.
       return (await this.target.delete(key, cas)).status === 'deleted' ? 'pruned' : 'skipped';
     }
     return this.mode === 'refresh' ? this.refreshOne(key, set) : 'skipped';

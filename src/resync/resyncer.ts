@@ -164,7 +164,9 @@ export class Resyncer {
   /** The backend is trusted again after a fill: what stand-ins hold of its keys is garbage now. */
   shedAll(): void {
     if (this.closed) return;
-    for (const b of this.backends) void this.resync(b, 'shed');
+    // Only trusted ones: a backend away (or in refill) is in no key's placement now, yet what
+    // it holds may be the newest copy of its own keys, for its refill to reconcile.
+    for (const b of this.backends) if (!this.trust.isResyncing(b)) void this.resync(b, 'shed');
   }
 
   /** A refill of this process copies into it (the trust agent's fill, or one asked for). */

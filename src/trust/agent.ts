@@ -74,6 +74,12 @@ function timedOut(f: Failed): boolean {
   return f.reason.startsWith('timeout');
 }
 
+/**
+ * Incarnation keys written this recently (by sidecars starting together) make a new cluster,
+ * not restarts. A memcached restarted this soon after the cluster began is not told apart.
+ */
+const NEW_CLUSTER_WINDOW_S = 10;
+
 const STALE: Failed = { status: 'failed', reason: 'trust view stale' };
 const GOING_OUT: Failed = { status: 'failed', reason: 'backend going out' };
 
@@ -412,17 +418,22 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
 
   /**
    * Before the first round: a backend without its incarnation key restarted empty,
-   * unless none has one (a new cluster: nothing was ever replicated to lose).
+   * unless the cluster is new: none has one, or every one found was written moments
+   * ago (another sidecar starting with this one is writing them; until the first
+   * write through any sidecar, nothing was replicated to lose).
    */
   private async survey(): Promise<void> {
     const nodes = [...this.byAddress.values()];
     const found = await Promise.all(nodes.map((n) => n.get(INCARNATION_KEY)));
-    const fresh = found.every((r) => r.status !== 'hit');
+    const justWritten = (r: (typeof found)[number]) => r.status === 'hit' && r.item.ttl >= LONGEST_RELATIVE_EXPIRY_S - NEW_CLUSTER_WINDOW_S;
+    const fresh = found.every((r) => r.status !== 'hit' || justWritten(r));
+    const marks: Promise<unknown>[] = [];
     for (let i = 0; i < nodes.length; i++) {
       const r = found[i];
-      if (fresh && r.status === 'miss') await this.markIncarnation(nodes[i]);
+      if (fresh && r.status === 'miss') marks.push(this.markIncarnation(nodes[i]));
       else if (r.status !== 'hit') this.propose(nodes[i].address, 'out', r.status === 'miss' ? 'restarted' : 'failed');
     }
+    await Promise.all(marks);
   }
 
   /**
