@@ -63,8 +63,8 @@ export interface SaslChanges {
 }
 
 /** The protocol to speak to the backends: binary with SASL when credentials are configured. */
-function backendCodec(credentials: SaslPlain | null, config: Config): BackendCodec {
-  return credentials === null ? META_CODEC : binaryCodec(credentials, config.backendSasl.maxTtlSeconds);
+function backendCodec(credentials: SaslPlain | null): BackendCodec {
+  return credentials === null ? META_CODEC : binaryCodec(credentials);
 }
 
 /** 127.0.0.0/8, ::1 or localhost: only this machine can connect. */
@@ -82,7 +82,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
   let clientTls = clientTlsOptions(config.clientTls);
   // Passwords too: read at start and on every reload (src/sasl-credentials.ts).
   let backendSasl = saslCredentials(config.backendSasl, 'backendSasl');
-  let codec = backendCodec(backendSasl, config);
+  let codec = backendCodec(backendSasl);
   const clientSasl = saslCredentials(config.clientSasl, 'clientSasl');
   if (clientSasl === null && !isLoopback(config.listen.host)) {
     logger.warn({ listen: config.listen.host }, 'listening beyond loopback without client SASL: whoever reaches the port reads and writes every session (see clientSasl)');
@@ -368,7 +368,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
       };
       if (changes.backendSasl) {
         backendSasl = nextBackendSasl;
-        codec = backendCodec(backendSasl, live);
+        codec = backendCodec(backendSasl);
       }
       if (changes.needsRestart.includes('clientTls')) metrics.tlsReloads.inc({ side: 'client', result: 'needs_restart' });
       if (changes.backendTls) {

@@ -6,7 +6,7 @@
 //
 //                 meta                          binary (SASL)
 //   keys          raw, or base64 (<= 186 bytes) any 1..250 bytes
-//   item TTL      read (`mg ... t`)             unknown: the configured unknownTtl
+//   item TTL      read (`mg ... t`)             unknown (null): copies use what the router knows
 //   listing keys  lru_crawler metadump          impossible (metadump is null)
 //   handshake     none                          SASL_AUTH PLAIN before the connection is used
 
@@ -76,13 +76,13 @@ export const META_CODEC: BackendCodec = Object.freeze({
 
 /**
  * The binary protocol, authenticating each connection with `credentials`. Items read
- * report `unknownTtl` seconds as their remaining TTL (see binary.ts).
+ * report no remaining TTL (see binary.ts).
  */
-export function binaryCodec(credentials: SaslPlain, unknownTtl: number): BackendCodec {
+export function binaryCodec(credentials: SaslPlain): BackendCodec {
   const { username, password } = credentials;
   return Object.freeze({
     protocol: 'binary',
-    reader: (limits: ParserLimits) => new binary.BinaryReplyParser({ ...limits, unknownTtl }),
+    reader: (limits: ParserLimits) => new binary.BinaryReplyParser(limits),
     canCarryKey: binary.canCarryKey,
     get: (key: Buffer, touch?: number) => ({ kind: 'meta', encode: (o: string) => binary.encodeGet(key, touch, o) }),
     casOnly: (key: Buffer) => ({ kind: 'meta', encode: (o: string) => binary.encodeGet(key, undefined, o) }),

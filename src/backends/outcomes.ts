@@ -41,7 +41,7 @@ export function toGet(reply: FinalReply): NodeGet {
     if (m.value === undefined) return failed(`value of ${m.oversize} bytes is over the limit`);
     return {
       status: 'hit',
-      item: { value: m.value, flags: m.flags.flags ?? 0, cas: m.flags.cas ?? 0n, ttl: m.flags.ttl ?? -1 },
+      item: { value: m.value, flags: m.flags.flags ?? 0, cas: m.flags.cas ?? 0n, ttl: m.flags.ttl ?? null },
     };
   }
   return failed(describe(reply));
@@ -83,7 +83,7 @@ export function toDelete(reply: FinalReply): NodeDelete {
 export function toCas(reply: FinalReply): NodeCas {
   const m = meta(reply);
   if (m?.code === 'EN') return { status: 'miss' };
-  if ((m?.code === 'HD' || m?.code === 'VA') && m.flags.cas !== undefined) return { status: 'hit', cas: m.flags.cas, ttl: m.flags.ttl ?? -1 };
+  if ((m?.code === 'HD' || m?.code === 'VA') && m.flags.cas !== undefined) return { status: 'hit', cas: m.flags.cas, ttl: m.flags.ttl ?? null };
   return failed(describe(reply));
 }
 

@@ -241,7 +241,7 @@ const FLAGS: readonly Flag[] = [
   {
     name: '--backend-sasl-max-ttl',
     arg: '<seconds>',
-    help: `longest item expiry (session.gc_maxlifetime): TTL of copies read from SASL backends, and how long a returning one is distrusted (default ${DEFAULT_SASL_MAX_TTL_SECONDS})`,
+    help: `longest item expiry (session.gc_maxlifetime): how long a returning SASL backend is distrusted, its keys unlisted (default ${DEFAULT_SASL_MAX_TTL_SECONDS})`,
     set: (l, v) => into(checkInteger(v, true, SASL_MAX_TTL_RANGE), (n) => (l.backendSasl.maxTtlSeconds = n)),
   },
   {

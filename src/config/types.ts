@@ -76,8 +76,8 @@ export interface SaslConfig {
 export interface BackendSaslConfig extends SaslConfig {
   /**
    * The longest expiry clients give their items (PHP: session.gc_maxlifetime). The binary
-   * protocol cannot read an item's remaining TTL, so copies made from a SASL backend get
-   * this one; and a backend that came back is distrusted this long (its keys cannot be listed).
+   * protocol cannot list keys, so a backend that came back is distrusted this long: by then
+   * every item it lacks has been written again or has expired.
    */
   maxTtlSeconds: number;
 }

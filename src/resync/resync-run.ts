@@ -80,7 +80,7 @@
 
 import type { Backend } from '../backends/backend';
 import type { MemcachedNode, StoredItem } from '../routing/node';
-import { exptimeForCopy } from '../routing/replicated-router';
+import { exptimeForCopy, sameExpiry } from '../routing/replicated-router';
 import type { ReplicaRing } from '../routing/ring';
 import { RateLimiter, type Clock } from './rate-limiter';
 import { MARK_KEY, isReserved } from '../trust/reserved-keys';
@@ -93,6 +93,15 @@ export type ResyncMode = 'refill' | 'reconcile' | 'refresh' | 'shed';
 
 /** What one key's step did to the target; failed: a backend failed it, so the key is tried again. */
 type KeyOutcome = 'copied' | 'pruned' | 'skipped' | 'failed';
+
+/** Reads of the source after a copy, to follow touches that reached it meanwhile (see store). */
+const EXPIRY_ROUNDS = 3;
+
+/** The target already holds the source's item: value, flags and expiry (to memcached's second). */
+function sameItem(mine: StoredItem, item: StoredItem): boolean {
+  if (mine.flags !== item.flags || !mine.value.equals(item.value)) return false;
+  return mine.ttl !== null && item.ttl !== null && sameExpiry(mine.ttl, item.ttl);
+}
 
 /** Passes over the keys whose copy failed (a timeout under load, a dropped connection), after the first. */
 const RETRY_PASSES = 3;
@@ -407,8 +416,7 @@ export class ResyncRun {
       if (!natural.includes(member) && !(await this.writtenWhileStandingIn(member, natural, read.item.cas))) continue;
       const exptime = exptimeForCopy(read.item.ttl);
       if (exptime === null || this.stopReason !== null) return 'skipped';
-      const { value, flags } = read.item;
-      if (mine !== null && mine.flags === flags && mine.value.equals(value)) return 'skipped';
+      if (mine !== null && sameItem(mine, read.item)) return 'skipped';
       return this.store(key, member, read.item, exptime, mine);
     }
     return failed ? 'failed' : 'skipped';
@@ -423,18 +431,35 @@ export class ResyncRun {
 
   /**
    * Writes the source's item to the target (add when it has none, else a set guarded by the CAS it
-   * had), then re-reads the source: gone meanwhile (a delete through another sidecar) ──> our copy is undone.
+   * had), then re-reads the source: gone meanwhile (a delete through another sidecar) ──> our copy
+   * is undone; the same item with another expiry (a touch, which keeps the CAS, reached the source
+   * after our read, and maybe the target before our copy) ──> our copy is stored again with it,
+   * guarded by the CAS our copy got (a newer write stays), and the source read once more.
    */
   private async store(key: Buffer, source: MemcachedNode, item: StoredItem, exptime: number, mine: StoredItem | null): Promise<KeyOutcome> {
     const { value, flags } = item;
-    const stored = await this.target.store(
+    let stored = await this.target.store(
       mine === null ? { mode: 'add', key, value, flags, exptime, cas: 0n } : { mode: 'set', key, value, flags, exptime, cas: mine.cas },
     );
     if (stored.status === 'failed') return 'failed';
     if (stored.status !== 'stored') return 'skipped'; // a newer write landed on the target
-    if ((await source.get(key)).status === 'miss') {
-      if (stored.cas !== 0n) await this.target.delete(key, stored.cas);
-      return 'skipped';
+    let ttl = item.ttl;
+    for (let round = 0; round < EXPIRY_ROUNDS; round++) {
+      const again = await source.get(key);
+      if (again.status === 'miss') {
+        if (stored.cas !== 0n) await this.target.delete(key, stored.cas);
+        return 'skipped';
+      }
+      // Changed since (a write, which reached the target too), or the same expiry: the copy stands.
+      if (again.status !== 'hit' || again.item.cas !== item.cas || ttl === null || again.item.ttl === null || sameExpiry(again.item.ttl, ttl)) break;
+      ttl = again.item.ttl;
+      const next = exptimeForCopy(ttl);
+      if (next === null) {
+        await this.target.delete(key, stored.cas); // expiring this second: so does the copy
+        return 'skipped';
+      }
+      stored = await this.target.store({ mode: 'set', key, value, flags, exptime: next, cas: stored.cas });
+      if (stored.status !== 'stored') break; // a newer write replaced the copy
     }
     return 'copied';
   }
@@ -459,8 +484,7 @@ export class ResyncRun {
     }
     const exptime = exptimeForCopy(read.item.ttl);
     if (exptime === null) return 'skipped';
-    const { value, flags } = read.item;
-    if (mine !== null && mine.flags === flags && mine.value.equals(value)) return 'skipped';
+    if (mine !== null && sameItem(mine, read.item)) return 'skipped';
     return this.store(key, authority, read.item, exptime, mine);
   }
 

@@ -9,8 +9,8 @@ export interface StoredItem {
   value: Buffer;
   flags: number;
   cas: bigint;
-  /** Remaining time to live in seconds; -1 = never expires. */
-  ttl: number;
+  /** Remaining time to live in seconds; -1 = never expires; null = the backend cannot tell (binary protocol). */
+  ttl: number | null;
 }
 
 /** The backend did not answer: timed out, refused, closed, or replied with an error. */
@@ -30,10 +30,10 @@ export type NodeStore =
   | Failed;
 export type NodeDelete = { status: 'deleted' } | { status: 'not_found' } | { status: 'exists' } | Failed;
 /**
- * The item's CAS and remaining TTL (no value), or its absence. -1: never expires; a
- * backend that cannot tell (the binary protocol) gives every item the same TTL.
+ * The item's CAS and remaining TTL (no value), or its absence. -1: never expires; null:
+ * the backend cannot tell (the binary protocol).
  */
-export type NodeCas = { status: 'hit'; cas: bigint; ttl: number } | { status: 'miss' } | Failed;
+export type NodeCas = { status: 'hit'; cas: bigint; ttl: number | null } | { status: 'miss' } | Failed;
 /** A touch leaves the CAS as it was; `cas` is the item's. */
 export type NodeTouch = { status: 'touched'; cas: bigint } | { status: 'not_found' } | Failed;
 export type NodeArith =

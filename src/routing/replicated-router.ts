@@ -150,16 +150,74 @@ async function waitOut(first: Promise<boolean | void>, next: () => Hold): Promis
 const MAX_RELATIVE_EXPTIME = 60 * 60 * 24 * 30;
 
 /** Two remaining TTLs read a moment apart from two members: the same expiry, to memcached's second. */
-function sameExpiry(a: number, b: number): boolean {
+export function sameExpiry(a: number, b: number): boolean {
   return a === b || (a >= 0 && b >= 0 && Math.abs(a - b) <= 1);
 }
 
-/** The exptime that gives a copy the same remaining life as the original, or null if it is about to expire. */
-export function exptimeForCopy(ttl: number, nowSeconds = Math.floor(Date.now() / 1000)): number | null {
+/**
+ * The exptime that gives a copy the same remaining life as the original; null if it is about
+ * to expire, or if its TTL is unknown (a binary-protocol backend): no copy then, since a guess
+ * could outlive the original.
+ */
+export function exptimeForCopy(ttl: number | null, nowSeconds = Math.floor(Date.now() / 1000)): number | null {
+  if (ttl === null || ttl === 0) return null;
   if (ttl < 0) return 0; // never expires
-  if (ttl === 0) return null;
   return ttl > MAX_RELATIVE_EXPTIME ? nowSeconds + ttl : ttl;
 }
+
+/** When an item expires, as the write that set its expiry tells: a time on this process's clock (ms since the epoch), or never. */
+export type Deadline = number | 'never';
+
+/**
+ * The deadline an exptime sets, read as memcached reads it, taken before the write is sent (so
+ * never later than the item's own); null for an exptime that expires the item at once.
+ */
+export function deadlineOf(exptime: number, nowMs = Date.now()): Deadline | null {
+  if (exptime === 0) return 'never';
+  if (exptime < 0) return null;
+  return exptime > MAX_RELATIVE_EXPTIME ? exptime * 1000 : nowMs + exptime * 1000;
+}
+
+/** The exptime that makes a copy expire no later than `until` (whole seconds, rounded down); null under a second before it. */
+export function exptimeUntil(until: Deadline, nowMs = Date.now()): number | null {
+  if (until === 'never') return 0;
+  const left = Math.floor((until - nowMs) / 1000);
+  if (left < 1) return null;
+  return left > MAX_RELATIVE_EXPTIME ? Math.floor(until / 1000) : left;
+}
+
+/**
+ * What a request knows of the expiry of the authority's item without reading it: the item its
+ * own write left (by CAS; a touch keeps the CAS) expires at `until`.
+ */
+export interface KnownExpiry {
+  cas: bigint;
+  until: Deadline;
+}
+
+/** The KnownExpiry of a write whose deadline is `until` (null: it sets none), once it left `left` on the authority. */
+function knownFrom(until: Deadline | null, left: Expected | undefined): KnownExpiry | undefined {
+  return until !== null && typeof left === 'bigint' ? { cas: left, until } : undefined;
+}
+
+/**
+ * The exptime for a copy of `item`: its remaining TTL where the backend reads one (meta),
+ * else (binary protocol) the expiry the request's own write gave it, when `item` is the item
+ * that write left. Null: no copy (under a second left, or an expiry nobody here knows).
+ */
+export function copyExptime(item: StoredItem, known?: KnownExpiry): number | null {
+  if (item.ttl !== null) return exptimeForCopy(item.ttl);
+  return known !== undefined && known.cas === item.cas ? exptimeUntil(known.until) : null;
+}
+
+/** What a copy step left on a member (a store, a delete, or a copy kept as it was). */
+function copyLeft(reply: { status: string; cas?: bigint }): Expected | undefined {
+  if (reply.status === 'stored' || reply.status === 'kept') return reply.cas;
+  return reply.status === 'deleted' || reply.status === 'not_found' ? 'gone' : undefined;
+}
+
+/** What spread() did on one member. `kept`: it already held the same value and flags (see keepOrDrop). */
+type CopyReply = NodeStore | NodeDelete | { status: 'kept'; cas: bigint };
 
 export class ReplicatedRouter {
   constructor(
@@ -208,7 +266,9 @@ export class ReplicatedRouter {
     const members = this.trustedFirst(this.ring.replicaSet(cmd.key));
     if (members.length === 0) return UNAVAILABLE;
     if (cmd.mode === 'add' || cmd.mode === 'cas' || cmd.cas !== 0n) return this.decideThenCopy(cmd, members, later);
-    return this.writeAll(cmd.mode, cmd.key, members, (m) => m.store(cmd), storeLeft(cmd.mode), later);
+    // append/prepend keep the item's expiry: they tell nothing of it.
+    const sets = cmd.mode === 'set' || cmd.mode === 'replace' ? cmd.exptime : undefined;
+    return this.writeAll(cmd.mode, cmd.key, members, (m) => m.store(cmd), storeLeft(cmd.mode), later, sets);
   }
 
   async delete(key: Buffer, cas: bigint, later: FollowUps = []): Promise<DeleteOutcome> {
@@ -233,7 +293,7 @@ export class ReplicatedRouter {
     if ((await this.handedOver(key, later)) === false) return UNAVAILABLE;
     const members = this.trustedFirst(this.ring.replicaSet(key));
     if (members.length === 0) return UNAVAILABLE;
-    return this.writeAll('touch', key, members, (m) => m.touch(key, exptime), touchLeft, later);
+    return this.writeAll('touch', key, members, (m) => m.touch(key, exptime), touchLeft, later, exptime);
   }
 
   async arith(cmd: ArithCommand, later: FollowUps = []): Promise<ArithOutcome> {
@@ -248,7 +308,16 @@ export class ReplicatedRouter {
       if (reply.status !== 'ok' || rest.length === 0) return reply;
       // Bring the others to the authority's value, with its flags and expiry, before the reply:
       // pecl-memcache's session lock is an incr, and it must exist on every member once granted.
-      const copied = await this.copyAuthority(cmd.key, authority, rest, later);
+      // Where the expiry cannot be read (binary protocol), the others count too (an incr keeps
+      // the expiry each holds), and only a member that counts to another value is not kept.
+      const count = reply.value;
+      const copied = await this.copyAuthority(cmd.key, authority, rest, later, async (m) => {
+        const r = await m.arith(cmd.kind, cmd.key, cmd.delta, cmd.create);
+        if (r.status === 'ok' && r.value === count) return { status: 'kept', cas: r.cas };
+        if (r.status === 'ok') return m.delete(cmd.key, r.cas);
+        if (r.status === 'not_found' || r.status === 'failed') return r;
+        return this.keepOrDrop(m, cmd.key, null);
+      });
       if (copied === 'unconfirmed') return UNAVAILABLE;
       if (copied !== null) {
         later.push(this.converge(cmd.key, [authority, ...rest], [copied], false));
@@ -352,6 +421,7 @@ export class ReplicatedRouter {
     if ((await this.handedOver(key, later)) === false) return UNAVAILABLE;
     const members = this.trustedFirst(this.ring.readOrder(key));
     if (members.length === 0 || this.undecidable(key, members)) return UNAVAILABLE;
+    const until = deadlineOf(touch);
     const replies: NodeGet[] = await Promise.all(members.map((m) => m.get(key, touch)));
     for (const m of members) this.countRead(m);
     // As in writeAll: acknowledged once no other sidecar reads first a member that failed it.
@@ -363,7 +433,8 @@ export class ReplicatedRouter {
     if (hitAt > 0) this.events.failover('gat');
     const hit = replies[hitAt] as Extract<NodeGet, { status: 'hit' }>;
     const missed = members.filter((_, i) => replies[i].status === 'miss');
-    this.repair(missed, key, hit.item, members[hitAt], later);
+    // The gat gave the item its expiry as it read it: the copies get the same.
+    this.repair(missed, key, hit.item, members[hitAt], later, knownFrom(until, hit.item.cas));
     // Like a touch, a gat changes no CAS: another sidecar's gat crossing this one leaves the expiries apart.
     if (missed.length === 0 && members.length > 1) later.push(this.checkExpiry(key));
     return hit;
@@ -395,6 +466,7 @@ export class ReplicatedRouter {
    * reconciles, then got every write since) and decides again.
    */
   private async decideThenCopy(cmd: StoreFields, members: MemcachedNode[], later: FollowUps): Promise<StoreOutcome> {
+    const until = deadlineOf(cmd.exptime);
     const { reply, authority, rest } = await this.askAuthority(cmd.mode, cmd.key, members, (m) => m.store(cmd), later);
     if (reply.status === 'failed') return UNAVAILABLE;
     if (rest.length === 0) return reply;
@@ -414,7 +486,7 @@ export class ReplicatedRouter {
     }
     const copies = await Promise.all(rest.map((m) => m.store({ ...cmd, mode: 'set', cas: 0n })));
     if (!(await this.landed(cmd.key, copies, later))) return UNAVAILABLE;
-    later.push(this.converge(cmd.key, [authority, ...rest], [reply.cas], false));
+    later.push(this.converge(cmd.key, [authority, ...rest], [reply.cas], false, knownFrom(until, reply.cas)));
     return reply;
   }
 
@@ -438,7 +510,10 @@ export class ReplicatedRouter {
     send: (m: MemcachedNode) => Promise<R>,
     left: (reply: R) => Expected | undefined,
     later: FollowUps,
+    /** The exptime this write gives the item (set, replace, touch); undefined: it sets none. */
+    sets?: number,
   ): Promise<Exclude<R, Failed> | typeof UNAVAILABLE> {
+    const until = sets === undefined ? null : deadlineOf(sets);
     const replies: R[] = await Promise.all(members.map(send));
     const answered = replies.filter((r) => r.status !== 'failed') as Array<Exclude<R, Failed>>;
     // Only on members being resynced, the write may be on one backend alone, which a later
@@ -452,7 +527,7 @@ export class ReplicatedRouter {
     const live = members.filter((_, i) => replies[i].status !== 'failed');
     const expected = replies.filter((r) => r.status !== 'failed').map(left);
     const changed = answered.some((r) => r.status === 'stored' || r.status === 'deleted' || r.status === 'touched');
-    if (live.length > 1 && (changed || disagree)) later.push(this.converge(key, live, expected, disagree));
+    if (live.length > 1 && (changed || disagree)) later.push(this.converge(key, live, expected, disagree, knownFrom(until, expected[0])));
     if (replies[0].status === 'failed') this.events.failover(command);
     return answered[0];
   }
@@ -462,14 +537,18 @@ export class ReplicatedRouter {
    * them (`expected`, by position; the first is the authority, undefined: not
    * checked). If one moved on, another sidecar's write landed after this one
    * there: copy the authority's state (its item, or its absence) to the others,
-   * then check the authority again, until it stands still. The CAS alone is read,
-   * so no value crosses in the common case.
+   * then check every member again (the CAS and TTL of what the copy left), until
+   * they stand still: a touch through another sidecar, which changes no CAS, may
+   * have reached the authority after it was read and a member before the copy. The
+   * CAS alone is read, so no value crosses in the common case. `known`: the expiry
+   * this write gave the authority's item, for the copies where no TTL can be read.
    */
   private async converge(
     key: Buffer,
     members: MemcachedNode[],
     expected: Array<Expected | undefined>,
     copyOwed: boolean,
+    known?: KnownExpiry,
   ): Promise<void> {
     const [authority, ...rest] = members;
     for (let round = 0; round < MAX_CONVERGE_ROUNDS; round++) {
@@ -482,9 +561,8 @@ export class ReplicatedRouter {
       // A resyncing authority's miss proves nothing: never spread it.
       if (now.status === 'miss' && this.resync.isResyncing(authority)) return;
       this.events.converged?.();
-      await this.spread(key, now, rest);
-      // The copies followed the read of the authority: the authority alone tells if they are stale.
-      expected = [now.status === 'hit' ? now.item.cas : 'gone'];
+      const copies = await this.spread(key, now, rest, known);
+      expected = [now.status === 'hit' ? now.item.cas : 'gone', ...copies.map(copyLeft)];
       copyOwed = false;
     }
   }
@@ -516,13 +594,15 @@ export class ReplicatedRouter {
   private async alignExpiry(key: Buffer, members: MemcachedNode[], seen: Array<NodeCas | undefined>): Promise<void> {
     for (let round = 0; round < MAX_CONVERGE_ROUNDS; round++) {
       const first = seen[0];
-      if (first?.status !== 'hit') return;
+      // No TTL to compare where the binary protocol is spoken.
+      if (first?.status !== 'hit' || first.ttl === null) return;
+      const ttl = first.ttl;
       const off = members.filter((_, i) => {
         const r = seen[i];
-        return i > 0 && r?.status === 'hit' && !sameExpiry(r.ttl, first.ttl);
+        return i > 0 && r?.status === 'hit' && r.ttl !== null && !sameExpiry(r.ttl, ttl);
       });
       if (off.length === 0) return;
-      const exptime = exptimeForCopy(first.ttl);
+      const exptime = exptimeForCopy(ttl);
       if (exptime === null) return;
       this.events.converged?.();
       await Promise.all(off.map((m) => m.touch(key, exptime)));
@@ -538,18 +618,47 @@ export class ReplicatedRouter {
    * append/prepend with CAS answer "unavailable", incr/decr count again on the next
    * member (see arith).
    */
-  private async copyAuthority(key: Buffer, authority: MemcachedNode, rest: MemcachedNode[], later: FollowUps): Promise<Expected | 'unconfirmed'> {
+  private async copyAuthority(
+    key: Buffer,
+    authority: MemcachedNode,
+    rest: MemcachedNode[],
+    later: FollowUps,
+    /** Where the item's TTL cannot be read: the same change made on a member instead of a copy. */
+    replay?: (m: MemcachedNode) => Promise<CopyReply>,
+  ): Promise<Expected | 'unconfirmed'> {
     const now = await authority.get(key);
     if (now.status === 'failed') return null;
-    if (!(await this.landed(key, await this.spread(key, now, rest), later))) return 'unconfirmed';
+    const replies =
+      replay !== undefined && now.status === 'hit' && now.item.ttl === null
+        ? await Promise.all(rest.map(replay))
+        : await this.spread(key, now, rest);
+    if (!(await this.landed(key, replies, later))) return 'unconfirmed';
     return now.status === 'hit' ? now.item.cas : 'gone';
   }
 
-  /** Makes `nodes` hold the item, with its flags and remaining TTL, or not hold the key. */
-  private async spread(key: Buffer, state: NodeGet, nodes: MemcachedNode[]): Promise<Array<{ status: string }>> {
-    if (state.status === 'hit') return this.copyTo(nodes, key, state.item);
+  /**
+   * Makes `nodes` hold the item, with its flags and remaining TTL, or not hold the key. A copy
+   * whose expiry is not known (see copyExptime) is not made: each node keeps the same value
+   * and flags, and loses any other (keepOrDrop).
+   */
+  private async spread(key: Buffer, state: NodeGet, nodes: MemcachedNode[], known?: KnownExpiry): Promise<CopyReply[]> {
+    if (state.status === 'hit') return this.copyTo(nodes, key, state.item, known);
     if (state.status === 'miss') return Promise.all(nodes.map((n) => n.delete(key, 0n)));
     return [];
+  }
+
+  /**
+   * Where a copy cannot be made (its expiry unknown, or under a second left): the node keeps
+   * its item if it has `item`'s value and flags (the same write put them there, with its
+   * expiry), and loses any other, guarded by the CAS read (a newer write stays). Null `item`:
+   * the authority's value is not at hand, and the node's item is dropped.
+   */
+  private async keepOrDrop(node: MemcachedNode, key: Buffer, item: StoredItem | null): Promise<CopyReply> {
+    const mine = await node.get(key);
+    if (mine.status === 'failed') return mine;
+    if (mine.status === 'miss') return { status: 'not_found' };
+    if (item !== null && mine.item.flags === item.flags && mine.item.value.equals(item.value)) return { status: 'kept', cas: mine.item.cas };
+    return node.delete(key, mine.item.cas);
   }
 
   /**
@@ -623,10 +732,13 @@ export class ReplicatedRouter {
   }
 
   /** Read repair: copy a hit to the members that missed, as a follow-up step of the read. */
-  private repair(missed: MemcachedNode[], key: Buffer, item: StoredItem, source: MemcachedNode, later: FollowUps): void {
+  private repair(missed: MemcachedNode[], key: Buffer, item: StoredItem, source: MemcachedNode, later: FollowUps, known?: KnownExpiry): void {
     if (missed.length === 0) return;
+    // Its expiry unknown (binary protocol, not a gat): no copy, which could outlive the original.
+    const exptime = copyExptime(item, known);
+    if (exptime === null) return;
     this.events.readRepair();
-    later.push(this.repairFrom(source, missed, key, item));
+    later.push(this.repairFrom(source, missed, key, item, exptime));
   }
 
   /**
@@ -635,9 +747,7 @@ export class ReplicatedRouter {
    * after we read it, and our copy would bring it back. Then the copies are
    * taken back, each guarded by the CAS our add got (a newer value stays).
    */
-  private async repairFrom(source: MemcachedNode, missed: MemcachedNode[], key: Buffer, item: StoredItem): Promise<void> {
-    const exptime = exptimeForCopy(item.ttl);
-    if (exptime === null) return;
+  private async repairFrom(source: MemcachedNode, missed: MemcachedNode[], key: Buffer, item: StoredItem, exptime: number): Promise<void> {
     const results = await Promise.all(
       missed.map((n) => n.store({ mode: 'add', key, value: item.value, flags: item.flags, exptime, cas: 0n })),
     );
@@ -648,9 +758,9 @@ export class ReplicatedRouter {
     await Promise.all(placed.map(({ node, cas }) => node.delete(key, cas)));
   }
 
-  private async copyTo(nodes: MemcachedNode[], key: Buffer, item: StoredItem): Promise<NodeStore[]> {
-    const exptime = exptimeForCopy(item.ttl);
-    if (exptime === null) return [];
+  private async copyTo(nodes: MemcachedNode[], key: Buffer, item: StoredItem, known?: KnownExpiry): Promise<CopyReply[]> {
+    const exptime = copyExptime(item, known);
+    if (exptime === null) return Promise.all(nodes.map((n) => this.keepOrDrop(n, key, item)));
     return Promise.all(nodes.map((n) => n.store({ mode: 'set', key, value: item.value, flags: item.flags, exptime, cas: 0n })));
   }
 }

@@ -13,7 +13,6 @@ import { startMemcached, stopAllMemcached, type MemcachedProcess } from '../help
 import type { SaslUser } from '../helpers/sasl';
 
 const USER: SaslUser = { username: 'proxy', password: 'pa ss\u00e9:word' };
-const UNKNOWN_TTL = 1440;
 const k = (s: string): Buffer => Buffer.from(s, 'latin1');
 const store = (over: Partial<StoreRequest>): StoreRequest => ({ mode: 'set', key: k('key'), value: k('value'), flags: 0, exptime: 0, cas: 0n, ...over });
 
@@ -33,7 +32,7 @@ function open(address: string, codec?: ReturnType<typeof binaryCodec>, extra: Pa
 beforeAll(async () => {
   [plain, sasl] = await Promise.all([startMemcached({ maxItemSize: '1m' }), startMemcached({ maxItemSize: '1m', sasl: USER })]);
   meta = open(plain.address);
-  bin = open(sasl.address, binaryCodec(USER, UNKNOWN_TTL));
+  bin = open(sasl.address, binaryCodec(USER));
 });
 
 afterAll(async () => {
@@ -126,10 +125,11 @@ describe('the binary codec gives the meta codec outcomes', () => {
     }
   });
 
-  it('reports the configured TTL for items it reads, and real stats', async () => {
+  it('reports no TTL for items it reads (the binary protocol has none), and real stats', async () => {
     await bin.store(store({ key: k('ttl'), exptime: 50 }));
     const r = await bin.get(k('ttl'));
-    expect(r.status === 'hit' && r.item.ttl).toBe(UNKNOWN_TTL);
+    expect(r.status === 'hit' && r.item.ttl).toBe(null);
+    expect(await bin.casOf(k('ttl'))).toMatchObject({ status: 'hit', ttl: null });
     const stats = await bin.stats();
     expect(stats instanceof Map && stats.get('pid')).toBe(String(sasl.pid));
     expect(await bin.identity()).toMatchObject({ status: 'ok', pid: sasl.pid });
@@ -157,7 +157,7 @@ describe('the SASL handshake', () => {
 
   it('wrong password: requests fail with the reason, counted as auth, and the backend goes and stays down', async () => {
     const failures: BackendErrorReason[] = [];
-    const b = open(sasl.address, binaryCodec({ ...USER, password: 'wrong' }, UNKNOWN_TTL), { failureLimit: 2, probeIntervalMs: 20, retryMaxMs: 40, upAfterProbes: 1 }, failures);
+    const b = open(sasl.address, binaryCodec({ ...USER, password: 'wrong' }), { failureLimit: 2, probeIntervalMs: 20, retryMaxMs: 40, upAfterProbes: 1 }, failures);
     const downs: string[] = [];
     b.on('down', (reason) => downs.push(reason));
     let ups = 0;
@@ -175,12 +175,12 @@ describe('the SASL handshake', () => {
   });
 
   it('a memcached without -S: refused as not supporting SASL (never used without authenticating)', async () => {
-    const b = open(plain.address, binaryCodec(USER, UNKNOWN_TTL));
+    const b = open(plain.address, binaryCodec(USER));
     expect(await b.version()).toEqual({ status: 'failed', reason: 'authentication failed: the backend does not support SASL (memcached without -S?)' });
   });
 
   it('unknown user: the same', async () => {
-    const b = open(sasl.address, binaryCodec({ username: 'nobody', password: USER.password }, UNKNOWN_TTL));
+    const b = open(sasl.address, binaryCodec({ username: 'nobody', password: USER.password }));
     expect(await b.version()).toEqual({ status: 'failed', reason: 'authentication failed: Auth failure.' });
   });
 });

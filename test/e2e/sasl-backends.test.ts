@@ -39,7 +39,7 @@ async function saslBackends(u: SaslUser, n: number): Promise<MemcachedProcess[]>
 
 /** Items a memcached -S holds, read directly (with the same credentials). */
 async function itemsOn(mc: MemcachedProcess, u: SaslUser): Promise<number> {
-  const b = new Backend(mc.address, { requestTimeoutMs: 10_000, codec: binaryCodec(u, 1440) });
+  const b = new Backend(mc.address, { requestTimeoutMs: 10_000, codec: binaryCodec(u) });
   direct.push(b);
   const stats = await b.stats();
   if (!(stats instanceof Map)) throw new Error(`stats failed: ${stats.reason}`);
@@ -48,7 +48,7 @@ async function itemsOn(mc: MemcachedProcess, u: SaslUser): Promise<number> {
 
 /** The key's value on that backend, asked directly; null: not there. */
 async function valueOn(mc: MemcachedProcess, u: SaslUser, key: string): Promise<string | null> {
-  const b = new Backend(mc.address, { requestTimeoutMs: 10_000, codec: binaryCodec(u, 1440) });
+  const b = new Backend(mc.address, { requestTimeoutMs: 10_000, codec: binaryCodec(u) });
   direct.push(b);
   const r = await b.get(Buffer.from(key));
   if (r.status === 'failed') throw new Error(`get failed: ${r.reason}`);

@@ -45,7 +45,7 @@ const stream = fc.oneof(
 
 /** Everything the parser gives for `chunks`, asking for `kind` replies to opaque "a" (10). */
 function drain(chunks: Buffer[], kind: ReplyKind): ParseResult[] {
-  const p = new BinaryReplyParser({ maxValueLength: 64, unknownTtl: 60 });
+  const p = new BinaryReplyParser({ maxValueLength: 64 });
   const out: ParseResult[] = [];
   for (const c of chunks) {
     p.push(c);

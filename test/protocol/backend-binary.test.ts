@@ -22,7 +22,7 @@ const k = (s: string): Buffer => Buffer.from(s, 'latin1');
 const response = (p: Parameters<typeof binaryPacket>[0]) => binaryPacket({ magic: 0x81, opaque: 10, ...p });
 
 function parseSplit(bytes: Buffer, kind: ReplyKind, at: number, limits = {}): ParseResult[] {
-  const p = new BinaryReplyParser({ unknownTtl: 1440, ...limits });
+  const p = new BinaryReplyParser(limits);
   const out: ParseResult[] = [];
   for (const part of [bytes.subarray(0, at), bytes.subarray(at)]) {
     p.push(part);
@@ -66,7 +66,7 @@ describe('requests', () => {
 describe('responses, split at every point', () => {
   const GET_HIT = response({ opcode: 0x00, extras: Buffer.from([0, 0, 0, 9]), value: k('hello\r\n'), cas: 77n });
   const cases: Array<[string, Buffer, ReplyKind, unknown[]]> = [
-    ['GET hit', GET_HIT, 'meta', [{ type: 'meta', code: 'VA', flags: { flags: 9, cas: 77n, ttl: 1440, opaque: 'a' }, value: k('hello\r\n') }]],
+    ['GET hit', GET_HIT, 'meta', [{ type: 'meta', code: 'VA', flags: { flags: 9, cas: 77n, opaque: 'a' }, value: k('hello\r\n') }]],
     ['GET miss', response({ opcode: 0x00, status: 1, value: k('Not found') }), 'meta', [{ type: 'meta', code: 'EN', flags: { opaque: 'a' } }]],
     ['ADD exists', response({ opcode: 0x02, status: 2 }), 'meta', [{ type: 'meta', code: 'NS', flags: { opaque: 'a' } }]],
     ['SET cas mismatch', response({ opcode: 0x01, status: 2 }), 'meta', [{ type: 'meta', code: 'EX', flags: { opaque: 'a' } }]],
@@ -90,7 +90,7 @@ describe('responses, split at every point', () => {
     const big = response({ opcode: 0x00, extras: Buffer.from([0, 0, 0, 1]), value: Buffer.alloc(5000), cas: 2n });
     for (const at of [0, 10, 24, 28, 1000, big.length]) {
       const out = parseSplit(big, 'meta', at, { maxValueLength: 100 });
-      expect(out).toEqual([{ kind: 'reply', reply: { type: 'meta', code: 'VA', flags: { flags: 1, cas: 2n, ttl: 1440 }, oversize: 5000 } }]);
+      expect(out).toEqual([{ kind: 'reply', reply: { type: 'meta', code: 'VA', flags: { flags: 1, cas: 2n }, oversize: 5000 } }]);
     }
   });
 });

@@ -51,7 +51,7 @@ export async function startResyncCluster(
   trust: 'agent' | 'runs' = 'runs',
 ): Promise<ResyncCluster> {
   const mcs = await Promise.all([0, 1, 2].map(() => startMemcached({ sasl })));
-  const codec = sasl ? { codec: binaryCodec(sasl, 1440) } : {};
+  const codec = sasl ? { codec: binaryCodec(sasl) } : {};
   const backends = mcs.map((m) => new Backend(m.address, { probeIntervalMs: 30, retryMaxMs: 100, upAfterProbes: 1, ...codec, ...backendOptions }));
   const c: ResyncCluster = {
     mcs,

@@ -7,7 +7,7 @@
 // typed replies out, and back; no sockets.
 //
 //   request                 binary opcode       success reply as the meta codec would give it
-//   get (gat with touch)    GET / GAT           VA value, f flags, c CAS, t = unknownTtl (see below)
+//   get (gat with touch)    GET / GAT           VA value, f flags, c CAS (no t: see below)
 //   CAS-only read           GET                 VA (the value crosses; the CAS is the header's)
 //   touch                   TOUCH               HD c CAS
 //   set/add/replace/cas     SET/ADD/REPLACE     HD c CAS   (cas: SET with the CAS in the header)
@@ -27,9 +27,9 @@
 // out of step); any other status is a SERVER_ERROR with memcached's text.
 //
 // What the binary protocol cannot do:
-// - report an item's remaining TTL: reads report `unknownTtl` (a setting: the
-//   longest lifetime clients give their items), so that copies made from them
-//   (read repair, convergence, resync) expire no later than the original could;
+// - report an item's remaining TTL: reads carry no `t`, and the router copies such
+//   an item only with an expiry it knows from the write that set it (see
+//   src/routing/replicated-router.ts, copyExptime);
 // - list keys: there is no `lru_crawler metadump` (see the Backend and resync).
 // Expiry times: the binary field is unsigned 32 bits. A negative exptime (the
 // text protocol's "already expired") is sent as 2592001, an absolute time in
@@ -205,11 +205,6 @@ export function encodeSaslPlain(username: string, password: string, opaque: stri
 // ---------------------------------------------------------------------------
 // Replies
 
-export interface BinaryParserLimits extends ParserLimits {
-  /** The remaining TTL reported for every item read (the binary protocol has none to give). */
-  unknownTtl: number;
-}
-
 const MORE: ParseResult = Object.freeze({ kind: 'more' });
 
 function fatal(reason: string): ParseResult {
@@ -257,10 +252,10 @@ export class BinaryReplyParser {
   private skipLeft = 0;
   private skipped: ParseResult | null = null;
   private failed: ParseResult | null = null;
-  private readonly limits: BinaryParserLimits;
+  private readonly limits: ParserLimits;
 
-  constructor(limits: Partial<BinaryParserLimits> = {}) {
-    this.limits = { ...DEFAULT_PARSER_LIMITS, unknownTtl: -1, ...limits };
+  constructor(limits: Partial<ParserLimits> = {}) {
+    this.limits = { ...DEFAULT_PARSER_LIMITS, ...limits };
   }
 
   /** Bytes received and not yet parsed. */
@@ -327,7 +322,7 @@ export class BinaryReplyParser {
   }
 
   private itemFlags(extras: Buffer, cas: bigint): ReturnFlags {
-    return { flags: extras.length >= 4 ? extras.readUInt32BE(0) : 0, cas, ttl: this.limits.unknownTtl };
+    return { flags: extras.length >= 4 ? extras.readUInt32BE(0) : 0, cas };
   }
 
   /** The reply the meta codec would have given for this response (see the head comment). */
