@@ -425,7 +425,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   private async survey(): Promise<void> {
     const nodes = [...this.byAddress.values()];
     const found = await Promise.all(nodes.map((n) => n.get(INCARNATION_KEY)));
-    const justWritten = (r: (typeof found)[number]) => r.status === 'hit' && r.item.ttl >= LONGEST_RELATIVE_EXPIRY_S - NEW_CLUSTER_WINDOW_S;
+    const justWritten = (r: (typeof found)[number]) => r.status === 'hit' && r.item.ttl !== null && r.item.ttl >= LONGEST_RELATIVE_EXPIRY_S - NEW_CLUSTER_WINDOW_S;
     const fresh = found.every((r) => r.status !== 'hit' || justWritten(r));
     const marks: Promise<unknown>[] = [];
     for (let i = 0; i < nodes.length; i++) {
