@@ -163,6 +163,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
     ringOrder: (key) => ring.ringOrder(key),
     clock: REAL_CLOCK,
     fill: (node, signal) => resyncer.fill(node, signal),
+    sweep: (node) => resyncer.sweep(node),
     events: {
       acknowledged: (c) => logger.debug({ backend: c.address, stage: c.to, reason: c.reason }, 'trust: change acknowledged'),
       applied: (c) => {

@@ -5,7 +5,9 @@
 //   fill        the trust agent's filler: a reconcile of a backend in refill; the
 //               agent proposes it trusted once the run completed
 //   membership  a reload moved keys to the backend (removal, more replicas, weights):
-//               a refresh from each key's authority, the backend staying trusted
+//               a refresh from each key's authority, the backend staying trusted; also
+//               the sweep after a sidecar died unannounced (a write it had in flight may
+//               have landed on some members only)
 //   shed        copies a backend holds outside their keys' replica sets (a stand-in's,
 //               once the member it stood in for is trusted again) are deleted
 //
@@ -35,8 +37,8 @@ export const DEFAULT_RESYNC_OPTIONS: Readonly<ResyncOptions> = Object.freeze({
   clock: REAL_CLOCK,
 });
 
-/** Why a run started: the trust agent's refill, a reload that moved keys, a shed, or asked for. */
-export type ResyncCause = 'refill' | 'membership' | 'shed' | 'manual';
+/** Why a run started: the trust agent's refill, a reload that moved keys, a sidecar's death, a shed, or asked for. */
+export type ResyncCause = 'refill' | 'membership' | 'sweep' | 'shed' | 'manual';
 
 /** Where progress goes: metrics and logs. `backend` is the address being refilled. */
 export interface ResyncEvents {
@@ -109,13 +111,19 @@ export class Resyncer {
     return result !== null && isComplete(result);
   }
 
+  /** The agent's sweep (AgentOptions.sweep): a refresh of a trusted backend from each key's authority. */
+  sweep(node: MemcachedNode): void {
+    const backend = this.backends.find((b) => b.address === node.address);
+    if (backend !== undefined) void this.resync(backend, 'sweep');
+  }
+
   /**
    * Starts a run on `backend` (restarting one of the same kind already going). Resolves with
    * the run's result; null when it cannot start (closed, or the backend is not up).
    */
   resync(backend: Backend, cause: ResyncCause = 'manual', signal?: AbortSignal): Promise<ResyncResult | null> {
     if (this.closed || !backend.isUp()) return Promise.resolve(null);
-    const kind = cause === 'shed' ? 'shed' : cause === 'membership' ? 'membership' : 'fill';
+    const kind = cause === 'shed' ? 'shed' : cause === 'membership' || cause === 'sweep' ? 'membership' : 'fill';
     const runs = this.runs[kind];
     runs.get(backend)?.abort('restarted');
     const totals = this.totals.get(backend) ?? { copied: 0, skipped: 0, pruned: 0 };

@@ -66,6 +66,12 @@ export interface AgentOptions {
    * the run completed. The signal aborts it when the backend leaves refill.
    */
   fill?(node: MemcachedNode, signal: AbortSignal): Promise<boolean>;
+  /**
+   * A peer fell silent without leaving: a write it had in flight may have landed on some of
+   * a key's members only, and nobody will finish it. The lowest live sidecar makes each key
+   * on this trusted backend what its authority holds (resync-run.ts, mode refresh).
+   */
+  sweep?(node: MemcachedNode): void;
   events?: AgentEvents;
 }
 
@@ -73,12 +79,6 @@ export interface AgentOptions {
 function timedOut(f: Failed): boolean {
   return f.reason.startsWith('timeout');
 }
-
-/**
- * Incarnation keys written this recently (by sidecars starting together) make a new cluster,
- * not restarts. A memcached restarted this soon after the cluster began is not told apart.
- */
-const NEW_CLUSTER_WINDOW_S = 10;
 
 const STALE: Failed = { status: 'failed', reason: 'trust view stale' };
 const GOING_OUT: Failed = { status: 'failed', reason: 'backend going out' };
@@ -418,15 +418,12 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
 
   /**
    * Before the first round: a backend without its incarnation key restarted empty,
-   * unless the cluster is new: none has one, or every one found was written moments
-   * ago (another sidecar starting with this one is writing them; until the first
-   * write through any sidecar, nothing was replicated to lose).
+   * unless none has one (a new cluster: nothing was ever replicated to lose).
    */
   private async survey(): Promise<void> {
     const nodes = [...this.byAddress.values()];
     const found = await Promise.all(nodes.map((n) => n.get(INCARNATION_KEY)));
-    const justWritten = (r: (typeof found)[number]) => r.status === 'hit' && r.item.ttl !== null && r.item.ttl >= LONGEST_RELATIVE_EXPIRY_S - NEW_CLUSTER_WINDOW_S;
-    const fresh = found.every((r) => r.status !== 'hit' || justWritten(r));
+    const fresh = found.every((r) => r.status !== 'hit');
     const marks: Promise<unknown>[] = [];
     for (let i = 0; i < nodes.length; i++) {
       const r = found[i];
@@ -530,7 +527,13 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
       this.fills.get(a)?.abort();
       this.fills.delete(a);
     }
+    this.sweepAfterSilentPeers(now);
     this.wake();
+  }
+
+  private sweepAfterSilentPeers(now: number): void {
+    if (this.state.silentPeers(now).length === 0 || this.state.liveIds(now)[0] !== this.state.id) return;
+    for (const node of this.byAddress.values()) if (this.state.roleOf(node.address) === 'trusted') this.opts.sweep?.(node);
   }
 
   /** A fill of this epoch completed here: trusted once the others allow it (TrustState.mayTrust). */

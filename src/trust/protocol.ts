@@ -186,6 +186,8 @@ export class TrustState {
    * newcomer's first applies are catching up on history it did not see.
    */
   private witnessing = false;
+  /** Peers silentPeers() reported, until they write again. */
+  private readonly toldSilent = new Set<string>();
   private seq = 0;
   private pendingCount = 0;
   /** Grows whenever `seen` or `applied` changes: requests admitted under an older one are the old view. */
@@ -339,6 +341,7 @@ export class TrustState {
     for (const r of records) {
       if (r.id === this.id) continue;
       const peer = this.peers.get(r.id);
+      if (peer === undefined || r.seq > peer.seq) this.toldSilent.delete(r.id);
       if (peer === undefined) this.peers.set(r.id, { seq: r.seq, changedAt: now, record: r });
       else if (r.seq > peer.seq) Object.assign(peer, { seq: r.seq, changedAt: now, record: r });
       for (const a of this.addresses) {
@@ -354,6 +357,20 @@ export class TrustState {
   /** Peers whose record is still live at `now`: not silent for silentMs, not left. */
   private livePeers(now: number): Peer[] {
     return [...this.peers.values()].filter((p) => p.record.left !== true && now - p.changedAt < this.timing.silentMs);
+  }
+
+  /**
+   * Peers that fell silent (for silentMs) without a record saying they left, each told once:
+   * they died, or stalled that long. One that writes again is told again if it falls silent again.
+   */
+  silentPeers(now: number): string[] {
+    const silent: string[] = [];
+    for (const p of this.peers.values()) {
+      if (p.record.left === true || now - p.changedAt < this.timing.silentMs || this.toldSilent.has(p.record.id)) continue;
+      this.toldSilent.add(p.record.id);
+      silent.push(p.record.id);
+    }
+    return silent;
   }
 
   /** Live peers that reach `address`, and this sidecar if `here` does. */

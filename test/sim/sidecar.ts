@@ -58,6 +58,7 @@ function withTrust(env: SidecarEnv): Sidecar {
     ringOrder: (key) => ring.ringOrder(key),
     clock: env.clock,
     fill: (node, signal) => resyncer.fill(node, signal),
+    sweep: (node) => resyncer.sweep(node),
     events: {
       acknowledged: (c) => env.note(c.address, 'ack', stageChange(c)),
       applied: (c) => {
