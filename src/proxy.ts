@@ -244,7 +244,6 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
     ring,
     {
       failover: (command) => metrics.failovers.inc({ command }),
-      readRepair: () => metrics.readRepairs.inc(),
       disagreement: (command) => metrics.replicaDisagreements.inc({ command }),
       read: (locality) => metrics.reads.inc({ locality }),
       converged: () => metrics.convergeRepairs.inc(),

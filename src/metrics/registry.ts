@@ -117,7 +117,6 @@ export interface Metrics extends ReloadMetrics {
 
   /** A request answered by a later member because an earlier one failed or missed. */
   failovers: Counter<'command'>;
-  readRepairs: Counter;
   /** A write's follow-up found members that differed from the authority (another sidecar's write overlapped) and copied its state. */
   convergeRepairs: Counter;
   replicaDisagreements: Counter<'command'>;
@@ -304,11 +303,6 @@ export function createMetrics(): Metrics {
       name: 'replicached_failovers_total',
       help: 'Requests answered by a later replica because an earlier one failed or missed, by command.',
       labelNames: ['command'] as const,
-      registers,
-    }),
-    readRepairs: new Counter({
-      name: 'replicached_read_repairs_total',
-      help: 'Items copied back to replicas that missed them on a read.',
       registers,
     }),
     convergeRepairs: new Counter({

@@ -183,12 +183,6 @@ export class Resyncer {
     return false;
   }
 
-  /** A fill for a reload may be copying into it: its hits are not served after a trusted miss. */
-  isFilling(node: MemcachedNode): boolean {
-    for (const b of this.runs.membership.keys()) if (b.address === node.address) return true;
-    return false;
-  }
-
   deleting(key: Buffer): Promise<void> | undefined {
     if (this.live.size === 0) return undefined;
     const name = key.toString('latin1');

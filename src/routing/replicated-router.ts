@@ -1,8 +1,8 @@
 // The replication rules, one place for both client protocols.
 //
-//   read   get ──> local member, else authority ──miss/failed──> next member ──> ... ──> hit: reply,
-//                                                                    copy to the members that missed (read repair)
-//          every member missed ──> miss;  no hit and any member failed ──> unavailable (the session closes)
+//   read   get ──> local member, else authority ──miss/failed──> next member ──> ... ──> hit: reply
+//          a trusted natural member missed ──> miss (no later hit is served);  no hit and any
+//          member failed ──> unavailable (the session closes)
 //   write  set/replace/append/prepend/delete/touch ──> every member at once; the authority's reply wins
 //   decide add/cas/incr/decr, and any write carrying a CAS ──> the authority decides ──changed──>
 //            the others are made to match: the same item (add/cas), or what the authority
@@ -50,8 +50,6 @@ import type { ReplicaRing } from './ring';
 export interface RouterEvents {
   /** A member other than the first asked had to answer. */
   failover(command: string): void;
-  /** An item was copied to a member that missed it. */
-  readRepair(): void;
   /** Members that answered gave different answers to the same write. */
   disagreement(command: string): void;
   /** A backend was asked for a read: "local" when it is the `local: true` one (no network hop). */
@@ -62,7 +60,6 @@ export interface RouterEvents {
 
 export const SILENT_EVENTS: RouterEvents = {
   failover() {},
-  readRepair() {},
   disagreement() {},
 };
 
@@ -73,8 +70,6 @@ export const SILENT_EVENTS: RouterEvents = {
  */
 export interface ResyncHooks {
   isResyncing(node: MemcachedNode): boolean;
-  /** A fill may be copying into it: its hit is not served once a trusted natural member missed. */
-  isFilling(node: MemcachedNode): boolean;
   /** Called before a delete is sent; the delete goes out once the returned promise settles. */
   deleting(key: Buffer): Promise<void> | undefined;
   /** Called before a flush is sent; the flush goes out once the returned promise settles. */
@@ -95,7 +90,6 @@ export interface ResyncHooks {
 
 export const NO_RESYNC: ResyncHooks = {
   isResyncing: () => false,
-  isFilling: () => false,
   deleting: () => undefined,
   flushing: () => undefined,
   catchingUp: () => undefined,
@@ -266,6 +260,7 @@ export class ReplicatedRouter {
     const members = this.trustedFirst(this.ring.replicaSet(cmd.key));
     if (members.length === 0) return UNAVAILABLE;
     if (cmd.mode === 'add' || cmd.mode === 'cas' || cmd.cas !== 0n) return this.decideThenCopy(cmd, members, later);
+    if (cmd.mode !== 'set' && this.onlyStandIns(cmd.key, members)) return UNAVAILABLE;
     // append/prepend keep the item's expiry: they tell nothing of it.
     const sets = cmd.mode === 'set' || cmd.mode === 'replace' ? cmd.exptime : undefined;
     return this.writeAll(cmd.mode, cmd.key, members, (m) => m.store(cmd), storeLeft(cmd.mode), later, sets);
@@ -277,7 +272,7 @@ export class ReplicatedRouter {
     if (copying !== undefined) await copying;
     if ((await this.handedOver(key, later)) === false) return UNAVAILABLE;
     const members = this.trustedFirst(this.ring.replicaSet(key));
-    if (members.length === 0) return UNAVAILABLE;
+    if (members.length === 0 || this.onlyStandIns(key, members)) return UNAVAILABLE;
     if (cas === 0n) return this.writeAll('delete', key, members, (m) => m.delete(key, 0n), deleteLeft, later);
     // Only the authority's CAS is meaningful; the others follow its decision.
     const { reply, authority, rest } = await this.askAuthority('delete', key, members, (m) => m.delete(key, cas), later);
@@ -292,7 +287,7 @@ export class ReplicatedRouter {
   async touch(key: Buffer, exptime: number, later: FollowUps = []): Promise<TouchOutcome> {
     if ((await this.handedOver(key, later)) === false) return UNAVAILABLE;
     const members = this.trustedFirst(this.ring.replicaSet(key));
-    if (members.length === 0) return UNAVAILABLE;
+    if (members.length === 0 || this.onlyStandIns(key, members)) return UNAVAILABLE;
     return this.writeAll('touch', key, members, (m) => m.touch(key, exptime), touchLeft, later, exptime);
   }
 
@@ -368,50 +363,43 @@ export class ReplicatedRouter {
     return !this.resync.isResyncing(node) && this.isNatural(key, node);
   }
 
-  /**
-   * Once the key is proved gone, a hit proves nothing from a member being
-   * resynced (it may hold what was deleted while it was away) nor from a stand-in
-   * (a backend outside the natural set that held the key while a natural member
-   * was down, and kept its copy when that member came back and the key was
-   * deleted), nor from a member a fill may be copying into (its copy may be one
-   * that a delete overtook): serving it would bring a logged-out session back.
-   */
-  private staleAfterGone(key: Buffer, node: MemcachedNode): boolean {
-    return this.resync.isResyncing(node) || !this.isNatural(key, node) || this.resync.isFilling(node);
-  }
+
 
   /** Ask the members one after another until one has the item (resyncing members last). */
   private async readInTurn(key: Buffer, members: MemcachedNode[], later: FollowUps, again: boolean): Promise<GetOutcome> {
-    const missed: MemcachedNode[] = [];
     let failed = false;
     // Resync rule: a member still being refilled may just not have the item yet, so
     // its miss proves nothing. A miss from a member that is not resyncing does: it
     // stayed in this key's replica set the whole time the other was away (taking a
     // backend out of the ring only shifts later ones in), so it saw every write.
     let authoritativeMiss = false;
-    let provedGone = false;
     for (let i = 0; i < members.length; i++) {
       const reply = await members[i].get(key);
       this.countRead(members[i]);
       if (reply.status === 'hit') {
-        if (provedGone && this.staleAfterGone(key, members[i])) continue;
         // A member being resynced may hold what was deleted while it was away: its hit is
         // no answer (with none better, the read is unavailable).
         if (this.resync.isResyncing(members[i])) {
           failed = true;
           continue;
         }
+        // No copy to the members that missed (no read repair): they are in refill (the fill
+        // copies it) or stand-ins, and a copy could land after a delete through another
+        // sidecar that has not reached this member yet.
         if (i > 0) this.events.failover('get');
-        this.repair(missed, key, reply.item, members[i], later);
         return reply;
       }
-      if (reply.status === 'miss') {
-        missed.push(members[i]);
-        if (!this.resync.isResyncing(members[i])) authoritativeMiss = true;
-        if (this.provesGone(key, members[i])) provedGone = true;
-      } else failed = true;
+      if (reply.status === 'failed') {
+        failed = true;
+        continue;
+      }
+      if (!this.resync.isResyncing(members[i])) authoritativeMiss = true;
+      // The key is proved gone: no later hit is served. A stand-in's or a resyncing member's
+      // may be a copy a delete never reached, and a natural member's a delete through another
+      // sidecar still on its way there.
+      if (this.provesGone(key, members[i])) break;
     }
-    // A miss only when every member said so, one of them with authority; otherwise we cannot know.
+    // A miss only when every member asked said so, one of them with authority; otherwise we cannot know.
     if (!failed && authoritativeMiss) return MISS;
     return failed && again ? this.readAgain(key, later) : UNAVAILABLE;
   }
@@ -421,22 +409,18 @@ export class ReplicatedRouter {
     if ((await this.handedOver(key, later)) === false) return UNAVAILABLE;
     const members = this.trustedFirst(this.ring.readOrder(key));
     if (members.length === 0 || this.undecidable(key, members)) return UNAVAILABLE;
-    const until = deadlineOf(touch);
     const replies: NodeGet[] = await Promise.all(members.map((m) => m.get(key, touch)));
     for (const m of members) this.countRead(m);
     // As in writeAll: acknowledged once no other sidecar reads first a member that failed it.
     if (!(await this.landed(key, replies, later))) return UNAVAILABLE;
-    // As in readInTurn: a stale member's hit does not stand against a miss that proves the key gone.
+    // As in readInTurn: no hit stands against a miss that proves the key gone, and none is copied.
     const gone = members.some((m, i) => replies[i].status === 'miss' && this.provesGone(key, m));
-    const hitAt = replies.findIndex((r, i) => r.status === 'hit' && !(gone && this.staleAfterGone(key, members[i])));
+    const hitAt = gone ? -1 : replies.findIndex((r) => r.status === 'hit');
     if (hitAt < 0) return replies.some((r) => r.status === 'failed') ? UNAVAILABLE : MISS;
     if (hitAt > 0) this.events.failover('gat');
     const hit = replies[hitAt] as Extract<NodeGet, { status: 'hit' }>;
-    const missed = members.filter((_, i) => replies[i].status === 'miss');
-    // The gat gave the item its expiry as it read it: the copies get the same.
-    this.repair(missed, key, hit.item, members[hitAt], later, knownFrom(until, hit.item.cas));
     // Like a touch, a gat changes no CAS: another sidecar's gat crossing this one leaves the expiries apart.
-    if (missed.length === 0 && members.length > 1) later.push(this.checkExpiry(key));
+    if (replies.every((r) => r.status === 'hit') && members.length > 1) later.push(this.checkExpiry(key));
     return hit;
   }
 
@@ -680,6 +664,17 @@ export class ReplicatedRouter {
    * stand-ins hold. None can decide add/cas/incr, nor prove the key gone: the answer
    * is unavailable until a natural member is trusted again (docs/trust.md, Misses).
    */
+  /**
+   * Every natural member of the key is out: only stand-ins would take the write. A stand-in
+   * can hold a value written to it (a `set`, copied back by the refill), but not the
+   * absence of one: a delete, or a touch, replace, append or prepend of an item it lacks,
+   * would answer for a key the natural members still hold, and leave nothing behind for
+   * their refill to take. Those are unavailable until a natural member is back.
+   */
+  private onlyStandIns(key: Buffer, members: MemcachedNode[]): boolean {
+    return !members.some((m) => this.isNatural(key, m));
+  }
+
   private undecidable(key: Buffer, members: MemcachedNode[]): boolean {
     for (const m of members) if (!this.resync.isResyncing(m) && this.isNatural(key, m)) return false;
     return true;
@@ -729,33 +724,6 @@ export class ReplicatedRouter {
 
   private countRead(node: MemcachedNode): void {
     this.events.read?.(this.ring.isLocal(node) ? 'local' : 'remote');
-  }
-
-  /** Read repair: copy a hit to the members that missed, as a follow-up step of the read. */
-  private repair(missed: MemcachedNode[], key: Buffer, item: StoredItem, source: MemcachedNode, later: FollowUps, known?: KnownExpiry): void {
-    if (missed.length === 0) return;
-    // Its expiry unknown (binary protocol, not a gat): no copy, which could outlive the original.
-    const exptime = copyExptime(item, known);
-    if (exptime === null) return;
-    this.events.readRepair();
-    later.push(this.repairFrom(source, missed, key, item, exptime));
-  }
-
-  /**
-   * Copies in add mode (never over a value written meanwhile), then reads the
-   * source again: a delete through another sidecar may have removed the item
-   * after we read it, and our copy would bring it back. Then the copies are
-   * taken back, each guarded by the CAS our add got (a newer value stays).
-   */
-  private async repairFrom(source: MemcachedNode, missed: MemcachedNode[], key: Buffer, item: StoredItem, exptime: number): Promise<void> {
-    const results = await Promise.all(
-      missed.map((n) => n.store({ mode: 'add', key, value: item.value, flags: item.flags, exptime, cas: 0n })),
-    );
-    const placed = results.flatMap((r, i) => (r.status === 'stored' ? [{ node: missed[i], cas: r.cas }] : []));
-    if (placed.length === 0) return;
-    const again = await source.get(key);
-    if (again.status !== 'miss' && !(again.status === 'hit' && again.item.cas !== item.cas)) return;
-    await Promise.all(placed.map(({ node, cas }) => node.delete(key, cas)));
   }
 
   private async copyTo(nodes: MemcachedNode[], key: Buffer, item: StoredItem, known?: KnownExpiry): Promise<CopyReply[]> {

@@ -622,10 +622,9 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
  * The router's questions: trust from the agent, copies in flight from the resync runs
  * (`runs()` gives the current ones: a reload replaces them).
  */
-export function routerHooks(agent: TrustAgent, runs: () => Pick<Resyncer, 'isFilling' | 'deleting' | 'flushing'>): ResyncHooks {
+export function routerHooks(agent: TrustAgent, runs: () => Pick<Resyncer, 'deleting' | 'flushing'>): ResyncHooks {
   return {
     isResyncing: (node) => agent.isResyncing(node),
-    isFilling: (node) => runs().isFilling(node),
     deleting: (key) => runs().deleting(key),
     flushing: () => runs().flushing(),
     catchingUp: (key, scope) => agent.catchingUp(key, scope),

@@ -437,21 +437,15 @@ export class TrustState {
     return applied;
   }
 
-  /** Before `address` takes `stage`: who outlasts it, if it goes out from trusted here. */
+  /** Before `address` takes `stage`: who outlasts it, if it goes out here. */
   private noteOutlasted(address: string, stage: Stage): void {
     if (stage.role === 'trusted') this.outlasted.delete(address);
-    if (stage.role !== 'out') return;
-    const trustedNow = (b: string) => b !== address && this.roleOf(b) === 'trusted' && !this.isPending(b);
-    const before = this.outlasted.get(address);
-    if (this.roleOf(address) === 'refill') {
-      // Out again before trusted: what it took in refill, the trusted ones took too; one that
-      // went out since may lack some of it.
-      if (before !== undefined) this.outlasted.set(address, { epoch: stage.epoch, by: before.by.filter(trustedNow) });
-      return;
-    }
-    if (this.roleOf(address) !== 'trusted') return;
+    if (stage.role !== 'out' || this.roleOf(address) === 'out') return;
     if (!this.witnessing) return void this.outlasted.delete(address);
-    this.outlasted.set(address, { epoch: stage.epoch, by: this.addresses.filter(trustedNow) });
+    // From trusted or from refill (where it took the writes, the trusted ones too): the
+    // backends trusted now hold all it holds, and whatever it misses from here on.
+    const by = this.addresses.filter((b) => b !== address && this.roleOf(b) === 'trusted' && !this.isPending(b));
+    this.outlasted.set(address, { epoch: stage.epoch, by });
   }
 
   /**

@@ -50,11 +50,9 @@ describe('metrics HTTP endpoint', () => {
     expect(before.contentType).toBe('text/plain; version=0.0.4; charset=utf-8');
     expect(before.body).toContain('# TYPE replicached_failovers_total counter');
     expect(sample(before.body, 'replicached_failovers_total{command="get"}')).toBe(0); // present from the start
-    expect(sample(before.body, 'replicached_read_repairs_total')).toBe(0);
 
     metrics.failovers.inc({ command: 'get' });
     metrics.failovers.inc({ command: 'get' });
-    metrics.readRepairs.inc();
     metrics.requests.inc({ command: 'get', result: 'hit' }, 3);
     metrics.requestDuration.observe({ command: 'get' }, 0.0003);
     metrics.backendUp.set({ backend: '127.0.0.1:11211' }, 1);
@@ -64,7 +62,6 @@ describe('metrics HTTP endpoint', () => {
 
     const after = (await fetchPath(server.port, '/metrics')).body;
     expect(sample(after, 'replicached_failovers_total{command="get"}')).toBe(2);
-    expect(sample(after, 'replicached_read_repairs_total')).toBe(1);
     expect(sample(after, 'replicached_requests_total{command="get",result="hit"}')).toBe(3);
     expect(sample(after, 'replicached_request_duration_seconds_bucket{le="0.00025",command="get"}')).toBe(0);
     expect(sample(after, 'replicached_request_duration_seconds_bucket{le="0.0005",command="get"}')).toBe(1);

@@ -13,7 +13,6 @@ const EXPECTED: [name: string, type: string][] = [
   ['replicached_backend_ejections_total', 'counter'],
   ['replicached_backend_returns_total', 'counter'],
   ['replicached_failovers_total', 'counter'],
-  ['replicached_read_repairs_total', 'counter'],
   ['replicached_converge_repairs_total', 'counter'],
   ['replicached_replica_disagreements_total', 'counter'],
   ['replicached_reads_total', 'counter'],
@@ -50,9 +49,9 @@ describe('metrics registry', () => {
   it('two instances do not share values', async () => {
     const a = createMetrics();
     const b = createMetrics();
-    a.readRepairs.inc(5);
-    expect((await b.readRepairs.get()).values[0]?.value ?? 0).toBe(0);
-    expect((await a.readRepairs.get()).values[0]?.value).toBe(5);
+    a.convergeRepairs.inc(5);
+    expect((await b.convergeRepairs.get()).values[0]?.value ?? 0).toBe(0);
+    expect((await a.convergeRepairs.get()).values[0]?.value).toBe(5);
   });
 
   it('forgetBackend drops every series of that backend and keeps the others', async () => {

@@ -28,13 +28,15 @@ test('every metric in dashboards/grafana.json is exported', async () => {
   const used = new Set(exprs.flatMap((e) => [...e.matchAll(/\b((?:replicached|process|nodejs)_[a-z0-9_]+)\{/g)].map((m) => m[1])));
   const exported = await exportedSeriesNames();
   expect([...used].filter((name) => !exported.has(name))).toEqual([]);
-  // The list: requests, latency quantiles, backend up, failovers, read repairs, disagreements, resync, connections, bytes.
+  // The list: requests, latency quantiles, backend up, failovers, repairs (read repair is gone: a
+  // trusted member's miss is final; members are repaired by the convergence check), disagreements, resync,
+  // connections, bytes.
   for (const name of [
     'replicached_requests_total',
     'replicached_request_duration_seconds_bucket',
     'replicached_backend_up',
     'replicached_failovers_total',
-    'replicached_read_repairs_total',
+    'replicached_converge_repairs_total',
     'replicached_replica_disagreements_total',
     'replicached_resync_in_progress',
     'replicached_client_connections',

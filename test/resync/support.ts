@@ -95,7 +95,6 @@ export async function startResyncCluster(
     c.resyncer = new Resyncer(ring, backends, { isResyncing: refilling }, events, { quietMs: 0, ...resyncOptions });
     c.router = new ReplicatedRouter(ring, undefined, {
       isResyncing: refilling,
-      isFilling: (node) => c.resyncer.isFilling(node),
       deleting: (key) => c.resyncer.deleting(key),
       flushing: () => c.resyncer.flushing(),
       catchingUp: () => undefined,

@@ -12,10 +12,9 @@ function setup(n = 3, replicas = 2) {
     nodes.map((node) => ({ node, weight: 1 })),
     replicas,
   );
-  const counts = { failover: 0, readRepair: 0, disagreement: 0, converged: 0 };
+  const counts = { failover: 0, disagreement: 0, converged: 0 };
   const events: RouterEvents = {
     failover: () => counts.failover++,
-    readRepair: () => counts.readRepair++,
     disagreement: () => counts.disagreement++,
     converged: () => counts.converged++,
   };
@@ -266,15 +265,14 @@ describe('ReplicatedRouter reads', () => {
     expect(b.calls).toEqual([]);
   });
 
-  test('a miss on the authority fails over, and the hit is copied back (read repair)', async () => {
+  test('a miss on the authority is the answer: the other member is not asked, nothing is copied', async () => {
     const [a, b] = s.membersOf('r2');
     b.put('r2', 'v', 5, 300);
-    const got = await s.router.get(k('r2'));
-    expect(got).toMatchObject({ status: 'hit', item: { flags: 5 } });
+    expect(await s.router.get(k('r2'))).toEqual({ status: 'miss' });
     await new Promise((r) => setImmediate(r));
-    expect(a.items.get('r2')).toMatchObject({ flags: 5, ttl: 300 });
-    expect(a.calls).toContain('add r2 v exptime=300');
-    expect(s.counts).toMatchObject({ failover: 1, readRepair: 1 });
+    expect(a.items.get('r2')).toBeUndefined();
+    expect(b.calls).toEqual([]);
+    expect(s.counts).toMatchObject({ failover: 0 });
   });
 
   test('a miss only when every member missed', async () => {
@@ -311,14 +309,22 @@ describe('ReplicatedRouter reads', () => {
     expect([a.items.get('g2o')?.ttl, b.items.get('g2o')?.ttl]).toEqual([300, 300]);
   });
 
-  test('gat touches every member and repairs those that missed', async () => {
+  test('gat touches every member; the authority missed: a miss, nothing copied', async () => {
     const [a, b] = s.membersOf('g');
     b.put('g', 'v');
-    expect(await s.router.get(k('g'), 100)).toMatchObject({ status: 'hit' });
+    expect(await s.router.get(k('g'), 100)).toEqual({ status: 'miss' });
     expect(a.calls).toContain('gat 100 g');
     expect(b.items.get('g')!.ttl).toBe(100);
     await new Promise((r) => setImmediate(r));
-    expect(a.value('g')).toBe('v');
+    expect(a.value('g')).toBeUndefined();
+  });
+
+  test('gat with the authority failed: the other member\'s hit', async () => {
+    const [a, b] = s.membersOf('g2');
+    a.failing = true;
+    b.put('g2', 'v');
+    expect(await s.router.get(k('g2'), 100)).toMatchObject({ status: 'hit' });
+    expect(b.items.get('g2')!.ttl).toBe(100);
   });
 });
 
