@@ -260,7 +260,7 @@ export class ReplicatedRouter {
     const members = this.trustedFirst(this.ring.replicaSet(cmd.key));
     if (members.length === 0) return UNAVAILABLE;
     if (cmd.mode === 'add' || cmd.mode === 'cas' || cmd.cas !== 0n) return this.decideThenCopy(cmd, members, later);
-    if (cmd.mode !== 'set' && this.onlyStandIns(cmd.key, members)) return UNAVAILABLE;
+    if (cmd.mode !== 'set' && this.undecidable(cmd.key, members)) return UNAVAILABLE;
     // append/prepend keep the item's expiry: they tell nothing of it.
     const sets = cmd.mode === 'set' || cmd.mode === 'replace' ? cmd.exptime : undefined;
     return this.writeAll(cmd.mode, cmd.key, members, (m) => m.store(cmd), storeLeft(cmd.mode), later, sets);
@@ -272,7 +272,7 @@ export class ReplicatedRouter {
     if (copying !== undefined) await copying;
     if ((await this.handedOver(key, later)) === false) return UNAVAILABLE;
     const members = this.trustedFirst(this.ring.replicaSet(key));
-    if (members.length === 0 || this.onlyStandIns(key, members)) return UNAVAILABLE;
+    if (members.length === 0 || this.undecidable(key, members)) return UNAVAILABLE;
     if (cas === 0n) return this.writeAll('delete', key, members, (m) => m.delete(key, 0n), deleteLeft, later);
     // Only the authority's CAS is meaningful; the others follow its decision.
     const { reply, authority, rest } = await this.askAuthority('delete', key, members, (m) => m.delete(key, cas), later);
@@ -287,7 +287,7 @@ export class ReplicatedRouter {
   async touch(key: Buffer, exptime: number, later: FollowUps = []): Promise<TouchOutcome> {
     if ((await this.handedOver(key, later)) === false) return UNAVAILABLE;
     const members = this.trustedFirst(this.ring.replicaSet(key));
-    if (members.length === 0 || this.onlyStandIns(key, members)) return UNAVAILABLE;
+    if (members.length === 0 || this.undecidable(key, members)) return UNAVAILABLE;
     return this.writeAll('touch', key, members, (m) => m.touch(key, exptime), touchLeft, later, exptime);
   }
 
@@ -542,8 +542,10 @@ export class ReplicatedRouter {
       }
       const now = await authority.get(key);
       if (now.status === 'failed') return; // it went away: the resync that follows its return converges
-      // A resyncing authority's miss proves nothing: never spread it.
-      if (now.status === 'miss' && this.resync.isResyncing(authority)) return;
+      // A miss proves nothing from a resyncing authority, nor from a stand-in (one that took
+      // the key's writes while its natural members were away may have shed its copy since):
+      // never spread it.
+      if (now.status === 'miss' && !this.provesGone(key, authority)) return;
       this.events.converged?.();
       const copies = await this.spread(key, now, rest, known);
       expected = [now.status === 'hit' ? now.item.cas : 'gone', ...copies.map(copyLeft)];
@@ -665,16 +667,12 @@ export class ReplicatedRouter {
    * is unavailable until a natural member is trusted again (docs/trust.md, Misses).
    */
   /**
-   * Every natural member of the key is out: only stand-ins would take the write. A stand-in
-   * can hold a value written to it (a `set`, copied back by the refill), but not the
-   * absence of one: a delete, or a touch, replace, append or prepend of an item it lacks,
-   * would answer for a key the natural members still hold, and leave nothing behind for
-   * their refill to take. Those are unavailable until a natural member is back.
+   * No trusted natural member among the key's members: none whose answer is known to be
+   * the key's. Reads, decisions, and writes whose answer or effect depends on what the key
+   * holds (delete, touch, replace, append, prepend) are unavailable then: a stand-in cannot
+   * hold the absence of a value, and a member in refill may lack one it should hold. Only a
+   * `set` goes on (to the stand-ins and members in refill; the refill takes it).
    */
-  private onlyStandIns(key: Buffer, members: MemcachedNode[]): boolean {
-    return !members.some((m) => this.isNatural(key, m));
-  }
-
   private undecidable(key: Buffer, members: MemcachedNode[]): boolean {
     for (const m of members) if (!this.resync.isResyncing(m) && this.isNatural(key, m)) return false;
     return true;
