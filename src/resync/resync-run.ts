@@ -466,7 +466,10 @@ export class ResyncRun {
 
   /** refresh: the target's copy made what the key's authority holds (see the head comment). */
   private async refreshOne(key: Buffer, set: readonly MemcachedNode[]): Promise<KeyOutcome> {
-    const authority = set.find((m) => !this.context.isResyncing(m));
+    // The authority is a trusted natural member: a stand-in's miss proves nothing, and its hit
+    // may be a copy left from an earlier time it stood in.
+    const natural = this.ring.ringOrder(key).slice(0, this.ring.replicas);
+    const authority = set.find((m) => !this.context.isResyncing(m) && this.isMember(natural, m));
     if (authority === undefined || authority.address === this.target.address) return 'skipped';
     // The target first, as in reconcile: a write landing on it after this read fails our guarded store.
     const r = await this.target.get(key);

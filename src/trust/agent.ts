@@ -80,6 +80,9 @@ function timedOut(f: Failed): boolean {
   return f.reason.startsWith('timeout');
 }
 
+/** How long a survey that found some incarnation keys waits before it reads the missing ones again. */
+const SURVEY_AGAIN_ROUNDS = 4;
+
 const STALE: Failed = { status: 'failed', reason: 'trust view stale' };
 const GOING_OUT: Failed = { status: 'failed', reason: 'backend going out' };
 
@@ -418,19 +421,26 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
 
   /**
    * Before the first round: a backend without its incarnation key restarted empty,
-   * unless none has one (a new cluster: nothing was ever replicated to lose).
+   * unless none has one (a new cluster: nothing was ever replicated to lose). Some with
+   * and some without may also be a new cluster that another sidecar, starting with this
+   * one, is marking right now: those without are read again a few rounds later, and only
+   * the ones still without count as restarted.
    */
   private async survey(): Promise<void> {
     const nodes = [...this.byAddress.values()];
-    const found = await Promise.all(nodes.map((n) => n.get(INCARNATION_KEY)));
-    const fresh = found.every((r) => r.status !== 'hit');
-    const marks: Promise<unknown>[] = [];
+    let found = await Promise.all(nodes.map((n) => n.get(INCARNATION_KEY)));
+    if (found.every((r) => r.status !== 'hit')) {
+      await Promise.all(nodes.map((n) => this.markIncarnation(n)));
+      return;
+    }
+    if (found.some((r) => r.status === 'miss')) {
+      await this.clock.sleep(SURVEY_AGAIN_ROUNDS * this.roundMs);
+      found = await Promise.all(nodes.map((n, i) => (found[i].status === 'miss' ? n.get(INCARNATION_KEY) : found[i])));
+    }
     for (let i = 0; i < nodes.length; i++) {
       const r = found[i];
-      if (fresh && r.status === 'miss') marks.push(this.markIncarnation(nodes[i]));
-      else if (r.status !== 'hit') this.propose(nodes[i].address, 'out', r.status === 'miss' ? 'restarted' : 'failed');
+      if (r.status !== 'hit') this.propose(nodes[i].address, 'out', r.status === 'miss' ? 'restarted' : 'failed');
     }
-    await Promise.all(marks);
   }
 
   /**
