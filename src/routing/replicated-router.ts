@@ -11,6 +11,8 @@
 //          each member the write may have been last on; if one moved on, copy what the
 //          authority holds now (item, or its absence) to the others, and look again;
 //          when none did, give the others the authority's remaining TTL where it differs
+//   copy   every copy of what the authority holds goes over a member only if that member
+//          still holds what it held before the authority was read (CAS-guarded, or an add)
 //
 // Why converge: two sidecars writing one key at once reach the members in
 // different orders, and the authority's order decides which write is last.
@@ -477,14 +479,12 @@ export class ReplicatedRouter {
         const held = await this.holdAsExpected(key, members, expected);
         if (held !== null) return this.alignExpiry(key, members, held);
       }
-      const now = await authority.get(key);
-      if (now.status === 'failed') return; // it went away: the resync that follows its return converges
-      // A resyncing authority's miss proves nothing: never spread it.
-      if (now.status === 'miss' && this.resync.isResyncing(authority)) return;
       this.events.converged?.();
-      await this.spread(key, now, rest);
+      // A resyncing authority's miss proves nothing: never spread it.
+      const copied = await this.copyFrom(key, authority, rest, !this.resync.isResyncing(authority));
+      if (copied === null) return; // it went away: the resync that follows its return converges
       // The copies followed the read of the authority: the authority alone tells if they are stale.
-      expected = [now.status === 'hit' ? now.item.cas : 'gone'];
+      expected = [copied.state.status === 'hit' ? copied.state.item.cas : 'gone'];
       copyOwed = false;
     }
   }
@@ -539,17 +539,47 @@ export class ReplicatedRouter {
    * member (see arith).
    */
   private async copyAuthority(key: Buffer, authority: MemcachedNode, rest: MemcachedNode[], later: FollowUps): Promise<Expected | 'unconfirmed'> {
-    const now = await authority.get(key);
-    if (now.status === 'failed') return null;
-    if (!(await this.landed(key, await this.spread(key, now, rest), later))) return 'unconfirmed';
-    return now.status === 'hit' ? now.item.cas : 'gone';
+    const copied = await this.copyFrom(key, authority, rest, true);
+    if (copied === null) return null;
+    if (!(await this.landed(key, copied.replies, later))) return 'unconfirmed';
+    return copied.state.status === 'hit' ? copied.state.item.cas : 'gone';
   }
 
-  /** Makes `nodes` hold the item, with its flags and remaining TTL, or not hold the key. */
-  private async spread(key: Buffer, state: NodeGet, nodes: MemcachedNode[]): Promise<Array<{ status: string }>> {
-    if (state.status === 'hit') return this.copyTo(nodes, key, state.item);
-    if (state.status === 'miss') return Promise.all(nodes.map((n) => n.delete(key, 0n)));
-    return [];
+  /**
+   * Makes `nodes` hold what the authority holds now (its item, with its flags and remaining TTL,
+   * or its absence; a miss only when `spreadMiss`). Each copy goes only over what its member held
+   * before the authority was read (a CAS-guarded set, an add, a CAS-guarded delete): another
+   * sidecar may copy a later state of the authority meanwhile, and a copy of an earlier read that
+   * landed after it would put the member back, where it stays if the authority dies before anyone
+   * reads it again (and that member decides from then on: an acknowledged count lost). A copy
+   * that finds its member changed reads both again. Null: the authority could not be read, or
+   * missed and `spreadMiss` is false.
+   */
+  private async copyFrom(
+    key: Buffer,
+    authority: MemcachedNode,
+    nodes: MemcachedNode[],
+    spreadMiss: boolean,
+  ): Promise<{ state: Exclude<NodeGet, Failed>; replies: Array<{ status: string }> } | null> {
+    for (let round = 1; ; round++) {
+      const before = await Promise.all(nodes.map((n) => n.casOf(key)));
+      const state = await authority.get(key);
+      if (state.status === 'failed' || (state.status === 'miss' && !spreadMiss)) return null;
+      const replies = await Promise.all(nodes.map((n, i) => this.copyOver(n, key, state, before[i])));
+      const raced = replies.some((r) => r.status === 'exists' || r.status === 'not_stored' || r.status === 'not_found');
+      if (!raced || round >= MAX_CONVERGE_ROUNDS) return { state, replies };
+    }
+  }
+
+  /** One copy of `state` to `node`, only over `before` (what node held: see copyFrom). */
+  private copyOver(node: MemcachedNode, key: Buffer, state: Exclude<NodeGet, Failed>, before: NodeCas): Promise<{ status: string }> {
+    if (before.status === 'failed') return Promise.resolve(before);
+    if (state.status === 'miss') return before.status === 'hit' ? node.delete(key, before.cas) : Promise.resolve(MISS);
+    const exptime = exptimeForCopy(state.item.ttl);
+    if (exptime === null) return Promise.resolve(MISS); // about to expire: not worth a copy
+    const { value, flags } = state.item;
+    if (before.status === 'miss') return node.store({ mode: 'add', key, value, flags, exptime, cas: 0n });
+    return node.store({ mode: 'cas', key, value, flags, exptime, cas: before.cas });
   }
 
   /**
@@ -646,11 +676,5 @@ export class ReplicatedRouter {
     const again = await source.get(key);
     if (again.status !== 'miss' && !(again.status === 'hit' && again.item.cas !== item.cas)) return;
     await Promise.all(placed.map(({ node, cas }) => node.delete(key, cas)));
-  }
-
-  private async copyTo(nodes: MemcachedNode[], key: Buffer, item: StoredItem): Promise<NodeStore[]> {
-    const exptime = exptimeForCopy(item.ttl);
-    if (exptime === null) return [];
-    return Promise.all(nodes.map((n) => n.store({ mode: 'set', key, value: item.value, flags: item.flags, exptime, cas: 0n })));
   }
 }
