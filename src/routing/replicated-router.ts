@@ -11,6 +11,8 @@
 //          each member the write may have been last on; if one moved on, copy what the
 //          authority holds now (item, or its absence) to the others, and look again;
 //          when none did, give the others the authority's remaining TTL where it differs
+//   copy   every copy of what the authority holds goes over a member only if that member
+//          still holds what it held before the authority was read (CAS-guarded, or an add)
 //
 // Why converge: two sidecars writing one key at once reach the members in
 // different orders, and the authority's order decides which write is last.
@@ -207,11 +209,14 @@ export function copyExptime(item: StoredItem, known?: KnownExpiry): number | nul
 /** What a copy step left on a member (a store, a delete, or a copy kept as it was). */
 function copyLeft(reply: { status: string; cas?: bigint }): Expected | undefined {
   if (reply.status === 'stored' || reply.status === 'kept') return reply.cas;
-  return reply.status === 'deleted' || reply.status === 'not_found' ? 'gone' : undefined;
+  return reply.status === 'deleted' || reply.status === 'not_found' || reply.status === 'miss' ? 'gone' : undefined;
 }
 
-/** What spread() did on one member. `kept`: it already held the same value and flags (see keepOrDrop). */
+/** What a copy step did on one member. `kept`: it already held the same value and flags (see keepOrDrop). */
 type CopyReply = NodeStore | NodeDelete | { status: 'kept'; cas: bigint };
+
+/** A copy step's reply, or what stood in for one: the member failed its read, or nothing was to be done (`miss`). */
+type CopyResult = CopyReply | Failed | { status: 'miss' };
 
 export class ReplicatedRouter {
   constructor(
@@ -540,15 +545,13 @@ export class ReplicatedRouter {
         const held = await this.holdAsExpected(key, members, expected);
         if (held !== null) return this.alignExpiry(key, members, held);
       }
-      const now = await authority.get(key);
-      if (now.status === 'failed') return; // it went away: the resync that follows its return converges
+      this.events.converged?.();
       // A miss proves nothing from a resyncing authority, nor from a stand-in (one that took
       // the key's writes while its natural members were away may have shed its copy since):
       // never spread it.
-      if (now.status === 'miss' && !this.provesGone(key, authority)) return;
-      this.events.converged?.();
-      const copies = await this.spread(key, now, rest, known);
-      expected = [now.status === 'hit' ? now.item.cas : 'gone', ...copies.map(copyLeft)];
+      const copied = await this.copyFrom(key, authority, rest, this.provesGone(key, authority), known);
+      if (copied === null) return; // it went away: the resync that follows its return converges
+      expected = [copied.state.status === 'hit' ? copied.state.item.cas : 'gone', ...copied.replies.map(copyLeft)];
       copyOwed = false;
     }
   }
@@ -612,25 +615,56 @@ export class ReplicatedRouter {
     /** Where the item's TTL cannot be read: the same change made on a member instead of a copy. */
     replay?: (m: MemcachedNode) => Promise<CopyReply>,
   ): Promise<Expected | 'unconfirmed'> {
-    const now = await authority.get(key);
-    if (now.status === 'failed') return null;
-    const replies =
-      replay !== undefined && now.status === 'hit' && now.item.ttl === null
-        ? await Promise.all(rest.map(replay))
-        : await this.spread(key, now, rest);
-    if (!(await this.landed(key, replies, later))) return 'unconfirmed';
-    return now.status === 'hit' ? now.item.cas : 'gone';
+    const copied = await this.copyFrom(key, authority, rest, true, undefined, replay);
+    if (copied === null) return null;
+    if (!(await this.landed(key, copied.replies, later))) return 'unconfirmed';
+    return copied.state.status === 'hit' ? copied.state.item.cas : 'gone';
   }
 
   /**
-   * Makes `nodes` hold the item, with its flags and remaining TTL, or not hold the key. A copy
-   * whose expiry is not known (see copyExptime) is not made: each node keeps the same value
-   * and flags, and loses any other (keepOrDrop).
+   * Makes `nodes` hold what the authority holds now (its item, with its flags and remaining TTL,
+   * or its absence; a miss only when `spreadMiss`). Each copy goes only over what its member held
+   * before the authority was read (a CAS-guarded set, an add, a CAS-guarded delete): another
+   * sidecar may copy a later state of the authority meanwhile, and a copy of an earlier read that
+   * landed after it would put the member back, where it stays if the authority dies before anyone
+   * reads it again (and that member decides from then on: an acknowledged count lost). A copy
+   * that finds its member changed reads both again. A copy whose expiry is not known (see
+   * copyExptime) is not made: each node keeps the same value and flags and loses any other
+   * (keepOrDrop), or, with `replay`, the authority's change is made again on it. Null: the
+   * authority could not be read, or missed and `spreadMiss` is false.
    */
-  private async spread(key: Buffer, state: NodeGet, nodes: MemcachedNode[], known?: KnownExpiry): Promise<CopyReply[]> {
-    if (state.status === 'hit') return this.copyTo(nodes, key, state.item, known);
-    if (state.status === 'miss') return Promise.all(nodes.map((n) => n.delete(key, 0n)));
-    return [];
+  private async copyFrom(
+    key: Buffer,
+    authority: MemcachedNode,
+    nodes: MemcachedNode[],
+    spreadMiss: boolean,
+    known?: KnownExpiry,
+    replay?: (m: MemcachedNode) => Promise<CopyReply>,
+  ): Promise<{ state: Exclude<NodeGet, Failed>; replies: CopyResult[] } | null> {
+    for (let round = 1; ; round++) {
+      const before = await Promise.all(nodes.map((n) => n.casOf(key)));
+      const state = await authority.get(key);
+      if (state.status === 'failed' || (state.status === 'miss' && !spreadMiss)) return null;
+      const exptime = state.status === 'hit' ? copyExptime(state.item, known) : null;
+      if (state.status === 'hit' && exptime === null) {
+        const item = state.item;
+        const replies = await Promise.all(nodes.map((n) => (replay !== undefined ? replay(n) : this.keepOrDrop(n, key, item))));
+        return { state, replies };
+      }
+      const replies = await Promise.all(nodes.map((n, i) => this.copyOver(n, key, state, exptime, before[i])));
+      const raced = replies.some((r) => r.status === 'exists' || r.status === 'not_stored' || r.status === 'not_found');
+      if (!raced || round >= MAX_CONVERGE_ROUNDS) return { state, replies };
+    }
+  }
+
+  /** One copy of `state` to `node` (a hit with `exptime`), only over `before` (what node held: see copyFrom). */
+  private copyOver(node: MemcachedNode, key: Buffer, state: Exclude<NodeGet, Failed>, exptime: number | null, before: NodeCas): Promise<CopyResult> {
+    if (before.status === 'failed') return Promise.resolve(before);
+    if (state.status === 'miss') return before.status === 'hit' ? node.delete(key, before.cas) : Promise.resolve(MISS);
+    if (exptime === null) return Promise.resolve(MISS);
+    const { value, flags } = state.item;
+    if (before.status === 'miss') return node.store({ mode: 'add', key, value, flags, exptime, cas: 0n });
+    return node.store({ mode: 'cas', key, value, flags, exptime, cas: before.cas });
   }
 
   /**
@@ -722,11 +756,5 @@ export class ReplicatedRouter {
 
   private countRead(node: MemcachedNode): void {
     this.events.read?.(this.ring.isLocal(node) ? 'local' : 'remote');
-  }
-
-  private async copyTo(nodes: MemcachedNode[], key: Buffer, item: StoredItem, known?: KnownExpiry): Promise<CopyReply[]> {
-    const exptime = copyExptime(item, known);
-    if (exptime === null) return Promise.all(nodes.map((n) => this.keepOrDrop(n, key, item)));
-    return Promise.all(nodes.map((n) => n.store({ mode: 'set', key, value: item.value, flags: item.flags, exptime, cas: 0n })));
   }
 }

@@ -175,6 +175,8 @@ export interface PhpReport {
   counter: number | null;
   /** The slowest single session_start .. session_write_close, in ms (informational). */
   maxMs: number;
+  /** Increment: each one done, when it began (ms since the epoch, wall clock) and how long it took (ms). */
+  requests: Array<{ at: number; ms: number }>;
   exitCode: number | null;
   stderr: string;
   /** Everything that should fail a test: warnings, errors, stderr, bad exit, timeout. Empty when PHP was happy. */
@@ -189,6 +191,7 @@ interface RawSummary {
   warnings?: unknown;
   counter?: unknown;
   maxMs?: unknown;
+  requests?: unknown;
 }
 
 function strings(v: unknown): string[] {
@@ -213,6 +216,7 @@ function toReport(kind: PhpClientKind, r: PhpRunResult): PhpReport {
     warnings: strings(s.warnings),
     counter: typeof s.counter === 'number' ? s.counter : null,
     maxMs: typeof s.maxMs === 'number' ? s.maxMs : 0,
+    requests: Array.isArray(s.requests) ? s.requests.map((r: unknown) => (Array.isArray(r) ? { at: Number(r[0]), ms: Number(r[1]) } : { at: 0, ms: 0 })) : [],
     exitCode: r.exitCode,
     stderr: r.stderr,
     problems: [],

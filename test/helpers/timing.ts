@@ -16,12 +16,18 @@ export const TIMING_STRICT = process.env.REPLICACHED_TIMING === '1';
 
 /**
  * Records `measuredMs` for `claim` (to the file REPLICACHED_TIMING_LOG names, one JSON line
- * each, when set) and, under scripts/timing-check.sh only, asserts it is under `boundMs`.
+ * each, when set) and, under scripts/timing-check.sh only, asserts it is under `boundMs` (in a
+ * test, a soft assertion: the test fails after the rest of it ran).
  */
 export function timingClaim(claim: string, measuredMs: number, boundMs: number): void {
   const file = process.env.REPLICACHED_TIMING_LOG;
   if (file) appendFileSync(file, `${JSON.stringify({ claim, measuredMs: Math.round(measuredMs), boundMs })}\n`);
-  if (TIMING_STRICT) expect(measuredMs, `${claim}: ${Math.round(measuredMs)} ms, bound ${boundMs} ms`).toBeLessThan(boundMs);
+  if (!TIMING_STRICT) return;
+  const message = `${claim}: ${Math.round(measuredMs)} ms, bound ${boundMs} ms`;
+  // Soft in a test: it goes on, so that its other figures are recorded too, and fails at its end.
+  // A hook (beforeAll) has no test to fail later: there it fails at once.
+  if (expect.getState().currentTestName === undefined) expect(measuredMs, message).toBeLessThan(boundMs);
+  else expect.soft(measuredMs, message).toBeLessThan(boundMs);
 }
 
 /**

@@ -5,7 +5,8 @@
 // race a missing lock would lose); pauseMs: sleep between increments (lets others in).
 // With times=0 it only reads the counter.
 // Args: id=, times=, holdMs=1, pauseMs=1.
-// Summary: {ok (increments done), counter (value after the last one), errors, maxMs, slowestId, warnings}.
+// Summary: {ok (increments done), counter (value after the last one), errors, maxMs, slowestId,
+// requests (each increment done: [wall-clock start in ms since the epoch, ms taken]), warnings}.
 declare(strict_types=1);
 require __DIR__ . '/common.php';
 
@@ -18,6 +19,7 @@ $ok = 0;
 $counter = null;
 $errors = [];
 $maxMs = 0.0;
+$requests = [];
 
 // Read it as a page would: start and close normally. (read_and_close would leave
 // pecl-memcache's lock taken until memcache.lock_timeout, since its close does not unlock.)
@@ -35,6 +37,7 @@ if ($times === 0) {
 
 for ($i = 0; $i < $times; $i++) {
     $t0 = hrtime(true);
+    $at = microtime(true) * 1000;
     session_id($id);
     if (!session_start()) {
         $errors[] = "$id: session_start failed at increment $i";
@@ -49,11 +52,13 @@ for ($i = 0; $i < $times; $i++) {
         $errors[] = "$id: session_write_close failed at increment $i";
         continue;
     }
-    $maxMs = max($maxMs, rc_ms($t0));
+    $ms = rc_ms($t0);
+    $maxMs = max($maxMs, $ms);
+    $requests[] = [round($at, 1), round($ms, 1)];
     $ok++;
     if ($pauseUs > 0) {
         usleep($pauseUs);
     }
 }
 
-rc_finish(['ok' => $ok, 'counter' => $counter, 'errors' => $errors, 'maxMs' => $maxMs, 'slowestId' => $times > 0 ? $id : null]);
+rc_finish(['ok' => $ok, 'counter' => $counter, 'errors' => $errors, 'maxMs' => $maxMs, 'slowestId' => $times > 0 ? $id : null, 'requests' => $requests]);

@@ -199,6 +199,48 @@ describe('trust by agreement between two sidecars', () => {
     expect((await restarted.get(k(key))).status).toBe('miss');
   });
 
+  test("a copy of an older count that lands after another sidecar's newer one, then the authority dies: no acknowledged increment lost", async () => {
+    const mcs = await memcacheds();
+    const a = await sidecar('a', mcs);
+    const b = await sidecar('b', mcs);
+    await pollUntil(allTrusted([a, b]), 10_000, 20);
+    // Backend 0 decides the count; the other natural member takes copies of what it holds.
+    const [key] = keysOn(a, 0, 'count.', 1, true);
+    const other = mcs.findIndex((m) => m.address === a.ring.ringOrder(k(key))[1].address);
+    expect((await a.conn.store(set(key, '0'))).status).toBe('stored');
+    const incr = (s: Sidecar) => s.conn.arith({ kind: 'incr', key: k(key), delta: 1n });
+    // A counts 1 and reads it back; its copy of "1" to the other member is slow on the way, and
+    // B counts 2 and copies it meanwhile. Then A's copy lands, over B's, and the authority dies
+    // before A's follow-up reads it again.
+    let release: () => void = () => {};
+    const slow = new Promise<void>((resolve) => (release = resolve));
+    cleanup.push(async () => release());
+    let held = false;
+    const store = a.backends[other].store.bind(a.backends[other]);
+    a.backends[other].store = async (req) => {
+      if (req.key.equals(k(key)) && req.value.toString() === '1') {
+        held = true;
+        await slow;
+      }
+      return store(req);
+    };
+    const first = incr(a);
+    await pollUntil(() => held, 10_000, 5);
+    const second = await incr(b);
+    expect(second).toMatchObject({ status: 'ok', value: 2n });
+    mcs[0].kill('SIGKILL');
+    await mcs[0].exited();
+    release();
+    const counted = await first;
+    await pollUntil(() => [a, b].every((s) => s.agent.roleOf(s.backends[0]) === 'out'), 10_000, 20);
+    // Each acknowledged count stays: the next one is past both.
+    const next = await incr(b);
+    expect(next.status).toBe('ok');
+    const acknowledged = [counted, second].flatMap((r) => (r.status === 'ok' ? [r.value] : []));
+    const highest = acknowledged.reduce((m, v) => (v > m ? v : m), 0n);
+    expect(next.status === 'ok' ? next.value : null, `after ${acknowledged.join(', ')} acknowledged`).toBeGreaterThan(highest);
+  });
+
   test('a key deleted after a restart is gone from the backend that stood in meanwhile', async () => {
     const mcs = await memcacheds();
     const a = await sidecar('a', mcs);
