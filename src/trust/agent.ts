@@ -107,6 +107,8 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   /** Acknowledgements waiting for the older view's requests to end. */
   private unpublished: { generation: number; stages: ReturnType<TrustState['acknowledged']> } | null = null;
   private waiters: Array<() => void> = [];
+  /** Round loops sleeping until their next round (see pause). */
+  private readonly pausing = new Set<() => void>();
   private readonly replyHandlers = new Map<string, (reply: { status: string }) => { status: string }>();
   private readonly fills = new Map<string, AbortController>();
   /** Backends whose incarnation key this sidecar wrote anew for their refill: they came back empty. */
@@ -273,6 +275,28 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     for (const w of waiters) w();
   }
 
+  /** Sleeps until the next round is due, or until hurry(). */
+  private pause(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.pausing.add(resolve);
+      void this.clock.sleep(ms).then(() => {
+        this.pausing.delete(resolve);
+        resolve();
+      });
+    });
+  }
+
+  /**
+   * Something new to publish (an acknowledgement, an applied stage): every backend's next round
+   * starts now rather than when due, so a change takes a few round trips to apply rather than a
+   * few rounds; with many sidecars, each waits on the slowest to read it.
+   */
+  private hurry(): void {
+    const pausing = [...this.pausing];
+    this.pausing.clear();
+    for (const resolve of pausing) resolve();
+  }
+
   // ---- the router's nodes ----
 
   /** The node the ring and router use for `node`: guarded by the view (see the head comment). */
@@ -408,13 +432,17 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     for (const g of this.active.keys()) if (g < u.generation) return;
     this.unpublished = null;
     this.state.markPublished(u.stages);
+    this.hurry();
     this.apply();
   }
 
   private apply(): void {
     const changes = this.state.tryApply(this.clock.now());
     for (const c of changes) this.opts.events?.applied?.(c);
-    if (changes.length > 0) this.wake();
+    if (changes.length > 0) {
+      this.hurry();
+      this.wake();
+    }
   }
 
   // ---- rounds ----
@@ -472,7 +500,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
       this.afterRound(node);
       firstDone();
       const spent = this.clock.now() - started;
-      await this.clock.sleep(Math.max(1, this.roundMs - spent));
+      await this.pause(Math.max(1, this.roundMs - spent));
     }
     firstDone();
     this.looping.delete(address);

@@ -283,10 +283,14 @@ export class TrustState {
     const applied = this.applied.get(address);
     const seen = this.seen.get(address);
     if (applied === undefined || seen === undefined) return null;
-    if (role === 'out' && applied.role === 'out') return null;
+    // Evidence of a failure goes against the newest stage known here, applied or only seen: a
+    // newcomer's first rounds may adopt a stage (trusted, from a record) newer than the out it
+    // proposed from its own default, for a backend it found restarted.
+    const base = role === 'out' && isNewer(seen, applied) ? seen : applied;
+    if (role === 'out' && base.role === 'out') return null;
     if (role === 'refill' && (applied.role !== 'out' || isNewer(seen, applied))) return null;
     if (role === 'trusted' && (applied.role !== 'refill' || isNewer(seen, applied))) return null;
-    const next: Stage = { epoch: applied.epoch + 1, role };
+    const next: Stage = { epoch: base.epoch + 1, role };
     if (!isNewer(next, seen)) return null;
     this.reasons.set(address, reason);
     return this.acknowledge(address, next, reason);

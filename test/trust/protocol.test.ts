@@ -211,7 +211,25 @@ describe('agreement', () => {
     publish(a);
     a.tryApply(1);
     expect(a.propose(Y, 'trusted', 'filled')).toMatchObject({ to: { epoch: 3, role: 'trusted' } });
-    // a failure during the agreement on trust wins over it
-    expect(a.propose(Y, 'out', 'failed')).toMatchObject({ to: { epoch: 3, role: 'out' } });
+    // a failure during the agreement on trust goes past it
+    expect(a.propose(Y, 'out', 'failed')).toMatchObject({ to: { epoch: 4, role: 'out' } });
+  });
+
+  test('a newcomer that found a backend restarted, then adopts a newer trusted stage from a record, still puts it out', () => {
+    const old = sidecar('old');
+    old.propose(Y, 'out', 'failed');
+    publish(old);
+    old.tryApply(0);
+    old.propose(Y, 'refill', 'reachable');
+    publish(old);
+    old.tryApply(0);
+    old.propose(Y, 'trusted', 'filled');
+    const record = publish(old); // Y trusted(3) in its record; then it died and Y restarted
+    const a = new TrustState('new', ALL, timing);
+    a.propose(Y, 'out', 'restarted'); // its survey: Y's incarnation key is gone
+    for (const at of ALL) a.roundDone(at, 0, 0, [record]); // adopts trusted(3), newer than its out(1)
+    expect(a.seenRoleOf(Y)).toBe('trusted');
+    // its round finds the incarnation key still gone: the out goes past the adopted stage
+    expect(a.propose(Y, 'out', 'restarted')).toMatchObject({ to: { epoch: 4, role: 'out' } });
   });
 });
