@@ -277,7 +277,7 @@ export class ReplicatedRouter {
     if (copying !== undefined) await copying;
     if ((await this.handedOver(key, later)) === false) return UNAVAILABLE;
     const members = this.trustedFirst(this.ring.replicaSet(key));
-    if (members.length === 0 || this.undecidable(key, members)) return UNAVAILABLE;
+    if (members.length === 0 || !this.hasNatural(key, members)) return UNAVAILABLE;
     if (cas === 0n) return this.writeAll('delete', key, members, (m) => m.delete(key, 0n), deleteLeft, later);
     // Only the authority's CAS is meaningful; the others follow its decision.
     const { reply, authority, rest } = await this.askAuthority('delete', key, members, (m) => m.delete(key, cas), later);
@@ -292,7 +292,7 @@ export class ReplicatedRouter {
   async touch(key: Buffer, exptime: number, later: FollowUps = []): Promise<TouchOutcome> {
     if ((await this.handedOver(key, later)) === false) return UNAVAILABLE;
     const members = this.trustedFirst(this.ring.replicaSet(key));
-    if (members.length === 0 || this.undecidable(key, members)) return UNAVAILABLE;
+    if (members.length === 0 || !this.hasNatural(key, members)) return UNAVAILABLE;
     return this.writeAll('touch', key, members, (m) => m.touch(key, exptime), touchLeft, later, exptime);
   }
 
@@ -509,6 +509,10 @@ export class ReplicatedRouter {
     // failure can lose with it: it is not acknowledged.
     if (!members.some((m, i) => replies[i].status !== 'failed' && !this.resync.isResyncing(m))) return UNAVAILABLE;
     if (!(await this.landed(key, replies, later))) return UNAVAILABLE;
+    // No trusted natural member (a delete or touch reaching natural members in refill and
+    // stand-ins): a member that had the key says so, but a not_found proves nothing.
+    const absenceUnproved = (command === 'delete' || command === 'touch') && this.undecidable(key, members);
+    const decided = absenceUnproved ? answered.find((r) => r.status === 'deleted' || r.status === 'touched') : answered[0];
     const disagree = answered.some((r) => r.status !== answered[0].status);
     if (disagree) this.events.disagreement(command);
     // A member that failed is going away (its return is resynced); the others still converge,
@@ -518,7 +522,7 @@ export class ReplicatedRouter {
     const changed = answered.some((r) => r.status === 'stored' || r.status === 'deleted' || r.status === 'touched');
     if (live.length > 1 && (changed || disagree)) later.push(this.converge(key, live, expected, disagree, knownFrom(until, expected[0])));
     if (replies[0].status === 'failed') this.events.failover(command);
-    return answered[0];
+    return decided ?? UNAVAILABLE;
   }
 
   /**
@@ -702,11 +706,17 @@ export class ReplicatedRouter {
    */
   /**
    * No trusted natural member among the key's members: none whose answer is known to be
-   * the key's. Reads, decisions, and writes whose answer or effect depends on what the key
-   * holds (delete, touch, replace, append, prepend) are unavailable then: a stand-in cannot
-   * hold the absence of a value, and a member in refill may lack one it should hold. Only a
-   * `set` goes on (to the stand-ins and members in refill; the refill takes it).
+   * the key's. Reads, decisions, replace, append and prepend are unavailable then: a
+   * stand-in cannot hold the absence of a value, and a member in refill may lack one it
+   * should hold. A `set` goes on (to the stand-ins and members in refill; the refill takes
+   * it); so do a delete and a touch while a natural member is in refill (they land there,
+   * and its refill keeps them), answered only by a member that had the key (see writeAll).
    */
+  /** A natural member of the key (trusted or in refill) is among `members`. */
+  private hasNatural(key: Buffer, members: MemcachedNode[]): boolean {
+    return members.some((m) => this.isNatural(key, m));
+  }
+
   private undecidable(key: Buffer, members: MemcachedNode[]): boolean {
     for (const m of members) if (!this.resync.isResyncing(m) && this.isNatural(key, m)) return false;
     return true;

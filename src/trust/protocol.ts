@@ -446,10 +446,13 @@ export class TrustState {
     if (stage.role === 'trusted') this.outlasted.delete(address);
     if (stage.role !== 'out' || this.roleOf(address) === 'out') return;
     if (!this.witnessing) return void this.outlasted.delete(address);
-    // From trusted or from refill (where it took the writes, the trusted ones too): the
-    // backends trusted now hold all it holds, and whatever it misses from here on.
-    const by = this.addresses.filter((b) => b !== address && this.roleOf(b) === 'trusted' && !this.isPending(b));
-    this.outlasted.set(address, { epoch: stage.epoch, by });
+    // The backends trusted now hold all it holds (in refill it took writes, and so did they),
+    // and take what it misses from here on. Out again from refill, it keeps those that
+    // outlasted its last time trusted: it was never made whole since, and a write it took
+    // in refill was acknowledged only where a trusted backend took it too.
+    const trustedNow = this.addresses.filter((b) => b !== address && this.roleOf(b) === 'trusted' && !this.isPending(b));
+    const before = this.roleOf(address) === 'refill' ? (this.outlasted.get(address)?.by ?? []) : [];
+    this.outlasted.set(address, { epoch: stage.epoch, by: [...new Set([...before, ...trustedNow])] });
   }
 
   /**
