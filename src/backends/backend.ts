@@ -414,6 +414,9 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
         // (the rounds may be all it is asked); a slow reply is not: the pool, which sees whether
         // replies still flow, judges stalls.
         if (failure === null || failure.kind === 'timeout' || this.status !== 'up') return;
+        // Dropped once open: the process may have restarted, and a pool with no connection open
+        // would not tell before the next round reads the incarnation key.
+        if (failure.kind !== 'connect' && failure.kind !== 'auth') this.notify('lost');
         if (++this.failures >= this.opts.failureLimit) this.markDown(failure.reason);
       },
     };

@@ -111,6 +111,8 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   private readonly pausing = new Set<() => void>();
   private readonly replyHandlers = new Map<string, (reply: { status: string }) => { status: string }>();
   private readonly fills = new Map<string, AbortController>();
+  /** Backends the survey found restarted, until an out of theirs applies here (see acknowledged). */
+  private readonly foundRestarted = new Set<string>();
   /** Backends whose incarnation key this sidecar wrote anew for their refill: they came back empty. */
   private readonly bornEmpty = new Set<string>();
   /** Stand-in keys being written: acknowledgements wait for them (see markStandIns). */
@@ -217,8 +219,14 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     if (this.unpublished !== null) this.tryPublish();
   }
 
+  /**
+   * Not trusted, or about to stop being trusted (a change acknowledged, not yet applied): its
+   * answers prove nothing. Requests whose placement that change moves are held meanwhile; a
+   * resync run (a sweep, say) is not, and must not take a backend just found restarted for
+   * a trusted one.
+   */
   isResyncing(node: MemcachedNode): boolean {
-    return this.state.roleOf(node.address) !== 'trusted';
+    return this.state.roleOf(node.address) !== 'trusted' || this.state.seenRoleOf(node.address) !== 'trusted';
   }
 
   catchingUp(key: Buffer, scope?: FollowUps): Promise<boolean> | undefined {
@@ -369,6 +377,9 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   private acknowledged(changes: StageChange[]): void {
     if (changes.length === 0) return;
     for (const c of changes) {
+      // This sidecar's survey found it restarted, and a record (of a sidecar that did not see
+      // it: one that died, say) says otherwise: the out goes past that stage.
+      if (c.to.role !== 'out' && this.foundRestarted.has(c.address)) this.propose(c.address, 'out', 'restarted');
       this.opts.events?.acknowledged?.(c);
       if (c.to.role === 'out') {
         this.markStandIns(c.address, c.to.epoch, [...this.byAddress.values()].filter((n) => n.address !== c.address));
@@ -438,6 +449,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
 
   private apply(): void {
     const changes = this.state.tryApply(this.clock.now());
+    for (const c of changes) if (c.to.role === 'out') this.foundRestarted.delete(c.address);
     for (const c of changes) this.opts.events?.applied?.(c);
     if (changes.length > 0) {
       this.hurry();
@@ -467,6 +479,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     }
     for (let i = 0; i < nodes.length; i++) {
       const r = found[i];
+      if (r.status === 'miss') this.foundRestarted.add(nodes[i].address);
       if (r.status !== 'hit') this.propose(nodes[i].address, 'out', r.status === 'miss' ? 'restarted' : 'failed');
     }
   }

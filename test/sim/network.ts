@@ -106,6 +106,8 @@ export class Path implements MemcachedNode {
     closed: (conn, failure) => {
       if (this.controlConn === conn) this.controlConn = null;
       for (const req of this.controlWaiting.splice(0)) req.resolve(failed(failure?.reason ?? 'connection closed'));
+      // As Backend's control connection: dropped once open, the process may have restarted.
+      if (failure !== null && failure.kind !== 'connect' && failure.kind !== 'timeout' && this.status === 'up') this.watcher?.lost();
     },
   };
 
