@@ -111,6 +111,12 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   private readonly pausing = new Set<() => void>();
   private readonly replyHandlers = new Map<string, (reply: { status: string }) => { status: string }>();
   private readonly fills = new Map<string, AbortController>();
+  /**
+   * Backends whose incarnation key this sidecar found gone since they were last trusted here:
+   * they restarted, whatever key a late write from before the restart left on them since
+   * (see keptData).
+   */
+  private readonly mayHaveRestarted = new Set<string>();
   /** Backends the survey found restarted, until an out of theirs applies here (see acknowledged). */
   private readonly foundRestarted = new Set<string>();
   /** Backends whose incarnation key this sidecar wrote anew for their refill: they came back empty. */
@@ -384,7 +390,10 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
       if (c.to.role === 'out') {
         this.markStandIns(c.address, c.to.epoch, [...this.byAddress.values()].filter((n) => n.address !== c.address));
       }
-      if (c.to.role === 'trusted') this.bornEmpty.delete(c.address);
+      if (c.to.role === 'trusted') {
+        this.bornEmpty.delete(c.address);
+        this.mayHaveRestarted.delete(c.address);
+      }
       // Trusted again, it may stand in for a backend still away: its stand-in key goes on it too.
       const node = this.byAddress.get(c.address);
       if (c.to.role === 'trusted' && node !== undefined) {
@@ -479,7 +488,10 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     }
     for (let i = 0; i < nodes.length; i++) {
       const r = found[i];
-      if (r.status === 'miss') this.foundRestarted.add(nodes[i].address);
+      if (r.status === 'miss') {
+        this.foundRestarted.add(nodes[i].address);
+        this.mayHaveRestarted.add(nodes[i].address);
+      }
       if (r.status !== 'hit') this.propose(nodes[i].address, 'out', r.status === 'miss' ? 'restarted' : 'failed');
     }
   }
@@ -552,6 +564,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     }
     this.acknowledged(this.state.roundDone(node.address, started, this.clock.now(), records));
     if (incarnation.status === 'miss' && this.state.roleOf(node.address) !== 'out' && !this.flushesPending.has(node.address)) {
+      this.mayHaveRestarted.add(node.address);
       this.propose(node.address, 'out', 'restarted');
     }
     return null;
@@ -624,6 +637,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
       [...this.byAddress.values()].map(async (node) => {
         const stage = this.state.stageOf(node.address);
         if (stage.role !== 'refill') return;
+        if (this.mayHaveRestarted.has(node.address)) return;
         const r = await node.get(INCARNATION_KEY);
         if (r.status === 'hit' && Number(r.item.value.toString('latin1')) < outEpoch(stage)) kept.add(node.address);
       }),
