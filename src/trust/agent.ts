@@ -388,7 +388,8 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
       if (c.to.role !== 'out' && this.foundRestarted.has(c.address)) this.propose(c.address, 'out', 'restarted');
       this.opts.events?.acknowledged?.(c);
       if (c.to.role === 'out') {
-        this.markStandIns(c.address, c.to.epoch, [...this.byAddress.values()].filter((n) => n.address !== c.address));
+        const trustedNow = (n: MemcachedNode) => this.state.roleOf(n.address) === 'trusted' && !this.state.isPending(n.address);
+        this.markStandIns(c.address, c.to.epoch, [...this.byAddress.values()].filter((n) => n.address !== c.address), trustedNow);
       }
       if (c.to.role === 'trusted') {
         this.bornEmpty.delete(c.address);
@@ -399,7 +400,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
       if (c.to.role === 'trusted' && node !== undefined) {
         for (const a of this.state.addresses) {
           const stage = this.state.stageOf(a);
-          if (stage.role !== 'trusted') this.markStandIns(a, outEpoch(stage), [node]);
+          if (stage.role !== 'trusted') this.markStandIns(a, outEpoch(stage), [node], () => true);
         }
       }
     }
@@ -414,10 +415,11 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
    * is away: the first add stays, its CAS under all of those writes. A backend this sidecar
    * cannot reach takes none of its writes either.
    */
-  private markStandIns(address: string, epoch: number, on: readonly MemcachedNode[]): void {
+  private markStandIns(address: string, epoch: number, on: readonly MemcachedNode[], trusted: (n: MemcachedNode) => boolean): void {
     const key = standInKey(address, epoch);
-    const value = Buffer.from(this.state.id);
-    const adds = on.map((n) => n.store({ mode: 'add', key, value, flags: 0, exptime: LONGEST_RELATIVE_EXPIRY_S, cas: 0n }));
+    // Whether the backend it goes on takes Y's writes from now on (see markedOutlasted).
+    const valueFor = (n: MemcachedNode) => Buffer.from(`${this.state.id} ${trusted(n) ? 'trusted' : 'away'}`);
+    const adds = on.map((n) => n.store({ mode: 'add', key, value: valueFor(n), flags: 0, exptime: LONGEST_RELATIVE_EXPIRY_S, cas: 0n }));
     const all: Promise<unknown> = Promise.all(adds).finally(() => {
       this.marking.delete(all);
       this.tryPublish();
@@ -606,8 +608,8 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     if (this.othersTrusted(a)) return void this.propose(a, 'trusted', 'filled');
     // Several in refill: which kept their data, from their incarnation keys (see markIncarnation).
     const epoch = this.state.stageOf(a).epoch;
-    void this.keptData().then((kept) => {
-      if (this.state.stageOf(a).epoch === epoch && this.fillCounts(a) && this.state.mayTrust(a, (b) => kept.has(b), this.clock.now())) {
+    void Promise.all([this.keptData(), this.markedOutlasted()]).then(([kept, marked]) => {
+      if (this.state.stageOf(a).epoch === epoch && this.fillCounts(a) && this.state.mayTrust(a, (b) => kept.has(b), this.clock.now(), (b) => marked.get(b))) {
         this.propose(a, 'trusted', 'filled');
       }
     });
@@ -625,6 +627,31 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     if (this.trustedBackends().every((b) => filled.sources.has(b))) return true;
     this.filled.delete(a);
     return false;
+  }
+
+  /**
+   * Per backend in refill: the others in refill that hold its stand-in key of its current
+   * outage marked `trusted` (they were trusted, by the marker's view, when it went out, or
+   * trusted again while it was away: they took the writes it missed). For the order of several
+   * refills when no live sidecar witnessed the outages (TrustState.mayTrust).
+   */
+  private async markedOutlasted(): Promise<Map<string, Set<string>>> {
+    const inRefill = [...this.byAddress.values()].filter((n) => this.state.roleOf(n.address) === 'refill');
+    const marked = new Map<string, Set<string>>();
+    await Promise.all(
+      inRefill.flatMap((c) =>
+        inRefill
+          .filter((d) => d !== c)
+          .map(async (d) => {
+            const r = await d.get(standInKey(c.address, outEpoch(this.state.stageOf(c.address))));
+            if (r.status !== 'hit' || !r.item.value.toString('latin1').endsWith(' trusted')) return;
+            const by = marked.get(c.address) ?? new Set<string>();
+            by.add(d.address);
+            marked.set(c.address, by);
+          }),
+      ),
+    );
+    return marked;
   }
 
   /**

@@ -390,7 +390,13 @@ export class TrustState {
    * that came back empty, so that a key whose only copy it holds is not answered a miss by
    * the empty one; among equals, the lowest address.
    */
-  mayTrust(address: string, intact: (address: string) => boolean, now: number): boolean {
+  mayTrust(
+    address: string,
+    intact: (address: string) => boolean,
+    now: number,
+    /** Who outlasted a backend, by the marks on the backends (the agent's stand-in keys): used where no live witness tells. */
+    marked: (address: string) => ReadonlySet<string> | undefined = () => undefined,
+  ): boolean {
     const others = this.addresses.filter((a) => a !== address);
     if (others.every((a) => this.roleOf(a) === 'trusted' && !this.isPending(a))) return true;
     const untrusted = this.addresses.filter((a) => this.roleOf(a) !== 'trusted');
@@ -398,7 +404,7 @@ export class TrustState {
     const kept = untrusted.filter(intact);
     const candidates = kept.length > 0 ? kept : untrusted;
     // Not one that another candidate outlasted: that one took the writes it missed.
-    const outlasted = new Map(candidates.map((c) => [c, this.outlastedBy(c, now)]));
+    const outlasted = new Map(candidates.map((c) => [c, this.outlastedBy(c, now) ?? marked(c) ?? null]));
     const first = candidates.filter((c) => !candidates.some((d) => outlasted.get(c)?.has(d) === true));
     return [...(first.length > 0 ? first : candidates)].sort()[0] === address;
   }

@@ -29,7 +29,9 @@ export const INCARNATION_KEY = Buffer.from(`${RESERVED_PREFIX}incarnation`);
 
 /**
  * On every other backend, when Y goes out at `epoch`: its CAS is under every write a
- * stand-in took for Y's keys in that outage (see src/trust/agent.ts, standInSince).
+ * stand-in took for Y's keys in that outage (see src/trust/agent.ts, standInSince); its
+ * value, `<sidecar id> trusted|away`, says whether the backend it is on took Y's writes
+ * from then on (markedOutlasted).
  */
 export function standInKey(address: string, epoch: number): Buffer {
   return Buffer.from(`${RESERVED_PREFIX}standin:${address}:${epoch}`);
@@ -61,7 +63,7 @@ export const RESERVED_KEYS: readonly ReservedKey[] = [
     name: `${RESERVED_PREFIX}standin:<backend>:<epoch>`,
     ttlSeconds: LONGEST_RELATIVE_EXPIRY_S,
     writer: 'every sidecar, before it acknowledges that backend out (an add: the first one stays)',
-    meaning: 'its CAS: items a stand-in holds with a higher one were written while that backend was out',
+    meaning: 'its CAS: items a stand-in holds with a higher one were written while that backend was out; its value: whether this backend was trusted then',
   },
   {
     name: MARK_KEY.toString(),
