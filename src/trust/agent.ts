@@ -389,7 +389,16 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
       this.opts.events?.acknowledged?.(c);
       if (c.to.role === 'out') {
         const trustedNow = (n: MemcachedNode) => this.state.roleOf(n.address) === 'trusted' && !this.state.isPending(n.address);
-        this.markStandIns(c.address, c.to.epoch, [...this.byAddress.values()].filter((n) => n.address !== c.address), trustedNow);
+        // Out again from refill: it was never made whole since it last went out, so a backend that
+        // outlasted that outage outlasts this one too (its mark of then says so).
+        const before = c.from.role === 'refill' ? standInKey(c.address, outEpoch(c.from)) : null;
+        const trusted = async (n: MemcachedNode): Promise<boolean> => {
+          if (trustedNow(n)) return true;
+          if (before === null) return false;
+          const r = await n.get(before);
+          return r.status === 'hit' && r.item.value.toString('latin1').endsWith(' trusted');
+        };
+        this.markStandIns(c.address, c.to.epoch, [...this.byAddress.values()].filter((n) => n.address !== c.address), trusted);
       }
       if (c.to.role === 'trusted') {
         this.bornEmpty.delete(c.address);
@@ -400,7 +409,9 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
       if (c.to.role === 'trusted' && node !== undefined) {
         for (const a of this.state.addresses) {
           const stage = this.state.stageOf(a);
-          if (stage.role !== 'trusted') this.markStandIns(a, outEpoch(stage), [node], () => true);
+          if (stage.role === 'trusted') continue;
+          // Under the key its refill reads (untrustedSince), and its current one.
+          for (const epoch of new Set([outEpoch(stage), this.state.untrustedSince(a, this.clock.now())])) this.markStandIns(a, epoch, [node], () => true);
         }
       }
     }
@@ -415,11 +426,14 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
    * is away: the first add stays, its CAS under all of those writes. A backend this sidecar
    * cannot reach takes none of its writes either.
    */
-  private markStandIns(address: string, epoch: number, on: readonly MemcachedNode[], trusted: (n: MemcachedNode) => boolean): void {
+  private markStandIns(address: string, epoch: number, on: readonly MemcachedNode[], trusted: (n: MemcachedNode) => boolean | Promise<boolean>): void {
     const key = standInKey(address, epoch);
     // Whether the backend it goes on takes Y's writes from now on (see markedOutlasted).
-    const valueFor = (n: MemcachedNode) => Buffer.from(`${this.state.id} ${trusted(n) ? 'trusted' : 'away'}`);
-    const adds = on.map((n) => n.store({ mode: 'add', key, value: valueFor(n), flags: 0, exptime: LONGEST_RELATIVE_EXPIRY_S, cas: 0n }));
+    const add = async (n: MemcachedNode) => {
+      const value = Buffer.from(`${this.state.id} ${(await trusted(n)) ? 'trusted' : 'away'}`);
+      return n.store({ mode: 'add', key, value, flags: 0, exptime: LONGEST_RELATIVE_EXPIRY_S, cas: 0n });
+    };
+    const adds = on.map(add);
     const all: Promise<unknown> = Promise.all(adds).finally(() => {
       this.marking.delete(all);
       this.tryPublish();
@@ -440,7 +454,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     for (const n of naturals) {
       const stage = this.state.stageOf(n.address);
       if (stage.role === 'trusted') continue;
-      const r = await node.casOf(standInKey(n.address, outEpoch(stage)));
+      const r = await node.casOf(standInKey(n.address, this.state.untrustedSince(n.address, this.clock.now())));
       if (r.status !== 'hit') return null;
       if (since === null || r.cas < since) since = r.cas;
     }

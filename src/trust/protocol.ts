@@ -54,6 +54,8 @@ export interface TrustRecord {
 export interface Outlasted {
   readonly epoch: number;
   readonly by: readonly string[];
+  /** The out epoch at which it left trusted (earlier than `epoch` when it went out again from refill). */
+  readonly since?: number;
 }
 
 export function encodeRecord(r: TrustRecord): Buffer {
@@ -74,8 +76,8 @@ function isOutlastedMap(v: unknown): v is Record<string, Outlasted> {
   if (typeof v !== 'object' || v === null) return false;
   return Object.values(v).every((o: unknown) => {
     if (typeof o !== 'object' || o === null) return false;
-    const { epoch, by } = o as Record<string, unknown>;
-    return Number.isSafeInteger(epoch) && Array.isArray(by) && by.every((b) => typeof b === 'string');
+    const { epoch, by, since } = o as Record<string, unknown>;
+    return Number.isSafeInteger(epoch) && Array.isArray(by) && by.every((b) => typeof b === 'string') && (since === undefined || Number.isSafeInteger(since));
   });
 }
 
@@ -457,8 +459,9 @@ export class TrustState {
     // outlasted its last time trusted: it was never made whole since, and a write it took
     // in refill was acknowledged only where a trusted backend took it too.
     const trustedNow = this.addresses.filter((b) => b !== address && this.roleOf(b) === 'trusted' && !this.isPending(b));
-    const before = this.roleOf(address) === 'refill' ? (this.outlasted.get(address)?.by ?? []) : [];
-    this.outlasted.set(address, { epoch: stage.epoch, by: [...new Set([...before, ...trustedNow])] });
+    const before = this.roleOf(address) === 'refill' ? this.outlasted.get(address) : undefined;
+    const by = [...new Set([...(before?.by ?? []), ...trustedNow])];
+    this.outlasted.set(address, { epoch: stage.epoch, by, since: before?.since ?? before?.epoch ?? stage.epoch });
   }
 
   /**
@@ -476,6 +479,19 @@ export class TrustState {
       by = by === null ? new Set(v.by) : new Set(v.by.filter((b) => by?.has(b)));
     }
     return by;
+  }
+
+  /**
+   * The out epoch at which a backend away now left trusted, as a live witness saw it (its
+   * stand-in keys of then mark where the writes it missed begin); else its current out epoch.
+   */
+  untrustedSince(address: string, now: number): number {
+    const stage = this.stageOf(address);
+    const epoch = outEpoch(stage);
+    for (const v of [this.outlasted.get(address), ...this.livePeers(now).map((p) => p.record.outlasted?.[address])]) {
+      if (v !== undefined && v.epoch === epoch && v.since !== undefined) return v.since;
+    }
+    return epoch;
   }
 
   private apply(address: string, stage: Stage): void {
