@@ -125,9 +125,9 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   private readonly marking = new Set<Promise<unknown>>();
   /**
    * Backends whose fill completed here: the epoch of the refill it was for, and the backends
-   * trusted when it began (its sources).
+   * trusted when it began, with the epoch of that trusted stage (its sources).
    */
-  private readonly filled = new Map<string, { epoch: number; sources: ReadonlySet<string> }>();
+  private readonly filled = new Map<string, { epoch: number; sources: ReadonlyMap<string, number> }>();
   /** Flushes this sidecar sent and whose incarnation key is not yet written again. */
   private readonly flushesPending = new Map<string, number>();
   private running = false;
@@ -638,7 +638,8 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     const stage = this.state.stageOf(a);
     const filled = this.filled.get(a);
     if (filled?.epoch !== stage.epoch || stage.role !== 'refill') return false;
-    if (this.trustedBackends().every((b) => filled.sources.has(b))) return true;
+    // By stage: one that went away and came back during the run was no source for part of it.
+    if (this.trustedBackends().every((b) => filled.sources.get(b) === this.state.stageOf(b).epoch)) return true;
     this.filled.delete(a);
     return false;
   }
@@ -700,7 +701,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     if (this.filled.get(a)?.epoch === this.state.stageOf(a).epoch) return;
     // Every backend came back empty and none is trusted: nothing was kept anywhere, nothing to copy.
     if (this.state.addresses.every((b) => this.bornEmpty.has(b) && this.state.roleOf(b) !== 'trusted')) {
-      this.filled.set(a, { epoch: this.state.stageOf(a).epoch, sources: new Set() });
+      this.filled.set(a, { epoch: this.state.stageOf(a).epoch, sources: new Map() });
       this.proposeFilled(a);
       return;
     }
@@ -710,7 +711,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     const control = new AbortController();
     this.fills.set(a, control);
     const epoch = this.state.stageOf(a).epoch;
-    const sources = new Set(this.trustedBackends());
+    const sources = new Map(this.trustedBackends().map((b) => [b, this.state.stageOf(b).epoch]));
     void this.opts.fill(node, control.signal).then((complete) => {
       if (this.fills.get(a) === control) this.fills.delete(a);
       const stage = this.state.stageOf(a);
