@@ -277,7 +277,7 @@ export class ReplicatedRouter {
     if (copying !== undefined) await copying;
     if ((await this.handedOver(key, later)) === false) return UNAVAILABLE;
     const members = this.trustedFirst(this.ring.replicaSet(key));
-    if (members.length === 0 || !this.hasNatural(key, members)) return UNAVAILABLE;
+    if (members.length === 0 || this.naturalAway(key, members)) return UNAVAILABLE;
     if (cas === 0n) return this.writeAll('delete', key, members, (m) => m.delete(key, 0n), deleteLeft, later);
     // Only the authority's CAS is meaningful; the others follow its decision.
     const { reply, authority, rest } = await this.askAuthority('delete', key, members, (m) => m.delete(key, cas), later);
@@ -292,7 +292,7 @@ export class ReplicatedRouter {
   async touch(key: Buffer, exptime: number, later: FollowUps = []): Promise<TouchOutcome> {
     if ((await this.handedOver(key, later)) === false) return UNAVAILABLE;
     const members = this.trustedFirst(this.ring.replicaSet(key));
-    if (members.length === 0 || !this.hasNatural(key, members)) return UNAVAILABLE;
+    if (members.length === 0 || this.naturalAway(key, members)) return UNAVAILABLE;
     return this.writeAll('touch', key, members, (m) => m.touch(key, exptime), touchLeft, later, exptime);
   }
 
@@ -709,12 +709,19 @@ export class ReplicatedRouter {
    * the key's. Reads, decisions, replace, append and prepend are unavailable then: a
    * stand-in cannot hold the absence of a value, and a member in refill may lack one it
    * should hold. A `set` goes on (to the stand-ins and members in refill; the refill takes
-   * it); so do a delete and a touch while a natural member is in refill (they land there,
-   * and its refill keeps them), answered only by a member that had the key (see writeAll).
+   * it); so do a delete and a touch while every natural member is in refill (they land on
+   * each, and the refills keep them), answered only by a member that had the key (see
+   * writeAll).
    */
-  /** A natural member of the key (trusted or in refill) is among `members`. */
-  private hasNatural(key: Buffer, members: MemcachedNode[]): boolean {
-    return members.some((m) => this.isNatural(key, m));
+  /**
+   * No trusted natural member, and a natural member is out (not among `members`): a delete
+   * or touch would miss it, and with none trusted to answer for the key, its refill could not
+   * tell the change from a value it missed.
+   */
+  private naturalAway(key: Buffer, members: MemcachedNode[]): boolean {
+    if (!this.undecidable(key, members)) return false;
+    const natural = this.ring.ringOrder(key).slice(0, this.ring.replicas);
+    return natural.some((n) => !members.includes(n));
   }
 
   private undecidable(key: Buffer, members: MemcachedNode[]): boolean {
