@@ -399,7 +399,7 @@ export class ResyncRun {
       }
     }
     let failed = false;
-    const natural = this.ring.ringOrder(key).slice(0, this.ring.replicas);
+    const natural = this.ring.naturalSet(key);
     for (const member of set) {
       // Only a trusted member is a source: one being refilled itself may be the stale one.
       if (member.address === this.target.address || this.context.isResyncing(member)) continue;
@@ -468,7 +468,7 @@ export class ResyncRun {
   private async refreshOne(key: Buffer, set: readonly MemcachedNode[]): Promise<KeyOutcome> {
     // The authority is a trusted natural member: a stand-in's miss proves nothing, and its hit
     // may be a copy left from an earlier time it stood in.
-    const natural = this.ring.ringOrder(key).slice(0, this.ring.replicas);
+    const natural = this.ring.naturalSet(key);
     const authority = set.find((m) => !this.context.isResyncing(m) && this.isMember(natural, m));
     if (authority === undefined || authority.address === this.target.address) return 'skipped';
     // The target first, as in reconcile: a write landing on it after this read fails our guarded store.
@@ -535,7 +535,7 @@ export class ResyncRun {
       return (await this.pruneOne(key, cas)) ? 'pruned' : 'skipped';
     }
     const set = this.ring.replicaSet(key);
-    const natural = this.ring.ringOrder(key).slice(0, this.ring.replicas);
+    const natural = this.ring.naturalSet(key);
     if (!this.isMember(set, this.target) && !this.isMember(natural, this.target)) {
       // Neither a member nor a stand-in: nothing reads this copy, and a later reload could make it a stale member's.
       // A natural member's own copy stays: out of the placement it is only away, and comes back to it.
@@ -545,7 +545,7 @@ export class ResyncRun {
   }
 
   private async pruneOne(key: Buffer, cas: bigint): Promise<boolean> {
-    const natural = this.ring.ringOrder(key).slice(0, this.ring.replicas);
+    const natural = this.ring.naturalSet(key);
     if (!this.isMember(natural, this.target)) return false;
     const others = natural.filter((m) => m.address !== this.target.address);
     if (others.length === 0) return false;

@@ -353,22 +353,14 @@ export class ReplicatedRouter {
     return [...members].sort((a, b) => rank(a) - rank(b));
   }
 
-  /** The node is in the key's natural replica set: the first R on the ring, up or down. */
-  private isNatural(key: Buffer, node: MemcachedNode): boolean {
-    const at = this.ring.ringOrder(key).indexOf(node);
-    return at >= 0 && at < this.ring.replicas;
-  }
-
   /**
    * A miss from `node` proves the key gone when node is not resyncing and is in
    * the key's natural replica set: it was in the set before any other member went
    * away and stayed, so it saw every write and delete.
    */
   private provesGone(key: Buffer, node: MemcachedNode): boolean {
-    return !this.resync.isResyncing(node) && this.isNatural(key, node);
+    return !this.resync.isResyncing(node) && this.ring.isNatural(key, node);
   }
-
-
 
   /** Ask the members one after another until one has the item (resyncing members last). */
   private async readInTurn(key: Buffer, members: MemcachedNode[], later: FollowUps, again: boolean): Promise<GetOutcome> {
@@ -698,12 +690,14 @@ export class ReplicatedRouter {
   }
 
   /**
-   * No trusted natural member (see isNatural) among the key's members: none saw every
-   * write and delete of the key. The others are stand-ins, which hold only what was
-   * written since they stood in, or members being resynced, which may lack what the
-   * stand-ins hold. None can decide add/cas/incr, nor prove the key gone: the answer
-   * is unavailable until a natural member is trusted again (docs/trust.md, Misses).
+   * No trusted natural member, and a natural member is out (not among `members`): a delete
+   * or touch would miss it, and with none trusted to answer for the key, its refill could not
+   * tell the change from a value it missed.
    */
+  private naturalAway(key: Buffer, members: MemcachedNode[]): boolean {
+    return this.undecidable(key, members) && this.ring.naturalSet(key).some((n) => !members.includes(n));
+  }
+
   /**
    * No trusted natural member among the key's members: none whose answer is known to be
    * the key's. Reads, decisions, replace, append and prepend are unavailable then: a
@@ -711,21 +705,10 @@ export class ReplicatedRouter {
    * should hold. A `set` goes on (to the stand-ins and members in refill; the refill takes
    * it); so do a delete and a touch while every natural member is in refill (they land on
    * each, and the refills keep them), answered only by a member that had the key (see
-   * writeAll).
+   * writeAll and naturalAway).
    */
-  /**
-   * No trusted natural member, and a natural member is out (not among `members`): a delete
-   * or touch would miss it, and with none trusted to answer for the key, its refill could not
-   * tell the change from a value it missed.
-   */
-  private naturalAway(key: Buffer, members: MemcachedNode[]): boolean {
-    if (!this.undecidable(key, members)) return false;
-    const natural = this.ring.ringOrder(key).slice(0, this.ring.replicas);
-    return natural.some((n) => !members.includes(n));
-  }
-
   private undecidable(key: Buffer, members: MemcachedNode[]): boolean {
-    for (const m of members) if (!this.resync.isResyncing(m) && this.isNatural(key, m)) return false;
+    for (const m of members) if (!this.resync.isResyncing(m) && this.ring.isNatural(key, m)) return false;
     return true;
   }
 

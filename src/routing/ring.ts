@@ -99,6 +99,17 @@ export class ReplicaRing {
     return set;
   }
 
+  /** The key's natural members: the first `replicas` on the ring, whatever their roles. */
+  naturalSet(key: Buffer): MemcachedNode[] {
+    return this.ringOrder(key).slice(0, this.replicas);
+  }
+
+  /** The node is one of the key's natural members (as naturalSet, without its array: every read asks). */
+  isNatural(key: Buffer, node: MemcachedNode): boolean {
+    const at = this.ringOrder(key).indexOf(node);
+    return at >= 0 && at < this.replicas;
+  }
+
   isLocal(node: MemcachedNode): boolean {
     return this.local.has(node);
   }

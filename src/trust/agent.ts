@@ -40,6 +40,8 @@ import {
   ROSTER_TTL_S,
   recordKey,
   standInKey,
+  standInTrusted,
+  standInValue,
 } from './reserved-keys';
 
 export interface AgentEvents {
@@ -388,15 +390,14 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
       if (c.to.role !== 'out' && this.foundRestarted.has(c.address)) this.propose(c.address, 'out', 'restarted');
       this.opts.events?.acknowledged?.(c);
       if (c.to.role === 'out') {
-        const trustedNow = (n: MemcachedNode) => this.state.roleOf(n.address) === 'trusted' && !this.state.isPending(n.address);
         // Out again from refill: it was never made whole since it last went out, so a backend that
         // outlasted that outage outlasts this one too (its mark of then says so).
         const before = c.from.role === 'refill' ? standInKey(c.address, outEpoch(c.from)) : null;
         const trusted = async (n: MemcachedNode): Promise<boolean> => {
-          if (trustedNow(n)) return true;
+          if (this.state.isTrusted(n.address)) return true;
           if (before === null) return false;
           const r = await n.get(before);
-          return r.status === 'hit' && r.item.value.toString('latin1').endsWith(' trusted');
+          return r.status === 'hit' && standInTrusted(r.item.value);
         };
         this.markStandIns(c.address, c.to.epoch, [...this.byAddress.values()].filter((n) => n.address !== c.address), trusted);
       }
@@ -430,7 +431,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     const key = standInKey(address, epoch);
     // Whether the backend it goes on takes Y's writes from now on (see markedOutlasted).
     const add = async (n: MemcachedNode) => {
-      const value = Buffer.from(`${this.state.id} ${(await trusted(n)) ? 'trusted' : 'away'}`);
+      const value = standInValue(this.state.id, await trusted(n));
       return n.store({ mode: 'add', key, value, flags: 0, exptime: LONGEST_RELATIVE_EXPIRY_S, cas: 0n });
     };
     const adds = on.map(add);
@@ -659,7 +660,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
           .filter((d) => d !== c)
           .map(async (d) => {
             const r = await d.get(standInKey(c.address, outEpoch(this.state.stageOf(c.address))));
-            if (r.status !== 'hit' || !r.item.value.toString('latin1').endsWith(' trusted')) return;
+            if (r.status !== 'hit' || !standInTrusted(r.item.value)) return;
             const by = marked.get(c.address) ?? new Set<string>();
             by.add(d.address);
             marked.set(c.address, by);
@@ -688,12 +689,12 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   }
 
   private othersTrusted(a: string): boolean {
-    return this.state.addresses.every((b) => b === a || (this.state.roleOf(b) === 'trusted' && !this.state.isPending(b)));
+    return this.state.addresses.every((b) => b === a || this.state.isTrusted(b));
   }
 
   /** The backends a fill may copy from: trusted, and staying so. */
   private trustedBackends(): string[] {
-    return this.state.addresses.filter((b) => this.state.roleOf(b) === 'trusted' && !this.state.isPending(b));
+    return this.state.addresses.filter((b) => this.state.isTrusted(b));
   }
 
   private maybeFill(node: MemcachedNode, now: number): void {

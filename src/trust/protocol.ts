@@ -237,6 +237,11 @@ export class TrustState {
     return this.applied.get(address)?.role ?? 'out';
   }
 
+  /** Trusted, with no change of it acknowledged and not yet applied: it stays so for now. */
+  isTrusted(address: string): boolean {
+    return this.roleOf(address) === 'trusted' && !this.isPending(address);
+  }
+
   /** The role under the acknowledged stages (what it will be once they apply). */
   seenRoleOf(address: string): Role {
     return this.seen.get(address)?.role ?? 'out';
@@ -400,7 +405,7 @@ export class TrustState {
     marked: (address: string) => ReadonlySet<string> | undefined = () => undefined,
   ): boolean {
     const others = this.addresses.filter((a) => a !== address);
-    if (others.every((a) => this.roleOf(a) === 'trusted' && !this.isPending(a))) return true;
+    if (others.every((a) => this.isTrusted(a))) return true;
     const untrusted = this.addresses.filter((a) => this.roleOf(a) !== 'trusted');
     if (!untrusted.every((a) => this.roleOf(a) === 'refill' && !this.isPending(a))) return false;
     const kept = untrusted.filter(intact);
@@ -458,7 +463,7 @@ export class TrustState {
     // and take what it misses from here on. Out again from refill, it keeps those that
     // outlasted its last time trusted: it was never made whole since, and a write it took
     // in refill was acknowledged only where a trusted backend took it too.
-    const trustedNow = this.addresses.filter((b) => b !== address && this.roleOf(b) === 'trusted' && !this.isPending(b));
+    const trustedNow = this.addresses.filter((b) => b !== address && this.isTrusted(b));
     const before = this.roleOf(address) === 'refill' ? this.outlasted.get(address) : undefined;
     const by = [...new Set([...(before?.by ?? []), ...trustedNow])];
     this.outlasted.set(address, { epoch: stage.epoch, by, since: before?.since ?? before?.epoch ?? stage.epoch });

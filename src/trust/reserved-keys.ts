@@ -37,6 +37,16 @@ export function standInKey(address: string, epoch: number): Buffer {
   return Buffer.from(`${RESERVED_PREFIX}standin:${address}:${epoch}`);
 }
 
+/** A stand-in key's value: who wrote it, and whether the backend it is on was trusted then. */
+export function standInValue(writer: string, trusted: boolean): Buffer {
+  return Buffer.from(`${writer} ${trusted ? 'trusted' : 'away'}`);
+}
+
+/** The stand-in key's value says its backend was trusted when it was written. */
+export function standInTrusted(value: Buffer): boolean {
+  return value.toString('latin1').endsWith(' trusted');
+}
+
 /** The key whose CAS marks the start of a reconcile run; stored already expired, so never served. */
 export const MARK_KEY = Buffer.from(`${RESERVED_PREFIX}resync-mark`);
 

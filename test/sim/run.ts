@@ -109,10 +109,7 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
   /** Every key's natural members that every sidecar trusts hold the same. */
   const compareMembers = (): void => {
     for (const key of checker.keyNames()) {
-      const members = ring
-        .ringOrder(Buffer.from(key))
-        .slice(0, replicas)
-        .filter((node) => trusted(node.address));
+      const members = ring.naturalSet(Buffer.from(key)).filter((node) => trusted(node.address));
       const held = members.map((node) => byAddress.get(node.address)!.peek(key));
       if (held.some((item) => item !== undefined && item.expiresAt - scheduler.now < EXPIRY_MARGIN_MS)) continue;
       const values = held.map((item) => item?.value ?? '(none)');

@@ -87,7 +87,7 @@ function withTrust(env: SidecarEnv): Sidecar {
     connect: () => new OrderedRouter(keys, router, agent),
     idle: () => keys.activeKeys === 0,
     // Trusted, with no change of it acknowledged and not yet applied (a newcomer waits out a dead peer's silence).
-    trusts: (address) => agent.state.roleOf(address) === 'trusted' && !agent.state.isPending(address),
+    trusts: (address) => agent.state.isTrusted(address),
     filling: () => resyncer.progress().some((p) => p.state !== 'idle' && p.state !== 'elsewhere'),
   };
 }

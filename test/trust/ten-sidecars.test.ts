@@ -337,67 +337,67 @@ describe(`${SIDECARS} sidecars over three memcached while one backend fails`, ()
     return `${run.ops} requests (${run.unknown} unanswered), ${acked} increments (${run.overcounted} counted twice), ${run.grants} locks (${locked} session writes under them), ${run.logouts} logouts`;
   }
 
-  test('a backend SIGKILLed and restarted empty: no acknowledged increment lost, no deleted session served, one lock holder, members equal', async () => {
+  /**
+   * The workload through every sidecar, with `fault` done to `victim` after a second of it; then,
+   * once every sidecar trusts the victim again, a second more and the end checks. `fault` sets
+   * the phase each request is counted in, and returns what to log of it once trust is back.
+   */
+  async function faultRun(
+    tag: string,
+    victim: MemcachedProcess,
+    fault: (setPhase: (p: string) => void, before: Array<{ out: number }>) => Promise<() => string>,
+  ): Promise<void> {
     for (const a of addresses) await trustedEverywhere(a);
-    const victim = backends[1];
     const before = await Promise.all(sidecars.map((s) => changes(s, victim.address)));
     let phase = 'before';
     let done = false;
     const slowest = new Map<string, number>();
-    const working = workload('kill', () => done, () => phase, slowest);
+    const working = workload(tag, () => done, () => phase, slowest);
     const t0 = Date.now();
     await sleep(1000);
-    phase = 'down';
-    victim.kill('SIGKILL');
-    await victim.exited();
-    const killedAt = Date.now();
-    await pollUntil(
-      async () => (await Promise.all(sidecars.map((s) => changes(s, victim.address)))).every((c, i) => c.out > before[i].out),
-      20_000,
-      50,
-      'not every sidecar put the killed backend out',
-    );
-    const outAfter = Date.now() - killedAt;
-    await sleep(Math.max(0, OUTAGE_MS - (Date.now() - killedAt)));
-    phase = 'refill';
-    await victim.restart();
+    const measured = await fault((p) => (phase = p), before);
     await trustedEverywhere(victim.address, before.map((c) => c.out));
-    const trustedAfter = Date.now() - killedAt - OUTAGE_MS;
+    const note = measured();
     phase = 'after';
     await sleep(1000);
     done = true;
     const run = await working;
-    await checkEnd(run, 'kill');
+    await checkEnd(run, tag);
     const slow = [...slowest].map(([p, ms]) => `${p} ${ms} ms`).join(', ');
-    console.log(
-      `${SIDECARS} sidecars, kill: ${summary(run)} in ${Date.now() - t0} ms; out everywhere ${outAfter} ms after the kill, trusted everywhere ${trustedAfter} ms after the restart; slowest request: ${slow}; ${run.failures.length} failures`,
-    );
+    console.log(`${SIDECARS} sidecars, ${tag}: ${summary(run)} in ${Date.now() - t0} ms; ${note}slowest request: ${slow}; ${run.failures.length} failures`);
     expect(run.failures).toEqual([]);
+  }
+
+  test('a backend SIGKILLed and restarted empty: no acknowledged increment lost, no deleted session served, one lock holder, members equal', async () => {
+    const victim = backends[1];
+    await faultRun('kill', victim, async (setPhase, before) => {
+      setPhase('down');
+      victim.kill('SIGKILL');
+      await victim.exited();
+      const killedAt = Date.now();
+      await pollUntil(
+        async () => (await Promise.all(sidecars.map((s) => changes(s, victim.address)))).every((c, i) => c.out > before[i].out),
+        20_000,
+        50,
+        'not every sidecar put the killed backend out',
+      );
+      const outAfter = Date.now() - killedAt;
+      await sleep(Math.max(0, OUTAGE_MS - (Date.now() - killedAt)));
+      setPhase('refill');
+      await victim.restart();
+      return () => `out everywhere ${outAfter} ms after the kill, trusted everywhere ${Date.now() - killedAt - OUTAGE_MS} ms after the restart; `;
+    });
   }, 90_000);
 
   test('a backend SIGSTOPped past the request timeout and resumed: the same', async () => {
-    for (const a of addresses) await trustedEverywhere(a);
     const victim = backends[2];
-    const before = await Promise.all(sidecars.map((s) => changes(s, victim.address)));
-    let phase = 'before';
-    let done = false;
-    const slowest = new Map<string, number>();
-    const working = workload('stop', () => done, () => phase, slowest);
-    const t0 = Date.now();
-    await sleep(1000);
-    phase = 'hung';
-    await victim.pause();
-    await sleep(HANG_MS);
-    phase = 'refill';
-    victim.resume();
-    await trustedEverywhere(victim.address, before.map((c) => c.out));
-    phase = 'after';
-    await sleep(1000);
-    done = true;
-    const run = await working;
-    await checkEnd(run, 'stop');
-    const slow = [...slowest].map(([p, ms]) => `${p} ${ms} ms`).join(', ');
-    console.log(`${SIDECARS} sidecars, sigstop: ${summary(run)} in ${Date.now() - t0} ms; slowest request: ${slow}; ${run.failures.length} failures`);
-    expect(run.failures).toEqual([]);
+    await faultRun('stop', victim, async (setPhase) => {
+      setPhase('hung');
+      await victim.pause();
+      await sleep(HANG_MS);
+      setPhase('refill');
+      victim.resume();
+      return () => '';
+    });
   }, 60_000);
 });
