@@ -499,8 +499,12 @@ export class ReplicatedRouter {
     const answered = replies.filter((r) => r.status !== 'failed') as Array<Exclude<R, Failed>>;
     // Only on members being resynced, the write may be on one backend alone, which a later
     // failure can lose with it: it is not acknowledged.
-    if (!members.some((m, i) => replies[i].status !== 'failed' && !this.resync.isResyncing(m))) return UNAVAILABLE;
+    const heldByTrusted = () => members.some((m, i) => replies[i].status !== 'failed' && !this.resync.isResyncing(m));
+    if (!heldByTrusted()) return UNAVAILABLE;
     if (!(await this.landed(key, replies, later))) return UNAVAILABLE;
+    // Asked again after the hand-over: the members that took it may be going away too, and
+    // the one that missed it may then be refilled first, keeping its older copy.
+    if (!heldByTrusted()) return UNAVAILABLE;
     // No trusted natural member (a delete or touch reaching natural members in refill and
     // stand-ins): a member that had the key says so, but a not_found proves nothing.
     const absenceUnproved = (command === 'delete' || command === 'touch') && this.undecidable(key, members);

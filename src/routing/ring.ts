@@ -67,21 +67,22 @@ export class ReplicaRing {
 
   /**
    * The key's replica set, in ring order: the first `replicas` trusted backends
-   * clockwise from the key, and its natural members (the first `replicas` on the
-   * ring) that are being refilled. A backend out is skipped, so the next one on the
-   * ring stands in and R copies keep existing while it is away. See place() in
+   * clockwise from the key, and every backend being refilled before the last of
+   * them (its natural members among them): each would be one of the first
+   * `replicas` trusted if it were, so it takes the key's writes while its refill
+   * brings it the rest. A backend out is skipped, so the next one on the ring
+   * stands in and R copies keep existing while it is away. See place() in
    * src/trust/protocol.ts, which this follows over nodes.
    */
   replicaSet(key: Buffer): MemcachedNode[] {
     const set: MemcachedNode[] = [];
     const order = this.ringOrder(key);
     let trusted = 0;
-    for (let i = 0; i < order.length && (trusted < this.replicas || i < this.replicas); i++) {
+    for (let i = 0; i < order.length && trusted < this.replicas; i++) {
       const role = this.roleOf(order[i]);
-      if (role === 'trusted' && trusted < this.replicas) {
-        trusted++;
-        set.push(order[i]);
-      } else if (role === 'refill' && i < this.replicas) set.push(order[i]);
+      if (role === 'out') continue;
+      set.push(order[i]);
+      if (role === 'trusted') trusted++;
     }
     return set;
   }

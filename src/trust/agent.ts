@@ -119,6 +119,8 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
    * (see keptData).
    */
   private readonly mayHaveRestarted = new Set<string>();
+  /** Backends whose filled key is being written before their trusted proposal. */
+  private readonly markingFilled = new Set<string>();
   /** Backends the survey found restarted, until an out of theirs applies here (see acknowledged). */
   private readonly foundRestarted = new Set<string>();
   /** Backends whose incarnation key this sidecar wrote anew for their refill: they came back empty. */
@@ -444,9 +446,12 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
 
   /**
    * The CAS under which a stand-in's items predate the current outage of the key's natural
-   * members that are not trusted (the lowest of their stand-in keys on it): an item with a
-   * lower CAS is a copy left from an earlier time it stood in, maybe since overwritten or
-   * deleted, and no source for a refill. null: unknown (no key found): use none of its items.
+   * members that are not trusted: the lowest of their stand-in keys on it that say it was
+   * trusted then (it took their writes from that moment). An item with a lower CAS is a copy
+   * left from an earlier time it stood in, maybe since overwritten or deleted, and no source
+   * for a refill. A key written while it was away itself (or never written: it was cut off
+   * then) marks nothing: it took none of their writes from there. null: no key marks where its
+   * time as their stand-in began: use none of its items.
    */
   async standInSince(standIn: MemcachedNode, naturals: readonly MemcachedNode[]): Promise<bigint | null> {
     const node = this.byAddress.get(standIn.address);
@@ -455,9 +460,10 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     for (const n of naturals) {
       const stage = this.state.stageOf(n.address);
       if (stage.role === 'trusted') continue;
-      const r = await node.casOf(standInKey(n.address, this.state.untrustedSince(n.address, this.clock.now())));
-      if (r.status !== 'hit') return null;
-      if (since === null || r.cas < since) since = r.cas;
+      const r = await node.get(standInKey(n.address, this.state.untrustedSince(n.address, this.clock.now())));
+      if (r.status === 'failed') return null;
+      if (r.status !== 'hit' || !standInTrusted(r.item.value)) continue;
+      if (since === null || r.item.cas < since) since = r.item.cas;
     }
     return since;
   }
@@ -496,7 +502,8 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     const nodes = [...this.byAddress.values()];
     let found = await Promise.all(nodes.map((n) => n.get(INCARNATION_KEY)));
     if (found.every((r) => r.status !== 'hit')) {
-      await Promise.all(nodes.map((n) => this.markIncarnation(n)));
+      // A new cluster: every backend whole (empty) as it is.
+      await Promise.all(nodes.map((n) => this.markIncarnation(n, true)));
       return;
     }
     if (found.some((r) => r.status === 'miss')) {
@@ -515,10 +522,12 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
 
   /**
    * The incarnation key holds the epoch it was written at: written again only when gone (an
-   * add), so one older than a backend's outage says it kept its data (see keptData).
+   * add), so one older than a backend's outage says it kept its data (see keptData). `whole`:
+   * a new cluster's backend, whole as it is (see markFilled).
    */
-  private markIncarnation(node: MemcachedNode): Promise<NodeStore> {
-    const value = Buffer.from(String(this.state.stageOf(node.address).epoch));
+  private markIncarnation(node: MemcachedNode, whole = false): Promise<NodeStore> {
+    const epoch = this.state.stageOf(node.address).epoch;
+    const value = Buffer.from(whole ? `${epoch} ${epoch}` : String(epoch));
     return node.store({ mode: 'add', key: INCARNATION_KEY, value, flags: 0, exptime: LONGEST_RELATIVE_EXPIRY_S, cas: 0n });
   }
 
@@ -620,14 +629,41 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   /** A fill of this epoch completed here: trusted once the others allow it (TrustState.mayTrust). */
   private proposeFilled(a: string): void {
     if (!this.fillCounts(a)) return;
-    if (this.othersTrusted(a)) return void this.propose(a, 'trusted', 'filled');
+    if (this.othersTrusted(a)) return this.proposeTrusted(a);
     // Several in refill: which kept their data, from their incarnation keys (see markIncarnation).
     const epoch = this.state.stageOf(a).epoch;
     void Promise.all([this.keptData(), this.markedOutlasted()]).then(([kept, marked]) => {
       if (this.state.stageOf(a).epoch === epoch && this.fillCounts(a) && this.state.mayTrust(a, (b) => kept.has(b), this.clock.now(), (b) => marked.get(b))) {
-        this.propose(a, 'trusted', 'filled');
+        this.proposeTrusted(a);
       }
     });
+  }
+
+  /**
+   * The incarnation key says first that this process was made whole at this epoch (see
+   * keptData), then the proposal goes out, if the stage is still the one filled.
+   */
+  private proposeTrusted(a: string): void {
+    const node = this.byAddress.get(a);
+    const stage = this.state.stageOf(a);
+    if (node === undefined || this.markingFilled.has(a) || this.state.seenRoleOf(a) === 'trusted') return;
+    this.markingFilled.add(a);
+    void this.markFilled(node, stage.epoch).then((r) => {
+      this.markingFilled.delete(a);
+      if (r.status === 'stored' && this.state.stageOf(a).epoch === stage.epoch && this.fillCounts(a)) this.propose(a, 'trusted', 'filled');
+    });
+  }
+
+  /**
+   * `<born> <filled>` in the incarnation key, guarded by its CAS: a process that restarted since
+   * holds none (or a new one), and is never marked whole by a write meant for the one before.
+   */
+  private async markFilled(node: MemcachedNode, epoch: number): Promise<NodeStore | { status: 'gone' }> {
+    const r = await node.get(INCARNATION_KEY);
+    if (r.status !== 'hit') return { status: 'gone' };
+    const [born] = r.item.value.toString('latin1').split(' ');
+    const value = Buffer.from(`${born} ${epoch}`);
+    return node.store({ mode: 'set', key: INCARNATION_KEY, value, flags: 0, exptime: LONGEST_RELATIVE_EXPIRY_S, cas: r.item.cas });
   }
 
   /**
@@ -682,7 +718,12 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
         if (stage.role !== 'refill') return;
         if (this.mayHaveRestarted.has(node.address)) return;
         const r = await node.get(INCARNATION_KEY);
-        if (r.status === 'hit' && Number(r.item.value.toString('latin1')) < outEpoch(stage)) kept.add(node.address);
+        if (r.status !== 'hit') return;
+        const [born, filled] = r.item.value.toString('latin1').split(' ').map(Number);
+        // Older than the outage that began its time away (as far as a live witness tells), and
+        // made whole since it was born: a process that restarted and was never filled since has
+        // an incarnation key of its own refill, with no filled epoch.
+        if (born < this.state.untrustedSince(node.address, this.clock.now()) && filled !== undefined && born <= filled) kept.add(node.address);
       }),
     );
     return kept;

@@ -131,7 +131,11 @@ interface Peer {
 
 /** What a key's placement is under one set of stages. */
 export interface Placement {
-  /** In ring order: the first R trusted backends, and the natural members in refill. */
+  /**
+   * In ring order: the first R trusted backends, and each backend in refill that would be one
+   * of them if it were trusted (its natural members in refill among them): it takes the
+   * key's writes while its refill brings it the rest.
+   */
   members: string[];
   /** The first trusted natural member: it decides, and its miss is authoritative. null: none. */
   authority: string | null;
@@ -147,15 +151,14 @@ export function place(order: readonly string[], replicas: number, roleOf: RoleOf
   const members: string[] = [];
   let trusted = 0;
   let authority: string | null = null;
-  for (let i = 0; i < order.length && (trusted < replicas || i < replicas); i++) {
+  // Until the R-th trusted one: a backend in refill here would be one of the first R trusted.
+  for (let i = 0; i < order.length && trusted < replicas; i++) {
     const role = roleOf(order[i]);
-    if (role === 'trusted' && trusted < replicas) {
-      trusted++;
-      members.push(order[i]);
-      if (authority === null && i < replicas) authority = order[i];
-    } else if (role === 'refill' && i < replicas) {
-      members.push(order[i]);
-    }
+    if (role === 'out') continue;
+    members.push(order[i]);
+    if (role !== 'trusted') continue;
+    trusted++;
+    if (authority === null && i < replicas) authority = order[i];
   }
   return { members, authority };
 }
@@ -307,6 +310,8 @@ export class TrustState {
     const from = this.seen.get(address) ?? INITIAL_STAGE;
     const wasPending = this.isPending(address);
     this.seen.set(address, stage);
+    // It may be applied elsewhere before here: its time away, as witnessed, ends now.
+    if (stage.role === 'trusted') this.outlasted.delete(address);
     if (!wasPending && this.isPending(address)) this.pendingCount++;
     this.generation++;
     return { address, from, to: stage, ...(reason !== undefined && { reason }) };
@@ -406,7 +411,9 @@ export class TrustState {
   ): boolean {
     const others = this.addresses.filter((a) => a !== address);
     if (others.every((a) => this.isTrusted(a))) return true;
-    const untrusted = this.addresses.filter((a) => this.roleOf(a) !== 'trusted');
+    // One going out (acknowledged, not yet applied) was no source for the fill either, and may
+    // hold what no other does: it goes first if it kept its data, so it is waited for.
+    const untrusted = this.addresses.filter((a) => !this.isTrusted(a));
     if (!untrusted.every((a) => this.roleOf(a) === 'refill' && !this.isPending(a))) return false;
     const kept = untrusted.filter(intact);
     const candidates = kept.length > 0 ? kept : untrusted;
@@ -434,7 +441,12 @@ export class TrustState {
   tryApply(now: number): StageChange[] {
     // Not before every backend that stays in had a round: until then this sidecar may not
     // know every other sidecar (a newcomer), and would count its own acknowledgement alone.
-    if (!this.freshUnder((a) => this.seenRoleOf(a), now)) return [];
+    if (!this.freshUnder((a) => this.seenRoleOf(a), now)) {
+      // Others may have gone on without this sidecar: what it saw is no longer the whole story.
+      this.witnessing = false;
+      this.outlasted.clear();
+      return [];
+    }
     if (this.pendingCount === 0) {
       this.witnessing = true;
       return [];
@@ -456,17 +468,22 @@ export class TrustState {
 
   /** Before `address` takes `stage`: who outlasts it, if it goes out here. */
   private noteOutlasted(address: string, stage: Stage): void {
-    if (stage.role === 'trusted') this.outlasted.delete(address);
-    if (stage.role !== 'out' || this.roleOf(address) === 'out') return;
+    if (stage.role === 'trusted') return void this.outlasted.delete(address);
     if (!this.witnessing) return void this.outlasted.delete(address);
-    // The backends trusted now hold all it holds (in refill it took writes, and so did they),
-    // and take what it misses from here on. Out again from refill, it keeps those that
-    // outlasted its last time trusted: it was never made whole since, and a write it took
-    // in refill was acknowledged only where a trusted backend took it too.
-    const trustedNow = this.addresses.filter((b) => b !== address && this.isTrusted(b));
-    const before = this.roleOf(address) === 'refill' ? this.outlasted.get(address) : undefined;
-    const by = [...new Set([...(before?.by ?? []), ...trustedNow])];
-    this.outlasted.set(address, { epoch: stage.epoch, by, since: before?.since ?? before?.epoch ?? stage.epoch });
+    const role = this.roleOf(address);
+    const entry = this.outlasted.get(address);
+    // Away since before this sidecar witnessed it: who outlasted it is not known here.
+    if (role !== 'trusted' && entry === undefined) return;
+    // The backends that take writes now (trusted, or in refill: see place) hold all it holds,
+    // and take what it misses from here on. Away all along since its entry (a trusted stage
+    // in between was acknowledged here first, which dropped it), it keeps those that outlasted
+    // it before: it was never made whole since, and a write it took in refill was acknowledged
+    // only where a trusted backend took it too.
+    const takers = this.addresses.filter((b) => b !== address && this.isTrusted(b));
+    const before = role === 'trusted' ? undefined : entry;
+    const by = [...new Set([...(before?.by ?? []), ...takers])];
+    const epoch = outEpoch(stage);
+    this.outlasted.set(address, { epoch, by, since: before?.since ?? before?.epoch ?? epoch });
   }
 
   /**
@@ -481,7 +498,8 @@ export class TrustState {
     let by: Set<string> | null = null;
     for (const v of views) {
       if (v === undefined || v.epoch !== epoch) continue;
-      by = by === null ? new Set(v.by) : new Set(v.by.filter((b) => by?.has(b)));
+      by ??= new Set();
+      for (const b of v.by) by.add(b);
     }
     return by;
   }
@@ -493,10 +511,11 @@ export class TrustState {
   untrustedSince(address: string, now: number): number {
     const stage = this.stageOf(address);
     const epoch = outEpoch(stage);
+    let since: number | null = null;
     for (const v of [this.outlasted.get(address), ...this.livePeers(now).map((p) => p.record.outlasted?.[address])]) {
-      if (v !== undefined && v.epoch === epoch && v.since !== undefined) return v.since;
+      if (v !== undefined && v.epoch === epoch && v.since !== undefined) since = Math.max(since ?? v.since, v.since);
     }
-    return epoch;
+    return since ?? epoch;
   }
 
   private apply(address: string, stage: Stage): void {

@@ -159,11 +159,13 @@ describe('agreement', () => {
     a.tryApply(1);
     const all = (): boolean => true;
     expect(ALL.filter((at) => a.mayTrust(at, all, 1))).toEqual([Z]);
-    // What it saw goes out in its record. A live peer that saw otherwise (Z went away with X, say) leaves only what both saw.
+    // What it saw goes out in its record. A live peer that saw X trusted when Z went out (its
+    // writes may have reached X and not Z) adds to it: now each outlasted the other.
     const record = a.record(ALL);
-    const disagreeing: TrustRecord = { ...record, id: 'c', seq: 1, outlasted: { ...record.outlasted, [X]: { epoch: record.outlasted![X].epoch, by: [] } } };
+    const disagreeing: TrustRecord = { ...record, id: 'c', seq: 1, outlasted: { ...record.outlasted, [Z]: { epoch: record.outlasted![Z].epoch, by: [X] } } };
     for (const at of ALL) a.roundDone(at, 1, 1, [disagreeing]);
-    expect(a.outlastedBy(X, 1)).toEqual(new Set());
+    expect(a.outlastedBy(Z, 1)).toEqual(new Set([X]));
+    expect([...(a.outlastedBy(X, 1) ?? [])]).toEqual([Z]);
     expect(ALL.filter((at) => a.mayTrust(at, all, 1))).toEqual([X]); // X and Z now unordered: the lowest address
   });
 
