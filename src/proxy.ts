@@ -267,6 +267,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
     waited: (s) => metrics.sessionLockWait.observe(s),
     held: (s) => metrics.sessionLockHold.observe(s),
     takenOver: () => metrics.sessionLockTakeovers.inc(),
+    expired: () => metrics.sessionLockExpired.inc(),
     untracked: () => metrics.sessionLockUntracked.inc(),
   });
   metrics.setLockHoldersSource(() => locks.holding());

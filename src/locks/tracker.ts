@@ -6,8 +6,10 @@
 //
 //   granted ──> holder (grantedAt, expiresAt) ──released──> hold time observed
 //                  │
-//                  ├─ granted again, no release seen ──> a takeover (the holder died or
-//                  │    timed out and the lock expired; or it was evicted)
+//                  ├─ past its expiry, no release seen ──> expired (the holder died or timed
+//                  │    out); counted once, when a sweep, a scrape or the next grant notices
+//                  ├─ granted again, no release seen ──> a takeover (after its expiry, or
+//                  │    memcached evicted it, or it was released through another sidecar)
 //                  └─ forgotten FORGET_AFTER_EXPIRY_MS after its expiry
 //
 // Bounds: at most MAX_TRACKED_LOCKS holders (past it, a grant on a new session is
@@ -38,6 +40,8 @@ export interface LockEvents {
   held(seconds: number): void;
   /** A lock granted while this sidecar still saw it held, with no release seen. */
   takenOver(): void;
+  /** A lock granted here passed its expiry with no release seen. */
+  expired(): void;
   /** A grant not followed: MAX_TRACKED_LOCKS holders are followed already. */
   untracked(): void;
 }
@@ -50,8 +54,6 @@ export const MAX_RECENT_SESSIONS = 1_000;
 export const RECENT_WINDOW_MS = 60_000;
 /** Rows `stats locks` lists. */
 export const STATS_ROWS = 20;
-/** memcached counts time in whole seconds: an item can expire up to a second before its exptime says. */
-const EXPIRY_SLACK_MS = 1000;
 /** A lock past its expiry with no release is kept this long, so that a later grant counts as a takeover. */
 const FORGET_AFTER_EXPIRY_MS = 10 * 60_000;
 /** Expired holders are swept at most this often (and when the cap is reached). */
@@ -60,12 +62,19 @@ const SWEEP_EVERY_MS = 1000;
 const REALTIME_MAXDELTA = 60 * 60 * 24 * 30;
 /** pecl-memcache's default memcache.lock_timeout, until a lock key's exptime shows this site's. */
 const PECL_DEFAULT_LOCK_TIMEOUT = 15;
+/**
+ * memcached's clock ticks in whole seconds, so an item can expire up to a second before its
+ * exptime says: a lock granted again within its last second had expired.
+ */
+const EXPIRY_TICK_MS = 1000;
 
 interface Holder {
   sid: string;
   grantedAt: number;
   /** Infinity: exptime 0, the lock never expires. */
   expiresAt: number;
+  /** Counted as expired already. */
+  expired: boolean;
 }
 
 interface RecentWait {
@@ -83,7 +92,7 @@ export class LockTracker {
   private lastSweep = 0;
   /** Seconds: the exptime pecl-memcache last gave a lock key (memcache.lock_timeout). */
   private peclLockTimeout = PECL_DEFAULT_LOCK_TIMEOUT;
-  private readonly totals = { attempts: 0, grants: 0, takeovers: 0, untracked: 0 };
+  private readonly totals = { attempts: 0, grants: 0, takeovers: 0, expired: 0, untracked: 0 };
 
   constructor(
     private readonly events: LockEvents,
@@ -107,8 +116,10 @@ export class LockTracker {
     if (contended) this.recordWait(lockKey, sid, waitMs, now);
     if (now - this.lastSweep >= SWEEP_EVERY_MS) this.sweep(now, false);
     const seconds = exptime ?? (style === 'memcache' ? this.peclLockTimeout : 0);
-    const holder: Holder = { sid, grantedAt: now, expiresAt: this.expiresAt(seconds, now) };
-    if (this.holders.has(lockKey)) {
+    const holder: Holder = { sid, grantedAt: now, expiresAt: this.expiresAt(seconds, now), expired: false };
+    const before = this.holders.get(lockKey);
+    if (before !== undefined) {
+      this.checkExpiry(before, now + EXPIRY_TICK_MS);
       this.totals.takeovers++;
       this.events.takenOver();
     } else if (this.holders.size >= MAX_TRACKED_LOCKS) {
@@ -140,7 +151,7 @@ export class LockTracker {
     this.holders.clear();
   }
 
-  /** Locks held now: granted, not released, not past their expiry. */
+  /** Locks held now: granted, not released, not past their expiry. Counts the expiries it finds. */
   holding(): number {
     const now = this.clock.now();
     this.sweep(now, false);
@@ -158,6 +169,7 @@ export class LockTracker {
       ['lock_attempts', this.totals.attempts],
       ['lock_grants', this.totals.grants],
       ['lock_takeovers', this.totals.takeovers],
+      ['lock_expired', this.totals.expired],
       ['lock_untracked', this.totals.untracked],
       ['lock_holders', this.holding()],
       ['lock_window_seconds', RECENT_WINDOW_MS / 1000],
@@ -180,14 +192,24 @@ export class LockTracker {
     if (exptime === 0) return Infinity;
     if (exptime < 0) return now;
     const ms = exptime <= REALTIME_MAXDELTA ? exptime * 1000 : exptime * 1000 - this.clock.wall();
-    return now + ms - EXPIRY_SLACK_MS;
+    return now + ms;
+  }
+
+  private checkExpiry(h: Holder, now: number): void {
+    if (h.expired || now < h.expiresAt) return;
+    h.expired = true;
+    this.totals.expired++;
+    this.events.expired();
   }
 
   /** Forgets holders long past their expiry; `full`: every holder past its expiry (the cap is reached). */
   private sweep(now: number, full: boolean): void {
     this.lastSweep = now;
     const grace = full ? 0 : FORGET_AFTER_EXPIRY_MS;
-    for (const [k, h] of this.holders) if (now > h.expiresAt + grace) this.holders.delete(k);
+    for (const [k, h] of this.holders) {
+      this.checkExpiry(h, now);
+      if (now > h.expiresAt + grace) this.holders.delete(k);
+    }
   }
 
   private recordWait(lockKey: string, sid: string, waitMs: number, now: number): void {

@@ -166,10 +166,12 @@ export interface Metrics extends ReloadMetrics {
   sessionLockHold: Histogram;
   /** Locks granted while this sidecar still saw them held, with no release seen. */
   sessionLockTakeovers: Counter;
+  /** Locks granted here that passed their expiry with no release seen. */
+  sessionLockExpired: Counter;
   /** Grants whose hold was not followed: the tracker was full. */
   sessionLockUntracked: Counter;
   sessionLockHolders: Gauge;
-  /** Where session_lock_holders reads its value at scrape time. */
+  /** Where session_lock_holders reads its value at scrape time (the read also counts the expiries it finds). */
   setLockHoldersSource(read: () => number): void;
 
   /** Drops every series labelled with this backend, when a reload removes it. */
@@ -458,6 +460,14 @@ export function createMetrics(): Metrics {
       name: 'replicached_session_lock_takeovers_total',
       help: 'Session locks granted while this sidecar still saw them held and never saw a release: the holder died or timed out and the lock expired (or memcached evicted it).',
       registers,
+    }),
+    sessionLockExpired: new Counter({
+      name: 'replicached_session_lock_expired_total',
+      help: 'Session locks granted through this sidecar that passed their expiry with no release seen: the PHP worker holding it died or ran past the lock expiry.',
+      registers,
+      collect: () => {
+        lockHoldersSource(); // finds the expiries up to now
+      },
     }),
     sessionLockUntracked: new Counter({
       name: 'replicached_session_lock_untracked_total',

@@ -100,7 +100,10 @@ describe.concurrent.each(KINDS)('%s', (kind) => {
 
     const s = await locks(proxy);
     expect(s.get('lock_takeovers')).toBe('1');
+    expect(s.get('lock_expired')).toBe('1');
     expect(s.get('lock_holders')).toBe('0');
-    expect(metricValue(await scrape(proxy.metricsPort!), 'replicached_session_lock_takeovers_total')).toBe(1);
+    const m = await scrape(proxy.metricsPort!);
+    expect(metricValue(m, 'replicached_session_lock_takeovers_total')).toBe(1);
+    expect(metricValue(m, 'replicached_session_lock_expired_total')).toBe(1);
   });
 });

@@ -71,13 +71,14 @@ class FakeMemcached implements Router {
 
 /** What the tracker reported. */
 function recorder() {
-  const r = { attempts: { memcached: 0, memcache: 0 }, grants: { memcached: 0, memcache: 0 }, waits: [] as number[], holds: [] as number[], takeovers: 0, untracked: 0 };
+  const r = { attempts: { memcached: 0, memcache: 0 }, grants: { memcached: 0, memcache: 0 }, waits: [] as number[], holds: [] as number[], takeovers: 0, expired: 0, untracked: 0 };
   const events: LockEvents = {
     attempt: (s) => r.attempts[s]++,
     grant: (s) => r.grants[s]++,
     waited: (s) => r.waits.push(s),
     held: (s) => r.holds.push(s),
     takenOver: () => r.takeovers++,
+    expired: () => r.expired++,
     untracked: () => r.untracked++,
   };
   return { r, events };
@@ -206,13 +207,32 @@ describe('php-memcached (add of <prefix>lock.<id>, delete)', () => {
     const lock = `memc.sess.key.lock.${SID}`;
     await connection('text')(`add ${lock} 0 2 1\r\n1\r\n`);
     expect(tracker.holding()).toBe(1);
-    clock.ms += 2000;
+    clock.ms += 1999;
+    expect(tracker.holding()).toBe(1);
+    expect(r.expired).toBe(0);
+    clock.ms += 1;
     expect(tracker.holding()).toBe(0); // past its expiry: no longer a holder
+    expect(r.expired).toBe(1);
     await connection('text')(`add ${lock} 0 2 1\r\n1\r\n`);
     expect(r.grants.memcached).toBe(2);
     expect(r.takeovers).toBe(1);
+    expect(r.expired).toBe(1); // counted once
     expect(r.holds).toEqual([]); // the dead holder's hold never ended
     expect(tracker.holding()).toBe(1);
+  });
+
+  test('granted again in the last second of its expiry: it expired (memcached counts whole seconds); earlier: only a takeover', async () => {
+    const { clock, r, memcached, connection } = setup();
+    const lock = `memc.sess.key.lock.${SID}`;
+    await connection('text')(`add ${lock} 0 5 1\r\n1\r\n`);
+    clock.ms += 4100;
+    memcached.items.clear(); // memcached's clock was a tick ahead
+    await connection('text')(`add ${lock} 0 5 1\r\n1\r\n`);
+    expect([r.takeovers, r.expired]).toEqual([1, 1]);
+    clock.ms += 1000;
+    memcached.items.clear(); // evicted, 4 s before its expiry
+    await connection('text')(`add ${lock} 0 5 1\r\n1\r\n`);
+    expect([r.takeovers, r.expired]).toEqual([2, 1]);
   });
 
   test('flush_all: every lock forgotten, none taken over', async () => {
