@@ -62,7 +62,7 @@ export class LockWatchRouter implements Router {
       const p = this.patterns.matchMemcache(cmd.key);
       if (p !== null) {
         this.tracker.peclTimeoutSeen(cmd.exptime);
-        return this.release(cmd.key.toString('latin1'), this.inner.store(cmd), 'stored');
+        return this.release(cmd.key.toString('latin1'), this.inner.store(cmd), 'stored', 'stored');
       }
     }
     return this.inner.store(cmd);
@@ -78,7 +78,6 @@ export class LockWatchRouter implements Router {
     const p = this.patterns.matchMemcache(cmd.key);
     if (p === null) return this.inner.arith(cmd);
     const lockKey = cmd.key.toString('latin1');
-    const sid = LockPatterns.sessionId(p, cmd.key);
     const exptime = cmd.create === undefined ? null : cmd.create.exptime;
     this.startWait(lockKey);
     this.pairKey = lockKey;
@@ -86,7 +85,7 @@ export class LockWatchRouter implements Router {
       this.tracker.attempt('memcache');
       const granted = o.status === 'ok' && o.value === 1n;
       this.incrGranted = granted ? lockKey : null;
-      if (granted) this.grant(lockKey, sid, 'memcache', exptime);
+      if (granted) this.grant(lockKey, p, exptime);
       return o;
     });
   }
@@ -100,7 +99,6 @@ export class LockWatchRouter implements Router {
 
   private add(p: LockPattern, cmd: StoreFields): Promise<StoreOutcome> {
     const lockKey = cmd.key.toString('latin1');
-    const sid = LockPatterns.sessionId(p, cmd.key);
     // pecl-memcache's add right after its incr is the second half of the same attempt:
     // pipelined, so the incr's outcome is read when the add's arrives, not before.
     const paired = p.style === 'memcache' && this.pairKey === lockKey;
@@ -112,16 +110,17 @@ export class LockWatchRouter implements Router {
       if (paired) this.incrGranted = null;
       else this.tracker.attempt(p.style);
       if (incrTookIt) return o;
-      if (o.status === 'stored') this.grant(lockKey, sid, p.style, cmd.exptime);
+      if (o.status === 'stored') this.grant(lockKey, p, cmd.exptime);
       else if (this.waitKey === lockKey) this.waitFailed++;
       return o;
     });
   }
 
-  private release<O extends { status: string }>(lockKey: string, outcome: Promise<O>, ...done: string[]): Promise<O> {
+  /** The lock is released when the outcome is `done` or `alsoDone`. */
+  private release<O extends { status: string }>(lockKey: string, outcome: Promise<O>, done: string, alsoDone: string): Promise<O> {
     if (this.waitKey === lockKey) this.waitKey = null;
     return outcome.then((o) => {
-      if (done.includes(o.status)) this.tracker.released(lockKey);
+      if (o.status === done || o.status === alsoDone) this.tracker.released(lockKey);
       return o;
     });
   }
@@ -133,10 +132,11 @@ export class LockWatchRouter implements Router {
     this.waitFailed = 0;
   }
 
-  private grant(lockKey: string, sid: string, style: LockPattern['style'], exptime: number | null): void {
+  private grant(lockKey: string, p: LockPattern, exptime: number | null): void {
     const now = this.tracker.clock.now();
     const waiting = this.waitKey === lockKey;
-    this.tracker.granted(lockKey, sid, style, exptime, waiting ? now - this.waitStart : 0, waiting && this.waitFailed > 0);
+    const sid = LockPatterns.sessionId(p, lockKey);
+    this.tracker.granted(lockKey, sid, p.style, exptime, waiting ? now - this.waitStart : 0, waiting && this.waitFailed > 0, now);
     if (waiting) this.waitKey = null;
   }
 }

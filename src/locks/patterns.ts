@@ -103,9 +103,9 @@ export class LockPatterns {
     return find(this.memcache, key);
   }
 
-  /** The session id part of a key `p` matched (allocates: call for lock keys only). */
-  static sessionId(p: LockPattern, key: Buffer): string {
-    return key.toString('latin1', p.prefix.length, key.length - p.suffix.length);
+  /** The session id part of a lock key `p` matched, the key as a latin1 string (one char per byte). */
+  static sessionId(p: LockPattern, lockKey: string): string {
+    return lockKey.slice(p.prefix.length, lockKey.length - p.suffix.length);
   }
 }
 

@@ -108,8 +108,7 @@ export class LockTracker {
    * A lock taken. `exptime` as the client sent it (null: unknown, pecl-memcache's text incr);
    * `waitMs` since this request's first attempt; `contended`: an attempt of it failed first.
    */
-  granted(lockKey: string, sid: string, style: LockStyle, exptime: number | null, waitMs: number, contended: boolean): void {
-    const now = this.clock.now();
+  granted(lockKey: string, sid: string, style: LockStyle, exptime: number | null, waitMs: number, contended: boolean, now = this.clock.now()): void {
     this.totals.grants++;
     this.events.grant(style);
     this.events.waited(waitMs / 1000);
