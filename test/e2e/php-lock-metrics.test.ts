@@ -11,6 +11,7 @@ import { startMemcached, type MemcachedProcess } from '../helpers/memcached';
 import { incrementCounter, phpArgv, type PhpClientKind } from '../helpers/php';
 import { proxyStats, startProxy, waitForStats, type ProxyProcess } from '../helpers/proxy';
 import { metricValue, scrape } from '../ops/support';
+import { binaryExchange, binaryPacket } from '../helpers/wire';
 
 /** php-memcached's default (binary) and pecl-memcache's (text); the other two protocols are unit-tested on their bytes. */
 const KINDS: PhpClientKind[] = ['memcached-binary', 'memcache'];
@@ -80,6 +81,11 @@ describe.concurrent.each(KINDS)('%s', (kind) => {
     expect(Number(s.get('lock:1:longest_wait_ms'))).toBeGreaterThanOrEqual(1500);
     expect(s.get('lock:1:waits')).toBe('1');
     expect(s.has('lock:2:session')).toBe(false);
+    // The binary protocol's STAT with the key "locks": the same lines, one packet each, then the empty one.
+    const packets = await binaryExchange(proxy.port, [binaryPacket({ opcode: 0x10, key: Buffer.from('locks') })]);
+    const binary = new Map(packets.filter((p) => p.key.length > 0).map((p) => [p.key.toString(), p.value.toString()]));
+    expect(binary.get('lock:1:session')).toBe(sessionHash(id));
+    expect(packets.at(-1)?.key.length).toBe(0);
   });
 
   test('a PHP worker killed holding the lock: the next request takes it over once it expired', async () => {
