@@ -28,13 +28,20 @@ import { LockPatterns, type LockPattern } from './patterns';
 import type { LockTracker } from './tracker';
 
 const ZERO = 0x30; // "0": the value pecl-memcache's release sets
+/**
+ * Attempts this far apart are two requests' (a persistent connection reused after a request
+ * gave up), not one request polling: pecl-memcache sleeps at most 1 s between attempts,
+ * php-memcached `memcached.sess_lock_wait_max` (150 ms by default).
+ */
+const MAX_POLL_GAP_MS = 5000;
 
 export class LockWatchRouter implements Router {
   /** The lock key this connection waits for, since `waitStart`; null: none. */
   private waitKey: string | null = null;
   private waitStart = 0;
-  /** Attempts of this wait that failed. */
+  /** Attempts of this wait that failed; the last one's outcome came at `lastFailure`. */
   private waitFailed = 0;
+  private lastFailure = 0;
   /** The lock key of a pecl-memcache incr whose add is yet to come. */
   private pairKey: string | null = null;
   /** The lock key the last incr's outcome took (its add then changes nothing). */
@@ -111,7 +118,7 @@ export class LockWatchRouter implements Router {
       else this.tracker.attempt(p.style);
       if (incrTookIt) return o;
       if (o.status === 'stored') this.grant(lockKey, p, cmd.exptime);
-      else if (this.waitKey === lockKey) this.waitFailed++;
+      else if (this.waitKey === lockKey) this.failed();
       return o;
     });
   }
@@ -125,8 +132,13 @@ export class LockWatchRouter implements Router {
     });
   }
 
+  private failed(): void {
+    this.waitFailed++;
+    this.lastFailure = this.tracker.clock.now();
+  }
+
   private startWait(lockKey: string): void {
-    if (this.waitKey === lockKey) return;
+    if (this.waitKey === lockKey && (this.waitFailed === 0 || this.tracker.clock.now() - this.lastFailure <= MAX_POLL_GAP_MS)) return;
     this.waitKey = lockKey;
     this.waitStart = this.tracker.clock.now();
     this.waitFailed = 0;

@@ -202,6 +202,22 @@ describe('php-memcached (add of <prefix>lock.<id>, delete)', () => {
     expect(new Map(tracker.statsLines(true)).get('lock:1:session')).toBe(SID);
   });
 
+  test('a request that gave up, then another on the same (persistent) connection 6 s later: two waits, not one', async () => {
+    const { clock, r, connection } = setup();
+    const lock = `memc.sess.key.lock.${SID}`;
+    await connection('text')(`add ${lock} 0 30 1\r\n1\r\n`);
+    const reused = connection('binary');
+    for (let i = 0; i < 5; i++) {
+      await reused(bin.add(lock, '1', 30));
+      clock.ms += 150;
+    }
+    clock.ms += 6000; // php-memcached gave up; the holder released; a new request comes
+    await connection('text')(`delete ${lock}\r\n`);
+    await reused(bin.add(lock, '1', 30));
+    expect(r.grants.memcached).toBe(2);
+    expect(r.waits).toEqual([0, 0]);
+  });
+
   test('a holder that died: the lock expires, the next grant is a takeover, and it is not counted as held meanwhile', async () => {
     const { clock, r, tracker, connection } = setup();
     const lock = `memc.sess.key.lock.${SID}`;
