@@ -16,7 +16,7 @@
 //
 // A request's wait runs from its first attempt at a session's lock to the grant;
 // a PHP request keeps one connection while it polls, so the connection is the
-// request. Attempts of several connections on one session are several waits, each
+// request (attempts more than MAX_POLL_GAP_MS apart are two requests'). Attempts of several connections on one session are several waits, each
 // measured on its own. This connection's writes run one after another
 // (OrderedRouter), so its incr's outcome is seen before its add's.
 //
