@@ -202,6 +202,26 @@ describe('php-memcached (add of <prefix>lock.<id>, delete)', () => {
     expect(new Map(tracker.statsLines(true)).get('lock:1:session')).toBe(SID);
   });
 
+  test('attempts from two connections at once: one grant, one failed attempt; a release sent before the grant was answered', async () => {
+    const { clock, r, tracker, connection } = setup();
+    const lock = `memc.sess.key.lock.${SID}`;
+    const a = connection('text');
+    const b = connection('text');
+    // Both started before either outcome is known.
+    const [ra, rb] = await Promise.all([a(`add ${lock} 0 30 1\r\n1\r\n`), b(`add ${lock} 0 30 1\r\n1\r\n`)]);
+    expect([ra, rb].map((o) => (o[0] as { status: string }).status)).toEqual(['stored', 'not_stored']);
+    expect([r.attempts.memcached, r.grants.memcached, tracker.holding()]).toEqual([2, 1, 1]);
+    clock.ms += 300;
+    // A client pipelining its release after its add (no wait for the reply): the grant, then the release.
+    await b(`delete ${lock}\r\n`); // b never held it: releases a's lock, as memcached does
+    expect(r.holds).toEqual([0.3]);
+    await b(`add ${lock} 0 30 1\r\n1\r\ndelete ${lock}\r\n`);
+    expect(r.grants.memcached).toBe(2);
+    expect(r.waits).toEqual([0, 0]); // b's delete ended its wait: a request that releases no longer waits
+    expect(r.holds).toEqual([0.3, 0]);
+    expect(tracker.holding()).toBe(0);
+  });
+
   test('a request that gave up, then another on the same (persistent) connection 6 s later: two waits, not one', async () => {
     const { clock, r, connection } = setup();
     const lock = `memc.sess.key.lock.${SID}`;
