@@ -4,6 +4,7 @@
 // Prometheus counters they share with the metrics are never reset (a counter only grows).
 
 import type { Config } from './config';
+import { DEFAULT_LOCK_PATTERNS } from './locks/patterns';
 import type { MemcachedNode } from './routing/node';
 
 type StatPairs = Array<[string, string | number]>;
@@ -124,6 +125,7 @@ export function settingsStats(config: Config, port: number): StatPairs {
     ['idle_timeout', Math.ceil(limits.clientIdleTimeoutMs / 1000)],
     ['ssl_enabled', yesNo(config.clientTls.enabled)],
     ['replicached_replicas', config.replicas],
+    ['replicached_session_locks', config.sessionLocks.enabled ? [...DEFAULT_LOCK_PATTERNS, ...config.sessionLocks.patterns].join(',') : 'off'],
     ['replicached_backends', config.backends.length],
     ['replicached_backend_sasl', yesNo(config.backendSasl.username !== null)],
     ['replicached_max_key_length', limits.maxKeyLength],

@@ -18,6 +18,9 @@ import { TrustAgent, routerHooks } from './trust/agent';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { ReplicaRing } from './routing/ring';
+import { LockWatchRouter } from './locks/lock-router';
+import { DEFAULT_LOCK_PATTERNS, LockPatterns } from './locks/patterns';
+import { LockTracker } from './locks/tracker';
 import { KeySequencer } from './routing/key-sequencer';
 import { OrderedRouter } from './routing/ordered-router';
 import { ReplicatedRouter } from './routing/replicated-router';
@@ -70,6 +73,11 @@ function backendCodec(credentials: SaslPlain | null): BackendCodec {
 /** 127.0.0.0/8, ::1 or localhost: only this machine can connect. */
 function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\./.test(host);
+}
+
+/** The lock keys to watch: both extensions' and the configured ones; null when watching is off. */
+function lockPatterns(config: Config): LockPatterns | null {
+  return config.sessionLocks.enabled ? LockPatterns.parse([...DEFAULT_LOCK_PATTERNS, ...config.sessionLocks.patterns]) : null;
 }
 
 /** Resync progress is logged (at debug) every this many keys. */
@@ -253,8 +261,23 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
 
   const stats = new ProxyStats(PROTOCOL_VERSION, () => backends, () => ring.replicas, metrics.requestCount);
   const keys = new KeySequencer();
+  const locks = new LockTracker({
+    attempt: (handler) => metrics.sessionLockAttempts.inc({ handler }),
+    grant: (handler) => metrics.sessionLockGrants.inc({ handler }),
+    waited: (s) => metrics.sessionLockWait.observe(s),
+    held: (s) => metrics.sessionLockHold.observe(s),
+    takenOver: () => metrics.sessionLockTakeovers.inc(),
+    expired: () => metrics.sessionLockExpired.inc(),
+    untracked: () => metrics.sessionLockUntracked.inc(),
+  });
+  metrics.setLockHoldersSource(() => locks.holding());
+  // Read as each connection opens: a reload applies to the connections opened after it.
+  let watched = lockPatterns(config);
   const ctx: ServerContext = {
-    connectionRouter: () => new OrderedRouter(keys, router, agent),
+    connectionRouter: () => {
+      const ordered = new OrderedRouter(keys, router, agent);
+      return watched === null ? ordered : new LockWatchRouter(ordered, locks, watched);
+    },
     limits: config.limits,
     version: PROTOCOL_VERSION,
     allowFlushAll: config.allowFlushAll,
@@ -263,6 +286,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
     stats: () => [...stats.snapshot(), ...resyncer.statsLines()],
     resetStats: () => stats.reset(),
     settings: () => settingsStats(current, port),
+    lockStats: () => [['lock_watch', watched === null ? 'off' : 'on'], ...locks.statsLines(current.sessionLocks.showSessionIds)],
     backendStats: async (group) => {
       const answers = await Promise.all(backends.filter((b) => b.isUp()).map((b) => b.stats(group)));
       return answers.filter((a): a is Map<string, string> => a instanceof Map);
@@ -418,6 +442,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
       }
       Object.assign(ctx.limits, next.limits); // the same object every session reads
       ctx.allowFlushAll = next.allowFlushAll;
+      watched = lockPatterns(next);
       // Connections authenticate with the user of the moment; those already authenticated stay so.
       ctx.clientSasl = nextClientSasl;
       logger.level = next.logLevel;

@@ -35,6 +35,8 @@ export interface BenchOptions {
   replicachedArgs: string[];
   /** Another build's dist/cli.js, run beside replicached as replicached-baseline (before/after in one run). */
   baselineCli?: string;
+  /** Flags for this build's replicached only, not the baseline (a flag the baseline lacks). */
+  targetArgs?: string[];
   log: (line: string) => void;
 }
 
@@ -124,6 +126,7 @@ export async function runBench(opts: BenchOptions): Promise<Report> {
     replicas: opts.replicas,
     replicachedArgs: opts.replicachedArgs,
     baselineCli: opts.baselineCli,
+    targetArgs: opts.targetArgs,
   });
   const rows: Row[] = [];
   try {

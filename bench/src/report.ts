@@ -72,7 +72,7 @@ export function markdownReport(report: Report, env: string): string {
     '',
     env,
     '',
-    `${o.backends} memcached backends; replicached --replicas ${o.replicas}${o.replicachedArgs.length ? ' ' + o.replicachedArgs.join(' ') : ''}; ` +
+    `${o.backends} memcached backends; replicached --replicas ${o.replicas}${[...o.replicachedArgs, ...(o.targetArgs ?? [])].map((a) => ' ' + a).join('')}; ` +
       `nutcracker (ketama, 1 copy) over the same backends; memcached alone; node-pipe (Node.js forwarding bytes to one backend, parsing nothing: the runtime's floor). ` +
       `${o.rounds} round(s) x ${o.seconds}s (memaslap) / ${o.sessionSeconds}s (session) per target and workload, alternating targets; warm-up ${o.warmupSeconds}s.`,
     `memaslap: 90% get / 10% set, 1 KiB values, ${o.memaslapConnections} connections (its latency histogram is log2: percentiles are bucket upper bounds). ` +

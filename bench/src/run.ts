@@ -1,4 +1,5 @@
 // npm run bench [-- --quick] [--seconds N] [--rounds N] [--workers N] [--workloads a,b] [--baseline <other build>/dist/cli.js]
+//               [--target-args "<flags for this build's replicached only>"]
 //               [--soak SECONDS [--soak-tps 20k] [--soak-interval S]] [--out DIR]
 // Writes <out>/<name>.md, .svg and .json (default out: bench/results; name: bench-<stamp>,
 // quick-<stamp> for --quick, soak-<stamp> for --soak).
@@ -23,6 +24,15 @@ function write(out: string, name: string, files: Record<string, string>): void {
     writeFileSync(file, text);
     log(`wrote ${file}`);
   }
+}
+
+/** --target-args "<flags>": its value starts with "--", which option() takes for a missing value. */
+function targetArgs(argv: string[]): string[] | undefined {
+  const i = argv.indexOf('--target-args');
+  if (i < 0) return undefined;
+  const v = argv[i + 1];
+  if (v === undefined) throw new Error('--target-args needs a value');
+  return v.split(' ').filter((a) => a !== '');
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -61,6 +71,7 @@ async function main(argv: string[]): Promise<void> {
     workloads,
     replicachedArgs,
     baselineCli: option(argv, 'baseline'),
+    targetArgs: targetArgs(argv),
     log,
   });
   const md = markdownReport(report, env);

@@ -155,6 +155,8 @@ export interface StackOptions {
   only?: TargetName[];
   /** The dist/cli.js of another replicached build, run as target replicached-baseline over the same backends. */
   baselineCli?: string;
+  /** Flags for replicached only, not for the baseline. */
+  targetArgs?: string[];
 }
 
 export async function startStack(opts: StackOptions = {}): Promise<Stack> {
@@ -187,7 +189,10 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       targets.push({ name: 'nutcracker', port: nc.port, address: `${HOST}:${nc.port}`, proc: nc.proc, backendPids, binary: false });
     }
     if (want.has('replicached')) {
-      const rc = await startReplicached(addresses, opts.replicas ?? 2, { args: opts.replicachedArgs, nodeArgs: opts.replicachedNodeArgs });
+      const rc = await startReplicached(addresses, opts.replicas ?? 2, {
+        args: [...(opts.replicachedArgs ?? []), ...(opts.targetArgs ?? [])],
+        nodeArgs: opts.replicachedNodeArgs,
+      });
       stops.push(() => rc.proc.stop('SIGTERM', 8000));
       targets.push({ name: 'replicached', port: rc.port, address: `${HOST}:${rc.port}`, proc: rc.proc, backendPids, binary: true });
     }

@@ -4,6 +4,7 @@
 // whose digits are the number, and the message quotes what was typed.
 
 import type { Limits } from '../protocol/limits';
+import { parseLockPattern } from '../locks/patterns';
 import { parseHostPort, type Parsed } from './address';
 import { LOG_LEVELS, type BackendOptions, type HostPort, type LogLevel } from './types';
 
@@ -109,4 +110,15 @@ export function checkSecret(v: unknown): Parsed<string> {
   if (typeof v === 'string' && v !== '') return { ok: true, value: v };
   const what = typeof v === 'string' ? 'an empty string' : typeof v === 'object' || v === undefined ? show(v) : `a ${typeof v}`;
   return { ok: false, problem: `must be a non-empty string (quote it in YAML), got ${what}` };
+}
+
+/** Session lock patterns, each "<handler>:<prefix>*<suffix>" (src/locks/patterns.ts). */
+export function checkLockPatterns(v: unknown): Parsed<string[]> {
+  if (!Array.isArray(v)) return { ok: false, problem: `must be a list of "memcached:<prefix>*<suffix>" or "memcache:<prefix>*<suffix>", got ${show(v)}` };
+  for (const [i, p] of v.entries()) {
+    if (typeof p !== 'string') return { ok: false, problem: `entry ${i + 1} must be a string, got ${show(p)}` };
+    const parsed = parseLockPattern(p);
+    if (!parsed.ok) return { ok: false, problem: `entry ${i + 1}: ${parsed.problem}` };
+  }
+  return { ok: true, value: v as string[] };
 }

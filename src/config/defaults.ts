@@ -11,6 +11,7 @@ import {
   type HostPort,
   type LogLevel,
   type SaslConfig,
+  type SessionLocksConfig,
 } from './types';
 
 export const DEFAULT_LISTEN: Readonly<HostPort> = Object.freeze({ host: '127.0.0.1', port: 11211 });
@@ -32,6 +33,8 @@ export const DEFAULT_WORKERS = 1;
 export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;
 export const DEFAULT_LOG_LEVEL: LogLevel = 'info';
 export const DEFAULT_ALLOW_FLUSH_ALL = true;
+/** Both extensions' session locks are recognised (their patterns: src/locks/patterns.ts); ids are shown hashed. */
+export const DEFAULT_SESSION_LOCKS: Readonly<SessionLocksConfig> = Object.freeze({ enabled: true, patterns: [], showSessionIds: false });
 
 // TLS is off unless asked for; once on, certificates are verified unless told otherwise.
 export const DEFAULT_BACKEND_TLS: Readonly<BackendTlsConfig> = Object.freeze({

@@ -12,6 +12,7 @@ import {
   DRAIN_TIMEOUT_RANGE,
   checkHostPort,
   checkInteger,
+  checkLockPatterns,
   checkLogLevel,
   checkMetricsListen,
   checkText,
@@ -261,6 +262,20 @@ const FLAGS: readonly Flag[] = [
     arg: '<name>',
     help: 'environment variable holding the clients\' SASL password',
     set: (l, v) => into(checkText(v, 'an environment variable name'), (n) => (l.clientSasl.passwordEnv = n)),
+  },
+  {
+    name: '--no-session-locks',
+    help: 'recognise no PHP session lock (no lock metrics, an empty `stats locks`)',
+    set: (l) => {
+      l.sessionLocks.enabled = false;
+      return done;
+    },
+  },
+  {
+    name: '--session-lock-patterns',
+    arg: '<handler:pattern,...>',
+    help: 'more session lock keys, e.g. memcached:myapp.lock.* (php-memcached with sess_prefix=myapp.) or memcache:sess_*.lock; both extensions\' defaults are always recognised',
+    set: (l, v) => into(checkLockPatterns(v.split(',')), (p) => (l.sessionLocks.patterns = p)),
   },
   { name: '--help', help: 'print this help and exit', set: () => done },
   { name: '--version', help: 'print the version and exit', set: () => done },

@@ -3,7 +3,7 @@
 // fills in defaults and checks what spans fields (replicas vs. backends).
 
 import type { Limits } from '../protocol/limits';
-import type { BackendConfig, BackendOptions, BackendSaslConfig, BackendTlsConfig, ClientTlsConfig, HostPort, LogLevel, SaslConfig } from './types';
+import type { BackendConfig, BackendOptions, BackendSaslConfig, BackendTlsConfig, ClientTlsConfig, HostPort, LogLevel, SaslConfig, SessionLocksConfig } from './types';
 
 export interface ConfigLayer {
   /** The config file the settings came from; null for the command line. */
@@ -22,8 +22,9 @@ export interface ConfigLayer {
   workers?: number;
   drainTimeoutMs?: number;
   logLevel?: LogLevel;
+  sessionLocks: Partial<SessionLocksConfig>;
 }
 
 export function emptyLayer(source: string | null): ConfigLayer {
-  return { source, backend: {}, limits: {}, backendTls: {}, clientTls: {}, backendSasl: {}, clientSasl: {} };
+  return { source, backend: {}, limits: {}, backendTls: {}, clientTls: {}, backendSasl: {}, clientSasl: {}, sessionLocks: {} };
 }

@@ -19,6 +19,7 @@ import {
   DEFAULT_LOG_LEVEL,
   DEFAULT_METRICS_LISTEN,
   DEFAULT_REPLICAS,
+  DEFAULT_SESSION_LOCKS,
   DEFAULT_WORKERS,
   LOCAL_BACKEND_COUNT,
 } from './defaults';
@@ -109,6 +110,7 @@ export function resolveConfig(file: ConfigLayer | null, flags: ConfigLayer, conf
     workers: pick('workers')?.value ?? DEFAULT_WORKERS,
     drainTimeoutMs: pick('drainTimeoutMs')?.value ?? DEFAULT_DRAIN_TIMEOUT_MS,
     logLevel: pick('logLevel')?.value ?? DEFAULT_LOG_LEVEL,
+    sessionLocks: { ...DEFAULT_SESSION_LOCKS, ...file?.sessionLocks, ...flags.sessionLocks },
     configPath,
   };
 }

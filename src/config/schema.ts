@@ -49,6 +49,10 @@
 //   workers: 1
 //   drainTimeoutMs: 30000            # on SIGTERM, open clients are served until they close, at most this long
 //   logLevel: info                   # fatal, error, warn, info, debug, trace
+//   sessionLocks:                    # PHP session locks watched (metrics, `stats locks`)
+//     enabled: true                  # false: no key is taken for a lock
+//     patterns: ["memcached:myapp.lock.*"]  # more lock keys; both extensions' defaults are built in
+//     showSessionIds: false          # true: `stats locks` shows ids, not their SHA-256
 //
 // Unknown fields are errors, so a misspelt setting never silently falls back to its default;
 // so is a file with no settings at all (empty, or only comments).
@@ -67,6 +71,7 @@ import {
   checkBoolean,
   checkHostPort,
   checkInteger,
+  checkLockPatterns,
   checkLogLevel,
   checkMetricsListen,
   checkSecret,
@@ -94,12 +99,14 @@ const TOP_FIELDS = [
   'workers',
   'drainTimeoutMs',
   'logLevel',
+  'sessionLocks',
 ] as const;
 const BACKEND_ENTRY_FIELDS = ['address', 'weight', 'local'] as const;
 const BACKEND_TLS_FIELDS = ['enabled', 'caFile', 'certFile', 'keyFile', 'serverName', 'rejectUnauthorized'] as const;
 const CLIENT_TLS_FIELDS = ['enabled', 'certFile', 'keyFile'] as const;
 const SASL_FIELDS = ['username', 'password', 'passwordFile', 'passwordEnv'] as const;
 const BACKEND_SASL_FIELDS = [...SASL_FIELDS, 'maxTtlSeconds'] as const;
+const SESSION_LOCKS_FIELDS = ['enabled', 'patterns', 'showSessionIds'] as const;
 
 type Mapping = Record<string, unknown>;
 
@@ -185,6 +192,13 @@ export function parseConfigText(yamlText: string, source: string): ConfigLayer {
   if (top.workers !== undefined) layer.workers = int('workers', top.workers, WORKERS_RANGE);
   if (top.drainTimeoutMs !== undefined) layer.drainTimeoutMs = int('drainTimeoutMs', top.drainTimeoutMs, DRAIN_TIMEOUT_RANGE);
   if (top.logLevel !== undefined) layer.logLevel = take('logLevel', checkLogLevel(top.logLevel, false));
+  if (top.sessionLocks !== undefined) {
+    const f = fieldsOf(top.sessionLocks, 'sessionLocks', SESSION_LOCKS_FIELDS, fail);
+    const locks = layer.sessionLocks;
+    if (f.enabled !== undefined) locks.enabled = take('sessionLocks.enabled', checkBoolean(f.enabled));
+    if (f.patterns !== undefined) locks.patterns = [...take('sessionLocks.patterns', checkLockPatterns(f.patterns))];
+    if (f.showSessionIds !== undefined) locks.showSessionIds = take('sessionLocks.showSessionIds', checkBoolean(f.showSessionIds));
+  }
   return layer;
 }
 

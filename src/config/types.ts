@@ -82,6 +82,16 @@ export interface BackendSaslConfig extends SaslConfig {
   maxTtlSeconds: number;
 }
 
+/** Watching PHP session locks (src/locks/): what the proxy recognises as one, and how it shows them. */
+export interface SessionLocksConfig {
+  /** false: no key is treated as a lock; the lock metrics stay at 0 and `stats locks` lists nothing. */
+  enabled: boolean;
+  /** Lock keys besides both extensions' defaults: "<handler>:<prefix>*<suffix>" (src/locks/patterns.ts). */
+  patterns: string[];
+  /** `stats locks` shows session ids as they are, not their SHA-256. */
+  showSessionIds: boolean;
+}
+
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
@@ -105,6 +115,7 @@ export interface Config {
   /** On SIGTERM, how long open clients are still served before they are closed. */
   drainTimeoutMs: number;
   logLevel: LogLevel;
+  sessionLocks: SessionLocksConfig;
   /** The config file as given on the command line, re-read on reload; null without --config. */
   configPath: string | null;
 }

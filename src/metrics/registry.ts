@@ -12,13 +12,21 @@
 // the maximum, build info the first worker's. The reload
 // metrics are the primary's own (it is the one that reloads).
 
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { VERSION } from '../version';
 import { CounterCells, FastHistogram, type CounterCell, type HistogramSeries } from './fast';
 
 // Client and backend latencies are mostly sub-millisecond on a LAN; the top
 // buckets catch timeouts (defaults 300 and 500 ms) and slow clients.
 const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+
+// How long a PHP request waits for its session lock, and holds it: php-memcached polls
+// every 150 ms by default, pecl-memcache from 5 ms doubling to 1 s; a request holds it
+// for its whole run (seconds for a slow page, up to the lock's expiry when it dies).
+const LOCK_WAIT_BUCKETS = [0.001, 0.005, 0.025, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30];
+const LOCK_HOLD_BUCKETS = [0.005, 0.025, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300];
+/** The session.save_handler whose lock protocol a lock key follows (src/locks/patterns.ts). */
+const LOCK_HANDLERS = ['memcached', 'memcache'] as const;
 
 /** Why backend requests failed: a fixed set, so the label stays small. */
 export const BACKEND_ERROR_REASONS = ['timeout', 'connect', 'auth', 'closed', 'desync', 'server_error', 'down', 'overload'] as const;
@@ -149,6 +157,23 @@ export interface Metrics extends ReloadMetrics {
   /** version, node_version; always 1. */
   buildInfo: Gauge<'version' | 'node_version'>;
 
+  /** PHP session locks (src/locks/): attempts and grants by handler, `memcached` or `memcache`. */
+  sessionLockAttempts: Counter<'handler'>;
+  sessionLockGrants: Counter<'handler'>;
+  /** From a request's first attempt at a session's lock to its grant. */
+  sessionLockWait: Histogram;
+  /** From a grant to its release. */
+  sessionLockHold: Histogram;
+  /** Locks granted while this sidecar still saw them held, with no release seen. */
+  sessionLockTakeovers: Counter;
+  /** Locks granted here that passed their expiry with no release seen. */
+  sessionLockExpired: Counter;
+  /** Grants whose hold was not followed: the tracker was full. */
+  sessionLockUntracked: Counter;
+  sessionLockHolders: Gauge;
+  /** Where session_lock_holders reads its value at scrape time (the read also counts the expiries it finds). */
+  setLockHoldersSource(read: () => number): void;
+
   /** Drops every series labelled with this backend, when a reload removes it. */
   forgetBackend(address: string): Promise<void>;
 }
@@ -217,6 +242,7 @@ export function createMetrics(): Metrics {
   let inFlightSource: () => number = () => 0;
   let backendsSource: () => readonly BackendConnections[] = () => [];
   let resyncSource: () => readonly ResyncBacklog[] = () => [];
+  let lockHoldersSource: () => number = () => 0;
 
   const m = {
     registry,
@@ -406,6 +432,56 @@ export function createMetrics(): Metrics {
       registers,
       aggregator: 'first',
     }),
+    sessionLockAttempts: new Counter({
+      name: 'replicached_session_lock_attempts_total',
+      help: 'PHP session lock attempts seen (php-memcached add; pecl-memcache incr and its add), by handler: memcached or memcache.',
+      labelNames: ['handler'] as const,
+      registers,
+    }),
+    sessionLockGrants: new Counter({
+      name: 'replicached_session_lock_grants_total',
+      help: 'PHP session lock attempts that took the lock, by handler: memcached or memcache.',
+      labelNames: ['handler'] as const,
+      registers,
+    }),
+    sessionLockWait: new Histogram({
+      name: 'replicached_session_lock_wait_seconds',
+      help: "Time from a PHP request's first attempt at its session's lock to the grant: how long the request waited for the session.",
+      buckets: LOCK_WAIT_BUCKETS,
+      registers,
+    }),
+    sessionLockHold: new Histogram({
+      name: 'replicached_session_lock_hold_seconds',
+      help: "Time from a session lock's grant to its release: how long a request kept the session's other requests waiting.",
+      buckets: LOCK_HOLD_BUCKETS,
+      registers,
+    }),
+    sessionLockTakeovers: new Counter({
+      name: 'replicached_session_lock_takeovers_total',
+      help: 'Session locks granted while this sidecar still saw them held and never saw a release: the holder died or timed out and the lock expired (or memcached evicted it).',
+      registers,
+    }),
+    sessionLockExpired: new Counter({
+      name: 'replicached_session_lock_expired_total',
+      help: 'Session locks granted through this sidecar that passed their expiry with no release seen: the PHP worker holding it died or ran past the lock expiry.',
+      registers,
+      collect: () => {
+        lockHoldersSource(); // finds the expiries up to now
+      },
+    }),
+    sessionLockUntracked: new Counter({
+      name: 'replicached_session_lock_untracked_total',
+      help: 'Session lock grants whose hold and takeover were not followed, because 10,000 holders were followed already.',
+      registers,
+    }),
+    sessionLockHolders: new Gauge({
+      name: 'replicached_session_lock_holders',
+      help: 'Session locks granted through this sidecar, not released and not past their expiry.',
+      registers,
+      collect(this: Gauge) {
+        this.set(lockHoldersSource());
+      },
+    }),
     tlsReloads: new Counter({
       name: 'replicached_tls_reloads_total',
       help: 'TLS changes found on a reload, by side (backend, client) and result: applied, refused (a certificate file unreadable: the reload refused), needs_restart.',
@@ -455,6 +531,10 @@ export function createMetrics(): Metrics {
   for (const command of FAILOVER_COMMANDS) m.failovers.inc({ command }, 0);
   for (const command of WRITE_COMMANDS) m.replicaDisagreements.inc({ command }, 0);
   for (const locality of ['local', 'remote']) m.reads.inc({ locality }, 0);
+  for (const handler of LOCK_HANDLERS) {
+    m.sessionLockAttempts.inc({ handler }, 0);
+    m.sessionLockGrants.inc({ handler }, 0);
+  }
 
   const backendRecorder = (backend: string): BackendRecorder => {
     const duration = m.backendRequestDuration.series({ backend });
@@ -522,6 +602,9 @@ export function createMetrics(): Metrics {
     },
     setResyncSource: (read) => {
       resyncSource = read;
+    },
+    setLockHoldersSource: (read) => {
+      lockHoldersSource = read;
     },
     addBackend,
     countProtocolError: (protocol, closed) => {

@@ -19,6 +19,8 @@ export interface ServerContext {
   stats(): Array<[string, string | number | bigint]>;
   /** `stats reset`: the proxy's cumulative figures start again from zero. */
   resetStats(): void;
+  /** `stats locks`: the PHP session locks seen, and the sessions waited on longest in the last minute. */
+  lockStats(): Array<[string, string | number]>;
   /** `stats settings`: the proxy's own settings. */
   settings(): Array<[string, string | number]>;
   /** `stats <group>` from every live backend, the answers of those that answered. */

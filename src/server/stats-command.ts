@@ -5,6 +5,8 @@
 //   (none)                      the proxy's own figures
 //   reset                       RESET (binary: an empty STAT end); the proxy's counts restart
 //   settings                    the proxy's own settings
+//   locks                       the PHP session locks seen (src/locks/tracker.ts): totals, then the
+//                               sessions waited on longest in the last minute; ours, memcached has none
 //   items, slabs, sizes         the live backends' tables, merged (stats-merge.ts);
 //                               SERVER_ERROR backend unavailable / 0x0086 when none answered
 //   detail on|off|dump          OK, OK, END: the proxy keeps no per-prefix figures
@@ -49,6 +51,8 @@ export function textStats(args: readonly string[], ctx: ServerContext): Buffer |
       return RESET;
     case 'settings':
       return encodeStats(ctx.settings());
+    case 'locks':
+      return encodeStats(ctx.lockStats());
     case 'detail':
       if (args[1] === 'on' || args[1] === 'off') return OK;
       return args[1] === 'dump' ? END : DETAIL_USAGE;
@@ -83,6 +87,7 @@ export function binaryStats(req: BinaryRequestOf<'stat'>, ctx: ServerContext): B
     return listing([]);
   }
   if (group.startsWith('settings')) return listing(ctx.settings());
+  if (group === 'locks') return listing(ctx.lockStats());
   if (group.startsWith('detail')) {
     const sub = group.slice('detail'.length);
     if (sub.startsWith(' dump')) return listing([['detailed', 'END\r\n']]);

@@ -67,6 +67,10 @@ clientSasl:
 workers: 2
 drainTimeoutMs: 12000
 logLevel: warn
+sessionLocks:
+  enabled: true
+  patterns: ["memcached:myapp.lock.*", "memcache:sess_*.lock"]
+  showSessionIds: true
 `;
 
 describe('config file', () => {
@@ -108,6 +112,7 @@ describe('config file', () => {
       workers: 2,
       drainTimeoutMs: 12000,
       logLevel: 'warn',
+      sessionLocks: { enabled: true, patterns: ['memcached:myapp.lock.*', 'memcache:sess_*.lock'], showSessionIds: true },
       configPath: 'replicached.yaml',
     });
   });
@@ -203,7 +208,15 @@ describe('file errors name the file, the field and the problem', () => {
     ['workers: 0', 'workers', 'must be an integer between 1 and 256, got 0'],
     ['drainTimeoutMs: -1', 'drainTimeoutMs', 'must be a non-negative integer, got -1'],
     ['logLevel: verbose', 'logLevel', 'must be one of fatal, error, warn, info, debug, trace, got "verbose"'],
-    ['replica: 2', 'replica', 'unknown field (known: listen, backends, replicas, metricsListen, backend, limits, allowFlushAll, backendTls, clientTls, backendSasl, clientSasl, workers, drainTimeoutMs, logLevel)'],
+    ['replica: 2', 'replica', 'unknown field (known: listen, backends, replicas, metricsListen, backend, limits, allowFlushAll, backendTls, clientTls, backendSasl, clientSasl, workers, drainTimeoutMs, logLevel, sessionLocks)'],
+    ['sessionLocks:\n  enabled: "no"\n', 'sessionLocks.enabled', 'must be true or false, got "no"'],
+    ['sessionLocks:\n  patterns: "memcached:x.*"\n', 'sessionLocks.patterns', 'must be a list of "memcached:<prefix>*<suffix>" or "memcache:<prefix>*<suffix>", got "memcached:x.*"'],
+    [
+      'sessionLocks:\n  patterns: ["memcached:lock.*", "redis:lock.*"]\n',
+      'sessionLocks.patterns',
+      'entry 2: must start with "memcached:" or "memcache:" (the session.save_handler): a pattern is "memcached:<prefix>*<suffix>" or "memcache:<prefix>*<suffix>" (* is the session id), got "redis:lock.*"',
+    ],
+    ['sessionLocks:\n  show_session_ids: true\n', 'sessionLocks.show_session_ids', 'unknown field (did you mean "showSessionIds"?)'],
     ['- listen: 127.0.0.1:1', 'top level', 'must be a mapping of settings, got a list'],
     ['workers: 1\nworkers: 2\n', 'line 2, column 1', 'Map keys must be unique'],
     ['backends: [10.0.0.1:1\n', 'line 2, column 1', 'Flow sequence in block collection must be sufficiently indented and end with a ]'],

@@ -83,6 +83,7 @@ describe('defaults', () => {
       workers: 1,
       drainTimeoutMs: 30_000,
       logLevel: 'info',
+      sessionLocks: { enabled: true, patterns: [], showSessionIds: false },
       configPath: null,
     });
   });
@@ -143,7 +144,10 @@ describe('flags', () => {
       '--metrics-listen',
       'off',
       '--listen=127.0.0.1:0',
+      '--no-session-locks',
+      '--session-lock-patterns=memcached:myapp.lock.*,memcache:sess_*.lock',
     ]);
+    expect(c.sessionLocks).toEqual({ enabled: false, patterns: ['memcached:myapp.lock.*', 'memcache:sess_*.lock'], showSessionIds: false });
     expect(c.backend).toMatchObject({ connections: 4, requestTimeoutMs: 250, connectTimeoutMs: 100, failureLimit: 4, timeoutLimit: 3 });
     expect(c.limits).toMatchObject({ maxItemSize: 2 * 1024 * 1024, maxClientConnections: 50 });
     expect(c).toMatchObject({ workers: 2, drainTimeoutMs: 0, logLevel: 'debug', allowFlushAll: false, metricsListen: null });
@@ -196,6 +200,7 @@ describe('flag errors name the flag and the problem', () => {
     [['--workers', '1000'], '--workers: must be an integer between 1 and 256, got "1000"'],
     [['--drain-timeout', '30s'], '--drain-timeout: must be a non-negative integer, got "30s"'],
     [['--log-level', 'loud'], '--log-level: must be one of fatal, error, warn, info, debug, trace, got "loud"'],
+    [['--session-lock-patterns', 'memcached:a.*,memcached:*'], '--session-lock-patterns: entry 2: "*" alone would take every key for a lock: a pattern is "memcached:<prefix>*<suffix>" or "memcache:<prefix>*<suffix>" (* is the session id), got "memcached:*"'],
     [['--bogus'], '--bogus: unknown flag (see --help)'],
     [['--replicas'], '--replicas: needs a value: <n>'],
     [['--replicas', '--workers', '2'], '--replicas: needs a value: <n>'],

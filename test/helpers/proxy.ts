@@ -86,10 +86,10 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyProcess> {
   };
 }
 
-/** The proxy's `stats` reply (text protocol) as name -> value. */
-export function proxyStats(port: number): Promise<Map<string, string>> {
+/** The proxy's `stats` reply (text protocol), or `stats <group>`'s, as name -> value. */
+export function proxyStats(port: number, group = ''): Promise<Map<string, string>> {
   return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: '127.0.0.1', port }, () => socket.write('stats\r\n'));
+    const socket = net.connect({ host: '127.0.0.1', port }, () => socket.write(group === '' ? 'stats\r\n' : `stats ${group}\r\n`));
     let text = '';
     socket.setTimeout(5000, () => socket.destroy(new Error('stats: no reply in 5 s')));
     socket.on('error', reject);
@@ -115,11 +115,12 @@ export async function waitForStats(
   port: number,
   check: (stats: Map<string, string>) => boolean,
   timeoutMs = 20_000,
+  group = '',
 ): Promise<Map<string, string>> {
   const deadline = Date.now() + timeoutMs;
   let last: Map<string, string> | Error = new Error('no stats asked yet');
   for (;;) {
-    last = await proxyStats(port).catch((err: Error) => err);
+    last = await proxyStats(port, group).catch((err: Error) => err);
     if (!(last instanceof Error) && check(last)) return last;
     if (Date.now() > deadline) {
       const seen = last instanceof Error ? last.message : [...last].map((e) => e.join(' ')).join('\n');
