@@ -39,7 +39,7 @@ export interface DiscoveryOptions {
   logger: Logger;
   /** Asks DNS once; default: a node:dns Resolver on the configured servers. */
   resolve?: (from: BackendsFrom, discovery: DiscoveryConfig) => Promise<Answer>;
-  /** Waits `ms`, or until `signal` aborts; default: a timer that does not keep the process alive. */
+  /** Waits `ms`, or until `signal` aborts; default: a timer (it keeps the process alive while it waits for a first answer). */
   sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
   /** Unix time in seconds, for the last-success metric. */
   now?: () => number;
@@ -54,10 +54,9 @@ export function resolveWithNodeDns(from: BackendsFrom, discovery: DiscoveryConfi
   return resolveBackends(from, resolver);
 }
 
-function sleepUnref(ms: number, signal: AbortSignal): Promise<void> {
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     const timer = setTimeout(done, ms);
-    timer.unref();
     signal.addEventListener('abort', done, { once: true });
     function done(): void {
       clearTimeout(timer);
@@ -87,7 +86,7 @@ export class BackendDiscovery {
 
   constructor(private readonly opts: DiscoveryOptions) {
     this.resolve = opts.resolve ?? resolveWithNodeDns;
-    this.sleep = opts.sleep ?? sleepUnref;
+    this.sleep = opts.sleep ?? sleep;
     this.now = opts.now ?? (() => Date.now() / 1000);
   }
 
