@@ -10,11 +10,14 @@
 // logLevel, backend TLS (settings and certificate files: every backend is
 // re-created with them), client TLS certificates (new connections get them),
 // backend SASL credentials (every backend is re-created with them) and the
-// client SASL user (authentications from then on check it).
+// client SASL user (authentications from then on check it), the discovery settings.
 // Client connections stay open; requests already routed finish on the backends
-// they started on. listen, metricsListen, workers and turning client TLS on or
-// off need a restart: a reload keeps their running values and says so. A
-// certificate file or a password that cannot be read refuses the whole reload.
+// they started on. listen, metricsListen, workers, turning client TLS on or off,
+// and backendsFrom (turned on or off, or another name) need a restart: a reload
+// keeps their running values and says so. A certificate file or a password that
+// cannot be read refuses the whole reload.
+// A change in DNS's answer for backendsFrom (src/discovery/) is applied as a reload
+// too, with the trigger "dns": the running config with the answer's backends.
 // At debug level each reload also logs every setting it changed, before and after.
 
 import { watchFile, unwatchFile, type Stats } from 'node:fs';
