@@ -9,6 +9,7 @@
 //     an empty answer, an answer with fewer backends than replicas.
 //   SRV (dnssrv://_memcache._tcp.test): memcached on one address, several ports; weights
 //     rescaled by the server change nothing; one target replaced by another port.
+//   --workers 2: the primary asks DNS and hands each change to both workers.
 //   Start: no usable answer yet: replicached waits, says so, and serves once DNS answers.
 //
 // Every wait polls the proxies' metrics until the membership settled; no fixed sleeps.
@@ -231,6 +232,47 @@ describe('dnssrv://: SRV records', () => {
     await expectAllServed([client], 1);
     await expectSessionsServed(proxy.port, 'dns-srv-');
   }, 60_000);
+});
+
+describe('--workers 2', () => {
+  test('the primary asks DNS, each worker applies the change; the discovery metrics are the primary\'s alone', async () => {
+    const [m1, m2, m3] = await Promise.all([0, 1, 2].map(() => startMemcached()));
+    const name = '_workers._tcp.test';
+    const srv = (mcs: MemcachedProcess[]): DnsAnswer => ({ srv: mcs.map((m) => ({ target: m.host, port: m.port })) });
+    dns.answer(name, srv([m1, m2]));
+    const dir = configDir(discoveryConfig(`dnssrv://${name}`));
+    cleanups.push(() => dir.remove());
+    const cli = path.join(__dirname, '..', '..', 'dist', 'cli.js');
+    const args = [cli, '--config', dir.file, '--workers', '2', '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--log-level', 'info'];
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    cleanups.push(async () => {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      await exited;
+    });
+    await waitForOutput(child, () => out, (o) => /\(2 workers\)\nmetrics on http:\/\/[\d.]+:\d+/.test(o));
+    const port = Number(/listening on [\d.]+:(\d+) \(2 workers\)/.exec(out)![1]);
+    const metricsPort = Number(/metrics on http:\/\/[\d.]+:(\d+)\//.exec(out)![1]);
+
+    dns.answer(name, srv([m1, m2, m3]));
+    // backend_up is the minimum over the workers: 1 once both run the new list and reach it.
+    await waitFor('both workers running the three backends', async () => {
+      const text = await scrape(metricsPort);
+      return [m1, m2, m3].every((m) => metricValue(text, 'replicached_backend_up', { backend: m.address }) === 1);
+    });
+    const text = await scrape(metricsPort);
+    expect(metricValue(text, 'replicached_discovery_changes_total')).toBe(1);
+    expect(metricValue(text, 'replicached_discovery_backends')).toBe(3);
+    expect(metricValue(text, 'replicached_discovery_failures_total', { reason: 'nxdomain' })).toBe(0);
+    expect(out).toMatch(/"trigger":"dns".*"msg":"config reloaded"/);
+    const client = await TextClient.connect(port);
+    expect(await client.set('w', 'v')).toBe('STORED\r\n');
+    expect(await client.get('w')).toBe('v');
+    client.close();
+  });
 });
 
 describe('start with no usable answer yet', () => {
