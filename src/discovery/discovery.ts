@@ -41,7 +41,7 @@ export interface DiscoveryOptions {
   resolve?: (from: BackendsFrom, discovery: DiscoveryConfig) => Promise<Answer>;
   /** Waits `ms`, or until `signal` aborts; default: a timer (it keeps the process alive while it waits for a first answer). */
   sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
-  /** Unix time in seconds, for the last-success metric. */
+  /** Unix time in seconds: the last-success metric, how long an episode of failures lasted. */
   now?: () => number;
   /** Told once per episode of failures before the first usable answer (the CLI prints it). */
   waiting?: (reason: DiscoveryFailureReason, detail: string, retryMs: number) => void;
@@ -71,7 +71,7 @@ const sameList = (a: readonly BackendConfig[], b: readonly BackendConfig[]): boo
 
 export class BackendDiscovery {
   private good: BackendConfig[] | null = null;
-  /** The episode of failures under way: since when (ms), how many. */
+  /** The episode of failures under way: since when (now()'s seconds), how many. */
   private failing: { since: number; count: number } | null = null;
   private metrics: DiscoveryMetrics | null = null;
   /** Failures before the metrics were attached (while the proxy was not started yet). */
@@ -163,7 +163,7 @@ export class BackendDiscovery {
         this.failing.count++;
         logger.debug(log, 'DNS: still no usable answer');
       } else {
-        this.failing = { since: Date.now(), count: 1 };
+        this.failing = { since: this.now(), count: 1 };
         if (this.good === null) {
           logger.warn(log, 'DNS: no usable answer yet; not serving until one comes');
           this.opts.waiting?.(reason, detail, delay);
@@ -174,7 +174,7 @@ export class BackendDiscovery {
       return delay;
     }
     if (this.failing !== null) {
-      logger.info({ backendsFrom: from.url, failures: this.failing.count, forMs: Date.now() - this.failing.since }, 'DNS: usable answers again');
+      logger.info({ backendsFrom: from.url, failures: this.failing.count, forMs: Math.round((this.now() - this.failing.since) * 1000) }, 'DNS: usable answers again');
       this.failing = null;
     }
     if (this.good === null) logger.info({ backendsFrom: from.url, backends: answer.backends.map((b) => b.address) }, 'DNS: backends found');
