@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Command line: arguments, the local-memcached default, signals, exit codes.
+// Command line: arguments, the local-memcached default, the first DNS answer of
+// backendsFrom (src/discovery/), signals, exit codes.
 //   exit 0  stopped by a signal, after draining (a second signal ends the drain at once)
 //   exit 1  could not start (port in use, memcached missing, ...)
 //   exit 2  invalid flags or config file
@@ -22,7 +23,9 @@ import { createLogger, type Logger } from './log';
 import { startProxy, type RunningProxy } from './proxy';
 import { isWorker, startPrimary } from './cluster/primary';
 import { PrimaryLink } from './cluster/worker';
-import { ConfigReloader } from './reload';
+import { ConfigReloader, type Reloadable } from './reload';
+import { BackendDiscovery } from './discovery/discovery';
+import type { DiscoveryMetrics } from './metrics/registry';
 import { saslFiles } from './sasl-credentials';
 import { tlsFiles } from './tls';
 import { VERSION } from './version';
@@ -53,21 +56,45 @@ function backendAt(address: string): BackendConfig {
   return { address, ...splitAddress(address), weight: 1, local: false };
 }
 
+/** `next` over these backends (DNS's, or the running ones), its replicas checked against them. */
+function overBackends(next: Config, backends: BackendConfig[], whose: string): Config {
+  if (next.replicas > backends.length) {
+    throw new ConfigError('replicas', `must be at most ${backends.length}, the number of backends ${whose}, got ${next.replicas}`, next.configPath);
+  }
+  return { ...next, backends };
+}
+
 /**
  * Loads the config again for a reload: same arguments, so the flags still win over
  * the file. Without backends in it, the local memcached started at start-up stay.
+ * With backendsFrom running, the backends are DNS's last usable answer; turning it on,
+ * off or to another name needs a restart (the reload says so), and the running list stays.
  */
-function reloadLoader(args: RunArgs, localBackends: BackendConfig[] | null): () => Config {
+function reloadLoader(
+  args: RunArgs,
+  localBackends: BackendConfig[] | null,
+  discovery: BackendDiscovery | null,
+  running: () => Config,
+): () => Config {
   return () => {
     const next = loadConfig(args);
+    if (discovery !== null) return overBackends(next, discovery.backends, `DNS gave for ${running().backendsFrom?.url}`);
+    if (next.backendsFrom !== null) return overBackends(next, running().backends, 'running (backendsFrom needs a restart)');
     if (next.backends.length > 0) return next;
     if (localBackends !== null) return { ...next, backends: localBackends };
     throw new ConfigError('backends', 'cannot be left out on reload (starting local memcached needs a restart)', next.configPath);
   };
 }
 
+/** What the process that owns the config reloads (the proxy, or with --workers the primary), and its reloader. */
+interface ConfigOwner {
+  target: Reloadable;
+  reloader: ConfigReloader;
+  metrics: DiscoveryMetrics;
+}
+
 /** --workers N: this process only forks, reloads, serves the workers' metrics, and relays signals. */
-async function runPrimary(config: Config, logger: Logger, local: LocalMemcached | null, load: () => Config): Promise<void> {
+async function runPrimary(config: Config, logger: Logger, local: LocalMemcached | null, load: () => Config): Promise<ConfigOwner> {
   const primary = await startPrimary(config, logger);
   const port = await primary.listening;
   const listen = `${config.listen.host}:${port}`;
@@ -93,6 +120,35 @@ async function runPrimary(config: Config, logger: Logger, local: LocalMemcached 
   process.on('SIGINT', () => void stop());
   // Announced after the handlers: whoever waits for this line may signal at once.
   process.stderr.write(`replicached listening on ${listen} (${config.workers} workers)\n${metricsAt}${localHint(local)}${phpIniHint(listen, config)}\n`);
+  return { target: primary, reloader, metrics: primary.metrics };
+}
+
+/**
+ * Waits for DNS's first usable answer for backendsFrom (nothing is served meanwhile: there is
+ * no backend to serve from). SIGTERM or SIGINT during the wait exits 0.
+ */
+async function firstAnswer(discovery: BackendDiscovery): Promise<BackendConfig[]> {
+  const stop = (): void => {
+    discovery.stop();
+    process.exit(0);
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+  try {
+    return await discovery.first();
+  } finally {
+    process.off('SIGTERM', stop);
+    process.off('SIGINT', stop);
+  }
+}
+
+/** From now on a change in DNS's answer is applied as a reload, with trigger "dns". */
+function followDns(discovery: BackendDiscovery, { target, reloader, metrics }: ConfigOwner): void {
+  discovery.follow(
+    metrics,
+    (backends) => reloader.reload('dns', () => ({ ...target.config, backends })),
+    () => target.config.backends,
+  );
 }
 
 /** Starts the proxy and stops it on SIGTERM or SIGINT (draining; a second signal ends the drain). */
@@ -163,7 +219,20 @@ async function main(): Promise<void> {
   const logger = createLogger(config.logLevel);
 
   let local: LocalMemcached | null = null;
-  if (config.backends.length === 0) {
+  let discovery: BackendDiscovery | null = null;
+  /** The config running now: the start's, until the proxy (or the primary) runs one. */
+  let running = (): Config => config;
+  if (config.backendsFrom !== null) {
+    const from = config.backendsFrom;
+    discovery = new BackendDiscovery({
+      from,
+      settings: () => running(),
+      logger,
+      waiting: (reason, detail, retryMs) =>
+        process.stderr.write(`replicached: waiting for DNS to list the backends (${from.url}): ${reason} (${detail}); asking again every ${retryMs} ms, serving nothing until then\n`),
+    });
+    config.backends = await firstAnswer(discovery);
+  } else if (config.backends.length === 0) {
     local = await startLocalMemcached(LOCAL_BACKEND_COUNT, (exit) => {
       logger.warn({ backend: exit.address, reason: exit.reason, restart: exit.restart }, 'local memcached exited');
       process.stderr.write(
@@ -175,13 +244,16 @@ async function main(): Promise<void> {
     config.backends = local.addresses.map(backendAt);
     logger.info({ backends: local.addresses, pids: local.pids }, 'no backends configured: started local memcached processes');
   }
-  const load = reloadLoader(args, local === null ? null : config.backends);
+  const load = reloadLoader(args, local === null ? null : config.backends, discovery, () => running());
 
   if (config.workers > 1) {
-    await runPrimary(config, logger, local, load);
+    const owner = await runPrimary(config, logger, local, load);
+    running = () => owner.target.config;
+    if (discovery !== null) followDns(discovery, owner);
     return;
   }
   const proxy = await serve(config, logger, local);
+  running = () => proxy.config;
   const reloader = new ConfigReloader({ load, target: proxy, logger, metrics: proxy.metrics, applied: () => watchFiles() });
   // The config file, every certificate file and every password file in use are watched: a change reloads.
   const watching = new Map<string, () => void>();
@@ -197,6 +269,7 @@ async function main(): Promise<void> {
   process.on('SIGHUP', () => void reloader.reload('SIGHUP'));
   watchFiles();
   announce(config, logger, proxy, local);
+  if (discovery !== null) followDns(discovery, { target: proxy, reloader, metrics: proxy.metrics });
 }
 
 main().catch((err: Error) => {

@@ -10,11 +10,14 @@
 // logLevel, backend TLS (settings and certificate files: every backend is
 // re-created with them), client TLS certificates (new connections get them),
 // backend SASL credentials (every backend is re-created with them) and the
-// client SASL user (authentications from then on check it).
+// client SASL user (authentications from then on check it), the discovery settings.
 // Client connections stay open; requests already routed finish on the backends
-// they started on. listen, metricsListen, workers and turning client TLS on or
-// off need a restart: a reload keeps their running values and says so. A
-// certificate file or a password that cannot be read refuses the whole reload.
+// they started on. listen, metricsListen, workers, turning client TLS on or off,
+// and backendsFrom (turned on or off, or another name) need a restart: a reload
+// keeps their running values and says so. A certificate file or a password that
+// cannot be read refuses the whole reload.
+// A change in DNS's answer for backendsFrom (src/discovery/) is applied as a reload
+// too, with the trigger "dns": the running config with the answer's backends.
 // At debug level each reload also logs every setting it changed, before and after.
 
 import { watchFile, unwatchFile, type Stats } from 'node:fs';
@@ -23,7 +26,7 @@ import type { Logger } from './log';
 import { recordReload, type ReloadMetrics } from './metrics/registry';
 
 /** Settings a running process cannot change: they own sockets or processes. */
-export const RESTART_FIELDS = ['listen', 'metricsListen', 'workers', 'clientTls'] as const;
+export const RESTART_FIELDS = ['listen', 'metricsListen', 'workers', 'clientTls', 'backendsFrom'] as const;
 type RestartField = (typeof RESTART_FIELDS)[number];
 
 /** What a reload changed, for its log line. */
@@ -57,6 +60,8 @@ function sameRestartField(current: Config, next: Config, field: RestartField): b
   if (field === 'workers') return current.workers === next.workers;
   // The listen socket is TLS or not for its life; a certificate change is applied live.
   if (field === 'clientTls') return current.clientTls.enabled === next.clientTls.enabled;
+  // The name asked is fixed for the process's life; the discovery settings apply live.
+  if (field === 'backendsFrom') return current.backendsFrom?.url === next.backendsFrom?.url;
   const a = current[field];
   const b = next[field];
   return a === null || b === null ? a === b : sameFields(a, b);
@@ -82,7 +87,7 @@ export function diffConfig(current: Config, next: Config): ReloadChanges {
 /** The config the process runs after a reload: `next`, with the restart-only fields left as they run now. */
 export function liveConfig(current: Config, next: Config): Config {
   const clientTls = current.clientTls.enabled === next.clientTls.enabled ? next.clientTls : current.clientTls;
-  return { ...next, listen: current.listen, metricsListen: current.metricsListen, workers: current.workers, clientTls };
+  return { ...next, listen: current.listen, metricsListen: current.metricsListen, workers: current.workers, clientTls, backendsFrom: current.backendsFrom };
 }
 
 /** Settings whose values never reach a log line: a diff says that they changed, not to what. */
@@ -140,7 +145,7 @@ export interface Reloadable {
   reload(next: Config): ReloadChanges & TlsChanges;
 }
 
-export type ReloadTrigger = 'SIGHUP' | 'file';
+export type ReloadTrigger = 'SIGHUP' | 'file' | 'dns';
 
 export interface ReloaderOptions {
   /** Loads and checks the config again; throws (ConfigError) when it is invalid. */
@@ -159,9 +164,12 @@ const WATCH_DEBOUNCE_MS = 300;
 export class ConfigReloader {
   constructor(private readonly opts: ReloaderOptions) {}
 
-  /** Loads and applies the config; one log line either way. True when it was applied. */
-  reload(trigger: ReloadTrigger): boolean {
-    const { load, target, logger, metrics } = this.opts;
+  /**
+   * Loads and applies the config; one log line either way. True when it was applied.
+   * `load` replaces the options' (DNS's answer: the running config with other backends).
+   */
+  reload(trigger: ReloadTrigger, load: () => Config = this.opts.load): boolean {
+    const { target, logger, metrics } = this.opts;
     const before = structuredClone(target.config); // a reload updates some of its objects in place
     let next: Config;
     let changes: ReloadChanges & TlsChanges;

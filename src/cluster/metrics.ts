@@ -1,6 +1,6 @@
 // The primary's /metrics with --workers N: the workers' registries combined by
 // each metric's `aggregator` (src/metrics/registry.ts), then the primary's own
-// (the reload metrics).
+// (the reload and discovery metrics).
 //
 // Counters never go backwards when a worker dies: the primary keeps the last
 // counters and histograms it read from each worker (on every scrape, and every
@@ -9,7 +9,10 @@
 // last read it (at most REFRESH_MS) is lost; nothing already exported is taken back.
 
 import { AggregatorRegistry, Registry } from 'prom-client';
-import { RELOAD_METRIC_NAMES } from '../metrics/registry';
+import { DISCOVERY_METRIC_NAMES, RELOAD_METRIC_NAMES } from '../metrics/registry';
+
+/** The metrics of what only the primary does: reloading, asking DNS. */
+const PRIMARY_METRIC_NAMES: readonly string[] = [...RELOAD_METRIC_NAMES, ...DISCOVERY_METRIC_NAMES];
 import type { MetricsJson } from './messages';
 
 /** How long a scrape waits for a worker's answer; one that is late counts with its last answer. */
@@ -46,7 +49,7 @@ export class ClusterMetrics extends Registry {
   /** A worker's answer to a request. */
   answer(workerId: number, requestId: number, metrics: MetricsJson): void {
     // The primary's own metrics are not the workers' to report.
-    this.last.set(workerId, metrics.filter((m) => !RELOAD_METRIC_NAMES.includes(m.name)));
+    this.last.set(workerId, metrics.filter((m) => !PRIMARY_METRIC_NAMES.includes(m.name)));
     const w = this.waiting.get(requestId);
     if (w === undefined) return;
     w.pending.delete(workerId);

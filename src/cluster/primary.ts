@@ -18,7 +18,7 @@ import type { Config } from '../config';
 import type { Logger } from '../log';
 import { listenError } from '../listen-error';
 import { startMetricsServer, type MetricsServer } from '../metrics/http';
-import { createReloadMetrics, type ReloadMetrics } from '../metrics/registry';
+import { createDiscoveryMetrics, createReloadMetrics, type DiscoveryMetrics, type ReloadMetrics } from '../metrics/registry';
 import { diffConfig, liveConfig, type ReloadChanges, type Reloadable, type TlsChanges } from '../reload';
 import { saslCredentials } from '../sasl-credentials';
 import { isOurs, type ToPrimary, type ToWorker } from './messages';
@@ -32,7 +32,7 @@ export interface Primary extends Reloadable {
   /** Resolves with the client port once every worker listens. */
   listening: Promise<number>;
   metricsPort: number | null;
-  metrics: ReloadMetrics;
+  metrics: ReloadMetrics & DiscoveryMetrics;
   stop(): Promise<void>;
 }
 
@@ -61,7 +61,8 @@ export async function startPrimary(config: Config, logger: Logger): Promise<Prim
   const clusterMetrics = config.metricsListen
     ? new ClusterMetrics(() => workers().map((w) => ({ id: w.id, request: (id) => tell(w, { replicached: 'metrics?', id }) })))
     : null;
-  const metrics = createReloadMetrics(clusterMetrics ?? new Registry());
+  const own = clusterMetrics ?? new Registry();
+  const metrics = { ...createReloadMetrics(own), ...createDiscoveryMetrics(own) };
 
   cluster.on('message', (worker, message: unknown) => {
     if (!isOurs<ToPrimary>(message)) return;

@@ -5,8 +5,8 @@
 
 import type { Limits } from '../protocol/limits';
 import { parseLockPattern } from '../locks/patterns';
-import { parseHostPort, type Parsed } from './address';
-import { LOG_LEVELS, type BackendOptions, type HostPort, type LogLevel } from './types';
+import { parseBackendsFrom, parseDnsServer, parseHostPort, type Parsed } from './address';
+import { LOG_LEVELS, type BackendOptions, type BackendsFrom, type HostPort, type LogLevel } from './types';
 
 /** setTimeout's ceiling (2^31-1 ms); also a sane ceiling for every count. */
 const MAX_INT = 2_147_483_647;
@@ -48,6 +48,9 @@ export const WORKERS_RANGE: Range = { min: 1, max: 256 };
 /** 0: requests in flight finish, then clients are closed at once. */
 export const DRAIN_TIMEOUT_RANGE: Range = { min: 0, max: MAX_INT };
 export const WEIGHT_RANGE: Range = { min: 1, max: 1000 };
+/** The bounds of DNS re-resolution: never more than ten queries a second. */
+export const REFRESH_RANGE: Range = { min: 100, max: MAX_INT };
+
 /** Replicas on their own; load.ts checks them against the number of backends. */
 export const REPLICAS_RANGE: Range = { min: 1, max: MAX_INT };
 
@@ -121,4 +124,24 @@ export function checkLockPatterns(v: unknown): Parsed<string[]> {
     if (!parsed.ok) return { ok: false, problem: `entry ${i + 1}: ${parsed.problem}` };
   }
   return { ok: true, value: v as string[] };
+}
+
+export function checkBackendsFrom(v: unknown): Parsed<BackendsFrom> {
+  if (typeof v !== 'string') return { ok: false, problem: `must be a "dns://<name>:<port>" or "dnssrv://<name>" string, got ${show(v)}` };
+  return parseBackendsFrom(v);
+}
+
+/** DNS servers: a non-empty list of addresses (the file) or comma-separated text (the flag). */
+export function checkDnsServers(v: unknown, text: boolean): Parsed<string[]> {
+  const entries = text && typeof v === 'string' ? v.split(',').map((e) => e.trim()) : v;
+  if (!Array.isArray(entries) || entries.length === 0) {
+    return { ok: false, problem: `must be ${text ? 'comma-separated addresses' : 'a list of addresses'} ("10.96.0.10", "127.0.0.1:5353"), got ${got(v, text)}` };
+  }
+  const servers: string[] = [];
+  for (const [i, entry] of entries.entries()) {
+    const parsed = typeof entry === 'string' ? parseDnsServer(entry) : { ok: false as const, problem: `must be a string, got ${show(entry)}` };
+    if (!parsed.ok) return { ok: false, problem: `entry ${i + 1}: ${parsed.problem}` };
+    servers.push(parsed.value);
+  }
+  return { ok: true, value: servers };
 }

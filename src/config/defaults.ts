@@ -8,6 +8,7 @@ import {
   type BackendSaslConfig,
   type BackendTlsConfig,
   type ClientTlsConfig,
+  type DiscoveryConfig,
   type HostPort,
   type LogLevel,
   type SaslConfig,
@@ -28,6 +29,13 @@ export const DEFAULT_BACKEND_OPTIONS: Readonly<BackendOptions> = Object.freeze(
 );
 
 export const DEFAULT_WEIGHT = 1;
+
+/**
+ * backendsFrom: the system's DNS servers; the answer's TTL clamped to 5..60 s. Kubernetes'
+ * cluster DNS gives its records a TTL of 5 s (CoreDNS's default): a pod's new address is
+ * seen within that.
+ */
+export const DEFAULT_DISCOVERY: Readonly<DiscoveryConfig> = Object.freeze({ servers: null, minRefreshMs: 5_000, maxRefreshMs: 60_000 });
 export const DEFAULT_WORKERS = 1;
 /** Kubernetes' default terminationGracePeriodSeconds: past it the pod is killed anyway. */
 export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;

@@ -10,6 +10,8 @@ import {
   SASL_MAX_TTL_RANGE,
   WORKERS_RANGE,
   DRAIN_TIMEOUT_RANGE,
+  checkBackendsFrom,
+  checkDnsServers,
   checkHostPort,
   checkInteger,
   checkLockPatterns,
@@ -75,6 +77,18 @@ const FLAGS: readonly Flag[] = [
     arg: '<host:port,...>',
     help: `memcached servers, comma-separated (default: start ${LOCAL_BACKEND_COUNT} local memcached processes)`,
     set: (l, v) => into(parseBackendList(v), (b) => (l.backends = b)),
+  },
+  {
+    name: '--backends-from',
+    arg: '<url>',
+    help: 'instead of --backends: dns://<name>:<port> (the A/AAAA records of name, each address on port) or dnssrv://<name> (its SRV records), re-resolved at their TTL',
+    set: (l, v) => into(checkBackendsFrom(v), (from) => (l.backendsFrom = from)),
+  },
+  {
+    name: '--dns-servers',
+    arg: '<ip[:port],...>',
+    help: "DNS servers --backends-from asks (default: the system's)",
+    set: (l, v) => into(checkDnsServers(v, true), (servers) => (l.discovery.servers = servers)),
   },
   {
     name: '--replicas',
@@ -338,6 +352,9 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
     }
     const result = flag.set(flags, value);
     if (!result.ok) throw new ConfigError(name, result.problem);
+  }
+  if (flags.backends !== undefined && flags.backendsFrom !== undefined) {
+    throw new ConfigError('--backends-from', 'cannot be given with --backends: list the backends, or name where DNS lists them, not both');
   }
   return { kind: 'run', flags, configPath };
 }

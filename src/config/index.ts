@@ -1,7 +1,7 @@
 // The configuration module's public face: see types.ts for the Config it
 // produces, schema.ts for the file format, flags.ts for the command line.
 
-export type { BackendConfig, BackendOptions, BackendSaslConfig, BackendTlsConfig, ClientTlsConfig, Config, HostPort, LogLevel, SaslConfig, SessionLocksConfig } from './types';
+export type { BackendConfig, BackendsFrom, BackendOptions, DiscoveryConfig, BackendSaslConfig, BackendTlsConfig, ClientTlsConfig, Config, HostPort, LogLevel, SaslConfig, SessionLocksConfig } from './types';
 export { LOG_LEVELS } from './types';
 export { ConfigError } from './errors';
 export { parseArgs, HELP_TEXT, type ParsedArgs, type RunArgs } from './flags';

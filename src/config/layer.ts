@@ -3,13 +3,15 @@
 // fills in defaults and checks what spans fields (replicas vs. backends).
 
 import type { Limits } from '../protocol/limits';
-import type { BackendConfig, BackendOptions, BackendSaslConfig, BackendTlsConfig, ClientTlsConfig, HostPort, LogLevel, SaslConfig, SessionLocksConfig } from './types';
+import type { BackendConfig, BackendsFrom, BackendOptions, DiscoveryConfig, BackendSaslConfig, BackendTlsConfig, ClientTlsConfig, HostPort, LogLevel, SaslConfig, SessionLocksConfig } from './types';
 
 export interface ConfigLayer {
   /** The config file the settings came from; null for the command line. */
   source: string | null;
   listen?: HostPort;
   backends?: BackendConfig[];
+  backendsFrom?: BackendsFrom;
+  discovery: Partial<DiscoveryConfig>;
   replicas?: number;
   metricsListen?: HostPort | null;
   backend: Partial<BackendOptions>;
@@ -26,5 +28,5 @@ export interface ConfigLayer {
 }
 
 export function emptyLayer(source: string | null): ConfigLayer {
-  return { source, backend: {}, limits: {}, backendTls: {}, clientTls: {}, backendSasl: {}, clientSasl: {}, sessionLocks: {} };
+  return { source, backend: {}, discovery: {}, limits: {}, backendTls: {}, clientTls: {}, backendSasl: {}, clientSasl: {}, sessionLocks: {} };
 }

@@ -14,6 +14,7 @@ import {
   DEFAULT_CLIENT_SASL_PASSWORD_ENV,
   DEFAULT_BACKEND_TLS,
   DEFAULT_CLIENT_TLS,
+  DEFAULT_DISCOVERY,
   DEFAULT_DRAIN_TIMEOUT_MS,
   DEFAULT_LISTEN,
   DEFAULT_LOG_LEVEL,
@@ -27,7 +28,7 @@ import { ConfigError } from './errors';
 import type { RunArgs } from './flags';
 import type { ConfigLayer } from './layer';
 import { parseConfigText } from './schema';
-import type { BackendSaslConfig, BackendTlsConfig, ClientTlsConfig, Config, SaslConfig } from './types';
+import type { BackendSaslConfig, BackendTlsConfig, ClientTlsConfig, Config, DiscoveryConfig, SaslConfig } from './types';
 
 export type ReadFile = (path: string) => string;
 
@@ -51,7 +52,7 @@ export function loadConfig(args: RunArgs, readFile: ReadFile = readUtf8): Config
 
 /** Merges the layers (flags over file), fills in defaults, checks replicas against the backends. */
 export function resolveConfig(file: ConfigLayer | null, flags: ConfigLayer, configPath: string | null): Config {
-  const pick = <K extends 'listen' | 'backends' | 'replicas' | 'metricsListen' | 'allowFlushAll' | 'workers' | 'drainTimeoutMs' | 'logLevel'>(
+  const pick = <K extends 'listen' | 'replicas' | 'metricsListen' | 'allowFlushAll' | 'workers' | 'drainTimeoutMs' | 'logLevel'>(
     key: K,
   ): { value: ConfigLayer[K]; layer: ConfigLayer } | undefined => {
     if (flags[key] !== undefined) return { value: flags[key], layer: flags };
@@ -59,13 +60,17 @@ export function resolveConfig(file: ConfigLayer | null, flags: ConfigLayer, conf
     return undefined;
   };
 
-  const backends = pick('backends')?.value ?? [];
+  // backends and backendsFrom are two ways to give one setting: a flag for either replaces the file's either.
+  const listLayer = flags.backends !== undefined || flags.backendsFrom !== undefined ? flags : file;
+  const backends = listLayer?.backends ?? [];
+  const backendsFrom = listLayer?.backendsFrom ?? null;
   const replicasGiven = pick('replicas');
   const available = backends.length > 0 ? backends.length : LOCAL_BACKEND_COUNT;
-  let replicas = Math.min(DEFAULT_REPLICAS, available);
+  // From DNS, the number of backends is known only from each answer: one with fewer than replicas is not used.
+  let replicas = backendsFrom === null ? Math.min(DEFAULT_REPLICAS, available) : DEFAULT_REPLICAS;
   if (replicasGiven?.value !== undefined) {
     replicas = replicasGiven.value;
-    if (replicas > available) {
+    if (replicas > available && backendsFrom === null) {
       const what =
         backends.length > 0
           ? 'the number of backends'
@@ -77,6 +82,12 @@ export function resolveConfig(file: ConfigLayer | null, flags: ConfigLayer, conf
         source,
       );
     }
+  }
+
+  const discovery: DiscoveryConfig = { ...DEFAULT_DISCOVERY, ...file?.discovery, ...flags.discovery };
+  if (discovery.maxRefreshMs < discovery.minRefreshMs) {
+    const field = file?.discovery.maxRefreshMs !== undefined ? 'discovery.maxRefreshMs' : 'discovery.minRefreshMs';
+    throw new ConfigError(field, `maxRefreshMs (${discovery.maxRefreshMs}) must not be below minRefreshMs (${discovery.minRefreshMs})`, file?.source ?? null);
   }
 
   const metricsListen = pick('metricsListen');
@@ -98,6 +109,8 @@ export function resolveConfig(file: ConfigLayer | null, flags: ConfigLayer, conf
   return {
     listen: { ...(pick('listen')?.value ?? DEFAULT_LISTEN) },
     backends: backends.map((b) => ({ ...b })),
+    backendsFrom: backendsFrom === null ? null : { ...backendsFrom },
+    discovery,
     replicas,
     metricsListen: metricsListen === undefined ? { ...DEFAULT_METRICS_LISTEN } : metricsListen.value ?? null,
     backend: { ...DEFAULT_BACKEND_OPTIONS, ...file?.backend, ...flags.backend },

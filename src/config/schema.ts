@@ -6,6 +6,13 @@
 //   backends:                        # leave out to start local memcached processes
 //     - 10.0.0.1:11211               # "host:port", or a mapping:
 //     - { address: 10.0.0.2:11211, weight: 1, local: true }
+//   backendsFrom: dns://memcached.default.svc.cluster.local:11211   # instead of backends:
+//                                    # A/AAAA records, each address on that port; or
+//                                    # dnssrv://_memcache._tcp.example.com (SRV records)
+//   discovery:                       # how backendsFrom is resolved
+//     servers: [10.96.0.10]          # default: the system's (/etc/resolv.conf)
+//     minRefreshMs: 5000             # the answer's TTL clamped to these bounds
+//     maxRefreshMs: 60000
 //   replicas: 2                      # 1..number of backends; default min(2, backends)
 //   metricsListen: 127.0.0.1:9150    # or "off"
 //   backend:
@@ -68,7 +75,10 @@ import {
   WEIGHT_RANGE,
   WORKERS_RANGE,
   DRAIN_TIMEOUT_RANGE,
+  REFRESH_RANGE,
+  checkBackendsFrom,
   checkBoolean,
+  checkDnsServers,
   checkHostPort,
   checkInteger,
   checkLockPatterns,
@@ -87,6 +97,8 @@ import type { BackendConfig, BackendOptions, SaslConfig } from './types';
 const TOP_FIELDS = [
   'listen',
   'backends',
+  'backendsFrom',
+  'discovery',
   'replicas',
   'metricsListen',
   'backend',
@@ -102,6 +114,7 @@ const TOP_FIELDS = [
   'sessionLocks',
 ] as const;
 const BACKEND_ENTRY_FIELDS = ['address', 'weight', 'local'] as const;
+const DISCOVERY_FIELDS = ['servers', 'minRefreshMs', 'maxRefreshMs'] as const;
 const BACKEND_TLS_FIELDS = ['enabled', 'caFile', 'certFile', 'keyFile', 'serverName', 'rejectUnauthorized'] as const;
 const CLIENT_TLS_FIELDS = ['enabled', 'certFile', 'keyFile'] as const;
 const SASL_FIELDS = ['username', 'password', 'passwordFile', 'passwordEnv'] as const;
@@ -143,6 +156,16 @@ export function parseConfigText(yamlText: string, source: string): ConfigLayer {
   const top = fieldsOf(root, '', TOP_FIELDS, fail);
   if (top.listen !== undefined) layer.listen = take('listen', checkHostPort(top.listen, 0));
   if (top.backends !== undefined) layer.backends = parseBackends(top.backends, take, fail);
+  if (top.backendsFrom !== undefined) {
+    if (top.backends !== undefined) fail('backendsFrom', 'cannot be given with backends: list the backends, or name where DNS lists them, not both');
+    layer.backendsFrom = take('backendsFrom', checkBackendsFrom(top.backendsFrom));
+  }
+  if (top.discovery !== undefined) {
+    const f = fieldsOf(top.discovery, 'discovery', DISCOVERY_FIELDS, fail);
+    if (f.servers !== undefined) layer.discovery.servers = take('discovery.servers', checkDnsServers(f.servers, false));
+    if (f.minRefreshMs !== undefined) layer.discovery.minRefreshMs = int('discovery.minRefreshMs', f.minRefreshMs, REFRESH_RANGE);
+    if (f.maxRefreshMs !== undefined) layer.discovery.maxRefreshMs = int('discovery.maxRefreshMs', f.maxRefreshMs, REFRESH_RANGE);
+  }
   if (top.replicas !== undefined) layer.replicas = int('replicas', top.replicas, REPLICAS_RANGE);
   if (top.metricsListen !== undefined) layer.metricsListen = take('metricsListen', checkMetricsListen(top.metricsListen));
   if (top.backend !== undefined) {

@@ -92,13 +92,43 @@ export interface SessionLocksConfig {
   showSessionIds: boolean;
 }
 
+/**
+ * Where the backend list comes from instead of `backends`: DNS records, re-resolved
+ * (src/discovery/). Every sidecar asking the same name gets the same list, sorted.
+ */
+export interface BackendsFrom {
+  /** As written, normalized: "dns://memcached.default.svc.cluster.local:11211", "dnssrv://_memcache._tcp.example.com". */
+  url: string;
+  /** dns: the name's A and AAAA records, each address on `port`; dnssrv: its SRV records, each target on its own port. */
+  scheme: 'dns' | 'dnssrv';
+  /** The name asked, lower case, without a trailing dot. */
+  name: string;
+  /** The port of every address (dns); null for dnssrv, whose records carry theirs. */
+  port: number | null;
+}
+
+/** How `backendsFrom` is resolved. */
+export interface DiscoveryConfig {
+  /** DNS servers asked, as node:dns setServers takes them ("10.96.0.10", "127.0.0.1:5353"); null: the system's. */
+  servers: string[] | null;
+  /** The answer's TTL is clamped to these bounds; SRV answers (whose TTL node:dns does not give) and failures wait the lower one. */
+  minRefreshMs: number;
+  maxRefreshMs: number;
+}
+
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
 export interface Config {
   listen: HostPort;
-  /** Empty: the CLI starts LOCAL_BACKEND_COUNT memcached processes itself. */
+  /**
+   * Empty: the CLI starts LOCAL_BACKEND_COUNT memcached processes itself, unless
+   * backendsFrom is set: then the CLI fills it with DNS's answer before the proxy starts.
+   */
   backends: BackendConfig[];
+  /** null: the backends are the list above. */
+  backendsFrom: BackendsFrom | null;
+  discovery: DiscoveryConfig;
   replicas: number;
   /** null: no metrics endpoint. */
   metricsListen: HostPort | null;

@@ -9,8 +9,8 @@
 // workers' values (src/cluster/metrics.ts): counters and histograms are summed,
 // `backend_up` is the minimum (up only where every worker has it up),
 // `resync_in_progress`, `resync_keys_pending` and `resync_last_complete_timestamp_seconds`
-// the maximum, build info the first worker's. The reload
-// metrics are the primary's own (it is the one that reloads).
+// the maximum, build info the first worker's. The reload and discovery
+// metrics are the primary's own (it is the one that reloads and asks DNS).
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { VERSION } from '../version';
@@ -51,6 +51,14 @@ const FAILOVER_COMMANDS = ['get', 'gat', ...WRITE_COMMANDS];
 export const CLIENT_PROTOCOLS = ['text', 'binary'] as const;
 export type ClientProtocol = (typeof CLIENT_PROTOCOLS)[number];
 
+/**
+ * Why DNS gave no usable answer for backendsFrom (src/discovery/resolve.ts): no such name,
+ * a server failure, no answer in time, refused, no records, fewer than `replicas`, or another
+ * error (no server reachable, a malformed reply).
+ */
+export const DISCOVERY_FAILURE_REASONS = ['nxdomain', 'servfail', 'timeout', 'refused', 'empty', 'too_few', 'error'] as const;
+export type DiscoveryFailureReason = (typeof DISCOVERY_FAILURE_REASONS)[number];
+
 /** How a resync run ended: every key done, done with keys it could not list, or stopped. */
 const TRUST_ROLES = ['out', 'refill', 'trusted'] as const;
 export const RESYNC_OUTCOMES = ['complete', 'incomplete', 'aborted'] as const;
@@ -82,7 +90,7 @@ export interface BackendRecorder {
   timedOut(): void;
 }
 
-export interface Metrics extends ReloadMetrics {
+export interface Metrics extends ReloadMetrics, DiscoveryMetrics {
   registry: Registry;
 
   // The per-request paths: plain numbers, given to prom-client at scrape time.
@@ -219,6 +227,58 @@ export function createReloadMetrics(registry: Registry): ReloadMetrics {
   for (const result of ['ok', 'error']) m.configReloads.inc({ result }, 0);
   m.configLastReloadSuccessful.set(1);
   m.configLastReloadTimestamp.set(Date.now() / 1000);
+  return m;
+}
+
+/** The discovery metrics (backendsFrom): in the proxy's registry, or with --workers in the primary's. */
+export interface DiscoveryMetrics {
+  /** Resolutions that gave no usable answer (the last good backends kept), by reason. */
+  discoveryFailures: Counter<'reason'>;
+  /** Changes of DNS's answer applied as a membership change. */
+  discoveryChanges: Counter;
+  /** Backends in the last good answer; 0 without backendsFrom. */
+  discoveryBackends: Gauge;
+  /** Unix time of the last usable answer; 0 until one. */
+  discoveryLastSuccess: Gauge;
+}
+
+/** The names of the discovery metrics, which the primary serves itself instead of the workers'. */
+export const DISCOVERY_METRIC_NAMES: readonly string[] = [
+  'replicached_discovery_failures_total',
+  'replicached_discovery_changes_total',
+  'replicached_discovery_backends',
+  'replicached_discovery_last_success_timestamp_seconds',
+];
+
+/** The discovery metrics on `registry`, every reason at 0. */
+export function createDiscoveryMetrics(registry: Registry): DiscoveryMetrics {
+  const registers = [registry];
+  const m: DiscoveryMetrics = {
+    discoveryFailures: new Counter({
+      name: DISCOVERY_METRIC_NAMES[0],
+      help: 'DNS resolutions of backendsFrom that gave no usable answer, by reason; the last good backends stay.',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
+    discoveryChanges: new Counter({
+      name: DISCOVERY_METRIC_NAMES[1],
+      help: 'Changes of the DNS answer for backendsFrom, applied as a membership change (a reload).',
+      registers,
+    }),
+    discoveryBackends: new Gauge({
+      name: DISCOVERY_METRIC_NAMES[2],
+      help: 'Backends in the last usable DNS answer for backendsFrom; 0 without it.',
+      registers,
+    }),
+    discoveryLastSuccess: new Gauge({
+      name: DISCOVERY_METRIC_NAMES[3],
+      help: 'Unix time of the last usable DNS answer for backendsFrom; 0 until one.',
+      registers,
+    }),
+  };
+  for (const reason of DISCOVERY_FAILURE_REASONS) m.discoveryFailures.inc({ reason }, 0);
+  m.discoveryBackends.set(0);
+  m.discoveryLastSuccess.set(0);
   return m;
 }
 
@@ -578,6 +638,7 @@ export function createMetrics(): Metrics {
   return {
     ...m,
     ...createReloadMetrics(registry),
+    ...createDiscoveryMetrics(registry),
     countRequest,
     requestCount: (command, result) => {
       const results = byCommand.get(command)?.results;

@@ -36,6 +36,10 @@ backends:
   - { address: 10.0.0.2:11211, weight: 3 }
   - address: "[::1]:11211"
     local: true
+discovery:
+  servers: ["10.96.0.10", "127.0.0.1:5353"]
+  minRefreshMs: 1000
+  maxRefreshMs: 30000
 replicas: 3
 metricsListen: 127.0.0.1:0
 backend:
@@ -82,6 +86,8 @@ describe('config file', () => {
         { address: '10.0.0.2:11211', host: '10.0.0.2', port: 11211, weight: 3, local: false },
         { address: '[::1]:11211', host: '::1', port: 11211, weight: 1, local: true },
       ],
+      backendsFrom: null,
+      discovery: { servers: ['10.96.0.10', '127.0.0.1:5353'], minRefreshMs: 1000, maxRefreshMs: 30000 },
       replicas: 3,
       metricsListen: { host: '127.0.0.1', port: 0 },
       backend: {
@@ -208,7 +214,7 @@ describe('file errors name the file, the field and the problem', () => {
     ['workers: 0', 'workers', 'must be an integer between 1 and 256, got 0'],
     ['drainTimeoutMs: -1', 'drainTimeoutMs', 'must be a non-negative integer, got -1'],
     ['logLevel: verbose', 'logLevel', 'must be one of fatal, error, warn, info, debug, trace, got "verbose"'],
-    ['replica: 2', 'replica', 'unknown field (known: listen, backends, replicas, metricsListen, backend, limits, allowFlushAll, backendTls, clientTls, backendSasl, clientSasl, workers, drainTimeoutMs, logLevel, sessionLocks)'],
+    ['replica: 2', 'replica', 'unknown field (known: listen, backends, backendsFrom, discovery, replicas, metricsListen, backend, limits, allowFlushAll, backendTls, clientTls, backendSasl, clientSasl, workers, drainTimeoutMs, logLevel, sessionLocks)'],
     ['sessionLocks:\n  enabled: "no"\n', 'sessionLocks.enabled', 'must be true or false, got "no"'],
     ['sessionLocks:\n  patterns: "memcached:x.*"\n', 'sessionLocks.patterns', 'must be a list of "memcached:<prefix>*<suffix>" or "memcache:<prefix>*<suffix>", got "memcached:x.*"'],
     [

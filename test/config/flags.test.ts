@@ -62,6 +62,8 @@ describe('defaults', () => {
     expect(c).toEqual({
       listen: { host: '127.0.0.1', port: 11211 },
       backends: [],
+      backendsFrom: null,
+      discovery: { servers: null, minRefreshMs: 5000, maxRefreshMs: 60000 },
       replicas: 2,
       metricsListen: { host: '127.0.0.1', port: 9150 },
       backend: {

@@ -127,7 +127,7 @@ function layerPaths(layer: ConfigLayer): string[] {
 
 /** What `flag` sets: parsed alone, or with the first sample value it accepts. */
 function pathsSetBy(flag: string): string[] {
-  for (const argv of [[flag], [flag, '1'], [flag, '127.0.0.1:11211'], [flag, 'info'], [flag, 'memcached:x.*']]) {
+  for (const argv of [[flag], [flag, '1'], [flag, '127.0.0.1:11211'], [flag, 'info'], [flag, 'memcached:x.*'], [flag, 'dns://memcached.test:11211']]) {
     try {
       const parsed = parseArgs(argv);
       return parsed.kind === 'run' ? layerPaths(parsed.flags) : [];

@@ -17,6 +17,8 @@ import { saslEnvironment, saslPlainPayload, type SaslUser } from './sasl';
 import { binaryPacket, parsePackets } from './wire';
 
 export interface MemcachedOptions {
+  /** A loopback address to listen on (127.0.0.2, ...: several on one port); default 127.0.0.1. */
+  host?: string;
   /** A fixed port; default: a free one. */
   port?: number;
   /** -m, megabytes of memory (default 64). */
@@ -33,7 +35,8 @@ export interface MemcachedOptions {
 
 export interface MemcachedProcess {
   readonly port: number;
-  /** "127.0.0.1:<port>" */
+  readonly host: string;
+  /** "127.0.0.1:<port>" (its host:port) */
   readonly address: string;
   /** The current process's pid (a restart changes it). */
   readonly pid: number;
@@ -83,13 +86,13 @@ function installExitHook(): void {
   }
 }
 
-/** A port the kernel just handed out for 127.0.0.1; someone else may take it first, hence the retries. */
-export function freePort(): Promise<number> {
+/** A port the kernel just handed out for 127.0.0.1 (or `host`); someone else may take it first, hence the retries. */
+export function freePort(host = HOST): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.unref();
     server.once('error', reject);
-    server.listen(0, HOST, () => {
+    server.listen(0, host, () => {
       const addr = server.address();
       const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
       server.close(() => resolve(port));
@@ -107,9 +110,9 @@ function isRunning(child: ChildProcess): boolean {
 }
 
 /** The pid of the memcached answering on the port, or null (not accepting, not memcached). */
-function pidOnPort(port: number, sasl?: SaslUser): Promise<number | null> {
+function pidOnPort(host: string, port: number, sasl?: SaslUser): Promise<number | null> {
   return new Promise((resolve) => {
-    const s = net.connect({ host: HOST, port });
+    const s = net.connect({ host, port });
     let data = Buffer.alloc(0);
     const done = (pid: number | null): void => {
       s.destroy();
@@ -145,16 +148,16 @@ function binaryStatsRequest(user: SaslUser): Buffer {
  * test's memcached may hold the port), false if it exits (memcached exits when it cannot
  * listen). No deadline: a slow start on a loaded machine is waited for, within the test's timeout.
  */
-async function waitAccepting(child: ChildProcess, port: number, sasl?: SaslUser): Promise<boolean> {
+async function waitAccepting(child: ChildProcess, host: string, port: number, sasl?: SaslUser): Promise<boolean> {
   while (isRunning(child)) {
-    if ((await pidOnPort(port, sasl)) === child.pid && isRunning(child)) return true;
+    if ((await pidOnPort(host, port, sasl)) === child.pid && isRunning(child)) return true;
     await new Promise((r) => setTimeout(r, 20));
   }
   return false;
 }
 
 function memcachedArgs(port: number, opts: MemcachedOptions): string[] {
-  const args = ['-l', HOST, '-p', String(port), '-U', '0', '-m', String(opts.memoryMb ?? 64), '-t', String(opts.threads ?? 2)];
+  const args = ['-l', opts.host ?? HOST, '-p', String(port), '-U', '0', '-m', String(opts.memoryMb ?? 64), '-t', String(opts.threads ?? 2)];
   if (opts.maxItemSize) args.push('-I', opts.maxItemSize);
   if (process.getuid?.() === 0) args.push('-u', 'root');
   if (opts.sasl) args.push('-S');
@@ -180,16 +183,17 @@ async function spawnOn(port: number, opts: MemcachedOptions): Promise<ChildProce
   });
   const err = await spawnError;
   if (err) throw new Error(`cannot run memcached: ${err.message} (is it installed?)`);
-  if (await waitAccepting(child, port, opts.sasl)) return child;
+  const host = opts.host ?? HOST;
+  if (await waitAccepting(child, host, port, opts.sasl)) return child;
   child.kill('SIGKILL');
   await closed;
-  if (/address already in use|failed to listen/i.test(stderr) || (await pidOnPort(port, opts.sasl)) !== null) return null;
+  if (/address already in use|failed to listen/i.test(stderr) || (await pidOnPort(host, port, opts.sasl)) !== null) return null;
   throw new Error(`memcached on port ${port} did not start: ${stderr.trim() || 'no output'}`);
 }
 
 async function spawnWithRetry(opts: MemcachedOptions, fixedPort: number | undefined): Promise<ChildProcess & { port: number }> {
   for (let attempt = 0; attempt < START_ATTEMPTS; attempt++) {
-    const port = fixedPort ?? (await freePort());
+    const port = fixedPort ?? (await freePort(opts.host));
     const child = await spawnOn(port, opts);
     if (child) return Object.assign(child, { port });
     // A fixed port (a restart) may still be held for a moment: wait and try again.
@@ -201,13 +205,15 @@ async function spawnWithRetry(opts: MemcachedOptions, fixedPort: number | undefi
 export async function startMemcached(opts: MemcachedOptions = {}): Promise<MemcachedProcess> {
   let child = await spawnWithRetry(opts, opts.port);
   const port = child.port;
+  const host = opts.host ?? HOST;
   const stop = async (): Promise<void> => {
     if (isRunning(child)) child.kill('SIGKILL');
     await exitedPromise(child);
   };
   return {
     port,
-    address: `${HOST}:${port}`,
+    host,
+    address: `${host}:${port}`,
     get pid() {
       return child.pid ?? -1;
     },

@@ -72,8 +72,18 @@ test('the example configs load', () => {
   const docs = parseAllDocuments(read('examples/kubernetes/web-with-replicached.yaml')).map((d) => d.toJS() as Record<string, unknown>);
   const configMap = docs.find((d) => d.kind === 'ConfigMap') as { data: Record<string, string> };
   const k8s = loadText(configMap.data['replicached.yaml'], 'configmap');
-  expect(k8s.backends).toHaveLength(3);
   expect(k8s.metricsListen?.port).toBe(9150);
+  // The memcached are found through the SRV records of the StatefulSet's headless Service: the
+  // name asked is the one Kubernetes' DNS gives the Service's port (_<port name>._<protocol>.<service>...).
+  type Service = { metadata: { name: string }; spec: { clusterIP?: string; publishNotReadyAddresses?: boolean; ports: Array<{ name: string; protocol: string }> } };
+  const service = docs.find((d) => d.kind === 'Service') as Service;
+  const statefulSet = docs.find((d) => d.kind === 'StatefulSet') as { spec: { serviceName: string } };
+  expect(service.spec.clusterIP).toBe('None');
+  expect(service.spec.publishNotReadyAddresses).toBe(true);
+  expect(statefulSet.spec.serviceName).toBe(service.metadata.name);
+  const [port] = service.spec.ports;
+  expect(k8s.backendsFrom?.url).toBe(`dnssrv://_${port.name}._${port.protocol.toLowerCase()}.${service.metadata.name}.default.svc.cluster.local`);
+  expect(k8s.backends).toEqual([]);
 
   expect(parseDocument(read('examples/compose/docker-compose.yml')).errors).toEqual([]);
 });
