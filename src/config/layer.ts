@@ -11,6 +11,7 @@ export interface ConfigLayer {
   listen?: HostPort;
   backends?: BackendConfig[];
   replicas?: number;
+  zone?: string;
   metricsListen?: HostPort | null;
   backend: Partial<BackendOptions>;
   limits: Partial<Limits>;
