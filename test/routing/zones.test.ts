@@ -145,6 +145,16 @@ describe('key movement', () => {
     console.log(`zones: removing one of 6 backends, ${orphaned} of ${KEYS.length} keys (${((100 * orphaned) / KEYS.length).toFixed(1)}%) get a first backend that held no copy`);
     expect(orphaned).toBeGreaterThan(0);
   });
+
+  test('removing it in two steps, a zone of its own first: every key keeps a first backend that held a copy, at each step', () => {
+    const before = ringOf(SIX);
+    const own = ringOf(SIX.map((b, i) => (i === 0 ? { ...b, zone: 'leaving' } : b)));
+    const after = ringOf(SIX.slice(1));
+    for (const key of KEYS) {
+      expect(before.natural(key)).toContain(own.natural(key)[0]);
+      expect(own.natural(key)).toContain(after.natural(key)[0]);
+    }
+  });
 });
 
 describe('reads and metrics', () => {
