@@ -53,7 +53,7 @@ function configOrExit(argv: string[]): { args: RunArgs; config: Config } {
 
 /** A backend the CLI itself chose: one of its local memcached. */
 function backendAt(address: string): BackendConfig {
-  return { address, ...splitAddress(address), weight: 1, local: false };
+  return { address, ...splitAddress(address), weight: 1, local: false, zone: null };
 }
 
 /** `next` over these backends (DNS's, or the running ones), its replicas checked against them. */

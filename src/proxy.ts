@@ -192,8 +192,12 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
   for (const b of backends) watchConnections(b);
   const buildRing = () => {
     const r = new ReplicaRing(
-      backends.map((node, i) => ({ node: agent.wrap(node), weight: current.backends[i].weight, local: current.backends[i].local })),
+      backends.map((node, i) => {
+        const { weight, local, zone } = current.backends[i];
+        return { node: agent.wrap(node), weight, local, zone: zone ?? undefined };
+      }),
       current.replicas,
+      { zone: current.zone ?? undefined, tally: metrics.zoneTally },
     );
     r.useRoles((node) => agent.roleOf(node));
     return r;
@@ -418,6 +422,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
       // leaves the ring and the resync runs alone.
       const moved =
         changes.added.length + changes.removed.length + changes.reweighted.length > 0 ||
+        changes.zone ||
         changes.backendOptions ||
         changes.backendTls ||
         changes.backendSasl ||

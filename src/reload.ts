@@ -5,7 +5,8 @@
 //   file  ───┴─(debounce)─> load ──invalid──> log line, configReloads{error}; the old config stays
 //                             └──valid──> proxy.reload(next) ──> log line, configReloads{ok}
 //
-// Applied live: backends added, removed, reweighted or marked local, replicas,
+// Applied live: backends added, removed, reweighted, marked local or given other
+// zones, the sidecar's own zone, replicas,
 // backend timeouts and retry settings, limits, allowFlushAll, drainTimeoutMs,
 // logLevel, backend TLS (settings and certificate files: every backend is
 // re-created with them), client TLS certificates (new connections get them),
@@ -33,8 +34,10 @@ type RestartField = (typeof RESTART_FIELDS)[number];
 export interface ReloadChanges {
   added: string[];
   removed: string[];
-  /** Backends still listed whose weight or `local` changed. */
+  /** Backends still listed whose weight, `local` or zone changed. */
   reweighted: string[];
+  /** The sidecar's own zone changed: reads prefer other members, placement is the same. */
+  zone: boolean;
   /** Connection settings changed: every backend is re-created with them. */
   backendOptions: boolean;
   limits: boolean;
@@ -72,12 +75,13 @@ export function diffConfig(current: Config, next: Config): ReloadChanges {
   const after = new Set(next.backends.map((b) => b.address));
   const changed = (b: BackendConfig): boolean => {
     const old = before.get(b.address);
-    return old !== undefined && (old.weight !== b.weight || old.local !== b.local);
+    return old !== undefined && (old.weight !== b.weight || old.local !== b.local || old.zone !== b.zone);
   };
   return {
     added: next.backends.filter((b) => !before.has(b.address)).map((b) => b.address),
     removed: current.backends.filter((b) => !after.has(b.address)).map((b) => b.address),
     reweighted: next.backends.filter(changed).map((b) => b.address),
+    zone: current.zone !== next.zone,
     backendOptions: !sameFields(current.backend, next.backend),
     limits: !sameFields(current.limits, next.limits),
     needsRestart: RESTART_FIELDS.filter((f) => !sameRestartField(current, next, f)),

@@ -94,6 +94,23 @@ export function checkHostPort(v: unknown, minPort: 0 | 1): Parsed<HostPort> {
   return parseHostPort(v, minPort);
 }
 
+const ZONE_NAME = /^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62})$/;
+
+/** A zone's name: 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit ("eu-west-1a", "rack-3"). */
+export function checkZone(v: unknown): Parsed<string> {
+  if (typeof v === 'string' && ZONE_NAME.test(v)) return { ok: true, value: v };
+  return { ok: false, problem: `must be a zone name (1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit), got ${show(v)}` };
+}
+
+/**
+ * Zones are all or nothing: a backend without one would be a zone of its own that nobody
+ * meant. Returns the index of the first backend out of step with backends[0], or -1.
+ */
+export function zoneMismatch(backends: readonly { zone: string | null }[]): number {
+  const zoned = backends[0]?.zone !== null;
+  return backends.findIndex((b) => (b.zone !== null) !== zoned);
+}
+
 /** A listen address for the metrics endpoint, or "off" (null). */
 export function checkMetricsListen(v: unknown): Parsed<HostPort | null> {
   if (v === 'off') return { ok: true, value: null };

@@ -18,7 +18,9 @@ import {
   checkLogLevel,
   checkMetricsListen,
   checkText,
+  checkZone,
   describeRange,
+  zoneMismatch,
 } from './checks';
 import {
   DEFAULT_BACKEND_OPTIONS,
@@ -74,8 +76,8 @@ const FLAGS: readonly Flag[] = [
   },
   {
     name: '--backends',
-    arg: '<host:port,...>',
-    help: `memcached servers, comma-separated (default: start ${LOCAL_BACKEND_COUNT} local memcached processes)`,
+    arg: '<host:port[@zone],...>',
+    help: `memcached servers, comma-separated, each with its zone or none with one (default: start ${LOCAL_BACKEND_COUNT} local memcached processes)`,
     set: (l, v) => into(parseBackendList(v), (b) => (l.backends = b)),
   },
   {
@@ -89,6 +91,12 @@ const FLAGS: readonly Flag[] = [
     arg: '<ip[:port],...>',
     help: "DNS servers --backends-from asks (default: the system's)",
     set: (l, v) => into(checkDnsServers(v, true), (servers) => (l.discovery.servers = servers)),
+  },
+  {
+    name: '--zone',
+    arg: '<zone>',
+    help: "this sidecar's zone, one of the backends' zones: reads ask a member there first (default: none)",
+    set: (l, v) => into(checkZone(v), (z) => (l.zone = z)),
   },
   {
     name: '--replicas',
@@ -364,11 +372,19 @@ function parseBackendList(text: string): Parsed<BackendConfig[]> {
   const entries = text.split(',').map((e) => e.trim());
   for (const [i, entry] of entries.entries()) {
     if (entry === '') return { ok: false, problem: `entry ${i + 1} of ${JSON.stringify(text)} is empty` };
-    const parsed = checkHostPort(entry, 1);
+    const at = entry.lastIndexOf('@');
+    const parsed = checkHostPort(at < 0 ? entry : entry.slice(0, at), 1);
     if (!parsed.ok) return { ok: false, problem: `${entry}: ${parsed.problem}` };
+    const zone = at < 0 ? null : checkZone(entry.slice(at + 1));
+    if (zone !== null && !zone.ok) return { ok: false, problem: `${entry}: the zone after '@' ${zone.problem}` };
     const address = formatHostPort(parsed.value);
     if (backends.some((b) => b.address === address)) return { ok: false, problem: `${address} is listed twice` };
-    backends.push({ address, host: parsed.value.host, port: parsed.value.port, weight: DEFAULT_WEIGHT, local: false });
+    backends.push({ address, host: parsed.value.host, port: parsed.value.port, weight: DEFAULT_WEIGHT, local: false, zone: zone?.value ?? null });
+  }
+  const odd = zoneMismatch(backends);
+  if (odd >= 0) {
+    const [withZone, without] = backends[0].zone !== null ? [0, odd] : [odd, 0];
+    return { ok: false, problem: `${backends[without].address} needs a zone ("host:port@zone"): ${backends[withZone].address} has one, and zones are given to every backend or to none` };
   }
   return { ok: true, value: backends };
 }

@@ -13,6 +13,7 @@ export interface ConfigLayer {
   backendsFrom?: BackendsFrom;
   discovery: Partial<DiscoveryConfig>;
   replicas?: number;
+  zone?: string;
   metricsListen?: HostPort | null;
   backend: Partial<BackendOptions>;
   limits: Partial<Limits>;

@@ -52,7 +52,7 @@ export function loadConfig(args: RunArgs, readFile: ReadFile = readUtf8): Config
 
 /** Merges the layers (flags over file), fills in defaults, checks replicas against the backends. */
 export function resolveConfig(file: ConfigLayer | null, flags: ConfigLayer, configPath: string | null): Config {
-  const pick = <K extends 'listen' | 'replicas' | 'metricsListen' | 'allowFlushAll' | 'workers' | 'drainTimeoutMs' | 'logLevel'>(
+  const pick = <K extends 'listen' | 'replicas' | 'zone' | 'metricsListen' | 'allowFlushAll' | 'workers' | 'drainTimeoutMs' | 'logLevel'>(
     key: K,
   ): { value: ConfigLayer[K]; layer: ConfigLayer } | undefined => {
     if (flags[key] !== undefined) return { value: flags[key], layer: flags };
@@ -90,6 +90,17 @@ export function resolveConfig(file: ConfigLayer | null, flags: ConfigLayer, conf
     throw new ConfigError(field, `maxRefreshMs (${discovery.maxRefreshMs}) must not be below minRefreshMs (${discovery.minRefreshMs})`, file?.source ?? null);
   }
 
+  const zone = pick('zone');
+  if (zone?.value !== undefined && !backends.some((b) => b.zone === zone.value)) {
+    const zones = [...new Set(backends.flatMap((b) => (b.zone === null ? [] : [b.zone])))];
+    const { source } = zone.layer;
+    const problem =
+      zones.length === 0
+        ? `is ${JSON.stringify(zone.value)}, but no backend has a zone (give every backend one: {address, zone} in the file, host:port@zone in --backends)`
+        : `must be one of the backends' zones (${zones.join(', ')}), got ${JSON.stringify(zone.value)}`;
+    throw new ConfigError(source === null ? '--zone' : 'zone', problem, source);
+  }
+
   const metricsListen = pick('metricsListen');
   const backendTls: BackendTlsConfig = { ...DEFAULT_BACKEND_TLS, ...file?.backendTls, ...flags.backendTls };
   const clientTls: ClientTlsConfig = { ...DEFAULT_CLIENT_TLS, ...file?.clientTls, ...flags.clientTls };
@@ -112,6 +123,7 @@ export function resolveConfig(file: ConfigLayer | null, flags: ConfigLayer, conf
     backendsFrom: backendsFrom === null ? null : { ...backendsFrom },
     discovery,
     replicas,
+    zone: zone?.value ?? null,
     metricsListen: metricsListen === undefined ? { ...DEFAULT_METRICS_LISTEN } : metricsListen.value ?? null,
     backend: { ...DEFAULT_BACKEND_OPTIONS, ...file?.backend, ...flags.backend },
     limits: { ...DEFAULT_LIMITS, ...file?.limits, ...flags.limits },

@@ -5,7 +5,8 @@
 //   listen: 127.0.0.1:11211          # host:port; port 0 = any free port
 //   backends:                        # leave out to start local memcached processes
 //     - 10.0.0.1:11211               # "host:port", or a mapping:
-//     - { address: 10.0.0.2:11211, weight: 1, local: true }
+//     - { address: 10.0.0.2:11211, weight: 1, local: true, zone: eu-west-1a }
+//                                    # zone: its failure domain; every backend has one, or none
 //   backendsFrom: dns://memcached.default.svc.cluster.local:11211   # instead of backends:
 //                                    # A/AAAA records, each address on that port; or
 //                                    # dnssrv://_memcache._tcp.example.com (SRV records)
@@ -14,6 +15,7 @@
 //     minRefreshMs: 5000             # the answer's TTL clamped to these bounds
 //     maxRefreshMs: 60000
 //   replicas: 2                      # 1..number of backends; default min(2, backends)
+//   zone: eu-west-1a                 # this sidecar's zone: reads ask a member there first
 //   metricsListen: 127.0.0.1:9150    # or "off"
 //   backend:
 //     connections: 1                 # persistent connections per backend (1 keeps each client's requests in order)
@@ -86,7 +88,9 @@ import {
   checkMetricsListen,
   checkSecret,
   checkText,
+  checkZone,
   show,
+  zoneMismatch,
   type Range,
 } from './checks';
 import { DEFAULT_WEIGHT } from './defaults';
@@ -100,6 +104,7 @@ const TOP_FIELDS = [
   'backendsFrom',
   'discovery',
   'replicas',
+  'zone',
   'metricsListen',
   'backend',
   'limits',
@@ -113,7 +118,7 @@ const TOP_FIELDS = [
   'logLevel',
   'sessionLocks',
 ] as const;
-const BACKEND_ENTRY_FIELDS = ['address', 'weight', 'local'] as const;
+const BACKEND_ENTRY_FIELDS = ['address', 'weight', 'local', 'zone'] as const;
 const DISCOVERY_FIELDS = ['servers', 'minRefreshMs', 'maxRefreshMs'] as const;
 const BACKEND_TLS_FIELDS = ['enabled', 'caFile', 'certFile', 'keyFile', 'serverName', 'rejectUnauthorized'] as const;
 const CLIENT_TLS_FIELDS = ['enabled', 'certFile', 'keyFile'] as const;
@@ -167,6 +172,7 @@ export function parseConfigText(yamlText: string, source: string): ConfigLayer {
     if (f.maxRefreshMs !== undefined) layer.discovery.maxRefreshMs = int('discovery.maxRefreshMs', f.maxRefreshMs, REFRESH_RANGE);
   }
   if (top.replicas !== undefined) layer.replicas = int('replicas', top.replicas, REPLICAS_RANGE);
+  if (top.zone !== undefined) layer.zone = take('zone', checkZone(top.zone));
   if (top.metricsListen !== undefined) layer.metricsListen = take('metricsListen', checkMetricsListen(top.metricsListen));
   if (top.backend !== undefined) {
     const names = Object.keys(BACKEND_OPTION_RANGES) as (keyof BackendOptions)[];
@@ -244,10 +250,10 @@ function parseBackends(
   take: <T>(field: string, parsed: Parsed<T>) => T,
   fail: (field: string, problem: string) => never,
 ): BackendConfig[] {
-  if (!Array.isArray(v)) return fail('backends', `must be a list of "host:port" or {address, weight, local}, got ${show(v)}`);
+  if (!Array.isArray(v)) return fail('backends', `must be a list of "host:port" or {address, weight, local, zone}, got ${show(v)}`);
   if (v.length === 0) return fail('backends', 'must list at least one backend (leave the field out to start local memcached processes)');
   const seen = new Map<string, number>();
-  return v.map((entry: unknown, i): BackendConfig => {
+  const backends = v.map((entry: unknown, i): BackendConfig => {
     const path = `backends[${i}]`;
     let addressField = path;
     let fields: Partial<Record<(typeof BACKEND_ENTRY_FIELDS)[number], unknown>> = { address: entry };
@@ -267,8 +273,15 @@ function parseBackends(
       port: hp.port,
       weight: fields.weight === undefined ? DEFAULT_WEIGHT : take(`${path}.weight`, checkInteger(fields.weight, false, WEIGHT_RANGE)),
       local: fields.local === undefined ? false : take(`${path}.local`, checkBoolean(fields.local)),
+      zone: fields.zone === undefined ? null : take(`${path}.zone`, checkZone(fields.zone)),
     };
   });
+  const odd = zoneMismatch(backends);
+  if (odd >= 0) {
+    const [withZone, without] = backends[0].zone !== null ? [0, odd] : [odd, 0];
+    fail(`backends[${without}]`, `needs a zone: backends[${withZone}] has one (${JSON.stringify(backends[withZone].zone)}), and zones are given to every backend or to none`);
+  }
+  return backends;
 }
 
 /** The mapping's fields, refusing any not in `known` (with the camelCase name when it was written in snake_case). */

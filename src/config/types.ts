@@ -19,6 +19,11 @@ export interface BackendConfig {
   weight: number;
   /** The memcached on this node: read first when it is a live member of a key's replica set. */
   local: boolean;
+  /**
+   * Its failure domain (an availability zone, a rack): a key's copies go to distinct zones
+   * while there are zones left. Every backend has one, or none has (null).
+   */
+  zone: string | null;
 }
 
 /** The backend settings a user can set; their meaning and defaults live with the backends. */
@@ -130,6 +135,8 @@ export interface Config {
   backendsFrom: BackendsFrom | null;
   discovery: DiscoveryConfig;
   replicas: number;
+  /** This sidecar's zone, one of the backends' zones: reads ask a member there first. null: none. */
+  zone: string | null;
   /** null: no metrics endpoint. */
   metricsListen: HostPort | null;
   backend: BackendOptions;

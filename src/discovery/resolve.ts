@@ -61,7 +61,7 @@ async function attempt<T>(lookup: () => Promise<T[]>): Promise<T[] | (Answer & {
 
 function backendAt(host: string, port: number): BackendConfig {
   const address = formatHostPort({ host, port });
-  return { address, host: isIPv6(host) ? host : host.toLowerCase(), port, weight: 1, local: false };
+  return { address, host: isIPv6(host) ? host : host.toLowerCase(), port, weight: 1, local: false, zone: null };
 }
 
 /** Digit runs compared as numbers, the rest as text: "10.0.0.9" before "10.0.0.10", the same on every sidecar. */

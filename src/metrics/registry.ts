@@ -136,8 +136,14 @@ export interface Metrics extends ReloadMetrics, DiscoveryMetrics {
   /** A write's follow-up found members that differed from the authority (another sidecar's write overlapped) and copied its state. */
   convergeRepairs: Counter;
   replicaDisagreements: Counter<'command'>;
-  /** locality: "local" when a `local: true` backend answered, else "remote". */
+  /** locality: "local" when a `local: true` backend answered, "zone" one in this sidecar's zone, else "remote". */
   reads: Counter<'locality'>;
+  /** Copies that writes placed, by the zone of the member each went to (with zones only). */
+  zoneCopies: Counter<'zone'>;
+  /** Writes whose key's trusted members spanned fewer zones than min(replicas, zones). */
+  unspreadWrites: Counter;
+  /** Where the ring counts those two (src/routing/ring.ts ZoneTally): plain numbers, folded at scrape time. */
+  zoneTally: { copies(zone: string): CounterCell; readonly unspread: CounterCell };
 
   /** backend: the one being refilled. */
   resyncKeysCopied: Counter<'backend'>;
@@ -299,6 +305,8 @@ export function createMetrics(): Metrics {
   const bytesInCells = new CounterCells<never>([]);
   const bytesOutCells = new CounterCells<never>([]);
   const protocolErrorCells = new CounterCells<'protocol' | 'action'>(['protocol', 'action']);
+  const zoneCopyCells = new CounterCells<'zone'>(['zone']);
+  const unspreadCells = new CounterCells<never>([]);
   let inFlightSource: () => number = () => 0;
   let backendsSource: () => readonly BackendConnections[] = () => [];
   let resyncSource: () => readonly ResyncBacklog[] = () => [];
@@ -404,9 +412,22 @@ export function createMetrics(): Metrics {
     }),
     reads: new Counter({
       name: 'replicached_reads_total',
-      help: 'Reads answered by a local or a remote backend.',
+      help: "Backends asked for reads, by locality: local (the `local: true` backend), zone (one in this sidecar's zone), remote.",
       labelNames: ['locality'] as const,
       registers,
+    }),
+    zoneCopies: new Counter({
+      name: 'replicached_zone_copies_total',
+      help: 'Copies that client writes placed, by the zone of the backend each went to (each write counts one per member of its key). With backends in zones only.',
+      labelNames: ['zone'] as const,
+      registers,
+      collect: () => zoneCopyCells.fold(),
+    }),
+    unspreadWrites: new Counter({
+      name: 'replicached_unspread_writes_total',
+      help: "Client writes whose key's trusted members spanned fewer zones than the replicas (or than the zones, when there are fewer zones): fewer zones up than that. With backends in zones only.",
+      registers,
+      collect: () => unspreadCells.fold(),
     }),
     resyncKeysCopied: new Counter({
       name: 'replicached_resync_keys_copied_total',
@@ -560,6 +581,9 @@ export function createMetrics(): Metrics {
   bytesInCells.attach(m.clientBytesReceived);
   bytesOutCells.attach(m.clientBytesSent);
   protocolErrorCells.attach(m.protocolErrors);
+  zoneCopyCells.attach(m.zoneCopies);
+  unspreadCells.attach(m.unspreadWrites);
+  const zoneTally = { copies: (zone: string) => zoneCopyCells.cell({ zone }), unspread: unspreadCells.cell({}) };
   const protocolErrorCell = new Map<string, CounterCell>();
   for (const protocol of CLIENT_PROTOCOLS) {
     for (const action of ['answered', 'closed']) protocolErrorCell.set(`${protocol} ${action}`, protocolErrorCells.cell({ protocol, action }));
@@ -590,7 +614,7 @@ export function createMetrics(): Metrics {
   for (const [command, results] of COMMAND_RESULTS) for (const result of results) requestCell(command, result);
   for (const command of FAILOVER_COMMANDS) m.failovers.inc({ command }, 0);
   for (const command of WRITE_COMMANDS) m.replicaDisagreements.inc({ command }, 0);
-  for (const locality of ['local', 'remote']) m.reads.inc({ locality }, 0);
+  for (const locality of ['local', 'zone', 'remote']) m.reads.inc({ locality }, 0);
   for (const handler of LOCK_HANDLERS) {
     m.sessionLockAttempts.inc({ handler }, 0);
     m.sessionLockGrants.inc({ handler }, 0);
@@ -639,6 +663,7 @@ export function createMetrics(): Metrics {
     ...m,
     ...createReloadMetrics(registry),
     ...createDiscoveryMetrics(registry),
+    zoneTally,
     countRequest,
     requestCount: (command, result) => {
       const results = byCommand.get(command)?.results;

@@ -54,8 +54,8 @@ export interface RouterEvents {
   failover(command: string): void;
   /** Members that answered gave different answers to the same write. */
   disagreement(command: string): void;
-  /** A backend was asked for a read: "local" when it is the `local: true` one (no network hop). */
-  read?(locality: 'local' | 'remote'): void;
+  /** A backend was asked for a read: "local" when it is the `local: true` one (no network hop), "zone" when it is in this sidecar's zone. */
+  read?(locality: 'local' | 'zone' | 'remote'): void;
   /** A write's follow-up found members that differed from the authority and copied its state to them. */
   converged?(): void;
 }
@@ -251,7 +251,7 @@ export class ReplicatedRouter {
   }
 
   private readNow(key: Buffer, later: FollowUps, again = true): Promise<GetOutcome> {
-    // Local-first: a `local: true` member is asked first; the authority is unchanged for writes.
+    // Local-first: a `local: true` member is asked first, then one in this sidecar's zone; the authority is unchanged for writes.
     const members = this.trustedFirst(this.ring.readOrder(key));
     // No trusted natural member: a stand-in may hold a copy left from an earlier time it stood
     // in, and a member being resynced what was deleted meanwhile. No hit or miss is known.
@@ -262,7 +262,7 @@ export class ReplicatedRouter {
 
   async store(cmd: StoreFields, later: FollowUps = []): Promise<StoreOutcome> {
     if ((await this.handedOver(cmd.key, later)) === false) return UNAVAILABLE;
-    const members = this.trustedFirst(this.ring.replicaSet(cmd.key));
+    const members = this.trustedFirst(this.ring.writeSet(cmd.key));
     if (members.length === 0) return UNAVAILABLE;
     if (cmd.mode === 'add' || cmd.mode === 'cas' || cmd.cas !== 0n) return this.decideThenCopy(cmd, members, later);
     if (cmd.mode !== 'set' && this.undecidable(cmd.key, members)) return UNAVAILABLE;
@@ -276,7 +276,7 @@ export class ReplicatedRouter {
     const copying = this.resync.deleting(key);
     if (copying !== undefined) await copying;
     if ((await this.handedOver(key, later)) === false) return UNAVAILABLE;
-    const members = this.trustedFirst(this.ring.replicaSet(key));
+    const members = this.trustedFirst(this.ring.writeSet(key));
     if (members.length === 0 || this.naturalAway(key, members)) return UNAVAILABLE;
     if (cas === 0n) return this.writeAll('delete', key, members, (m) => m.delete(key, 0n), deleteLeft, later);
     // Only the authority's CAS is meaningful; the others follow its decision.
@@ -291,14 +291,14 @@ export class ReplicatedRouter {
 
   async touch(key: Buffer, exptime: number, later: FollowUps = []): Promise<TouchOutcome> {
     if ((await this.handedOver(key, later)) === false) return UNAVAILABLE;
-    const members = this.trustedFirst(this.ring.replicaSet(key));
+    const members = this.trustedFirst(this.ring.writeSet(key));
     if (members.length === 0 || this.naturalAway(key, members)) return UNAVAILABLE;
     return this.writeAll('touch', key, members, (m) => m.touch(key, exptime), touchLeft, later, exptime);
   }
 
   async arith(cmd: ArithCommand, later: FollowUps = []): Promise<ArithOutcome> {
     if ((await this.handedOver(cmd.key, later)) === false) return UNAVAILABLE;
-    let members = this.trustedFirst(this.ring.replicaSet(cmd.key));
+    let members = this.trustedFirst(this.ring.writeSet(cmd.key));
     if (members.length === 0) return UNAVAILABLE;
     for (;;) {
       const { reply, authority, rest } = await this.askAuthority(cmd.kind, cmd.key, members, (m) =>
@@ -759,6 +759,6 @@ export class ReplicatedRouter {
   }
 
   private countRead(node: MemcachedNode): void {
-    this.events.read?.(this.ring.isLocal(node) ? 'local' : 'remote');
+    this.events.read?.(this.ring.localityOf(node));
   }
 }

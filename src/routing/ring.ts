@@ -1,6 +1,17 @@
 // Placement: which backends hold a key. Every replicached process over the same
 // backend list computes the same ring (ketama via `hashring`), so sidecars agree
 // on placement without talking to each other.
+//
+// With zones (failure domains), a key's order is its preference order: clockwise
+// from the key, the first backend of each zone not yet taken, until every zone is
+// taken; then the others, in ring order (Cassandra's NetworkTopologyStrategy walk):
+//
+//   ring order        a1  a2  b1  a3  c1  b2  c2        (zones a, b, c)
+//   preference order  a1  b1  c1 | a2  a3  b2  c2
+//                     └ R=2: natural a1, b1; a stand-in for either is c1, from the zone not used
+//
+// Everything downstream (replica sets, natural members, the trust protocol's place(),
+// resync shares) reads this one order. Without zones it is the ring order itself.
 
 import type { Role } from '../trust/protocol';
 import { hash } from 'node:crypto';
@@ -13,6 +24,47 @@ export interface RingMember {
   weight: number;
   /** The memcached on this node: read first whenever it is a live member of a key's replica set. */
   local?: boolean;
+  /** Its failure domain; every member has one, or none has. */
+  zone?: string;
+}
+
+/** Where a ring counts the copies that writes place, by zone (src/metrics/). */
+export interface ZoneTally {
+  /** The counter of copies placed in this zone; taken once per zone when the ring is built. */
+  copies(zone: string): { n: number };
+  /** Writes whose key's trusted members span fewer zones than they could: min(R, zones configured). */
+  readonly unspread: { n: number };
+}
+
+export interface RingOptions {
+  /** This sidecar's zone: reads ask a live member there first (after a `local` one). */
+  zone?: string;
+  /** Counts each write's placement by zone; only with zones. */
+  tally?: ZoneTally;
+}
+
+/**
+ * A key's preference order from its ring order: the first item of each zone not yet
+ * taken, until `zones` zones are, then the others in ring order. So the first R are in
+ * R distinct zones while there are R zones, and the next item after any prefix comes
+ * from a zone the prefix lacks while one is left. `zoneOf` gives 0..zones-1.
+ */
+export function preferenceOrder<T>(order: readonly T[], zoneOf: (item: T) => number, zones: number): T[] {
+  const taken = new Array<boolean>(zones).fill(false);
+  const first: T[] = [];
+  const rest: T[] = [];
+  let left = zones;
+  for (const item of order) {
+    const zone = zoneOf(item);
+    if (left > 0 && !taken[zone]) {
+      taken[zone] = true;
+      left--;
+      first.push(item);
+    } else {
+      rest.push(item);
+    }
+  }
+  return rest.length === 0 ? first : first.concat(rest);
 }
 
 /**
@@ -41,19 +93,44 @@ export class ReplicaRing {
   private recent = new Map<string, MemcachedNode[]>();
   private older = new Map<string, MemcachedNode[]>();
   private readonly local = new Set<MemcachedNode>();
+  /** Members in this sidecar's zone (none without zones, or without --zone). */
+  private readonly ownZone = new Set<MemcachedNode>();
+  /** Each address's zone as 0..zones-1; empty without zones. */
+  private readonly zoneIndex = new Map<string, number>();
+  private readonly zones: number;
+  /** Each zone's copies counter, by zone index; null: writes are not counted. */
+  private readonly copyCells: Array<{ n: number }> | null = null;
+  private readonly unspread: { n: number } | null = null;
+  /** The most distinct zones a key's copies can span: min(R, zones). */
+  private readonly spread: number;
   /** Each backend's role as the sidecars agreed it (src/trust/); without an agent, up is trusted. */
   private roleOf: (node: MemcachedNode) => Role = (node) => (node.isUp() ? 'trusted' : 'out');
 
-  constructor(members: readonly RingMember[], replicas: number) {
+  constructor(members: readonly RingMember[], replicas: number, options: RingOptions = {}) {
     if (replicas < 1) throw new RangeError('replicas must be at least 1');
+    const zoned = members.filter((m) => m.zone !== undefined).length;
+    if (zoned !== 0 && zoned !== members.length) throw new RangeError('every ring member needs a zone, or none');
+    // Indices by sorted name: the same on every sidecar whatever the list's order (only equality matters).
+    const names = [...new Set(members.flatMap((m) => (m.zone === undefined ? [] : [m.zone])))].sort();
     const weights: Record<string, { weight: number }> = {};
-    for (const { node, weight, local } of members) {
+    for (const { node, weight, local, zone } of members) {
       this.byAddress.set(node.address, node);
       weights[node.address] = { weight };
       if (local === true) this.local.add(node);
+      if (zone !== undefined) {
+        this.zoneIndex.set(node.address, names.indexOf(zone));
+        if (zone === options.zone) this.ownZone.add(node);
+      }
     }
     this.ring = new HashRing(weights, md5, { 'max cache size': 0 });
     this.replicas = Math.min(replicas, members.length);
+    this.zones = zoned === 0 ? 0 : names.length;
+    this.spread = Math.min(this.replicas, this.zones);
+    if (this.zones > 0 && options.tally !== undefined) {
+      const tally = options.tally;
+      this.copyCells = names.map((zone) => tally.copies(zone));
+      this.unspread = tally.unspread;
+    }
   }
 
   /** Places keys by the agreed roles from now on (src/trust/agent.ts). */
@@ -88,19 +165,53 @@ export class ReplicaRing {
   }
 
   /**
+   * The key's replica set for a write: replicaSet(), its copies counted by zone (with
+   * zones and a tally), and counted as unspread when its trusted members span fewer
+   * zones than min(R, zones): a zone or more is out.
+   */
+  writeSet(key: Buffer): MemcachedNode[] {
+    const set = this.replicaSet(key);
+    if (this.copyCells !== null) this.count(set);
+    return set;
+  }
+
+  private count(set: readonly MemcachedNode[]): void {
+    const cells = this.copyCells!;
+    let distinct = 0;
+    for (let i = 0; i < set.length; i++) {
+      const zone = this.zoneIndex.get(set[i].address)!;
+      cells[zone].n++;
+      if (this.roleOf(set[i]) !== 'trusted') continue;
+      let before = false;
+      for (let j = 0; j < i && !before; j++) before = this.zoneIndex.get(set[j].address) === zone && this.roleOf(set[j]) === 'trusted';
+      if (!before) distinct++;
+    }
+    if (distinct < this.spread) this.unspread!.n++;
+  }
+
+  /**
    * The order to read the key's replica set in: a local member first (a read
-   * that stays on the node costs no network hop), then the others in ring
+   * that stays on the node costs no network hop), then members in this
+   * sidecar's zone (no hop across zones), then the others, each in preference
    * order. Writes and the authority still follow replicaSet().
    */
   readOrder(key: Buffer): MemcachedNode[] {
     const set = this.replicaSet(key);
-    if (this.local.size === 0) return set;
-    const at = set.findIndex((node) => this.local.has(node));
-    if (at > 0) set.unshift(...set.splice(at, 1));
-    return set;
+    if (this.local.size === 0 && this.ownZone.size === 0) return set;
+    return set.sort((a, b) => this.nearness(a) - this.nearness(b)); // stable: preference order within a rank
   }
 
-  /** The key's natural members: the first `replicas` on the ring, whatever their roles. */
+  /** 0: the `local` backend, 1: one in this sidecar's zone, 2: the others. */
+  private nearness(node: MemcachedNode): number {
+    return this.local.has(node) ? 0 : this.ownZone.has(node) ? 1 : 2;
+  }
+
+  /** Where a read was answered from, for replicached_reads_total{locality}. */
+  localityOf(node: MemcachedNode): 'local' | 'zone' | 'remote' {
+    return this.local.has(node) ? 'local' : this.ownZone.has(node) ? 'zone' : 'remote';
+  }
+
+  /** The key's natural members: the first `replicas` in its order, whatever their roles. */
   naturalSet(key: Buffer): MemcachedNode[] {
     return this.ringOrder(key).slice(0, this.replicas);
   }
@@ -111,21 +222,26 @@ export class ReplicaRing {
     return at >= 0 && at < this.replicas;
   }
 
-  isLocal(node: MemcachedNode): boolean {
-    return this.local.has(node);
-  }
-
-  /** Every backend, in the key's ring order, up or down. */
+  /**
+   * Every backend, up or down, in the key's order: its ring order, or with zones its
+   * preference order (see the top of this file). The one order every placement reads.
+   */
   ringOrder(key: Buffer): MemcachedNode[] {
     const ringKey = key.toString('latin1'); // one char per byte: distinct keys stay distinct
     let order = this.recent.get(ringKey);
     if (order !== undefined) return order;
-    order = this.older.get(ringKey) ?? this.ring.range(ringKey, this.byAddress.size).map((address) => this.byAddress.get(address)!);
+    order = this.older.get(ringKey) ?? this.computeOrder(ringKey);
     if (this.recent.size >= ORDER_CACHE_GENERATION) {
       this.older = this.recent;
       this.recent = new Map();
     }
     this.recent.set(ringKey, order);
     return order;
+  }
+
+  private computeOrder(ringKey: string): MemcachedNode[] {
+    let addresses: string[] = this.ring.range(ringKey, this.byAddress.size);
+    if (this.zones > 1) addresses = preferenceOrder(addresses, (a) => this.zoneIndex.get(a)!, this.zones);
+    return addresses.map((address) => this.byAddress.get(address)!);
   }
 }

@@ -78,17 +78,29 @@ sessionLocks:
 `;
 
 describe('config file', () => {
+  it('zones: each backend in one, and the sidecar in one of them; local: true alongside', () => {
+    const c = fromFile('backends:\n  - { address: 10.0.0.1:11211, zone: eu-west-1a, local: true }\n  - { address: 10.0.0.2:11211, zone: eu-west-1b }\nzone: eu-west-1a\n');
+    expect(c.backends.map((b) => [b.address, b.zone, b.local])).toEqual([
+      ['10.0.0.1:11211', 'eu-west-1a', true],
+      ['10.0.0.2:11211', 'eu-west-1b', false],
+    ]);
+    expect(c.zone).toBe('eu-west-1a');
+    // The flag's zone wins over the file's, and is checked against the file's backends.
+    expect(fromFile('backends:\n  - { address: 10.0.0.1:1, zone: a }\n  - { address: 10.0.0.2:1, zone: b }\nzone: a\n', ['--zone', 'b']).zone).toBe('b');
+  });
+
   it('every field', () => {
     expect(fromFile(FULL)).toEqual({
       listen: { host: '127.0.0.1', port: 22122 },
       backends: [
-        { address: '10.0.0.1:11211', host: '10.0.0.1', port: 11211, weight: 1, local: false },
-        { address: '10.0.0.2:11211', host: '10.0.0.2', port: 11211, weight: 3, local: false },
-        { address: '[::1]:11211', host: '::1', port: 11211, weight: 1, local: true },
+        { address: '10.0.0.1:11211', host: '10.0.0.1', port: 11211, weight: 1, local: false, zone: null },
+        { address: '10.0.0.2:11211', host: '10.0.0.2', port: 11211, weight: 3, local: false, zone: null },
+        { address: '[::1]:11211', host: '::1', port: 11211, weight: 1, local: true, zone: null },
       ],
       backendsFrom: null,
       discovery: { servers: ['10.96.0.10', '127.0.0.1:5353'], minRefreshMs: 1000, maxRefreshMs: 30000 },
       replicas: 3,
+      zone: null,
       metricsListen: { host: '127.0.0.1', port: 0 },
       backend: {
         connections: 3,
@@ -186,12 +198,17 @@ describe('file errors name the file, the field and the problem', () => {
     ['backends: [10.0.0.1:11211, 10.0.0.1:11211]', 'backends[1]', 'duplicate of backends[0] ("10.0.0.1:11211")'],
     ['backends:\n  - 10.0.0.1:11211\n  - address: 10.0.0.1:11211\n', 'backends[1].address', 'duplicate of backends[0] ("10.0.0.1:11211")'],
     ['backends: []', 'backends', 'must list at least one backend (leave the field out to start local memcached processes)'],
-    ['backends: 10.0.0.1:11211', 'backends', 'must be a list of "host:port" or {address, weight, local}, got "10.0.0.1:11211"'],
+    ['backends: 10.0.0.1:11211', 'backends', 'must be a list of "host:port" or {address, weight, local, zone}, got "10.0.0.1:11211"'],
     ['backends: [11211]', 'backends[0]', 'must be a "host:port" string, got 11211'],
     ['backends:\n  - weight: 2\n', 'backends[0].address', 'is required'],
     ['backends:\n  - { address: 10.0.0.1:1, weight: 0 }\n', 'backends[0].weight', 'must be an integer between 1 and 1000, got 0'],
     ['backends:\n  - { address: 10.0.0.1:1, local: "yes" }\n', 'backends[0].local', 'must be true or false, got "yes"'],
-    ['backends:\n  - { address: 10.0.0.1:1, port: 1 }\n', 'backends[0].port', 'unknown field (known: address, weight, local)'],
+    ['backends:\n  - { address: 10.0.0.1:1, zone: "eu west" }\n', 'backends[0].zone', `must be a zone name (1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit), got "eu west"`],
+    ['backends:\n  - { address: 10.0.0.1:1, zone: a }\n  - 10.0.0.2:1\n', 'backends[1]', 'needs a zone: backends[0] has one ("a"), and zones are given to every backend or to none'],
+    ['backends:\n  - 10.0.0.1:1\n  - { address: 10.0.0.2:1, zone: b }\n', 'backends[0]', 'needs a zone: backends[1] has one ("b"), and zones are given to every backend or to none'],
+    ['backends:\n  - { address: 10.0.0.1:1, zone: a }\nzone: b\n', 'zone', `must be one of the backends' zones (a), got "b"`],
+    ['backends: [10.0.0.1:1]\nzone: a\n', 'zone', 'is "a", but no backend has a zone (give every backend one: {address, zone} in the file, host:port@zone in --backends)'],
+    ['backends:\n  - { address: 10.0.0.1:1, port: 1 }\n', 'backends[0].port', 'unknown field (known: address, weight, local, zone)'],
     ['backends: [10.0.0.1:1, 10.0.0.2:1]\nreplicas: 3\n', 'replicas', 'must be an integer between 1 and 2 (the number of backends), got "3"'],
     ['replicas: 0', 'replicas', 'must be a positive integer, got 0'],
     ['replicas: "2"', 'replicas', 'must be a positive integer, got "2"'],
@@ -214,7 +231,7 @@ describe('file errors name the file, the field and the problem', () => {
     ['workers: 0', 'workers', 'must be an integer between 1 and 256, got 0'],
     ['drainTimeoutMs: -1', 'drainTimeoutMs', 'must be a non-negative integer, got -1'],
     ['logLevel: verbose', 'logLevel', 'must be one of fatal, error, warn, info, debug, trace, got "verbose"'],
-    ['replica: 2', 'replica', 'unknown field (known: listen, backends, backendsFrom, discovery, replicas, metricsListen, backend, limits, allowFlushAll, backendTls, clientTls, backendSasl, clientSasl, workers, drainTimeoutMs, logLevel, sessionLocks)'],
+    ['replica: 2', 'replica', 'unknown field (known: listen, backends, backendsFrom, discovery, replicas, zone, metricsListen, backend, limits, allowFlushAll, backendTls, clientTls, backendSasl, clientSasl, workers, drainTimeoutMs, logLevel, sessionLocks)'],
     ['sessionLocks:\n  enabled: "no"\n', 'sessionLocks.enabled', 'must be true or false, got "no"'],
     ['sessionLocks:\n  patterns: "memcached:x.*"\n', 'sessionLocks.patterns', 'must be a list of "memcached:<prefix>*<suffix>" or "memcache:<prefix>*<suffix>", got "memcached:x.*"'],
     [

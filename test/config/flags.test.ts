@@ -65,6 +65,7 @@ describe('defaults', () => {
       backendsFrom: null,
       discovery: { servers: null, minRefreshMs: 5000, maxRefreshMs: 60000 },
       replicas: 2,
+      zone: null,
       metricsListen: { host: '127.0.0.1', port: 9150 },
       backend: {
         connections: 1,
@@ -117,8 +118,8 @@ describe('flags', () => {
     ]);
     expect(c.listen).toEqual({ host: '127.0.0.1', port: 11211 });
     expect(c.backends).toEqual([
-      { address: '10.0.0.1:11211', host: '10.0.0.1', port: 11211, weight: 1, local: false },
-      { address: '10.0.0.2:11211', host: '10.0.0.2', port: 11211, weight: 1, local: false },
+      { address: '10.0.0.1:11211', host: '10.0.0.1', port: 11211, weight: 1, local: false, zone: null },
+      { address: '10.0.0.2:11211', host: '10.0.0.2', port: 11211, weight: 1, local: false, zone: null },
     ]);
     expect(c.replicas).toBe(2);
     expect(c.metricsListen).toEqual({ host: '127.0.0.1', port: 9150 });
@@ -162,6 +163,16 @@ describe('flags', () => {
   ])('--item-size-max %s = %d bytes', (text, bytes) => {
     expect(load(['--item-size-max', text]).limits.maxItemSize).toBe(bytes);
   });
+  it('zones: host:port@zone in --backends, --zone one of them', () => {
+    const c = load(['--backends', '10.0.0.1:11211@a,[::1]:11211@b, memcached-0.example:11211@rack.3', '--zone', 'b']);
+    expect(c.backends.map((b) => [b.address, b.zone])).toEqual([
+      ['10.0.0.1:11211', 'a'],
+      ['[::1]:11211', 'b'],
+      ['memcached-0.example:11211', 'rack.3'],
+    ]);
+    expect(c.zone).toBe('b');
+    expect(load(['--backends', '10.0.0.1:1,10.0.0.2:1']).backends.map((b) => b.zone)).toEqual([null, null]);
+  });
   it('IPv6 backends in brackets and hostnames', () => {
     const c = load(['--backends', '[::1]:11211, Memcached-0.example:11211']);
     expect(c.backends.map((b) => [b.address, b.host, b.port])).toEqual([
@@ -192,6 +203,14 @@ describe('flag errors name the flag and the problem', () => {
     [['--backends', '10.0.0.1:99999'], '--backends: 10.0.0.1:99999: port must be 1..65535, got "99999"'],
     [['--backends', '10.0.0.1:1,,10.0.0.2:1'], '--backends: entry 2 of "10.0.0.1:1,,10.0.0.2:1" is empty'],
     [['--backends', '10.0.0.1:1,10.0.0.1:1'], '--backends: 10.0.0.1:1 is listed twice'],
+    [['--backends', '10.0.0.1:1@a,10.0.0.1:1@b'], '--backends: 10.0.0.1:1 is listed twice'],
+    [['--backends', '10.0.0.1:1@'], `--backends: 10.0.0.1:1@: the zone after '@' must be a zone name (1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit), got ""`],
+    [['--backends', '10.0.0.1:1@a,b'], '--backends: b: must be "host:port", got "b"'],
+    [['--backends', '10.0.0.1:1@a,10.0.0.2:1'], '--backends: 10.0.0.2:1 needs a zone ("host:port@zone"): 10.0.0.1:1 has one, and zones are given to every backend or to none'],
+    [['--backends', '10.0.0.1:1,10.0.0.2:1@b'], '--backends: 10.0.0.1:1 needs a zone ("host:port@zone"): 10.0.0.2:1 has one, and zones are given to every backend or to none'],
+    [['--backends', '10.0.0.1:1@a', '--zone', 'b'], `--zone: must be one of the backends' zones (a), got "b"`],
+    [['--backends', '10.0.0.1:1', '--zone', 'a'], '--zone: is "a", but no backend has a zone (give every backend one: {address, zone} in the file, host:port@zone in --backends)'],
+    [['--zone', '-a'], `--zone: must be a zone name (1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit), got "-a"`],
     [['--backends', '[::1]:1,[0:0::1]:1'], '--backends: [::1]:1 is listed twice'],
     [['--metrics-listen', 'no'], '--metrics-listen: must be "host:port", got "no" (or "off")'],
     [['--connections', '0'], '--connections: must be an integer between 1 and 64, got "0"'],

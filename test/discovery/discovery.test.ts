@@ -12,7 +12,7 @@ import { createLogger } from '../../src/log';
 import { createDiscoveryMetrics } from '../../src/metrics/registry';
 
 const FROM: BackendsFrom = { url: 'dns://m.test:1', scheme: 'dns', name: 'm.test', port: 1 };
-const at = (...hosts: string[]): BackendConfig[] => hosts.map((host) => ({ address: `${host}:1`, host, port: 1, weight: 1, local: false }));
+const at = (...hosts: string[]): BackendConfig[] => hosts.map((host) => ({ address: `${host}:1`, host, port: 1, weight: 1, local: false, zone: null }));
 const good = (ttlMs: number | null, ...hosts: string[]): Answer => ({ ok: true, backends: at(...hosts), ttlMs });
 const bad = (reason: 'nxdomain' | 'servfail' | 'empty' | 'timeout'): Answer => ({ ok: false, reason, detail: `scripted ${reason}` });
 

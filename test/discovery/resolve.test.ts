@@ -27,9 +27,9 @@ describe('dns://', () => {
       ok: true,
       ttlMs: 5000,
       backends: [
-        { address: '10.0.0.9:11211', host: '10.0.0.9', port: 11211, weight: 1, local: false },
-        { address: '10.0.0.10:11211', host: '10.0.0.10', port: 11211, weight: 1, local: false },
-        { address: '[fd00::1]:11211', host: 'fd00::1', port: 11211, weight: 1, local: false },
+        { address: '10.0.0.9:11211', host: '10.0.0.9', port: 11211, weight: 1, local: false, zone: null },
+        { address: '10.0.0.10:11211', host: '10.0.0.10', port: 11211, weight: 1, local: false, zone: null },
+        { address: '[fd00::1]:11211', host: 'fd00::1', port: 11211, weight: 1, local: false, zone: null },
       ],
     });
   });
@@ -64,9 +64,9 @@ describe('dnssrv://', () => {
       ok: true,
       ttlMs: null,
       backends: [
-        { address: 'memcached-0.memcached.test:11211', host: 'memcached-0.memcached.test', port: 11211, weight: 1, local: false },
-        { address: 'memcached-0.memcached.test:11212', host: 'memcached-0.memcached.test', port: 11212, weight: 1, local: false },
-        { address: 'memcached-1.memcached.test:11211', host: 'memcached-1.memcached.test', port: 11211, weight: 1, local: false },
+        { address: 'memcached-0.memcached.test:11211', host: 'memcached-0.memcached.test', port: 11211, weight: 1, local: false, zone: null },
+        { address: 'memcached-0.memcached.test:11212', host: 'memcached-0.memcached.test', port: 11212, weight: 1, local: false, zone: null },
+        { address: 'memcached-1.memcached.test:11211', host: 'memcached-1.memcached.test', port: 11211, weight: 1, local: false, zone: null },
       ],
     });
   });

@@ -16,6 +16,8 @@ const EXPECTED: [name: string, type: string][] = [
   ['replicached_converge_repairs_total', 'counter'],
   ['replicached_replica_disagreements_total', 'counter'],
   ['replicached_reads_total', 'counter'],
+  ['replicached_zone_copies_total', 'counter'],
+  ['replicached_unspread_writes_total', 'counter'],
   ['replicached_resync_keys_copied_total', 'counter'],
   ['replicached_resync_keys_skipped_total', 'counter'],
   ['replicached_resync_in_progress', 'gauge'],

@@ -16,11 +16,12 @@ const METRICS = /metrics on http:\/\/[\d.]+:(\d+)\//;
 export interface BackendEntry {
   address: string;
   local?: boolean;
+  zone?: string;
 }
 
 /** A replicached.yaml for these backends (extra: more top-level YAML lines). */
 export function configYaml(backends: BackendEntry[], replicas: number, extra = ''): string {
-  const list = backends.map((b) => `  - { address: "${b.address}", local: ${b.local === true} }`).join('\n');
+  const list = backends.map((b) => `  - { address: "${b.address}", local: ${b.local === true}${b.zone === undefined ? '' : `, zone: ${b.zone}`} }`).join('\n');
   return `backends:\n${list}\nreplicas: ${replicas}\n${extra}`;
 }
 

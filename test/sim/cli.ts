@@ -1,7 +1,7 @@
 // scripts/sim.sh: many seeds, each for `steps` scheduler events, one line per seed
 // and the totals. Exits 1 when any seed found a violation (its report printed).
 //
-//   vite-node test/sim/cli.ts [first-last | count] [steps] [trust | none] [fault kinds, comma-separated]
+//   vite-node test/sim/cli.ts [first-last | count] [steps] [trust | none] [fault kinds, comma-separated] [zones]
 
 import { FAULT_KINDS, type FaultKind } from './faults';
 import { report, shapeOf, simulate } from './run';
@@ -14,8 +14,10 @@ function seedsFrom(arg: string | undefined): number[] {
 }
 
 async function main(): Promise<void> {
-  const [seedArg, stepsArg, protocolArg, kindsArg] = process.argv.slice(2).filter((a) => a !== '--');
-  const kinds = (kindsArg?.split(',') ?? FAULT_KINDS) as FaultKind[];
+  const [seedArg, stepsArg, protocolArg, kindsArg, zonesArg] = process.argv.slice(2).filter((a) => a !== '--');
+  const kinds = (kindsArg === undefined || kindsArg === '' ? FAULT_KINDS : kindsArg.split(',')) as FaultKind[];
+  const zones = Number(zonesArg ?? 0);
+  if (!Number.isInteger(zones) || zones < 0) throw new Error(`zones: a count, not ${zonesArg}`);
   const unknown = kinds.filter((k) => !(FAULT_KINDS as readonly string[]).includes(k));
   if (unknown.length > 0) throw new Error(`fault kinds: ${unknown.join(', ')} unknown; known: ${FAULT_KINDS.join(', ')}`);
   const seeds = seedsFrom(seedArg);
@@ -27,14 +29,14 @@ async function main(): Promise<void> {
   let failed = 0;
   for (const seed of seeds) {
     const started = process.hrtime.bigint();
-    const result = await simulate({ seed, ...shapeOf(seed), protocol, steps, faults: { kinds } });
+    const result = await simulate({ seed, ...shapeOf(seed), protocol, steps, zones, faults: { kinds } });
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
     totalSteps += result.steps;
     totalMs += ms;
     const found = Object.entries(result.counts).map(([kind, n]) => `${kind}=${n}`).join(' ') || 'none';
     const { sidecars, backends } = result.options;
     console.log(
-      `seed ${seed}: ${sidecars} sidecars, ${backends} backends, ${result.steps} steps, ` +
+      `seed ${seed}: ${sidecars} sidecars, ${backends} backends${zones > 0 ? ` in ${zones} zones` : ''}, ${result.steps} steps, ` +
         `${(result.virtualMs / 1000).toFixed(0)} s simulated, ${result.ops} ops, ${result.quietChecks} quiet checks, ` +
         `${Math.round(result.steps / (ms / 1000))} steps/s, trace ${result.traceHash.toString(16)}, violations: ${found}`,
     );

@@ -76,6 +76,8 @@ export interface HostEnv {
   trace: Trace;
   backends: readonly SimMemcached[];
   replicas: number;
+  /** Each backend's zone, by index; none: no zones. */
+  zones?: readonly string[];
   protocol: Protocol;
 }
 
@@ -106,7 +108,7 @@ export class Host {
   /** A new sidecar starts on the node. */
   arrive(): void {
     if (this.current !== null) return;
-    const { scheduler, rng, trace, backends, replicas, protocol } = this.env;
+    const { scheduler, rng, trace, backends, replicas, zones, protocol } = this.env;
     const id = `s${this.index}.${this.arrivals++}`;
     const streams = rng.stream(id);
     const process = new Process(id);
@@ -119,7 +121,7 @@ export class Host {
     );
     const names = new Map(backends.map((mc, b) => [mc.address, `b${b}`]));
     const note = (address: string, op: string, detail: string): void => trace.record(id, names.get(address) ?? address, op, '', detail);
-    const sidecar = buildSidecar({ id, clock, paths, replicas, note }, protocol);
+    const sidecar = buildSidecar({ id, clock, paths, replicas, zones, note }, protocol);
     this.current = { id, process, paths, sidecar, open: new Set() };
     trace.record(id, '', 'arrive', '', '');
   }

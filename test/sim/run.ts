@@ -37,6 +37,8 @@ export interface SimOptions {
   /** memcached backends: 3 to 5. */
   backends: number;
   replicas?: number;
+  /** Backends spread over this many zones (backend b in zone b mod zones); 0 or none: no zones. */
+  zones?: number;
   /** What the sidecars agree with (sidecar.ts); the trust protocol by default. */
   protocol?: Protocol;
   /** Scheduler events to run. */
@@ -82,10 +84,11 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
   const checker = new Checker(() => scheduler.now, () => scheduler.steps, () => trace.lines());
   let pids = 1000;
   const backends = Array.from({ length: backendCount }, (_, b) => new SimMemcached(`10.0.0.${b + 1}:11211`, scheduler, () => pids++));
-  const hosts = Array.from({ length: sidecars }, (_, i) => new Host(i, { scheduler, rng, trace, backends, replicas, protocol }));
+  const zones = options.zones ? backends.map((_, b) => `z${b % options.zones!}`) : undefined;
+  const hosts = Array.from({ length: sidecars }, (_, i) => new Host(i, { scheduler, rng, trace, backends, replicas, zones, protocol }));
   for (const host of hosts) host.arrive();
-  // Placement depends on the addresses alone: any sidecar's paths give every sidecar's ring.
-  const ring = new ReplicaRing(hosts[0].paths.map((node) => ({ node, weight: 1 })), replicas);
+  // Placement depends on the addresses and zones alone: any sidecar's paths give every sidecar's ring.
+  const ring = new ReplicaRing(hosts[0].paths.map((node, b) => ({ node, weight: 1, zone: zones?.[b] })), replicas);
   const byAddress = new Map(backends.map((mc) => [mc.address, mc]));
   const workload = new Workload(scheduler, rng.stream('workload'), checker, hosts, workloadOptions);
   for (const mc of backends) {

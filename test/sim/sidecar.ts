@@ -31,6 +31,8 @@ export interface SidecarEnv {
   /** One per backend, in configuration order. */
   paths: Path[];
   replicas: number;
+  /** Each path's zone, in the same order; none: no zones. */
+  zones?: readonly string[];
   /** Into the trace: what the sidecar decided about a backend. */
   note(address: string, op: string, detail: string): void;
 }
@@ -71,7 +73,7 @@ function withTrust(env: SidecarEnv): Sidecar {
   // A dropped connection or a backend marked down is a failure like a failed request.
   for (const path of env.paths) path.watch({ down: () => agent.failed(path.address), lost: () => agent.failed(path.address) });
   const ring = new ReplicaRing(
-    env.paths.map((path) => ({ node: agent.wrap(path), weight: 1 })),
+    env.paths.map((path, b) => ({ node: agent.wrap(path), weight: 1, zone: env.zones?.[b] })),
     env.replicas,
   );
   ring.useRoles((node) => agent.roleOf(node));
@@ -98,7 +100,7 @@ function stageChange({ from, to, reason }: StageChange): string {
 
 function withoutAgreement(env: SidecarEnv): Sidecar {
   const ring = new ReplicaRing(
-    env.paths.map((node) => ({ node, weight: 1 })),
+    env.paths.map((node, b) => ({ node, weight: 1, zone: env.zones?.[b] })),
     env.replicas,
   );
   const router = new ReplicatedRouter(ring, SILENT_EVENTS, NO_RESYNC);

@@ -25,6 +25,13 @@ describe('the trust protocol', () => {
     expect(result.counts).toEqual({});
     expect(result.steps).toBe(STEPS);
   });
+
+  // Backends in two zones (backend b in zone b mod 2): placement by preference order, stand-ins from the other zone.
+  test.each([11, 12])(`seed %i, backends in two zones: every invariant holds for 100000 steps under the same faults`, async (seed) => {
+    const result = await simulate({ seed, ...shapeOf(seed), zones: 2, steps: 100_000, faults: { kinds: KINDS }, log });
+    expect(result.counts).toEqual({});
+    expect(result.steps).toBe(100_000);
+  });
 });
 
 describe('without the trust protocol (each sidecar routes by its own view: NO_RESYNC)', () => {
