@@ -501,8 +501,9 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   private async survey(): Promise<void> {
     const nodes = [...this.byAddress.values()];
     let found = await Promise.all(nodes.map((n) => n.get(INCARNATION_KEY)));
-    if (found.every((r) => r.status !== 'hit')) {
-      // A new cluster: every backend whole (empty) as it is.
+    // Every backend answered, none with one: a new cluster, every backend whole (empty) as it is.
+    // One that did not answer may hold its key: the others then restarted.
+    if (found.every((r) => r.status === 'miss')) {
       await Promise.all(nodes.map((n) => this.markIncarnation(n, true)));
       return;
     }
