@@ -501,10 +501,12 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   private async survey(): Promise<void> {
     const nodes = [...this.byAddress.values()];
     let found = await Promise.all(nodes.map((n) => n.get(INCARNATION_KEY)));
-    // Every backend answered, none with one: a new cluster, every backend whole (empty) as it is.
-    // One that did not answer may hold its key: the others then restarted.
-    if (found.every((r) => r.status === 'miss')) {
-      await Promise.all(nodes.map((n) => this.markIncarnation(n, true)));
+    // None has one: a new cluster, nothing ever replicated to lose. Its backends are whole
+    // (empty) as they are only if every one answered: one that did not may hold its key, and
+    // the others then restarted; marked whole, one of them would count as having kept its data.
+    if (found.every((r) => r.status !== 'hit')) {
+      const whole = found.every((r) => r.status === 'miss');
+      await Promise.all(nodes.map((n) => this.markIncarnation(n, whole)));
       return;
     }
     if (found.some((r) => r.status === 'miss')) {
