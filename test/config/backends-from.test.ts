@@ -2,24 +2,9 @@
 // they combine with backends (two ways to give one setting) and with replicas.
 
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig, parseArgs, parseConfigText, type Config } from '../../src/config';
+import { parseConfigText } from '../../src/config';
+import { errorOf, load } from './support';
 import { diffConfig, liveConfig } from '../../src/reload';
-
-function load(argv: string[], yaml?: string): Config {
-  const args = parseArgs(yaml === undefined ? argv : ['--config', 'r.yaml', ...argv]);
-  if (args.kind !== 'run') throw new Error(`expected a run, got ${args.kind}`);
-  return loadConfig(args, () => yaml ?? '');
-}
-
-function errorOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof ConfigError) return err.message;
-    throw err;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 describe('backendsFrom', () => {
   it.each([

@@ -2,23 +2,8 @@
 // and the checks that span fields, each error naming the flag or the field.
 
 import { describe, expect, it } from 'vitest';
-import { ConfigError, HELP_TEXT, loadConfig, parseArgs, type Config } from '../../src/config';
-
-function load(argv: string[], yaml?: string): Config {
-  const args = parseArgs(yaml === undefined ? argv : ['--config', 'r.yaml', ...argv]);
-  if (args.kind !== 'run') throw new Error('expected a run');
-  return loadConfig(args, () => yaml ?? '');
-}
-
-function errorOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof ConfigError) return err.message;
-    throw err;
-  }
-  throw new Error('expected a ConfigError');
-}
+import { HELP_TEXT } from '../../src/config';
+import { errorOf, load } from './support';
 
 describe('TLS config', () => {
   it('is off by default, and verifies certificates once turned on', () => {
