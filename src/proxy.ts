@@ -11,7 +11,7 @@ import { listenError } from './listen-error';
 import { createMetrics, type Metrics } from './metrics/registry';
 import { startMetricsServer, type MetricsServer } from './metrics/http';
 import { ProxyStats, settingsStats } from './proxy-stats';
-import { diffConfig, drainAndClose, liveConfig, type ReloadChanges, type TlsChanges } from './reload';
+import { diffConfig, drainAndClose, liveConfig, zoneMatesToRefill, type ReloadChanges, type TlsChanges } from './reload';
 import { Resyncer } from './resync/resyncer';
 import { REAL_CLOCK } from './resync/rate-limiter';
 import { TrustAgent, routerHooks } from './trust/agent';
@@ -415,6 +415,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
       const retired = backends.filter((b) => !nextBackends.includes(b));
       const drainMs = 2 * (current.backend.connectTimeoutMs + current.backend.requestTimeoutMs) + 1000;
       const replicasBefore = current.replicas;
+      const before = current;
       current = live;
       backends = nextBackends;
       // Placement changes only with the backend list, weights or replicas. A reload that
@@ -434,6 +435,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
         // Kept backends keep their stages; an added one is out until every sidecar reaches it
         // and it was filled (docs/trust.md): until then it is read by no one and decides nothing.
         agent.reconfigure(backends.map((b) => b.control()), next.replicas);
+        for (const address of zoneMatesToRefill(before, next)) agent.proposeRefill(address);
         for (const b of backends) if (!reuse.has(b.address)) watchConnections(b);
         resyncer = buildResyncer();
         // A removed backend's keys, more replicas, or other weights give backends keys they lack, or

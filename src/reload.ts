@@ -70,6 +70,26 @@ function sameRestartField(current: Config, next: Config, field: RestartField): b
   return a === null || b === null ? a === b : sameFields(a, b);
 }
 
+/**
+ * With zones, a backend gone from a zone (removed, or moved to another) hands the first place
+ * of some keys to a zone-mate that held no copy of them, and one moved into a zone takes some
+ * from the mates there: the backends kept in those zones, which must be refilled before they
+ * decide (the moved one included). Without zones the first place goes to the next on the
+ * ring, which held a copy: none.
+ */
+export function zoneMatesToRefill(current: Config, next: Config): string[] {
+  const before = new Map(current.backends.map((b) => [b.address, b]));
+  const after = new Map(next.backends.map((b) => [b.address, b]));
+  const zones = new Set<string>();
+  for (const b of current.backends) {
+    const now = after.get(b.address);
+    if (b.zone === null || now?.zone === b.zone) continue;
+    zones.add(b.zone);
+    if (now?.zone !== null && now?.zone !== undefined) zones.add(now.zone);
+  }
+  return next.backends.filter((b) => b.zone !== null && zones.has(b.zone) && before.has(b.address)).map((b) => b.address);
+}
+
 export function diffConfig(current: Config, next: Config): ReloadChanges {
   const before = new Map(current.backends.map((b) => [b.address, b]));
   const after = new Set(next.backends.map((b) => b.address));

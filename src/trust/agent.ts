@@ -201,6 +201,14 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     return this.state.roleOf(node.address);
   }
 
+  /**
+   * A reload made this backend the first of some keys it holds no copy of (src/reload.ts,
+   * zoneMatesToRefill): it goes out and is refilled, by agreement, before it decides again.
+   */
+  proposeRefill(address: string): void {
+    this.propose(address, 'out', 'reconfigured');
+  }
+
   // ---- requests ----
 
   /** A request starts (OrderedRouter): it acts under the current view until it ends. */

@@ -120,7 +120,8 @@ export function timingFor(leaseMs: number): TrustTiming {
 export const DEFAULT_TIMING: Readonly<TrustTiming> = Object.freeze(timingFor(4000));
 
 /** Why a stage was proposed, for logs and metrics. */
-export type Reason = 'failed' | 'restarted' | 'reachable' | 'filled';
+/** Why a stage was proposed; 'reconfigured': a reload gave the backend keys it held no copy of (see proposeRefill). */
+export type Reason = 'failed' | 'restarted' | 'reachable' | 'filled' | 'reconfigured';
 
 interface Peer {
   seq: number;
