@@ -21,8 +21,11 @@ afterEach(async () => {
 const WATCH_MS = 4000;
 
 test('every backend dead at start: not ready, backend_up 0; ready once one answers; stays ready when it is lost', async () => {
-  const ports = [await freePort(), await freePort()];
-  const addresses = ports.map((p) => `127.0.0.1:${p}`);
+  // Not 127.0.0.1: another test's memcached, started on a port the kernel hands out there,
+  // must never answer for a backend this test keeps dead.
+  const host = '127.31.7.1';
+  const ports = [await freePort(host), await freePort(host)];
+  const addresses = ports.map((p) => `${host}:${p}`);
   proxy = await startProxy({ backends: addresses, replicas: 2, metrics: true });
   const metricsPort = proxy.metricsPort!;
 
@@ -37,7 +40,7 @@ test('every backend dead at start: not ready, backend_up 0; ready once one answe
   }
   expect(checks).toBeGreaterThan(10);
 
-  const mc = await startMemcached({ port: ports[0] });
+  const mc = await startMemcached({ port: ports[0], host });
   await pollUntil(async () => (await httpGet(metricsPort, '/readyz')).status === 200, 20_000, 50, 'never ready after a backend started');
   expect(metricValue(await scrape(metricsPort), 'replicached_backend_up', { backend: addresses[0] })).toBe(1);
   expect(metricValue(await scrape(metricsPort), 'replicached_backend_up', { backend: addresses[1] })).toBe(0);
