@@ -466,7 +466,18 @@ export class ReplicatedRouter {
       return reply;
     }
     const copies = await Promise.all(rest.map((m) => m.store({ ...cmd, mode: 'set', cas: 0n })));
-    if (!(await this.landed(cmd.key, copies, later))) return UNAVAILABLE;
+    if (!(await this.landed(cmd.key, copies, later))) {
+      // Not acknowledged. An `add` found the key absent, so it is taken back where it is known
+      // to have landed (CAS-guarded: a later write stays): a session lock the client was told
+      // it did not get is then not held by no one until it expires. A member that failed it is
+      // going away, and its refill prunes the copy against the authority's miss.
+      if (cmd.mode === 'add') {
+        const landedOn = [authority, ...rest];
+        const casOf = [reply.cas, ...copies.map((c) => (c.status === 'stored' ? c.cas : 0n))];
+        await Promise.all(landedOn.map((m, i) => (casOf[i] === 0n ? undefined : m.delete(cmd.key, casOf[i]))));
+      }
+      return UNAVAILABLE;
+    }
     later.push(this.converge(cmd.key, [authority, ...rest], [reply.cas], false, knownFrom(until, reply.cas)));
     return reply;
   }

@@ -1,7 +1,7 @@
 import HashRing from 'hashring';
 import { beforeEach, describe, expect, test } from 'vitest';
 import { ReplicaRing } from '../../src/routing/ring';
-import { ReplicatedRouter, exptimeForCopy, type RouterEvents } from '../../src/routing/replicated-router';
+import { NO_RESYNC, ReplicatedRouter, exptimeForCopy, type RouterEvents } from '../../src/routing/replicated-router';
 import { FakeNode } from './fake-node';
 
 const k = (s: string) => Buffer.from(s);
@@ -78,6 +78,23 @@ describe('ReplicaRing', () => {
 });
 
 describe('ReplicatedRouter writes', () => {
+  test('an add whose copy failed and whose hand-over came to nothing is unavailable, and taken back where it landed', async () => {
+    const { ring, membersOf } = setup(3, 2);
+    const router = new ReplicatedRouter(ring);
+    const [a, b] = membersOf('lock');
+    let asked = 0;
+    // Nothing to wait for before the write; once a member failed it, the hand-over comes to nothing.
+    const noHandover = new ReplicatedRouter(ring, undefined, { ...NO_RESYNC, handingOver: () => (++asked === 1 ? undefined : Promise.resolve(false)) });
+    b.failing = true;
+    expect(await noHandover.store(store('lock', 'A0', 'add'))).toEqual({ status: 'unavailable' });
+    expect(asked).toBeGreaterThan(1);
+    expect(a.calls).toContain('add lock A0 exptime=0');
+    expect(a.value('lock')).toBeUndefined(); // not held by a client told it did not get it
+    b.failing = false;
+    expect(await router.store(store('lock', 'B0', 'add'))).toMatchObject({ status: 'stored' });
+    expect([a.value('lock'), b.value('lock')]).toEqual(['B0', 'B0']);
+  });
+
   test('set reaches every member of the replica set and no other backend', async () => {
     const { router, membersOf } = setup(3, 2);
     const [a, b, c] = membersOf('s1');
