@@ -119,7 +119,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
    * (see keptData).
    */
   private readonly mayHaveRestarted = new Set<string>();
-  /** Backends whose filled key is being written before their trusted proposal. */
+  /** Backends whose filled epoch (in the incarnation key) is being written before their trusted proposal. */
   private readonly markingFilled = new Set<string>();
   /** Backends the survey found restarted, until an out of theirs applies here (see acknowledged). */
   private readonly foundRestarted = new Set<string>();

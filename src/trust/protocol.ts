@@ -119,8 +119,7 @@ export function timingFor(leaseMs: number): TrustTiming {
  */
 export const DEFAULT_TIMING: Readonly<TrustTiming> = Object.freeze(timingFor(4000));
 
-/** Why a stage was proposed, for logs and metrics. */
-/** Why a stage was proposed; 'reconfigured': a reload gave the backend keys it held no copy of (see proposeRefill). */
+/** Why a stage was proposed, for logs; 'reconfigured': a reload made the backend the first of keys it holds no copy of. */
 export type Reason = 'failed' | 'restarted' | 'reachable' | 'filled' | 'reconfigured';
 
 interface Peer {
@@ -475,8 +474,7 @@ export class TrustState {
     const entry = this.outlasted.get(address);
     // Away since before this sidecar witnessed it: who outlasted it is not known here.
     if (role !== 'trusted' && entry === undefined) return;
-    // The backends that take writes now (trusted, or in refill: see place) hold all it holds,
-    // and take what it misses from here on. Away all along since its entry (a trusted stage
+    // The backends trusted now hold all it holds, and take what it misses from here on. Away all along since its entry (a trusted stage
     // in between was acknowledged here first, which dropped it), it keeps those that outlasted
     // it before: it was never made whole since, and a write it took in refill was acknowledged
     // only where a trusted backend took it too.
@@ -488,17 +486,13 @@ export class TrustState {
   }
 
   /**
-   * The backends that every live witness saw trusted when `address` went out at its current
-   * out epoch: they took every write it missed. null: no witness (then nothing is known).
+   * The backends that any live witness saw trusted when `address` went out at its current
+   * out epoch: each may hold writes it missed. null: no witness (then nothing is known).
    */
   outlastedBy(address: string, now: number): Set<string> | null {
-    const stage = this.stageOf(address);
-    if (stage.role === 'trusted') return null;
-    const epoch = outEpoch(stage);
-    const views = [this.outlasted.get(address), ...this.livePeers(now).map((p) => p.record.outlasted?.[address])];
+    if (this.stageOf(address).role === 'trusted') return null;
     let by: Set<string> | null = null;
-    for (const v of views) {
-      if (v === undefined || v.epoch !== epoch) continue;
+    for (const v of this.witnessed(address, now)) {
       by ??= new Set();
       for (const b of v.by) by.add(b);
     }
@@ -506,17 +500,20 @@ export class TrustState {
   }
 
   /**
-   * The out epoch at which a backend away now left trusted, as a live witness saw it (its
-   * stand-in keys of then mark where the writes it missed begin); else its current out epoch.
+   * The out epoch at which a backend away now left trusted, the latest any live witness saw
+   * (its stand-in keys of then mark where the writes it missed begin); else its current out epoch.
    */
   untrustedSince(address: string, now: number): number {
-    const stage = this.stageOf(address);
-    const epoch = outEpoch(stage);
     let since: number | null = null;
-    for (const v of [this.outlasted.get(address), ...this.livePeers(now).map((p) => p.record.outlasted?.[address])]) {
-      if (v !== undefined && v.epoch === epoch && v.since !== undefined) since = Math.max(since ?? v.since, v.since);
-    }
-    return since ?? epoch;
+    for (const v of this.witnessed(address, now)) if (v.since !== undefined) since = Math.max(since ?? v.since, v.since);
+    return since ?? outEpoch(this.stageOf(address));
+  }
+
+  /** This sidecar's and every live peer's `outlasted` of a backend away, at its current out epoch. */
+  private witnessed(address: string, now: number): Outlasted[] {
+    const epoch = outEpoch(this.stageOf(address));
+    const views = [this.outlasted.get(address), ...this.livePeers(now).map((p) => p.record.outlasted?.[address])];
+    return views.filter((v): v is Outlasted => v !== undefined && v.epoch === epoch);
   }
 
   private apply(address: string, stage: Stage): void {
