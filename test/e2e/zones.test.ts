@@ -127,11 +127,13 @@ describe('a reload that gives zones to six memcached', () => {
     run.proxy.child.kill('SIGHUP');
     await waitForStats(port, (s) => run!.proxy.output().includes('config reloaded') && s.get('replicached_resyncs_in_progress') === '0', 25_000);
     // The fills and sheds run in the background: until every key sits on its new natural members and nowhere else.
+    // Each misplaced key as "key: held by … / natural …", so a failure says which copies are extra or missing.
     const misplaced = async (): Promise<string[]> => {
       const sets = await Promise.all(mcs.map(held));
-      return KEYS.filter((key) => {
-        const holders = addresses.filter((_, i) => sets[i].has(key));
-        return holders.sort().join(' ') !== naturalOf(addresses, ZONES, key).sort().join(' ');
+      return KEYS.flatMap((key) => {
+        const holders = addresses.filter((_, i) => sets[i].has(key)).sort().join(' ');
+        const natural = naturalOf(addresses, ZONES, key).sort().join(' ');
+        return holders === natural ? [] : [`${key}: held by ${holders} / natural ${natural}`];
       });
     };
     let left = await misplaced();
