@@ -95,8 +95,9 @@ describe('--workers 2: one ring per process tree', () => {
     t.child.kill('SIGHUP');
     // SIGHUP, and the file watcher may see the edit too: at least one more reload.
     await waitFor('the reload', async () => (metricValue(await scrape(t.metricsPort), 'replicached_config_reloads_total', { result: 'ok' }) ?? 0) >= 2);
+    // The log line follows the counter through a pipe: wait for it rather than race it.
+    await waitFor('the reload\'s log line', () => /"removed":\["127\.0\.0\.1:\d+"\].*"msg":"config reloaded"/.test(t.output()));
     expect(t.output()).not.toMatch(/needs? a restart/);
-    expect(t.output()).toMatch(/"removed":\["127\.0\.0\.1:\d+"\].*"msg":"config reloaded"/);
     await waitFor('every worker without c', async () => {
       byWorker = await backendsByWorker(t.port);
       return byWorker.size === 2 && [...byWorker.values()].every((l) => l.join() === [a.address, b.address].sort().join());
