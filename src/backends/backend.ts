@@ -143,6 +143,8 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
   private readonly opts: BackendOptions;
   private readonly codec: BackendCodec;
   private status: BackendState = 'up';
+  /** The last metadump asked for: the next one starts when it ends (see metadumpEach). */
+  private crawling: Promise<void> = Promise.resolve();
   private downReason = '';
   private readonly pool = new Set<Connection>();
   /** Probe and metadump connections: outside the pool, closed with the backend. */
@@ -293,8 +295,20 @@ export class Backend extends EventEmitter<BackendEvents> implements MemcachedNod
     return r.status === 'ok' ? keys : r;
   }
 
-  /** Streams the metadump line by line; resolves when it ends. */
+  /**
+   * Streams the metadump line by line; resolves when it ends. memcached runs one crawl at a
+   * time and answers BUSY to another: this process's crawls of the backend take turns.
+   */
   metadumpEach(onLine: (line: DumpLine) => void): Promise<{ status: 'ok'; count: number } | Failed> {
+    const turn = this.crawling.then(() => this.crawl(onLine));
+    this.crawling = turn.then(
+      () => undefined,
+      () => undefined,
+    );
+    return turn;
+  }
+
+  private crawl(onLine: (line: DumpLine) => void): Promise<{ status: 'ok'; count: number } | Failed> {
     if (this.status !== 'up') return Promise.resolve(this.unavailable());
     let count = 0;
     const onPart = (part: PartReply): void => {

@@ -84,6 +84,7 @@ import { exptimeForCopy, sameExpiry } from '../routing/replicated-router';
 import type { ReplicaRing } from '../routing/ring';
 import { RateLimiter, type Clock } from './rate-limiter';
 import { MARK_KEY, isReserved } from '../trust/reserved-keys';
+import type { DumpLine } from '../protocol/backend/meta';
 
 /**
  * refill: the target restarted empty; reconcile: the same process came back; refresh: a reload
@@ -328,19 +329,23 @@ export class ResyncRun {
         if (lister.isUp()) this.markUnlisted(lister);
         continue;
       }
-      let listed = false;
-      for (let attempt = 0; attempt < this.opts.listAttempts; attempt++) {
-        if (this.stopReason !== null || !lister.isUp()) break;
-        if (attempt > 0) await this.opts.clock.sleep(100 * 2 ** attempt);
-        const r = await lister.metadumpEach((line) => this.consider(lister, line.key));
-        if (r.status === 'ok') {
-          listed = true;
-          break;
-        }
-      }
+      const listed = await this.dump(lister, (line) => this.consider(lister, line.key));
       if (this.stopReason !== null) return;
       if (!listed && lister.isUp()) this.markUnlisted(lister);
     }
+  }
+
+  /**
+   * The backend's metadump, tried again after a failure (another sidecar's crawl makes memcached
+   * answer BUSY): true when one ran to its end. A retry calls onLine again for the lines it saw.
+   */
+  private async dump(backend: Backend, onLine: (line: DumpLine) => void): Promise<boolean> {
+    for (let attempt = 0; attempt < this.opts.listAttempts; attempt++) {
+      if (this.stopReason !== null || !backend.isUp()) return false;
+      if (attempt > 0) await this.opts.clock.sleep(100 * 2 ** attempt);
+      if ((await backend.metadumpEach(onLine)).status === 'ok') return true;
+    }
+    return false;
   }
 
   /** Once per backend, however many listings (see again) it failed. */
@@ -500,12 +505,12 @@ export class ResyncRun {
    */
   private async prune(): Promise<void> {
     const stale = new Map<string, bigint>();
-    const listed = await this.target.metadumpEach((line) => {
+    const listed = await this.dump(this.target, (line) => {
       const name = line.key.toString('latin1');
       if (line.cas < this.mark && !this.seen.has(name) && !isReserved(line.key)) stale.set(name, line.cas);
     });
     this.seen.clear();
-    if (listed.status !== 'ok') {
+    if (!listed) {
       this.markUnlisted(this.target);
       return;
     }
