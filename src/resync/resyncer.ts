@@ -37,6 +37,10 @@ export const DEFAULT_RESYNC_OPTIONS: Readonly<ResyncOptions> = Object.freeze({
   clock: REAL_CLOCK,
 });
 
+/** The wait before a refresh or shed that ended short runs again, doubled per failure in a row, and its cap. */
+const RETRY_FIRST_MS = 1000;
+const RETRY_MAX_MS = 60_000;
+
 /** Why a run started: the trust agent's refill, a reload that moved keys, a sidecar's death, a shed, or asked for. */
 export type ResyncCause = 'refill' | 'membership' | 'sweep' | 'shed' | 'manual';
 
@@ -89,6 +93,8 @@ export class Resyncer {
   /** Every run not yet settled, current or aborted: their copies in flight still matter to deletes. */
   private readonly live = new Set<ResyncRun>();
   private readonly totals = new Map<Backend, Totals>();
+  /** Refreshes and sheds that ended short, in a row, per backend (see retryLater). */
+  private readonly retries = new Map<Backend, number>();
   private closed = false;
 
   constructor(
@@ -163,9 +169,31 @@ export class Resyncer {
     return run.done.then((result) => {
       signal?.removeEventListener('abort', onAbort);
       this.live.delete(run);
-      if (runs.get(backend) === run) runs.delete(backend);
+      const current = runs.get(backend) === run;
+      if (current) runs.delete(backend);
       this.events.finished(address, result, runs.has(backend));
+      if (kind !== 'fill' && current) this.retryLater(backend, cause, result);
       return result;
+    });
+  }
+
+  /**
+   * A refresh or shed that ended short of its work (a listing met another sidecar's crawl, a
+   * copy failed) runs again, after a wait that doubles per failure: otherwise its strays and
+   * stale copies would stay until the next reload. A fill is the trust agent's to retry, and a
+   * backend that can never be listed (SASL) is not waited for again.
+   */
+  private retryLater(backend: Backend, cause: ResyncCause, result: ResyncResult): void {
+    const short =
+      result.outcome === 'done' &&
+      (result.failed > 0 || result.unlisted.some((a) => this.backends.find((b) => b.address === a)?.canListKeys === true));
+    if (!short) return void this.retries.delete(backend);
+    const failures = (this.retries.get(backend) ?? 0) + 1;
+    this.retries.set(backend, failures);
+    const kind = cause === 'shed' ? 'shed' : 'membership';
+    void this.opts.clock.sleep(Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** (failures - 1))).then(() => {
+      // A newer run of the kind took over meanwhile: it is the one that counts.
+      if (!this.closed && !this.runs[kind].has(backend)) void this.resync(backend, cause);
     });
   }
 

@@ -282,4 +282,21 @@ describe('rejoin resync with real memcached', () => {
     expect(await closing).toMatchObject({ outcome: 'aborted', reason: 'closing' });
     expect(await c.resyncer.resync(c.backends[1])).toBeNull();
   });
+
+  test('a shed whose listing failed runs again until it drops the strays', async () => {
+    const c = await cluster({ listAttempts: 1 });
+    const [target] = c.backends;
+    const strays = KEYS.filter((key) => !c.ring.replicaSet(k(key)).some((m) => m.address === target.address)).slice(0, 5);
+    for (const key of strays) expect((await target.store({ mode: 'set', key: k(key), value: k('stray'), flags: 0, exptime: 0, cas: 0n })).status).toBe('stored');
+    // Scripted: the target's first crawl is answered as memcached answers one that meets another
+    // sidecar's crawl (BUSY); the real memcached answers the next.
+    const dump = target.metadumpEach.bind(target);
+    let busy = 1;
+    target.metadumpEach = (onLine) => (busy-- > 0 ? Promise.resolve({ status: 'failed', reason: 'BUSY currently processing crawler request' }) : dump(onLine));
+    const first = await c.resyncer.resync(target, 'shed');
+    expect(first).toMatchObject({ outcome: 'done', unlisted: [target.address], pruned: 0 });
+    await waitFor(() => c.sheds.length === 2, 10_000);
+    expect(c.sheds[1]).toMatchObject({ outcome: 'done', unlisted: [], pruned: strays.length });
+    for (const key of strays) expect(await valueOn(target, key)).toBeNull();
+  });
 });
