@@ -29,6 +29,7 @@
 //   again  after the copy phase, list once more and copy the keys the first crawl skipped
 //   copy   per key, rate-limited, at most maxInFlight at once:
 //          read from a live member (set order) ──miss──> skip
+//            ├─expiring this second──> delete the target's copy (CAS-guarded): no copy outlives it
 //            └─hit──> add to the target (never overwrites) ──not stored──> skip: it has a newer value
 //                       └─stored──> re-read the member ──gone──> delete our copy (CAS-guarded)
 //          reconcile reads the target first: miss ──> add as above; same value and
@@ -419,8 +420,9 @@ export class ResyncRun {
       }
       if (read.status !== 'hit') continue;
       if (!natural.includes(member) && !(await this.writtenWhileStandingIn(member, natural, read.item.cas))) continue;
+      if (this.stopReason !== null) return 'skipped';
       const exptime = exptimeForCopy(read.item.ttl);
-      if (exptime === null || this.stopReason !== null) return 'skipped';
+      if (exptime === null) return this.expiring(key, read.item, mine);
       if (mine !== null && sameItem(mine, read.item)) return 'skipped';
       return this.store(key, member, read.item, exptime, mine);
     }
@@ -491,9 +493,21 @@ export class ResyncRun {
       return gone.status === 'deleted' ? 'pruned' : gone.status === 'failed' ? 'failed' : 'skipped';
     }
     const exptime = exptimeForCopy(read.item.ttl);
-    if (exptime === null) return 'skipped';
+    if (exptime === null) return this.expiring(key, read.item, mine);
     if (mine !== null && sameItem(mine, read.item)) return 'skipped';
     return this.store(key, authority, read.item, exptime, mine);
+  }
+
+  /**
+   * The source's item cannot be copied: its TTL is unknown (a binary-protocol backend: nothing
+   * done), or it expires this second. Then the target's own copy (under the mark) goes too,
+   * guarded by its CAS, as the copy would have expired it: a copy that a late write gave a
+   * longer life (a `set` delayed on its way) must not outlive the original.
+   */
+  private async expiring(key: Buffer, source: StoredItem, mine: StoredItem | null): Promise<KeyOutcome> {
+    if (source.ttl !== 0 || mine === null) return 'skipped';
+    const gone = await this.target.delete(key, mine.cas);
+    return gone.status === 'deleted' ? 'pruned' : gone.status === 'failed' ? 'failed' : 'skipped';
   }
 
   /**

@@ -147,6 +147,25 @@ test('meta: a reconcile leaves no copy with an expiry the source no longer has (
   expect(await outlived(c, [key], target)).toEqual({ onTarget: 0, onStandIn: 0, served: 0 });
 });
 
+test('meta: a reconcile whose source expires this second drops the copy a late write gave a longer life', async () => {
+  const c = await startResyncCluster({ requestTimeoutMs: 2000 }, { quietMs: 0 });
+  const target = c.backends[0];
+  const { key, source } = keyOf(c);
+  expect((await c.router.store(set(key, 'lock', 30))).status).toBe('stored');
+  // The same item landed late on the target (a delayed `set`): it would outlive the source's.
+  expect((await target.store(set(key, 'lock', 300))).status).toBe('stored');
+  // Scripted: the source's item is read in its last second (memcached reports a TTL of 0 then,
+  // a window too short to hit on purpose).
+  const get = source.get.bind(source);
+  source.get = async (k2, touch) => {
+    const reply = await get(k2, touch);
+    return k2.equals(key) && reply.status === 'hit' ? { ...reply, item: { ...reply.item, ttl: 0 } } : reply;
+  };
+  expect(await c.resyncer.resync(target, 'manual')).toMatchObject({ outcome: 'done', mode: 'reconcile' });
+  expect(await isOn(target, key)).toBe(false);
+  expect(await isOn(source, key)).toBe(true); // the source's own item expires on its own
+});
+
 test.each([
   ['a touch, the target holding a stale value', 'touch', true],
   ['a set with a shorter TTL, the target holding a stale value', 'set', true],
