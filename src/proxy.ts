@@ -429,7 +429,17 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
         changes.backendSasl ||
         next.replicas !== replicasBefore;
       if (moved) {
+        const ringBefore = ring;
         ring = buildRing();
+        // A removal, other weights or zones, more replicas: a kept backend can become a natural member
+        // of keys it never held. So can an addition when weights differ (ketama shares are relative).
+        const fill =
+          changes.removed.length > 0 ||
+          changes.reweighted.length > 0 ||
+          next.replicas > replicasBefore ||
+          (changes.added.length > 0 && new Set(next.backends.map((b) => b.weight)).size > 1);
+        // Until each kept backend's refresh completes, only its former keys are known held (ReplicaRing.holds).
+        if (fill) ring.settleFrom(ringBefore, next.backends.filter((b) => before.backends.some((o) => o.address === b.address)).map((b) => b.address));
         router.replaceRing(ring);
         const previousResyncer = resyncer;
         // Kept backends keep their stages; an added one is out until every sidecar reaches it
@@ -438,12 +448,10 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
         for (const address of zoneMatesToRefill(before, next)) agent.proposeRefill(address);
         for (const b of backends) if (!reuse.has(b.address)) watchConnections(b);
         resyncer = buildResyncer();
-        // A removed backend's keys, more replicas, or other weights give backends keys they lack, or
-        // hold stale copies of from an earlier placement: refreshed from each key's authority in the
-        // background (a refresh also sheds). The authorities held the keys before, so they stay trusted.
-        // Otherwise copies a reload left outside their keys' replica sets (fewer replicas, a key's place
-        // taken by an added backend) are dropped by a shed.
-        const fill = changes.removed.length > 0 || changes.reweighted.length > 0 || next.replicas > replicasBefore;
+        // Keys a backend lacks, or holds stale copies of from an earlier placement, are refreshed from
+        // each key's holder in the background (a refresh also sheds); meanwhile the holders answer and
+        // decide for them. Otherwise copies a reload left outside their keys' replica sets (fewer
+        // replicas, a key's place taken by an added backend) are dropped by a shed.
         for (const b of backends) void resyncer.resync(b, fill ? 'membership' : 'shed');
         void previousResyncer.close();
       }

@@ -413,7 +413,8 @@ export class ResyncRun {
       failed ||= read.status === 'failed';
       // A trusted natural member saw every write and delete: its miss says the key is gone,
       // whatever a stand-in still holds, and the target's own copy (under the mark) goes too.
-      if (read.status === 'miss' && !this.context.isResyncing(member) && natural.includes(member)) {
+      // Not one that a reload just made natural and that never held the key (ReplicaRing.holds).
+      if (read.status === 'miss' && !this.context.isResyncing(member) && this.ring.holds(key, member)) {
         if (mine === null) return 'skipped';
         const gone = await this.target.delete(key, mine.cas);
         return gone.status === 'deleted' ? 'pruned' : gone.status === 'failed' ? 'failed' : 'skipped';
@@ -473,10 +474,9 @@ export class ResyncRun {
 
   /** refresh: the target's copy made what the key's authority holds (see the head comment). */
   private async refreshOne(key: Buffer, set: readonly MemcachedNode[]): Promise<KeyOutcome> {
-    // The authority is a trusted natural member: a stand-in's miss proves nothing, and its hit
-    // may be a copy left from an earlier time it stood in.
-    const natural = this.ring.naturalSet(key);
-    const authority = set.find((m) => !this.context.isResyncing(m) && this.isMember(natural, m));
+    // The authority is a trusted natural member that held the key (ReplicaRing.holds): a stand-in's
+    // miss proves nothing, and its hit may be a copy left from an earlier time it stood in.
+    const authority = set.find((m) => !this.context.isResyncing(m) && this.ring.holds(key, m));
     if (authority === undefined || authority.address === this.target.address) return 'skipped';
     // The target first, as in reconcile: a write landing on it after this read fails our guarded store.
     const r = await this.target.get(key);
@@ -569,7 +569,7 @@ export class ResyncRun {
     const others = natural.filter((m) => m.address !== this.target.address);
     if (others.length === 0) return false;
     for (const m of others) {
-      if (!m.isUp() || this.context.isResyncing(m)) return false;
+      if (!m.isUp() || this.context.isResyncing(m) || !this.ring.holds(key, m)) return false;
       if ((await m.get(key)).status !== 'miss') return false;
     }
     return (await this.target.delete(key, cas)).status === 'deleted';

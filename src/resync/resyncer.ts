@@ -157,8 +157,9 @@ export class Resyncer {
         mode: Promise.resolve(mode),
         isResyncing: (node) => this.trust.isResyncing(node),
         ...(this.trust.standInSince !== undefined && { standInSince: this.trust.standInSince }),
-        // Only a fill keeps its backend untrusted: holding the others would change nothing.
-        holdMs: kind === 'fill' ? this.opts.unlistedHoldMs : 0,
+        // A fill's hold keeps its backend untrusted; a refresh's keeps it from holding the keys a
+        // reload gave it (ReplicaRing.holds) until every item it could not list has expired.
+        holdMs: kind === 'shed' ? 0 : this.opts.unlistedHoldMs,
       },
     );
     const onAbort = (): void => run.abort('left refill');
@@ -172,6 +173,9 @@ export class Resyncer {
       const current = runs.get(backend) === run;
       if (current) runs.delete(backend);
       this.events.finished(address, result, runs.has(backend));
+      // A refresh or a fill that completed copied every key the backend is a natural member of.
+      // The last one to settle ends the former holders' membership: their copies are strays now.
+      if (result.mode !== 'shed' && isComplete(result) && this.ring.settled(address)) this.shedAll();
       if (kind !== 'fill' && current) this.retryLater(backend, cause, result);
       return result;
     });

@@ -252,7 +252,7 @@ export class ReplicatedRouter {
 
   private readNow(key: Buffer, later: FollowUps, again = true): Promise<GetOutcome> {
     // Local-first: a `local: true` member is asked first, then one in this sidecar's zone; the authority is unchanged for writes.
-    const members = this.trustedFirst(this.ring.readOrder(key));
+    const members = this.trustedFirst(key, this.ring.readOrder(key));
     // No trusted natural member: a stand-in may hold a copy left from an earlier time it stood
     // in, and a member being resynced what was deleted meanwhile. No hit or miss is known.
     if (members.length === 0 || this.undecidable(key, members)) return Promise.resolve(UNAVAILABLE);
@@ -262,7 +262,7 @@ export class ReplicatedRouter {
 
   async store(cmd: StoreFields, later: FollowUps = []): Promise<StoreOutcome> {
     if ((await this.handedOver(cmd.key, later)) === false) return UNAVAILABLE;
-    const members = this.trustedFirst(this.ring.writeSet(cmd.key));
+    const members = this.trustedFirst(cmd.key, this.ring.writeSet(cmd.key));
     if (members.length === 0) return UNAVAILABLE;
     if (cmd.mode === 'add' || cmd.mode === 'cas' || cmd.cas !== 0n) return this.decideThenCopy(cmd, members, later);
     if (cmd.mode !== 'set' && this.undecidable(cmd.key, members)) return UNAVAILABLE;
@@ -276,7 +276,7 @@ export class ReplicatedRouter {
     const copying = this.resync.deleting(key);
     if (copying !== undefined) await copying;
     if ((await this.handedOver(key, later)) === false) return UNAVAILABLE;
-    const members = this.trustedFirst(this.ring.writeSet(key));
+    const members = this.trustedFirst(key, this.ring.writeSet(key));
     if (members.length === 0 || this.naturalAway(key, members)) return UNAVAILABLE;
     if (cas === 0n) return this.writeAll('delete', key, members, (m) => m.delete(key, 0n), deleteLeft, later);
     // Only the authority's CAS is meaningful; the others follow its decision.
@@ -291,14 +291,14 @@ export class ReplicatedRouter {
 
   async touch(key: Buffer, exptime: number, later: FollowUps = []): Promise<TouchOutcome> {
     if ((await this.handedOver(key, later)) === false) return UNAVAILABLE;
-    const members = this.trustedFirst(this.ring.writeSet(key));
+    const members = this.trustedFirst(key, this.ring.writeSet(key));
     if (members.length === 0 || this.naturalAway(key, members)) return UNAVAILABLE;
     return this.writeAll('touch', key, members, (m) => m.touch(key, exptime), touchLeft, later, exptime);
   }
 
   async arith(cmd: ArithCommand, later: FollowUps = []): Promise<ArithOutcome> {
     if ((await this.handedOver(cmd.key, later)) === false) return UNAVAILABLE;
-    let members = this.trustedFirst(this.ring.writeSet(cmd.key));
+    let members = this.trustedFirst(cmd.key, this.ring.writeSet(cmd.key));
     if (members.length === 0) return UNAVAILABLE;
     for (;;) {
       const { reply, authority, rest } = await this.askAuthority(cmd.kind, cmd.key, members, (m) =>
@@ -347,9 +347,13 @@ export class ReplicatedRouter {
    * and its reply never wins over a member that is not resyncing: reads ask it
    * after the others, and the first of the others decides add/cas/incr/decr.
    */
-  private trustedFirst(members: MemcachedNode[]): MemcachedNode[] {
-    if (!members.some((m) => this.resync.isResyncing(m))) return members;
-    const rank = (m: MemcachedNode): number => (this.resync.isResyncing(m) ? 1 : 0);
+  private trustedFirst(key: Buffer, members: MemcachedNode[]): MemcachedNode[] {
+    const settling = this.ring.isSettling;
+    if (!settling && !members.some((m) => this.resync.isResyncing(m))) return members;
+    // After a reload, a member that never held the key (settling: see ReplicaRing.holds) decides
+    // and answers after the ones that did: it would grant a lock another holds, or say NOT_FOUND.
+    const rank = (m: MemcachedNode): number =>
+      this.resync.isResyncing(m) ? 2 : settling && this.ring.isNatural(key, m) && !this.ring.holds(key, m) ? 1 : 0;
     return [...members].sort((a, b) => rank(a) - rank(b));
   }
 
@@ -359,7 +363,7 @@ export class ReplicatedRouter {
    * away and stayed, so it saw every write and delete.
    */
   private provesGone(key: Buffer, node: MemcachedNode): boolean {
-    return !this.resync.isResyncing(node) && this.ring.isNatural(key, node);
+    return !this.resync.isResyncing(node) && this.ring.holds(key, node);
   }
 
   /** Ask the members one after another until one has the item (resyncing members last). */
@@ -404,7 +408,7 @@ export class ReplicatedRouter {
   /** gat/gats: a write too (the expiry); every member must see it, so ask them all at once. */
   private async getAndTouch(key: Buffer, touch: number, later: FollowUps): Promise<GetOutcome> {
     if ((await this.handedOver(key, later)) === false) return UNAVAILABLE;
-    const members = this.trustedFirst(this.ring.readOrder(key));
+    const members = this.trustedFirst(key, this.ring.readOrder(key));
     if (members.length === 0 || this.undecidable(key, members)) return UNAVAILABLE;
     const replies: NodeGet[] = await Promise.all(members.map((m) => m.get(key, touch)));
     for (const m of members) this.countRead(m);
@@ -423,7 +427,7 @@ export class ReplicatedRouter {
 
   /** Reads every member's CAS and TTL, the authority first, and aligns the expiries (see alignExpiry). */
   private async checkExpiry(key: Buffer): Promise<void> {
-    const members = this.trustedFirst(this.ring.replicaSet(key));
+    const members = this.trustedFirst(key, this.ring.replicaSet(key));
     await this.alignExpiry(key, members, await Promise.all(members.map((m) => m.casOf(key))));
   }
 
@@ -723,7 +727,7 @@ export class ReplicatedRouter {
    * writeAll and naturalAway).
    */
   private undecidable(key: Buffer, members: MemcachedNode[]): boolean {
-    for (const m of members) if (!this.resync.isResyncing(m) && this.ring.isNatural(key, m)) return false;
+    for (const m of members) if (!this.resync.isResyncing(m) && this.ring.holds(key, m)) return false;
     return true;
   }
 
@@ -752,7 +756,7 @@ export class ReplicatedRouter {
       const go = await handover;
       const failed = members[i];
       if (!go) return { reply: NO_MEMBER, authority: failed, rest: [] };
-      members = this.trustedFirst(this.ring.replicaSet(key));
+      members = this.trustedFirst(key, this.ring.replicaSet(key));
       if (members.length === 0) return { reply: NO_MEMBER, authority: failed, rest: [] };
       // The same member decides again: it may have decided already (a reply that came back
       // too late to use), and asking twice could answer a lock's holder that it is taken.

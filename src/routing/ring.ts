@@ -103,6 +103,10 @@ export class ReplicaRing {
   private readonly unspread: { n: number } | null = null;
   /** The most distinct zones a key's copies can span: min(R, zones). */
   private readonly spread: number;
+  /** The ring before a reload that moved keys, while some backends here are settling (see holds). */
+  private previous: ReplicaRing | null = null;
+  /** Kept backends whose refresh after that reload has not completed yet. */
+  private readonly settling = new Set<string>();
   /** Each backend's role as the sidecars agreed it (src/trust/); without an agent, up is trusted. */
   private roleOf: (node: MemcachedNode) => Role = (node) => (node.isUp() ? 'trusted' : 'out');
 
@@ -149,7 +153,8 @@ export class ReplicaRing {
    * `replicas` trusted if it were, so it takes the key's writes while its refill
    * brings it the rest. A backend out is skipped, so the next one on the ring
    * stands in and R copies keep existing while it is away. See place() in
-   * src/trust/protocol.ts, which this follows over nodes.
+   * src/trust/protocol.ts, which this follows over nodes. After a reload that moved keys,
+   * until every backend settled, the key's former holders follow (addFormerHolders).
    */
   replicaSet(key: Buffer): MemcachedNode[] {
     const set: MemcachedNode[] = [];
@@ -161,7 +166,27 @@ export class ReplicaRing {
       set.push(order[i]);
       if (role === 'trusted') trusted++;
     }
+    if (this.previous !== null) this.addFormerHolders(key, set);
     return set;
+  }
+
+  /**
+   * While settling: the backends that held the key under the ring before the reload stay
+   * members after the others (they take its writes and deletes, and answer for it) until
+   * every backend has settled, so a key whose natural members all changed keeps a holder.
+   */
+  private addFormerHolders(key: Buffer, set: MemcachedNode[]): void {
+    for (const address of this.formerHolders(key)) {
+      const node = this.byAddress.get(address);
+      if (node !== undefined && !set.includes(node) && this.roleOf(node) !== 'out') set.push(node);
+    }
+  }
+
+  /** The key's natural members under the ring before the reload that held it, by address; none when not settling. */
+  private formerHolders(key: Buffer): string[] {
+    const before = this.previous;
+    if (before === null) return [];
+    return before.ringOrder(key).slice(0, before.replicas).filter((n) => before.holds(key, n)).map((n) => n.address);
   }
 
   /**
@@ -220,6 +245,41 @@ export class ReplicaRing {
   isNatural(key: Buffer, node: MemcachedNode): boolean {
     const at = this.ringOrder(key).indexOf(node);
     return at >= 0 && at < this.replicas;
+  }
+
+  /**
+   * After a reload that moved keys: each of `kept` (by address) may now be a natural member
+   * of keys it never held (another weight, another zone), until its refresh from the keys'
+   * holders completes (settled). Until then it holds only the keys it held under `previous`,
+   * and those former holders stay members of their keys (replicaSet).
+   */
+  settleFrom(previous: ReplicaRing, kept: Iterable<string>): void {
+    for (const address of kept) if (this.byAddress.has(address)) this.settling.add(address);
+    this.previous = this.settling.size > 0 ? previous : null;
+  }
+
+  /** The backend's refresh completed: it holds every key it is a natural member of. True when that ends the settling. */
+  settled(address: string): boolean {
+    if (!this.settling.delete(address) || this.settling.size > 0) return false;
+    this.previous = null;
+    return true;
+  }
+
+  /** Some backend is settling (see settleFrom): placement is not yet the same as holding. */
+  get isSettling(): boolean {
+    return this.previous !== null;
+  }
+
+  /**
+   * The node saw every write and delete of the key: a natural member that is not settling, or,
+   * while settling, one that held the key under the ring before (which may be settling too).
+   * Only such a member's miss says the key is gone.
+   */
+  holds(key: Buffer, node: MemcachedNode): boolean {
+    if (this.previous === null) return this.isNatural(key, node);
+    if (this.isNatural(key, node) && !this.settling.has(node.address)) return true;
+    const before = this.previous.byAddress.get(node.address);
+    return before !== undefined && this.previous.holds(key, before);
   }
 
   /**

@@ -12,6 +12,7 @@ import { readSessions, writeSessions } from '../helpers/php';
 import { startProxy, waitForStats, type ProxyProcess } from '../helpers/proxy';
 import { LOADED_MACHINE_ARGS } from '../helpers/timing';
 import { RawClient } from '../replication/support';
+import { heldOn } from '../helpers/held';
 import { configYaml, metricSum, scrape, startConfigured, type ConfiguredRun } from '../ops/support';
 
 const ZONES = ['a', 'b', 'c', 'a', 'b', 'c'];
@@ -30,14 +31,8 @@ async function setAll(port: number, value: string): Promise<void> {
   c.close();
 }
 
-/** Which of KEYS one memcached holds, read from it directly (pipelined). */
-async function held(mc: MemcachedProcess): Promise<Set<string>> {
-  const c = await RawClient.connect(mc.port);
-  c.send(KEYS.map((k) => `get ${k}\r\n`).join(''));
-  const text = (await c.read((b) => (b.toString('latin1').split('END\r\n').length - 1 >= KEYS.length ? b.length : null))).toString('latin1');
-  c.close();
-  return new Set([...text.matchAll(/^VALUE (\S+) /gm)].map((m) => m[1]));
-}
+/** Which of KEYS one memcached holds, read from it directly. */
+const held = (mc: MemcachedProcess): Promise<Set<string>> => heldOn(mc.port, KEYS);
 
 /** For each key, the zones of the memcached holding it. */
 async function zonesHolding(mcs: MemcachedProcess[]): Promise<Map<string, string[]>> {

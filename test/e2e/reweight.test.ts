@@ -1,0 +1,80 @@
+// A reload that changes a backend's weight, against six real memcached, two replicas.
+// ketama's shares are relative, so another weight moves keys between every backend: some
+// keys get natural members that never held them, and some keep none of their former ones.
+// While the refreshes run, a key's former holders stay members and answer for it
+// (ReplicaRing.holds): no read of a stored key may answer a miss, which a PHP session
+// handler would take for an empty session and write back over the real one. Once every
+// backend settled, each key sits on its new natural members and nowhere else.
+
+import { afterAll, expect, test } from 'vitest';
+import type { MemcachedNode } from '../../src/routing/node';
+import { ReplicaRing } from '../../src/routing/ring';
+import { startMemcached, type MemcachedProcess } from '../helpers/memcached';
+import { waitForStats } from '../helpers/proxy';
+import { RawClient } from '../replication/support';
+import { heldOn } from '../helpers/held';
+import { startConfigured, type ConfiguredRun } from '../ops/support';
+
+const KEYS = Array.from({ length: 2000 }, (_, i) => `weighed:${i}`);
+const WEIGHTS = [5, 1, 1, 1, 1, 1];
+
+let run: ConfiguredRun | null = null;
+let mcs: MemcachedProcess[] = [];
+afterAll(async () => {
+  await run?.stop();
+  await Promise.all(mcs.map((m) => m.stop()));
+});
+
+/** The key's natural members as every sidecar computes them with these weights (src/routing/ring.ts). */
+function naturalOf(addresses: string[], weights: number[], key: string): string[] {
+  const members = addresses.map((address, i) => ({ node: { address, isUp: () => true } as unknown as MemcachedNode, weight: weights[i] }));
+  return new ReplicaRing(members, 2).naturalSet(Buffer.from(key, 'latin1')).map((n) => n.address);
+}
+
+/** Which of KEYS one memcached holds, read from it directly. */
+const held = (mc: MemcachedProcess): Promise<Set<string>> => heldOn(mc.port, KEYS);
+
+/** Every key read once through the proxy, pipelined: the keys answered with a miss. */
+async function missed(port: number): Promise<string[]> {
+  const c = await RawClient.connect(port);
+  const reply = await c.text(KEYS.map((k) => `get ${k}\r\n`).join(''), KEYS.length);
+  c.close();
+  const answers = reply.split(/(?<=END\r\n)/);
+  return KEYS.filter((_, i) => answers[i] === 'END\r\n');
+}
+
+test('a reweight: no stored key reads as a miss while keys move, and each ends on its new natural members only', async () => {
+  mcs = await Promise.all(WEIGHTS.map(() => startMemcached()));
+  const addresses = mcs.map((m) => m.address);
+  run = await startConfigured(addresses.map((address) => ({ address })), 2, 0);
+  const { port } = run.proxy;
+  const c = await RawClient.connect(port);
+  expect(await c.text(KEYS.map((k) => `set ${k} 0 0 1\r\nv\r\n`).join(''), KEYS.length)).toBe('STORED\r\n'.repeat(KEYS.length));
+  c.close();
+  const before = KEYS.filter((k) => naturalOf(addresses, WEIGHTS.map(() => 1), k).join() !== naturalOf(addresses, WEIGHTS, k).join());
+  const allNew = KEYS.filter((k) => !naturalOf(addresses, WEIGHTS, k).some((a) => naturalOf(addresses, WEIGHTS.map(() => 1), k).includes(a)));
+  expect(before.length).toBeGreaterThan(0); // the reload moves keys
+  expect(allNew.length).toBeGreaterThan(0); // and some keep none of their former members
+
+  run.dir.write(`backends:\n${addresses.map((a, i) => `  - { address: "${a}", weight: ${WEIGHTS[i]} }`).join('\n')}\nreplicas: 2\n`);
+  run.proxy.child.kill('SIGHUP');
+  await waitForStats(port, () => run!.proxy.output().includes('config reloaded'), 10_000);
+
+  // Reads from the reload on, until every key sits on its new natural members and nowhere else.
+  const misplaced = async (): Promise<string[]> => {
+    const sets = await Promise.all(mcs.map(held));
+    return KEYS.flatMap((key) => {
+      const holders = addresses.filter((_, i) => sets[i].has(key)).sort().join(' ');
+      const natural = naturalOf(addresses, WEIGHTS, key).sort().join(' ');
+      return holders === natural ? [] : [`${key}: held by ${holders} / natural ${natural}`];
+    });
+  };
+  const misses = new Set<string>();
+  let left = KEYS;
+  for (const until = Date.now() + 60_000; left.length > 0 && Date.now() < until; left = await misplaced()) {
+    for (const key of await missed(port)) misses.add(key);
+  }
+  expect([...misses]).toEqual([]);
+  expect(left).toEqual([]);
+  expect(await missed(port)).toEqual([]);
+}, 90_000);
