@@ -180,7 +180,7 @@ async function serve(config: Config, logger: Logger, local: LocalMemcached | nul
  * whoever waits for this line may signal at once, and a signal that came before its
  * handler would kill the process with the default action.
  */
-function announce(config: Config, logger: Logger, proxy: RunningProxy, local: LocalMemcached | null): void {
+function announce(config: Config, logger: Logger, proxy: RunningProxy, local: LocalMemcached | null, banner = true): void {
   const listen = `${config.listen.host}:${proxy.port}`;
   logger.info(
     {
@@ -191,6 +191,7 @@ function announce(config: Config, logger: Logger, proxy: RunningProxy, local: Lo
     },
     'replicached listening',
   );
+  if (!banner) return;
   const metricsAt = proxy.metricsPort === null ? '' : `metrics on http://${config.metricsListen!.host}:${proxy.metricsPort}/metrics\n`;
   process.stderr.write(`replicached listening on ${listen}\n${metricsAt}${localHint(local)}${phpIniHint(listen, config)}\n`);
 }
@@ -207,7 +208,8 @@ async function runWorker(): Promise<void> {
   link.follow(proxy, logger);
   // A SIGHUP sent to a worker alone is ignored: the primary reloads the whole tree.
   process.on('SIGHUP', () => logger.warn('SIGHUP to a worker ignored: send it to the primary, which reloads every worker'));
-  announce(config, logger, proxy, null);
+  // The primary prints the banner for the tree; each worker only logs that it listens.
+  announce(config, logger, proxy, null, false);
 }
 
 async function main(): Promise<void> {

@@ -4,6 +4,7 @@
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startCluster, type Cluster } from '../helpers/cluster';
+import { pollUntil } from '../helpers/wait';
 
 const CLIENTS = 40;
 
@@ -27,7 +28,7 @@ describe('--workers 2', () => {
   let cluster: Cluster;
 
   beforeAll(async () => {
-    cluster = await startCluster({ backends: 2, metrics: true, args: ['--workers', '2'] });
+    cluster = await startCluster({ backends: 2, metrics: true, logLevel: 'info', args: ['--workers', '2'] });
   });
   afterAll(() => cluster?.stop());
 
@@ -40,9 +41,11 @@ describe('--workers 2', () => {
     expect(text).toContain(`replicached_requests_total{command="set",result="stored"} ${CLIENTS}`);
     expect(text).toContain(`replicached_requests_total{command="get",result="hit"} ${CLIENTS}`);
 
-    const workerPids = (proxy.output().match(/replicached listening on [\d.:]+\n/g) ?? []).length;
-    expect(workerPids).toBe(2); // each worker announces itself; the primary says "(2 workers)"
-    expect(proxy.output()).toContain('(2 workers)');
+    // Each worker logs that it listens; only the primary prints the banner, with "(2 workers)".
+    const workerPids = () => new Set([...proxy.output().matchAll(/"pid":(\d+)[^\n]*"msg":"replicached listening"/g)].map((m) => m[1]));
+    await pollUntil(() => workerPids().size === 2, 10_000, 20, 'two workers logged that they listen');
+    expect(proxy.output().match(/replicached listening on [\d.:]+ \(2 workers\)\n/g)).toHaveLength(1);
+    expect(proxy.output()).not.toMatch(/replicached listening on [\d.:]+\n/);
     expect(await proxy.stop()).toBe(0);
   });
 });
