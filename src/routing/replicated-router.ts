@@ -350,10 +350,10 @@ export class ReplicatedRouter {
   private trustedFirst(key: Buffer, members: MemcachedNode[]): MemcachedNode[] {
     const settling = this.ring.isSettling;
     if (!settling && !members.some((m) => this.resync.isResyncing(m))) return members;
-    // After a reload, a member that never held the key (settling: see ReplicaRing.holds) decides
-    // and answers after the ones that did: it would grant a lock another holds, or say NOT_FOUND.
-    const rank = (m: MemcachedNode): number =>
-      this.resync.isResyncing(m) ? 2 : settling && this.ring.isNatural(key, m) && !this.ring.holds(key, m) ? 1 : 0;
+    // After a reload, a member that never held the key (a newcomer, a stand-in; see
+    // ReplicaRing.holds) decides and answers after those that did: it would grant a lock
+    // another holds, or say NOT_FOUND.
+    const rank = (m: MemcachedNode): number => (this.resync.isResyncing(m) ? 2 : settling && !this.ring.holds(key, m) ? 1 : 0);
     return [...members].sort((a, b) => rank(a) - rank(b));
   }
 

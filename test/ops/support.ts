@@ -17,11 +17,13 @@ export interface BackendEntry {
   address: string;
   local?: boolean;
   zone?: string;
+  weight?: number;
 }
 
 /** A replicached.yaml for these backends (extra: more top-level YAML lines). */
 export function configYaml(backends: BackendEntry[], replicas: number, extra = ''): string {
-  const list = backends.map((b) => `  - { address: "${b.address}", local: ${b.local === true}${b.zone === undefined ? '' : `, zone: ${b.zone}`} }`).join('\n');
+  const field = (name: string, value: string | number | undefined): string => (value === undefined ? '' : `, ${name}: ${value}`);
+  const list = backends.map((b) => `  - { address: "${b.address}", local: ${b.local === true}${field('zone', b.zone)}${field('weight', b.weight)} }`).join('\n');
   return `backends:\n${list}\nreplicas: ${replicas}\n${extra}`;
 }
 

@@ -201,11 +201,11 @@ export function valuesOn(ports: number[], key: string): Promise<Array<string | n
   return Promise.all(ports.map(async (p) => (await itemOn(p, key))?.value ?? null));
 }
 
-/** Ring order of `key` over `addresses` (every replicached computes the same): authority first. */
-export function ringOrder(addresses: string[], key: string): string[] {
+/** Ring order of `key` over `addresses` (every replicached computes the same): authority first. Weights: 1 each unless given. */
+export function ringOrder(addresses: string[], key: string, weights?: number[]): string[] {
   const nodes = addresses.map((address) => ({ address, isUp: () => true }) as unknown as MemcachedNode);
   const ring = new ReplicaRing(
-    nodes.map((node) => ({ node, weight: 1 })),
+    nodes.map((node, i) => ({ node, weight: weights?.[i] ?? 1 })),
     addresses.length,
   );
   return ring.ringOrder(Buffer.from(key, 'latin1')).map((n) => n.address);

@@ -97,4 +97,20 @@ describe('the router over a settling ring', () => {
     expect(await new ReplicatedRouter(ring).store(lock)).toEqual({ status: 'not_stored' });
     expect(nodes.find((n) => n.address === newcomer)!.calls.filter((c) => c.startsWith('add'))).toHaveLength(0);
   });
+
+  test('nor by a stand-in for a newcomer that is out (an addition and a reweight in one reload)', async () => {
+    const { ring, nodes } = ringOf([5, 1, 1, 1, 1, 1]);
+    ring.settleFrom(before, ADDRESSES);
+    // A key none of whose natural members held it; its first is out, so a stand-in joins the set.
+    const key = KEYS.find((key) => !names(ring.naturalSet(k(key))).some((a) => names(before.naturalSet(k(key))).includes(a)))!;
+    const [out] = ring.naturalSet(k(key));
+    ring.useRoles((node) => (node === out ? 'out' : 'trusted'));
+    const former = names(before.naturalSet(k(key)));
+    const standIns = ring.replicaSet(k(key)).filter((n) => !former.includes(n.address) && !ring.isNatural(k(key), n));
+    expect(standIns.length).toBeGreaterThan(0);
+    nodes.find((n) => n.address === former[0])!.put(key, 'held');
+    const lock = { mode: 'add', key: k(key), flags: 0, exptime: 0, value: k('mine'), cas: 0n } as const;
+    expect(await new ReplicatedRouter(ring).store(lock)).toEqual({ status: 'not_stored' });
+    for (const n of nodes.filter((n) => !former.includes(n.address))) expect(n.calls.filter((c) => c.startsWith('add')), n.address).toHaveLength(0);
+  });
 });

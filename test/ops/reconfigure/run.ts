@@ -10,13 +10,14 @@
 //            answers STORED (a session lock handed out twice), an `add` of an
 //            absent key is never refused and a `delete` of a present key never
 //            answers NOT_FOUND (a deleted key back, a live one lost).
-//   events   at seeded moments: add a backend, remove one, replicas up or
-//            down, a no-op SIGHUP, a config edit picked up by the file watcher
-//            alone or together with a SIGHUP, and a SIGKILL of a backend with
-//            its restart a moment later. One copy is lost at a time: a kill, a
-//            removal or an addition (which takes a key's place from one of its
-//            members) waits until every backend is up and nothing is being
-//            resynced; the other events may land during a kill or a resync.
+//   events   at seeded moments: add a backend, remove one, give one another
+//            weight, replicas up or down, a no-op SIGHUP, a config edit picked
+//            up by the file watcher alone or together with a SIGHUP, and a
+//            SIGKILL of a backend with its restart a moment later. One copy is
+//            lost at a time: a kill, a removal, a reweight or an addition (which
+//            takes a key's place from one of its members) waits until every
+//            backend is up and nothing is being resynced; the other events may
+//            land during a kill or a resync.
 //            (Two additions in a row can leave a key whose members are all being
 //            resynced: replicated-router.ts then lets an empty one decide.)
 //   at the end, once the proxy runs the last config and every resync and fill
@@ -82,6 +83,9 @@ export async function runReconfigure(o: ReconfOptions): Promise<ReconfReport> {
   const pool: MemcachedProcess[] = await Promise.all(Array.from({ length: POOL }, () => startMemcached()));
   let listed = pool.slice(0, MIN_LISTED);
   let replicas = INITIAL_REPLICAS;
+  /** Each backend's ring weight; 1 unless a reweight event changed it. */
+  const weights = new Map<string, number>();
+  const weightOf = (m: MemcachedProcess): number => weights.get(m.address) ?? 1;
   let run: ConfiguredRun | null = null;
   try {
     run = await startConfigured(listed.map((m) => ({ address: m.address })), replicas, 0);
@@ -98,7 +102,7 @@ export async function runReconfigure(o: ReconfOptions): Promise<ReconfReport> {
     };
     /** Writes the config; the watcher reloads it, and with `signal` a SIGHUP does at once too. */
     const writeConfig = (signal: boolean): void => {
-      dir.write(configYaml(listed.map((m) => ({ address: m.address })), replicas));
+      dir.write(configYaml(listed.map((m) => ({ address: m.address, weight: weightOf(m) })), replicas));
       if (signal) proxy.child.kill('SIGHUP');
     };
     /** Every listed backend up and no resync or fill running, in the config the proxy runs now. */
@@ -133,13 +137,13 @@ export async function runReconfigure(o: ReconfOptions): Promise<ReconfReport> {
       for (let e = 0; e < o.events; e++) {
         await sleep(100 + rng() * 700);
         const spare = pool.filter((m) => !listed.includes(m));
-        const kinds: string[] = ['noop', 'kill', 'replicas'];
+        const kinds: string[] = ['noop', 'kill', 'replicas', 'reweight'];
         if (spare.length > 0) kinds.push('add', 'add');
         if (listed.length > MIN_LISTED && listed.length > replicas) kinds.push('remove', 'remove');
         const kind = pick(rng, kinds);
         // How a config change reaches the proxy: the file watcher alone, or an edit plus SIGHUP together.
         const signal = rng() < 0.6;
-        if (kind === 'kill' || kind === 'remove' || kind === 'add') {
+        if (kind === 'kill' || kind === 'remove' || kind === 'add' || kind === 'reweight') {
           // One copy lost at a time: the previous kill's resync (or a removal's fills) must be over.
           await faulting;
           await settled();
@@ -161,6 +165,14 @@ export async function runReconfigure(o: ReconfOptions): Promise<ReconfReport> {
             count(`replicas ${replicas}${signal ? ' +SIGHUP' : ''}`);
             writeConfig(signal);
             break;
+          case 'reweight': {
+            // ketama's shares are relative: every backend's keys move, some to members that never held them.
+            const changed = pick(rng, listed);
+            weights.set(changed.address, pick(rng, [1, 2, 3, 5].filter((w) => w !== weightOf(changed))));
+            count(`reweight ${weightOf(changed)}${signal ? ' +SIGHUP' : ''}`, changed.address);
+            writeConfig(signal);
+            break;
+          }
           case 'add': {
             const added = pick(rng, spare);
             // At a random place in the list: the ring does not depend on the order, the stats lines do.
@@ -256,7 +268,7 @@ export async function runReconfigure(o: ReconfOptions): Promise<ReconfReport> {
     }
     const on = (address: string, key: string): HeldItem | null => held.find((h) => h.m.address === address)!.items.get(key)!;
     for (const [key, model] of models) {
-      const members = ringOrder(addresses, key).slice(0, replicas);
+      const members = ringOrder(addresses, key, listed.map(weightOf)).slice(0, replicas);
       const others = addresses.filter((a) => !members.includes(a));
       const show = (a: string): string => `${a}=${JSON.stringify(on(a, key))}`;
       if (model.state === 'present') {
