@@ -431,13 +431,10 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
       if (moved) {
         const ringBefore = ring;
         ring = buildRing();
-        // A removal, other weights or zones, more replicas: a kept backend can become a natural member
-        // of keys it never held. So can an addition when weights differ (ketama shares are relative).
-        const fill =
-          changes.removed.length > 0 ||
-          changes.reweighted.length > 0 ||
-          next.replicas > replicasBefore ||
-          (changes.added.length > 0 && new Set(next.backends.map((b) => b.weight)).size > 1);
+        // A removal, an addition, other weights or zones, more replicas: a kept backend can become a
+        // natural member of keys it never held. ketama's shares are relative, and hashring rounds
+        // each backend's point count: adding a seventh of equal weight moves 2% of keys between the six.
+        const fill = changes.removed.length > 0 || changes.added.length > 0 || changes.reweighted.length > 0 || next.replicas > replicasBefore;
         // Until each kept backend's refresh completes, only its former keys are known held (ReplicaRing.holds).
         if (fill) ring.settleFrom(ringBefore, next.backends.filter((b) => before.backends.some((o) => o.address === b.address)).map((b) => b.address));
         router.replaceRing(ring);
@@ -450,8 +447,8 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
         resyncer = buildResyncer();
         // Keys a backend lacks, or holds stale copies of from an earlier placement, are refreshed from
         // each key's holder in the background (a refresh also sheds); meanwhile the holders answer and
-        // decide for them. Otherwise copies a reload left outside their keys' replica sets (fewer
-        // replicas, a key's place taken by an added backend) are dropped by a shed.
+        // decide for them. Otherwise (fewer replicas) the copies a reload left outside their keys'
+        // replica sets are dropped by a shed.
         for (const b of backends) void resyncer.resync(b, fill ? 'membership' : 'shed');
         void previousResyncer.close();
       }

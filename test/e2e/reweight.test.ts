@@ -1,6 +1,8 @@
-// A reload that changes a backend's weight, against six real memcached, two replicas.
-// ketama's shares are relative, so another weight moves keys between every backend: some
-// keys get natural members that never held them, and some keep none of their former ones.
+// Reloads that move keys between the backends kept, against real memcached, two replicas:
+// a backend's weight changed (ketama's shares are relative, so every backend's keys move:
+// some get natural members that never held them, and some keep none of their former
+// ones), and a seventh backend added (hashring rounds each backend's point count, so a
+// few keys move between the six as well as to the new one).
 // While the refreshes run, a key's former holders stay members and answer for it
 // (ReplicaRing.holds): no read of a stored key may answer a miss, which a PHP session
 // handler would take for an empty session and write back over the real one. Once every
@@ -16,7 +18,6 @@ import { heldOn } from '../helpers/held';
 import { startConfigured, type ConfiguredRun } from '../ops/support';
 
 const KEYS = Array.from({ length: 2000 }, (_, i) => `weighed:${i}`);
-const WEIGHTS = [5, 1, 1, 1, 1, 1];
 
 let run: ConfiguredRun | null = null;
 let mcs: MemcachedProcess[] = [];
@@ -43,20 +44,25 @@ async function missed(port: number): Promise<string[]> {
   return KEYS.filter((_, i) => answers[i] === 'END\r\n');
 }
 
-test('a reweight: no stored key reads as a miss while keys move, and each ends on its new natural members only', async () => {
-  mcs = await Promise.all(WEIGHTS.map(() => startMemcached()));
-  const addresses = mcs.map((m) => m.address);
-  run = await startConfigured(addresses.map((address) => ({ address })), 2, 0);
+const CASES = [
+  { name: 'a reweight', from: [1, 1, 1, 1, 1, 1], to: [5, 1, 1, 1, 1, 1] },
+  { name: 'a seventh backend added', from: [1, 1, 1, 1, 1, 1], to: [1, 1, 1, 1, 1, 1, 1] },
+];
+
+test.each(CASES)('$name: no stored key reads as a miss while keys move, and each ends on its new natural members only', async ({ from, to }) => {
+  mcs = await Promise.all(to.map(() => startMemcached()));
+  const all = mcs.map((m) => m.address);
+  const before = all.slice(0, from.length);
+  run = await startConfigured(before.map((address) => ({ address })), 2, 0);
   const { port } = run.proxy;
   const c = await RawClient.connect(port);
   expect(await c.text(KEYS.map((k) => `set ${k} 0 0 1\r\nv\r\n`).join(''), KEYS.length)).toBe('STORED\r\n'.repeat(KEYS.length));
   c.close();
-  const before = KEYS.filter((k) => naturalOf(addresses, WEIGHTS.map(() => 1), k).join() !== naturalOf(addresses, WEIGHTS, k).join());
-  const allNew = KEYS.filter((k) => !naturalOf(addresses, WEIGHTS, k).some((a) => naturalOf(addresses, WEIGHTS.map(() => 1), k).includes(a)));
-  expect(before.length).toBeGreaterThan(0); // the reload moves keys
-  expect(allNew.length).toBeGreaterThan(0); // and some keep none of their former members
+  // Keys the reload gives a kept backend that was not among their natural members.
+  const gained = KEYS.filter((k) => naturalOf(all, to, k).some((a) => before.includes(a) && !naturalOf(before, from, k).includes(a)));
+  expect(gained.length).toBeGreaterThan(0);
 
-  run.dir.write(`backends:\n${addresses.map((a, i) => `  - { address: "${a}", weight: ${WEIGHTS[i]} }`).join('\n')}\nreplicas: 2\n`);
+  run.dir.write(`backends:\n${all.map((a, i) => `  - { address: "${a}", weight: ${to[i]} }`).join('\n')}\nreplicas: 2\n`);
   run.proxy.child.kill('SIGHUP');
   await waitForStats(port, () => run!.proxy.output().includes('config reloaded'), 10_000);
 
@@ -64,8 +70,8 @@ test('a reweight: no stored key reads as a miss while keys move, and each ends o
   const misplaced = async (): Promise<string[]> => {
     const sets = await Promise.all(mcs.map(held));
     return KEYS.flatMap((key) => {
-      const holders = addresses.filter((_, i) => sets[i].has(key)).sort().join(' ');
-      const natural = naturalOf(addresses, WEIGHTS, key).sort().join(' ');
+      const holders = all.filter((_, i) => sets[i].has(key)).sort().join(' ');
+      const natural = naturalOf(all, to, key).sort().join(' ');
       return holders === natural ? [] : [`${key}: held by ${holders} / natural ${natural}`];
     });
   };
@@ -77,4 +83,8 @@ test('a reweight: no stored key reads as a miss while keys move, and each ends o
   expect([...misses]).toEqual([]);
   expect(left).toEqual([]);
   expect(await missed(port)).toEqual([]);
+  await run.stop();
+  run = null;
+  await Promise.all(mcs.map((m) => m.stop()));
+  mcs = [];
 }, 90_000);
