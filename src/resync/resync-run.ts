@@ -35,12 +35,17 @@
 //          reconcile reads the target first: miss ──> add as above; same value and
 //          flags ──> skip; different, with a CAS under the mark ──> `ms` guarded by
 //          that CAS (EX: a newer write landed, leave it) ──> re-read as above;
-//          CAS over the mark (written since the run began) ──> skip
+//          CAS over the mark (written since the run began) ──> skip; no source and no
+//          trusted natural member's miss: every other natural member is in refill and
+//          misses it, and the target's CAS is over one's refill key on the target
+//          (RunContext.refillingSince: that one took the write and every delete since)
+//          ──> delete the target's copy, guarded by its CAS
 //          refresh reads the target first too (CAS over the mark ──> skip), then
 //          the authority only (the target is the authority ──> skip): hit ──> as
 //          reconcile; miss ──> delete the target's copy, guarded by its CAS
 //   shed   refresh and shed: the target's keys under the mark whose replica set
-//          it is not in ──> `md <key> C<cas>` (a write since changed the CAS: left)
+//          it is not in ──> `md <key> C<cas>` (a write since changed the CAS: left);
+//          none once the target has left trusted (away, it is in no key's set)
 //   hold   only when some keys could not be listed and context.holdMs > 0 (SASL
 //          backends: the binary protocol has no metadump, so nothing is listed):
 //          the target stays distrusted that long, the longest lifetime clients give
@@ -118,6 +123,11 @@ export interface RunContext {
    * stood in (TrustAgent.standInSince); null: none of its items is a source. Absent: all are.
    */
   standInSince?(standIn: MemcachedNode, naturals: readonly MemcachedNode[]): Promise<bigint | null>;
+  /**
+   * The target's items with a CAS over this were written while `natural`, in refill, took every
+   * write of its natural keys too (TrustAgent.refillingSince); null: none is known so.
+   */
+  refillingSince?(natural: MemcachedNode, target: MemcachedNode): Promise<bigint | null>;
   /** How long the target stays distrusted after a run that could not list every key (see hold); 0: not at all. */
   holdMs: number;
 }
@@ -427,7 +437,45 @@ export class ResyncRun {
       if (mine !== null && sameItem(mine, read.item)) return 'skipped';
       return this.store(key, member, read.item, exptime, mine);
     }
-    return failed ? 'failed' : 'skipped';
+    if (failed) return 'failed';
+    return mine === null ? 'skipped' : ((await this.deletedWhileRefilling(key, set, natural, mine)) ?? 'skipped');
+  }
+
+  /**
+   * Reconcile, no source and no trusted natural member's miss: when every other natural member is
+   * in refill and misses the key, and one of them took every write of it since the target's item
+   * was written (its refill key on the target is under the item's CAS), the key was deleted since
+   * (or expired) while no trusted natural member held it: the target's copy goes. One that is out
+   * may hold a copy of its own, and nothing is decided. null: nothing tells.
+   */
+  private async deletedWhileRefilling(
+    key: Buffer,
+    set: readonly MemcachedNode[],
+    natural: readonly MemcachedNode[],
+    mine: StoredItem,
+  ): Promise<KeyOutcome | null> {
+    const refillingSince = this.context.refillingSince;
+    if (refillingSince === undefined) return null;
+    const others = natural.filter((m) => m.address !== this.target.address);
+    if (others.length === 0 || !others.every((m) => this.isMember(set, m) && this.context.isResyncing(m))) return null;
+    let witness: { member: MemcachedNode; since: bigint } | null = null;
+    for (const member of others) {
+      const since = await refillingSince(member, this.target);
+      if (since !== null && mine.cas > since) {
+        witness = { member, since };
+        break;
+      }
+    }
+    if (witness === null) return null;
+    for (const member of others) {
+      const read = await member.get(key);
+      if (read.status === 'failed') return 'failed';
+      if (read.status !== 'miss') return null;
+    }
+    // Still in that refill once they answered: one leaving it may have failed a write.
+    if (this.stopReason !== null || (await refillingSince(witness.member, this.target)) !== witness.since) return null;
+    const gone = await this.target.delete(key, mine.cas);
+    return gone.status === 'deleted' ? 'pruned' : gone.status === 'failed' ? 'failed' : 'skipped';
   }
 
   /** A stand-in's item written in the current outage of the key's natural members (see RunContext.standInSince). */
@@ -558,6 +606,9 @@ export class ResyncRun {
     if (!this.isMember(set, this.target) && !this.isMember(natural, this.target)) {
       // Neither a member nor a stand-in: nothing reads this copy, and a later reload could make it a stale member's.
       // A natural member's own copy stays: out of the placement it is only away, and comes back to it.
+      // So does every copy of a target that left trusted during the run: away, it is in no key's set,
+      // yet the copy it took as a stand-in may be the only one of the key's latest write.
+      if (this.context.isResyncing(this.target)) return 'skipped';
       return (await this.target.delete(key, cas)).status === 'deleted' ? 'pruned' : 'skipped';
     }
     return this.mode === 'refresh' ? this.refreshOne(key, set) : 'skipped';

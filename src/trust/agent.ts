@@ -16,6 +16,7 @@
 //   fill      a backend in refill is reconciled by the live sidecar with the lowest id
 //             that reaches it; when its run completes it proposes the backend trusted
 
+import { createHash } from 'node:crypto';
 import type { Clock } from '../resync/rate-limiter';
 import type { MemcachedNode, Failed, NodeFlush, NodeStore } from '../routing/node';
 import type { FollowUps, ResyncHooks } from '../routing/replicated-router';
@@ -39,6 +40,7 @@ import {
   ROSTER_KEY,
   ROSTER_TTL_S,
   recordKey,
+  refillKey,
   standInKey,
   standInTrusted,
   standInValue,
@@ -81,6 +83,9 @@ export interface AgentOptions {
 function timedOut(f: Failed): boolean {
   return f.reason.startsWith('timeout');
 }
+
+/** Keys whose ring order, with the replica count, stands for a placement (see placementDigest). */
+const PLACEMENT_PROBES = 256;
 
 /** How long a survey that found some incarnation keys waits before it reads the missing ones again. */
 const SURVEY_AGAIN_ROUNDS = 4;
@@ -138,6 +143,8 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   private readonly loops: Promise<void>[] = [];
   private readonly looping = new Set<string>();
   private replicas: number;
+  /** placementDigest(), until a reload. */
+  private digest: string | null = null;
 
   constructor(private readonly opts: AgentOptions) {
     this.clock = opts.clock;
@@ -186,6 +193,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
    */
   reconfigure(boards: readonly MemcachedNode[], replicas: number): void {
     this.replicas = replicas;
+    this.digest = null;
     this.byAddress.clear();
     for (const b of boards) this.byAddress.set(b.address, b);
     for (const a of [...this.fills.keys()]) if (!this.byAddress.has(a)) this.fills.get(a)?.abort();
@@ -476,6 +484,60 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     return since;
   }
 
+  /**
+   * Y's refill applied here because every live record acknowledged it: from now on each write of a
+   * key of which Y is a natural member goes to Y too, and every request sent under an older view has
+   * ended (one that timed out on a backend put that backend out, in the same records). The refill
+   * key goes on every backend trusted here, with nothing pending (an add: the first stays): its CAS
+   * is under every such write the backend takes from then on; its value names the placement it
+   * holds for, and the backend's trusted epoch (see refillingSince).
+   */
+  private markRefill(address: string, epoch: number): void {
+    const key = refillKey(address, epoch);
+    const digest = this.placementDigest();
+    for (const node of this.byAddress.values()) {
+      if (node.address === address || !this.state.isTrusted(node.address)) continue;
+      const value = Buffer.from(`${this.state.id} ${digest} ${this.state.stageOf(node.address).epoch}`);
+      void node.store({ mode: 'add', key, value, flags: 0, exptime: LONGEST_RELATIVE_EXPIRY_S, cas: 0n });
+    }
+  }
+
+  /**
+   * The CAS on `on` (a backend away, being reconciled) over which its items were written while
+   * `natural` was in its current refill, which took every write of its natural keys from then on:
+   * for such a key, an item of `on` with a higher CAS that `natural` misses was deleted since
+   * (resync-run.ts, copyFromMembers). Only if `on` was trusted when the key was written and left
+   * trusted once since, in the outage it is coming back from: a write that lands late (its request
+   * timed out) put it out before. null: `natural` is not in refill (or is leaving it), or no refill
+   * key of the same placement tells.
+   */
+  async refillingSince(natural: MemcachedNode, on: MemcachedNode): Promise<bigint | null> {
+    const stage = this.state.stageOf(natural.address);
+    const node = this.byAddress.get(on.address);
+    if (stage.role !== 'refill' || this.state.isPending(natural.address) || node === undefined) return null;
+    const r = await node.get(refillKey(natural.address, stage.epoch));
+    if (r.status !== 'hit') return null;
+    const [, digest, trustedEpoch] = r.item.value.toString('latin1').split(' ');
+    if (digest !== this.placementDigest() || trustedEpoch === undefined) return null;
+    if (this.state.stageOf(on.address).role === 'trusted' || this.state.untrustedSince(on.address, this.clock.now()) !== Number(trustedEpoch) + 1) return null;
+    const now = this.state.stageOf(natural.address);
+    return now.epoch === stage.epoch && now.role === 'refill' && !this.state.isPending(natural.address) ? r.item.cas : null;
+  }
+
+  /**
+   * Which keys each backend is a natural member of, in short: a reload that moves any changes it.
+   * Computed on first use after a reload (the ring is replaced before reconfigure() is called).
+   */
+  private placementDigest(): string {
+    if (this.digest !== null) return this.digest;
+    const h = createHash('sha256').update(String(this.replicas));
+    for (let i = 0; i < PLACEMENT_PROBES; i++) {
+      h.update(`|${this.opts.ringOrder(Buffer.from(`replicached-probe-${i}`)).map((n) => n.address).join(' ')}`);
+    }
+    this.digest = h.digest('hex').slice(0, 16);
+    return this.digest;
+  }
+
   /** Publishes the acknowledgements once no request of an older view is active. */
   private tryPublish(): void {
     const u = this.unpublished;
@@ -490,6 +552,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   private apply(): void {
     const changes = this.state.tryApply(this.clock.now());
     for (const c of changes) if (c.to.role === 'out') this.foundRestarted.delete(c.address);
+    for (const c of changes) if (c.to.role === 'refill' && c.byAll === true) this.markRefill(c.address, c.to.epoch);
     for (const c of changes) this.opts.events?.applied?.(c);
     if (changes.length > 0) {
       this.hurry();

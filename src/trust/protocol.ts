@@ -168,6 +168,11 @@ export interface StageChange {
   from: Stage;
   to: Stage;
   reason?: Reason;
+  /**
+   * Applied here because every live record acknowledged it (not merely because a record applied
+   * it): this sidecar has read, with those acknowledgements, every change they were published with.
+   */
+  byAll?: true;
 }
 
 /** One sidecar's side of the protocol. */
@@ -457,11 +462,12 @@ export class TrustState {
       const target = this.seen.get(a) ?? INITIAL_STAGE;
       if (!this.isPending(a) || !atLeast(this.published.get(a), target)) continue;
       const elsewhere = [...this.peers.values()].some((p) => atLeast(p.record.applied[a], target));
-      if (!elsewhere && !live.every((p) => atLeast(p.record.seen[a], target) || atLeast(p.record.applied[a], target))) continue;
+      const byAll = live.every((p) => atLeast(p.record.seen[a], target) || atLeast(p.record.applied[a], target));
+      if (!elsewhere && !byAll) continue;
       const from = this.applied.get(a) ?? INITIAL_STAGE;
       this.noteOutlasted(a, target);
       this.apply(a, target);
-      applied.push({ address: a, from, to: target, ...(this.reasons.has(a) && { reason: this.reasons.get(a) }) });
+      applied.push({ address: a, from, to: target, ...(this.reasons.has(a) && { reason: this.reasons.get(a) }), ...(byAll && { byAll: true as const }) });
     }
     return applied;
   }

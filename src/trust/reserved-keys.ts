@@ -37,6 +37,17 @@ export function standInKey(address: string, epoch: number): Buffer {
   return Buffer.from(`${RESERVED_PREFIX}standin:${address}:${epoch}`);
 }
 
+/**
+ * On every backend trusted when Y's refill at `epoch` applies (an add: the first one stays): its
+ * CAS is under every write the backend took from then on for a key of which Y is a natural
+ * member, and each of those went to Y too while Y stays in that refill; its value,
+ * `<sidecar id> <placement digest> <the backend's trusted epoch>` (see src/trust/agent.ts,
+ * refillingSince, and src/resync/resync-run.ts, copyFromMembers).
+ */
+export function refillKey(address: string, epoch: number): Buffer {
+  return Buffer.from(`${RESERVED_PREFIX}refill:${address}:${epoch}`);
+}
+
 /** A stand-in key's value: who wrote it, and whether the backend it is on was trusted then. */
 export function standInValue(writer: string, trusted: boolean): Buffer {
   return Buffer.from(`${writer} ${trusted ? 'trusted' : 'away'}`);
@@ -74,6 +85,12 @@ export const RESERVED_KEYS: readonly ReservedKey[] = [
     ttlSeconds: LONGEST_RELATIVE_EXPIRY_S,
     writer: 'every sidecar, before it acknowledges that backend out (an add: the first one stays)',
     meaning: 'its CAS: items a stand-in holds with a higher one were written while that backend was out; its value: whether this backend was trusted then',
+  },
+  {
+    name: `${RESERVED_PREFIX}refill:<backend>:<epoch>`,
+    ttlSeconds: LONGEST_RELATIVE_EXPIRY_S,
+    writer: "every sidecar, as that backend's refill applies, on each backend it has trusted (an add: the first one stays)",
+    meaning: 'its CAS: items with a higher one were written while that backend, in refill, took the writes of its natural keys; its value: the writer, a placement digest, the trusted epoch of the backend it is on',
   },
   {
     name: MARK_KEY.toString(),

@@ -97,6 +97,25 @@ describe('agreement', () => {
     expect(b.roleOf(Y)).toBe('out');
   });
 
+  test("applied because a record applied it, before this sidecar read every live acknowledgement, is not byAll (no refill key comes of it)", () => {
+    const [a, b, c] = [sidecar('a'), sidecar('b'), sidecar('c')];
+    const [ra, rb, rc] = [publish(a), publish(b), publish(c)];
+    a.roundDone(X, 0, 0, [rb, rc]);
+    b.roundDone(X, 0, 0, [ra, rc]);
+    c.roundDone(X, 0, 0, [ra, rb]);
+    a.propose(Y, 'out', 'failed');
+    const proposal = publish(a);
+    b.roundDone(X, 10, 10, [proposal]);
+    c.roundDone(X, 10, 10, [proposal]);
+    a.roundDone(X, 20, 20, [publish(b), publish(c)]);
+    expect(a.tryApply(20)).toMatchObject([{ address: Y, byAll: true }]);
+    // b reads a's record, which applied it, and holds c's from before c acknowledged.
+    b.roundDone(X, 30, 30, [publish(a)]);
+    const [change] = b.tryApply(30);
+    expect(change).toMatchObject({ address: Y, to: { role: 'out' } });
+    expect(change.byAll).toBeUndefined();
+  });
+
   test('a newcomer applies nothing before every backend it keeps had a round (it may not know its peers yet)', () => {
     const a = new TrustState('a', ALL, timing);
     a.propose(Y, 'out', 'restarted');

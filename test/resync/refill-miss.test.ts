@@ -1,0 +1,182 @@
+// What a run may delete of the target's copies when nothing trusted answers for them. Real
+// memcached, 3 backends, 2 replicas, the roles set by hand; the key's third backend is the target.
+//
+// A reconcile whose key has no trusted natural member: the misses of its natural members in
+// refill decide only for the target's items written since one of those refills began (that
+// member's refill key's CAS on the target, TrustAgent.refillingSince), because every write of
+// the key from then on went to that member too. Roles: both natural members in refill (the
+// first since before the target's copy was written, the second since after), the target their
+// stand-in, in refill too.
+//
+// A shed (or refresh) drops a copy outside its key's set only while the target is trusted: one
+// that left trusted during the run is in no key's set, and its copy may be the only one.
+
+import { afterEach, describe, expect, test } from 'vitest';
+import { Backend } from '../../src/backends/backend';
+import { REAL_CLOCK } from '../../src/resync/rate-limiter';
+import { ResyncRun, type ResyncResult } from '../../src/resync/resync-run';
+import type { MemcachedNode } from '../../src/routing/node';
+import { ReplicaRing } from '../../src/routing/ring';
+import type { Role } from '../../src/trust/protocol';
+import { refillKey } from '../../src/trust/reserved-keys';
+import { startMemcached, type MemcachedProcess } from '../helpers/memcached';
+import { k } from './support';
+
+let mcs: MemcachedProcess[] = [];
+let backends: Backend[] = [];
+
+afterEach(async () => {
+  await Promise.all(backends.map((b) => b.close()));
+  await Promise.all(mcs.map((m) => m.stop()));
+  mcs = [];
+  backends = [];
+});
+
+interface Setup {
+  ring: ReplicaRing;
+  roles: Map<MemcachedNode, Role>;
+  key: string;
+  /** The key's natural members: `refilling` first, `other` second; `target` is their stand-in. */
+  refilling: Backend;
+  other: Backend;
+  target: Backend;
+}
+
+async function setup(roleOf: (s: Omit<Setup, 'ring' | 'roles'>) => Map<MemcachedNode, Role> = allInRefill): Promise<Setup> {
+  mcs = await Promise.all([0, 1, 2].map(() => startMemcached()));
+  backends = mcs.map((m) => new Backend(m.address, { requestTimeoutMs: 1000 }));
+  const ring = new ReplicaRing(backends.map((node) => ({ node, weight: 1 })), 2);
+  const target = backends[2];
+  let key = '';
+  for (let i = 0; key === ''; i++) if (ring.ringOrder(k(`sess:${i}`))[2] === target) key = `sess:${i}`;
+  const [refilling, other] = ring.ringOrder(k(key)) as Backend[];
+  const roles = roleOf({ key, refilling, other, target });
+  ring.useRoles((node) => roles.get(node)!);
+  return { ring, roles, key, refilling, other, target };
+}
+
+const allInRefill = ({ refilling, other, target }: Omit<Setup, 'ring' | 'roles'>): Map<MemcachedNode, Role> =>
+  new Map<MemcachedNode, Role>([
+    [refilling, 'refill'],
+    [other, 'refill'],
+    [target, 'refill'],
+  ]);
+
+/** The target's reconcile; each natural member in refill since its refill key on the target, if any, was stored. */
+async function reconcile({ ring, roles, target }: Setup): Promise<ResyncResult> {
+  const run = new ResyncRun(
+    target,
+    backends,
+    ring,
+    { keysPerSecond: 1000, maxInFlight: 4, quietMs: 0, listAttempts: 3, clock: REAL_CLOCK },
+    { copied: () => {}, skipped: () => {}, pruned: () => {}, holding: () => {} },
+    {
+      mode: Promise.resolve('reconcile'),
+      isResyncing: () => true, // none of the three is trusted
+      holdMs: 0,
+      refillingSince: async (natural, on) => {
+        if (on.address !== target.address || roles.get(natural) !== 'refill') return null;
+        const r = await target.get(refillKey(natural.address, 3));
+        return r.status === 'hit' ? r.item.cas : null;
+      },
+    },
+  );
+  return run.done;
+}
+
+const store = (b: Backend, key: string | Buffer, value: string) =>
+  b.store({ mode: 'set', key: typeof key === 'string' ? k(key) : key, value: k(value), flags: 0, exptime: 0, cas: 0n });
+
+const valueOn = async (b: Backend, key: string): Promise<string | null> => {
+  const r = await b.get(k(key));
+  return r.status === 'hit' ? r.item.value.toString() : null;
+};
+
+describe('reconcile with no trusted natural member', () => {
+  test("a stand-in's copy written since a natural member's refill began, which that member misses, was deleted: it goes", async () => {
+    const s = await setup();
+    await store(s.target, refillKey(s.refilling.address, 3), 'mark');
+    // The write reached both (the member in refill takes its natural keys' writes), the delete
+    // only the members in refill: the target was away then.
+    await store(s.target, s.key, 'deleted-since');
+    await store(s.target, refillKey(s.other.address, 3), 'mark');
+    const result = await reconcile(s);
+    expect(result).toMatchObject({ outcome: 'done', pruned: 1 });
+    expect(await valueOn(s.target, s.key)).toBeNull();
+  });
+
+  test('a copy written before that refill began stays: the member in refill may lack it', async () => {
+    const s = await setup();
+    await store(s.target, s.key, 'older');
+    await store(s.target, refillKey(s.refilling.address, 3), 'mark');
+    const result = await reconcile(s);
+    expect(result).toMatchObject({ outcome: 'done', pruned: 0 });
+    expect(await valueOn(s.target, s.key)).toBe('older');
+  });
+
+  test('the other natural member out: it may hold a copy of its own, nothing is decided', async () => {
+    const s = await setup(({ refilling, other, target }) => new Map<MemcachedNode, Role>([[refilling, 'refill'], [other, 'out'], [target, 'refill']]));
+    await store(s.target, refillKey(s.refilling.address, 3), 'mark');
+    await store(s.target, s.key, 'maybe deleted');
+    const result = await reconcile(s);
+    expect(result).toMatchObject({ outcome: 'done', pruned: 0 });
+    expect(await valueOn(s.target, s.key)).toBe('maybe deleted');
+  });
+
+  test('no refill key on the target: nothing tells, the copy stays', async () => {
+    const s = await setup();
+    await store(s.target, s.key, 'unknown');
+    const result = await reconcile(s);
+    expect(result).toMatchObject({ outcome: 'done', pruned: 0 });
+    expect(await valueOn(s.target, s.key)).toBe('unknown');
+  });
+
+  test('the member in refill holds the key: the copy stays', async () => {
+    const s = await setup();
+    await store(s.target, refillKey(s.refilling.address, 3), 'mark');
+    await store(s.target, s.key, 'live');
+    await store(s.refilling, s.key, 'live');
+    const result = await reconcile(s);
+    expect(result).toMatchObject({ outcome: 'done', pruned: 0 });
+    expect(await valueOn(s.target, s.key)).toBe('live');
+  });
+});
+
+describe('shed', () => {
+  /** The natural members trusted, so the target is in the key's set no more (its copy a stand-in's). */
+  const naturalsTrusted =
+    (targetRole: Role) =>
+    ({ refilling, other, target }: Omit<Setup, 'ring' | 'roles'>) =>
+      new Map<MemcachedNode, Role>([
+        [refilling, 'trusted'],
+        [other, 'trusted'],
+        [target, targetRole],
+      ]);
+
+  async function shed({ ring, target }: Setup, targetTrusted: boolean): Promise<ResyncResult> {
+    const run = new ResyncRun(
+      target,
+      backends,
+      ring,
+      { keysPerSecond: 1000, maxInFlight: 4, quietMs: 0, listAttempts: 3, clock: REAL_CLOCK },
+      { copied: () => {}, skipped: () => {}, pruned: () => {}, holding: () => {} },
+      { mode: Promise.resolve('shed'), isResyncing: (node) => node.address === target.address && !targetTrusted, holdMs: 0 },
+    );
+    return run.done;
+  }
+
+  test("a trusted target's copy outside its key's set goes", async () => {
+    const s = await setup(naturalsTrusted('trusted'));
+    await store(s.target, s.key, 'stand-in copy');
+    expect(await shed(s, true)).toMatchObject({ outcome: 'done', pruned: 1 });
+    expect(await valueOn(s.target, s.key)).toBeNull();
+  });
+
+  test('a target no longer trusted keeps it: away, it is in no set, and the copy may be the only one', async () => {
+    // It went out while the shed ran (a failure): out, it stands in for nothing.
+    const s = await setup(naturalsTrusted('out'));
+    await store(s.target, s.key, 'only copy');
+    expect(await shed(s, false)).toMatchObject({ outcome: 'done', pruned: 0 });
+    expect(await valueOn(s.target, s.key)).toBe('only copy');
+  });
+});
