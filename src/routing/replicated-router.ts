@@ -375,12 +375,18 @@ export class ReplicatedRouter {
     // backend out of the ring only shifts later ones in), so it saw every write.
     let authoritativeMiss = false;
     for (let i = 0; i < members.length; i++) {
+      // Its role as the read is sent: a reply answers for the view it was asked under (the agent
+      // acknowledges a change only once no request of the older view is active). Read after the
+      // reply, a trusted member's miss that came back as it was going out would count for nothing,
+      // and a stand-in's copy of the deleted key would be served.
+      const resyncing = this.resync.isResyncing(members[i]);
+      const gone = this.provesGone(key, members[i]);
       const reply = await members[i].get(key);
       this.countRead(members[i]);
       if (reply.status === 'hit') {
         // A member being resynced may hold what was deleted while it was away: its hit is
         // no answer (with none better, the read is unavailable).
-        if (this.resync.isResyncing(members[i])) {
+        if (resyncing) {
           failed = true;
           continue;
         }
@@ -394,11 +400,11 @@ export class ReplicatedRouter {
         failed = true;
         continue;
       }
-      if (!this.resync.isResyncing(members[i])) authoritativeMiss = true;
+      if (!resyncing) authoritativeMiss = true;
       // The key is proved gone: no later hit is served. A stand-in's or a resyncing member's
       // may be a copy a delete never reached, and a natural member's a delete through another
       // sidecar still on its way there.
-      if (this.provesGone(key, members[i])) break;
+      if (gone) break;
     }
     // A miss only when every member asked said so, one of them with authority; otherwise we cannot know.
     if (!failed && authoritativeMiss) return MISS;
@@ -410,12 +416,14 @@ export class ReplicatedRouter {
     if ((await this.handedOver(key, later)) === false) return UNAVAILABLE;
     const members = this.trustedFirst(key, this.ring.readOrder(key));
     if (members.length === 0 || this.undecidable(key, members)) return UNAVAILABLE;
+    // As in readInTurn: each member's miss counts for the view the request was sent under.
+    const provesGone = members.map((m) => this.provesGone(key, m));
     const replies: NodeGet[] = await Promise.all(members.map((m) => m.get(key, touch)));
     for (const m of members) this.countRead(m);
     // As in writeAll: acknowledged once no other sidecar reads first a member that failed it.
     if (!(await this.landed(key, replies, later))) return UNAVAILABLE;
     // As in readInTurn: no hit stands against a miss that proves the key gone, and none is copied.
-    const gone = members.some((m, i) => replies[i].status === 'miss' && this.provesGone(key, m));
+    const gone = members.some((_, i) => replies[i].status === 'miss' && provesGone[i]);
     const hitAt = gone ? -1 : replies.findIndex((r) => r.status === 'hit');
     if (hitAt < 0) return replies.some((r) => r.status === 'failed') ? UNAVAILABLE : MISS;
     if (hitAt > 0) this.events.failover('gat');

@@ -292,6 +292,25 @@ describe('ReplicatedRouter reads', () => {
     expect(s.counts).toMatchObject({ failover: 0 });
   });
 
+  test("a natural member's miss counts for the role it had when the read was sent: a stand-in's copy of the deleted key is not served", async () => {
+    // Natural members a (out) and b (trusted), c stands in and still holds a copy the delete
+    // never reached. b goes out while its miss is on its way back.
+    const { nodes, ring } = setup(3, 2);
+    const key = 'deleted-while-away';
+    const [a, b, c] = ring.ringOrder(k(key)) as FakeNode[];
+    const roles = new Map<FakeNode, 'trusted' | 'refill' | 'out'>(nodes.map((n) => [n, n === a ? 'out' : 'trusted']));
+    ring.useRoles((n) => roles.get(n as FakeNode)!);
+    c.put(key, 'logged-out session');
+    const router = new ReplicatedRouter(ring, undefined, { ...NO_RESYNC, isResyncing: (n) => roles.get(n as FakeNode) !== 'trusted' });
+    const release = b.hold();
+    const read = router.get(k(key));
+    await new Promise((r) => setImmediate(r));
+    roles.set(b, 'refill');
+    release();
+    expect(await read).toEqual({ status: 'miss' });
+    expect(c.calls).toEqual([]);
+  });
+
   test('a miss only when every member missed', async () => {
     expect(await s.router.get(k('absent'))).toEqual({ status: 'miss' });
   });
