@@ -95,7 +95,7 @@ export class Resyncer {
     private readonly ring: ReplicaRing,
     private readonly backends: readonly Backend[],
     /** Whether the trust protocol trusts the node, and which stand-in copies are sources (the agent's answers). */
-    private readonly trust: Pick<RunContext, 'isResyncing' | 'standInSince'>,
+    private readonly trust: Pick<RunContext, 'isResyncing' | 'standInSince' | 'refillSince'>,
     private readonly events: ResyncEvents = SILENT_RESYNC_EVENTS,
     options: Partial<ResyncOptions> = {},
   ) {
@@ -151,6 +151,7 @@ export class Resyncer {
         mode: Promise.resolve(mode),
         isResyncing: (node) => this.trust.isResyncing(node),
         ...(this.trust.standInSince !== undefined && { standInSince: this.trust.standInSince }),
+        ...(this.trust.refillSince !== undefined && { refillSince: this.trust.refillSince }),
         // Only a fill keeps its backend untrusted: holding the others would change nothing.
         holdMs: kind === 'fill' ? this.opts.unlistedHoldMs : 0,
       },
