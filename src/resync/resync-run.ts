@@ -35,9 +35,13 @@
 //          reconcile reads the target first: miss ──> add as above; same value and
 //          flags ──> skip; different, with a CAS under the mark ──> `ms` guarded by
 //          that CAS (EX: a newer write landed, leave it) ──> re-read as above;
-//          CAS over the mark (written since the run began) ──> skip; no source and no
-//          trusted natural member's miss: every other natural member is in refill and
-//          misses it, and the target's CAS is over one's refill key on the target
+//          CAS over the mark (written since the run began) ──> skip
+//          no trusted member holds it (every holder away at once) ──> a member in refill
+//          that listed it over its incarnation key (or whose listing was not whole), with
+//          the item over RunContext.refillSince: it took it in its refill and stayed in
+//          the key's placement, so the item is the latest ──> copied as above; no source
+//          and no trusted natural member's miss: every other natural member is in refill
+//          and misses it, and the target's CAS is over one's refill key on the target
 //          (RunContext.refillingSince: that one took the write and every delete since)
 //          ──> delete the target's copy, guarded by its CAS
 //          refresh reads the target first too (CAS over the mark ──> skip), then
@@ -89,7 +93,7 @@ import type { MemcachedNode, StoredItem } from '../routing/node';
 import { exptimeForCopy, sameExpiry } from '../routing/replicated-router';
 import type { ReplicaRing } from '../routing/ring';
 import { RateLimiter, type Clock } from './rate-limiter';
-import { MARK_KEY, isReserved } from '../trust/reserved-keys';
+import { INCARNATION_KEY, MARK_KEY, isReserved } from '../trust/reserved-keys';
 import type { DumpLine } from '../protocol/backend/meta';
 
 /**
@@ -128,6 +132,13 @@ export interface RunContext {
    * write of its natural keys too (TrustAgent.refillingSince); null: none is known so.
    */
   refillingSince?(natural: MemcachedNode, target: MemcachedNode): Promise<bigint | null>;
+  /**
+   * A member in refill is a source only with an item whose CAS is over this (TrustAgent.refillSince):
+   * taken in its refill while it stayed in the key's placement, so the key's latest. `ahead`: the
+   * backends before it in the key's order. null: none of its items. Absent: members in refill are
+   * no sources.
+   */
+  refillSince?(member: MemcachedNode, ahead: readonly MemcachedNode[], replicas: number): Promise<bigint | null>;
   /** How long the target stays distrusted after a run that could not list every key (see hold); 0: not at all. */
   holdMs: number;
 }
@@ -188,6 +199,11 @@ export class ResyncRun {
   private readonly inFlight = new Map<string, Promise<void>>();
   /** Keys the copy phase took: not queued again by the second listing, and left out of the prune phase. */
   private readonly seen = new Set<string>();
+  /**
+   * Listers in refill, by address: the CAS of each item they listed, and of their incarnation key
+   * (see copyFromMembers); whole: the listing ran to its end and had the incarnation key.
+   */
+  private readonly listedInRefill = new Map<string, { whole: boolean; cases: Map<string, bigint> }>();
   /** Keys deleted while the listing runs; null once it is over. */
   private deletedWhileListing: Set<string> | null = new Set();
   private stopReason: { outcome: 'flushed' | 'aborted'; reason: string } | null = null;
@@ -340,7 +356,14 @@ export class ResyncRun {
         if (lister.isUp()) this.markUnlisted(lister);
         continue;
       }
-      const listed = await this.dump(lister, (line) => this.consider(lister, line.key));
+      // A lister in refill: the CASes of its items and of its incarnation key (see copyFromMembers).
+      const cases = this.context.refillSince !== undefined && this.context.isResyncing(lister) ? new Map<string, bigint>() : null;
+      if (cases !== null) this.listedInRefill.set(lister.address, { whole: false, cases });
+      const listed = await this.dump(lister, (line) => {
+        if (cases !== null && (line.key.equals(INCARNATION_KEY) || !isReserved(line.key))) cases.set(line.key.toString('latin1'), line.cas);
+        this.consider(lister, line.key);
+      });
+      if (cases !== null && listed && cases.has(INCARNATION_KEY.toString('latin1'))) this.listedInRefill.set(lister.address, { whole: true, cases });
       if (this.stopReason !== null) return;
       if (!listed && lister.isUp()) this.markUnlisted(lister);
     }
@@ -417,7 +440,7 @@ export class ResyncRun {
     let failed = false;
     const natural = this.ring.naturalSet(key);
     for (const member of set) {
-      // Only a trusted member is a source: one being refilled itself may be the stale one.
+      // Only a trusted member is a source here: one being refilled itself may be the stale one.
       if (member.address === this.target.address || this.context.isResyncing(member)) continue;
       const read = await member.get(key);
       failed ||= read.status === 'failed';
@@ -436,6 +459,32 @@ export class ResyncRun {
       if (exptime === null) return this.expiring(key, read.item, mine);
       if (mine !== null && sameItem(mine, read.item)) return 'skipped';
       return this.store(key, member, read.item, exptime, mine);
+    }
+    // No trusted member holds it, or none is known to hold it since the natural members left
+    // (every holder away at once): a member in refill is a source for an item it took in its
+    // refill while it stayed in the key's placement, which is the latest (RunContext.refillSince).
+    // Its miss proves nothing. Not asked when its whole listing says it holds no such item: the
+    // key unlisted, or listed under its incarnation key (the item predates its refill).
+    if (this.context.refillSince !== undefined) {
+      const order = this.ring.ringOrder(key);
+      const name = key.toString('latin1');
+      for (const member of set) {
+        if (member.address === this.target.address || !this.context.isResyncing(member)) continue;
+        const listed = this.listedInRefill.get(member.address);
+        if (listed?.whole === true) {
+          const cas = listed.cases.get(name);
+          if (cas === undefined || cas <= listed.cases.get(INCARNATION_KEY.toString('latin1'))!) continue;
+        }
+        const since = await this.context.refillSince(member, order.slice(0, order.indexOf(member)), this.ring.replicas);
+        if (since === null) continue;
+        const read = await member.get(key);
+        failed ||= read.status === 'failed';
+        if (read.status !== 'hit' || read.item.cas <= since) continue;
+        const exptime = exptimeForCopy(read.item.ttl);
+        if (exptime === null || this.stopReason !== null) return 'skipped';
+        if (mine !== null && sameItem(mine, read.item)) return 'skipped';
+        return this.store(key, member, read.item, exptime, mine);
+      }
     }
     if (failed) return 'failed';
     return mine === null ? 'skipped' : ((await this.deletedWhileRefilling(key, set, natural, mine)) ?? 'skipped');

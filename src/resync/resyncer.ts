@@ -101,7 +101,7 @@ export class Resyncer {
     private readonly ring: ReplicaRing,
     private readonly backends: readonly Backend[],
     /** Whether the trust protocol trusts the node, and which stand-in copies are sources (the agent's answers). */
-    private readonly trust: Pick<RunContext, 'isResyncing' | 'standInSince' | 'refillingSince'>,
+    private readonly trust: Pick<RunContext, 'isResyncing' | 'standInSince' | 'refillingSince' | 'refillSince'>,
     private readonly events: ResyncEvents = SILENT_RESYNC_EVENTS,
     options: Partial<ResyncOptions> = {},
   ) {
@@ -158,6 +158,7 @@ export class Resyncer {
         isResyncing: (node) => this.trust.isResyncing(node),
         ...(this.trust.standInSince !== undefined && { standInSince: this.trust.standInSince }),
         ...(this.trust.refillingSince !== undefined && { refillingSince: this.trust.refillingSince }),
+        ...(this.trust.refillSince !== undefined && { refillSince: this.trust.refillSince }),
         // A fill's hold keeps its backend untrusted; a refresh's keeps it from holding the keys a
         // reload gave it (ReplicaRing.holds) until every item it could not list has expired.
         holdMs: kind === 'shed' ? 0 : this.opts.unlistedHoldMs,

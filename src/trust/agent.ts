@@ -13,6 +13,9 @@
 //   ops       the router's nodes are wrapped: no op is sent while the view is stale or to
 //             a backend going out, a reply that comes back stale is a failure, and every
 //             failure proposes its backend out
+//   refill    proposed for a backend out that every live sidecar reaches, once its
+//             incarnation key is added (gone: it restarted) or has ` r<epoch>` appended:
+//             either way a new CAS, under every write it takes in that refill (refillSince)
 //   fill      a backend in refill is reconciled by the live sidecar with the lowest id
 //             that reaches it; when its run completes it proposes the backend trusted
 
@@ -93,6 +96,9 @@ const SURVEY_AGAIN_ROUNDS = 4;
 const STALE: Failed = { status: 'failed', reason: 'trust view stale' };
 const GOING_OUT: Failed = { status: 'failed', reason: 'backend going out' };
 
+/** Remembered mark CASes (refillMark, casOn) at most; then forgotten all at once. */
+const MARKS_SEEN_MAX = 4096;
+
 /** A request's standing: the generation of the view it was admitted under. */
 interface Ticket {
   generation: number;
@@ -130,6 +136,10 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   private readonly foundRestarted = new Set<string>();
   /** Backends whose incarnation key this sidecar wrote anew for their refill: they came back empty. */
   private readonly bornEmpty = new Set<string>();
+  /** Per backend: whether its last round found its incarnation key (see markRefill). */
+  private readonly incarnationFound = new Map<string, boolean>();
+  /** CASes of incarnation and stand-in keys read on backends in refill, by backend, stage and key (refillMark, casOn). */
+  private readonly marksSeen = new Map<string, bigint>();
   /** Stand-in keys being written: acknowledgements wait for them (see markStandIns). */
   private readonly marking = new Set<Promise<unknown>>();
   /**
@@ -461,6 +471,80 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   }
 
   /**
+   * The CAS over which an item of a backend in refill is its key's latest write. `ahead`: the
+   * backends before it in the key's order. In this refill it took every write of the key while
+   * it was in the key's placement (a write it failed takes it out of the stage), which it is
+   * while fewer than R backends ahead of it are trusted: always, for a natural member. So its
+   * item is the latest if written over its incarnation key's CAS (see markRefill), and, for a
+   * stand-in, after all but R-1-t of the backends ahead that are away now (t: those ahead
+   * trusted now) left trusted: only those and the trusted ones can have been trusted since the
+   * item, so it never left the placement. A backend left trusted at the CAS, on it, of the
+   * stand-in key of its outage (written before anyone routes by that); a missing key counts as
+   * a departure since. null: not in refill, going out, no mark, or not in the placement now.
+   */
+  async refillSince(member: MemcachedNode, ahead: readonly MemcachedNode[], replicas: number): Promise<bigint | null> {
+    const node = this.byAddress.get(member.address);
+    const stage = this.state.stageOf(member.address);
+    const inStage = () => {
+      const now = this.state.stageOf(member.address);
+      return now.role === 'refill' && now.epoch === stage.epoch && this.state.seenRoleOf(member.address) === 'refill';
+    };
+    if (node === undefined || !inStage()) return null;
+    const trusted = (a: string) => this.state.roleOf(a) === 'trusted' || this.state.seenRoleOf(a) === 'trusted';
+    const left = replicas - ahead.filter((b) => trusted(b.address)).length;
+    if (left <= 0) return null;
+    const away = ahead.filter((b) => !trusted(b.address));
+    const now = this.clock.now();
+    const [mark, ...departures] = await Promise.all([
+      this.refillMark(node, stage.epoch),
+      ...(away.length < left ? [] : away.map((b) => this.casOn(node, stage.epoch, standInKey(b.address, this.state.untrustedSince(b.address, now))))),
+    ]);
+    if (mark === null || !inStage()) return null;
+    if (departures.length === 0) return mark;
+    // Missing (or not read): unknown, so as late as any.
+    const cas = departures.sort((x, y) => (x === null ? -1 : y === null ? 1 : x > y ? -1 : x < y ? 1 : 0));
+    const threshold = cas[left - 1];
+    if (threshold === null) return null;
+    return threshold > mark ? threshold : mark;
+  }
+
+  /**
+   * The CAS of Y's incarnation key, if its value says it was written for Y's refill at `epoch`
+   * (see markRefill): added at the out epoch just before, or with ` r<epoch>` appended. Else (a
+   * proposal's write that did not land, a fill mark since) null: no mark for this refill.
+   */
+  private async refillMark(node: MemcachedNode, epoch: number): Promise<bigint | null> {
+    const id = `${node.address} ${epoch} ${INCARNATION_KEY.toString('latin1')}`;
+    const known = this.marksSeen.get(id);
+    if (known !== undefined) return known;
+    const r = await node.get(INCARNATION_KEY);
+    if (r.status !== 'hit') return null;
+    const words = r.item.value.toString('latin1').split(' ');
+    if (Number(words[0]) !== epoch - 1 && !words.includes(`r${epoch}`)) return null;
+    this.remember(id, r.item.cas);
+    return r.item.cas;
+  }
+
+  private remember(id: string, cas: bigint): void {
+    if (this.marksSeen.size >= MARKS_SEEN_MAX) this.marksSeen.clear();
+    this.marksSeen.set(id, cas);
+  }
+
+  /**
+   * The CAS of a stand-in key on a backend in refill at `epoch`; null when missing or not read.
+   * Found ones are remembered for the stage: the first add stays, and a restart ends the stage.
+   */
+  private async casOn(node: MemcachedNode, epoch: number, key: Buffer): Promise<bigint | null> {
+    const id = `${node.address} ${epoch} ${key.toString('latin1')}`;
+    const known = this.marksSeen.get(id);
+    if (known !== undefined) return known;
+    const r = await node.get(key);
+    if (r.status !== 'hit') return null;
+    this.remember(id, r.item.cas);
+    return r.item.cas;
+  }
+
+  /**
    * The CAS under which a stand-in's items predate the current outage of the key's natural
    * members that are not trusted: the lowest of their stand-in keys on it that say it was
    * trusted then (it took their writes from that moment). An item with a lower CAS is a copy
@@ -492,7 +576,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
    * is under every such write the backend takes from then on; its value names the placement it
    * holds for, and the backend's trusted epoch (see refillingSince).
    */
-  private markRefill(address: string, epoch: number): void {
+  private writeRefillKeys(address: string, epoch: number): void {
     const key = refillKey(address, epoch);
     const digest = this.placementDigest();
     for (const node of this.byAddress.values()) {
@@ -552,7 +636,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   private apply(): void {
     const changes = this.state.tryApply(this.clock.now());
     for (const c of changes) if (c.to.role === 'out') this.foundRestarted.delete(c.address);
-    for (const c of changes) if (c.to.role === 'refill' && c.byAll === true) this.markRefill(c.address, c.to.epoch);
+    for (const c of changes) if (c.to.role === 'refill' && c.byAll === true) this.writeRefillKeys(c.address, c.to.epoch);
     for (const c of changes) this.opts.events?.applied?.(c);
     if (changes.length > 0) {
       this.hurry();
@@ -605,6 +689,26 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     return node.store({ mode: 'add', key: INCARNATION_KEY, value, flags: 0, exptime: LONGEST_RELATIVE_EXPIRY_S, cas: 0n });
   }
 
+  /**
+   * Before a refill proposal of Y at `epoch`: the incarnation key is written anew if gone (`born`:
+   * this sidecar wrote it, its value the out epoch before), else given a new CAS by appending
+   * ` r<epoch>` (`kept`). Either way, if its value then says so (see refillMark), its CAS is over
+   * every client write Y took before it went out (every sidecar acknowledged that, so none sends
+   * it any more) and under every write Y takes in the refill. One request: the add when the last
+   * round found the key gone, else the append (the add too if it is gone after all).
+   */
+  private async markRefill(node: MemcachedNode): Promise<'born' | 'kept' | 'failed'> {
+    const epoch = this.state.stageOf(node.address).epoch + 1;
+    const add = async () => {
+      const r = await this.markIncarnation(node);
+      return r.status === 'stored' ? 'born' : r.status === 'not_stored' ? 'kept' : 'failed';
+    };
+    if (this.incarnationFound.get(node.address) === false) return add();
+    const r = await node.store({ mode: 'append', key: INCARNATION_KEY, value: Buffer.from(` r${epoch}`), flags: 0, exptime: 0, cas: 0n });
+    if (r.status === 'stored') return 'kept';
+    return r.status === 'not_stored' ? add() : 'failed';
+  }
+
   /** Rounds on one backend, with the node the address has now, until it leaves the list. */
   private async loop(address: string, firstDone: () => void): Promise<void> {
     this.looping.add(address);
@@ -645,6 +749,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     if (wrote.status !== 'stored') return wrote.status === 'failed' ? wrote : { status: 'failed', reason: `record not stored: ${wrote.status}` };
     if (roster.status === 'failed') return roster;
     if (incarnation.status === 'failed') return incarnation;
+    this.incarnationFound.set(node.address, incarnation.status === 'hit');
     const ids = roster.status === 'hit' ? roster.item.value.toString('latin1').split(' ').filter((s) => s.length > 0) : [];
     if (!ids.includes(id)) {
       const entry = Buffer.from(` ${id}`);
@@ -677,10 +782,11 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     this.apply();
     const role = this.state.roleOf(a);
     if (role === 'out' && !this.state.isPending(a) && this.state.allReach(a, this.reach.has(a) && node.isUp(), now)) {
-      // The incarnation key first: a restart from here on is seen by every sidecar.
-      void this.markIncarnation(node).then((r) => {
-        if (r.status === 'stored') this.bornEmpty.add(a);
-        if (r.status === 'stored' || r.status === 'not_stored') this.propose(a, 'refill', 'reachable');
+      // The incarnation key first: a restart from here on is seen by every sidecar, and its CAS
+      // marks where the refill's writes begin (see markRefill).
+      void this.markRefill(node).then((r) => {
+        if (r === 'born') this.bornEmpty.add(a);
+        if (r !== 'failed') this.propose(a, 'refill', 'reachable');
       });
     }
     if (role === 'refill' && !this.state.isPending(a)) {

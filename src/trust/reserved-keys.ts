@@ -77,8 +77,8 @@ export const RESERVED_KEYS: readonly ReservedKey[] = [
   {
     name: INCARNATION_KEY.toString(),
     ttlSeconds: LONGEST_RELATIVE_EXPIRY_S,
-    writer: 'the filler before its reconcile run, or the first sidecar of a new cluster; every round renews it',
-    meaning: 'present: this memcached process holds replicated data; gone: it restarted empty',
+    writer: 'the sidecar that proposes the backend\'s refill (an add when gone, else an append of ` r<epoch>`), or the first sidecar of a new cluster; every round renews it',
+    meaning: 'present: this memcached process holds replicated data; gone: it restarted empty. Its CAS, when its value names the refill, is under every write the backend takes in that refill',
   },
   {
     name: `${RESERVED_PREFIX}standin:<backend>:<epoch>`,

@@ -241,6 +241,39 @@ describe('trust by agreement between two sidecars', () => {
     expect(next.status === 'ok' ? next.value : null, `after ${acknowledged.join(', ')} acknowledged`).toBeGreaterThan(highest);
   });
 
+  test('every backend away at once: a natural member in refill holds the latest write, the one trusted with it restarted, an older copy is not kept', async () => {
+    const mcs = await memcacheds();
+    const a = await sidecar('a', mcs);
+    await pollUntil(allTrusted([a]), 10_000, 20);
+    // The key's natural members: A (decides) and B; C stands in.
+    const [key] = keysOn(a, 0, 'all-away.', 1, true);
+    const index = (m: { address: string }) => mcs.findIndex((x) => x.address === m.address);
+    const [A, B] = a.ring.ringOrder(k(key)).slice(0, 2).map(index);
+    const C = [0, 1, 2].find((i) => i !== A && i !== B)!;
+    const role = (i: number) => a.agent.roleOf(a.backends[i]);
+    expect((await a.conn.store(set(key, 'v1'))).status).toBe('stored');
+    // B hangs: C stands in and takes v2 with A.
+    await mcs[B].pause();
+    await pollUntil(() => role(B) === 'out', 10_000, 20);
+    expect((await a.conn.store(set(key, 'v2'))).status).toBe('stored');
+    // C hangs too; B comes back and stays in refill while C is away, taking the key's writes with A.
+    await mcs[C].pause();
+    await pollUntil(() => role(C) === 'out', 10_000, 20);
+    mcs[B].resume();
+    await pollUntil(() => role(B) === 'refill', 10_000, 20);
+    expect((await a.conn.store(set(key, 'v3'))).status).toBe('stored');
+    // A restarts empty: v3 is on B alone. C comes back with v2, and goes first (B was
+    // outlasted by C, C only by A).
+    mcs[A].kill('SIGKILL');
+    await mcs[A].exited();
+    await pollUntil(() => role(A) !== 'trusted', 10_000, 20);
+    await mcs[A].restart();
+    mcs[C].resume();
+    await pollUntil(allTrusted([a]), 30_000, 20);
+    expect(await value(a, key)).toBe('v3');
+    expect(await onMembers(a, mcs, key)).toEqual(['v3', 'v3']);
+  });
+
   test('a key deleted after a restart is gone from the backend that stood in meanwhile', async () => {
     const mcs = await memcacheds();
     const a = await sidecar('a', mcs);
