@@ -149,6 +149,8 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   private readonly filled = new Map<string, { epoch: number; sources: ReadonlyMap<string, number> }>();
   /** Flushes this sidecar sent and whose incarnation key is not yet written again. */
   private readonly flushesPending = new Map<string, number>();
+  /** Flushes this sidecar sent, ever, per backend: a round that overlapped one does not take a miss for a restart. */
+  private readonly flushesSent = new Map<string, number>();
   private running = false;
   private readonly loops: Promise<void>[] = [];
   private readonly looping = new Set<string>();
@@ -366,6 +368,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
    */
   private async flush(node: MemcachedNode, delay: number): Promise<NodeFlush> {
     this.flushesPending.set(node.address, (this.flushesPending.get(node.address) ?? 0) + 1);
+    this.flushesSent.set(node.address, (this.flushesSent.get(node.address) ?? 0) + 1);
     try {
       const r = await node.flush(delay);
       if (r.status === 'ok') {
@@ -739,6 +742,10 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   private async round(node: MemcachedNode, started: number): Promise<Failed | null> {
     const id = this.state.id;
     const record = encodeRecord(this.state.record([...this.reach]));
+    // A flush may empty the backend between this round's read of the incarnation key and its
+    // writing again; the round's miss is then the flush's, however late it is looked at.
+    const flushesBefore = this.flushesSent.get(node.address) ?? 0;
+    const flushingBefore = this.flushesPending.has(node.address);
     // Pipelined on the one connection, which memcached answers in order: the record lands before
     // the roster and the incarnation key are read. Two round trips a round, not four.
     const [wrote, roster, incarnation] = await Promise.all([
@@ -768,7 +775,8 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
       if (rec !== null) records.push(rec);
     }
     this.acknowledged(this.state.roundDone(node.address, started, this.clock.now(), records));
-    if (incarnation.status === 'miss' && this.state.roleOf(node.address) !== 'out' && !this.flushesPending.has(node.address)) {
+    const flushed = flushingBefore || this.flushesPending.has(node.address) || (this.flushesSent.get(node.address) ?? 0) !== flushesBefore;
+    if (incarnation.status === 'miss' && this.state.roleOf(node.address) !== 'out' && !flushed) {
       this.mayHaveRestarted.add(node.address);
       this.propose(node.address, 'out', 'restarted');
     }

@@ -14,6 +14,7 @@ import { startMemcached, type MemcachedProcess } from '../helpers/memcached';
 import { RelayedBackend, startRelay, type Relay } from '../helpers/relay';
 import { pollUntil } from '../helpers/wait';
 import { inProcessSidecar, type InProcessSidecar } from '../resync/support';
+import { INCARNATION_KEY } from '../../src/trust/reserved-keys';
 
 const BACKEND = { requestTimeoutMs: 300, probeIntervalMs: 30, retryMaxMs: 100, upAfterProbes: 1 };
 const k = (s: string): Buffer => Buffer.from(s);
@@ -290,5 +291,68 @@ describe('trust by agreement between two sidecars', () => {
     const direct = new Backend(standIn.address, BACKEND);
     cleanup.push(async () => direct.close());
     await pollUntil(async () => (await direct.get(k(key))).status === 'miss', 10_000, 50, 'the stand-in still holds the deleted key');
+  });
+});
+
+describe("a client's flush_all", () => {
+  // The backend whose trust round reads the incarnation key in the middle of a flush through
+  // this sidecar: after the flush emptied it, before the key is written again, the round's
+  // miss coming back only once the flush has returned. Scripted on the real Backend (a window
+  // too short to hit on purpose), over real memcached.
+  class FlushRacing extends Backend {
+    armed = false;
+    roundRead: () => void = () => {};
+    private flushed: () => void = () => {};
+    private readonly flushApplied = new Promise<void>((r) => (this.flushed = r));
+    flushReturned: Promise<void> = Promise.resolve();
+    override async flush(delay: number) {
+      const r = await super.flush(delay);
+      this.flushed();
+      return r;
+    }
+    override control() {
+      const node = super.control();
+      const get = node.get.bind(node);
+      node.get = async (key, touch) => {
+        if (!this.armed || !key.equals(INCARNATION_KEY)) return get(key, touch);
+        this.armed = false;
+        this.roundRead();
+        await this.flushApplied;
+        const r = await get(key, touch);
+        await this.flushReturned;
+        return r;
+      };
+      return node;
+    }
+  }
+
+  test("a round that read the incarnation key's absence during the flush does not take it for a restart", async () => {
+    const mcs = await memcacheds();
+    const backends = mcs.map((m, i) => (i === 0 ? new FlushRacing(m.address, BACKEND) : new Backend(m.address, BACKEND)));
+    const racing = backends[0] as FlushRacing;
+    const restarted: string[] = [];
+    const s = inProcessSidecar(backends, {}, undefined, { id: 'flush-a', events: { acknowledged: (c) => c.reason === 'restarted' && restarted.push(c.address) } });
+    cleanup.push(async () => {
+      await s.agent.stop();
+      await s.resyncer.close();
+      await Promise.all(backends.map((b) => b.close()));
+    });
+    await s.agent.start();
+    await pollUntil(() => backends.every((b) => s.agent.roleOf(b) === 'trusted'), 10_000, 20, 'every backend trusted');
+    let release!: () => void;
+    racing.flushReturned = new Promise<void>((r) => (release = r));
+    const read = new Promise<void>((r) => (racing.roundRead = r));
+    racing.armed = true;
+    await read;
+    expect((await s.router.flush(0)).status).toBe('ok');
+    release();
+    // The next round on it has begun: the racing one has been looked at.
+    await new Promise<void>((r) => {
+      racing.roundRead = r;
+      racing.armed = true;
+    });
+    racing.armed = false;
+    expect(restarted).toEqual([]);
+    expect(s.agent.isResyncing(racing)).toBe(false);
   });
 });
