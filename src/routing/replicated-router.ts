@@ -528,6 +528,10 @@ export class ReplicatedRouter {
     // Asked again after the hand-over: the members that took it may be going away too, and
     // the one that missed it may then be refilled first, keeping its older copy.
     if (!heldByTrusted()) return UNAVAILABLE;
+    // A delete or touch that no trusted natural member took, while a natural member missed it
+    // (not sent to it, or failed there): as naturalAway before sending, that member's refill
+    // could not tell the change from a value it missed, and would bring the old one back.
+    if ((command === 'delete' || command === 'touch') && this.undecidable(key, members) && this.naturalMissed(key, members, replies)) return UNAVAILABLE;
     // No trusted natural member (a delete or touch reaching natural members in refill and
     // stand-ins): a member that had the key says so, but a not_found proves nothing.
     const absenceUnproved = (command === 'delete' || command === 'touch') && this.undecidable(key, members);
@@ -723,6 +727,14 @@ export class ReplicatedRouter {
    */
   private naturalAway(key: Buffer, members: MemcachedNode[]): boolean {
     return this.undecidable(key, members) && this.ring.naturalSet(key).some((n) => !members.includes(n));
+  }
+
+  /** A natural member of the key did not take this write: it was not among `members`, or failed it. */
+  private naturalMissed(key: Buffer, members: MemcachedNode[], replies: Array<{ status: string }>): boolean {
+    return this.ring.naturalSet(key).some((n) => {
+      const i = members.indexOf(n);
+      return i < 0 || replies[i].status === 'failed';
+    });
   }
 
   /**

@@ -203,6 +203,25 @@ describe('no natural member trusted (one restarted and refilled, the other away 
     const { router } = bothDistrusted();
     expect(await router.store({ ...replace, mode: 'add' })).toEqual({ status: 'unavailable' });
   });
+
+  test('delete: the one trusted natural member fails it and goes out, the other is away: a stand-in alone took it, unavailable', async () => {
+    // The other natural member's refill could not tell the delete from a value it missed.
+    const t = setup();
+    const [n0, n1] = t.setOf('a');
+    const n2 = t.nodes.find((n) => n !== n0 && n !== n1)!;
+    n1.up = false; // out: n2 stands in for it
+    for (const n of [n0, n1, n2]) n.put('a', 'v', 0);
+    n0.failing = true;
+    t.handOverWhen(() => {
+      // Only once it failed the delete; then once: handed over.
+      if (t.resyncing.has(n0) || !n0.calls.some((c) => c.startsWith('delete'))) return undefined;
+      t.resyncing.add(n0); // its failure takes it out, by agreement
+      return Promise.resolve(true);
+    });
+    expect(t.setOf('a')).toEqual([n0, n2]);
+    expect(await t.router.delete(k('a'), 0n)).toEqual({ status: 'unavailable' });
+    expect(n2.value('a')).toBeUndefined(); // it landed there, unacknowledged
+  });
 });
 
 describe('add and cas while the authority resyncs: the other member decides', () => {
