@@ -14,7 +14,7 @@
 import { afterEach, describe, expect, test } from 'vitest';
 import { Backend } from '../../src/backends/backend';
 import { REAL_CLOCK } from '../../src/resync/rate-limiter';
-import { ResyncRun, type ResyncResult } from '../../src/resync/resync-run';
+import { ResyncRun, type ResyncResult, type RunContext } from '../../src/resync/resync-run';
 import type { MemcachedNode } from '../../src/routing/node';
 import { ReplicaRing } from '../../src/routing/ring';
 import type { Role } from '../../src/trust/protocol';
@@ -62,26 +62,24 @@ const allInRefill = ({ refilling, other, target }: Omit<Setup, 'ring' | 'roles'>
     [target, 'refill'],
   ]);
 
+/** A run on `target` in `context`: copies unthrottled, no quiet time. */
+function runOn(target: Backend, ring: ReplicaRing, context: RunContext): Promise<ResyncResult> {
+  const options = { keysPerSecond: 1000, maxInFlight: 4, quietMs: 0, listAttempts: 3, clock: REAL_CLOCK };
+  return new ResyncRun(target, backends, ring, options, { copied: () => {}, skipped: () => {}, pruned: () => {}, holding: () => {} }, context).done;
+}
+
 /** The target's reconcile; each natural member in refill since its refill key on the target, if any, was stored. */
-async function reconcile({ ring, roles, target }: Setup): Promise<ResyncResult> {
-  const run = new ResyncRun(
-    target,
-    backends,
-    ring,
-    { keysPerSecond: 1000, maxInFlight: 4, quietMs: 0, listAttempts: 3, clock: REAL_CLOCK },
-    { copied: () => {}, skipped: () => {}, pruned: () => {}, holding: () => {} },
-    {
-      mode: Promise.resolve('reconcile'),
-      isResyncing: () => true, // none of the three is trusted
-      holdMs: 0,
-      refillingSince: async (natural, on) => {
-        if (on.address !== target.address || roles.get(natural) !== 'refill') return null;
-        const r = await target.get(refillKey(natural.address, 3));
-        return r.status === 'hit' ? r.item.cas : null;
-      },
+function reconcile({ ring, roles, target }: Setup): Promise<ResyncResult> {
+  return runOn(target, ring, {
+    mode: Promise.resolve('reconcile'),
+    isResyncing: () => true, // none of the three is trusted
+    holdMs: 0,
+    refillingSince: async (natural, on) => {
+      if (on.address !== target.address || roles.get(natural) !== 'refill') return null;
+      const r = await target.get(refillKey(natural.address, 3));
+      return r.status === 'hit' ? r.item.cas : null;
     },
-  );
-  return run.done;
+  });
 }
 
 const store = (b: Backend, key: string | Buffer, value: string) =>
@@ -91,6 +89,12 @@ const valueOn = async (b: Backend, key: string): Promise<string | null> => {
   const r = await b.get(k(key));
   return r.status === 'hit' ? r.item.value.toString() : null;
 };
+
+/** The reconcile deletes nothing: the target keeps `value`. */
+async function expectKept(s: Setup, value: string): Promise<void> {
+  expect(await reconcile(s)).toMatchObject({ outcome: 'done', pruned: 0 });
+  expect(await valueOn(s.target, s.key)).toBe(value);
+}
 
 describe('reconcile with no trusted natural member', () => {
   test("a stand-in's copy written since a natural member's refill began, which that member misses, was deleted: it goes", async () => {
@@ -109,26 +113,20 @@ describe('reconcile with no trusted natural member', () => {
     const s = await setup();
     await store(s.target, s.key, 'older');
     await store(s.target, refillKey(s.refilling.address, 3), 'mark');
-    const result = await reconcile(s);
-    expect(result).toMatchObject({ outcome: 'done', pruned: 0 });
-    expect(await valueOn(s.target, s.key)).toBe('older');
+    await expectKept(s, 'older');
   });
 
   test('the other natural member out: it may hold a copy of its own, nothing is decided', async () => {
     const s = await setup(({ refilling, other, target }) => new Map<MemcachedNode, Role>([[refilling, 'refill'], [other, 'out'], [target, 'refill']]));
     await store(s.target, refillKey(s.refilling.address, 3), 'mark');
     await store(s.target, s.key, 'maybe deleted');
-    const result = await reconcile(s);
-    expect(result).toMatchObject({ outcome: 'done', pruned: 0 });
-    expect(await valueOn(s.target, s.key)).toBe('maybe deleted');
+    await expectKept(s, 'maybe deleted');
   });
 
   test('no refill key on the target: nothing tells, the copy stays', async () => {
     const s = await setup();
     await store(s.target, s.key, 'unknown');
-    const result = await reconcile(s);
-    expect(result).toMatchObject({ outcome: 'done', pruned: 0 });
-    expect(await valueOn(s.target, s.key)).toBe('unknown');
+    await expectKept(s, 'unknown');
   });
 
   test('the member in refill holds the key: the copy stays', async () => {
@@ -136,9 +134,7 @@ describe('reconcile with no trusted natural member', () => {
     await store(s.target, refillKey(s.refilling.address, 3), 'mark');
     await store(s.target, s.key, 'live');
     await store(s.refilling, s.key, 'live');
-    const result = await reconcile(s);
-    expect(result).toMatchObject({ outcome: 'done', pruned: 0 });
-    expect(await valueOn(s.target, s.key)).toBe('live');
+    await expectKept(s, 'live');
   });
 });
 
@@ -153,16 +149,8 @@ describe('shed', () => {
         [target, targetRole],
       ]);
 
-  async function shed({ ring, target }: Setup, targetTrusted: boolean): Promise<ResyncResult> {
-    const run = new ResyncRun(
-      target,
-      backends,
-      ring,
-      { keysPerSecond: 1000, maxInFlight: 4, quietMs: 0, listAttempts: 3, clock: REAL_CLOCK },
-      { copied: () => {}, skipped: () => {}, pruned: () => {}, holding: () => {} },
-      { mode: Promise.resolve('shed'), isResyncing: (node) => node.address === target.address && !targetTrusted, holdMs: 0 },
-    );
-    return run.done;
+  function shed({ ring, target }: Setup, targetTrusted: boolean): Promise<ResyncResult> {
+    return runOn(target, ring, { mode: Promise.resolve('shed'), isResyncing: (node) => node.address === target.address && !targetTrusted, holdMs: 0 });
   }
 
   test("a trusted target's copy outside its key's set goes", async () => {
