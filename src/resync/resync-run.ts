@@ -448,9 +448,7 @@ export class ResyncRun {
       // whatever a stand-in still holds, and the target's own copy (under the mark) goes too.
       // Not one that a reload just made natural and that never held the key (ReplicaRing.holds).
       if (read.status === 'miss' && !this.context.isResyncing(member) && this.ring.holds(key, member)) {
-        if (mine === null) return 'skipped';
-        const gone = await this.target.delete(key, mine.cas);
-        return gone.status === 'deleted' ? 'pruned' : gone.status === 'failed' ? 'failed' : 'skipped';
+        return mine === null ? 'skipped' : this.dropMine(key, mine.cas);
       }
       if (read.status !== 'hit') continue;
       if (!natural.includes(member) && !(await this.writtenWhileStandingIn(member, natural, read.item.cas))) continue;
@@ -523,8 +521,7 @@ export class ResyncRun {
     }
     // Still in that refill once they answered: one leaving it may have failed a write.
     if (this.stopReason !== null || (await refillingSince(witness.member, this.target)) !== witness.since) return null;
-    const gone = await this.target.delete(key, mine.cas);
-    return gone.status === 'deleted' ? 'pruned' : gone.status === 'failed' ? 'failed' : 'skipped';
+    return this.dropMine(key, mine.cas);
   }
 
   /** A stand-in's item written in the current outage of the key's natural members (see RunContext.standInSince). */
@@ -585,9 +582,7 @@ export class ResyncRun {
     if (this.stopReason !== null) return 'skipped';
     if (read.status === 'miss') {
       // Deleted (or never written) since this copy was made: it must not come back.
-      if (mine === null) return 'skipped';
-      const gone = await this.target.delete(key, mine.cas);
-      return gone.status === 'deleted' ? 'pruned' : gone.status === 'failed' ? 'failed' : 'skipped';
+      return mine === null ? 'skipped' : this.dropMine(key, mine.cas);
     }
     const exptime = exptimeForCopy(read.item.ttl);
     if (exptime === null) return this.expiring(key, read.item, mine);
@@ -602,8 +597,12 @@ export class ResyncRun {
    * longer life (a `set` delayed on its way) must not outlive the original.
    */
   private async expiring(key: Buffer, source: StoredItem, mine: StoredItem | null): Promise<KeyOutcome> {
-    if (source.ttl !== 0 || mine === null) return 'skipped';
-    const gone = await this.target.delete(key, mine.cas);
+    return source.ttl !== 0 || mine === null ? 'skipped' : this.dropMine(key, mine.cas);
+  }
+
+  /** The target's own copy deleted, guarded by the CAS it was read with (a write since leaves it). */
+  private async dropMine(key: Buffer, cas: bigint): Promise<KeyOutcome> {
+    const gone = await this.target.delete(key, cas);
     return gone.status === 'deleted' ? 'pruned' : gone.status === 'failed' ? 'failed' : 'skipped';
   }
 

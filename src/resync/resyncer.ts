@@ -178,7 +178,7 @@ export class Resyncer {
       // A refresh or a fill that completed copied every key the backend is a natural member of.
       // The last one to settle ends the former holders' membership: their copies are strays now.
       if (result.mode !== 'shed' && isComplete(result) && this.ring.settled(address)) this.shedAll();
-      if (kind !== 'fill' && current) this.retryLater(backend, cause, result);
+      if (kind !== 'fill' && current) this.retryLater(backend, kind, cause, result);
       return result;
     });
   }
@@ -189,14 +189,13 @@ export class Resyncer {
    * stale copies would stay until the next reload. A fill is the trust agent's to retry, and a
    * backend that can never be listed (SASL) is not waited for again.
    */
-  private retryLater(backend: Backend, cause: ResyncCause, result: ResyncResult): void {
+  private retryLater(backend: Backend, kind: 'membership' | 'shed', cause: ResyncCause, result: ResyncResult): void {
     const short =
       result.outcome === 'done' &&
       (result.failed > 0 || result.unlisted.some((a) => this.backends.find((b) => b.address === a)?.canListKeys === true));
     if (!short) return void this.retries.delete(backend);
     const failures = (this.retries.get(backend) ?? 0) + 1;
     this.retries.set(backend, failures);
-    const kind = cause === 'shed' ? 'shed' : 'membership';
     void this.opts.clock.sleep(Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** (failures - 1))).then(() => {
       // A newer run of the kind took over meanwhile: it is the one that counts.
       if (!this.closed && !this.runs[kind].has(backend)) void this.resync(backend, cause);

@@ -528,13 +528,13 @@ export class ReplicatedRouter {
     // Asked again after the hand-over: the members that took it may be going away too, and
     // the one that missed it may then be refilled first, keeping its older copy.
     if (!heldByTrusted()) return UNAVAILABLE;
-    // A delete or touch that no trusted natural member took, while a natural member missed it
-    // (not sent to it, or failed there): as naturalAway before sending, that member's refill
-    // could not tell the change from a value it missed, and would bring the old one back.
-    if ((command === 'delete' || command === 'touch') && this.undecidable(key, members) && this.naturalMissed(key, members, replies)) return UNAVAILABLE;
     // No trusted natural member (a delete or touch reaching natural members in refill and
     // stand-ins): a member that had the key says so, but a not_found proves nothing.
     const absenceUnproved = (command === 'delete' || command === 'touch') && this.undecidable(key, members);
+    // And while a natural member missed it (not sent to it, or failed there): as naturalAway
+    // before sending, that member's refill could not tell the change from a value it missed,
+    // and would bring the old one back.
+    if (absenceUnproved && this.naturalMissed(key, members, replies)) return UNAVAILABLE;
     const decided = absenceUnproved ? answered.find((r) => r.status === 'deleted' || r.status === 'touched') : answered[0];
     const disagree = answered.some((r) => r.status !== answered[0].status);
     if (disagree) this.events.disagreement(command);

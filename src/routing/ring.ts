@@ -186,7 +186,7 @@ export class ReplicaRing {
   private formerHolders(key: Buffer): string[] {
     const before = this.previous;
     if (before === null) return [];
-    return before.ringOrder(key).slice(0, before.replicas).filter((n) => before.holds(key, n)).map((n) => n.address);
+    return before.naturalSet(key).filter((n) => before.holds(key, n)).map((n) => n.address);
   }
 
   /**

@@ -516,16 +516,11 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
    * (see markRefill): added at the out epoch just before, or with ` r<epoch>` appended. Else (a
    * proposal's write that did not land, a fill mark since) null: no mark for this refill.
    */
-  private async refillMark(node: MemcachedNode, epoch: number): Promise<bigint | null> {
-    const id = `${node.address} ${epoch} ${INCARNATION_KEY.toString('latin1')}`;
-    const known = this.marksSeen.get(id);
-    if (known !== undefined) return known;
-    const r = await node.get(INCARNATION_KEY);
-    if (r.status !== 'hit') return null;
-    const words = r.item.value.toString('latin1').split(' ');
-    if (Number(words[0]) !== epoch - 1 && !words.includes(`r${epoch}`)) return null;
-    this.remember(id, r.item.cas);
-    return r.item.cas;
+  private refillMark(node: MemcachedNode, epoch: number): Promise<bigint | null> {
+    return this.casOn(node, epoch, INCARNATION_KEY, (value) => {
+      const words = value.toString('latin1').split(' ');
+      return Number(words[0]) === epoch - 1 || words.includes(`r${epoch}`);
+    });
   }
 
   private remember(id: string, cas: bigint): void {
@@ -534,15 +529,16 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   }
 
   /**
-   * The CAS of a stand-in key on a backend in refill at `epoch`; null when missing or not read.
-   * Found ones are remembered for the stage: the first add stays, and a restart ends the stage.
+   * The CAS of a reserved key (a stand-in key, the incarnation key) on a backend in refill at
+   * `epoch`, if `accepts` its value; null when missing, refused or not read. Found ones are
+   * remembered for the stage: the first add stays, and a restart ends the stage.
    */
-  private async casOn(node: MemcachedNode, epoch: number, key: Buffer): Promise<bigint | null> {
+  private async casOn(node: MemcachedNode, epoch: number, key: Buffer, accepts: (value: Buffer) => boolean = () => true): Promise<bigint | null> {
     const id = `${node.address} ${epoch} ${key.toString('latin1')}`;
     const known = this.marksSeen.get(id);
     if (known !== undefined) return known;
     const r = await node.get(key);
-    if (r.status !== 'hit') return null;
+    if (r.status !== 'hit' || !accepts(r.item.value)) return null;
     this.remember(id, r.item.cas);
     return r.item.cas;
   }
