@@ -14,7 +14,7 @@ import { ReplicaRing } from '../../src/routing/ring';
 import { startMemcached, type MemcachedProcess } from '../helpers/memcached';
 import { waitForStats } from '../helpers/proxy';
 import { RawClient } from '../replication/support';
-import { heldOn } from '../helpers/held';
+import { misplacedKeys } from '../helpers/held';
 import { startConfigured, type ConfiguredRun } from '../ops/support';
 
 const KEYS = Array.from({ length: 2000 }, (_, i) => `weighed:${i}`);
@@ -31,9 +31,6 @@ function naturalOf(addresses: string[], weights: number[], key: string): string[
   const members = addresses.map((address, i) => ({ node: { address, isUp: () => true } as unknown as MemcachedNode, weight: weights[i] }));
   return new ReplicaRing(members, 2).naturalSet(Buffer.from(key, 'latin1')).map((n) => n.address);
 }
-
-/** Which of KEYS one memcached holds, read from it directly. */
-const held = (mc: MemcachedProcess): Promise<Set<string>> => heldOn(mc.port, KEYS);
 
 /** Every key read once through the proxy, pipelined: the keys answered with a miss. */
 async function missed(port: number): Promise<string[]> {
@@ -67,14 +64,7 @@ test.each(CASES)('$name: no stored key reads as a miss while keys move, and each
   await waitForStats(port, () => run!.proxy.output().includes('config reloaded'), 10_000);
 
   // Reads from the reload on, until every key sits on its new natural members and nowhere else.
-  const misplaced = async (): Promise<string[]> => {
-    const sets = await Promise.all(mcs.map(held));
-    return KEYS.flatMap((key) => {
-      const holders = all.filter((_, i) => sets[i].has(key)).sort().join(' ');
-      const natural = naturalOf(all, to, key).sort().join(' ');
-      return holders === natural ? [] : [`${key}: held by ${holders} / natural ${natural}`];
-    });
-  };
+  const misplaced = (): Promise<string[]> => misplacedKeys(mcs, KEYS, (key) => naturalOf(all, to, key));
   const misses = new Set<string>();
   let left = KEYS;
   for (const until = Date.now() + 60_000; left.length > 0 && Date.now() < until; left = await misplaced()) {

@@ -12,7 +12,7 @@ import { readSessions, writeSessions } from '../helpers/php';
 import { startProxy, waitForStats, type ProxyProcess } from '../helpers/proxy';
 import { LOADED_MACHINE_ARGS } from '../helpers/timing';
 import { RawClient } from '../replication/support';
-import { heldOn } from '../helpers/held';
+import { heldOn, misplacedKeys } from '../helpers/held';
 import { configYaml, metricSum, scrape, startConfigured, type ConfiguredRun } from '../ops/support';
 
 const ZONES = ['a', 'b', 'c', 'a', 'b', 'c'];
@@ -122,15 +122,7 @@ describe('a reload that gives zones to six memcached', () => {
     run.proxy.child.kill('SIGHUP');
     await waitForStats(port, (s) => run!.proxy.output().includes('config reloaded') && s.get('replicached_resyncs_in_progress') === '0', 25_000);
     // The fills and sheds run in the background: until every key sits on its new natural members and nowhere else.
-    // Each misplaced key as "key: held by … / natural …", so a failure says which copies are extra or missing.
-    const misplaced = async (): Promise<string[]> => {
-      const sets = await Promise.all(mcs.map(held));
-      return KEYS.flatMap((key) => {
-        const holders = addresses.filter((_, i) => sets[i].has(key)).sort().join(' ');
-        const natural = naturalOf(addresses, ZONES, key).sort().join(' ');
-        return holders === natural ? [] : [`${key}: held by ${holders} / natural ${natural}`];
-      });
-    };
+    const misplaced = (): Promise<string[]> => misplacedKeys(mcs, KEYS, (key) => naturalOf(addresses, ZONES, key));
     let left = await misplaced();
     for (const until = Date.now() + 60_000; left.length > 0 && Date.now() < until; left = await misplaced()) await new Promise((r) => setTimeout(r, 200));
     expect(left).toEqual([]);

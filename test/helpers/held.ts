@@ -11,3 +11,16 @@ export async function heldOn(port: number, keys: readonly string[]): Promise<Set
   c.close();
   return new Set([...text.matchAll(/^VALUE (\S+) /gm)].map((m) => m[1]));
 }
+
+/**
+ * Each of `keys` not held by exactly its natural members, as "key: held by … / natural …", so
+ * a failure says which copies are extra or missing. `mcs`: every memcached, each read directly.
+ */
+export async function misplacedKeys(mcs: ReadonlyArray<{ port: number; address: string }>, keys: readonly string[], naturalOf: (key: string) => string[]): Promise<string[]> {
+  const sets = await Promise.all(mcs.map((m) => heldOn(m.port, keys)));
+  return keys.flatMap((key) => {
+    const holders = mcs.filter((_, i) => sets[i].has(key)).map((m) => m.address).sort().join(' ');
+    const natural = naturalOf(key).sort().join(' ');
+    return holders === natural ? [] : [`${key}: held by ${holders} / natural ${natural}`];
+  });
+}
