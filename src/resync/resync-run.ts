@@ -478,8 +478,9 @@ export class ResyncRun {
         const read = await member.get(key);
         failed ||= read.status === 'failed';
         if (read.status !== 'hit' || read.item.cas <= since) continue;
+        if (this.stopReason !== null) return 'skipped';
         const exptime = exptimeForCopy(read.item.ttl);
-        if (exptime === null || this.stopReason !== null) return 'skipped';
+        if (exptime === null) return this.expiring(key, read.item, mine);
         if (mine !== null && sameItem(mine, read.item)) return 'skipped';
         return this.store(key, member, read.item, exptime, mine);
       }

@@ -138,6 +138,41 @@ describe('reconcile with no trusted natural member', () => {
   });
 });
 
+describe('reconcile from a member in refill (a refill source)', () => {
+  /** The target's reconcile, `refilling` a source for every item it holds (taken in its refill). */
+  function fromRefillSource({ ring, refilling, target }: Setup): Promise<ResyncResult> {
+    return runOn(target, ring, {
+      mode: Promise.resolve('reconcile'),
+      isResyncing: () => true,
+      holdMs: 0,
+      refillSince: async (member) => (member === refilling ? 0n : null),
+    });
+  }
+
+  test("its item is copied over the target's older one", async () => {
+    const s = await setup();
+    await store(s.target, s.key, 'older');
+    await store(s.refilling, s.key, 'latest');
+    expect(await fromRefillSource(s)).toMatchObject({ outcome: 'done', copied: 1 });
+    expect(await valueOn(s.target, s.key)).toBe('latest');
+  });
+
+  test("its item expiring this second: the target's copy goes too, not outliving it", async () => {
+    const s = await setup();
+    await store(s.target, s.key, 'older'); // no expiry: it would outlive the source's item
+    await store(s.refilling, s.key, 'latest');
+    // Scripted: the source's item is read in its last second (memcached reports a TTL of 0 then).
+    const get = s.refilling.get.bind(s.refilling);
+    s.refilling.get = async (key, touch) => {
+      const reply = await get(key, touch);
+      return key.equals(k(s.key)) && reply.status === 'hit' ? { ...reply, item: { ...reply.item, ttl: 0 } } : reply;
+    };
+    expect(await fromRefillSource(s)).toMatchObject({ outcome: 'done', pruned: 1 });
+    expect(await valueOn(s.target, s.key)).toBeNull();
+    expect(await valueOn(s.refilling, s.key)).toBe('latest'); // the source's own item expires on its own
+  });
+});
+
 describe('shed', () => {
   /** The natural members trusted, so the target is in the key's set no more (its copy a stand-in's). */
   const naturalsTrusted =
