@@ -39,6 +39,13 @@ const LOCK_TTL_S = 5;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * A lock added at `since` may have expired by now: memcached counts whole seconds, so an item
+ * stored with a TTL of LOCK_TTL_S can be gone a second early. A holder slower than that (a
+ * loaded machine) loses its lock as it would against one memcached.
+ */
+const mayHaveExpired = (since: number): boolean => performance.now() - since >= (LOCK_TTL_S - 1) * 1000;
+
 /** One connection to a sidecar, one request at a time; reconnects after the sidecar closed it. */
 class Conn {
   private client: RawClient | null = null;
@@ -94,7 +101,13 @@ interface Run {
   /** Per session key: what it may hold (null: absent); one entry unless a write's answer was lost. */
   sessions: Map<string, Set<string | null>>;
   /** Per lock: increments of its session acknowledged under it, and writes whose answer was lost. */
-  locked: Array<{ acked: number; unknown: number; holder: string | null }>;
+  /**
+   * Per lock: the increments written under it; who holds it since when (performance.now() before
+   * its add was sent); loose: a holder released it after it may have expired, which may have
+   * deleted the next holder's lock (a plain delete, as PHP's), and each such release another:
+   * from then on its exclusivity is not checked (the summary counts such locks).
+   */
+  locked: Array<{ acked: number; unknown: number; holder: string | null; since: number; loose: boolean }>;
   ops: number;
   unknown: number;
   /**
@@ -162,7 +175,7 @@ describe(`${SIDECARS} sidecars over three memcached while one backend fails`, ()
       failures: [],
       counters: Array.from({ length: COUNTERS }, () => ({ acked: 0, unknown: 0, values: new Set<number>() })),
       sessions: new Map(),
-      locked: Array.from({ length: LOCKS }, () => ({ acked: 0, unknown: 0, holder: null })),
+      locked: Array.from({ length: LOCKS }, () => ({ acked: 0, unknown: 0, holder: null, since: 0, loose: false })),
       ops: 0,
       unknown: 0,
       overcounted: 0,
@@ -255,14 +268,16 @@ describe(`${SIDECARS} sidecars over three memcached while one backend fails`, ()
       while (!stop()) {
         const i = Math.floor(rng() * LOCKS);
         const l = run.locked[i];
+        const asked = performance.now();
         const granted = await ask(c, setCmd(lock(i), me, 'add', LOCK_TTL_S));
         if (granted !== 'STORED\r\n') {
           if (granted !== null && granted !== 'NOT_STORED\r\n') fail(`add ${lock(i)} through sidecar ${w}: ${JSON.stringify(granted)}`);
           await sleep(2 + rng() * 8);
           continue;
         }
-        if (l.holder !== null) fail(`${lock(i)} granted to ${me} while ${l.holder} holds it`);
+        if (l.holder !== null && !mayHaveExpired(l.since) && !l.loose) fail(`${lock(i)} granted to ${me} while ${l.holder} holds it`);
         l.holder = me;
+        l.since = asked;
         run.grants++;
         const read = valueOf(await ask(c, `get ${guarded(i)}\r\n`));
         if (read === null || (read !== 'unknown' && (Number(read) < l.acked || Number(read) > l.acked + l.unknown))) {
@@ -276,7 +291,9 @@ describe(`${SIDECARS} sidecars over three memcached while one backend fails`, ()
         }
         if (l.holder === me) l.holder = null;
         const released = await ask(c, `delete ${lock(i)}\r\n`);
-        if (released !== null && released !== 'DELETED\r\n') fail(`delete ${lock(i)} (held by ${me}) through sidecar ${w}: ${JSON.stringify(released)}`);
+        const late = mayHaveExpired(asked);
+        if (released !== null && released !== 'DELETED\r\n' && !late && !l.loose) fail(`delete ${lock(i)} (held by ${me}) through sidecar ${w}: ${JSON.stringify(released)}`);
+        if (late) l.loose = true;
       }
     };
 
@@ -334,7 +351,7 @@ describe(`${SIDECARS} sidecars over three memcached while one backend fails`, ()
   function summary(run: Run): string {
     const acked = run.counters.reduce((n, c) => n + c.acked, 0);
     const locked = run.locked.reduce((n, l) => n + l.acked, 0);
-    return `${run.ops} requests (${run.unknown} unanswered), ${acked} increments (${run.overcounted} counted twice), ${run.grants} locks (${locked} session writes under them), ${run.logouts} logouts`;
+    return `${run.ops} requests (${run.unknown} unanswered), ${acked} increments (${run.overcounted} counted twice), ${run.grants} locks (${locked} session writes under them, ${run.locked.filter((l) => l.loose).length} of ${LOCKS} locks released late once), ${run.logouts} logouts`;
   }
 
   /**
