@@ -40,7 +40,7 @@ export interface SidecarEnv {
 export interface Sidecar {
   /** A new client connection. */
   connect(): Router;
-  /** No request and no follow-up step in progress. */
+  /** No request, follow-up step or resync run in progress. */
   idle(): boolean;
   /** Whether this sidecar lets the backend hold and answer for its keys now. */
   trusts(address: string): boolean;
@@ -85,12 +85,14 @@ function withTrust(env: SidecarEnv): Sidecar {
   const router = new ReplicatedRouter(ring, SILENT_EVENTS, routerHooks(agent, () => resyncer));
   const keys = new KeySequencer();
   void agent.start();
+  const resyncing = (): boolean => resyncer.progress().some((p) => p.state !== 'idle' && p.state !== 'elsewhere');
   return {
     connect: () => new OrderedRouter(keys, router, agent),
-    idle: () => keys.activeKeys === 0,
+    // A resync run (a sweep after a dead peer, say) is repair still under way.
+    idle: () => keys.activeKeys === 0 && !resyncing(),
     // Trusted, with no change of it acknowledged and not yet applied (a newcomer waits out a dead peer's silence).
     trusts: (address) => agent.state.isTrusted(address),
-    filling: () => resyncer.progress().some((p) => p.state !== 'idle' && p.state !== 'elsewhere'),
+    filling: resyncing,
   };
 }
 
