@@ -132,7 +132,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   private readonly mayHaveRestarted = new Set<string>();
   /** Backends whose filled epoch (in the incarnation key) is being written before their trusted proposal. */
   private readonly markingFilled = new Set<string>();
-  /** Backends the survey found restarted, until an out of theirs applies here (see acknowledged). */
+  /** Backends the survey found restarted, until an out of theirs applies here or a round finds their incarnation key again (see acknowledged). */
   private readonly foundRestarted = new Set<string>();
   /** Backends whose incarnation key this sidecar wrote anew for their refill: they came back empty. */
   private readonly bornEmpty = new Set<string>();
@@ -417,8 +417,14 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     if (changes.length === 0) return;
     for (const c of changes) {
       // This sidecar's survey found it restarted, and a record (of a sidecar that did not see
-      // it: one that died, say) says otherwise: the out goes past that stage.
-      if (c.to.role !== 'out' && this.foundRestarted.has(c.address)) this.propose(c.address, 'out', 'restarted');
+      // it: one that died, say) says otherwise: the out goes past that stage. Unless its round
+      // found the incarnation key since: the refill proposed after the restart wrote it first
+      // (markRefill), and the stages from there on count with the restart (else a newcomer and
+      // a peer that refills it would take it out and back for as long as they both run).
+      if (c.to.role !== 'out' && this.foundRestarted.has(c.address)) {
+        if (this.incarnationFound.get(c.address) === true) this.foundRestarted.delete(c.address);
+        else this.propose(c.address, 'out', 'restarted');
+      }
       this.opts.events?.acknowledged?.(c);
       if (c.to.role === 'out') {
         // Out again from refill: it was never made whole since it last went out, so a backend that
