@@ -44,9 +44,9 @@ export interface TrustRecord {
   /** It stopped acting for good (a clean shutdown): nobody waits for it any more. */
   readonly left?: boolean;
   /**
-   * Per backend away now: the out epoch it went away at, and the backends that were trusted
-   * (and not about to change) here when that out applied. Only from a sidecar that had
-   * watched the backend trusted (see TrustState.outlastedBy).
+   * Per backend away now: the out epoch it went away at, and the backends seen here taking writes
+   * (trusted or in refill, not going out) while it was out. Only from a sidecar that had watched
+   * the backend trusted (see TrustState.outlastedBy).
    */
   readonly outlasted?: Readonly<Record<string, Outlasted>>;
 }
@@ -56,6 +56,12 @@ export interface Outlasted {
   readonly by: readonly string[];
   /** The out epoch at which it left trusted (earlier than `epoch` when it went out again from refill). */
   readonly since?: number;
+  /**
+   * Of `by`, each seen taking the writes it missed only while in refill, with the epoch of the
+   * first such refill: while that refill lasts, they are on it as refill sources (docs/trust.md,
+   * Refill sources); and a write is acknowledged only where a trusted backend took it too.
+   */
+  readonly refill?: Readonly<Record<string, number>>;
 }
 
 export function encodeRecord(r: TrustRecord): Buffer {
@@ -76,7 +82,8 @@ function isOutlastedMap(v: unknown): v is Record<string, Outlasted> {
   if (typeof v !== 'object' || v === null) return false;
   return Object.values(v).every((o: unknown) => {
     if (typeof o !== 'object' || o === null) return false;
-    const { epoch, by, since } = o as Record<string, unknown>;
+    const { epoch, by, since, refill } = o as Record<string, unknown>;
+    if (refill !== undefined && (typeof refill !== 'object' || refill === null || !Object.values(refill).every((e) => Number.isSafeInteger(e)))) return false;
     return Number.isSafeInteger(epoch) && Array.isArray(by) && by.every((b) => typeof b === 'string') && (since === undefined || Number.isSafeInteger(since));
   });
 }
@@ -422,10 +429,23 @@ export class TrustState {
     if (!untrusted.every((a) => this.roleOf(a) === 'refill' && !this.isPending(a))) return false;
     const kept = untrusted.filter(intact);
     const candidates = kept.length > 0 ? kept : untrusted;
-    // Not one that another candidate outlasted: that one took the writes it missed.
+    // Not one that another candidate outlasted: that one took writes and deletes it missed. When
+    // each was, not counting those that took them only in the refill they are still in (its fill
+    // takes those writes from them: refill sources), then those that took them only in refill (a
+    // write is acknowledged only where a trusted backend took it too); among equals, the lowest address.
     const outlasted = new Map(candidates.map((c) => [c, this.outlastedBy(c, now) ?? marked(c) ?? null]));
-    const first = candidates.filter((c) => !candidates.some((d) => outlasted.get(c)?.has(d) === true));
-    return [...(first.length > 0 ? first : candidates)].sort()[0] === address;
+    const counts = (c: string, d: string, pass: number): boolean => {
+      if (outlasted.get(c)?.has(d) !== true) return false;
+      const refill = pass === 0 ? undefined : this.refillOf(c, d, now);
+      if (refill === undefined) return true;
+      const stage = this.stageOf(d);
+      return pass === 1 && !(stage.role === 'refill' && stage.epoch === refill);
+    };
+    for (const pass of [0, 1, 2]) {
+      const first = candidates.filter((c) => !candidates.some((d) => counts(c, d, pass)));
+      if (first.length > 0) return first.sort()[0] === address;
+    }
+    return [...candidates].sort()[0] === address;
   }
 
   /** The peer's latest record says it reaches `address`. */
@@ -465,35 +485,70 @@ export class TrustState {
       const byAll = live.every((p) => atLeast(p.record.seen[a], target) || atLeast(p.record.applied[a], target));
       if (!elsewhere && !byAll) continue;
       const from = this.applied.get(a) ?? INITIAL_STAGE;
-      this.noteOutlasted(a, target);
       this.apply(a, target);
       applied.push({ address: a, from, to: target, ...(this.reasons.has(a) && { reason: this.reasons.get(a) }), ...(byAll && { byAll: true as const }) });
     }
+    this.noteOutlasted(applied);
     return applied;
   }
 
-  /** Before `address` takes `stage`: who outlasts it, if it goes out here. */
-  private noteOutlasted(address: string, stage: Stage): void {
-    if (stage.role === 'trusted') return void this.outlasted.delete(address);
-    if (!this.witnessing) return void this.outlasted.delete(address);
-    const role = this.roleOf(address);
-    const entry = this.outlasted.get(address);
-    // Away since before this sidecar witnessed it: who outlasted it is not known here.
-    if (role !== 'trusted' && entry === undefined) return;
-    // The backends trusted now hold all it holds, and take what it misses from here on. Away all along since its entry (a trusted stage
-    // in between was acknowledged here first, which dropped it), it keeps those that outlasted
-    // it before: it was never made whole since, and a write it took in refill was acknowledged
-    // only where a trusted backend took it too.
-    const takers = this.addresses.filter((b) => b !== address && this.isTrusted(b));
-    const before = role === 'trusted' ? undefined : entry;
-    const by = [...new Set([...(before?.by ?? []), ...takers])];
-    const epoch = outEpoch(stage);
-    this.outlasted.set(address, { epoch, by, since: before?.since ?? before?.epoch ?? epoch });
+  /**
+   * After `changes` applied together (no request ran between them): who outlasts each backend
+   * away. Every backend that takes writes (trusted or in refill, not going out) while one is out
+   * takes writes and deletes it misses: those taking as it goes out, and those that begin to while
+   * it is out. Away all along since its entry (a trusted stage in between was acknowledged here
+   * first, which dropped it), it keeps those that outlasted it before: it was never made whole since.
+   */
+  private noteOutlasted(changes: readonly StageChange[]): void {
+    for (const { address, from, to } of changes) {
+      if (to.role === 'trusted' || !this.witnessing) {
+        this.outlasted.delete(address);
+        continue;
+      }
+      const entry = from.role === 'trusted' ? undefined : this.outlasted.get(address);
+      // Away since before this sidecar witnessed it: who outlasted it is not known here.
+      if (from.role !== 'trusted' && entry === undefined) continue;
+      const epoch = outEpoch(to);
+      this.outlasted.set(address, entry === undefined ? { epoch, by: [], since: epoch } : { ...entry, epoch });
+      // Straight from trusted (going out) to refill here: out for no time, it missed what those
+      // taking writes before these changes took meanwhile, not what one entering refill with it takes.
+      const entering = (b: string): boolean => changes.some((c) => c.address === b && c.to.role === 'refill');
+      if (from.role === 'trusted' && to.role === 'refill') this.addTakers(address, this.taking().filter((b) => !entering(b)));
+    }
+    const taking = this.taking();
+    for (const address of this.outlasted.keys()) if (this.roleOf(address) === 'out') this.addTakers(address, taking);
   }
 
   /**
-   * The backends that any live witness saw trusted when `address` went out at its current
-   * out epoch: each may hold writes it missed. null: no witness (then nothing is known).
+   * `taking` take writes that `address`, away, misses. One in refill is noted with its epoch while
+   * it took them only in refill (the first such refill); once seen taking them trusted, plainly.
+   */
+  private addTakers(address: string, taking: readonly string[]): void {
+    const entry = this.outlasted.get(address);
+    if (entry === undefined) return;
+    const by = new Set(entry.by);
+    const refill = { ...entry.refill };
+    for (const b of taking) {
+      if (b === address) continue;
+      const stage = this.stageOf(b);
+      const epoch = stage.role === 'refill' ? stage.epoch : undefined;
+      if (!by.has(b)) {
+        by.add(b);
+        if (epoch !== undefined) refill[b] = epoch;
+      } else if (epoch === undefined) delete refill[b];
+    }
+    const inRefill = Object.keys(refill).length > 0;
+    this.outlasted.set(address, { epoch: entry.epoch, by: [...by], ...(inRefill && { refill }), ...(entry.since !== undefined && { since: entry.since }) });
+  }
+
+  /** Trusted or in refill, and not going out: each takes the writes and deletes of the keys it is placed for. */
+  private taking(): string[] {
+    return this.addresses.filter((b) => this.roleOf(b) !== 'out' && this.seenRoleOf(b) !== 'out');
+  }
+
+  /**
+   * The backends that any live witness saw taking writes while `address` was out in its current
+   * time away: each may hold writes it missed. null: no witness (then nothing is known).
    */
   outlastedBy(address: string, now: number): Set<string> | null {
     if (this.stageOf(address).role === 'trusted') return null;
@@ -503,6 +558,21 @@ export class TrustState {
       for (const b of v.by) by.add(b);
     }
     return by;
+  }
+
+  /**
+   * The first refill in which `by` took the writes `address` missed, when every live witness that
+   * saw it take them saw it only in refill; undefined when one saw it trusted, or none saw it.
+   */
+  private refillOf(address: string, by: string, now: number): number | undefined {
+    let first: number | undefined;
+    for (const v of this.witnessed(address, now)) {
+      if (!v.by.includes(by)) continue;
+      const e = v.refill?.[by];
+      if (e === undefined) return undefined;
+      first = Math.min(first ?? e, e);
+    }
+    return first;
   }
 
   /**

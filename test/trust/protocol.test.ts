@@ -188,6 +188,65 @@ describe('agreement', () => {
     expect(ALL.filter((at) => a.mayTrust(at, all, 1))).toEqual([X]); // X and Z now unordered: the lowest address
   });
 
+  test('a backend in refill when another goes out, or entering refill while it is out, outlasted it: it took the writes and deletes the other missed', () => {
+    const a = sidecar('a');
+    a.tryApply(0); // witnessing from now on
+    /** Proposes these changes and applies them together (in one batch: no request runs between them). */
+    const step = (changes: Array<[string, Role]>): void => {
+      for (const [at, role] of changes) a.propose(at, role, role === 'out' ? 'failed' : 'reachable');
+      publish(a);
+      a.tryApply(1);
+    };
+    step([[Y, 'out'], [Z, 'out']]); // together: neither outlasted the other, X both
+    step([[Y, 'refill'], [Z, 'refill']]);
+    step([[Y, 'out']]); // Y again, while Z, in refill, takes the writes and deletes of its keys
+    step([[Y, 'refill']]);
+    expect([...(a.outlastedBy(Y, 1) ?? [])].sort()).toEqual([X, Z]);
+    expect([...(a.outlastedBy(Z, 1) ?? [])]).toEqual([X]);
+    const all = (): boolean => true;
+    expect(ALL.filter((at) => a.mayTrust(at, all, 1))).toEqual([Z]);
+  });
+
+  test('of two that outlasted each other, the one whose missed writes are in a refill still going on goes first', () => {
+    const a = sidecar('a');
+    a.tryApply(0);
+    const step = (changes: Array<[string, Role]>, unpublished: Array<[string, Role]> = []): void => {
+      for (const [at, role] of changes) a.propose(at, role, role === 'out' ? 'failed' : 'reachable');
+      publish(a);
+      for (const [at, role] of unpublished) a.propose(at, role, 'failed');
+      a.tryApply(1);
+    };
+    step([[Y, 'out']], [[X, 'out']]); // Y goes out while X is going out too: only Z outlasts it
+    step([[Y, 'refill']]); // X's out applies with Y's refill: Y, in refill, takes what X misses
+    expect([...(a.outlastedBy(X, 1) ?? [])].sort()).toEqual([Y, Z]);
+    step([[Z, 'out']]); // Z restarts: it comes back empty
+    step([[Y, 'out']]); // Y's refill ends: what it took while X was out is on it alone
+    step([[X, 'refill']]); // X, in refill, takes what Y misses; its fill will take them from there
+    expect([...(a.outlastedBy(Y, 1) ?? [])].sort()).toEqual([X, Z]);
+    step([[Y, 'refill'], [Z, 'refill']]);
+    const kept = (b: string): boolean => b !== Z;
+    expect(ALL.filter((at) => a.mayTrust(at, kept, 1))).toEqual([Y]);
+  });
+
+  test('of several that outlasted each other, one outlasted only by refills that ended goes before one outlasted by a trusted backend', () => {
+    const a = sidecar('a');
+    a.tryApply(0);
+    const step = (changes: Array<[string, Role]>): void => {
+      for (const [at, role] of changes) a.propose(at, role, role === 'out' ? 'failed' : 'reachable');
+      publish(a);
+      a.tryApply(1);
+    };
+    step([[X, 'out']]); // X misses what Y and Z, trusted, take (acknowledged writes among them)
+    step([[X, 'refill']]);
+    step([[Y, 'out'], [Z, 'out']]); // X, in refill, takes what they miss; none of it is acknowledged
+    step([[X, 'out']]); // X's refill ends
+    step([[X, 'refill'], [Y, 'refill'], [Z, 'refill']]);
+    expect([...(a.outlastedBy(X, 1) ?? [])].sort()).toEqual([Y, Z]);
+    expect([...(a.outlastedBy(Y, 1) ?? [])]).toEqual([X]);
+    const all = (): boolean => true;
+    expect(ALL.filter((at) => a.mayTrust(at, all, 1))).toEqual([Y]);
+  });
+
   test('a sidecar whose record stood still for D is not waited for; one that writes is', () => {
     let a = sidecar('a');
     const b = sidecar('b', 0, [publish(a)]);
