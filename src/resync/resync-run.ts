@@ -36,6 +36,9 @@
 //          flags ──> skip; different, with a CAS under the mark ──> `ms` guarded by
 //          that CAS (EX: a newer write landed, leave it) ──> re-read as above;
 //          CAS over the mark (written since the run began) ──> skip
+//          the first stand-in (right after the natural members) misses it, and stood in
+//          all along (RunContext.stoodInThroughout) ──> no stand-in's item written in the
+//          outage is a source, and the target's, when it is a stand-in, is deleted (CAS-guarded)
 //          no trusted member holds it (every holder away at once) ──> a member in refill
 //          that listed it over its incarnation key (or whose listing was not whole), with
 //          the item over RunContext.refillSince: it took it in its refill and stayed in
@@ -127,6 +130,11 @@ export interface RunContext {
    * stood in (TrustAgent.standInSince); null: none of its items is a source. Absent: all are.
    */
   standInSince?(standIn: MemcachedNode, naturals: readonly MemcachedNode[]): Promise<bigint | null>;
+  /**
+   * The stand-in took every write and delete of the keys it stands in for since each of `naturals`
+   * that is away now left (TrustAgent.stoodInThroughout). Absent: none is known to.
+   */
+  stoodInThroughout?(standIn: MemcachedNode, naturals: readonly MemcachedNode[]): Promise<boolean>;
   /**
    * The target's items with a CAS over this were written while `natural`, in refill, took every
    * write of its natural keys too (TrustAgent.refillingSince); null: none is known so.
@@ -439,6 +447,11 @@ export class ResyncRun {
     }
     let failed = false;
     const natural = this.ring.naturalSet(key);
+    // The first stand-in, when it misses the key: asked once, and only when an item turns up that its
+    // miss may prove stale, whether it stood in all along (see firstStandIn).
+    let missedBy: MemcachedNode | null = null;
+    let stale: Promise<boolean> | null = null;
+    const provedStale = (): Promise<boolean> => (missedBy === null ? Promise.resolve(false) : (stale ??= this.stoodInThroughout(missedBy, natural)));
     for (const member of set) {
       // Only a trusted member is a source here: one being refilled itself may be the stale one.
       if (member.address === this.target.address || this.context.isResyncing(member)) continue;
@@ -450,8 +463,9 @@ export class ResyncRun {
       if (read.status === 'miss' && !this.context.isResyncing(member) && this.ring.holds(key, member)) {
         return mine === null ? 'skipped' : this.dropMine(key, mine.cas);
       }
+      if (read.status === 'miss' && this.firstStandIn(key, member)) missedBy = member;
       if (read.status !== 'hit') continue;
-      if (!natural.includes(member) && !(await this.writtenWhileStandingIn(member, natural, read.item.cas))) continue;
+      if (!natural.includes(member) && (!(await this.writtenWhileStandingIn(member, natural, read.item.cas)) || (await provedStale()))) continue;
       if (this.stopReason !== null) return 'skipped';
       const exptime = exptimeForCopy(read.item.ttl);
       if (exptime === null) return this.expiring(key, read.item, mine);
@@ -486,7 +500,28 @@ export class ResyncRun {
       }
     }
     if (failed) return 'failed';
-    return mine === null ? 'skipped' : ((await this.deletedWhileRefilling(key, set, natural, mine)) ?? 'skipped');
+    if (mine === null) return 'skipped';
+    if (missedBy !== null && !this.isMember(natural, this.target) && (await this.writtenWhileStandingIn(this.target, natural, mine.cas)) && (await provedStale())) {
+      return this.dropMine(key, mine.cas);
+    }
+    return (await this.deletedWhileRefilling(key, set, natural, mine)) ?? 'skipped';
+  }
+
+  /**
+   * The member is the first backend after the key's natural members in its order. If it has stood in
+   * for them without a break since each one away now left (RunContext.stoodInThroughout), its miss
+   * proves stale the item of any stand-in (the target, too, when it is one) written in their outage
+   * (over its stand-in keys): a stand-in holds the key from a write sent to it with a natural member
+   * away, and that write went to this member too (fewer than R trusted backends ahead of it: in the
+   * placement). So the key was deleted since, or expired. A natural member's item may be from before,
+   * when they were all trusted and this one was in no placement of the key: its miss says nothing of that.
+   */
+  private firstStandIn(key: Buffer, member: MemcachedNode): boolean {
+    return this.ring.ringOrder(key).indexOf(member) === this.ring.replicas;
+  }
+
+  private stoodInThroughout(standIn: MemcachedNode, natural: readonly MemcachedNode[]): Promise<boolean> {
+    return this.context.stoodInThroughout?.(standIn, natural) ?? Promise.resolve(false);
   }
 
   /**

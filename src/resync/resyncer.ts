@@ -101,7 +101,7 @@ export class Resyncer {
     private readonly ring: ReplicaRing,
     private readonly backends: readonly Backend[],
     /** Whether the trust protocol trusts the node, and which stand-in copies are sources (the agent's answers). */
-    private readonly trust: Pick<RunContext, 'isResyncing' | 'standInSince' | 'refillingSince' | 'refillSince'>,
+    private readonly trust: Pick<RunContext, 'isResyncing' | 'standInSince' | 'stoodInThroughout' | 'refillingSince' | 'refillSince'>,
     private readonly events: ResyncEvents = SILENT_RESYNC_EVENTS,
     options: Partial<ResyncOptions> = {},
   ) {
@@ -157,6 +157,7 @@ export class Resyncer {
         mode: Promise.resolve(mode),
         isResyncing: (node) => this.trust.isResyncing(node),
         ...(this.trust.standInSince !== undefined && { standInSince: this.trust.standInSince }),
+        ...(this.trust.stoodInThroughout !== undefined && { stoodInThroughout: this.trust.stoodInThroughout }),
         ...(this.trust.refillingSince !== undefined && { refillingSince: this.trust.refillingSince }),
         ...(this.trust.refillSince !== undefined && { refillSince: this.trust.refillSince }),
         // A fill's hold keeps its backend untrusted; a refresh's keeps it from holding the keys a

@@ -44,6 +44,7 @@ import {
   ROSTER_TTL_S,
   recordKey,
   refillKey,
+  standInDigest,
   standInKey,
   standInTrusted,
   standInValue,
@@ -468,7 +469,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     const key = standInKey(address, epoch);
     // Whether the backend it goes on takes Y's writes from now on (see markedOutlasted).
     const add = async (n: MemcachedNode) => {
-      const value = standInValue(this.state.id, await trusted(n));
+      const value = standInValue(this.state.id, await trusted(n), this.placementDigest());
       return n.store({ mode: 'add', key, value, flags: 0, exptime: LONGEST_RELATIVE_EXPIRY_S, cas: 0n });
     };
     const adds = on.map(add);
@@ -571,6 +572,30 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
       if (since === null || r.item.cas < since) since = r.item.cas;
     }
     return since;
+  }
+
+  /**
+   * The stand-in has stood in without a break since each of `naturals` that is not trusted left:
+   * it is trusted (nothing pending), and its stand-in key of each one's outage (the one standInSince
+   * reads) says it was trusted then, under the same placement, and is over its incarnation key's
+   * CAS, which a refill of its own rewrites (markRefill, markFilled): it was never away since. So it
+   * took every write and delete of the keys it stood in for since then (resync-run.ts,
+   * copyFromMembers, says which).
+   */
+  async stoodInThroughout(standIn: MemcachedNode, naturals: readonly MemcachedNode[]): Promise<boolean> {
+    const node = this.byAddress.get(standIn.address);
+    const away = naturals.filter((n) => this.state.roleOf(n.address) !== 'trusted');
+    if (node === undefined || away.length === 0 || !this.state.isTrusted(standIn.address)) return false;
+    const now = this.clock.now();
+    const [born, ...marks] = await Promise.all([
+      node.get(INCARNATION_KEY),
+      ...away.map((n) => node.get(standInKey(n.address, this.state.untrustedSince(n.address, now)))),
+    ]);
+    if (born.status !== 'hit') return false;
+    const since = born.item.cas;
+    const digest = this.placementDigest();
+    const marked = marks.every((r) => r.status === 'hit' && standInTrusted(r.item.value) && standInDigest(r.item.value) === digest && r.item.cas > since);
+    return marked && this.state.isTrusted(standIn.address);
   }
 
   /**

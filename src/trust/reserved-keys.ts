@@ -30,8 +30,8 @@ export const INCARNATION_KEY = Buffer.from(`${RESERVED_PREFIX}incarnation`);
 /**
  * On every other backend, when Y goes out at `epoch`: its CAS is under every write a
  * stand-in took for Y's keys in that outage (see src/trust/agent.ts, standInSince); its
- * value, `<sidecar id> trusted|away`, says whether the backend it is on took Y's writes
- * from then on (markedOutlasted).
+ * value, `<sidecar id> trusted|away <placement digest>`, says whether the backend it is on
+ * took Y's writes from then on (markedOutlasted), and for which placement (stoodInThroughout).
  */
 export function standInKey(address: string, epoch: number): Buffer {
   return Buffer.from(`${RESERVED_PREFIX}standin:${address}:${epoch}`);
@@ -48,14 +48,19 @@ export function refillKey(address: string, epoch: number): Buffer {
   return Buffer.from(`${RESERVED_PREFIX}refill:${address}:${epoch}`);
 }
 
-/** A stand-in key's value: who wrote it, and whether the backend it is on was trusted then. */
-export function standInValue(writer: string, trusted: boolean): Buffer {
-  return Buffer.from(`${writer} ${trusted ? 'trusted' : 'away'}`);
+/** A stand-in key's value: who wrote it, whether the backend it is on was trusted then, and the placement's digest. */
+export function standInValue(writer: string, trusted: boolean, digest: string): Buffer {
+  return Buffer.from(`${writer} ${trusted ? 'trusted' : 'away'} ${digest}`);
 }
 
 /** The stand-in key's value says its backend was trusted when it was written. */
 export function standInTrusted(value: Buffer): boolean {
-  return value.toString('latin1').endsWith(' trusted');
+  return value.toString('latin1').split(' ')[1] === 'trusted';
+}
+
+/** The placement digest a stand-in key's value names (undefined in one written without). */
+export function standInDigest(value: Buffer): string | undefined {
+  return value.toString('latin1').split(' ')[2];
 }
 
 /** The key whose CAS marks the start of a reconcile run; stored already expired, so never served. */
@@ -84,7 +89,7 @@ export const RESERVED_KEYS: readonly ReservedKey[] = [
     name: `${RESERVED_PREFIX}standin:<backend>:<epoch>`,
     ttlSeconds: LONGEST_RELATIVE_EXPIRY_S,
     writer: 'every sidecar, before it acknowledges that backend out (an add: the first one stays)',
-    meaning: 'its CAS: items a stand-in holds with a higher one were written while that backend was out; its value: whether this backend was trusted then',
+    meaning: 'its CAS: items a stand-in holds with a higher one were written while that backend was out; its value: the writer, whether this backend was trusted then, a placement digest',
   },
   {
     name: `${RESERVED_PREFIX}refill:<backend>:<epoch>`,
