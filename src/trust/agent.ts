@@ -597,8 +597,8 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
    * for such a key, an item of `on` with a higher CAS that `natural` misses was deleted since
    * (resync-run.ts, copyFromMembers). Only if `on` was trusted when the key was written and left
    * trusted once since, in the outage it is coming back from: a write that lands late (its request
-   * timed out) put it out before. null: `natural` is not in refill (or is leaving it), or no refill
-   * key of the same placement tells.
+   * timed out) put it out before (see leftOnceSince). null: `natural` is not in refill (or is
+   * leaving it), or no refill key of the same placement tells.
    */
   async refillingSince(natural: MemcachedNode, on: MemcachedNode): Promise<bigint | null> {
     const stage = this.state.stageOf(natural.address);
@@ -608,7 +608,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     if (r.status !== 'hit') return null;
     const [, digest, trustedEpoch] = r.item.value.toString('latin1').split(' ');
     if (digest !== this.placementDigest() || trustedEpoch === undefined) return null;
-    if (this.state.stageOf(on.address).role === 'trusted' || this.state.untrustedSince(on.address, this.clock.now()) !== Number(trustedEpoch) + 1) return null;
+    if (this.state.stageOf(on.address).role === 'trusted' || !leftOnceSince(Number(trustedEpoch), this.state.untrustedSince(on.address, this.clock.now()))) return null;
     const now = this.state.stageOf(natural.address);
     return now.epoch === stage.epoch && now.role === 'refill' && !this.state.isPending(natural.address) ? r.item.cas : null;
   }
@@ -969,4 +969,15 @@ export function routerHooks(agent: TrustAgent, runs: () => Pick<Resyncer, 'delet
     catchingUp: (key, scope) => agent.catchingUp(key, scope),
     handingOver: (key, scope) => agent.handingOver(key, scope),
   };
+}
+
+/**
+ * A backend trusted at epoch `trusted` has not been trusted again since, when the out epoch at
+ * which it left trusted this time (TrustState.untrustedSince) is `since`: a later trusted stage
+ * is at least `trusted` + 3 (out, refill, trusted, each a newer epoch), and leaving it at least
+ * `trusted` + 4. Not only `trusted` + 1: a sidecar that applied trusted straight to a later out
+ * (out, refill and out again while it waited for others) saw it leave at that later out.
+ */
+export function leftOnceSince(trusted: number, since: number): boolean {
+  return since > trusted && since < trusted + 4;
 }
