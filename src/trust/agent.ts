@@ -1000,6 +1000,7 @@ export function routerHooks(agent: TrustAgent, runs: () => Pick<Resyncer, 'delet
     flushing: () => runs().flushing(),
     catchingUp: (key, scope) => agent.catchingUp(key, scope),
     handingOver: (key, scope) => agent.handingOver(key, scope),
+    standInSince: (standIn, naturals) => agent.standInSince(standIn, naturals),
   };
 }
 
