@@ -88,6 +88,12 @@ export interface ResyncHooks {
    * deciding on a member this one just proposed out (the trust protocol, src/trust/agent.ts).
    */
   handingOver(key: Buffer, scope?: FollowUps): Promise<boolean | void> | undefined;
+  /**
+   * A stand-in's items with a CAS at or under this may be copies left from an earlier time it
+   * stood in (TrustAgent.standInSince); null: none is known to be of its current time. Absent:
+   * all are.
+   */
+  standInSince?(standIn: MemcachedNode, naturals: readonly MemcachedNode[]): Promise<bigint | null>;
 }
 
 export const NO_RESYNC: ResyncHooks = {
@@ -390,6 +396,10 @@ export class ReplicatedRouter {
           failed = true;
           continue;
         }
+        // A stand-in's copy written before its current time as one (left from an earlier time
+        // it stood in, which a shed did not drop) may have been overwritten or deleted since:
+        // no answer either. A trusted natural member answers for the key, or nobody does.
+        if (!(await this.ofCurrentStandIn(key, members[i], reply.item.cas))) continue;
         // No copy to the members that missed (no read repair): they are in refill (the fill
         // copies it) or stand-ins, and a copy could land after a delete through another
         // sidecar that has not reached this member yet.
@@ -409,6 +419,17 @@ export class ReplicatedRouter {
     // A miss only when every member asked said so, one of them with authority; otherwise we cannot know.
     if (!failed && authoritativeMiss) return MISS;
     return failed && again ? this.readAgain(key, later) : UNAVAILABLE;
+  }
+
+  /**
+   * A hit from `member` may be served as far as stand-ins go: it is a natural member of the key (or,
+   * settling after a reload, held it before), or its item was written while it stood in for the
+   * natural members away now (standInSince).
+   */
+  private async ofCurrentStandIn(key: Buffer, member: MemcachedNode, cas: bigint): Promise<boolean> {
+    if (this.resync.standInSince === undefined || this.ring.isNatural(key, member) || this.ring.holds(key, member)) return true;
+    const since = await this.resync.standInSince(member, this.ring.naturalSet(key));
+    return since !== null && cas > since;
   }
 
   /** gat/gats: a write too (the expiry); every member must see it, so ask them all at once. */

@@ -21,7 +21,7 @@
 
 import { createHash } from 'node:crypto';
 import type { Clock } from '../resync/rate-limiter';
-import type { MemcachedNode, Failed, NodeFlush, NodeStore } from '../routing/node';
+import type { MemcachedNode, Failed, NodeFlush, NodeGet, NodeStore } from '../routing/node';
 import type { FollowUps, ResyncHooks } from '../routing/replicated-router';
 import type { Resyncer } from '../resync/resyncer';
 import {
@@ -32,6 +32,7 @@ import {
   encodeRecord,
   type Reason,
   type Role,
+  type Stage,
   type StageChange,
   type TrustRecord,
   type TrustTiming,
@@ -99,6 +100,9 @@ const GOING_OUT: Failed = { status: 'failed', reason: 'backend going out' };
 
 /** Remembered mark CASes (refillMark, casOn) at most; then forgotten all at once. */
 const MARKS_SEEN_MAX = 4096;
+
+/** Epochs of a backend's time away scanned for its departure's stand-in key (see departureMark); more: its current one. */
+const DEPARTURE_SCAN_MAX = 64;
 
 /** A request's standing: the generation of the view it was admitted under. */
 interface Ticket {
@@ -566,7 +570,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     for (const n of naturals) {
       const stage = this.state.stageOf(n.address);
       if (stage.role === 'trusted') continue;
-      const r = await node.get(standInKey(n.address, this.state.untrustedSince(n.address, this.clock.now())));
+      const r = await this.departureMark(node, n, stage);
       if (r.status === 'failed') return null;
       if (r.status !== 'hit' || !standInTrusted(r.item.value)) continue;
       if (since === null || r.item.cas < since) since = r.item.cas;
@@ -599,6 +603,34 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   }
 
   /**
+   * The stand-in key, on `node`, of the out epoch at which `natural` (away) left trusted: at
+   * untrustedSince when a live witness tells. Else (no live sidecar saw it leave: they all came
+   * since) its incarnation key's filled epoch F tells where its time away can begin: it is
+   * proposed trusted only once that mark stood (proposeTrusted), so its last trusted stage is at
+   * F+1 at the latest, and it left at F+1 (an out proposed from refill(F) beats trusted(F+1)) or
+   * later; every stand-in key of an epoch from there to its current out epoch is of this time
+   * away, written when it went out at that epoch (or when `node` was trusted again while it was
+   * away). The lowest one on `node` is the departure's, or one written since (later, so it marks
+   * less). No filled epoch (a restart since): its current out epoch's.
+   */
+  private async departureMark(node: MemcachedNode, natural: MemcachedNode, stage: Stage): Promise<NodeGet> {
+    const now = this.clock.now();
+    const witnessed = this.state.witnessedUntrustedSince(natural.address, now);
+    const current = outEpoch(stage);
+    const at = (epoch: number) => node.get(standInKey(natural.address, epoch));
+    if (witnessed !== undefined) return at(witnessed);
+    const own = this.byAddress.get(natural.address);
+    const inc = own === undefined ? null : await own.get(INCARNATION_KEY);
+    const filled = inc?.status === 'hit' ? Number(inc.item.value.toString('latin1').split(' ')[1]) : NaN;
+    if (!Number.isSafeInteger(filled) || filled + 1 > current || current - filled > DEPARTURE_SCAN_MAX) return at(current);
+    for (let epoch = filled + 1; epoch < current; epoch++) {
+      const r = await at(epoch);
+      if (r.status !== 'miss') return r;
+    }
+    return at(current);
+  }
+
+  /**
    * Y's refill applied here because every live record acknowledged it: from now on each write of a
    * key of which Y is a natural member goes to Y too, and every request sent under an older view has
    * ended (one that timed out on a backend put that backend out, in the same records). The refill
@@ -622,8 +654,8 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
    * for such a key, an item of `on` with a higher CAS that `natural` misses was deleted since
    * (resync-run.ts, copyFromMembers). Only if `on` was trusted when the key was written and left
    * trusted once since, in the outage it is coming back from: a write that lands late (its request
-   * timed out) put it out before. null: `natural` is not in refill (or is leaving it), or no refill
-   * key of the same placement tells.
+   * timed out) put it out before (see leftOnceSince). null: `natural` is not in refill (or is
+   * leaving it), or no refill key of the same placement tells.
    */
   async refillingSince(natural: MemcachedNode, on: MemcachedNode): Promise<bigint | null> {
     const stage = this.state.stageOf(natural.address);
@@ -633,7 +665,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     if (r.status !== 'hit') return null;
     const [, digest, trustedEpoch] = r.item.value.toString('latin1').split(' ');
     if (digest !== this.placementDigest() || trustedEpoch === undefined) return null;
-    if (this.state.stageOf(on.address).role === 'trusted' || this.state.untrustedSince(on.address, this.clock.now()) !== Number(trustedEpoch) + 1) return null;
+    if (this.state.stageOf(on.address).role === 'trusted' || !leftOnceSince(Number(trustedEpoch), this.state.untrustedSince(on.address, this.clock.now()))) return null;
     const now = this.state.stageOf(natural.address);
     return now.epoch === stage.epoch && now.role === 'refill' && !this.state.isPending(natural.address) ? r.item.cas : null;
   }
@@ -993,5 +1025,17 @@ export function routerHooks(agent: TrustAgent, runs: () => Pick<Resyncer, 'delet
     flushing: () => runs().flushing(),
     catchingUp: (key, scope) => agent.catchingUp(key, scope),
     handingOver: (key, scope) => agent.handingOver(key, scope),
+    standInSince: (standIn, naturals) => agent.standInSince(standIn, naturals),
   };
+}
+
+/**
+ * A backend trusted at epoch `trusted` has not been trusted again since, when the out epoch at
+ * which it left trusted this time (TrustState.untrustedSince) is `since`: a later trusted stage
+ * is at least `trusted` + 3 (out, refill, trusted, each a newer epoch), and leaving it at least
+ * `trusted` + 4. Not only `trusted` + 1: a sidecar that applied trusted straight to a later out
+ * (out, refill and out again while it waited for others) saw it leave at that later out.
+ */
+export function leftOnceSince(trusted: number, since: number): boolean {
+  return since > trusted && since < trusted + 4;
 }

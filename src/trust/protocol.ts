@@ -580,9 +580,14 @@ export class TrustState {
    * (its stand-in keys of then mark where the writes it missed begin); else its current out epoch.
    */
   untrustedSince(address: string, now: number): number {
-    let since: number | null = null;
+    return this.witnessedUntrustedSince(address, now) ?? outEpoch(this.stageOf(address));
+  }
+
+  /** As untrustedSince, when a live witness tells; else undefined (a newcomer's view, say). */
+  witnessedUntrustedSince(address: string, now: number): number | undefined {
+    let since: number | undefined;
     for (const v of this.witnessed(address, now)) if (v.since !== undefined) since = Math.max(since ?? v.since, v.since);
-    return since ?? outEpoch(this.stageOf(address));
+    return since;
   }
 
   /** This sidecar's and every live peer's `outlasted` of a backend away, at its current out epoch. */

@@ -422,3 +422,50 @@ describe('writes wait out a change of trust that a member\'s failure started', (
     expect(ctx.log).toEqual([]);
   });
 });
+
+describe("a stand-in's copy left from an earlier time it stood in", () => {
+  /** Key `a`'s natural members [first, second], the stand-in third; `second` out, `first` failing. */
+  function standingIn(since: (standIn: MemcachedNode) => bigint | null) {
+    const nodes = Array.from({ length: 3 }, (_, i) => new FakeNode(`127.0.0.1:${11400 + i}`));
+    const ring = new ReplicaRing(nodes.map((node) => ({ node, weight: 1 })), 2);
+    const [first, second, third] = ring.ringOrder(k('a')) as FakeNode[];
+    ring.useRoles((n) => (n === second ? 'out' : 'trusted'));
+    const asked: string[] = [];
+    const hooks: ResyncHooks = {
+      isResyncing: () => false,
+      deleting: () => undefined,
+      flushing: () => undefined,
+      catchingUp: () => undefined,
+      handingOver: () => undefined,
+      standInSince: async (standIn, naturals) => {
+        asked.push(`${standIn.address} for ${naturals.map((n) => n.address).join(',')}`);
+        return since(standIn);
+      },
+    };
+    first.failing = true;
+    return { router: new ReplicatedRouter(ring, undefined, hooks), first, second, third, asked };
+  }
+
+  test('written before its current time as a stand-in began: no answer, the read is unavailable', async () => {
+    let mark = 0n;
+    const { router, first, second, third, asked } = standingIn(() => mark);
+    third.put('a', 'old'); // as a stand-in for `first`, once; a shed should have dropped it
+    third.put('mark', 'x'); // its stand-in key of `second`'s outage
+    const read = await third.casOf(k('mark'));
+    mark = read.status === 'hit' ? read.cas : 0n;
+    expect(await router.get(k('a'))).toEqual({ status: 'unavailable' });
+    expect(asked).toEqual([`${third.address} for ${first.address},${second.address}`]);
+  });
+
+  test('written since: served', async () => {
+    const { router, third } = standingIn(() => 0n);
+    third.put('a', 'new');
+    expect(await router.get(k('a'))).toMatchObject({ status: 'hit', item: { value: k('new') } });
+  });
+
+  test('no stand-in key says it took the away member\'s writes: none of its items is served', async () => {
+    const { router, third } = standingIn(() => null);
+    third.put('a', 'new');
+    expect(await router.get(k('a'))).toEqual({ status: 'unavailable' });
+  });
+});

@@ -9,6 +9,7 @@ import {
   type Role,
   type TrustRecord,
 } from '../../src/trust/protocol';
+import { leftOnceSince } from '../../src/trust/agent';
 
 const X = 'x:1';
 const Y = 'y:1';
@@ -245,6 +246,37 @@ describe('agreement', () => {
     expect([...(a.outlastedBy(Y, 1) ?? [])]).toEqual([X]);
     const all = (): boolean => true;
     expect(ALL.filter((at) => a.mayTrust(at, all, 1))).toEqual([Y]);
+  });
+
+  test('a sidecar that applied trusted straight to a later out (out, refill, out again acknowledged meanwhile) saw it leave there: the refill keys of its trusted epoch still tell', () => {
+    const at = (s: TrustState, t: number, records: TrustRecord[]): void => {
+      for (const b of ALL) s.roundDone(b, t, t, records);
+    };
+    const a = sidecar('a');
+    const b = sidecar('b', 0, [publish(a)]);
+    at(a, 0, [publish(b)]);
+    a.tryApply(0); // witnessing from now on
+    const trustedEpoch = a.stageOf(Y).epoch;
+    a.propose(Y, 'out', 'failed'); // out(e+1): b acknowledges and applies it, and proposes its refill
+    at(b, 10, [publish(a)]);
+    publish(b);
+    expect(b.tryApply(30)).toMatchObject([{ address: Y, to: { role: 'out' } }]);
+    expect(b.propose(Y, 'refill', 'reachable')).toMatchObject({ to: { role: 'refill' } });
+    // a acknowledges that refill before it applied the out, and fails a request on Y again.
+    at(a, 40, [publish(b)]);
+    expect(a.roleOf(Y)).toBe('trusted');
+    expect(a.propose(Y, 'out', 'failed')).toMatchObject({ to: { epoch: trustedEpoch + 3, role: 'out' } });
+    at(b, 50, [publish(a)]);
+    at(a, 60, [publish(b)]);
+    expect(a.tryApply(60)).toMatchObject([{ address: Y, from: { role: 'trusted' }, to: { epoch: trustedEpoch + 3, role: 'out' } }]);
+    // Seen from a, Y left trusted at e+3; it was trusted at e, never since (the stages were
+    // out, refill, out): the refill keys written while it was trusted at e still order its items.
+    expect(a.untrustedSince(Y, 60)).toBe(trustedEpoch + 3);
+    expect(leftOnceSince(trustedEpoch, a.untrustedSince(Y, 60))).toBe(true);
+    // A trusted stage in between is at least e+3, and leaving it at least e+4.
+    expect(leftOnceSince(trustedEpoch, trustedEpoch + 1)).toBe(true);
+    expect(leftOnceSince(trustedEpoch, trustedEpoch + 4)).toBe(false);
+    expect(leftOnceSince(trustedEpoch, trustedEpoch)).toBe(false);
   });
 
   test('a sidecar whose record stood still for D is not waited for; one that writes is', () => {

@@ -1,0 +1,85 @@
+// TrustAgent.standInSince for a sidecar that did not see the natural member leave (every
+// sidecar that did has gone since): the stand-in key it reads is the one of the member's
+// departure, found from the member's incarnation key (its last filled epoch), not the one of
+// its current out epoch, which was written after the stand-in took the member's writes.
+
+import { describe, expect, test } from 'vitest';
+import type { MemcachedNode, NodeGet, NodeStore } from '../../src/routing/node';
+import type { StoreFields } from '../../src/protocol/types';
+import { TrustAgent } from '../../src/trust/agent';
+import { timingFor, type TrustRecord, type TrustState } from '../../src/trust/protocol';
+import { INCARNATION_KEY, standInKey, standInValue } from '../../src/trust/reserved-keys';
+
+/** A memcached as far as the agent's reads and adds go: values with CAS, one counter per server. */
+class FakeNode {
+  private cas = 0n;
+  private readonly items = new Map<string, { value: Buffer; cas: bigint }>();
+  constructor(readonly address: string) {}
+  put(key: Buffer, value: string): bigint {
+    this.cas++;
+    this.items.set(key.toString('latin1'), { value: Buffer.from(value), cas: this.cas });
+    return this.cas;
+  }
+  async get(key: Buffer): Promise<NodeGet> {
+    const item = this.items.get(key.toString('latin1'));
+    return item === undefined ? { status: 'miss' } : { status: 'hit', item: { value: item.value, flags: 0, cas: item.cas, ttl: 0 } };
+  }
+  async store(f: StoreFields): Promise<NodeStore> {
+    if (f.mode === 'add' && this.items.has(f.key.toString('latin1'))) return { status: 'not_stored' };
+    return { status: 'stored', cas: this.put(f.key, f.value.toString('latin1')) } as NodeStore;
+  }
+}
+
+const [X, Y, S] = ['x:1', 'y:1', 's:1'].map((a) => new FakeNode(a));
+const nodes = [X, Y, S] as unknown as MemcachedNode[];
+
+/** A sidecar that arrived after Y went out: it adopts Y's stage from a peer's record, and witnessed nothing. */
+function newcomer(outAt: number): TrustAgent {
+  const agent = new TrustAgent({
+    id: 'late',
+    boards: nodes,
+    replicas: 2,
+    ringOrder: () => nodes,
+    clock: { now: () => 0, sleep: async () => {} },
+    timing: timingFor(1000),
+  });
+  const state = (agent as unknown as { state: TrustState }).state;
+  const out = { epoch: outAt, role: 'out' as const };
+  const peer: TrustRecord = { id: 'peer', seq: 1, applied: { [Y.address]: out }, seen: { [Y.address]: out }, reach: [X.address, Y.address, S.address] };
+  for (const n of nodes) state.roundDone(n.address, 0, 0, [peer]);
+  state.markPublished(state.acknowledged());
+  state.tryApply(0);
+  expect(state.stageOf(Y.address)).toEqual(out);
+  expect(state.witnessedUntrustedSince(Y.address, 0)).toBeUndefined();
+  return agent;
+}
+
+describe('standInSince, no live witness of the departure', () => {
+  // Y was filled at refill(2) and trusted at 3; it went out at 4, was refilled at 5 and went out
+  // again at 6. S was trusted all along: its stand-in key of 4 is under every write of Y's keys it
+  // took; the one of 6 only under those since. An older outage's (1) marks nothing of this one.
+  const older = S.put(standInKey(Y.address, 1), standInValue('gone', true, 'placement').toString());
+  Y.put(INCARNATION_KEY, '1 2');
+  const departure = S.put(standInKey(Y.address, 4), standInValue('gone', true, 'placement').toString());
+  const again = S.put(standInKey(Y.address, 6), standInValue('gone', true, 'placement').toString());
+
+  test("the stand-in key of the member's departure, found from its filled epoch", async () => {
+    expect(older < departure && departure < again).toBe(true);
+    expect(await newcomer(6).standInSince(S as unknown as MemcachedNode, [Y as unknown as MemcachedNode])).toBe(departure);
+  });
+
+  test('no filled epoch (it restarted since): its current out epoch, as before', async () => {
+    Y.put(INCARNATION_KEY, '5 r6');
+    expect(await newcomer(6).standInSince(S as unknown as MemcachedNode, [Y as unknown as MemcachedNode])).toBe(again);
+    Y.put(INCARNATION_KEY, '1 2');
+  });
+
+  test('the departure marked the stand-in away: it marks nothing, whatever a later key says', async () => {
+    const A = new FakeNode('a:1');
+    A.put(standInKey(Y.address, 4), standInValue('gone', false, 'placement').toString());
+    A.put(standInKey(Y.address, 6), standInValue('gone', true, 'placement').toString());
+    const agent = newcomer(6);
+    (agent as unknown as { byAddress: Map<string, MemcachedNode> }).byAddress.set(A.address, A as unknown as MemcachedNode);
+    expect(await agent.standInSince(A as unknown as MemcachedNode, [Y as unknown as MemcachedNode])).toBeNull();
+  });
+});
