@@ -431,7 +431,10 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
         else this.propose(c.address, 'out', 'restarted');
       }
       this.opts.events?.acknowledged?.(c);
-      if (c.to.role === 'out') {
+      // A stand-in key says what this sidecar's view holds of the others: from a stale view (a
+      // newcomer that has not read every backend yet) it may name one trusted that the others
+      // agreed out while this one could not read it. Those that are fresh mark it.
+      if (c.to.role === 'out' && this.state.fresh(this.clock.now())) {
         // Out again from refill: it was never made whole since it last went out, so a backend that
         // outlasted that outage outlasts this one too (its mark of then says so).
         const before = c.from.role === 'refill' ? standInKey(c.address, outEpoch(c.from)) : null;

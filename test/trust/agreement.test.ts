@@ -14,7 +14,8 @@ import { startMemcached, type MemcachedProcess } from '../helpers/memcached';
 import { RelayedBackend, startRelay, type Relay } from '../helpers/relay';
 import { pollUntil } from '../helpers/wait';
 import { inProcessSidecar, type InProcessSidecar } from '../resync/support';
-import { INCARNATION_KEY } from '../../src/trust/reserved-keys';
+import { REAL_CLOCK } from '../../src/resync/rate-limiter';
+import { INCARNATION_KEY, standInKey } from '../../src/trust/reserved-keys';
 
 const BACKEND = { requestTimeoutMs: 300, probeIntervalMs: 30, retryMaxMs: 100, upAfterProbes: 1 };
 const k = (s: string): Buffer => Buffer.from(s);
@@ -39,8 +40,8 @@ async function memcacheds(): Promise<MemcachedProcess[]> {
 }
 
 /** A started sidecar named `id` (the lowest id fills); backend 0 through `relay` when given. */
-async function sidecar(id: string, mcs: MemcachedProcess[], relay?: Relay): Promise<Sidecar> {
-  const backends = mcs.map((m, i) => (i === 0 && relay !== undefined ? new RelayedBackend(m.address, relay.address, BACKEND) : new Backend(m.address, BACKEND)));
+async function sidecar(id: string, mcs: MemcachedProcess[], relay?: Relay, options = BACKEND): Promise<Sidecar> {
+  const backends = mcs.map((m, i) => (i === 0 && relay !== undefined ? new RelayedBackend(m.address, relay.address, options) : new Backend(m.address, options)));
   const s = inProcessSidecar(backends, {}, undefined, { id });
   cleanup.push(async () => {
     await s.agent.stop();
@@ -273,6 +274,24 @@ describe('trust by agreement between two sidecars', () => {
     await pollUntil(allTrusted([a]), 30_000, 20);
     expect(await value(a, key)).toBe('v3');
     expect(await onMembers(a, mcs, key)).toEqual(['v3', 'v3']);
+  });
+
+  test('a sidecar whose view is stale marks no stand-in key: it may take for trusted a backend the others agreed out', async () => {
+    const mcs = await memcacheds();
+    // Requests time out after the lease (4 s): a hung backend leaves the view stale before it fails.
+    const a = await sidecar('a', mcs, undefined, { ...BACKEND, requestTimeoutMs: 8000 });
+    await pollUntil(allTrusted([a]), 10_000, 20);
+    const [, B, C] = [0, 1, 2];
+    await mcs[C].pause();
+    await pollUntil(() => !a.agent.state.fresh(REAL_CLOCK.now()), 10_000, 20, 'the view never went stale');
+    mcs[B].kill('SIGKILL');
+    await mcs[B].exited();
+    await pollUntil(() => a.agent.state.seenRoleOf(a.backends[B].address) === 'out', 10_000, 20, 'B never acknowledged out');
+    const direct = new Backend(mcs[0].address, BACKEND);
+    cleanup.push(async () => direct.close());
+    // B's first out: epoch 1. From a fresh view its key would be on A, saying A trusted.
+    expect((await direct.get(standInKey(a.backends[B].address, 1))).status).toBe('miss');
+    mcs[C].resume();
   });
 
   test('a key deleted after a restart is gone from the backend that stood in meanwhile', async () => {
