@@ -399,7 +399,7 @@ export class ReplicatedRouter {
         // A stand-in's copy written before its current time as one (left from an earlier time
         // it stood in, which a shed did not drop) may have been overwritten or deleted since:
         // no answer either. A trusted natural member answers for the key, or nobody does.
-        if (!(await this.ofCurrentStandIn(key, members[i], reply.item.cas))) continue;
+        if (!this.answersAsHolder(key, members[i]) && !(await this.ofCurrentStandIn(key, members[i], reply.item.cas))) continue;
         // No copy to the members that missed (no read repair): they are in refill (the fill
         // copies it) or stand-ins, and a copy could land after a delete through another
         // sidecar that has not reached this member yet.
@@ -422,13 +422,17 @@ export class ReplicatedRouter {
   }
 
   /**
-   * A hit from `member` may be served as far as stand-ins go: it is a natural member of the key (or,
-   * settling after a reload, held it before), or its item was written while it stood in for the
-   * natural members away now (standInSince).
+   * A hit from `member` is served as far as stand-ins go: it holds the key (a natural member, or,
+   * settling after a reload, one that held it before), or nothing tells a stand-in's times apart.
+   * Synchronous: every hit asks.
    */
+  private answersAsHolder(key: Buffer, member: MemcachedNode): boolean {
+    return this.resync.standInSince === undefined || this.ring.holds(key, member) || this.ring.isNatural(key, member);
+  }
+
+  /** A stand-in's hit is served if its item was written while it stood in for the natural members away now (standInSince). */
   private async ofCurrentStandIn(key: Buffer, member: MemcachedNode, cas: bigint): Promise<boolean> {
-    if (this.resync.standInSince === undefined || this.ring.isNatural(key, member) || this.ring.holds(key, member)) return true;
-    const since = await this.resync.standInSince(member, this.ring.naturalSet(key));
+    const since = await this.resync.standInSince!(member, this.ring.naturalSet(key));
     return since !== null && cas > since;
   }
 
