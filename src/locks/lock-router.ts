@@ -88,11 +88,12 @@ export class LockWatchRouter implements Router {
     const exptime = cmd.create === undefined ? null : cmd.create.exptime;
     this.startWait(lockKey);
     this.pairKey = lockKey;
+    const sentAt = this.tracker.clock.now();
     return this.inner.arith(cmd).then((o) => {
       this.tracker.attempt('memcache');
       const granted = o.status === 'ok' && o.value === 1n;
       this.incrGranted = granted ? lockKey : null;
-      if (granted) this.grant(lockKey, p, exptime);
+      if (granted) this.grant(lockKey, p, exptime, sentAt);
       return o;
     });
   }
@@ -112,12 +113,13 @@ export class LockWatchRouter implements Router {
     this.pairKey = null;
     if (p.style === 'memcache') this.tracker.peclTimeoutSeen(cmd.exptime);
     if (!paired) this.startWait(lockKey);
+    const sentAt = this.tracker.clock.now();
     return this.inner.store(cmd).then((o) => {
       const incrTookIt = paired && this.incrGranted === lockKey;
       if (paired) this.incrGranted = null;
       else this.tracker.attempt(p.style);
       if (incrTookIt) return o;
-      if (o.status === 'stored') this.grant(lockKey, p, cmd.exptime);
+      if (o.status === 'stored') this.grant(lockKey, p, cmd.exptime, sentAt);
       else if (this.waitKey === lockKey) this.failed();
       return o;
     });
@@ -144,11 +146,12 @@ export class LockWatchRouter implements Router {
     this.waitFailed = 0;
   }
 
-  private grant(lockKey: string, p: LockPattern, exptime: number | null): void {
+  /** `sentAt`: when the request that took the lock was sent (LockTracker.granted). */
+  private grant(lockKey: string, p: LockPattern, exptime: number | null, sentAt: number): void {
     const now = this.tracker.clock.now();
     const waiting = this.waitKey === lockKey;
     const sid = LockPatterns.sessionId(p, lockKey);
-    this.tracker.granted(lockKey, sid, p.style, exptime, waiting ? now - this.waitStart : 0, waiting && this.waitFailed > 0, now);
+    this.tracker.granted(lockKey, sid, p.style, exptime, waiting ? now - this.waitStart : 0, waiting && this.waitFailed > 0, now, sentAt);
     if (waiting) this.waitKey = null;
   }
 }

@@ -106,16 +106,19 @@ export class LockTracker {
 
   /**
    * A lock taken. `exptime` as the client sent it (null: unknown, pecl-memcache's text incr);
-   * `waitMs` since this request's first attempt; `contended`: an attempt of it failed first.
+   * `waitMs` since this request's first attempt; `contended`: an attempt of it failed first;
+   * `sentAt`: when the request that took it was sent. memcached stored the lock between then
+   * and `now`, so its hold and expiry count from then: a reply held up on a loaded machine
+   * would put its expiry late, and the next grant would not count it expired.
    */
-  granted(lockKey: string, sid: string, style: LockStyle, exptime: number | null, waitMs: number, contended: boolean, now = this.clock.now()): void {
+  granted(lockKey: string, sid: string, style: LockStyle, exptime: number | null, waitMs: number, contended: boolean, now = this.clock.now(), sentAt = now): void {
     this.totals.grants++;
     this.events.grant(style);
     this.events.waited(waitMs / 1000);
     if (contended) this.recordWait(lockKey, sid, waitMs, now);
     if (now - this.lastSweep >= SWEEP_EVERY_MS) this.sweep(now, false);
     const seconds = exptime ?? (style === 'memcache' ? this.peclLockTimeout : 0);
-    const holder: Holder = { sid, grantedAt: now, expiresAt: this.expiresAt(seconds, now), expired: false };
+    const holder: Holder = { sid, grantedAt: sentAt, expiresAt: this.expiresAt(seconds, sentAt), expired: false };
     const before = this.holders.get(lockKey);
     if (before !== undefined) {
       this.checkExpiry(before, now + EXPIRY_TICK_MS);

@@ -397,6 +397,20 @@ describe('patterns', () => {
   });
 });
 
+describe('expiry from the request', () => {
+  test('a grant whose reply came late expires from when its request was sent: the next grant counts it expired', () => {
+    const { r, events } = recorder();
+    const clock = { ms: 0 };
+    const tracker = new LockTracker(events, { now: () => clock.ms, wall: () => 0 });
+    // Sent at 0, its reply read at 800 ms (a loaded machine); a lock of 3 s.
+    tracker.granted('k', 's', 'memcached', 3, 0, false, 800, 0);
+    // memcached's whole-second clock let it expire early: taken again at 2,100 ms.
+    tracker.granted('k', 't', 'memcached', 3, 0, false, 2100, 2050);
+    expect(r.takeovers).toBe(1);
+    expect(r.expired).toBe(1);
+  });
+});
+
 describe('bounds', () => {
   test(`past ${MAX_TRACKED_LOCKS} holders a grant is counted untracked; an expired holder makes room`, () => {
     const { r, events } = recorder();
