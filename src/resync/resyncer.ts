@@ -40,6 +40,8 @@ export const DEFAULT_RESYNC_OPTIONS: Readonly<ResyncOptions> = Object.freeze({
 /** The wait before a refresh or shed that ended short runs again, doubled per failure in a row, and its cap. */
 const RETRY_FIRST_MS = 1000;
 const RETRY_MAX_MS = 60_000;
+/** Sheds in a row that each dropped strays before one more is not started (see shedAgain). */
+const SHED_PASSES = 4;
 
 /** Why a run started: the trust agent's refill, a reload that moved keys, a sidecar's death, a shed, or asked for. */
 export type ResyncCause = 'refill' | 'membership' | 'sweep' | 'shed' | 'manual';
@@ -95,6 +97,8 @@ export class Resyncer {
   private readonly totals = new Map<Backend, Totals>();
   /** Refreshes and sheds that ended short, in a row, per backend (see retryLater). */
   private readonly retries = new Map<Backend, number>();
+  /** Sheds in a row that dropped strays, per backend (see shedAgain). */
+  private readonly shedPasses = new Map<Backend, number>();
   private closed = false;
 
   constructor(
@@ -180,6 +184,7 @@ export class Resyncer {
       // The last one to settle ends the former holders' membership: their copies are strays now.
       if (result.mode !== 'shed' && isComplete(result) && this.ring.settled(address)) this.shedAll();
       if (kind !== 'fill' && current) this.retryLater(backend, kind, cause, result);
+      if (kind === 'shed' && current) this.shedAgain(backend, result);
       return result;
     });
   }
@@ -201,6 +206,18 @@ export class Resyncer {
       // A newer run of the kind took over meanwhile: it is the one that counts.
       if (!this.closed && !this.runs[kind].has(backend)) void this.resync(backend, cause);
     });
+  }
+
+  /**
+   * A shed's crawl is no snapshot (an item the LRU moves during it is skipped: a busy backend's
+   * reads move them), so one that dropped strays runs once more, until a pass drops none, at
+   * most SHED_PASSES in a row.
+   */
+  private shedAgain(backend: Backend, result: ResyncResult): void {
+    const passes = (this.shedPasses.get(backend) ?? 0) + 1;
+    if (result.outcome !== 'done' || result.pruned === 0 || passes >= SHED_PASSES) return void this.shedPasses.delete(backend);
+    this.shedPasses.set(backend, passes);
+    void this.resync(backend, 'shed');
   }
 
   /** The backend is trusted again after a fill: what stand-ins hold of its keys is garbage now. */

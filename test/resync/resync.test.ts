@@ -283,6 +283,27 @@ describe('rejoin resync with real memcached', () => {
     expect(await c.resyncer.resync(c.backends[1])).toBeNull();
   });
 
+  test("a shed that dropped strays runs once more: one its first crawl skipped goes too", async () => {
+    const c = await cluster();
+    const [target] = c.backends;
+    const strays = KEYS.filter((key) => !c.ring.replicaSet(k(key)).some((m) => m.address === target.address)).slice(0, 5);
+    for (const key of strays) expect((await target.store({ mode: 'set', key: k(key), value: k('stray'), flags: 0, exptime: 0, cas: 0n })).status).toBe('stored');
+    // Scripted: the first crawl skips one stray, as memcached's crawler does with an item the LRU
+    // moves meanwhile (no real memcached skips one on demand); the next crawls are real.
+    const dump = target.metadumpEach.bind(target);
+    let first = true;
+    target.metadumpEach = (onLine) => {
+      const skip = first;
+      first = false;
+      return dump((line) => (skip && line.key.toString('latin1') === strays[0] ? undefined : onLine(line)));
+    };
+    expect(await c.resyncer.resync(target, 'shed')).toMatchObject({ outcome: 'done', pruned: strays.length - 1 });
+    await waitFor(() => c.sheds.length >= 3, 10_000);
+    expect(c.sheds[1]).toMatchObject({ outcome: 'done', pruned: 1 });
+    expect(c.sheds[2]).toMatchObject({ outcome: 'done', pruned: 0 });
+    for (const key of strays) expect(await valueOn(target, key)).toBeNull();
+  });
+
   test('a shed whose listing failed runs again until it drops the strays', async () => {
     const c = await cluster({ listAttempts: 1 });
     const [target] = c.backends;
@@ -295,7 +316,7 @@ describe('rejoin resync with real memcached', () => {
     target.metadumpEach = (onLine) => (busy-- > 0 ? Promise.resolve({ status: 'failed', reason: 'BUSY currently processing crawler request' }) : dump(onLine));
     const first = await c.resyncer.resync(target, 'shed');
     expect(first).toMatchObject({ outcome: 'done', unlisted: [target.address], pruned: 0 });
-    await waitFor(() => c.sheds.length === 2, 10_000);
+    await waitFor(() => c.sheds.length >= 2, 10_000);
     expect(c.sheds[1]).toMatchObject({ outcome: 'done', unlisted: [], pruned: strays.length });
     for (const key of strays) expect(await valueOn(target, key)).toBeNull();
   });
