@@ -6,27 +6,18 @@
 // (trusted, never refilled since they left: TrustAgent.stoodInThroughout) is given.
 
 import { afterEach, describe, expect, test } from 'vitest';
-import { Backend } from '../../src/backends/backend';
-import { REAL_CLOCK } from '../../src/resync/rate-limiter';
-import { ResyncRun, type ResyncResult } from '../../src/resync/resync-run';
+import type { Backend } from '../../src/backends/backend';
+import type { ResyncResult } from '../../src/resync/resync-run';
 import type { MemcachedNode } from '../../src/routing/node';
-import { ReplicaRing } from '../../src/routing/ring';
+import type { ReplicaRing } from '../../src/routing/ring';
 import type { Role } from '../../src/trust/protocol';
 import { standInKey } from '../../src/trust/reserved-keys';
-import { startMemcached, type MemcachedProcess } from '../helpers/memcached';
-import { k } from './support';
+import { k, runOn, startHandRolesCluster, stopHandRolesCluster, storeOn as store, valueOn, type HandRolesCluster } from './support';
 
-let mcs: MemcachedProcess[] = [];
-let backends: Backend[] = [];
-
-afterEach(async () => {
-  await Promise.all(backends.map((b) => b.close()));
-  await Promise.all(mcs.map((m) => m.stop()));
-  mcs = [];
-  backends = [];
-});
+afterEach(stopHandRolesCluster);
 
 interface Setup {
+  cluster: HandRolesCluster;
   ring: ReplicaRing;
   roles: Map<string, Role>;
   key: string;
@@ -39,9 +30,8 @@ interface Setup {
 
 /** S trusted (a stand-in the target may copy from) or in refill (the target itself). */
 async function setup(sRole: Role): Promise<Setup> {
-  mcs = await Promise.all([0, 1, 2, 3].map(() => startMemcached()));
-  backends = mcs.map((m) => new Backend(m.address, { requestTimeoutMs: 1000 }));
-  const ring = new ReplicaRing(backends.map((node) => ({ node, weight: 1 })), 2);
+  const cluster = await startHandRolesCluster(4);
+  const { ring } = cluster;
   const key = 'first-stand-in';
   const [N1, N2, T, S] = ring.ringOrder(k(key)) as Backend[];
   const roles = new Map<string, Role>([
@@ -54,13 +44,12 @@ async function setup(sRole: Role): Promise<Setup> {
   // The stand-in key of N2's outage, on each other backend, before any item.
   const mark = standInKey(N2.address, 1);
   await Promise.all([N1, T, S].map((b) => store(b, mark, 'mark')));
-  return { ring, roles, key, mark, N1, T, S };
+  return { cluster, ring, roles, key, mark, N1, T, S };
 }
 
 /** The reconcile of `target`, T having stood in all along or not. */
-function reconcile({ ring, roles, mark, T }: Setup, target: Backend, stoodIn: boolean): Promise<ResyncResult> {
-  const options = { keysPerSecond: 1000, maxInFlight: 4, quietMs: 0, listAttempts: 3, clock: REAL_CLOCK };
-  return new ResyncRun(target, backends, ring, options, { copied: () => {}, skipped: () => {}, pruned: () => {}, holding: () => {} }, {
+function reconcile({ cluster, roles, mark, T }: Setup, target: Backend, stoodIn: boolean): Promise<ResyncResult> {
+  return runOn(cluster, target, {
     mode: Promise.resolve('reconcile'),
     isResyncing: (node: MemcachedNode) => roles.get(node.address) !== 'trusted',
     holdMs: 0,
@@ -69,16 +58,8 @@ function reconcile({ ring, roles, mark, T }: Setup, target: Backend, stoodIn: bo
       return r.status === 'hit' ? r.item.cas : null;
     },
     stoodInThroughout: async (standIn) => stoodIn && standIn.address === T.address,
-  }).done;
+  });
 }
-
-const store = (b: Backend, key: string | Buffer, value: string) =>
-  b.store({ mode: 'set', key: typeof key === 'string' ? k(key) : key, value: k(value), flags: 0, exptime: 0, cas: 0n });
-
-const valueOn = async (b: Backend, key: string): Promise<string | null> => {
-  const r = await b.get(k(key));
-  return r.status === 'hit' ? r.item.value.toString() : null;
-};
 
 describe("the first stand-in's miss", () => {
   test("a trusted stand-in's item written in the outage is no source once the first stand-in, there all along, misses it", async () => {

@@ -12,27 +12,18 @@
 // that left trusted during the run is in no key's set, and its copy may be the only one.
 
 import { afterEach, describe, expect, test } from 'vitest';
-import { Backend } from '../../src/backends/backend';
-import { REAL_CLOCK } from '../../src/resync/rate-limiter';
-import { ResyncRun, type ResyncResult, type RunContext } from '../../src/resync/resync-run';
+import type { Backend } from '../../src/backends/backend';
+import type { ResyncResult } from '../../src/resync/resync-run';
 import type { MemcachedNode } from '../../src/routing/node';
-import { ReplicaRing } from '../../src/routing/ring';
+import type { ReplicaRing } from '../../src/routing/ring';
 import type { Role } from '../../src/trust/protocol';
 import { refillKey } from '../../src/trust/reserved-keys';
-import { startMemcached, type MemcachedProcess } from '../helpers/memcached';
-import { k } from './support';
+import { k, runOn, startHandRolesCluster, stopHandRolesCluster, storeOn as store, valueOn, type HandRolesCluster } from './support';
 
-let mcs: MemcachedProcess[] = [];
-let backends: Backend[] = [];
-
-afterEach(async () => {
-  await Promise.all(backends.map((b) => b.close()));
-  await Promise.all(mcs.map((m) => m.stop()));
-  mcs = [];
-  backends = [];
-});
+afterEach(stopHandRolesCluster);
 
 interface Setup {
+  cluster: HandRolesCluster;
   ring: ReplicaRing;
   roles: Map<MemcachedNode, Role>;
   key: string;
@@ -42,35 +33,31 @@ interface Setup {
   target: Backend;
 }
 
-async function setup(roleOf: (s: Omit<Setup, 'ring' | 'roles'>) => Map<MemcachedNode, Role> = allInRefill): Promise<Setup> {
-  mcs = await Promise.all([0, 1, 2].map(() => startMemcached()));
-  backends = mcs.map((m) => new Backend(m.address, { requestTimeoutMs: 1000 }));
-  const ring = new ReplicaRing(backends.map((node) => ({ node, weight: 1 })), 2);
-  const target = backends[2];
+/** What a test's roles are chosen from. */
+type Parts = Omit<Setup, 'cluster' | 'ring' | 'roles'>;
+
+async function setup(roleOf: (s: Parts) => Map<MemcachedNode, Role> = allInRefill): Promise<Setup> {
+  const cluster = await startHandRolesCluster(3);
+  const { ring } = cluster;
+  const target = cluster.backends[2];
   let key = '';
   for (let i = 0; key === ''; i++) if (ring.ringOrder(k(`sess:${i}`))[2] === target) key = `sess:${i}`;
   const [refilling, other] = ring.ringOrder(k(key)) as Backend[];
   const roles = roleOf({ key, refilling, other, target });
   ring.useRoles((node) => roles.get(node)!);
-  return { ring, roles, key, refilling, other, target };
+  return { cluster, ring, roles, key, refilling, other, target };
 }
 
-const allInRefill = ({ refilling, other, target }: Omit<Setup, 'ring' | 'roles'>): Map<MemcachedNode, Role> =>
+const allInRefill = ({ refilling, other, target }: Parts): Map<MemcachedNode, Role> =>
   new Map<MemcachedNode, Role>([
     [refilling, 'refill'],
     [other, 'refill'],
     [target, 'refill'],
   ]);
 
-/** A run on `target` in `context`: copies unthrottled, no quiet time. */
-function runOn(target: Backend, ring: ReplicaRing, context: RunContext): Promise<ResyncResult> {
-  const options = { keysPerSecond: 1000, maxInFlight: 4, quietMs: 0, listAttempts: 3, clock: REAL_CLOCK };
-  return new ResyncRun(target, backends, ring, options, { copied: () => {}, skipped: () => {}, pruned: () => {}, holding: () => {} }, context).done;
-}
-
 /** The target's reconcile; each natural member in refill since its refill key on the target, if any, was stored. */
-function reconcile({ ring, roles, target }: Setup): Promise<ResyncResult> {
-  return runOn(target, ring, {
+function reconcile({ cluster, roles, target }: Setup): Promise<ResyncResult> {
+  return runOn(cluster, target, {
     mode: Promise.resolve('reconcile'),
     isResyncing: () => true, // none of the three is trusted
     holdMs: 0,
@@ -81,14 +68,6 @@ function reconcile({ ring, roles, target }: Setup): Promise<ResyncResult> {
     },
   });
 }
-
-const store = (b: Backend, key: string | Buffer, value: string) =>
-  b.store({ mode: 'set', key: typeof key === 'string' ? k(key) : key, value: k(value), flags: 0, exptime: 0, cas: 0n });
-
-const valueOn = async (b: Backend, key: string): Promise<string | null> => {
-  const r = await b.get(k(key));
-  return r.status === 'hit' ? r.item.value.toString() : null;
-};
 
 /** The reconcile deletes nothing: the target keeps `value`. */
 async function expectKept(s: Setup, value: string): Promise<void> {
@@ -140,8 +119,8 @@ describe('reconcile with no trusted natural member', () => {
 
 describe('reconcile from a member in refill (a refill source)', () => {
   /** The target's reconcile, `refilling` a source for every item it holds (taken in its refill). */
-  function fromRefillSource({ ring, refilling, target }: Setup): Promise<ResyncResult> {
-    return runOn(target, ring, {
+  function fromRefillSource({ cluster, refilling, target }: Setup): Promise<ResyncResult> {
+    return runOn(cluster, target, {
       mode: Promise.resolve('reconcile'),
       isResyncing: () => true,
       holdMs: 0,
@@ -177,15 +156,15 @@ describe('shed', () => {
   /** The natural members trusted, so the target is in the key's set no more (its copy a stand-in's). */
   const naturalsTrusted =
     (targetRole: Role) =>
-    ({ refilling, other, target }: Omit<Setup, 'ring' | 'roles'>) =>
+    ({ refilling, other, target }: Parts) =>
       new Map<MemcachedNode, Role>([
         [refilling, 'trusted'],
         [other, 'trusted'],
         [target, targetRole],
       ]);
 
-  function shed({ ring, target }: Setup, targetTrusted: boolean): Promise<ResyncResult> {
-    return runOn(target, ring, { mode: Promise.resolve('shed'), isResyncing: (node) => node.address === target.address && !targetTrusted, holdMs: 0 });
+  function shed({ cluster, target }: Setup, targetTrusted: boolean): Promise<ResyncResult> {
+    return runOn(cluster, target, { mode: Promise.resolve('shed'), isResyncing: (node) => node.address === target.address && !targetTrusted, holdMs: 0 });
   }
 
   test("a trusted target's copy outside its key's set goes", async () => {

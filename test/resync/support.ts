@@ -3,11 +3,16 @@
 //
 //   const c = await startResyncCluster({ requestTimeoutMs: 1000 }, { quietMs: 0 });
 //   afterEach(stopResyncCluster);
+//
+// Or, for one run with every role set by hand (no resyncer, no agent):
+//
+//   const c = await startHandRolesCluster(4);   // afterEach(stopHandRolesCluster)
+//   c.ring.useRoles(...); await runOn(c, target, context);
 
 import { Backend, type BackendOptions } from '../../src/backends/backend';
 import { Resyncer, type ResyncCause, type ResyncEvents, type ResyncOptions } from '../../src/resync/resyncer';
 import type { MemcachedNode } from '../../src/routing/node';
-import type { ResyncResult } from '../../src/resync/resync-run';
+import { ResyncRun, type ResyncResult, type RunContext } from '../../src/resync/resync-run';
 import { REAL_CLOCK } from '../../src/resync/rate-limiter';
 import { ReplicatedRouter } from '../../src/routing/replicated-router';
 import { ReplicaRing } from '../../src/routing/ring';
@@ -115,6 +120,41 @@ export async function stopResyncCluster(): Promise<void> {
   await Promise.all(current.backends.map((b) => b.close()));
   await Promise.all(current.mcs.map((m) => m.stop()));
   current = null;
+}
+
+/** Real memcached, a Backend each and their ring (2 replicas), for tests that set every role by hand. */
+export interface HandRolesCluster {
+  backends: Backend[];
+  ring: ReplicaRing;
+}
+
+let handRoles: { mcs: MemcachedProcess[]; backends: Backend[] } | null = null;
+
+/** `count` memcached and their ring; one per test, stopped by stopHandRolesCluster. */
+export async function startHandRolesCluster(count: number): Promise<HandRolesCluster> {
+  const mcs = await Promise.all(Array.from({ length: count }, () => startMemcached()));
+  const backends = mcs.map((m) => new Backend(m.address, { requestTimeoutMs: 1000 }));
+  handRoles = { mcs, backends };
+  return { backends, ring: new ReplicaRing(backends.map((node) => ({ node, weight: 1 })), 2) };
+}
+
+/** For afterEach: stops the test's hand-roles cluster, if it started one. */
+export async function stopHandRolesCluster(): Promise<void> {
+  if (handRoles === null) return;
+  await Promise.all(handRoles.backends.map((b) => b.close()));
+  await Promise.all(handRoles.mcs.map((m) => m.stop()));
+  handRoles = null;
+}
+
+/** One run on `target` in `context`: copies unthrottled, no quiet time, no events. */
+export function runOn(c: HandRolesCluster, target: Backend, context: RunContext): Promise<ResyncResult> {
+  const options = { keysPerSecond: 1000, maxInFlight: 4, quietMs: 0, listAttempts: 3, clock: REAL_CLOCK };
+  return new ResyncRun(target, c.backends, c.ring, options, { copied: () => {}, skipped: () => {}, pruned: () => {}, holding: () => {} }, context).done;
+}
+
+/** `set` on `b` itself: no flags, no expiry. */
+export async function storeOn(b: Backend, key: string | Buffer, value: string): Promise<void> {
+  await b.store({ mode: 'set', key: typeof key === 'string' ? k(key) : key, value: k(value), flags: 0, exptime: 0, cas: 0n });
 }
 
 /** The value `b` itself holds for `key`, or null. */
