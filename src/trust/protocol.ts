@@ -433,6 +433,8 @@ export class TrustState {
     // each was, not counting those that took them only in the refill they are still in (its fill
     // takes those writes from them: refill sources), then those that took them only in refill (a
     // write is acknowledged only where a trusted backend took it too); among equals, the lowest address.
+    // One whose time away no live witness saw and no mark tells (an outage before any sidecar's
+    // view was fresh, say) may have missed anything: it goes after every one these rules find whole.
     const outlasted = new Map(candidates.map((c) => [c, this.outlastedBy(c, now) ?? marked(c) ?? null]));
     const counts = (c: string, d: string, pass: number): boolean => {
       if (outlasted.get(c)?.has(d) !== true) return false;
@@ -441,11 +443,13 @@ export class TrustState {
       const stage = this.stageOf(d);
       return pass === 1 && !(stage.role === 'refill' && stage.epoch === refill);
     };
+    const known = candidates.filter((c) => outlasted.get(c) !== null);
     for (const pass of [0, 1, 2]) {
-      const first = candidates.filter((c) => !candidates.some((d) => counts(c, d, pass)));
+      const first = known.filter((c) => !candidates.some((d) => counts(c, d, pass)));
       if (first.length > 0) return first.sort()[0] === address;
     }
-    return [...candidates].sort()[0] === address;
+    const unknown = candidates.filter((c) => outlasted.get(c) === null);
+    return (unknown.length > 0 ? unknown : candidates).sort()[0] === address;
   }
 
   /** The peer's latest record says it reaches `address`. */

@@ -248,6 +248,25 @@ describe('agreement', () => {
     expect(ALL.filter((at) => a.mayTrust(at, all, 1))).toEqual([Y]);
   });
 
+  test('one whose time away no live witness saw goes after one whose missed writes are in a refill still going on', () => {
+    const a = sidecar('a'); // not witnessing yet: its view has not matched the cluster's
+    const step = (changes: Array<[string, Role]>): void => {
+      for (const [at, role] of changes) a.propose(at, role, role === 'out' ? 'failed' : 'reachable');
+      publish(a);
+      a.tryApply(1);
+    };
+    step([[X, 'out']]); // X goes out before anyone witnesses: nobody knows what it missed
+    a.tryApply(1); // witnessing from now on
+    expect(a.outlastedBy(X, 1)).toBeNull();
+    step([[X, 'refill']]);
+    step([[Y, 'out'], [Z, 'out']]); // X, in refill, takes what they miss
+    expect([...(a.outlastedBy(Z, 1) ?? [])]).toEqual([X]);
+    step([[Y, 'refill'], [Z, 'refill']]);
+    // Y restarted. Z's fill takes from X what X took in its refill; X may lack what Z took trusted.
+    const kept = (b: string): boolean => b !== Y;
+    expect(ALL.filter((at) => a.mayTrust(at, kept, 1))).toEqual([Z]);
+  });
+
   test('a sidecar that applied trusted straight to a later out (out, refill, out again acknowledged meanwhile) saw it leave there: the refill keys of its trusted epoch still tell', () => {
     const at = (s: TrustState, t: number, records: TrustRecord[]): void => {
       for (const b of ALL) s.roundDone(b, t, t, records);
