@@ -881,9 +881,12 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     if (!this.fillCounts(a)) return;
     if (this.othersTrusted(a)) return this.proposeTrusted(a);
     // Several in refill: which kept their data, from their incarnation keys (see markIncarnation).
-    const epoch = this.state.stageOf(a).epoch;
+    // Both reads cover only the backends in refill when they began: one that entered refill
+    // while they were under way would count as come back empty, and another go first that it
+    // outlasted. Any stage changed meanwhile: asked again after the next round.
+    const generation = this.state.generation;
     void Promise.all([this.keptData(), this.markedOutlasted()]).then(([kept, marked]) => {
-      if (this.state.stageOf(a).epoch === epoch && this.fillCounts(a) && this.state.mayTrust(a, (b) => kept.has(b), this.clock.now(), (b) => marked.get(b))) {
+      if (this.state.generation === generation && this.fillCounts(a) && this.state.mayTrust(a, (b) => kept.has(b), this.clock.now(), (b) => marked.get(b))) {
         this.proposeTrusted(a);
       }
     });

@@ -1,0 +1,112 @@
+// Several in refill, against real memcached: one sidecar in-process, three memcached, two
+// replicas. B waits in refill, filled, while A (restarted empty) and C are away. C took writes
+// trusted while B was out; B took writes while C was out only in the refill it is still in. So
+// C goes first (docs/trust.md, Several in refill). Which backends kept their data is read from
+// their incarnation keys, a round trip: C entering refill while such a read for B is under way
+// must not make B go first, C counted as come back empty for not having been read.
+
+import { afterEach, expect, test } from 'vitest';
+import { Backend } from '../../src/backends/backend';
+import type { MemcachedNode } from '../../src/routing/node';
+import { INCARNATION_KEY } from '../../src/trust/reserved-keys';
+import { startMemcached } from '../helpers/memcached';
+import { pollUntil } from '../helpers/wait';
+import { inProcessSidecar } from '../resync/support';
+
+const BACKEND = { requestTimeoutMs: 300, probeIntervalMs: 30, retryMaxMs: 100, upAfterProbes: 1 };
+
+const cleanup: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const step of cleanup.splice(0).reverse()) await step();
+});
+
+/**
+ * B's control node, whose incarnation key reads made to tell whether it kept its data (by the
+ * agent's keptData) wait, while `held`, until `release()`.
+ */
+function gated(node: MemcachedNode): { node: MemcachedNode; held: boolean; waiting: number; release: () => void } {
+  const waiters: Array<() => void> = [];
+  const gate = {
+    held: false,
+    waiting: 0,
+    release: () => {
+      gate.held = false;
+      for (const go of waiters.splice(0)) go();
+    },
+    node: {
+      ...node,
+      get: async (key, touch) => {
+        if (gate.held && key.equals(INCARNATION_KEY) && new Error().stack?.includes('keptData') === true) {
+          gate.waiting++;
+          await new Promise<void>((go) => waiters.push(go));
+        }
+        return node.get(key, touch);
+      },
+    } satisfies MemcachedNode,
+  };
+  return gate;
+}
+
+test('one entering refill while the others were read does not count as come back empty: the one that outlasted goes first', async () => {
+  const mcs = await Promise.all([0, 1, 2].map(() => startMemcached()));
+  cleanup.push(async () => {
+    for (const m of mcs) m.resume();
+    await Promise.all(mcs.map((m) => m.stop()));
+  });
+  const [A, B, C] = [0, 1, 2];
+  const backends = mcs.map((m) => new Backend(m.address, BACKEND));
+  const gate = gated(backends[B].control());
+  const boards = backends.map((b, i) => (i === B ? gate.node : b.control()));
+  // Each completed fill, by address (the agent runs it through the resyncer, as src/proxy.ts does).
+  const filled: string[] = [];
+  const fill = async (node: MemcachedNode, signal: AbortSignal): Promise<boolean> => {
+    const done = await s.resyncer.fill(node, signal);
+    if (done) filled.push(node.address);
+    return done;
+  };
+  const s = inProcessSidecar(backends, {}, undefined, { id: 'a', boards, fill });
+  cleanup.push(async () => {
+    gate.release();
+    await s.agent.stop();
+    await s.resyncer.close();
+    await Promise.all(backends.map((b) => b.close()));
+  });
+  await s.agent.start();
+  const role = (i: number) => s.agent.roleOf(backends[i]);
+  await pollUntil(() => backends.every((_, i) => role(i) === 'trusted'), 10_000, 20);
+
+  // A restarts later (empty); B goes away while C is trusted: C outlasts B, trusted.
+  mcs[A].kill('SIGKILL');
+  await mcs[A].exited();
+  await pollUntil(() => role(A) === 'out', 10_000, 20);
+  await mcs[B].pause();
+  await pollUntil(() => role(B) === 'out', 10_000, 20);
+  // B comes back and is filled, then waits in refill: A is away. C goes away: B outlasts it, in refill.
+  mcs[B].resume();
+  await pollUntil(() => role(B) === 'refill' && filled.includes(backends[B].address), 10_000, 20);
+  await mcs[C].pause();
+  await pollUntil(() => role(C) === 'out', 10_000, 20);
+  await mcs[A].restart();
+  await pollUntil(() => role(A) === 'refill', 10_000, 20);
+
+  // B's filled fill asks, each round, which in refill kept their data: hold such a read of B's
+  // incarnation key (begun while C is out), let C enter refill, then let the read finish.
+  gate.held = true;
+  await pollUntil(() => gate.waiting > 0, 10_000, 5, `B never asked which kept their data: ${[A, B, C].map((i) => role(i))}`);
+  mcs[C].resume();
+  await pollUntil(() => role(C) === 'refill', 10_000, 5);
+  expect(role(B)).toBe('refill');
+  gate.release();
+
+  const order: number[] = [];
+  await pollUntil(
+    () => {
+      for (const i of [A, B, C]) if (role(i) === 'trusted' && !order.includes(i)) order.push(i);
+      return order.length === 3;
+    },
+    30_000,
+    2,
+  );
+  // C first: B, outlasted by C while trusted, after it (A, come back empty, last).
+  expect(order.map((i) => 'ABC'[i])).toEqual(['C', 'B', 'A']);
+});
