@@ -322,8 +322,6 @@ export class TrustState {
     const from = this.seen.get(address) ?? INITIAL_STAGE;
     const wasPending = this.isPending(address);
     this.seen.set(address, stage);
-    // It may be applied elsewhere before here: its time away, as witnessed, ends now.
-    if (stage.role === 'trusted') this.outlasted.delete(address);
     if (!wasPending && this.isPending(address)) this.pendingCount++;
     this.generation++;
     return { address, from, to: stage, ...(reason !== undefined && { reason }) };
@@ -331,7 +329,14 @@ export class TrustState {
 
   /** board.ts wrote (or is about to write) a record saying this: the acknowledgement is out. */
   markPublished(stages: ReadonlyMap<string, Stage>): void {
-    for (const [a, s] of stages) if (isNewer(s, this.published.get(a) ?? INITIAL_STAGE)) this.published.set(a, s);
+    for (const [a, s] of stages) {
+      if (!isNewer(s, this.published.get(a) ?? INITIAL_STAGE)) continue;
+      this.published.set(a, s);
+      // It may be applied elsewhere from now on: its time away, as witnessed, ends. Not before:
+      // while this live sidecar has not published it, nobody applies it, and an out acknowledged
+      // first (a request under the older view failed on it) continues the same time away.
+      if (s.role === 'trusted') this.outlasted.delete(a);
+    }
   }
 
   /** The acknowledged stages, to publish once the older view's requests ended. */

@@ -66,6 +66,42 @@ describe('placement', () => {
 });
 
 describe('agreement', () => {
+  test('a trusted stage acknowledged but never published (an out acknowledged first) does not end the time away witnessed', () => {
+    const a = sidecar('a');
+    a.tryApply(1); // witnessing from now on
+    const step = (role: Role, reason: 'failed' | 'reachable' | 'filled'): void => {
+      a.propose(Y, role, reason);
+      publish(a);
+      a.tryApply(1);
+    };
+    step('out', 'failed');
+    step('refill', 'reachable');
+    expect(a.witnessedUntrustedSince(Y, 1)).toBe(1);
+    // Filled: trusted(3) acknowledged while a request sent under the older view is still out on Y,
+    // which then fails there. Nobody could apply trusted(3): this live sidecar never published it.
+    a.propose(Y, 'trusted', 'filled');
+    step('out', 'failed');
+    expect(a.roleOf(Y)).toBe('out');
+    expect(a.witnessedUntrustedSince(Y, 1)).toBe(1);
+  });
+
+  test('a trusted stage published may be applied elsewhere: the time away witnessed ends there', () => {
+    const a = sidecar('a');
+    a.tryApply(1);
+    for (const [role, reason] of [['out', 'failed'], ['refill', 'reachable']] as const) {
+      a.propose(Y, role, reason);
+      publish(a);
+      a.tryApply(1);
+    }
+    a.propose(Y, 'trusted', 'filled');
+    publish(a); // not applied here yet, but another sidecar may have
+    a.propose(Y, 'out', 'failed');
+    publish(a);
+    a.tryApply(1);
+    expect(a.roleOf(Y)).toBe('out');
+    expect(a.witnessedUntrustedSince(Y, 1)).toBeUndefined();
+  });
+
   test('alone, a proposal applies as soon as it is published', () => {
     const a = sidecar('a');
     expect(a.propose(Y, 'out', 'failed')).toMatchObject({ to: { epoch: 1, role: 'out' } });
