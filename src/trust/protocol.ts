@@ -539,7 +539,10 @@ export class TrustState {
     const refill = { ...entry.refill };
     for (const b of taking) {
       if (b === address) continue;
-      const stage = this.stageOf(b);
+      // Its refill acknowledged here, not applied yet (its out maybe never applied here): from that
+      // acknowledgement on, this sidecar routes it no write by an older stage, so it takes writes
+      // from here only in that refill, whatever stage it still applies (trusted, say).
+      const stage = this.seenRoleOf(b) === 'refill' ? this.seen.get(b)! : this.stageOf(b);
       const epoch = stage.role === 'refill' ? stage.epoch : undefined;
       if (!by.has(b)) {
         by.add(b);

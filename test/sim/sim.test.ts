@@ -34,6 +34,14 @@ describe('the trust protocol', () => {
     expect(result.counts).toEqual({});
   });
 
+  // Every kind of fault: b1 out, then b3 (trusted while b1 was out: it took a delete of sess:3 b1
+  // missed). s0 applied b3's out while it had b2 applied trusted and acknowledged on its way to a
+  // refill, and noted b2 as having taken b3's writes trusted: b1 went before b3 (a deleted key served at 8.95 s).
+  test('seed 699, every kind of fault: one acknowledged on its way to a refill outlasted another only in that refill', async () => {
+    const result = await simulate({ seed: 699, ...shapeOf(699), steps: 70_000, log });
+    expect(result.counts).toEqual({});
+  });
+
   // Backends in two zones (backend b in zone b mod 2): placement by preference order, stand-ins from the other zone.
   test.each([11, 12])(`seed %i, backends in two zones: every invariant holds for 100000 steps under the same faults`, async (seed) => {
     const result = await simulate({ seed, ...shapeOf(seed), zones: 2, steps: 100_000, faults: { kinds: KINDS }, log });
