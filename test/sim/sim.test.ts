@@ -42,6 +42,15 @@ describe('the trust protocol', () => {
     expect(result.counts).toEqual({});
   });
 
+  // Every kind of fault: b1 (a natural member of sess:6) went out while b0, its stand-in, was in refill
+  // with its trust acknowledged, not applied; b0 took sess:6's writes, then every backend was away at
+  // once. b0's stand-in key of b1's outage said `away`, so its copy was no source for b1's refill, and
+  // b1's older copy was kept and served (a stale read at 18.17 s).
+  test('seed 841, every kind of fault: a stand-in in refill when the natural member left is a source for the writes it took', async () => {
+    const result = await simulate({ seed: 841, ...shapeOf(841), steps: 80_000, log });
+    expect(result.counts).toEqual({});
+  });
+
   // Backends in two zones (backend b in zone b mod 2): placement by preference order, stand-ins from the other zone.
   test.each([11, 12])(`seed %i, backends in two zones: every invariant holds for 100000 steps under the same faults`, async (seed) => {
     const result = await simulate({ seed, ...shapeOf(seed), zones: 2, steps: 100_000, faults: { kinds: KINDS }, log });
