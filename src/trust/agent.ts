@@ -435,11 +435,13 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
       // newcomer that has not read every backend yet) it may name one trusted that the others
       // agreed out while this one could not read it. Those that are fresh mark it.
       if (c.to.role === 'out' && this.state.fresh(this.clock.now())) {
+        // `trusted`: the backend takes Y's writes from now on, trusted or in refill (its own trust
+        // pending, say: in refill it takes the writes of the keys it stands in for all the same).
         // Out again from refill: it was never made whole since it last went out, so a backend that
         // outlasted that outage outlasts this one too (its mark of then says so).
         const before = c.from.role === 'refill' ? standInKey(c.address, outEpoch(c.from)) : null;
         const trusted = async (n: MemcachedNode): Promise<boolean> => {
-          if (this.state.isTrusted(n.address)) return true;
+          if (this.state.takesWrites(n.address)) return true;
           if (before === null) return false;
           const r = await n.get(before);
           return r.status === 'hit' && standInTrusted(r.item.value);
@@ -559,10 +561,10 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
 
   /**
    * The CAS under which a stand-in's items predate the current outage of the key's natural
-   * members that are not trusted: the lowest of their stand-in keys on it that say it was
-   * trusted then (it took their writes from that moment). An item with a lower CAS is a copy
-   * left from an earlier time it stood in, maybe since overwritten or deleted, and no source
-   * for a refill. A key written while it was away itself (or never written: it was cut off
+   * members that are not trusted: the lowest of their stand-in keys on it that say it took their
+   * writes from that moment (`trusted`: it was trusted, or in refill, and not going out). An item
+   * with a lower CAS is a copy left from an earlier time it stood in, maybe since overwritten or
+   * deleted, and no source for a refill. A key written while it was away itself (or never written: it was cut off
    * then) marks nothing: it took none of their writes from there. null: no key marks where its
    * time as their stand-in began: use none of its items.
    */
@@ -936,9 +938,9 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
 
   /**
    * Per backend in refill: the others in refill that hold its stand-in key of its current
-   * outage marked `trusted` (they were trusted, by the marker's view, when it went out, or
-   * trusted again while it was away: they took the writes it missed). For the order of several
-   * refills when no live sidecar witnessed the outages (TrustState.mayTrust).
+   * outage marked `trusted` (they were trusted or in refill, not going out, by the marker's view,
+   * when it went out, or trusted again while it was away: they took the writes it missed). For the
+   * order of several refills when no live sidecar witnessed the outages (TrustState.mayTrust).
    */
   private async markedOutlasted(): Promise<Map<string, Set<string>>> {
     const inRefill = [...this.byAddress.values()].filter((n) => this.state.roleOf(n.address) === 'refill');

@@ -257,6 +257,15 @@ export class TrustState {
     return this.roleOf(address) === 'trusted' && !this.isPending(address);
   }
 
+  /**
+   * Trusted or in refill, and not going out: it takes the writes and deletes of the keys it is
+   * placed for, from now until a later stage applies (a refill applied here was acknowledged by
+   * every live sidecar, so every write of such a key goes to it or waits).
+   */
+  takesWrites(address: string): boolean {
+    return this.roleOf(address) !== 'out' && this.seenRoleOf(address) !== 'out';
+  }
+
   /** The role under the acknowledged stages (what it will be once they apply). */
   seenRoleOf(address: string): Role {
     return this.seen.get(address)?.role ?? 'out';
@@ -555,7 +564,7 @@ export class TrustState {
 
   /** Trusted or in refill, and not going out: each takes the writes and deletes of the keys it is placed for. */
   private taking(): string[] {
-    return this.addresses.filter((b) => this.roleOf(b) !== 'out' && this.seenRoleOf(b) !== 'out');
+    return this.addresses.filter((b) => this.takesWrites(b));
   }
 
   /**

@@ -42,6 +42,15 @@ describe('the trust protocol', () => {
     expect(result.counts).toEqual({});
   });
 
+  // Every kind of fault: b1 (a natural member of sess:6) went out while b0, its stand-in, was in refill
+  // with its trust acknowledged, not applied; b0 took sess:6's writes, then every backend was away at
+  // once. b0's stand-in key of b1's outage said `away`, so its copy was no source for b1's refill, and
+  // b1's older copy was kept and served (a stale read at 18.17 s).
+  test('seed 841, every kind of fault: a stand-in in refill when the natural member left is a source for the writes it took', async () => {
+    const result = await simulate({ seed: 841, ...shapeOf(841), steps: 80_000, log });
+    expect(result.counts).toEqual({});
+  });
+
   // Every kind of fault: b2, in refill, was filled and proposed trusted while a write sent to it in
   // that refill was still on a frozen path; the write failed there and the out came before any
   // sidecar published the trusted stage. The witness had dropped b2's time away on acknowledging it,
