@@ -8,7 +8,7 @@ import type { MemcachedNode, NodeGet, NodeStore } from '../../src/routing/node';
 import type { StoreFields } from '../../src/protocol/types';
 import { TrustAgent } from '../../src/trust/agent';
 import { timingFor, type TrustRecord, type TrustState } from '../../src/trust/protocol';
-import { INCARNATION_KEY, standInKey, standInTrusted, standInValue } from '../../src/trust/reserved-keys';
+import { INCARNATION_KEY, standInKey, standInRefill, standInTrusted, standInValue } from '../../src/trust/reserved-keys';
 
 /** A memcached as far as the agent's reads and adds go: values with CAS, one counter per server. */
 class FakeNode {
@@ -118,6 +118,8 @@ describe('the stand-in key of a departure, on a backend in refill whose trust is
     await new Promise((r) => setTimeout(r, 0));
     const mark = await S2.get(standInKey(Y2.address, 1));
     expect(mark.status === 'hit' && standInTrusted(mark.item.value)).toBe(true);
+    // It names the refill: S took Y's writes in it, not trusted (TrustState.mayTrust).
+    expect(mark.status === 'hit' && standInRefill(mark.item.value)).toBe(2);
 
     // Y's out applies; a write of one of Y's keys that S took since is over the mark.
     state.markPublished(state.acknowledged());
