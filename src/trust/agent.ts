@@ -47,6 +47,7 @@ import {
   refillKey,
   standInDigest,
   standInKey,
+  standInRefill,
   standInTrusted,
   standInValue,
 } from './reserved-keys';
@@ -103,6 +104,12 @@ const MARKS_SEEN_MAX = 4096;
 
 /** Epochs of a backend's time away scanned for its departure's stand-in key (see departureMark); more: its current one. */
 const DEPARTURE_SCAN_MAX = 64;
+
+/** What a stand-in key says of the backend it goes on: it takes Y's writes (trusted, or in `refill`), or not. */
+interface Taking {
+  trusted: boolean;
+  refill?: number | undefined;
+}
 
 /** A request's standing: the generation of the view it was admitted under. */
 interface Ticket {
@@ -435,14 +442,19 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
       // newcomer that has not read every backend yet) it may name one trusted that the others
       // agreed out while this one could not read it. Those that are fresh mark it.
       if (c.to.role === 'out' && this.state.fresh(this.clock.now())) {
+        // `trusted`: the backend takes Y's writes from now on, trusted or in refill (its own trust
+        // pending, say: in refill it takes the writes of the keys it stands in for all the same).
         // Out again from refill: it was never made whole since it last went out, so a backend that
         // outlasted that outage outlasts this one too (its mark of then says so).
+        // In refill, the mark names it: it took them only in that refill while it lasts (markedOutlasted).
+        // One that took them before (the mark of then) keeps what that says: trusted, or the first refill.
         const before = c.from.role === 'refill' ? standInKey(c.address, outEpoch(c.from)) : null;
-        const trusted = async (n: MemcachedNode): Promise<boolean> => {
-          if (this.state.isTrusted(n.address)) return true;
-          if (before === null) return false;
+        const trusted = async (n: MemcachedNode): Promise<Taking> => {
+          const now: Taking = this.state.takesWrites(n.address) ? { trusted: true, refill: this.state.takingInRefill(n.address) } : { trusted: false };
+          if (before === null || (now.trusted && now.refill === undefined)) return now;
           const r = await n.get(before);
-          return r.status === 'hit' && standInTrusted(r.item.value);
+          if (r.status !== 'hit' || !standInTrusted(r.item.value)) return now;
+          return { trusted: true, refill: standInRefill(r.item.value) };
         };
         this.markStandIns(c.address, c.to.epoch, [...this.byAddress.values()].filter((n) => n.address !== c.address), trusted);
       }
@@ -457,7 +469,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
           const stage = this.state.stageOf(a);
           if (stage.role === 'trusted') continue;
           // Under the key its refill reads (untrustedSince), and its current one.
-          for (const epoch of new Set([outEpoch(stage), this.state.untrustedSince(a, this.clock.now())])) this.markStandIns(a, epoch, [node], () => true);
+          for (const epoch of new Set([outEpoch(stage), this.state.untrustedSince(a, this.clock.now())])) this.markStandIns(a, epoch, [node], () => ({ trusted: true }));
         }
       }
     }
@@ -472,11 +484,12 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
    * is away: the first add stays, its CAS under all of those writes. A backend this sidecar
    * cannot reach takes none of its writes either.
    */
-  private markStandIns(address: string, epoch: number, on: readonly MemcachedNode[], trusted: (n: MemcachedNode) => boolean | Promise<boolean>): void {
+  private markStandIns(address: string, epoch: number, on: readonly MemcachedNode[], trusted: (n: MemcachedNode) => Taking | Promise<Taking>): void {
     const key = standInKey(address, epoch);
-    // Whether the backend it goes on takes Y's writes from now on (see markedOutlasted).
+    // Whether the backend it goes on takes Y's writes from now on, and in which refill if in one (see markedOutlasted).
     const add = async (n: MemcachedNode) => {
-      const value = standInValue(this.state.id, await trusted(n), this.placementDigest());
+      const taking = await trusted(n);
+      const value = standInValue(this.state.id, taking.trusted, this.placementDigest(), taking.refill);
       return n.store({ mode: 'add', key, value, flags: 0, exptime: LONGEST_RELATIVE_EXPIRY_S, cas: 0n });
     };
     const adds = on.map(add);
@@ -559,10 +572,10 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
 
   /**
    * The CAS under which a stand-in's items predate the current outage of the key's natural
-   * members that are not trusted: the lowest of their stand-in keys on it that say it was
-   * trusted then (it took their writes from that moment). An item with a lower CAS is a copy
-   * left from an earlier time it stood in, maybe since overwritten or deleted, and no source
-   * for a refill. A key written while it was away itself (or never written: it was cut off
+   * members that are not trusted: the lowest of their stand-in keys on it that say it took their
+   * writes from that moment (`trusted`: it was trusted, or in refill, and not going out). An item
+   * with a lower CAS is a copy left from an earlier time it stood in, maybe since overwritten or
+   * deleted, and no source for a refill. A key written while it was away itself (or never written: it was cut off
    * then) marks nothing: it took none of their writes from there. null: no key marks where its
    * time as their stand-in began: use none of its items.
    */
@@ -936,13 +949,14 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
 
   /**
    * Per backend in refill: the others in refill that hold its stand-in key of its current
-   * outage marked `trusted` (they were trusted, by the marker's view, when it went out, or
-   * trusted again while it was away: they took the writes it missed). For the order of several
-   * refills when no live sidecar witnessed the outages (TrustState.mayTrust).
+   * outage marked `trusted` (they were trusted or in refill, not going out, by the marker's view,
+   * when it went out, or trusted again while it was away: they took the writes it missed), each
+   * with the refill the mark names (it took them in that refill, not trusted). For the order of
+   * several refills when no live sidecar witnessed the outages (TrustState.mayTrust).
    */
-  private async markedOutlasted(): Promise<Map<string, Set<string>>> {
+  private async markedOutlasted(): Promise<Map<string, Map<string, number | undefined>>> {
     const inRefill = [...this.byAddress.values()].filter((n) => this.state.roleOf(n.address) === 'refill');
-    const marked = new Map<string, Set<string>>();
+    const marked = new Map<string, Map<string, number | undefined>>();
     await Promise.all(
       inRefill.flatMap((c) =>
         inRefill
@@ -950,8 +964,8 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
           .map(async (d) => {
             const r = await d.get(standInKey(c.address, outEpoch(this.state.stageOf(c.address))));
             if (r.status !== 'hit' || !standInTrusted(r.item.value)) return;
-            const by = marked.get(c.address) ?? new Set<string>();
-            by.add(d.address);
+            const by = marked.get(c.address) ?? new Map<string, number | undefined>();
+            by.set(d.address, standInRefill(r.item.value));
             marked.set(c.address, by);
           }),
       ),

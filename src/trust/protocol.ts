@@ -257,6 +257,25 @@ export class TrustState {
     return this.roleOf(address) === 'trusted' && !this.isPending(address);
   }
 
+  /**
+   * Trusted or in refill, and not going out: it takes the writes and deletes of the keys it is
+   * placed for, from now until a later stage applies (a refill applied here was acknowledged by
+   * every live sidecar, so every write of such a key goes to it or waits).
+   */
+  takesWrites(address: string): boolean {
+    return this.roleOf(address) !== 'out' && this.seenRoleOf(address) !== 'out';
+  }
+
+  /**
+   * The refill in which it takes writes, if it does so in refill: the one acknowledged here (from
+   * that acknowledgement on, this sidecar routes it no write by an older stage, whatever stage it
+   * still applies), else the one applied. undefined: trusted (or out).
+   */
+  takingInRefill(address: string): number | undefined {
+    const stage = this.seenRoleOf(address) === 'refill' ? this.seen.get(address)! : this.stageOf(address);
+    return stage.role === 'refill' ? stage.epoch : undefined;
+  }
+
   /** The role under the acknowledged stages (what it will be once they apply). */
   seenRoleOf(address: string): Role {
     return this.seen.get(address)?.role ?? 'out';
@@ -423,8 +442,12 @@ export class TrustState {
     address: string,
     intact: (address: string) => boolean,
     now: number,
-    /** Who outlasted a backend, by the marks on the backends (the agent's stand-in keys): used where no live witness tells. */
-    marked: (address: string) => ReadonlySet<string> | undefined = () => undefined,
+    /**
+     * Who outlasted a backend, by the marks on the backends (the agent's stand-in keys), each with
+     * the refill in which it took the writes (undefined: it took them trusted): used where no live
+     * witness tells.
+     */
+    marked: (address: string) => ReadonlyMap<string, number | undefined> | undefined = () => undefined,
   ): boolean {
     const others = this.addresses.filter((a) => a !== address);
     if (others.every((a) => this.isTrusted(a))) return true;
@@ -440,10 +463,19 @@ export class TrustState {
     // write is acknowledged only where a trusted backend took it too); among equals, the lowest address.
     // One whose time away no live witness saw and no mark tells (an outage before any sidecar's
     // view was fresh, say) may have missed anything: it goes after every one these rules find whole.
-    const outlasted = new Map(candidates.map((c) => [c, this.outlastedBy(c, now) ?? marked(c) ?? null]));
+    // A mark that says it took them in refill tells that it took them only in refill while that
+    // refill lasts (after it, it may have taken them trusted too): then as a witness's note.
+    const witnessed = new Map(candidates.map((c) => [c, this.outlastedBy(c, now)]));
+    const outlasted = new Map(candidates.map((c) => [c, witnessed.get(c) ?? marked(c) ?? null]));
+    const refillOf = (c: string, d: string): number | undefined => {
+      if (witnessed.get(c) !== null) return this.refillOf(c, d, now);
+      const e = marked(c)?.get(d);
+      const stage = this.stageOf(d);
+      return stage.role === 'refill' && stage.epoch === e ? e : undefined;
+    };
     const counts = (c: string, d: string, pass: number): boolean => {
       if (outlasted.get(c)?.has(d) !== true) return false;
-      const refill = pass === 0 ? undefined : this.refillOf(c, d, now);
+      const refill = pass === 0 ? undefined : refillOf(c, d);
       if (refill === undefined) return true;
       const stage = this.stageOf(d);
       return pass === 1 && !(stage.role === 'refill' && stage.epoch === refill);
@@ -539,11 +571,9 @@ export class TrustState {
     const refill = { ...entry.refill };
     for (const b of taking) {
       if (b === address) continue;
-      // Its refill acknowledged here, not applied yet (its out maybe never applied here): from that
-      // acknowledgement on, this sidecar routes it no write by an older stage, so it takes writes
-      // from here only in that refill, whatever stage it still applies (trusted, say).
-      const stage = this.seenRoleOf(b) === 'refill' ? this.seen.get(b)! : this.stageOf(b);
-      const epoch = stage.role === 'refill' ? stage.epoch : undefined;
+      // Its refill acknowledged here, not applied yet (its out maybe never applied here): it takes
+      // writes from here only in that refill, whatever stage it still applies (trusted, say).
+      const epoch = this.takingInRefill(b);
       if (!by.has(b)) {
         by.add(b);
         if (epoch !== undefined) refill[b] = epoch;
@@ -555,7 +585,7 @@ export class TrustState {
 
   /** Trusted or in refill, and not going out: each takes the writes and deletes of the keys it is placed for. */
   private taking(): string[] {
-    return this.addresses.filter((b) => this.roleOf(b) !== 'out' && this.seenRoleOf(b) !== 'out');
+    return this.addresses.filter((b) => this.takesWrites(b));
   }
 
   /**

@@ -30,8 +30,10 @@ export const INCARNATION_KEY = Buffer.from(`${RESERVED_PREFIX}incarnation`);
 /**
  * On every other backend, when Y goes out at `epoch`: its CAS is under every write a
  * stand-in took for Y's keys in that outage (see src/trust/agent.ts, standInSince); its
- * value, `<sidecar id> trusted|away <placement digest>`, says whether the backend it is on
- * took Y's writes from then on (markedOutlasted), and for which placement (stoodInThroughout).
+ * value, `<sidecar id> trusted|away <placement digest>[ r<refill epoch>]`, says whether the
+ * backend it is on took Y's writes from then on (`trusted`: it was trusted or in refill, and not
+ * going out; see markedOutlasted, standInSince), for which placement (stoodInThroughout), and,
+ * with `r<e>`, that it took them in its refill at e, not trusted (markedOutlasted).
  */
 export function standInKey(address: string, epoch: number): Buffer {
   return Buffer.from(`${RESERVED_PREFIX}standin:${address}:${epoch}`);
@@ -48,14 +50,21 @@ export function refillKey(address: string, epoch: number): Buffer {
   return Buffer.from(`${RESERVED_PREFIX}refill:${address}:${epoch}`);
 }
 
-/** A stand-in key's value: who wrote it, whether the backend it is on was trusted then, and the placement's digest. */
-export function standInValue(writer: string, trusted: boolean, digest: string): Buffer {
-  return Buffer.from(`${writer} ${trusted ? 'trusted' : 'away'} ${digest}`);
+/** A stand-in key's value: who wrote it, whether the backend it is on took writes then (trusted or in refill, not going out), and the placement's digest. */
+export function standInValue(writer: string, trusted: boolean, digest: string, refill?: number): Buffer {
+  return Buffer.from(`${writer} ${trusted ? 'trusted' : 'away'} ${digest}${trusted && refill !== undefined ? ` r${refill}` : ''}`);
 }
 
 /** The stand-in key's value says its backend was trusted when it was written. */
 export function standInTrusted(value: Buffer): boolean {
   return value.toString('latin1').split(' ')[1] === 'trusted';
+}
+
+/** The refill epoch a `trusted` stand-in key's value names: its backend took the writes in that refill (undefined: trusted). */
+export function standInRefill(value: Buffer): number | undefined {
+  const word = value.toString('latin1').split(' ')[3];
+  const epoch = word?.startsWith('r') === true ? Number(word.slice(1)) : NaN;
+  return Number.isSafeInteger(epoch) ? epoch : undefined;
 }
 
 /** The placement digest a stand-in key's value names (undefined in one written without). */
@@ -89,7 +98,7 @@ export const RESERVED_KEYS: readonly ReservedKey[] = [
     name: `${RESERVED_PREFIX}standin:<backend>:<epoch>`,
     ttlSeconds: LONGEST_RELATIVE_EXPIRY_S,
     writer: 'every sidecar, before it acknowledges that backend out (an add: the first one stays)',
-    meaning: 'its CAS: items a stand-in holds with a higher one were written while that backend was out; its value: the writer, whether this backend was trusted then, a placement digest',
+    meaning: 'its CAS: items a stand-in holds with a higher one were written while that backend was out; its value: the writer, whether this backend took writes then (trusted or in refill, not going out), a placement digest',
   },
   {
     name: `${RESERVED_PREFIX}refill:<backend>:<epoch>`,

@@ -42,6 +42,34 @@ describe('the trust protocol', () => {
     expect(result.counts).toEqual({});
   });
 
+  // Every kind of fault: b1 (a natural member of sess:6) went out while b0, its stand-in, was in refill
+  // with its trust acknowledged, not applied; b0 took sess:6's writes, then every backend was away at
+  // once. b0's stand-in key of b1's outage said `away`, so its copy was no source for b1's refill, and
+  // b1's older copy was kept and served (a stale read at 18.17 s).
+  test('seed 841, every kind of fault: a stand-in in refill when the natural member left is a source for the writes it took', async () => {
+    const result = await simulate({ seed: 841, ...shapeOf(841), steps: 80_000, log });
+    expect(result.counts).toEqual({});
+  });
+
+  // Every kind of fault: b0 out, then b1 (restarted) and b2 (SIGSTOPped) away; b3 went out last,
+  // while b1 and b2 were in refill, and every sidecar that saw the outages went. By the stand-in
+  // keys b3 outlasted b0 and b2 (trusted when they left) and b2 outlasted b3 (in refill when it
+  // left): each was outlasted, and b0, the lowest address, went first without key:7, written while
+  // it was out; its miss then deleted the others' copies (a lost write at 18.02 s). b2 took b3's
+  // writes only in the refill it was still in.
+  test('seed 455, every kind of fault: a stand-in mark written in refill counts as taking the writes only in that refill', async () => {
+    const result = await simulate({ seed: 455, ...shapeOf(455), steps: 45_000, log });
+    expect(result.counts).toEqual({});
+  });
+
+  // Every kind of fault: b0 out, b1 trusted took its writes; b1 went out while b0 was in refill, after
+  // the sidecars that saw b0 leave had gone. By the stand-in keys each outlasted the other, and b0, the
+  // lowest address, was trusted first with an older sess:0, copied to b1 (a stale read at 34.28 s).
+  test('seed 506, every kind of fault: one outlasted only by a refill still going on goes first by the marks too', async () => {
+    const result = await simulate({ seed: 506, ...shapeOf(506), steps: 52_000, log });
+    expect(result.counts).toEqual({});
+  });
+
   // Every kind of fault: b2, in refill, was filled and proposed trusted while a write sent to it in
   // that refill was still on a frozen path; the write failed there and the out came before any
   // sidecar published the trusted stage. The witness had dropped b2's time away on acknowledging it,

@@ -303,6 +303,28 @@ describe('agreement', () => {
     expect(ALL.filter((at) => a.mayTrust(at, kept, 1))).toEqual([Z]);
   });
 
+  test('with no live witness, a stand-in mark naming the refill it was written in counts as taking the writes only in that refill, while it lasts', () => {
+    const a = sidecar('a'); // not witnessing: every time away is told by the marks alone
+    for (const at of ALL) a.propose(at, 'out', 'failed');
+    publish(a);
+    a.tryApply(1);
+    for (const at of ALL) a.propose(at, 'refill', 'reachable');
+    publish(a);
+    a.tryApply(1);
+    expect(a.outlastedBy(X, 1)).toBeNull();
+    const inRefill = a.stageOf(X).epoch;
+    // X's mark on Y says Y took X's writes trusted; Y's mark on X that X took Y's only in the
+    // refill X is still in (X's fill takes those from X: refill sources). Z restarted.
+    const marks = (xOnY: number | undefined) => (c: string) =>
+      c === X ? new Map([[Y, undefined]]) : c === Y ? new Map([[X, xOnY]]) : undefined;
+    const kept = (b: string): boolean => b !== Z;
+    expect(ALL.filter((at) => a.mayTrust(at, kept, 1, marks(inRefill)))).toEqual([Y]);
+    // Read as plain marks, each outlasted the other: the lowest address, X, which missed what Y took trusted.
+    expect(ALL.filter((at) => a.mayTrust(at, kept, 1, marks(undefined)))).toEqual([X]);
+    // A mark of an earlier refill: X may have been trusted since, and taken Y's writes so: plain.
+    expect(ALL.filter((at) => a.mayTrust(at, kept, 1, marks(inRefill - 2)))).toEqual([X]);
+  });
+
   test('one acknowledged on its way to a refill (its out acknowledged, not applied here) when another goes out took what that one missed only in the refill', () => {
     const at = (s: TrustState, t: number, records: TrustRecord[]): void => {
       for (const b of ALL) s.roundDone(b, t, t, records);

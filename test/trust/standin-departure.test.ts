@@ -8,7 +8,7 @@ import type { MemcachedNode, NodeGet, NodeStore } from '../../src/routing/node';
 import type { StoreFields } from '../../src/protocol/types';
 import { TrustAgent } from '../../src/trust/agent';
 import { timingFor, type TrustRecord, type TrustState } from '../../src/trust/protocol';
-import { INCARNATION_KEY, standInKey, standInValue } from '../../src/trust/reserved-keys';
+import { INCARNATION_KEY, standInKey, standInRefill, standInTrusted, standInValue } from '../../src/trust/reserved-keys';
 
 /** A memcached as far as the agent's reads and adds go: values with CAS, one counter per server. */
 class FakeNode {
@@ -81,5 +81,55 @@ describe('standInSince, no live witness of the departure', () => {
     const agent = newcomer(6);
     (agent as unknown as { byAddress: Map<string, MemcachedNode> }).byAddress.set(A.address, A as unknown as MemcachedNode);
     expect(await agent.standInSince(A as unknown as MemcachedNode, [Y as unknown as MemcachedNode])).toBeNull();
+  });
+});
+
+describe('the stand-in key of a departure, on a backend in refill whose trust is pending', () => {
+  // S was filled and its trusted(3) is acknowledged here, not yet applied, when Y fails. In refill
+  // S takes the writes of Y's keys it stands in for from then on, as it would trusted: its stand-in
+  // key says so, and its items over that key are sources for Y's refill (docs/trust.md, Stand-in
+  // sources). Marked `away`, none of them was, and Y kept an older copy of its own.
+  test('says it takes their writes, and its items over it are sources', async () => {
+    const [X2, Y2, S2] = ['x:2', 'y:2', 's:2'].map((a) => new FakeNode(a));
+    const all = [X2, Y2, S2] as unknown as MemcachedNode[];
+    const agent = new TrustAgent({
+      id: 'here',
+      boards: all,
+      replicas: 2,
+      ringOrder: () => all,
+      clock: { now: () => 0, sleep: async () => {} },
+      timing: timingFor(1000),
+    });
+    const state = (agent as unknown as { state: TrustState }).state;
+    const reach = all.map((n) => n.address);
+    const refill = { epoch: 2, role: 'refill' as const };
+    const trusted = { epoch: 3, role: 'trusted' as const };
+    const first: TrustRecord = { id: 'peer', seq: 1, applied: { [S2.address]: refill }, seen: { [S2.address]: refill }, reach };
+    for (const n of all) state.roundDone(n.address, 0, 0, [first]);
+    state.markPublished(state.acknowledged());
+    state.tryApply(0);
+    const second: TrustRecord = { ...first, seq: 2, seen: { [S2.address]: trusted } };
+    for (const n of all) state.roundDone(n.address, 0, 0, [second]);
+    expect(state.stageOf(S2.address)).toEqual(refill);
+    expect(state.seenRoleOf(S2.address)).toBe('trusted');
+    expect(state.fresh(0)).toBe(true);
+
+    agent.failed(Y2.address);
+    await new Promise((r) => setTimeout(r, 0));
+    const mark = await S2.get(standInKey(Y2.address, 1));
+    expect(mark.status === 'hit' && standInTrusted(mark.item.value)).toBe(true);
+    // It names the refill: S took Y's writes in it, not trusted (TrustState.mayTrust).
+    expect(mark.status === 'hit' && standInRefill(mark.item.value)).toBe(2);
+
+    // Y's out applies; a write of one of Y's keys that S took since is over the mark.
+    state.markPublished(state.acknowledged());
+    const third: TrustRecord = { ...second, seq: 3, seen: { [S2.address]: trusted, [Y2.address]: { epoch: 1, role: 'out' } } };
+    for (const n of all) state.roundDone(n.address, 0, 0, [third]);
+    state.tryApply(0);
+    expect(state.stageOf(Y2.address).role).toBe('out');
+    const written = S2.put(Buffer.from('k'), 'v');
+    const since = await agent.standInSince(S2 as unknown as MemcachedNode, [Y2 as unknown as MemcachedNode]);
+    expect(since).not.toBeNull();
+    expect(written > since!).toBe(true);
   });
 });
