@@ -203,6 +203,11 @@ export class TrustState {
    * newcomer's first applies are catching up on history it did not see.
    */
   private witnessing = false;
+  /**
+   * Backends that must have a complete round here before the view is fresh, whatever their stage
+   * here (see awaitRound).
+   */
+  private readonly unread = new Set<string>();
   /** Peers silentPeers() reported, until they write again. */
   private readonly toldSilent = new Set<string>();
   private seq = 0;
@@ -239,6 +244,7 @@ export class TrustState {
       this.published.delete(a);
       this.roundAt.delete(a);
       this.outlasted.delete(a);
+      this.unread.delete(a);
     }
     // Added again: out at an epoch past any it had before, so that an old record's stage of it
     // (trusted, say) is older than its new one and never adopted.
@@ -282,7 +288,7 @@ export class TrustState {
 
   private freshUnder(roleOf: RoleOf, now: number): boolean {
     for (const a of this.addresses) {
-      if (roleOf(a) === 'out') continue;
+      if (roleOf(a) === 'out' && !this.unread.has(a)) continue;
       const at = this.roundAt.get(a);
       if (at === undefined || now - at >= this.timing.leaseMs) return false;
     }
@@ -358,6 +364,18 @@ export class TrustState {
     };
   }
 
+  /**
+   * The view is stale until each of these had a complete round here, even once it is out here: a
+   * newcomer's survey found no incarnation key on the backends that answered, and these did not
+   * answer. They may hold the cluster's records and keys (the others then restarted): until they
+   * are read, this sidecar's own view (every backend trusted at epoch 0) is no one's, and its
+   * proposals of them out, applied alone (it knows no peer), would leave a restarted backend
+   * trusted, its misses authoritative.
+   */
+  awaitRound(addresses: readonly string[]): void {
+    for (const a of addresses) if (this.addresses.includes(a)) this.unread.add(a);
+  }
+
   /** No round counts any more: the view is stale from now on (the agent stops). */
   forgetRounds(): void {
     this.roundAt.clear();
@@ -370,6 +388,7 @@ export class TrustState {
   roundDone(address: string, startedAt: number, now: number, records: readonly TrustRecord[]): StageChange[] {
     const prior = this.roundAt.get(address);
     if (prior === undefined || startedAt > prior) this.roundAt.set(address, startedAt);
+    this.unread.delete(address);
     const changes: StageChange[] = [];
     for (const r of records) {
       if (r.id === this.id) continue;
