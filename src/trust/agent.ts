@@ -728,7 +728,10 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     // its records would tell the others' stages.
     if (found.every((r) => r.status !== 'hit')) {
       const whole = found.every((r) => r.status === 'miss');
-      this.state.awaitRound(nodes.filter((_, i) => found[i].status !== 'miss').map((n) => n.address));
+      this.state.awaitRound(
+        nodes.filter((_, i) => found[i].status !== 'miss').map((n) => n.address),
+        this.clock.now(),
+      );
       await Promise.all(nodes.map((n) => this.markIncarnation(n, whole)));
       return;
     }

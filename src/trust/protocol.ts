@@ -205,9 +205,9 @@ export class TrustState {
   private witnessing = false;
   /**
    * Backends that must have a complete round here before the view is fresh, whatever their stage
-   * here (see awaitRound).
+   * here, each until the time it is waited for (see awaitRound).
    */
-  private readonly unread = new Set<string>();
+  private readonly unread = new Map<string, number>();
   /** Peers silentPeers() reported, until they write again. */
   private readonly toldSilent = new Set<string>();
   private seq = 0;
@@ -288,7 +288,7 @@ export class TrustState {
 
   private freshUnder(roleOf: RoleOf, now: number): boolean {
     for (const a of this.addresses) {
-      if (roleOf(a) === 'out' && !this.unread.has(a)) continue;
+      if (roleOf(a) === 'out' && !((this.unread.get(a) ?? -Infinity) > now)) continue;
       const at = this.roundAt.get(a);
       if (at === undefined || now - at >= this.timing.leaseMs) return false;
     }
@@ -370,10 +370,13 @@ export class TrustState {
    * answer. They may hold the cluster's records and keys (the others then restarted): until they
    * are read, this sidecar's own view (every backend trusted at epoch 0) is no one's, and its
    * proposals of them out, applied alone (it knows no peer), would leave a restarted backend
-   * trusted, its misses authoritative.
+   * trusted, its misses authoritative. Waited for silentMs at most: every live sidecar writes its
+   * record to each backend it reaches every round, so by then one that reaches the backends read
+   * here has shown itself; without that bound, a new cluster with a backend down would never
+   * serve.
    */
-  awaitRound(addresses: readonly string[]): void {
-    for (const a of addresses) if (this.addresses.includes(a)) this.unread.add(a);
+  awaitRound(addresses: readonly string[], now: number): void {
+    for (const a of addresses) if (this.addresses.includes(a)) this.unread.set(a, now + this.timing.silentMs);
   }
 
   /** No round counts any more: the view is stale from now on (the agent stops). */

@@ -68,4 +68,28 @@ describe("a newcomer's survey with backends that did not answer", () => {
     expect(state.fresh(0)).toBe(true);
     expect(state.roleOf(X.address)).toBe('out');
   });
+
+  test('those that never answer are waited for silentMs at most: a new cluster with a backend down serves', async () => {
+    const [X, Y, S] = [new FakeNode('x:1', true), new FakeNode('y:1', true), new FakeNode('s:1', false)];
+    const nodes = [X, Y, S] as unknown as MemcachedNode[];
+    let now = 0;
+    const timing = timingFor(1000);
+    const agent = new TrustAgent({ id: 'first', boards: nodes, replicas: 2, ringOrder: () => nodes, clock: { now: () => now, sleep: async () => {} }, timing });
+    const state = (agent as unknown as { state: TrustState }).state;
+    await (agent as unknown as { survey(): Promise<void> }).survey();
+    state.propose(S.address, 'out', 'failed');
+    state.markPublished(state.acknowledged());
+    const rounds = (t: number): void => {
+      for (const n of [X, Y]) state.roundDone(n.address, t, t, []);
+    };
+    rounds(0);
+    state.tryApply(0);
+    expect(state.fresh(0)).toBe(false); // S may hold the cluster's records: waited for
+
+    now = timing.silentMs + 1;
+    rounds(now);
+    state.tryApply(now);
+    expect(state.roleOf(S.address)).toBe('out');
+    expect(state.fresh(now)).toBe(true);
+  });
 });
