@@ -737,8 +737,14 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     // None has one: a new cluster, nothing ever replicated to lose. Its backends are whole
     // (empty) as they are only if every one answered: one that did not may hold its key, and
     // the others then restarted; marked whole, one of them would count as having kept its data.
+    // Nor is the view fresh before each that did not answer had a round here (TrustState.awaitRound):
+    // its records would tell the others' stages.
     if (found.every((r) => r.status !== 'hit')) {
       const whole = found.every((r) => r.status === 'miss');
+      this.state.awaitRound(
+        nodes.filter((_, i) => found[i].status !== 'miss').map((n) => n.address),
+        this.clock.now(),
+      );
       await Promise.all(nodes.map((n) => this.markIncarnation(n, whole)));
       return;
     }

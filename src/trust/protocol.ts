@@ -203,6 +203,11 @@ export class TrustState {
    * newcomer's first applies are catching up on history it did not see.
    */
   private witnessing = false;
+  /**
+   * Backends that must have a complete round here before the view is fresh, whatever their stage
+   * here, each until the time it is waited for (see awaitRound).
+   */
+  private readonly unread = new Map<string, number>();
   /** Peers silentPeers() reported, until they write again. */
   private readonly toldSilent = new Set<string>();
   private seq = 0;
@@ -239,6 +244,7 @@ export class TrustState {
       this.published.delete(a);
       this.roundAt.delete(a);
       this.outlasted.delete(a);
+      this.unread.delete(a);
     }
     // Added again: out at an epoch past any it had before, so that an old record's stage of it
     // (trusted, say) is older than its new one and never adopted.
@@ -301,7 +307,7 @@ export class TrustState {
 
   private freshUnder(roleOf: RoleOf, now: number): boolean {
     for (const a of this.addresses) {
-      if (roleOf(a) === 'out') continue;
+      if (roleOf(a) === 'out' && !((this.unread.get(a) ?? -Infinity) > now)) continue;
       const at = this.roundAt.get(a);
       if (at === undefined || now - at >= this.timing.leaseMs) return false;
     }
@@ -377,6 +383,21 @@ export class TrustState {
     };
   }
 
+  /**
+   * The view is stale until each of these had a complete round here, even once it is out here: a
+   * newcomer's survey found no incarnation key on the backends that answered, and these did not
+   * answer. They may hold the cluster's records and keys (the others then restarted): until they
+   * are read, this sidecar's own view (every backend trusted at epoch 0) is no one's, and its
+   * proposals of them out, applied alone (it knows no peer), would leave a restarted backend
+   * trusted, its misses authoritative. Waited for silentMs at most: every live sidecar writes its
+   * record to each backend it reaches every round, so by then one that reaches the backends read
+   * here has shown itself; without that bound, a new cluster with a backend down would never
+   * serve.
+   */
+  awaitRound(addresses: readonly string[], now: number): void {
+    for (const a of addresses) if (this.addresses.includes(a)) this.unread.set(a, now + this.timing.silentMs);
+  }
+
   /** No round counts any more: the view is stale from now on (the agent stops). */
   forgetRounds(): void {
     this.roundAt.clear();
@@ -389,6 +410,7 @@ export class TrustState {
   roundDone(address: string, startedAt: number, now: number, records: readonly TrustRecord[]): StageChange[] {
     const prior = this.roundAt.get(address);
     if (prior === undefined || startedAt > prior) this.roundAt.set(address, startedAt);
+    this.unread.delete(address);
     const changes: StageChange[] = [];
     for (const r of records) {
       if (r.id === this.id) continue;

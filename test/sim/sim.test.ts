@@ -79,6 +79,15 @@ describe('the trust protocol', () => {
     expect(result.counts).toEqual({});
   });
 
+  // Every kind of fault: s1.2 arrived while b0 had just restarted (empty) and its paths to b1 and b2
+  // failed; its survey found no incarnation key on b0 and no answer from the others, took the
+  // cluster for new, applied its own outs of b1 and b2 alone (it read no record: b0 held none) and
+  // read sess:5 from b0, the only trusted backend by that view (a lost write at 97.36 s).
+  test('seed 1006, every kind of fault: a survey that found no key where others did not answer waits for their rounds', async () => {
+    const result = await simulate({ seed: 1006, ...shapeOf(1006), steps: 152_000, log });
+    expect(result.counts).toEqual({});
+  });
+
   // Backends in two zones (backend b in zone b mod 2): placement by preference order, stand-ins from the other zone.
   test.each([11, 12])(`seed %i, backends in two zones: every invariant holds for 100000 steps under the same faults`, async (seed) => {
     const result = await simulate({ seed, ...shapeOf(seed), zones: 2, steps: 100_000, faults: { kinds: KINDS }, log });
