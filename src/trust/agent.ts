@@ -3,7 +3,7 @@
 //
 //   round     every roundMs, on each backend W, pipelined on its control connection:
 //               set  replicached:trust:<id>     this sidecar's record (TTL 10 s)
-//               gat  replicached:trust-roster   the ids to read (when ours is missing: appended, read again)
+//               gat  replicached:trust-roster   the ids to read (appended when ours is missing)
 //               gat  replicached:incarnation    gone: W restarted empty
 //             then get replicached:trust:<each id>
 //             a failed step is a failed round: W is proposed out
@@ -838,20 +838,12 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     if (roster.status === 'failed') return roster;
     if (incarnation.status === 'failed') return incarnation;
     this.incarnationFound.set(node.address, incarnation.status === 'hit');
-    const idsOf = (r: NodeGet): string[] => (r.status === 'hit' ? r.item.value.toString('latin1').split(' ').filter((s) => s.length > 0) : []);
-    let ids = idsOf(roster);
+    const ids = roster.status === 'hit' ? roster.item.value.toString('latin1').split(' ').filter((s) => s.length > 0) : [];
     if (!ids.includes(id)) {
       const entry = Buffer.from(` ${id}`);
       const mode = roster.status === 'hit' ? 'append' : 'add';
       const joined = await node.store({ mode, key: ROSTER_KEY, value: entry, flags: 0, exptime: ROSTER_TTL_S, cas: 0n });
       if (joined.status === 'failed') return joined;
-      // Read again now that this id is on it: a sidecar that read the roster before this id was
-      // added counts this one only from its next read, and may apply stages meanwhile without it;
-      // its record then is on the roster read from here (the later of two joins sees the earlier).
-      // The roster read above may be long gone (a stall in between), and would miss it.
-      const again = await node.get(ROSTER_KEY, ROSTER_TTL_S);
-      if (again.status === 'failed') return again;
-      ids = idsOf(again);
     }
     const others = ids.filter((other) => other !== id);
     const replies = await Promise.all(others.map((other) => node.get(recordKey(other))));
