@@ -4,49 +4,20 @@
 // its current out epoch, which was written after the stand-in took the member's writes.
 
 import { describe, expect, test } from 'vitest';
-import type { MemcachedNode, NodeGet, NodeStore } from '../../src/routing/node';
-import type { StoreFields } from '../../src/protocol/types';
-import { TrustAgent } from '../../src/trust/agent';
-import { timingFor, type TrustRecord, type TrustState } from '../../src/trust/protocol';
+import type { MemcachedNode } from '../../src/routing/node';
+import type { TrustAgent } from '../../src/trust/agent';
+import type { TrustRecord } from '../../src/trust/protocol';
 import { INCARNATION_KEY, standInKey, standInRefill, standInTrusted, standInValue } from '../../src/trust/reserved-keys';
-
-/** A memcached as far as the agent's reads and adds go: values with CAS, one counter per server. */
-class FakeNode {
-  private cas = 0n;
-  private readonly items = new Map<string, { value: Buffer; cas: bigint }>();
-  constructor(readonly address: string) {}
-  put(key: Buffer, value: string): bigint {
-    this.cas++;
-    this.items.set(key.toString('latin1'), { value: Buffer.from(value), cas: this.cas });
-    return this.cas;
-  }
-  async get(key: Buffer): Promise<NodeGet> {
-    const item = this.items.get(key.toString('latin1'));
-    return item === undefined ? { status: 'miss' } : { status: 'hit', item: { value: item.value, flags: 0, cas: item.cas, ttl: 0 } };
-  }
-  async store(f: StoreFields): Promise<NodeStore> {
-    if (f.mode === 'add' && this.items.has(f.key.toString('latin1'))) return { status: 'not_stored' };
-    return { status: 'stored', cas: this.put(f.key, f.value.toString('latin1')) } as NodeStore;
-  }
-}
+import { FakeNode, agentOver } from './support';
 
 const [X, Y, S] = ['x:1', 'y:1', 's:1'].map((a) => new FakeNode(a));
-const nodes = [X, Y, S] as unknown as MemcachedNode[];
 
 /** A sidecar that arrived after Y went out: it adopts Y's stage from a peer's record, and witnessed nothing. */
 function newcomer(outAt: number): TrustAgent {
-  const agent = new TrustAgent({
-    id: 'late',
-    boards: nodes,
-    replicas: 2,
-    ringOrder: () => nodes,
-    clock: { now: () => 0, sleep: async () => {} },
-    timing: timingFor(1000),
-  });
-  const state = (agent as unknown as { state: TrustState }).state;
+  const { agent, state } = agentOver('late', [X, Y, S]);
   const out = { epoch: outAt, role: 'out' as const };
   const peer: TrustRecord = { id: 'peer', seq: 1, applied: { [Y.address]: out }, seen: { [Y.address]: out }, reach: [X.address, Y.address, S.address] };
-  for (const n of nodes) state.roundDone(n.address, 0, 0, [peer]);
+  for (const n of [X, Y, S]) state.roundDone(n.address, 0, 0, [peer]);
   state.markPublished(state.acknowledged());
   state.tryApply(0);
   expect(state.stageOf(Y.address)).toEqual(out);
@@ -91,16 +62,8 @@ describe('the stand-in key of a departure, on a backend in refill whose trust is
   // sources). Marked `away`, none of them was, and Y kept an older copy of its own.
   test('says it takes their writes, and its items over it are sources', async () => {
     const [X2, Y2, S2] = ['x:2', 'y:2', 's:2'].map((a) => new FakeNode(a));
-    const all = [X2, Y2, S2] as unknown as MemcachedNode[];
-    const agent = new TrustAgent({
-      id: 'here',
-      boards: all,
-      replicas: 2,
-      ringOrder: () => all,
-      clock: { now: () => 0, sleep: async () => {} },
-      timing: timingFor(1000),
-    });
-    const state = (agent as unknown as { state: TrustState }).state;
+    const all = [X2, Y2, S2];
+    const { agent, state } = agentOver('here', all);
     const reach = all.map((n) => n.address);
     const refill = { epoch: 2, role: 'refill' as const };
     const trusted = { epoch: 3, role: 'trusted' as const };

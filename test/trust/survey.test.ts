@@ -4,45 +4,14 @@
 // the newcomer applies none of its own proposals, until each of them had a round here.
 
 import { describe, expect, test } from 'vitest';
-import type { MemcachedNode, NodeGet, NodeStore } from '../../src/routing/node';
-import type { StoreFields } from '../../src/protocol/types';
-import { TrustAgent } from '../../src/trust/agent';
-import { timingFor, type TrustRecord, type TrustState } from '../../src/trust/protocol';
-
-/** A memcached as far as the survey goes: empty, or cut off from this sidecar. */
-class FakeNode {
-  private readonly items = new Map<string, Buffer>();
-  constructor(
-    readonly address: string,
-    public reachable: boolean,
-  ) {}
-  async get(key: Buffer): Promise<NodeGet> {
-    if (!this.reachable) return { status: 'failed', reason: 'cut off' } as NodeGet;
-    const value = this.items.get(key.toString('latin1'));
-    return value === undefined ? { status: 'miss' } : { status: 'hit', item: { value, flags: 0, cas: 1n, ttl: 0 } };
-  }
-  async store(f: StoreFields): Promise<NodeStore> {
-    if (!this.reachable) return { status: 'failed', reason: 'cut off' } as NodeStore;
-    if (f.mode === 'add' && this.items.has(f.key.toString('latin1'))) return { status: 'not_stored' };
-    this.items.set(f.key.toString('latin1'), f.value);
-    return { status: 'stored', cas: 1n } as NodeStore;
-  }
-}
+import type { TrustRecord } from '../../src/trust/protocol';
+import { FakeNode, TEST_TIMING, agentOver } from './support';
 
 describe("a newcomer's survey with backends that did not answer", () => {
   test('a restarted backend that answered is not the cluster: nothing is fresh or applied before the others had a round', async () => {
     // X restarted (empty); Y and S, cut off from the newcomer, hold the cluster: X out(20) there.
     const [X, Y, S] = [new FakeNode('x:1', true), new FakeNode('y:1', false), new FakeNode('s:1', false)];
-    const nodes = [X, Y, S] as unknown as MemcachedNode[];
-    const agent = new TrustAgent({
-      id: 'late',
-      boards: nodes,
-      replicas: 2,
-      ringOrder: () => nodes,
-      clock: { now: () => 0, sleep: async () => {} },
-      timing: timingFor(1000),
-    });
-    const state = (agent as unknown as { state: TrustState }).state;
+    const { agent, state } = agentOver('late', [X, Y, S]);
     await (agent as unknown as { survey(): Promise<void> }).survey();
 
     // Its rounds on Y and S fail (it proposes them out), its round on X finds no record.
@@ -71,11 +40,9 @@ describe("a newcomer's survey with backends that did not answer", () => {
 
   test('those that never answer are waited for silentMs at most: a new cluster with a backend down serves', async () => {
     const [X, Y, S] = [new FakeNode('x:1', true), new FakeNode('y:1', true), new FakeNode('s:1', false)];
-    const nodes = [X, Y, S] as unknown as MemcachedNode[];
     let now = 0;
-    const timing = timingFor(1000);
-    const agent = new TrustAgent({ id: 'first', boards: nodes, replicas: 2, ringOrder: () => nodes, clock: { now: () => now, sleep: async () => {} }, timing });
-    const state = (agent as unknown as { state: TrustState }).state;
+    const timing = TEST_TIMING;
+    const { agent, state } = agentOver('first', [X, Y, S], { now: () => now, sleep: async () => {} });
     await (agent as unknown as { survey(): Promise<void> }).survey();
     state.propose(S.address, 'out', 'failed');
     state.markPublished(state.acknowledged());
