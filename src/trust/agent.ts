@@ -449,14 +449,14 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
         // In refill, the mark names it: it took them only in that refill while it lasts (markedOutlasted).
         // One that took them before (the mark of then) keeps what that says: trusted, or the first refill.
         const before = c.from.role === 'refill' ? standInKey(c.address, outEpoch(c.from)) : null;
-        const trusted = async (n: MemcachedNode): Promise<Taking> => {
-          const now: Taking = this.state.takesWrites(n.address) ? { trusted: true, refill: this.state.takingInRefill(n.address) } : { trusted: false };
-          if (before === null || (now.trusted && now.refill === undefined)) return now;
+        const taking = async (n: MemcachedNode): Promise<Taking> => {
+          const here: Taking = this.state.takesWrites(n.address) ? { trusted: true, refill: this.state.takingInRefill(n.address) } : { trusted: false };
+          if (before === null || (here.trusted && here.refill === undefined)) return here;
           const r = await n.get(before);
-          if (r.status !== 'hit' || !standInTrusted(r.item.value)) return now;
+          if (r.status !== 'hit' || !standInTrusted(r.item.value)) return here;
           return { trusted: true, refill: standInRefill(r.item.value) };
         };
-        this.markStandIns(c.address, c.to.epoch, [...this.byAddress.values()].filter((n) => n.address !== c.address), trusted);
+        this.markStandIns(c.address, c.to.epoch, [...this.byAddress.values()].filter((n) => n.address !== c.address), taking);
       }
       if (c.to.role === 'trusted') {
         this.bornEmpty.delete(c.address);
@@ -484,12 +484,12 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
    * is away: the first add stays, its CAS under all of those writes. A backend this sidecar
    * cannot reach takes none of its writes either.
    */
-  private markStandIns(address: string, epoch: number, on: readonly MemcachedNode[], trusted: (n: MemcachedNode) => Taking | Promise<Taking>): void {
+  private markStandIns(address: string, epoch: number, on: readonly MemcachedNode[], taking: (n: MemcachedNode) => Taking | Promise<Taking>): void {
     const key = standInKey(address, epoch);
     // Whether the backend it goes on takes Y's writes from now on, and in which refill if in one (see markedOutlasted).
     const add = async (n: MemcachedNode) => {
-      const taking = await trusted(n);
-      const value = standInValue(this.state.id, taking.trusted, this.placementDigest(), taking.refill);
+      const { trusted, refill } = await taking(n);
+      const value = standInValue(this.state.id, trusted, this.placementDigest(), refill);
       return n.store({ mode: 'add', key, value, flags: 0, exptime: LONGEST_RELATIVE_EXPIRY_S, cas: 0n });
     };
     const adds = on.map(add);

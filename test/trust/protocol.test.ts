@@ -24,6 +24,11 @@ function sidecar(id: string, t = 0, records: TrustRecord[] = []): TrustState {
   return s;
 }
 
+/** A round on every backend at `t` that read these records. */
+function roundsAt(s: TrustState, t: number, records: TrustRecord[]): void {
+  for (const b of ALL) s.roundDone(b, t, t, records);
+}
+
 /** Publishes what it acknowledged (its older view drained) and returns its record. */
 function publish(s: TrustState): TrustRecord {
   s.markPublished(s.acknowledged());
@@ -326,40 +331,37 @@ describe('agreement', () => {
   });
 
   test('one acknowledged on its way to a refill (its out acknowledged, not applied here) when another goes out took what that one missed only in the refill', () => {
-    const at = (s: TrustState, t: number, records: TrustRecord[]): void => {
-      for (const b of ALL) s.roundDone(b, t, t, records);
-    };
     const a = sidecar('a');
     const b = sidecar('b', 0, [publish(a)]);
-    at(a, 0, [publish(b)]);
+    roundsAt(a, 0, [publish(b)]);
     a.tryApply(0); // both witnessing from now on
     b.tryApply(0);
     a.propose(Y, 'out', 'failed'); // a holds Y's keys from now: it sends Y nothing
-    at(b, 10, [publish(a)]);
+    roundsAt(b, 10, [publish(a)]);
     publish(b);
     expect(b.tryApply(10)).toMatchObject([{ address: Y, to: { role: 'out' } }]); // while Z was trusted
     b.propose(Y, 'refill', 'reachable');
     // a acknowledges Y's refill before it applied Y's out (its older view still draining), and Z fails.
-    at(a, 20, [publish(b)]);
+    roundsAt(a, 20, [publish(b)]);
     expect([a.roleOf(Y), a.seenRoleOf(Y)]).toEqual(['trusted', 'refill']);
     const zOut = a.propose(Z, 'out', 'failed')!.to;
     a.markPublished(new Map([[Z, zOut]]));
-    at(b, 30, [a.record(ALL)]);
+    roundsAt(b, 30, [a.record(ALL)]);
     publish(b);
     expect(b.tryApply(30)).toMatchObject([{ address: Z, to: { role: 'out' } }]);
-    at(a, 40, [publish(b)]);
+    roundsAt(a, 40, [publish(b)]);
     // Z's out applies at a with Y applied trusted there: Y takes writes from a only once its refill applies.
     expect(a.tryApply(40)).toMatchObject([{ address: Z, to: { role: 'out' } }]);
     publish(a);
-    at(b, 50, [publish(a)]);
+    roundsAt(b, 50, [publish(a)]);
     expect(b.tryApply(50)).toMatchObject([{ address: Y, to: { role: 'refill' } }]);
-    at(a, 60, [publish(b)]);
+    roundsAt(a, 60, [publish(b)]);
     expect(a.tryApply(60)).toMatchObject([{ address: Y, to: { role: 'refill' } }]);
     a.propose(Z, 'refill', 'reachable');
-    at(b, 70, [publish(a)]);
+    roundsAt(b, 70, [publish(a)]);
     publish(b);
     b.tryApply(70);
-    at(a, 80, [publish(b)]);
+    roundsAt(a, 80, [publish(b)]);
     expect(a.tryApply(80)).toMatchObject([{ address: Z, to: { role: 'refill' } }]);
     // Z, trusted, took what Y missed; Y took what Z missed in the refill it is still in (Z's
     // fill takes it from there): Z goes first, by either sidecar's view.
@@ -367,30 +369,27 @@ describe('agreement', () => {
     expect([...(a.outlastedBy(Z, 80) ?? [])].sort()).toEqual([X, Y]);
     const all = (): boolean => true;
     expect(ALL.filter((c) => a.mayTrust(c, all, 80))).toEqual([Z]);
-    at(b, 90, [publish(a)]);
+    roundsAt(b, 90, [publish(a)]);
     expect(ALL.filter((c) => b.mayTrust(c, all, 90))).toEqual([Z]);
   });
 
   test('a sidecar that applied trusted straight to a later out (out, refill, out again acknowledged meanwhile) saw it leave there: the refill keys of its trusted epoch still tell', () => {
-    const at = (s: TrustState, t: number, records: TrustRecord[]): void => {
-      for (const b of ALL) s.roundDone(b, t, t, records);
-    };
     const a = sidecar('a');
     const b = sidecar('b', 0, [publish(a)]);
-    at(a, 0, [publish(b)]);
+    roundsAt(a, 0, [publish(b)]);
     a.tryApply(0); // witnessing from now on
     const trustedEpoch = a.stageOf(Y).epoch;
     a.propose(Y, 'out', 'failed'); // out(e+1): b acknowledges and applies it, and proposes its refill
-    at(b, 10, [publish(a)]);
+    roundsAt(b, 10, [publish(a)]);
     publish(b);
     expect(b.tryApply(30)).toMatchObject([{ address: Y, to: { role: 'out' } }]);
     expect(b.propose(Y, 'refill', 'reachable')).toMatchObject({ to: { role: 'refill' } });
     // a acknowledges that refill before it applied the out, and fails a request on Y again.
-    at(a, 40, [publish(b)]);
+    roundsAt(a, 40, [publish(b)]);
     expect(a.roleOf(Y)).toBe('trusted');
     expect(a.propose(Y, 'out', 'failed')).toMatchObject({ to: { epoch: trustedEpoch + 3, role: 'out' } });
-    at(b, 50, [publish(a)]);
-    at(a, 60, [publish(b)]);
+    roundsAt(b, 50, [publish(a)]);
+    roundsAt(a, 60, [publish(b)]);
     expect(a.tryApply(60)).toMatchObject([{ address: Y, from: { role: 'trusted' }, to: { epoch: trustedEpoch + 3, role: 'out' } }]);
     // Seen from a, Y left trusted at e+3; it was trusted at e, never since (the stages were
     // out, refill, out): the refill keys written while it was trusted at e still order its items.
