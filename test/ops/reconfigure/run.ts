@@ -100,14 +100,26 @@ export async function runReconfigure(o: ReconfOptions): Promise<ReconfReport> {
       report.events[kind] = (report.events[kind] ?? 0) + 1;
       report.timeline.push(`${Date.now() - t0} ms: ${kind} ${detail}`);
     };
+    /** Where the proxy's output stood when the config file was last written (null: not yet). */
+    let writtenAt: number | null = null;
     /** Writes the config; the watcher reloads it, and with `signal` a SIGHUP does at once too. */
     const writeConfig = (signal: boolean): void => {
+      writtenAt = proxy.output().length;
       dir.write(configYaml(listed.map((m) => ({ address: m.address, weight: weightOf(m) })), replicas));
       if (signal) proxy.child.kill('SIGHUP');
     };
-    /** Every listed backend up and no resync or fill running, in the config the proxy runs now. */
-    const settled = (): Promise<unknown> =>
-      waitForStats(
+    /**
+     * The last config written is applied (a reload logged after the write: a reweight alone
+     * changes no stats line, so the stats cannot tell it), every listed backend is up and no
+     * resync or fill runs.
+     */
+    const settled = async (): Promise<unknown> => {
+      const deadline = Date.now() + 60_000;
+      while (writtenAt !== null && !proxy.output().slice(writtenAt).includes('"msg":"config reloaded"')) {
+        if (Date.now() > deadline) throw new Error('the last config written was not reloaded');
+        await sleep(50);
+      }
+      return waitForStats(
         proxy.port,
         (s) =>
           s.get('replicached_resyncs_in_progress') === '0' &&
@@ -117,6 +129,7 @@ export async function runReconfigure(o: ReconfOptions): Promise<ReconfReport> {
           listed.every((m, i) => s.get(`replicached_backend_${i}`) === `${m.address} up`),
         90_000,
       );
+    };
     /** SIGKILL, a pause, a restart, and the proxy's resync of it under way (it refills the backend). */
     const fault = async (victim: MemcachedProcess): Promise<void> => {
       victim.kill('SIGKILL');
