@@ -215,7 +215,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
   };
   // Refills a backend that came back empty; rebuilt with the ring on a reload.
   const buildResyncer = () =>
-    new Resyncer(ring, backends, { isResyncing: (node) => agent.isResyncing(node), standInSince: (s, n) => agent.standInSince(s, n), stoodInThroughout: (s, n) => agent.stoodInThroughout(s, n), refillingSince: (n, on) => agent.refillingSince(n, on), refillSince: (m, ahead, r) => agent.refillSince(m, ahead, r) }, {
+    new Resyncer(ring, backends, { isResyncing: (node) => agent.isResyncing(node), standInSince: (s, ahead, r) => agent.standInSince(s, ahead, r), stoodInThroughout: (s, n) => agent.stoodInThroughout(s, n), refillingSince: (n, on) => agent.refillingSince(n, on), refillSince: (m, ahead, r) => agent.refillSince(m, ahead, r) }, {
       started: (backend, cause) => {
         // A shed is housekeeping after every complete run: logged at debug, not counted as a run.
         if (cause === 'shed') return void logger.debug({ backend }, 'shed started: dropping copies outside their replica sets');

@@ -127,9 +127,10 @@ export interface RunContext {
   isResyncing(node: MemcachedNode): boolean;
   /**
    * A stand-in's items with a CAS at or under this may be copies left from an earlier time it
-   * stood in (TrustAgent.standInSince); null: none of its items is a source. Absent: all are.
+   * stood in (TrustAgent.standInSince; `ahead`: the backends before it in the key's order);
+   * null: none of its items is a source. Absent: all are.
    */
-  standInSince?(standIn: MemcachedNode, naturals: readonly MemcachedNode[]): Promise<bigint | null>;
+  standInSince?(standIn: MemcachedNode, ahead: readonly MemcachedNode[], replicas: number): Promise<bigint | null>;
   /**
    * The stand-in took every write and delete of the keys it stands in for since each of `naturals`
    * that is away now left (TrustAgent.stoodInThroughout). Absent: none is known to.
@@ -465,7 +466,7 @@ export class ResyncRun {
       }
       if (read.status === 'miss' && this.firstStandIn(key, member)) missedBy = member;
       if (read.status !== 'hit') continue;
-      if (!natural.includes(member) && (!(await this.writtenWhileStandingIn(member, natural, read.item.cas)) || (await provedStale()))) continue;
+      if (!natural.includes(member) && (!(await this.writtenWhileStandingIn(key, member, read.item.cas)) || (await provedStale()))) continue;
       if (this.stopReason !== null) return 'skipped';
       const exptime = exptimeForCopy(read.item.ttl);
       if (exptime === null) return this.expiring(key, read.item, mine);
@@ -501,7 +502,7 @@ export class ResyncRun {
     }
     if (failed) return 'failed';
     if (mine === null) return 'skipped';
-    if (missedBy !== null && !this.isMember(natural, this.target) && (await this.writtenWhileStandingIn(this.target, natural, mine.cas)) && (await provedStale())) {
+    if (missedBy !== null && !this.isMember(natural, this.target) && (await this.writtenWhileStandingIn(key, this.target, mine.cas)) && (await provedStale())) {
       return this.dropMine(key, mine.cas);
     }
     return (await this.deletedWhileRefilling(key, set, natural, mine)) ?? 'skipped';
@@ -560,10 +561,11 @@ export class ResyncRun {
     return this.dropMine(key, mine.cas);
   }
 
-  /** A stand-in's item written in the current outage of the key's natural members (see RunContext.standInSince). */
-  private async writtenWhileStandingIn(standIn: MemcachedNode, natural: readonly MemcachedNode[], cas: bigint): Promise<boolean> {
+  /** A stand-in's item written in its current time in the key's placement (see RunContext.standInSince). */
+  private async writtenWhileStandingIn(key: Buffer, standIn: MemcachedNode, cas: bigint): Promise<boolean> {
     if (this.context.standInSince === undefined) return true;
-    const since = await this.context.standInSince(standIn, natural);
+    const order = this.ring.ringOrder(key);
+    const since = await this.context.standInSince(standIn, order.slice(0, order.indexOf(standIn)), this.ring.replicas);
     return since !== null && cas > since;
   }
 

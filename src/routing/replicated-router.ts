@@ -90,10 +90,10 @@ export interface ResyncHooks {
   handingOver(key: Buffer, scope?: FollowUps): Promise<boolean | void> | undefined;
   /**
    * A stand-in's items with a CAS at or under this may be copies left from an earlier time it
-   * stood in (TrustAgent.standInSince); null: none is known to be of its current time. Absent:
-   * all are.
+   * stood in (TrustAgent.standInSince; `ahead`: the backends before it in the key's order);
+   * null: none is known to be of its current time. Absent: all are.
    */
-  standInSince?(standIn: MemcachedNode, naturals: readonly MemcachedNode[]): Promise<bigint | null>;
+  standInSince?(standIn: MemcachedNode, ahead: readonly MemcachedNode[], replicas: number): Promise<bigint | null>;
 }
 
 export const NO_RESYNC: ResyncHooks = {
@@ -430,9 +430,10 @@ export class ReplicatedRouter {
     return this.resync.standInSince === undefined || this.ring.holds(key, member) || this.ring.isNatural(key, member);
   }
 
-  /** A stand-in's hit is served if its item was written while it stood in for the natural members away now (standInSince). */
+  /** A stand-in's hit is served if its item was written in its current time in the key's placement (standInSince). */
   private async ofCurrentStandIn(key: Buffer, member: MemcachedNode, cas: bigint): Promise<boolean> {
-    const since = await this.resync.standInSince!(member, this.ring.naturalSet(key));
+    const order = this.ring.ringOrder(key);
+    const since = await this.resync.standInSince!(member, order.slice(0, order.indexOf(member)), this.ring.replicas);
     return since !== null && cas > since;
   }
 

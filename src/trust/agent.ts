@@ -571,27 +571,33 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   }
 
   /**
-   * The CAS under which a stand-in's items predate the current outage of the key's natural
-   * members that are not trusted: the lowest of their stand-in keys on it that say it took their
-   * writes from that moment (`trusted`: it was trusted, or in refill, and not going out). An item
-   * with a lower CAS is a copy left from an earlier time it stood in, maybe since overwritten or
-   * deleted, and no source for a refill. A key written while it was away itself (or never written: it was cut off
-   * then) marks nothing: it took none of their writes from there. null: no key marks where its
-   * time as their stand-in began: use none of its items.
+   * The CAS under which a stand-in's items predate its current time in the key's placement: an
+   * item with a lower CAS is a copy left from an earlier time it stood in, maybe since
+   * overwritten or deleted, and no source. `ahead`: the backends before it in the key's order.
+   * It is in the placement while fewer than R of them are trusted, so it stood in without a break
+   * since all but R-1-t of those away now left (t: those ahead trusted now), as refillSince
+   * reads: at the departure marks, its stand-in keys of their outages that say it took their
+   * writes from that moment (`trusted`: it was trusted, or in refill, and not going out). A key
+   * written while it was away itself, or none, marks no moment: as late as any. For the first
+   * stand-in, the lowest of its natural members' marks; a later one stood in only once enough of
+   * those ahead were away. null: no mark tells where its time in the placement began (or it is in
+   * none now): use none of its items.
    */
-  async standInSince(standIn: MemcachedNode, naturals: readonly MemcachedNode[]): Promise<bigint | null> {
+  async standInSince(standIn: MemcachedNode, ahead: readonly MemcachedNode[], replicas: number): Promise<bigint | null> {
     const node = this.byAddress.get(standIn.address);
     if (node === undefined) return null;
-    let since: bigint | null = null;
-    for (const n of naturals) {
-      const stage = this.state.stageOf(n.address);
-      if (stage.role === 'trusted') continue;
-      const r = await this.departureMark(node, n, stage);
+    const away = ahead.filter((b) => this.state.stageOf(b.address).role !== 'trusted');
+    const left = replicas - (ahead.length - away.length);
+    if (left <= 0 || away.length < left) return null;
+    const marks: Array<bigint | null> = [];
+    for (const b of away) {
+      const r = await this.departureMark(node, b, this.state.stageOf(b.address));
       if (r.status === 'failed') return null;
-      if (r.status !== 'hit' || !standInTrusted(r.item.value)) continue;
-      if (since === null || r.item.cas < since) since = r.item.cas;
+      marks.push(r.status === 'hit' && standInTrusted(r.item.value) ? r.item.cas : null);
     }
-    return since;
+    // Latest first, unknown ones before all: the left-th is where its time in the placement began.
+    marks.sort((x, y) => (x === null ? -1 : y === null ? 1 : x > y ? -1 : x < y ? 1 : 0));
+    return marks[left - 1];
   }
 
   /**
@@ -1051,7 +1057,7 @@ export function routerHooks(agent: TrustAgent, runs: () => Pick<Resyncer, 'delet
     flushing: () => runs().flushing(),
     catchingUp: (key, scope) => agent.catchingUp(key, scope),
     handingOver: (key, scope) => agent.handingOver(key, scope),
-    standInSince: (standIn, naturals) => agent.standInSince(standIn, naturals),
+    standInSince: (standIn, ahead, replicas) => agent.standInSince(standIn, ahead, replicas),
   };
 }
 

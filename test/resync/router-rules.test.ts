@@ -437,8 +437,8 @@ describe("a stand-in's copy left from an earlier time it stood in", () => {
       flushing: () => undefined,
       catchingUp: () => undefined,
       handingOver: () => undefined,
-      standInSince: async (standIn, naturals) => {
-        asked.push(`${standIn.address} for ${naturals.map((n) => n.address).join(',')}`);
+      standInSince: async (standIn, ahead, replicas) => {
+        asked.push(`${standIn.address} for ${ahead.map((n) => n.address).join(',')} (R ${replicas})`);
         return since(standIn);
       },
     };
@@ -454,7 +454,7 @@ describe("a stand-in's copy left from an earlier time it stood in", () => {
     const read = await third.casOf(k('mark'));
     mark = read.status === 'hit' ? read.cas : 0n;
     expect(await router.get(k('a'))).toEqual({ status: 'unavailable' });
-    expect(asked).toEqual([`${third.address} for ${first.address},${second.address}`]);
+    expect(asked).toEqual([`${third.address} for ${first.address},${second.address} (R 2)`]);
   });
 
   test('written since: served', async () => {

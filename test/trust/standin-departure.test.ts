@@ -36,12 +36,12 @@ describe('standInSince, no live witness of the departure', () => {
 
   test("the stand-in key of the member's departure, found from its filled epoch", async () => {
     expect(older < departure && departure < again).toBe(true);
-    expect(await newcomer(6).standInSince(S as unknown as MemcachedNode, [Y as unknown as MemcachedNode])).toBe(departure);
+    expect(await newcomer(6).standInSince(S as unknown as MemcachedNode, [Y as unknown as MemcachedNode], 1)).toBe(departure);
   });
 
   test('no filled epoch (it restarted since): its current out epoch, as before', async () => {
     Y.put(INCARNATION_KEY, '5 r6');
-    expect(await newcomer(6).standInSince(S as unknown as MemcachedNode, [Y as unknown as MemcachedNode])).toBe(again);
+    expect(await newcomer(6).standInSince(S as unknown as MemcachedNode, [Y as unknown as MemcachedNode], 1)).toBe(again);
     Y.put(INCARNATION_KEY, '1 2');
   });
 
@@ -51,7 +51,7 @@ describe('standInSince, no live witness of the departure', () => {
     A.put(standInKey(Y.address, 6), standInValue('gone', true, 'placement').toString());
     const agent = newcomer(6);
     (agent as unknown as { byAddress: Map<string, MemcachedNode> }).byAddress.set(A.address, A as unknown as MemcachedNode);
-    expect(await agent.standInSince(A as unknown as MemcachedNode, [Y as unknown as MemcachedNode])).toBeNull();
+    expect(await agent.standInSince(A as unknown as MemcachedNode, [Y as unknown as MemcachedNode], 1)).toBeNull();
   });
 });
 
@@ -91,8 +91,34 @@ describe('the stand-in key of a departure, on a backend in refill whose trust is
     state.tryApply(0);
     expect(state.stageOf(Y2.address).role).toBe('out');
     const written = S2.put(Buffer.from('k'), 'v');
-    const since = await agent.standInSince(S2 as unknown as MemcachedNode, [Y2 as unknown as MemcachedNode]);
+    const since = await agent.standInSince(S2 as unknown as MemcachedNode, [Y2 as unknown as MemcachedNode], 1);
     expect(since).not.toBeNull();
     expect(written > since!).toBe(true);
+  });
+});
+
+describe('a stand-in after the first', () => {
+  // Key order N1, N2, F, S; R = 2. N1 went out at 1, N2 at 3; F is trusted. S is in the key's
+  // placement only while both natural members are away: from N2's departure, not N1's. An item
+  // S took between the two (F was away then, say) may since be overwritten on N2 and F.
+  test("its items count from the latest departure it needed, the first stand-in's from the earliest", async () => {
+    const [N1, N2, F, S] = ['n1:1', 'n2:1', 'f:1', 's:1'].map((a) => new FakeNode(a));
+    const { agent, state } = agentOver('late', [N1, N2, F, S]);
+    const reach = [N1, N2, F, S].map((n) => n.address);
+    const stages = { [N1.address]: { epoch: 1, role: 'out' as const }, [N2.address]: { epoch: 3, role: 'out' as const } };
+    const peer: TrustRecord = { id: 'peer', seq: 1, applied: stages, seen: stages, reach };
+    for (const a of reach) state.roundDone(a, 0, 0, [peer]);
+    state.markPublished(state.acknowledged());
+    state.tryApply(0);
+    const first = (n: FakeNode) => n.put(standInKey(N1.address, 1), standInValue('gone', true, 'placement').toString());
+    const second = (n: FakeNode) => n.put(standInKey(N2.address, 3), standInValue('gone', true, 'placement').toString());
+    const [onS1, onF1] = [first(S), first(F)];
+    const between = S.put(Buffer.from('k'), 'old');
+    const [onS2] = [second(S), second(F)];
+    const node = (n: FakeNode) => n as unknown as MemcachedNode;
+    const since = await agent.standInSince(node(S), [N1, N2, F].map(node), 2);
+    expect(since).toBe(onS2);
+    expect(between > onS1 && between < since!).toBe(true);
+    expect(await agent.standInSince(node(F), [N1, N2].map(node), 2)).toBe(onF1);
   });
 });
