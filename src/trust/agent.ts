@@ -182,14 +182,19 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
 
   /**
    * Surveys the backends' incarnation keys, then starts a round loop per backend;
-   * resolves once each backend had its first round (answered or failed), so that
-   * requests arriving from then on find a fresh view.
+   * resolves once each backend had its first round (answered or failed) and every
+   * live peer names this sidecar (a round or two of theirs; D at most: see
+   * TrustState.fresh), so that requests arriving from then on find a fresh view.
    */
   async start(): Promise<void> {
     this.running = true;
     await this.survey();
     const first = [...this.byAddress.keys()].map((a) => new Promise<void>((resolve) => this.loops.push(this.loop(a, resolve))));
     await Promise.all(first);
+    const deadline = this.clock.now() + this.timing.silentMs;
+    while (this.running && !this.state.namedByEveryLivePeer(this.clock.now()) && this.clock.now() < deadline) {
+      await this.changed(deadline - this.clock.now());
+    }
   }
 
   /**

@@ -44,6 +44,11 @@ export interface TrustRecord {
   /** It stopped acting for good (a clean shutdown): nobody waits for it any more. */
   readonly left?: boolean;
   /**
+   * The sidecars whose records it counts (its live peers): each of them is waited for in every
+   * agreement it makes. Absent from a sidecar that predates the field: taken as naming everyone.
+   */
+  readonly knows?: readonly string[];
+  /**
    * Per backend away now: the out epoch it went away at, and the backends seen here taking writes
    * (trusted or in refill, not going out) while it was out. Only from a sidecar that had watched
    * the backend trusted (see TrustState.outlastedBy).
@@ -101,6 +106,7 @@ export function decodeRecord(value: Buffer): TrustRecord | null {
   if (typeof r.id !== 'string' || !Number.isSafeInteger(r.seq) || !isStageMap(r.applied) || !isStageMap(r.seen)) return null;
   if (!Array.isArray(r.reach) || !r.reach.every((a) => typeof a === 'string')) return null;
   if (r.left !== undefined && r.left !== true) return null;
+  if (r.knows !== undefined && (!Array.isArray(r.knows) || !r.knows.every((id) => typeof id === 'string'))) return null;
   if (r.outlasted !== undefined && !isOutlastedMap(r.outlasted)) return null;
   return r as unknown as TrustRecord;
 }
@@ -208,9 +214,18 @@ export class TrustState {
    * here, each until the time it is waited for (see awaitRound).
    */
   private readonly unread = new Map<string, number>();
+  /** Peers whose newest record does not name this sidecar: they would agree without it. */
+  private readonly unnamedBy = new Set<string>();
+  /** Started, or its lease lapsed, and not yet named by every live peer since (see fresh). */
+  private joining = true;
   /** Peers silentPeers() reported, until they write again. */
   private readonly toldSilent = new Set<string>();
   private seq = 0;
+  /**
+   * When the latest round's answers arrived: `knows` names the peers live as of then. Not as of
+   * now: after a stall of this sidecar every peer would look silent before its next round.
+   */
+  private lastRead = -Infinity;
   private pendingCount = 0;
   /** Grows whenever `seen` or `applied` changes: requests admitted under an older one are the old view. */
   generation = 0;
@@ -300,9 +315,34 @@ export class TrustState {
     return isNewer(this.seen.get(address) ?? INITIAL_STAGE, this.applied.get(address) ?? INITIAL_STAGE);
   }
 
-  /** Every backend not out had a round that began less than leaseMs ago. */
+  /**
+   * Every backend not out had a round that began less than leaseMs ago; and, when this sidecar
+   * joins (it starts, or its lease lapsed), every live peer's record names it: one that does not
+   * has not read it yet, or took it for silent, and would apply a stage without waiting for this
+   * one's acknowledgement, so this one must not act meanwhile. Once named by each, it stays
+   * counted while it keeps writing; a newcomer's first record, written before it read anyone,
+   * names nobody, and holds no one else back.
+   */
   fresh(now: number): boolean {
-    return this.freshUnder((a) => this.roleOf(a), now);
+    if (!this.leaseHeld((a) => this.roleOf(a), now)) return false;
+    if (this.joining && this.namedByEveryLivePeer(now)) this.joining = false;
+    return !this.joining;
+  }
+
+  /** freshUnder, and a lapse of it makes this sidecar join again. */
+  private leaseHeld(roleOf: RoleOf, now: number): boolean {
+    const held = this.freshUnder(roleOf, now);
+    if (!held) this.joining = true;
+    return held;
+  }
+
+  /** Every live peer's newest record names this sidecar (see fresh). */
+  namedByEveryLivePeer(now: number): boolean {
+    for (const id of this.unnamedBy) {
+      const p = this.peers.get(id);
+      if (p !== undefined && this.isLive(p, now)) return false;
+    }
+    return true;
   }
 
   private freshUnder(roleOf: RoleOf, now: number): boolean {
@@ -379,6 +419,7 @@ export class TrustState {
       seen: Object.fromEntries(this.published),
       reach: [...reach],
       ...(left && { left: true }),
+      knows: this.livePeers(this.lastRead).map((p) => p.record.id),
       ...(this.outlasted.size > 0 && { outlasted: Object.fromEntries(this.outlasted) }),
     };
   }
@@ -410,14 +451,19 @@ export class TrustState {
   roundDone(address: string, startedAt: number, now: number, records: readonly TrustRecord[]): StageChange[] {
     const prior = this.roundAt.get(address);
     if (prior === undefined || startedAt > prior) this.roundAt.set(address, startedAt);
+    this.lastRead = Math.max(this.lastRead, now);
     this.unread.delete(address);
     const changes: StageChange[] = [];
     for (const r of records) {
       if (r.id === this.id) continue;
       const peer = this.peers.get(r.id);
       if (peer === undefined || r.seq > peer.seq) this.toldSilent.delete(r.id);
-      if (peer === undefined) this.peers.set(r.id, { seq: r.seq, changedAt: now, record: r });
-      else if (r.seq > peer.seq) Object.assign(peer, { seq: r.seq, changedAt: now, record: r });
+      if (peer === undefined || r.seq > peer.seq) {
+        if (peer === undefined) this.peers.set(r.id, { seq: r.seq, changedAt: now, record: r });
+        else Object.assign(peer, { seq: r.seq, changedAt: now, record: r });
+        if (r.knows === undefined || r.knows.includes(this.id)) this.unnamedBy.delete(r.id);
+        else this.unnamedBy.add(r.id);
+      }
       for (const a of this.addresses) {
         const applied = r.applied[a];
         if (applied !== undefined && isNewer(applied, this.seen.get(a) ?? INITIAL_STAGE)) changes.push(this.acknowledge(a, applied));
@@ -430,7 +476,11 @@ export class TrustState {
 
   /** Peers whose record is still live at `now`: not silent for silentMs, not left. */
   private livePeers(now: number): Peer[] {
-    return [...this.peers.values()].filter((p) => p.record.left !== true && now - p.changedAt < this.timing.silentMs);
+    return [...this.peers.values()].filter((p) => this.isLive(p, now));
+  }
+
+  private isLive(p: Peer, now: number): boolean {
+    return p.record.left !== true && now - p.changedAt < this.timing.silentMs;
   }
 
   /**
@@ -529,7 +579,7 @@ export class TrustState {
   tryApply(now: number): StageChange[] {
     // Not before every backend that stays in had a round: until then this sidecar may not
     // know every other sidecar (a newcomer), and would count its own acknowledgement alone.
-    if (!this.freshUnder((a) => this.seenRoleOf(a), now)) {
+    if (!this.leaseHeld((a) => this.seenRoleOf(a), now)) {
       // Others may have gone on without this sidecar: what it saw is no longer the whole story.
       this.witnessing = false;
       this.outlasted.clear();

@@ -433,6 +433,45 @@ describe('agreement', () => {
     expect(a.fresh(timing.leaseMs + 100)).toBe(true); // Y is out: not needed
   });
 
+  test("a record names the peers live as of its writer's latest round: a stall of its own drops none, a peer it stops reading goes", () => {
+    const b = sidecar('b', 0);
+    const a = sidecar('a', 0, [b.record(ALL)]);
+    // a's event loop stalls past D: its first record after it still names b (it has read nothing since).
+    expect(a.record(ALL).knows).toEqual(['b']);
+    // a's rounds go on, and none finds b's record written again: b goes silent, and unnamed.
+    roundsAt(a, timing.silentMs, []);
+    expect(a.record(ALL).knows).toEqual([]);
+  });
+
+  test('a newcomer acts only once every live peer names it: until then a peer would agree without it', () => {
+    const a = sidecar('a', 0);
+    expect(a.fresh(5)).toBe(true); // alone: nobody to be named by
+    // b joins: its rounds read a's record, which a wrote before it knew b.
+    const b = sidecar('b', 10, [a.record(ALL)]);
+    expect(b.fresh(20)).toBe(false);
+    // Meanwhile a agrees with nobody but itself: b's acknowledgement was never asked for.
+    a.propose(Y, 'out', 'failed');
+    publish(a);
+    expect(a.tryApply(20)).toMatchObject([{ address: Y }]);
+    // a reads b's record: from then on a waits for b, and says so; b, reading that, may act.
+    roundsAt(a, 30, [b.record(ALL)]);
+    roundsAt(b, 40, [a.record(ALL)]);
+    expect(b.fresh(50)).toBe(true);
+    // What a applied alone, b adopts from the same record: it holds Y's keys until it applies it.
+    expect(b.seenRoleOf(Y)).toBe('out');
+    publish(b);
+    expect(b.tryApply(50)).toMatchObject([{ address: Y, to: { role: 'out' } }]);
+    // A newcomer's first record, written before it read anyone, names nobody: a sidecar already
+    // counted goes on acting (it is the newcomer that waits, above).
+    roundsAt(a, 45, [new TrustState('d', ALL, timing).record(ALL)]);
+    expect(a.fresh(50)).toBe(true);
+    // A peer that falls silent (for D) is no longer waited for, named or not.
+    const c = sidecar('c', 60, [a.record(ALL)]);
+    expect(c.fresh(70)).toBe(false);
+    roundsAt(c, 60 + timing.silentMs, []);
+    expect(c.fresh(60 + timing.silentMs)).toBe(true);
+  });
+
   test('transitions: out only from trusted or refill, refill only from out, trusted only from refill', () => {
     const a = sidecar('a');
     expect(a.propose(Y, 'refill', 'reachable')).toBeNull();
