@@ -225,6 +225,9 @@ type CopyReply = NodeStore | NodeDelete | { status: 'kept'; cas: bigint };
 type CopyResult = CopyReply | Failed | { status: 'miss' };
 
 export class ReplicatedRouter {
+  /** Requests (their follow-up scopes) that waited out a change of trust (see converge). */
+  private readonly handedOverScopes = new WeakSet<FollowUps>();
+
   constructor(
     private ring: ReplicaRing,
     private readonly events: RouterEvents = SILENT_EVENTS,
@@ -290,7 +293,7 @@ export class ReplicatedRouter {
     if (reply.status === 'failed') return UNAVAILABLE;
     if (reply.status === 'deleted' && rest.length > 0) {
       if (!(await this.landed(key, await Promise.all(rest.map((m) => m.delete(key, 0n))), later))) return UNAVAILABLE;
-      later.push(this.converge(key, [authority, ...rest], ['gone'], false));
+      later.push(this.converge(later, key, [authority, ...rest], ['gone'], false));
     }
     return reply;
   }
@@ -326,7 +329,7 @@ export class ReplicatedRouter {
       });
       if (copied === 'unconfirmed') return UNAVAILABLE;
       if (copied !== null) {
-        later.push(this.converge(cmd.key, [authority, ...rest], [copied], false));
+        later.push(this.converge(later, cmd.key, [authority, ...rest], [copied], false));
         return reply;
       }
       // The authority counted, then failed before it could be read: the others still hold the
@@ -492,7 +495,7 @@ export class ReplicatedRouter {
     if (reply.status === 'too_large' && cmd.mode === 'set') {
       // The authority dropped what the key held, as memcached does on a set too large: so do the others.
       if (!(await this.landed(cmd.key, await Promise.all(rest.map((m) => m.delete(cmd.key, 0n))), later))) return UNAVAILABLE;
-      later.push(this.converge(cmd.key, [authority, ...rest], ['gone'], false));
+      later.push(this.converge(later, cmd.key, [authority, ...rest], ['gone'], false));
       return reply;
     }
     if (reply.status !== 'stored') return reply;
@@ -500,7 +503,7 @@ export class ReplicatedRouter {
       // The new value is the authority's old one joined with this one: copy what it holds.
       const copied = await this.copyAuthority(cmd.key, authority, rest, later);
       if (copied === null || copied === 'unconfirmed') return UNAVAILABLE;
-      later.push(this.converge(cmd.key, [authority, ...rest], [copied], false));
+      later.push(this.converge(later, cmd.key, [authority, ...rest], [copied], false));
       return reply;
     }
     const copies = await Promise.all(rest.map((m) => m.store({ ...cmd, mode: 'set', cas: 0n })));
@@ -516,7 +519,7 @@ export class ReplicatedRouter {
       }
       return UNAVAILABLE;
     }
-    later.push(this.converge(cmd.key, [authority, ...rest], [reply.cas], false, knownFrom(until, reply.cas)));
+    later.push(this.converge(later, cmd.key, [authority, ...rest], [reply.cas], false, knownFrom(until, reply.cas)));
     return reply;
   }
 
@@ -569,7 +572,7 @@ export class ReplicatedRouter {
     const live = members.filter((_, i) => replies[i].status !== 'failed');
     const expected = replies.filter((r) => r.status !== 'failed').map(left);
     const changed = answered.some((r) => r.status === 'stored' || r.status === 'deleted' || r.status === 'touched');
-    if (live.length > 1 && (changed || disagree)) later.push(this.converge(key, live, expected, disagree, knownFrom(until, expected[0])));
+    if (live.length > 1 && (changed || disagree)) later.push(this.converge(later, key, live, expected, disagree, knownFrom(until, expected[0])));
     if (replies[0].status === 'failed') this.events.failover(command);
     return decided ?? UNAVAILABLE;
   }
@@ -586,12 +589,26 @@ export class ReplicatedRouter {
    * this write gave the authority's item, for the copies where no TTL can be read.
    */
   private async converge(
+    scope: FollowUps,
     key: Buffer,
     members: MemcachedNode[],
     expected: Array<Expected | undefined>,
     copyOwed: boolean,
     known?: KnownExpiry,
   ): Promise<void> {
+    // The request waited out a change of trust on its way (its ticket parked, it came back under
+    // the newer view): the members it wrote may no longer be the key's, and its authority another
+    // sidecar's writes no longer reach. What the key's authority holds now is copied instead, as a
+    // write under this view would: converging on the old one would undo the writes made since.
+    if (this.handedOverScopes.has(scope)) {
+      const current = this.trustedFirst(key, this.ring.writeSet(key));
+      if (current.length > 0 && current[0] !== members[0]) {
+        members = current;
+        expected = current.map(() => undefined);
+        copyOwed = true;
+        known = undefined;
+      }
+    }
     const [authority, ...rest] = members;
     for (let round = 0; round < MAX_CONVERGE_ROUNDS; round++) {
       if (!copyOwed) {
@@ -816,7 +833,9 @@ export class ReplicatedRouter {
    */
   private handedOver(key: Buffer, later: FollowUps): Promise<boolean> | undefined {
     const wait = this.resync.handingOver(key, later);
-    return wait === undefined ? undefined : waitOut(wait, () => this.resync.handingOver(key, later));
+    if (wait === undefined) return undefined;
+    this.handedOverScopes.add(later);
+    return waitOut(wait, () => this.resync.handingOver(key, later));
   }
 
   private countRead(node: MemcachedNode): void {

@@ -5,6 +5,7 @@ import { describe, expect, test } from 'vitest';
 import type { MemcachedNode } from '../../src/routing/node';
 import { ReplicatedRouter, type ResyncHooks } from '../../src/routing/replicated-router';
 import { ReplicaRing } from '../../src/routing/ring';
+import type { Role } from '../../src/trust/protocol';
 import { FakeNode } from '../routing/fake-node';
 
 const k = (s: string) => Buffer.from(s);
@@ -467,5 +468,46 @@ describe("a stand-in's copy left from an earlier time it stood in", () => {
     const { router, third } = standingIn(() => null);
     third.put('a', 'new');
     expect(await router.get(k('a'))).toEqual({ status: 'unavailable' });
+  });
+});
+
+describe('a write that waited out a change of trust', () => {
+  // Its follow-up converges on the key's members of the view it comes back under: a member that
+  // failed it goes out, and the one in refill is trusted meanwhile and decides from then on. Another
+  // sidecar's write under that view, on the new authority, is what the key holds; converging on the
+  // authority the write was sent under would copy the older value back over it.
+  test('converges on the authority of the newer view, not the one it was sent under', async () => {
+    const nodes = Array.from({ length: 3 }, (_, i) => new FakeNode(`127.0.0.1:${11500 + i}`));
+    const ring = new ReplicaRing(nodes.map((node) => ({ node, weight: 1 })), 2);
+    const [refilling, authority, failing] = ring.ringOrder(k('k')) as FakeNode[];
+    const roles = new Map<MemcachedNode, Role>([[refilling, 'refill']]);
+    const roleOf = (n: MemcachedNode): Role => roles.get(n) ?? 'trusted';
+    ring.useRoles(roleOf);
+    let endNotice!: () => void;
+    const notice = new Promise<void>((r) => (endNotice = r));
+    let changed = false;
+    const hooks: ResyncHooks = {
+      isResyncing: (n) => roleOf(n) !== 'trusted',
+      deleting: () => undefined,
+      flushing: () => undefined,
+      catchingUp: () => undefined,
+      handingOver: () => (failing.calls.length === 0 || changed ? undefined : notice),
+    };
+    const router = new ReplicatedRouter(ring, undefined, hooks);
+    expect(ring.writeSet(k('k'))).toEqual([refilling, authority, failing]);
+    failing.failing = true;
+    const later: Array<Promise<unknown>> = [];
+    const pending = router.store({ mode: 'set', key: k('k'), value: Buffer.from('mine'), flags: 0, exptime: 0, cas: 0n }, later);
+    await new Promise((r) => setTimeout(r, 10));
+    // The change applies: the failed member out, the refilled one trusted, and a write under this
+    // view lands on it.
+    roles.set(failing, 'out');
+    roles.set(refilling, 'trusted');
+    changed = true;
+    refilling.put('k', 'newer');
+    endNotice();
+    expect((await pending).status).toBe('stored');
+    await Promise.allSettled(later);
+    expect([refilling.value('k'), authority.value('k')]).toEqual(['newer', 'newer']);
   });
 });

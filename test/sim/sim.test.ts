@@ -29,6 +29,11 @@ describe('the trust protocol', () => {
   // Seeds of scripts/sim.sh (every kind of fault) whose violation had a cause now fixed, each
   // replayed up to just past its violation's step.
   const REPLAYS = [
+    // s2.0's pecl lock incr decided on b3; its copy to b2 (SIGSTOPped) failed, and the request waited
+    // out b2's out, during which b1 was filled and trusted. Back under that view, its follow-up still
+    // took b3 for the authority: it copied b3's miss over the lock s4.0 had just taken on b1, and
+    // s4.0's add then got it again (a lock granted twice at 7.24 s).
+    { seed: 1302, steps: 95_000, rule: 'a write back from a hand-over converges on the authority of the newer view' },
     // b1 and b2 (a key's natural members) away at overlapping times, b2 took its
     // writes trusted while b1 was out; b2 entered refill while the sidecar read which backends in refill
     // kept their data, and b1 went first on that read, which missed b2 (a stale value read at 62.85 s).
