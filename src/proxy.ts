@@ -434,7 +434,9 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
         // A removal, an addition, other weights or zones, more replicas: a kept backend can become a
         // natural member of keys it never held. ketama's shares are relative, and hashring rounds
         // each backend's point count: adding a seventh of equal weight moves 2% of keys between the six.
-        const fill = changes.removed.length > 0 || changes.added.length > 0 || changes.reweighted.length > 0 || next.replicas > replicasBefore;
+        // And a reload while the last one's fills run (the ring settling): closing the resyncer aborts
+        // them, so they start again under the new ring (fewer replicas alone would start none).
+        const fill = changes.removed.length > 0 || changes.added.length > 0 || changes.reweighted.length > 0 || next.replicas > replicasBefore || ringBefore.isSettling;
         // Until each kept backend's refresh completes, only its former keys are known held (ReplicaRing.holds).
         if (fill) ring.settleFrom(ringBefore, next.backends.filter((b) => before.backends.some((o) => o.address === b.address)).map((b) => b.address));
         router.replaceRing(ring);

@@ -120,3 +120,28 @@ test('replicas 3 -> 2 -> 3: copies left on the dropped member are shed, and none
     }
   }
 });
+
+test("a reload while the last one's fills run (fewer replicas after a removal) starts those fills again", async () => {
+  const mcs = await Promise.all([0, 1, 2, 3].map(() => startMemcached()));
+  run = await startConfigured(mcs.map((m) => ({ address: m.address })), 3, 0);
+  const { port } = run.proxy;
+  // Enough keys that the removal's fills still run when the second reload lands.
+  const keys = Array.from({ length: 15_000 }, (_, i) => `reconf-long:${i}`);
+  const c = await RawClient.connect(port);
+  expect(await c.text(keys.map((k) => `set ${k} 0 0 3\r\nv-1\r\n`).join(''), keys.length)).toBe('STORED\r\n'.repeat(keys.length));
+  c.close();
+  const [removed, ...kept] = mcs;
+  run.dir.write(configYaml(kept.map((m) => ({ address: m.address })), 3));
+  run.proxy.child.kill('SIGHUP');
+  await waitForStats(port, (s) => s.get('replicached_backends') === '3' && Number(s.get('replicached_resyncs_in_progress')) > 0, 30_000);
+  const from = run.proxy.output().length;
+  run.dir.write(configYaml(kept.map((m) => ({ address: m.address })), 2));
+  run.proxy.child.kill('SIGHUP');
+  await waitForStats(port, (s) => resynced(s) && s.get('replicached_replicas') === '2', 60_000);
+  await removed.stop();
+  const after = run.proxy.output().slice(from);
+  expect(after).toMatch(/"replicas":2,"backends":3,"msg":"config reloaded"/);
+  // Closing the resyncer cut the removal's fills short: they start again under the new ring, which
+  // settles (until then no backend counts as holding keys it was not filled with).
+  expect(after).toMatch(/"cause":"membership","msg":"resync started"/);
+}, 90_000);
