@@ -601,7 +601,7 @@ export class ReplicatedRouter {
     // sidecar's writes no longer reach. What the key's authority holds now is copied instead, as a
     // write under this view would: converging on the old one would undo the writes made since.
     if (this.handedOverScopes.has(scope)) {
-      const current = this.trustedFirst(key, this.ring.writeSet(key));
+      const current = this.trustedFirst(key, this.ring.replicaSet(key)); // writeSet would count the write's copies twice
       if (current.length > 0 && current[0] !== members[0]) {
         members = current;
         expected = current.map(() => undefined);
