@@ -471,9 +471,6 @@ export class TrustState {
         if (seen !== undefined && isNewer(seen, this.seen.get(a) ?? INITIAL_STAGE)) changes.push(this.acknowledge(a, seen));
       }
     }
-    // Named by every live peer, with the lease held: joined, now, not at the next request (an idle
-    // sidecar would otherwise still be joining when a newcomer's first record, naming nobody, came).
-    if (this.joining && this.freshUnder((a) => this.roleOf(a), now) && this.namedByEveryLivePeer(now)) this.joining = false;
     return changes;
   }
 

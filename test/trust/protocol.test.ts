@@ -444,7 +444,8 @@ describe('agreement', () => {
   });
 
   test('a newcomer acts only once every live peer names it: until then a peer would agree without it', () => {
-    const a = sidecar('a', 0); // alone, and never asked: its rounds alone make it joined
+    const a = sidecar('a', 0);
+    expect(a.fresh(5)).toBe(true); // alone: nobody to be named by
     // b joins: its rounds read a's record, which a wrote before it knew b.
     const b = sidecar('b', 10, [a.record(ALL)]);
     expect(b.fresh(20)).toBe(false);
