@@ -14,7 +14,7 @@ import { ProxyStats, settingsStats } from './proxy-stats';
 import { diffConfig, drainAndClose, liveConfig, zoneMatesToRefill, type ReloadChanges, type TlsChanges } from './reload';
 import { Resyncer } from './resync/resyncer';
 import { REAL_CLOCK } from './resync/rate-limiter';
-import { TrustAgent, routerHooks } from './trust/agent';
+import { TrustAgent, resyncTrust, routerHooks } from './trust/agent';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { ReplicaRing } from './routing/ring';
@@ -215,7 +215,7 @@ export async function startProxy(config: Config, logger: Logger): Promise<Runnin
   };
   // Refills a backend that came back empty; rebuilt with the ring on a reload.
   const buildResyncer = () =>
-    new Resyncer(ring, backends, { isResyncing: (node) => agent.isResyncing(node), standInSince: (s, ahead, r) => agent.standInSince(s, ahead, r), stoodInThroughout: (s, n) => agent.stoodInThroughout(s, n), refillingSince: (n, on) => agent.refillingSince(n, on), refillSince: (m, ahead, r) => agent.refillSince(m, ahead, r) }, {
+    new Resyncer(ring, backends, resyncTrust(agent), {
       started: (backend, cause) => {
         // A shed is housekeeping after every complete run: logged at debug, not counted as a run.
         if (cause === 'shed') return void logger.debug({ backend }, 'shed started: dropping copies outside their replica sets');

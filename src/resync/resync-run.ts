@@ -479,7 +479,6 @@ export class ResyncRun {
     // Its miss proves nothing. Not asked when its whole listing says it holds no such item: the
     // key unlisted, or listed under its incarnation key (the item predates its refill).
     if (this.context.refillSince !== undefined) {
-      const order = this.ring.ringOrder(key);
       const name = key.toString('latin1');
       for (const member of set) {
         if (member.address === this.target.address || !this.context.isResyncing(member)) continue;
@@ -488,7 +487,7 @@ export class ResyncRun {
           const cas = listed.cases.get(name);
           if (cas === undefined || cas <= listed.cases.get(INCARNATION_KEY.toString('latin1'))!) continue;
         }
-        const since = await this.context.refillSince(member, order.slice(0, order.indexOf(member)), this.ring.replicas);
+        const since = await this.context.refillSince(member, this.ring.ahead(key, member), this.ring.replicas);
         if (since === null) continue;
         const read = await member.get(key);
         failed ||= read.status === 'failed';
@@ -564,8 +563,7 @@ export class ResyncRun {
   /** A stand-in's item written in its current time in the key's placement (see RunContext.standInSince). */
   private async writtenWhileStandingIn(key: Buffer, standIn: MemcachedNode, cas: bigint): Promise<boolean> {
     if (this.context.standInSince === undefined) return true;
-    const order = this.ring.ringOrder(key);
-    const since = await this.context.standInSince(standIn, order.slice(0, order.indexOf(standIn)), this.ring.replicas);
+    const since = await this.context.standInSince(standIn, this.ring.ahead(key, standIn), this.ring.replicas);
     return since !== null && cas > since;
   }
 

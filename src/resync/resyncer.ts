@@ -83,6 +83,9 @@ export interface ResyncProgress {
 
 type Totals = { copied: number; skipped: number; pruned: number };
 
+/** Whether the trust protocol trusts a node, and which stand-in copies are sources (the agent's answers: trust/agent.ts, resyncTrust). */
+export type ResyncTrust = Pick<RunContext, 'isResyncing' | 'standInSince' | 'stoodInThroughout' | 'refillingSince' | 'refillSince'>;
+
 /** A completed fill: every key listed (or held out the longest lifetime) and none failed. */
 export function isComplete(result: ResyncResult): boolean {
   return result.outcome === 'done' && result.failed === 0 && (result.unlisted.length === 0 || result.heldMs > 0);
@@ -104,8 +107,7 @@ export class Resyncer {
   constructor(
     private readonly ring: ReplicaRing,
     private readonly backends: readonly Backend[],
-    /** Whether the trust protocol trusts the node, and which stand-in copies are sources (the agent's answers). */
-    private readonly trust: Pick<RunContext, 'isResyncing' | 'standInSince' | 'stoodInThroughout' | 'refillingSince' | 'refillSince'>,
+    private readonly trust: ResyncTrust,
     private readonly events: ResyncEvents = SILENT_RESYNC_EVENTS,
     options: Partial<ResyncOptions> = {},
   ) {

@@ -435,8 +435,7 @@ export class ReplicatedRouter {
 
   /** A stand-in's hit is served if its item was written in its current time in the key's placement (standInSince). */
   private async ofCurrentStandIn(key: Buffer, member: MemcachedNode, cas: bigint): Promise<boolean> {
-    const order = this.ring.ringOrder(key);
-    const since = await this.resync.standInSince!(member, order.slice(0, order.indexOf(member)), this.ring.replicas);
+    const since = await this.resync.standInSince!(member, this.ring.ahead(key, member), this.ring.replicas);
     return since !== null && cas > since;
   }
 

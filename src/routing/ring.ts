@@ -299,6 +299,12 @@ export class ReplicaRing {
     return order;
   }
 
+  /** The backends before `node` in the key's order: their roles decide whether it is in the key's placement. */
+  ahead(key: Buffer, node: MemcachedNode): MemcachedNode[] {
+    const order = this.ringOrder(key);
+    return order.slice(0, order.indexOf(node));
+  }
+
   private computeOrder(ringKey: string): MemcachedNode[] {
     let addresses: string[] = this.ring.range(ringKey, this.byAddress.size);
     if (this.zones > 1) addresses = preferenceOrder(addresses, (a) => this.zoneIndex.get(a)!, this.zones);

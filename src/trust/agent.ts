@@ -23,7 +23,7 @@ import { createHash } from 'node:crypto';
 import type { Clock } from '../resync/rate-limiter';
 import type { MemcachedNode, Failed, NodeFlush, NodeGet, NodeStore } from '../routing/node';
 import type { FollowUps, ResyncHooks } from '../routing/replicated-router';
-import type { Resyncer } from '../resync/resyncer';
+import type { Resyncer, ResyncTrust } from '../resync/resyncer';
 import {
   DEFAULT_TIMING,
   TrustState,
@@ -536,9 +536,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     ]);
     if (mark === null || !inStage()) return null;
     if (departures.length === 0) return mark;
-    // Missing (or not read): unknown, so as late as any.
-    const cas = departures.sort((x, y) => (x === null ? -1 : y === null ? 1 : x > y ? -1 : x < y ? 1 : 0));
-    const threshold = cas[left - 1];
+    const threshold = placementBegan(departures, left);
     if (threshold === null) return null;
     return threshold > mark ? threshold : mark;
   }
@@ -600,9 +598,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
       if (r.status === 'failed') return null;
       marks.push(r.status === 'hit' && standInTrusted(r.item.value) ? r.item.cas : null);
     }
-    // Latest first, unknown ones before all: the left-th is where its time in the placement began.
-    marks.sort((x, y) => (x === null ? -1 : y === null ? 1 : x > y ? -1 : x < y ? 1 : 0));
-    return marks[left - 1];
+    return placementBegan(marks, left);
   }
 
   /**
@@ -1049,6 +1045,27 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   private reaches(id: string, address: string): boolean {
     return this.state.peerReaches(id, address);
   }
+}
+
+/**
+ * Where a backend's unbroken time in a key's placement began (refillSince, standInSince): of the
+ * departure marks of the backends ahead of it that are away, the `left`-th latest, `left` being R
+ * less those ahead trusted. A mark missing or not read (null) is unknown, so as late as any.
+ */
+function placementBegan(marks: ReadonlyArray<bigint | null>, left: number): bigint | null {
+  const latestFirst = [...marks].sort((x, y) => (x === null ? -1 : y === null ? 1 : x > y ? -1 : x < y ? 1 : 0));
+  return latestFirst[left - 1];
+}
+
+/** The resync runs' questions, answered by the agent. */
+export function resyncTrust(agent: TrustAgent): ResyncTrust {
+  return {
+    isResyncing: (node) => agent.isResyncing(node),
+    standInSince: (standIn, ahead, replicas) => agent.standInSince(standIn, ahead, replicas),
+    stoodInThroughout: (standIn, naturals) => agent.stoodInThroughout(standIn, naturals),
+    refillingSince: (member, on) => agent.refillingSince(member, on),
+    refillSince: (member, ahead, replicas) => agent.refillSince(member, ahead, replicas),
+  };
 }
 
 /**

@@ -457,8 +457,8 @@ export class TrustState {
     for (const r of records) {
       if (r.id === this.id) continue;
       const peer = this.peers.get(r.id);
-      if (peer === undefined || r.seq > peer.seq) this.toldSilent.delete(r.id);
       if (peer === undefined || r.seq > peer.seq) {
+        this.toldSilent.delete(r.id);
         if (peer === undefined) this.peers.set(r.id, { seq: r.seq, changedAt: now, record: r });
         else Object.assign(peer, { seq: r.seq, changedAt: now, record: r });
         if (r.knows === undefined || r.knows.includes(this.id)) this.unnamedBy.delete(r.id);

@@ -16,7 +16,7 @@ import { ResyncRun, type ResyncResult, type RunContext } from '../../src/resync/
 import { REAL_CLOCK } from '../../src/resync/rate-limiter';
 import { ReplicatedRouter } from '../../src/routing/replicated-router';
 import { ReplicaRing } from '../../src/routing/ring';
-import { TrustAgent, routerHooks, type AgentOptions } from '../../src/trust/agent';
+import { TrustAgent, resyncTrust, routerHooks, type AgentOptions } from '../../src/trust/agent';
 import { binaryCodec } from '../../src/backends/codec';
 import { startMemcached, type MemcachedProcess } from '../helpers/memcached';
 import type { SaslUser } from '../helpers/sasl';
@@ -202,7 +202,7 @@ export function inProcessSidecar<B extends Backend>(
   }
   ring = new ReplicaRing(backends.map((node) => ({ node: agent.wrap(node), weight: 1 })), 2);
   ring.useRoles((node) => agent.roleOf(node));
-  const resyncer = new Resyncer(ring, backends, { isResyncing: (node) => agent.isResyncing(node), standInSince: (s, ahead, r) => agent.standInSince(s, ahead, r), stoodInThroughout: (s, n) => agent.stoodInThroughout(s, n), refillingSince: (n, on) => agent.refillingSince(n, on), refillSince: (m, ahead, r) => agent.refillSince(m, ahead, r) }, events, { quietMs: 0, ...options });
+  const resyncer = new Resyncer(ring, backends, resyncTrust(agent), events, { quietMs: 0, ...options });
   holder.resyncer = resyncer;
   const router = new ReplicatedRouter(ring, undefined, routerHooks(agent, () => resyncer));
   return { backends, ring, router, resyncer, agent };

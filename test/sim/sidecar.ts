@@ -17,7 +17,7 @@ import { NO_RESYNC, ReplicatedRouter, SILENT_EVENTS } from '../../src/routing/re
 import { ReplicaRing } from '../../src/routing/ring';
 import type { Backend } from '../../src/backends/backend';
 import { Resyncer, SILENT_RESYNC_EVENTS } from '../../src/resync/resyncer';
-import { TrustAgent, routerHooks } from '../../src/trust/agent';
+import { TrustAgent, resyncTrust, routerHooks } from '../../src/trust/agent';
 import type { StageChange } from '../../src/trust/protocol';
 import type { LocalClock } from './clock';
 import type { Path } from './network';
@@ -79,7 +79,7 @@ function withTrust(env: SidecarEnv): Sidecar {
   ring.useRoles((node) => agent.roleOf(node));
   // Resyncer is typed for src/backends' Backend but uses only what a Path has too (MemcachedNode,
   // canListKeys, metadumpEach): this cast goes once it takes an interface.
-  const resyncer = new Resyncer(ring, env.paths as unknown as Backend[], { isResyncing: (node) => agent.isResyncing(node), standInSince: (s, ahead, r) => agent.standInSince(s, ahead, r), stoodInThroughout: (s, n) => agent.stoodInThroughout(s, n), refillingSince: (n, on) => agent.refillingSince(n, on), refillSince: (m, ahead, r) => agent.refillSince(m, ahead, r) }, SILENT_RESYNC_EVENTS, {
+  const resyncer = new Resyncer(ring, env.paths as unknown as Backend[], resyncTrust(agent), SILENT_RESYNC_EVENTS, {
     clock: env.clock,
   });
   const router = new ReplicatedRouter(ring, SILENT_EVENTS, routerHooks(agent, () => resyncer));

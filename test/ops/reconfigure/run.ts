@@ -34,7 +34,7 @@ import { waitForStats } from '../../helpers/proxy';
 import { connect, type BatchClient, type Protocol } from '../../replication/checker/clients';
 import type { Op, Result } from '../../replication/checker/model';
 import { ringOrder, seeded } from '../../replication/support';
-import { configYaml, startConfigured, type ConfiguredRun } from '../support';
+import { configYaml, startConfigured, waitFor, type ConfiguredRun } from '../support';
 import { itemsOn, listKeys, type HeldItem } from './backends';
 
 export interface ReconfOptions {
@@ -114,11 +114,8 @@ export async function runReconfigure(o: ReconfOptions): Promise<ReconfReport> {
      * resync or fill runs.
      */
     const settled = async (): Promise<unknown> => {
-      const deadline = Date.now() + 60_000;
-      while (writtenAt !== null && !proxy.output().slice(writtenAt).includes('"msg":"config reloaded"')) {
-        if (Date.now() > deadline) throw new Error('the last config written was not reloaded');
-        await sleep(50);
-      }
+      const from = writtenAt;
+      if (from !== null) await waitFor('the last config written to be reloaded', () => proxy.output().slice(from).includes('"msg":"config reloaded"'), 60_000);
       return waitForStats(
         proxy.port,
         (s) =>
