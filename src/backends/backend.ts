@@ -82,9 +82,11 @@ export interface BackendOptions {
 export const DEFAULT_BACKEND_OPTIONS: Readonly<BackendOptions> = Object.freeze({
   // One connection keeps a client's pipelined requests for a key in order.
   connections: 1,
-  // Both timeouts stay well under a second: pecl-memcache gives up after 1 s.
+  // Both timeouts stay well under a second: pecl-memcache gives up after 1 s, and a
+  // session lock held through a hang must be free before its waiters' polls pass 0.6 s
+  // (pecl-memcache doubles its wait: 0.635 s, then 1.275 s; php-memcached gives up at 0.75 s).
   connectTimeoutMs: 300,
-  requestTimeoutMs: 500,
+  requestTimeoutMs: 300,
   failureLimit: 2,
   // A stall is already strong evidence: the backend answered nothing for a whole timeout.
   timeoutLimit: 1,

@@ -20,7 +20,7 @@
 //   backend:
 //     connections: 1                 # persistent connections per backend (1 keeps each client's requests in order)
 //     connectTimeoutMs: 300
-//     requestTimeoutMs: 500
+//     requestTimeoutMs: 300
 //     failureLimit: 2                # consecutive connection failures that mark a backend down
 //     timeoutLimit: 1                # consecutive stalls (no reply for requestTimeoutMs) that mark it down
 //     probeIntervalMs: 250           # probe period of a down backend

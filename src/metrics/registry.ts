@@ -17,7 +17,7 @@ import { VERSION } from '../version';
 import { CounterCells, FastHistogram, type CounterCell, type HistogramSeries } from './fast';
 
 // Client and backend latencies are mostly sub-millisecond on a LAN; the top
-// buckets catch timeouts (defaults 300 and 500 ms) and slow clients.
+// buckets catch timeouts (300 ms by default) and slow clients.
 const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 
 // How long a PHP request waits for its session lock, and holds it: php-memcached polls

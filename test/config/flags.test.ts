@@ -70,7 +70,7 @@ describe('defaults', () => {
       backend: {
         connections: 1,
         connectTimeoutMs: 300,
-        requestTimeoutMs: 500,
+        requestTimeoutMs: 300,
         failureLimit: 2,
         timeoutLimit: 1,
         probeIntervalMs: 250,

@@ -4,7 +4,7 @@
 //   -> SIGSTOP C -> SIGCONT C.
 // After every step every session is intact and PHP raised nothing. The slowest session
 // request (start .. write_close) is a wall-clock figure: under 1 s on a calm machine
-// (a failed backend costs a request about one request timeout, 500 ms), asserted by
+// (a failed backend costs a request about one request timeout, 300 ms), asserted by
 // scripts/timing-check.sh; here it is recorded (test/helpers/timing.ts), since a loaded
 // machine stretches any request (1,319 ms beside two busy loops on 2 cores). For the same
 // reason the proxy runs with LOADED_MACHINE_ARGS (a 2 s request timeout) in npm test: a

@@ -32,7 +32,7 @@ export function timingClaim(claim: string, measuredMs: number, boundMs: number):
 
 /**
  * `--request-timeout` for the proxies of tests whose subject is what survives a failure, not
- * how soon a stall is detected. The default, 500 ms, suits production; a machine with more
+ * how soon a stall is detected. The default, 300 ms, suits production; a machine with more
  * runnable work than cores can keep a healthy memcached off the CPU that long, and the proxy
  * then rightly marks it down (seen: two of three at once, at load 13 on 2 cores), which is a
  * second failure beside the one the test makes. Under scripts/timing-check.sh the default
