@@ -1,6 +1,7 @@
 // The simulation's own parts, each shown doing what the simulation relies on.
 
 import { describe, expect, test } from 'vitest';
+import { DEFAULT_BACKEND_OPTIONS } from '../../src/backends/backend';
 import { Checker } from './checker';
 import { LocalClock, Process, Scheduler } from './clock';
 import { SimMemcached, UNIX_EPOCH_AT_START } from './memcached';
@@ -112,7 +113,7 @@ describe('simulated memcached', () => {
 });
 
 describe('simulated network', () => {
-  test('a frozen path: the request times out after 500 virtual ms and lands after the heal; the path goes down, then up on probes', async () => {
+  test('a frozen path: the request times out after the request timeout (virtual) and lands after the heal; the path goes down, then up on probes', async () => {
     const { path, link, mc, scheduler, advance } = world();
     expect((await Promise.all([path.store(set('k', 'old')), advance(10)]))[0]).toMatchObject({ status: 'stored' });
     link.outFrozen = true;
@@ -124,7 +125,7 @@ describe('simulated network', () => {
     });
     await advance(1000);
     expect(await pending).toEqual({ status: 'failed', reason: 'timeout' });
-    expect(failedAt - started).toBeCloseTo(500, 0);
+    expect(failedAt - started).toBeCloseTo(DEFAULT_BACKEND_OPTIONS.requestTimeoutMs, 0);
     expect(path.isUp()).toBe(false);
     expect(await path.get(k('k'))).toMatchObject({ status: 'failed' }); // down: fails at once
     expect(mc.peek('k')?.value).toBe('old');
@@ -138,7 +139,7 @@ describe('simulated network', () => {
   test('requests on a path land in order, whatever the delay when each was sent', async () => {
     const { path, link, mc, advance } = world();
     await Promise.all([path.get(k('k')), advance(5)]); // connected
-    link.delayMs = 300;
+    link.delayMs = DEFAULT_BACKEND_OPTIONS.requestTimeoutMs / 2; // slow, not a stall
     const first = path.store(set('k', '1'));
     link.delayMs = 0;
     const second = path.store(set('k', '2'));
