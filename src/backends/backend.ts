@@ -84,7 +84,7 @@ export const DEFAULT_BACKEND_OPTIONS: Readonly<BackendOptions> = Object.freeze({
   connections: 1,
   // Both timeouts stay well under a second: pecl-memcache gives up after 1 s, and a
   // session lock held through a hang must be free before its waiters' polls pass 0.6 s
-  // (pecl-memcache doubles its wait: 0.635 s, then 1.275 s; php-memcached gives up at 0.75 s).
+  // (pecl-memcache doubles its wait: 0.635 s, then 1.275 s; php-memcached tries 5 times, 150 ms apart).
   connectTimeoutMs: 300,
   requestTimeoutMs: 300,
   failureLimit: 2,
