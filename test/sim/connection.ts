@@ -61,6 +61,8 @@ export interface PathEnv {
   clock: LocalClock;
   rng: Rng;
   trace: Trace;
+  /** The sidecar's backend request timeout (a stall: past it, nothing came back). */
+  requestTimeoutMs: number;
 }
 
 export function failed(reason: string): Failed {

@@ -21,7 +21,7 @@ function world() {
   const process = new Process('s0');
   const clock = new LocalClock(scheduler, process, 1, 0);
   const link = new Link(scheduler, new Rng(1, 'link'));
-  const path = new Path(mc.address, { who: 's0', backendName: 'b0', link, backend: mc, clock, rng: new Rng(1, 'path'), trace });
+  const path = new Path(mc.address, { who: 's0', backendName: 'b0', link, backend: mc, clock, rng: new Rng(1, 'path'), trace, requestTimeoutMs: DEFAULT_BACKEND_OPTIONS.requestTimeoutMs });
   /** Runs the scheduler until `ms` of virtual time have passed. */
   const advance = (ms: number) => {
     const until = scheduler.now + ms;

@@ -79,6 +79,7 @@ export interface HostEnv {
   /** Each backend's zone, by index; none: no zones. */
   zones?: readonly string[];
   protocol: Protocol;
+  requestTimeoutMs: number;
 }
 
 export class Host {
@@ -108,7 +109,7 @@ export class Host {
   /** A new sidecar starts on the node. */
   arrive(): void {
     if (this.current !== null) return;
-    const { scheduler, rng, trace, backends, replicas, zones, protocol } = this.env;
+    const { scheduler, rng, trace, backends, replicas, zones, protocol, requestTimeoutMs } = this.env;
     const id = `s${this.index}.${this.arrivals++}`;
     const streams = rng.stream(id);
     const process = new Process(id);
@@ -117,7 +118,7 @@ export class Host {
     const clock = new LocalClock(scheduler, process, rate, streams.between(1e6, 1e9));
     const paths = backends.map(
       (mc, b) =>
-        new Path(mc.address, { who: id, backendName: `b${b}`, link: this.links[b], backend: mc, clock, rng: streams.stream(`path ${b}`), trace }),
+        new Path(mc.address, { who: id, backendName: `b${b}`, link: this.links[b], backend: mc, clock, rng: streams.stream(`path ${b}`), trace, requestTimeoutMs }),
     );
     const names = new Map(backends.map((mc, b) => [mc.address, `b${b}`]));
     const note = (address: string, op: string, detail: string): void => trace.record(id, names.get(address) ?? address, op, '', detail);

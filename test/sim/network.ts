@@ -221,14 +221,14 @@ export class Path implements MemcachedNode {
 
   private dispatch(req: Request): void {
     if (this.status !== 'up') return req.resolve(failed(`backend down: ${this.downReason}`));
-    if (this.conn === null) this.conn = new Conn(this.env, this.poolOwner, OPTIONS.requestTimeoutMs);
+    if (this.conn === null) this.conn = new Conn(this.env, this.poolOwner, this.env.requestTimeoutMs);
     if (this.conn.state === 'open') this.conn.send(req);
     else this.waiting.push(req);
   }
 
   private controlDispatch(req: Request): void {
     if (this.status !== 'up') return req.resolve(failed(`backend down: ${this.downReason}`));
-    if (this.controlConn === null) this.controlConn = new Conn(this.env, this.controlOwner, OPTIONS.requestTimeoutMs);
+    if (this.controlConn === null) this.controlConn = new Conn(this.env, this.controlOwner, this.env.requestTimeoutMs);
     if (this.controlConn.state === 'open') this.controlConn.send(req);
     else this.controlWaiting.push(req);
   }
@@ -289,6 +289,6 @@ export class Path implements MemcachedNode {
       replied: () => {},
       closed: () => settle(false),
     };
-    new Conn(this.env, owner, OPTIONS.requestTimeoutMs);
+    new Conn(this.env, owner, this.env.requestTimeoutMs);
   }
 }

@@ -19,6 +19,7 @@
 // at the first violation). A violation carries the trace of the events before
 // it; the same options give the same run, event for event (traceHash).
 
+import { DEFAULT_BACKEND_OPTIONS } from '../../src/backends/backend';
 import { ReplicaRing } from '../../src/routing/ring';
 import { Checker, type Violation, type ViolationKind } from './checker';
 import { Scheduler } from './clock';
@@ -43,6 +44,8 @@ export interface SimOptions {
   protocol?: Protocol;
   /** Scheduler events to run. */
   steps: number;
+  /** The sidecars' backend request timeout; the product's default by default. */
+  requestTimeoutMs?: number;
   faults?: Partial<FaultOptions>;
   workload?: Partial<WorkloadOptions>;
   /** Stop early once this holds; by default at the first violation. */
@@ -74,6 +77,7 @@ const EXPIRY_MARGIN_MS = 2000;
 
 export async function simulate(options: SimOptions): Promise<SimResult> {
   const { seed, sidecars, backends: backendCount, replicas = 2, protocol = 'trust', steps } = options;
+  const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_BACKEND_OPTIONS.requestTimeoutMs;
   const faultOptions: FaultOptions = { ...DEFAULT_FAULTS, ...options.faults };
   const workloadOptions: WorkloadOptions = { clientsPerHost: 3, sessions: 2 * sidecars + 2, plainKeys: 16, ...options.workload };
   const stopWhen = options.stopWhen ?? ((counts) => counts.size > 0);
@@ -85,7 +89,7 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
   let pids = 1000;
   const backends = Array.from({ length: backendCount }, (_, b) => new SimMemcached(`10.0.0.${b + 1}:11211`, scheduler, () => pids++));
   const zones = options.zones ? backends.map((_, b) => `z${b % options.zones!}`) : undefined;
-  const hosts = Array.from({ length: sidecars }, (_, i) => new Host(i, { scheduler, rng, trace, backends, replicas, zones, protocol }));
+  const hosts = Array.from({ length: sidecars }, (_, i) => new Host(i, { scheduler, rng, trace, backends, replicas, zones, protocol, requestTimeoutMs }));
   for (const host of hosts) host.arrive();
   // Placement depends on the addresses and zones alone: any sidecar's paths give every sidecar's ring.
   const ring = new ReplicaRing(hosts[0].paths.map((node, b) => ({ node, weight: 1, zone: zones?.[b] })), replicas);
@@ -166,7 +170,7 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
   cycle();
   await scheduler.run(() => scheduler.steps >= steps || stopWhen(checker.counts));
   const result: SimResult = {
-    options,
+    options: { ...options, requestTimeoutMs },
     steps: scheduler.steps,
     virtualMs: scheduler.now,
     ops: checker.ops,
