@@ -6,7 +6,8 @@
 //   freeze          a path holds its messages both ways (they arrive late, or never)
 //   one-way         the same, one way only: requests land but replies do not, or
 //                   the reverse
-//   delay           a path's messages take longer: under or over the request timeout
+//   delay           a path's messages take longer: each way, under the request timeout
+//                   (a slow path) or over it (one that stalls)
 //   reset           one sidecar's connection to a backend is reset
 //   refuse          reset, then that node's connects are refused for a while
 //   kill            a memcached is killed; restarted (empty) when it ends
@@ -57,6 +58,8 @@ export interface Cluster {
   trace: Trace;
   backends: readonly SimMemcached[];
   hosts: readonly Host[];
+  /** The sidecars' backend request timeout, which a delay falls under or over. */
+  requestTimeoutMs: number;
 }
 
 /** The faults that lose a memcached's data. */
@@ -148,7 +151,8 @@ export class Faults {
         return this.until(ms, () => link.heal(late));
       }
       case 'delay': {
-        const delay = rng.chance(0.5) ? rng.between(20, 450) : rng.between(550, 2500);
+        const t = this.cluster.requestTimeoutMs;
+        const delay = rng.chance(0.5) ? rng.between(20, (t * 9) / 10) : rng.between((t * 11) / 10, t * 5);
         link.delayMs = delay;
         const ms = rng.between(1000, 8000);
         note(`${delay.toFixed(0)} ms each way for ${ms.toFixed(0)} ms`);

@@ -105,7 +105,7 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
       }
     };
   }
-  const faults = new Faults({ scheduler, trace, backends, hosts }, rng.stream('faults'), faultOptions, replicas);
+  const faults = new Faults({ scheduler, trace, backends, hosts, requestTimeoutMs }, rng.stream('faults'), faultOptions, replicas);
   const phases = rng.stream('phases');
   let quietChecks = 0;
 
