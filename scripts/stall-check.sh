@@ -16,7 +16,7 @@ for seed in $(seq "$first" $((first + seeds - 1))); do
   t0=$SECONDS
   if REPLICACHED_STALL_SEED=$seed REPLICACHED_STALL_FAULTS=$stalls \
     npx vitest run test/replication/stall-check.test.ts >"/tmp/stall-check-$seed.log" 2>&1; then
-    echo "seed $seed: ok ($((SECONDS - t0)) s) $(grep -o 'stall check seed [0-9]*: [^"]*authority' "/tmp/stall-check-$seed.log" | head -1)"
+    echo "seed $seed: ok ($((SECONDS - t0)) s) $(grep -o 'stall check seed [0-9]*: [^"]*unanswered add' "/tmp/stall-check-$seed.log" | head -1)"
   else
     failed=$((failed + 1))
     echo "seed $seed: FAILED ($((SECONDS - t0)) s), log: /tmp/stall-check-$seed.log"
