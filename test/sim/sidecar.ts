@@ -33,6 +33,8 @@ export interface SidecarEnv {
   replicas: number;
   /** Each path's zone, in the same order; none: no zones. */
   zones?: readonly string[];
+  /** AgentOptions.quickRounds. */
+  quickRounds: number;
   /** Into the trace: what the sidecar decided about a backend. */
   note(address: string, op: string, detail: string): void;
 }
@@ -59,6 +61,7 @@ function withTrust(env: SidecarEnv): Sidecar {
     replicas: env.replicas,
     ringOrder: (key) => ring.ringOrder(key),
     clock: env.clock,
+    quickRounds: env.quickRounds,
     fill: (node, signal) => resyncer.fill(node, signal),
     sweep: (node) => resyncer.sweep(node),
     events: {

@@ -27,10 +27,11 @@ describe('the trust protocol', () => {
   });
 
   // Seeds of scripts/sim.sh (every kind of fault) whose violation had a cause now fixed, each
-  // replayed up to just past its violation's step, at the request timeout it was found at
-  // (500 ms: another timeout is another run).
-  const FOUND_AT_TIMEOUT_MS = 500;
-  const REPLAYS = [
+  // replayed up to just past its violation's step, with the request timeout and the rounds it
+  // was found with (by default 500 ms and no quicker rounds after an acknowledgement: other
+  // timing is another run).
+  const FOUND_AT = { requestTimeoutMs: 500, quickRounds: 1 };
+  const REPLAYS: Array<{ seed: number; steps: number; rule: string; timing?: typeof FOUND_AT }> = [
     // s2.0's pecl lock incr decided on b3; its copy to b2 (SIGSTOPped) failed, and the request waited
     // out b2's out, during which b1 was filled and trusted. Back under that view, its follow-up still
     // took b3 for the authority: it copied b3's miss over the lock s4.0 had just taken on b1, and
@@ -71,9 +72,9 @@ describe('the trust protocol', () => {
     // read sess:5 from b0, the only trusted backend by that view (a lost write at 97.36 s).
     { seed: 1006, steps: 152_000, rule: 'a survey that found no key where others did not answer waits for their rounds' },
   ];
-  for (const { seed, steps, rule } of REPLAYS) {
+  for (const { seed, steps, rule, timing = FOUND_AT } of REPLAYS) {
     test(`seed ${seed}, every kind of fault: ${rule}`, async () => {
-      const result = await simulate({ seed, ...shapeOf(seed), steps, requestTimeoutMs: FOUND_AT_TIMEOUT_MS, log });
+      const result = await simulate({ seed, ...shapeOf(seed), steps, ...timing, log });
       expect(result.counts).toEqual({});
     });
   }
