@@ -30,6 +30,8 @@
 //   copy   per key, rate-limited, at most maxInFlight at once:
 //          read from a live member (set order) ──miss──> skip
 //            ├─expiring this second──> delete the target's copy (CAS-guarded): no copy outlives it
+//            ├─written since the target's refill began (RunContext.refillTookSince)──> skip:
+//            │   the target took that write, and holds it or what came since (a delete, too)
 //            └─hit──> add to the target (never overwrites) ──not stored──> skip: it has a newer value
 //                       └─stored──> re-read the member ──gone──> delete our copy (CAS-guarded)
 //          reconcile reads the target first: miss ──> add as above; same value and
@@ -142,6 +144,12 @@ export interface RunContext {
    */
   refillingSince?(natural: MemcachedNode, target: MemcachedNode): Promise<bigint | null>;
   /**
+   * The source's items with a CAS over this were written while the target, in its current refill,
+   * took every write of its natural keys too (TrustAgent.refillTookSince): it took that write, and
+   * every write and delete of the key since. null: none is known so.
+   */
+  refillTookSince?(target: MemcachedNode, source: MemcachedNode): Promise<bigint | null>;
+  /**
    * A member in refill is a source only with an item whose CAS is over this (TrustAgent.refillSince):
    * taken in its refill while it stayed in the key's placement, so the key's latest. `ahead`: the
    * backends before it in the key's order. null: none of its items. Absent: members in refill are
@@ -220,6 +228,8 @@ export class ResyncRun {
   private pruneLeft = 0;
   /** Keys whose copy a backend failed in this pass: queued again for the next. */
   private readonly retry = new Set<string>();
+  /** Per source, RunContext.refillTookSince for this run's target (see tookInRefill). */
+  private readonly refillTookSince = new Map<string, Promise<bigint | null>>();
   private readonly unlisted: string[] = [];
   private heldMs = 0;
   private readonly startedAt: number;
@@ -471,6 +481,7 @@ export class ResyncRun {
       const exptime = exptimeForCopy(read.item.ttl);
       if (exptime === null) return this.expiring(key, read.item, mine);
       if (mine !== null && sameItem(mine, read.item)) return 'skipped';
+      if (await this.tookInRefill(member, read.item.cas)) return 'skipped';
       return this.store(key, member, read.item, exptime, mine);
     }
     // No trusted member holds it, or none is known to hold it since the natural members left
@@ -558,6 +569,24 @@ export class ResyncRun {
     // Still in that refill once they answered: one leaving it may have failed a write.
     if (this.stopReason !== null || (await refillingSince(witness.member, this.target)) !== witness.since) return null;
     return this.dropMine(key, mine.cas);
+  }
+
+  /**
+   * The target took the write of the source's item in its refill (RunContext.refillTookSince), so
+   * what it holds now is as new or newer: another write since, or, when it misses the key, a delete
+   * that reached it and is still on its way to the source (or failed there, and the source goes out).
+   * Copied, the item would come back after that delete. Asked once per source in a run.
+   */
+  private async tookInRefill(source: MemcachedNode, cas: bigint): Promise<boolean> {
+    const ask = this.context.refillTookSince;
+    if (ask === undefined) return false;
+    let since = this.refillTookSince.get(source.address);
+    if (since === undefined) {
+      since = ask(this.target, source);
+      this.refillTookSince.set(source.address, since);
+    }
+    const c = await since;
+    return c !== null && cas > c;
   }
 
   /** A stand-in's item written in its current time in the key's placement (see RunContext.standInSince). */

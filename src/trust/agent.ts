@@ -710,6 +710,32 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   }
 
   /**
+   * The CAS on `source` over which every write it took of a key of which `target` is a natural
+   * member went to `target` too, in the refill `target` is in now: `source` has been trusted without
+   * a break since that refill applied (the refill key's value names its trusted epoch then, the same
+   * as now), so a write that timed out on it since would have put it out. For such an item, what the
+   * target holds is as new or newer (resync-run.ts, tookInRefill). null: the target is not in refill
+   * (or is leaving it), the source is not trusted (or is leaving it), or no refill key of the same
+   * placement tells.
+   */
+  async refillTookSince(target: MemcachedNode, source: MemcachedNode): Promise<bigint | null> {
+    const stage = this.state.stageOf(target.address);
+    const node = this.byAddress.get(source.address);
+    const trusted = this.state.stageOf(source.address);
+    const unchanged = (): boolean => {
+      const t = this.state.stageOf(target.address);
+      const s = this.state.stageOf(source.address);
+      return t.role === 'refill' && t.epoch === stage.epoch && !this.state.isPending(target.address) && s.role === 'trusted' && s.epoch === trusted.epoch && !this.state.isPending(source.address);
+    };
+    if (node === undefined || !unchanged()) return null;
+    const r = await node.get(refillKey(target.address, stage.epoch));
+    if (r.status !== 'hit') return null;
+    const [, digest, trustedEpoch] = r.item.value.toString('latin1').split(' ');
+    if (digest !== this.placementDigest() || Number(trustedEpoch) !== trusted.epoch) return null;
+    return unchanged() ? r.item.cas : null;
+  }
+
+  /**
    * Which keys each backend is a natural member of, in short: a reload that moves any changes it.
    * Computed on first use after a reload (the ring is replaced before reconfigure() is called).
    */
@@ -1082,6 +1108,7 @@ export function resyncTrust(agent: TrustAgent): ResyncTrust {
     standInSince: (standIn, ahead, replicas) => agent.standInSince(standIn, ahead, replicas),
     stoodInThroughout: (standIn, naturals) => agent.stoodInThroughout(standIn, naturals),
     refillingSince: (member, on) => agent.refillingSince(member, on),
+    refillTookSince: (target, source) => agent.refillTookSince(target, source),
     refillSince: (member, ahead, replicas) => agent.refillSince(member, ahead, replicas),
   };
 }

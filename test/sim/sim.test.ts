@@ -71,6 +71,11 @@ describe('the trust protocol', () => {
     // cluster for new, applied its own outs of b1 and b2 alone (it read no record: b0 held none) and
     // read sess:5 from b0, the only trusted backend by that view (a lost write at 97.36 s).
     { seed: 1006, steps: 152_000, rule: 'a survey that found no key where others did not answer waits for their rounds' },
+    // b0 in refill (a path reset), sess:5 written since. s1.0's delete reached b0 and the
+    // stand-in b2, and froze on its way to b3, the source; the filler read b0's miss and b3's item
+    // and added it back to b0. b3 went out, b0 was trusted and answered for the key, and the
+    // delete's convergence copied the item to b2 (a deleted key served at 57.24 s).
+    { seed: 139, steps: 146_000, rule: 'a fill copies nothing the target took in its refill', timing: { requestTimeoutMs: 300, quickRounds: 3 } },
   ];
   for (const { seed, steps, rule, timing = FOUND_AT } of REPLAYS) {
     test(`seed ${seed}, every kind of fault: ${rule}`, async () => {

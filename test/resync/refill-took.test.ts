@@ -1,0 +1,92 @@
+// A fill copies nothing the target took itself in its refill. Real memcached, 3 backends,
+// 2 replicas, the roles set by hand: the key's first natural member is the target, in refill;
+// the second, its source, trusted. The target's refill key on the source (TrustAgent
+// refillTookSince) marks where the writes begin that went to the target too: for a source's
+// item over it, the target holds that write or what came after it. A miss there is a delete
+// that reached the target and is still on its way to the source (a path that froze one way,
+// say); copied, the deleted item would be trusted and served again.
+
+import { afterEach, describe, expect, test } from 'vitest';
+import type { Backend } from '../../src/backends/backend';
+import type { ResyncMode, ResyncResult } from '../../src/resync/resync-run';
+import type { MemcachedNode } from '../../src/routing/node';
+import type { Role } from '../../src/trust/protocol';
+import { refillKey } from '../../src/trust/reserved-keys';
+import { k, runOn, startHandRolesCluster, stopHandRolesCluster, storeOn as store, valueOn, type HandRolesCluster } from './support';
+
+afterEach(stopHandRolesCluster);
+
+const EPOCH = 3;
+
+interface Setup {
+  cluster: HandRolesCluster;
+  key: string;
+  target: Backend;
+  source: Backend;
+}
+
+async function setup(): Promise<Setup> {
+  const cluster = await startHandRolesCluster(3);
+  const { ring } = cluster;
+  const target = cluster.backends[0];
+  let key = '';
+  for (let i = 0; key === ''; i++) if (ring.ringOrder(k(`sess:${i}`))[0] === target) key = `sess:${i}`;
+  const source = ring.ringOrder(k(key))[1] as Backend;
+  ring.useRoles((node: MemcachedNode): Role => (node === target ? 'refill' : 'trusted'));
+  return { cluster, key, target, source };
+}
+
+/** The target's run; the target took the source's writes from its refill key on the source on, if that is there. */
+function fill({ cluster, target }: Setup, mode: ResyncMode): Promise<ResyncResult> {
+  return runOn(cluster, target, {
+    mode: Promise.resolve(mode),
+    isResyncing: (node) => node === target,
+    holdMs: 0,
+    refillTookSince: async (t, source) => {
+      const r = await (source as Backend).get(refillKey(t.address, EPOCH));
+      return r.status === 'hit' ? r.item.cas : null;
+    },
+  });
+}
+
+/** A write that reached the source and the target, then a delete that reached the target only. */
+async function deletedOnTargetOnly({ key, target, source }: Setup): Promise<void> {
+  await store(source, key, 'deleted since');
+  await store(target, key, 'deleted since');
+  await target.delete(k(key), 0n);
+}
+
+describe.each(['reconcile', 'refill'] as const)('%s, the target in refill', (mode) => {
+  test("the source's item written since the refill began, which the target misses: not copied back", async () => {
+    const s = await setup();
+    await store(s.source, refillKey(s.target.address, EPOCH), 'mark');
+    await deletedOnTargetOnly(s);
+    expect(await fill(s, mode)).toMatchObject({ outcome: 'done', copied: 0 });
+    expect(await valueOn(s.target, s.key)).toBeNull();
+  });
+
+  test('an item written before the refill began is copied: the target was away for it', async () => {
+    const s = await setup();
+    await store(s.source, s.key, 'older');
+    await store(s.source, refillKey(s.target.address, EPOCH), 'mark');
+    expect(await fill(s, mode)).toMatchObject({ outcome: 'done', copied: 1 });
+    expect(await valueOn(s.target, s.key)).toBe('older');
+  });
+
+  test('no refill key on the source: nothing tells, the item is copied', async () => {
+    const s = await setup();
+    await deletedOnTargetOnly(s);
+    expect(await fill(s, mode)).toMatchObject({ outcome: 'done', copied: 1 });
+    expect(await valueOn(s.target, s.key)).toBe('deleted since');
+  });
+});
+
+test("reconcile: the target's other value, where the source's is from its refill, is the newer one and stays", async () => {
+  const s = await setup();
+  await store(s.source, refillKey(s.target.address, EPOCH), 'mark');
+  await store(s.source, s.key, 'older');
+  // A later write reached the target and is still on its way to the source.
+  await store(s.target, s.key, 'newer');
+  expect(await fill(s, 'reconcile')).toMatchObject({ outcome: 'done', copied: 0 });
+  expect(await valueOn(s.target, s.key)).toBe('newer');
+});
