@@ -575,7 +575,8 @@ export class ResyncRun {
    * The target took the write of the source's item in its refill (RunContext.refillTookSince), so
    * what it holds now is as new or newer: another write since, or, when it misses the key, a delete
    * that reached it and is still on its way to the source (or failed there, and the source goes out).
-   * Copied, the item would come back after that delete. Asked once per source in a run.
+   * Copied, the item would come back after that delete. Asked once per source in a run: a run during
+   * which a source left trusted and came back does not count (TrustAgent.fillCounts), and is run again.
    */
   private async tookInRefill(source: MemcachedNode, cas: bigint): Promise<boolean> {
     const ask = this.context.refillTookSince;
