@@ -697,16 +697,12 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
    * leaving it), or no refill key of the same placement tells.
    */
   async refillingSince(natural: MemcachedNode, on: MemcachedNode): Promise<bigint | null> {
-    const stage = this.state.stageOf(natural.address);
     const node = this.byAddress.get(on.address);
-    if (stage.role !== 'refill' || this.state.isPending(natural.address) || node === undefined) return null;
-    const r = await node.get(refillKey(natural.address, stage.epoch));
-    if (r.status !== 'hit') return null;
-    const [, digest, trustedEpoch] = r.item.value.toString('latin1').split(' ');
-    if (digest !== this.placementDigest() || trustedEpoch === undefined) return null;
-    if (this.state.stageOf(on.address).role === 'trusted' || !leftOnceSince(Number(trustedEpoch), this.state.untrustedSince(on.address, this.clock.now()))) return null;
-    const now = this.state.stageOf(natural.address);
-    return now.epoch === stage.epoch && now.role === 'refill' && !this.state.isPending(natural.address) ? r.item.cas : null;
+    if (node === undefined) return null;
+    const key = await this.refillKeyOn(natural.address, node);
+    if (key === null) return null;
+    if (this.state.stageOf(on.address).role === 'trusted' || !leftOnceSince(key.trustedEpoch, this.state.untrustedSince(on.address, this.clock.now()))) return null;
+    return key.cas;
   }
 
   /**
@@ -719,20 +715,35 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
    * placement tells.
    */
   async refillTookSince(target: MemcachedNode, source: MemcachedNode): Promise<bigint | null> {
-    const stage = this.state.stageOf(target.address);
     const node = this.byAddress.get(source.address);
     const trusted = this.state.stageOf(source.address);
-    const unchanged = (): boolean => {
-      const t = this.state.stageOf(target.address);
-      const s = this.state.stageOf(source.address);
-      return t.role === 'refill' && t.epoch === stage.epoch && !this.state.isPending(target.address) && s.role === 'trusted' && s.epoch === trusted.epoch && !this.state.isPending(source.address);
+    const stillTrusted = (): boolean => {
+      const now = this.state.stageOf(source.address);
+      return now.role === 'trusted' && now.epoch === trusted.epoch && !this.state.isPending(source.address);
     };
-    if (node === undefined || !unchanged()) return null;
-    const r = await node.get(refillKey(target.address, stage.epoch));
+    if (node === undefined || !stillTrusted()) return null;
+    const key = await this.refillKeyOn(target.address, node);
+    return key !== null && key.trustedEpoch === trusted.epoch && stillTrusted() ? key.cas : null;
+  }
+
+  /**
+   * The refill key of the refill `address` is in now, read on `node` (see writeRefillKeys): its CAS,
+   * and the trusted epoch of `node` its value names. null: `address` is not in refill, or left or
+   * began leaving it by the time the key was read; the key is not there; or it names another
+   * placement (a reload moved keys since).
+   */
+  private async refillKeyOn(address: string, node: MemcachedNode): Promise<{ cas: bigint; trustedEpoch: number } | null> {
+    const stage = this.state.stageOf(address);
+    const inThatRefill = (): boolean => {
+      const now = this.state.stageOf(address);
+      return now.role === 'refill' && now.epoch === stage.epoch && !this.state.isPending(address);
+    };
+    if (!inThatRefill()) return null;
+    const r = await node.get(refillKey(address, stage.epoch));
     if (r.status !== 'hit') return null;
     const [, digest, trustedEpoch] = r.item.value.toString('latin1').split(' ');
-    if (digest !== this.placementDigest() || Number(trustedEpoch) !== trusted.epoch) return null;
-    return unchanged() ? r.item.cas : null;
+    if (digest !== this.placementDigest() || trustedEpoch === undefined || !inThatRefill()) return null;
+    return { cas: r.item.cas, trustedEpoch: Number(trustedEpoch) };
   }
 
   /**
