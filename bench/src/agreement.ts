@@ -15,11 +15,13 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { numberOption, option } from './args';
-import { freePort, HOST, launch, sleep, type Proc } from './proc';
+import { HOST, sleep, type Proc } from './proc';
 import { environment } from './report';
+import { startMemcached, startReplicached } from './targets';
 
 const CLI = path.resolve(__dirname, '..', '..', 'dist', 'cli.js');
 const BACKENDS = 3;
+const REPLICAS = 2;
 const AGREED_OUT = 'trust: backend out, every sidecar agreed';
 const TRUSTED_AGAIN = 'trust: backend trusted again, every sidecar agreed';
 /** Longest wait for every sidecar to agree (out, or trusted again) before the kill counts as missing. */
@@ -61,32 +63,20 @@ async function allLogged(proxies: Proc[], msg: string, backend: string, sinceMs:
   return false;
 }
 
-async function listening(proc: Proc): Promise<void> {
-  const deadline = Date.now() + 60_000;
-  while (!/replicached listening on /.test(proc.output())) {
-    if (proc.child.exitCode !== null || Date.now() > deadline) throw new Error(`replicached did not start:\n${proc.output()}`);
-    await sleep(50);
-  }
-}
-
-function memcachedOn(port: number): Proc {
-  return launch('memcached', ['-u', 'root', '-l', HOST, '-p', String(port), '-U', '0', '-m', '64']);
-}
-
 async function cluster(build: string, cli: string, round: number, sidecars: number, kills: number): Promise<Kill[]> {
-  const ports = await Promise.all(Array.from({ length: BACKENDS }, () => freePort()));
-  const addresses = ports.map((p) => `${HOST}:${p}`);
-  const mcs = ports.map(memcachedOn);
+  const mcs: Proc[] = [];
   const proxies: Proc[] = [];
   const out: Kill[] = [];
   try {
-    await sleep(200);
-    for (let i = 0; i < sidecars; i++) {
-      proxies.push(
-        launch(process.execPath, [cli, '--listen', `${HOST}:0`, '--backends', addresses.join(','), '--metrics-listen', 'off', '--log-level', 'info']),
-      );
+    const ports: number[] = [];
+    for (let b = 0; b < BACKENDS; b++) {
+      const { proc, port } = await startMemcached({ memoryMb: 64 });
+      mcs.push(proc);
+      ports.push(port);
     }
-    await Promise.all(proxies.map(listening));
+    const addresses = ports.map((p) => `${HOST}:${p}`);
+    const started = await Promise.all(Array.from({ length: sidecars }, () => startReplicached(addresses, REPLICAS, { cli, logLevel: 'info' })));
+    proxies.push(...started.map((s) => s.proc));
     await sleep(1000);
     for (let k = 0; k < kills; k++) {
       const b = k % BACKENDS;
@@ -102,7 +92,7 @@ async function cluster(build: string, cli: string, round: number, sidecars: numb
       log(`${build} round ${round} kill ${k + 1}: ${agreedMs.join(' ')} ms`);
       await mcs[b].stop('SIGKILL');
       const restartedAt = Date.now();
-      mcs[b] = memcachedOn(ports[b]);
+      mcs[b] = (await startMemcached({ memoryMb: 64, port: ports[b] })).proc;
       if (!(await allLogged(proxies, TRUSTED_AGAIN, addresses[b], restartedAt))) throw new Error(`${addresses[b]} not trusted again within ${AGREE_TIMEOUT_MS} ms`);
       await sleep(1000);
     }

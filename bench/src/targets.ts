@@ -30,11 +30,13 @@ export interface Target {
 export interface MemcachedOptions {
   memoryMb?: number;
   threads?: number;
+  /** This port (a restart where one ran), else a free one. */
+  port?: number;
 }
 
 export async function startMemcached(opts: MemcachedOptions = {}): Promise<{ proc: Proc; port: number }> {
   for (let attempt = 0; ; attempt++) {
-    const port = await freePort();
+    const port = opts.port ?? (await freePort());
     const proc = launch('memcached', [
       '-u', 'root', '-l', HOST, '-p', String(port), '-U', '0',
       '-m', String(opts.memoryMb ?? 256), '-t', String(opts.threads ?? 2), '-c', '20000',
@@ -52,7 +54,7 @@ export async function startMemcached(opts: MemcachedOptions = {}): Promise<{ pro
 export async function startReplicached(
   backends: string[],
   replicas: number,
-  opts: { args?: string[]; nodeArgs?: string[]; cli?: string } = {},
+  opts: { args?: string[]; nodeArgs?: string[]; cli?: string; logLevel?: string } = {},
 ): Promise<{ proc: Proc; port: number }> {
   const proc = launch(process.execPath, [
     ...(opts.nodeArgs ?? []),
@@ -61,7 +63,7 @@ export async function startReplicached(
     '--backends', backends.join(','),
     '--replicas', String(replicas),
     '--metrics-listen', 'off',
-    '--log-level', 'warn',
+    '--log-level', opts.logLevel ?? 'warn',
     '--max-connections', '20000',
     ...(opts.args ?? []),
   ]);
