@@ -653,20 +653,31 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
    * less). No filled epoch (a restart since): its current out epoch's.
    */
   private async departureMark(node: MemcachedNode, natural: MemcachedNode, stage: Stage): Promise<NodeGet> {
-    const now = this.clock.now();
-    const witnessed = this.state.witnessedUntrustedSince(natural.address, now);
-    const current = outEpoch(stage);
+    const witnessed = this.state.witnessedUntrustedSince(natural.address, this.clock.now());
     const at = (epoch: number) => node.get(standInKey(natural.address, epoch));
     if (witnessed !== undefined) return at(witnessed);
-    const own = this.byAddress.get(natural.address);
-    const inc = own === undefined ? null : await own.get(INCARNATION_KEY);
-    const filled = inc?.status === 'hit' ? Number(inc.item.value.toString('latin1').split(' ')[1]) : NaN;
-    if (!Number.isSafeInteger(filled) || filled + 1 > current || current - filled > DEPARTURE_SCAN_MAX) return at(current);
-    for (let epoch = filled + 1; epoch < current; epoch++) {
+    const epochs = (await this.awayEpochs(natural.address, stage)) ?? [outEpoch(stage)];
+    for (const epoch of epochs.slice(0, -1)) {
       const r = await at(epoch);
       if (r.status !== 'miss') return r;
     }
-    return at(current);
+    return at(epochs[epochs.length - 1]);
+  }
+
+  /**
+   * The epochs, lowest first, whose stand-in keys of `address` are of its current time away, as
+   * its incarnation key's filled epoch F tells (see departureMark): F+1 to its current out epoch.
+   * Its current out epoch alone when there is no filled epoch (a restart since) or too many; null
+   * when the read failed.
+   */
+  private async awayEpochs(address: string, stage: Stage): Promise<number[] | null> {
+    const current = outEpoch(stage);
+    const own = this.byAddress.get(address);
+    const inc = own === undefined ? null : await own.get(INCARNATION_KEY);
+    if (inc?.status === 'failed') return null;
+    const filled = inc?.status === 'hit' ? Number(inc.item.value.toString('latin1').split(' ')[1]) : NaN;
+    if (!Number.isSafeInteger(filled) || filled + 1 > current || current - filled > DEPARTURE_SCAN_MAX) return [current];
+    return Array.from({ length: current - filled }, (_, i) => filled + 1 + i);
   }
 
   /**
@@ -965,8 +976,12 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     // Both reads cover only the backends in refill when they began: one that entered refill
     // while they were under way would count as come back empty, and another go first that it
     // outlasted. Any stage changed meanwhile: asked again after the next round.
+    // A read that failed tells nothing: counted as come back empty, a backend that holds the only
+    // copy of a key's latest write, failing and about to be agreed out, would let an empty one go
+    // first, whose miss then proves that write gone. Asked again after the next round.
     const generation = this.state.generation;
     void Promise.all([this.keptData(), this.markedOutlasted()]).then(([kept, marked]) => {
+      if (kept === null || marked === null) return;
       if (this.state.generation === generation && this.fillCounts(a) && this.state.mayTrust(a, (b) => kept.has(b), this.clock.now(), (b) => marked.get(b))) {
         this.proposeTrusted(a);
       }
@@ -1016,43 +1031,52 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   }
 
   /**
-   * Per backend in refill: the others in refill that hold its stand-in key of its current
-   * outage marked `trusted` (they were trusted or in refill, not going out, by the marker's view,
+   * Per backend in refill: the others in refill that hold a stand-in key of its current time
+   * away marked `trusted` (they were trusted or in refill, not going out, by the marker's view,
    * when it went out, or trusted again while it was away: they took the writes it missed), each
-   * with the refill the mark names (it took them in that refill, not trusted). For the order of
-   * several refills when no live sidecar witnessed the outages (TrustState.mayTrust).
+   * with the refill the mark names (it took them in that refill, not trusted), unless another of
+   * those keys says it took them trusted. For the order of several refills when no live sidecar
+   * witnessed the outages (TrustState.mayTrust). Every key of its time away (awayEpochs), not its
+   * current out epoch's alone: out again from refill, its new key carries what the key of before
+   * said on each backend it went on, and one that was stopped then got none. null: a read failed.
    */
-  private async markedOutlasted(): Promise<Map<string, Map<string, number | undefined>>> {
+  private async markedOutlasted(): Promise<Map<string, Map<string, number | undefined>> | null> {
     const inRefill = [...this.byAddress.values()].filter((n) => this.state.roleOf(n.address) === 'refill');
     const marked = new Map<string, Map<string, number | undefined>>();
+    let failed = false;
+    const markedBy = async (c: MemcachedNode, d: MemcachedNode, epochs: readonly number[]): Promise<void> => {
+      const reads = await Promise.all(epochs.map((epoch) => d.get(standInKey(c.address, epoch))));
+      failed ||= reads.some((r) => r.status === 'failed');
+      const took = reads.flatMap((r) => (r.status === 'hit' && standInTrusted(r.item.value) ? [standInRefill(r.item.value)] : []));
+      if (took.length === 0) return;
+      const by = marked.get(c.address) ?? new Map<string, number | undefined>();
+      by.set(d.address, took.includes(undefined) ? undefined : took[0]);
+      marked.set(c.address, by);
+    };
     await Promise.all(
-      inRefill.flatMap((c) =>
-        inRefill
-          .filter((d) => d !== c)
-          .map(async (d) => {
-            const r = await d.get(standInKey(c.address, outEpoch(this.state.stageOf(c.address))));
-            if (r.status !== 'hit' || !standInTrusted(r.item.value)) return;
-            const by = marked.get(c.address) ?? new Map<string, number | undefined>();
-            by.set(d.address, standInRefill(r.item.value));
-            marked.set(c.address, by);
-          }),
-      ),
+      inRefill.map(async (c) => {
+        const epochs = await this.awayEpochs(c.address, this.state.stageOf(c.address));
+        if (epochs === null) failed = true;
+        else await Promise.all(inRefill.filter((d) => d !== c).map((d) => markedBy(c, d, epochs)));
+      }),
     );
-    return marked;
+    return failed ? null : marked;
   }
 
   /**
    * The backends in refill whose incarnation key was written before they went out: they did
-   * not restart, and hold their data (stale in places, reconciled since).
+   * not restart, and hold their data (stale in places, reconciled since). null: a read failed.
    */
-  private async keptData(): Promise<Set<string>> {
+  private async keptData(): Promise<Set<string> | null> {
     const kept = new Set<string>();
+    let failed = false;
     await Promise.all(
       [...this.byAddress.values()].map(async (node) => {
         const stage = this.state.stageOf(node.address);
         if (stage.role !== 'refill') return;
         if (this.mayHaveRestarted.has(node.address)) return;
         const r = await node.get(INCARNATION_KEY);
+        failed ||= r.status === 'failed';
         if (r.status !== 'hit') return;
         const [born, filled] = r.item.value.toString('latin1').split(' ').map(Number);
         // Older than the outage that began its time away (as far as a live witness tells), and
@@ -1061,7 +1085,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
         if (born < this.state.untrustedSince(node.address, this.clock.now()) && filled !== undefined && born <= filled) kept.add(node.address);
       }),
     );
-    return kept;
+    return failed ? null : kept;
   }
 
   private othersTrusted(a: string): boolean {

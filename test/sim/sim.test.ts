@@ -76,6 +76,12 @@ describe('the trust protocol', () => {
     // and added it back to b0. b3 went out, b0 was trusted and answered for the key, and the
     // delete's convergence copied the item to b2 (a deleted key served at 57.24 s).
     { seed: 139, steps: 146_000, rule: 'a fill copies nothing the target took in its refill', timing: { requestTimeoutMs: 300, quickRounds: 3 } },
+    // b3 out at epoch 8, in refill, out again at 10 while b2 was SIGSTOPped: b2 never got b3's
+    // stand-in key of epoch 10, only that of 8, which said b2 took b3's writes (sess:2's latest
+    // among them). Every sidecar that saw it went; reading the keys of the current out epoch alone,
+    // nothing said b2 outlasted b3, b3 went first without sess:2, and its miss deleted b2's copy
+    // (a lost write at 80.10 s).
+    { seed: 525, steps: 205_000, rule: 'who outlasted a backend is read from the stand-in keys of its whole time away', timing: { requestTimeoutMs: 300, quickRounds: 3 } },
   ];
   for (const { seed, steps, rule, timing = FOUND_AT } of REPLAYS) {
     test(`seed ${seed}, every kind of fault: ${rule}`, async () => {

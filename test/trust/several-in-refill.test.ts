@@ -3,7 +3,8 @@
 // trusted while B was out; B took writes while C was out only in the refill it is still in. So
 // C goes first (docs/trust.md, Several in refill). Which backends kept their data is read from
 // their incarnation keys, a round trip: C entering refill while such a read for B is under way
-// must not make B go first, C counted as come back empty for not having been read.
+// must not make B go first, C counted as come back empty for not having been read. Nor may a
+// read that failed count B as come back empty (the second test).
 
 import { afterEach, expect, test } from 'vitest';
 import { Backend } from '../../src/backends/backend';
@@ -22,13 +23,16 @@ afterEach(async () => {
 
 /**
  * B's control node, whose incarnation key reads made to tell whether it kept its data (by the
- * agent's keptData) wait, while `held`, until `release()`.
+ * agent's keptData) wait, while `held`, until `release()`; or, while `failing`, fail at once
+ * (counted in `failed`).
  */
-function gated(node: MemcachedNode): { node: MemcachedNode; held: boolean; waiting: number; release: () => void } {
+function gated(node: MemcachedNode): { node: MemcachedNode; held: boolean; waiting: number; failing: boolean; failed: number; release: () => void } {
   const waiters: Array<() => void> = [];
   const gate = {
     held: false,
     waiting: 0,
+    failing: false,
+    failed: 0,
     release: () => {
       gate.held = false;
       for (const go of waiters.splice(0)) go();
@@ -36,9 +40,15 @@ function gated(node: MemcachedNode): { node: MemcachedNode; held: boolean; waiti
     node: {
       ...node,
       get: async (key, touch) => {
-        if (gate.held && key.equals(INCARNATION_KEY) && new Error().stack?.includes('keptData') === true) {
-          gate.waiting++;
-          await new Promise<void>((go) => waiters.push(go));
+        if (key.equals(INCARNATION_KEY) && new Error().stack?.includes('keptData') === true) {
+          if (gate.failing) {
+            gate.failed++;
+            return { status: 'failed', reason: 'a read that failed (the test)' };
+          }
+          if (gate.held) {
+            gate.waiting++;
+            await new Promise<void>((go) => waiters.push(go));
+          }
         }
         return node.get(key, touch);
       },
@@ -110,3 +120,64 @@ test('one entering refill while the others were read does not count as come back
   // C first: B, outlasted by C while trusted, after it (A, come back empty, last).
   expect(order.map((i) => 'ABC'[i])).toEqual(['C', 'B', 'A']);
 });
+
+// A read of B's incarnation key that fails (a scripted fault: a real memcached that stops answering
+// fails every request, and is agreed out; this one read fails alone, so the proposal races nothing):
+// B, which kept its data, must not count as come back empty. A, restarted empty and outlasted by
+// no candidate (B was away when A went), would then go first, and its misses prove gone the writes
+// only B holds.
+test('a failed read of which kept their data counts no backend as come back empty: nothing goes first until it is known', async () => {
+  const mcs = await Promise.all([0, 1, 2].map(() => startMemcached()));
+  cleanup.push(async () => {
+    for (const m of mcs) m.resume();
+    await Promise.all(mcs.map((m) => m.stop()));
+  });
+  const [A, B] = [0, 1];
+  const backends = mcs.map((m) => new Backend(m.address, BACKEND));
+  const gate = gated(backends[B].control());
+  const boards = backends.map((b, i) => (i === B ? gate.node : b.control()));
+  const filled: string[] = [];
+  const fill = async (node: MemcachedNode, signal: AbortSignal): Promise<boolean> => {
+    const done = await s.resyncer.fill(node, signal);
+    if (done) filled.push(node.address);
+    return done;
+  };
+  const s = inProcessSidecar(backends, {}, undefined, { id: 'a', boards, fill });
+  cleanup.push(async () => {
+    await s.agent.stop();
+    await s.resyncer.close();
+    await Promise.all(backends.map((b) => b.close()));
+  });
+  await s.agent.start();
+  const role = (i: number) => s.agent.roleOf(backends[i]);
+  await pollUntil(() => backends.every((_, i) => role(i) === 'trusted'), 10_000, 20);
+
+  // B goes away first (it keeps its data): A, trusted then, outlasts it. Then A is killed.
+  await mcs[B].pause();
+  await pollUntil(() => role(B) === 'out', 10_000, 20);
+  mcs[A].kill('SIGKILL');
+  await mcs[A].exited();
+  await pollUntil(() => role(A) === 'out', 10_000, 20);
+  // Both come back: B as it was, A empty. While the reads of B's incarnation key fail, neither goes first.
+  gate.failing = true;
+  mcs[B].resume();
+  await mcs[A].restart();
+  const trustedAny = () => role(A) === 'trusted' || role(B) === 'trusted';
+  await pollUntil(() => (filled.includes(backends[A].address) && filled.includes(backends[B].address)) || trustedAny(), 20_000, 2);
+  const failedBefore = gate.failed;
+  await pollUntil(() => gate.failed >= failedBefore + 5 || trustedAny(), 10_000, 2, 'the fills never asked again which kept their data');
+  expect([role(A), role(B)]).toEqual(['refill', 'refill']);
+
+  gate.failing = false;
+  const order: number[] = [];
+  await pollUntil(
+    () => {
+      for (const i of [A, B]) if (role(i) === 'trusted' && !order.includes(i)) order.push(i);
+      return order.length === 2;
+    },
+    30_000,
+    2,
+  );
+  // B first: it kept its data; A, come back empty, after it.
+  expect(order.map((i) => 'AB'[i])).toEqual(['B', 'A']);
+}, 60_000);
