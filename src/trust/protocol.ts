@@ -541,9 +541,13 @@ export class TrustState {
     const outlasted = new Map(candidates.map((c) => [c, witnessed.get(c) ?? marked(c) ?? null]));
     const refillOf = (c: string, d: string): number | undefined => {
       if (witnessed.get(c) !== null) return this.refillOf(c, d, now);
+      // The mark names the refill in which d took them. Still in it, or in the refill after its next
+      // out (two epochs on), d took them only in refills, as a witness would note: a trusted stage
+      // in between would take an epoch and leaving it another, so that refill would be three on.
+      // Further on, it may have taken them trusted since.
       const e = marked(c)?.get(d);
       const stage = this.stageOf(d);
-      return stage.role === 'refill' && stage.epoch === e ? e : undefined;
+      return e !== undefined && stage.role === 'refill' && stage.epoch >= e && stage.epoch <= e + 2 ? e : undefined;
     };
     const counts = (c: string, d: string, pass: number): boolean => {
       if (outlasted.get(c)?.has(d) !== true) return false;

@@ -81,6 +81,12 @@ describe('the trust protocol', () => {
     // among them). Every sidecar that saw it went; reading the keys of the current out epoch alone,
     // nothing said b2 outlasted b3, b3 went first without sess:2, and its miss deleted b2's copy
     // (a lost write at 80.10 s).
+    // b1 took b2's writes only in refill(30), went out (31) and into refill(32); every sidecar that
+    // saw it went. By the stand-in keys each outlasted the other: b2's mark of b1 names refill 30,
+    // which b1 had left, and counted as taken trusted. b1, the lower address, went first with an
+    // older key:1 and its fill overwrote b2's newer one (a stale read at 118.15 s). No trusted stage
+    // fits between refill 30 and 32.
+    { seed: 561, steps: 245_000, rule: 'a mark naming a refill two epochs back still says taken only in refill', timing: { requestTimeoutMs: 300, quickRounds: 3 } },
     { seed: 525, steps: 205_000, rule: 'who outlasted a backend is read from the stand-in keys of its whole time away', timing: { requestTimeoutMs: 300, quickRounds: 3 } },
   ];
   for (const { seed, steps, rule, timing = FOUND_AT } of REPLAYS) {

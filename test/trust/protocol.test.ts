@@ -308,7 +308,7 @@ describe('agreement', () => {
     expect(ALL.filter((at) => a.mayTrust(at, kept, 1))).toEqual([Z]);
   });
 
-  test('with no live witness, a stand-in mark naming the refill it was written in counts as taking the writes only in that refill, while it lasts', () => {
+  test('with no live witness, a stand-in mark naming the refill it was written in counts as taking the writes only in refill, while that refill or the one after its next out lasts', () => {
     const a = sidecar('a'); // not witnessing: every time away is told by the marks alone
     for (const at of ALL) a.propose(at, 'out', 'failed');
     publish(a);
@@ -326,8 +326,12 @@ describe('agreement', () => {
     expect(ALL.filter((at) => a.mayTrust(at, kept, 1, marks(inRefill)))).toEqual([Y]);
     // Read as plain marks, each outlasted the other: the lowest address, X, which missed what Y took trusted.
     expect(ALL.filter((at) => a.mayTrust(at, kept, 1, marks(undefined)))).toEqual([X]);
-    // A mark of an earlier refill: X may have been trusted since, and taken Y's writes so: plain.
-    expect(ALL.filter((at) => a.mayTrust(at, kept, 1, marks(inRefill - 2)))).toEqual([X]);
+    // A mark of the refill before its last out (two epochs back: refill, out, refill): no trusted
+    // stage fits in between, so X took Y's writes only in refills, as a witness would note.
+    expect(ALL.filter((at) => a.mayTrust(at, kept, 1, marks(inRefill - 2)))).toEqual([Y]);
+    // Three or more back: X may have been trusted since (refill, trusted, out, refill), and taken Y's writes so: plain.
+    expect(ALL.filter((at) => a.mayTrust(at, kept, 1, marks(inRefill - 3)))).toEqual([X]);
+    expect(ALL.filter((at) => a.mayTrust(at, kept, 1, marks(inRefill - 4)))).toEqual([X]);
   });
 
   test('one acknowledged on its way to a refill (its out acknowledged, not applied here) when another goes out took what that one missed only in the refill', () => {
