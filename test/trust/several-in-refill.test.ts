@@ -57,17 +57,22 @@ function gated(node: MemcachedNode): { node: MemcachedNode; held: boolean; waiti
   return gate;
 }
 
-test('one entering refill while the others were read does not count as come back empty: the one that outlasted goes first', async () => {
+const [A, B, C] = [0, 1, 2];
+
+/**
+ * Three memcached (A, B, C), one sidecar in-process whose reads of B's incarnation key go through
+ * `gate`, every backend trusted. `filled`: each completed fill's backend, by address (the agent
+ * runs it through the resyncer, as src/proxy.ts does).
+ */
+async function threeTrusted() {
   const mcs = await Promise.all([0, 1, 2].map(() => startMemcached()));
   cleanup.push(async () => {
     for (const m of mcs) m.resume();
     await Promise.all(mcs.map((m) => m.stop()));
   });
-  const [A, B, C] = [0, 1, 2];
   const backends = mcs.map((m) => new Backend(m.address, BACKEND));
   const gate = gated(backends[B].control());
   const boards = backends.map((b, i) => (i === B ? gate.node : b.control()));
-  // Each completed fill, by address (the agent runs it through the resyncer, as src/proxy.ts does).
   const filled: string[] = [];
   const fill = async (node: MemcachedNode, signal: AbortSignal): Promise<boolean> => {
     const done = await s.resyncer.fill(node, signal);
@@ -84,6 +89,11 @@ test('one entering refill while the others were read does not count as come back
   await s.agent.start();
   const role = (i: number) => s.agent.roleOf(backends[i]);
   await pollUntil(() => backends.every((_, i) => role(i) === 'trusted'), 10_000, 20);
+  return { mcs, backends, gate, filled, role };
+}
+
+test('one entering refill while the others were read does not count as come back empty: the one that outlasted goes first', async () => {
+  const { mcs, backends, gate, filled, role } = await threeTrusted();
 
   // A restarts later (empty); B goes away while C is trusted: C outlasts B, trusted.
   mcs[A].kill('SIGKILL');
@@ -127,30 +137,7 @@ test('one entering refill while the others were read does not count as come back
 // no candidate (B was away when A went), would then go first, and its misses prove gone the writes
 // only B holds.
 test('a failed read of which kept their data counts no backend as come back empty: nothing goes first until it is known', async () => {
-  const mcs = await Promise.all([0, 1, 2].map(() => startMemcached()));
-  cleanup.push(async () => {
-    for (const m of mcs) m.resume();
-    await Promise.all(mcs.map((m) => m.stop()));
-  });
-  const [A, B] = [0, 1];
-  const backends = mcs.map((m) => new Backend(m.address, BACKEND));
-  const gate = gated(backends[B].control());
-  const boards = backends.map((b, i) => (i === B ? gate.node : b.control()));
-  const filled: string[] = [];
-  const fill = async (node: MemcachedNode, signal: AbortSignal): Promise<boolean> => {
-    const done = await s.resyncer.fill(node, signal);
-    if (done) filled.push(node.address);
-    return done;
-  };
-  const s = inProcessSidecar(backends, {}, undefined, { id: 'a', boards, fill });
-  cleanup.push(async () => {
-    await s.agent.stop();
-    await s.resyncer.close();
-    await Promise.all(backends.map((b) => b.close()));
-  });
-  await s.agent.start();
-  const role = (i: number) => s.agent.roleOf(backends[i]);
-  await pollUntil(() => backends.every((_, i) => role(i) === 'trusted'), 10_000, 20);
+  const { mcs, backends, gate, filled, role } = await threeTrusted();
 
   // B goes away first (it keeps its data): A, trusted then, outlasts it. Then A is killed.
   await mcs[B].pause();
