@@ -156,6 +156,12 @@ export interface RunContext {
    * no sources.
    */
   refillSince?(member: MemcachedNode, ahead: readonly MemcachedNode[], replicas: number): Promise<bigint | null>;
+  /**
+   * A member in refill that took the writes the target missed while away only in an earlier refill,
+   * which it left: its items over `member` were taken since that refill began, and are at least as
+   * new as the target's items under `target` (TrustAgent.outageRefillSince). null: nothing tells.
+   */
+  outageRefillSince?(target: MemcachedNode, member: MemcachedNode, ahead: readonly MemcachedNode[], replicas: number): Promise<{ member: bigint; target: bigint } | null>;
   /** How long the target stays distrusted after a run that could not list every key (see hold); 0: not at all. */
   holdMs: number;
 }
@@ -507,6 +513,26 @@ export class ResyncRun {
         const exptime = exptimeForCopy(read.item.ttl);
         if (exptime === null) return this.expiring(key, read.item, mine);
         if (mine !== null && sameItem(mine, read.item)) return 'skipped';
+        return this.store(key, member, read.item, exptime, mine);
+      }
+    }
+    // A member in refill that took the writes the target missed only in an earlier refill, which it
+    // left: what it took since that refill began is newer than what the target held before it left
+    // (RunContext.outageRefillSince). A trusted backend took those writes too, and may have come
+    // back empty since. Only over a copy of the target's own: the member's item is not the key's
+    // latest (the refill ended, maybe with a delete it failed), only newer than that copy.
+    if (this.context.outageRefillSince !== undefined && mine !== null) {
+      for (const member of set) {
+        if (member.address === this.target.address || !this.context.isResyncing(member)) continue;
+        const since = await this.context.outageRefillSince(this.target, member, this.ring.ahead(key, member), this.ring.replicas);
+        if (since === null || mine.cas > since.target) continue;
+        const read = await member.get(key);
+        failed ||= read.status === 'failed';
+        if (read.status !== 'hit' || read.item.cas <= since.member) continue;
+        if (this.stopReason !== null) return 'skipped';
+        const exptime = exptimeForCopy(read.item.ttl);
+        if (exptime === null) return this.expiring(key, read.item, mine);
+        if (sameItem(mine, read.item)) return 'skipped';
         return this.store(key, member, read.item, exptime, mine);
       }
     }

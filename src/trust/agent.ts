@@ -44,6 +44,7 @@ import {
   ROSTER_KEY,
   ROSTER_TTL_S,
   recordKey,
+  refillBeganKey,
   refillKey,
   standInDigest,
   standInKey,
@@ -157,6 +158,8 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
    * (see keptData).
    */
   private readonly mayHaveRestarted = new Set<string>();
+  /** outageRefillSince's reads, per stage generation, target and member. */
+  private readonly outageMarks = new Map<string, Promise<{ member: bigint; target: bigint } | null>>();
   /** Backends whose filled epoch (in the incarnation key) is being written before their trusted proposal. */
   private readonly markingFilled = new Set<string>();
   /** Backends the survey found restarted, until an out of theirs applies here or a round finds their incarnation key again (see acknowledged). */
@@ -171,7 +174,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   private readonly marking = new Set<Promise<unknown>>();
   /**
    * Backends whose fill completed here: the epoch of the refill it was for, and the backends
-   * trusted when it began, with the epoch of that trusted stage (its sources).
+   * trusted or in refill when it began, with the epoch of that stage (its sources).
    */
   private readonly filled = new Map<string, { epoch: number; sources: ReadonlyMap<string, number> }>();
   /** Flushes this sidecar sent and whose incarnation key is not yet written again. */
@@ -642,6 +645,79 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   }
 
   /**
+   * For a fill of `target` (in refill) with no trusted source, the items `member` (in refill too,
+   * but no longer in the refill in which it took the writes `target` missed while away) took since
+   * that refill began: `member`, over the CAS of its refill-began key of that refill (and, for a
+   * stand-in, over standInSince: it was in the key's placement); `target`, the lowest CAS of its
+   * own refill-began keys of this time away, under which its items predate the time away. That
+   * refill of `member` overlapped `target`'s time away: every write of a key `member` holds for
+   * it took since was also taken by `target` before it left, or came after. So an item of
+   * `member` over its mark is at least as new as one of `target` under its own. null: nothing
+   * tells (no witness or mark says it took them only in refill, a key missing, a read failed).
+   */
+  async outageRefillSince(
+    target: MemcachedNode,
+    member: MemcachedNode,
+    ahead: readonly MemcachedNode[],
+    replicas: number,
+  ): Promise<{ member: bigint; target: bigint } | null> {
+    const generation = this.state.generation;
+    const id = `${generation} ${target.address} ${member.address}`;
+    let marks = this.outageMarks.get(id);
+    if (marks === undefined) {
+      marks = this.outageMarksOf(target, member);
+      if (this.outageMarks.size >= MARKS_SEEN_MAX) this.outageMarks.clear();
+      this.outageMarks.set(id, marks);
+    }
+    const found = await marks;
+    if (found === null) return null;
+    let since = found.member;
+    if (ahead.length >= replicas) {
+      const standIn = await this.standInSince(member, ahead, replicas);
+      if (standIn === null) return null;
+      if (standIn > since) since = standIn;
+    }
+    return this.state.generation === generation ? { member: since, target: found.target } : null;
+  }
+
+  /** outageRefillSince's marks, but for a stand-in's placement: the same for every key while no stage changes. */
+  private async outageMarksOf(target: MemcachedNode, member: MemcachedNode): Promise<{ member: bigint; target: bigint } | null> {
+    const node = this.byAddress.get(member.address);
+    const own = this.byAddress.get(target.address);
+    const stage = this.state.stageOf(member.address);
+    const targetStage = this.state.stageOf(target.address);
+    if (node === undefined || own === undefined || stage.role !== 'refill' || targetStage.role !== 'refill') return null;
+    const refill = await this.tookWhileAway(target, member, targetStage);
+    if (refill === null || refill >= stage.epoch) return null;
+    const away = this.state.witnessedUntrustedSince(target.address, this.clock.now()) ?? (await this.awayEpochs(target.address, targetStage))?.[0];
+    if (away === undefined || targetStage.epoch - away > DEPARTURE_SCAN_MAX) return null;
+    const [began, ...targetMarks] = await Promise.all([
+      node.get(refillBeganKey(refill)),
+      ...Array.from({ length: targetStage.epoch - away }, (_, i) => own.get(refillBeganKey(away + 1 + i))),
+    ]);
+    const hits = targetMarks.flatMap((r) => (r.status === 'hit' ? [r.item.cas] : []));
+    if (began.status !== 'hit' || hits.length === 0 || targetMarks.some((r) => r.status === 'failed')) return null;
+    return { member: began.item.cas, target: hits.reduce((a, b) => (a < b ? a : b)) };
+  }
+
+  /**
+   * The refill in which `member` took the writes `target` missed in its current time away, when it
+   * took them only in refill: by the live witnesses, else by `target`'s stand-in keys of that time
+   * on `member` (see markedOutlasted). null: it took them trusted, or nothing tells.
+   */
+  private async tookWhileAway(target: MemcachedNode, member: MemcachedNode, targetStage: Stage): Promise<number | null> {
+    const witnessed = this.state.tookWhileAway(target.address, member.address, this.clock.now());
+    if (witnessed !== undefined) return witnessed === 'trusted' ? null : witnessed;
+    if (this.state.outlastedBy(target.address, this.clock.now()) !== null) return null;
+    const epochs = await this.awayEpochs(target.address, targetStage);
+    if (epochs === null) return null;
+    const reads = await Promise.all(epochs.map((epoch) => member.get(standInKey(target.address, epoch))));
+    const took = reads.flatMap((r) => (r.status === 'hit' && standInTrusted(r.item.value) ? [standInRefill(r.item.value)] : []));
+    if (took.length === 0 || took.includes(undefined)) return null;
+    return took[0] ?? null;
+  }
+
+  /**
    * The stand-in key, on `node`, of the out epoch at which `natural` (away) left trusted: at
    * untrustedSince when a live witness tells. Else (no live sidecar saw it leave: they all came
    * since) its incarnation key's filled epoch F tells where its time away can begin: it is
@@ -859,10 +935,20 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
       const r = await this.markIncarnation(node);
       return r.status === 'stored' ? 'born' : r.status === 'not_stored' ? 'kept' : 'failed';
     };
-    if (this.incarnationFound.get(node.address) === false) return add();
-    const r = await node.store({ mode: 'append', key: INCARNATION_KEY, value: Buffer.from(` r${epoch}`), flags: 0, exptime: 0, cas: 0n });
-    if (r.status === 'stored') return 'kept';
-    return r.status === 'not_stored' ? add() : 'failed';
+    const incarnation = async () => {
+      if (this.incarnationFound.get(node.address) === false) return add();
+      const r = await node.store({ mode: 'append', key: INCARNATION_KEY, value: Buffer.from(` r${epoch}`), flags: 0, exptime: 0, cas: 0n });
+      if (r.status === 'stored') return 'kept';
+      return r.status === 'not_stored' ? add() : 'failed';
+    };
+    const marked = await incarnation();
+    if (marked === 'failed') return marked;
+    // The same moment, in a key that outlasts the refill (outageRefillSince). A set, not an add: a
+    // key of the same epoch left by a cluster whose sidecars all restarted (epochs begin again)
+    // would mark too early; another proposer's set after writes of the refill began marks late,
+    // which only makes fewer items sources.
+    const began = await node.store({ mode: 'set', key: refillBeganKey(epoch), value: Buffer.from(this.state.id), flags: 0, exptime: LONGEST_RELATIVE_EXPIRY_S, cas: 0n });
+    return began.status === 'failed' ? 'failed' : marked;
   }
 
   /** Rounds on one backend, with the node the address has now, until it leaves the list. */
@@ -1016,18 +1102,33 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   }
 
   /**
-   * A fill of the backend's current refill completed here, from every backend trusted now. One
-   * trusted since it began was no source for it: its keys were copied from elsewhere or kept
-   * as they were, so the fill is forgotten, to run again.
+   * A fill of the backend's current refill completed here, from every backend trusted or in
+   * refill now (fillSources). One trusted since it began was no source for it: its keys were
+   * copied from elsewhere or kept as they were, so the fill is forgotten, to run again; so it is
+   * for one in a refill it entered since that took `a`'s writes in an earlier refill.
    */
   private fillCounts(a: string): boolean {
     const stage = this.state.stageOf(a);
     const filled = this.filled.get(a);
     if (filled?.epoch !== stage.epoch || stage.role !== 'refill') return false;
     // By stage: one that went away and came back during the run was no source for part of it.
-    if (this.trustedBackends().every((b) => filled.sources.get(b) === this.state.stageOf(b).epoch)) return true;
+    // One in a refill it entered since was not read for what it took in an earlier refill while
+    // `a` was away (outageRefillSince): when it took `a`'s writes only in refill, or no live
+    // witness tells, the fill runs again.
+    const now = this.clock.now();
+    const witnessed = this.state.outlastedBy(a, now) !== null;
+    const read = (b: string, epoch: number): boolean =>
+      filled.sources.get(b) === epoch ||
+      (this.state.roleOf(b) === 'refill' && witnessed && typeof this.state.tookWhileAway(a, b, now) !== 'number');
+    if ([...this.fillSources(a).entries()].every(([b, epoch]) => read(b, epoch))) return true;
     this.filled.delete(a);
     return false;
+  }
+
+  /** The backends a fill of `a` reads as sources, with their stages' epochs: those trusted, and the others in refill. */
+  private fillSources(a: string): Map<string, number> {
+    const sources = this.state.addresses.filter((b) => b !== a && (this.state.isTrusted(b) || this.state.roleOf(b) === 'refill'));
+    return new Map(sources.map((b) => [b, this.state.stageOf(b).epoch]));
   }
 
   /**
@@ -1092,17 +1193,12 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     return this.state.addresses.every((b) => b === a || this.state.isTrusted(b));
   }
 
-  /** The backends a fill may copy from: trusted, and staying so. */
-  private trustedBackends(): string[] {
-    return this.state.addresses.filter((b) => this.state.isTrusted(b));
-  }
-
   private maybeFill(node: MemcachedNode, now: number): void {
     const a = node.address;
     if (this.filled.get(a)?.epoch === this.state.stageOf(a).epoch) return;
     // Every backend came back empty and none is trusted: nothing was kept anywhere, nothing to copy.
     if (this.state.addresses.every((b) => this.bornEmpty.has(b) && this.state.roleOf(b) !== 'trusted')) {
-      this.filled.set(a, { epoch: this.state.stageOf(a).epoch, sources: new Map() });
+      this.filled.set(a, { epoch: this.state.stageOf(a).epoch, sources: this.fillSources(a) });
       this.proposeFilled(a);
       return;
     }
@@ -1112,7 +1208,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     const control = new AbortController();
     this.fills.set(a, control);
     const epoch = this.state.stageOf(a).epoch;
-    const sources = new Map(this.trustedBackends().map((b) => [b, this.state.stageOf(b).epoch]));
+    const sources = this.fillSources(a);
     void this.opts.fill(node, control.signal).then((complete) => {
       if (this.fills.get(a) === control) this.fills.delete(a);
       const stage = this.state.stageOf(a);
@@ -1145,6 +1241,7 @@ export function resyncTrust(agent: TrustAgent): ResyncTrust {
     refillingSince: (member, on) => agent.refillingSince(member, on),
     refillTookSince: (target, source) => agent.refillTookSince(target, source),
     refillSince: (member, ahead, replicas) => agent.refillSince(member, ahead, replicas),
+    outageRefillSince: (target, member, ahead, replicas) => agent.outageRefillSince(target, member, ahead, replicas),
   };
 }
 

@@ -679,6 +679,16 @@ export class TrustState {
   }
 
   /**
+   * How `by` took the writes `address` missed while away, as the live witnesses saw it: only in
+   * refill (the first such refill's epoch), 'trusted', or undefined when no live witness saw it
+   * take them (none saw `address` leave, or `by` took none).
+   */
+  tookWhileAway(address: string, by: string, now: number): number | 'trusted' | undefined {
+    if (this.outlastedBy(address, now)?.has(by) !== true) return undefined;
+    return this.refillOf(address, by, now) ?? 'trusted';
+  }
+
+  /**
    * The first refill in which `by` took the writes `address` missed, when every live witness that
    * saw it take them saw it only in refill; undefined when one saw it trusted, or none saw it.
    */

@@ -50,6 +50,16 @@ export function refillKey(address: string, epoch: number): Buffer {
   return Buffer.from(`${RESERVED_PREFIX}refill:${address}:${epoch}`);
 }
 
+/**
+ * On a backend, as a sidecar proposes its refill at `epoch` (after the incarnation key, before
+ * the proposal; a set): its CAS is under every write the backend takes from that refill on, but
+ * for those before a concurrent proposer's set. The incarnation key marks the current refill only; this one outlasts it (see
+ * src/trust/agent.ts, outageRefillSince).
+ */
+export function refillBeganKey(epoch: number): Buffer {
+  return Buffer.from(`${RESERVED_PREFIX}refill-began:${epoch}`);
+}
+
 /** A stand-in key's value: who wrote it, whether the backend it is on took writes then (trusted or in refill, not going out), and the placement's digest. */
 export function standInValue(writer: string, trusted: boolean, digest: string, refill?: number): Buffer {
   return Buffer.from(`${writer} ${trusted ? 'trusted' : 'away'} ${digest}${trusted && refill !== undefined ? ` r${refill}` : ''}`);
@@ -105,6 +115,12 @@ export const RESERVED_KEYS: readonly ReservedKey[] = [
     ttlSeconds: LONGEST_RELATIVE_EXPIRY_S,
     writer: "every sidecar, as that backend's refill applies, on each backend it has trusted (an add: the first one stays)",
     meaning: 'its CAS: items with a higher one were written while that backend, in refill, took the writes of its natural keys; its value: the writer, a placement digest, the trusted epoch of the backend it is on',
+  },
+  {
+    name: `${RESERVED_PREFIX}refill-began:<epoch>`,
+    ttlSeconds: LONGEST_RELATIVE_EXPIRY_S,
+    writer: 'each sidecar that proposes the backend\'s refill at that epoch, on that backend (a set)',
+    meaning: 'its CAS: items with a higher one were written since that refill began, each while the backend took the writes of the keys it would hold',
   },
   {
     name: MARK_KEY.toString(),

@@ -87,6 +87,14 @@ describe('the trust protocol', () => {
     // older key:1 and its fill overwrote b2's newer one (a stale read at 118.15 s). No trusted stage
     // fits between refill 30 and 32.
     { seed: 561, steps: 245_000, rule: 'a mark naming a refill two epochs back still says taken only in refill', timing: { requestTimeoutMs: 300, quickRounds: 3 } },
+    // b1 out while b0 was in refill(5): key:7's newest write went to b0, in that refill, and to
+    // the trusted stand-in b2. b2 restarted empty and b0 went out again, so its copy was no refill
+    // source; b1, outlasted only in refill, went first with the older copy and its fill overwrote b0's
+    // (a stale read at 27.48 s). b0's refill-began key of 5 dates its copy after b1 left.
+    { seed: 793, steps: 236_000, rule: "a fill takes what another took in an earlier refill that overlapped the target's time away", timing: { requestTimeoutMs: 300, quickRounds: 3 } },
+    // The same shape on a natural member: sess:2's newest write on b2 (in refill(10), left) and the
+    // stand-in b0 (trusted, restarted empty); b1 went first with the older copy (a stale read at 61.92 s).
+    { seed: 1064, steps: 203_000, rule: 'the same, the newest write on the other natural member only', timing: { requestTimeoutMs: 300, quickRounds: 3 } },
     { seed: 525, steps: 205_000, rule: 'who outlasted a backend is read from the stand-in keys of its whole time away', timing: { requestTimeoutMs: 300, quickRounds: 3 } },
   ];
   for (const { seed, steps, rule, timing = FOUND_AT } of REPLAYS) {

@@ -13,6 +13,7 @@ import {
   ROSTER_KEY,
   isReserved,
   recordKey,
+  refillBeganKey,
   refillKey,
   standInKey,
 } from '../../src/trust/reserved-keys';
@@ -21,7 +22,7 @@ import {
 const pattern = (name: string): RegExp => new RegExp(`^${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/<[^>]+>/g, '.+')}$`);
 
 test('every key the code builds is in the registry, under the reserved prefix', () => {
-  const built = [recordKey('web-1-1234-ab12cd34'), ROSTER_KEY, INCARNATION_KEY, standInKey('10.0.0.3:11211', 7), refillKey('10.0.0.3:11211', 8), MARK_KEY];
+  const built = [recordKey('web-1-1234-ab12cd34'), ROSTER_KEY, INCARNATION_KEY, standInKey('10.0.0.3:11211', 7), refillKey('10.0.0.3:11211', 8), refillBeganKey(9), MARK_KEY];
   for (const key of built) {
     const name = key.toString();
     expect(isReserved(key), name).toBe(true);

@@ -1,0 +1,102 @@
+// Earlier refills (docs/trust.md), against real memcached: one sidecar in-process, three
+// memcached, two replicas, and a key K whose ring order is X, M, T (natural members X and M,
+// stand-in T). M is in refill, its fill held, when X goes away (SIGSTOP): K's newest write goes
+// to M, in that refill, and to T, standing in. M then leaves that refill (SIGSTOP) and comes back
+// in another, and T restarts empty. X comes back with the older value and goes first (M took
+// what X missed only in refill; X took what M missed while trusted). Its fill must take K from
+// what M took in the refill it left, by M's refill-began key of that refill: read through the
+// sidecar once every backend is trusted again, K is the newest write, not the one X kept.
+
+import { afterEach, expect, test } from 'vitest';
+import { Backend } from '../../src/backends/backend';
+import type { MemcachedNode } from '../../src/routing/node';
+import { startMemcached } from '../helpers/memcached';
+import { pollUntil } from '../helpers/wait';
+import { inProcessSidecar, valueOn } from '../resync/support';
+
+const BACKEND = { requestTimeoutMs: 300, probeIntervalMs: 30, retryMaxMs: 100, upAfterProbes: 1 };
+
+const cleanup: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const step of cleanup.splice(0).reverse()) await step();
+});
+
+const set = (key: Buffer, value: string) => ({ mode: 'set' as const, key, value: Buffer.from(value), flags: 0, exptime: 0, cas: 0n });
+
+test("a fill takes the newest write from what another backend took in a refill it left, when the trusted one that took it too came back empty", async () => {
+  const mcs = await Promise.all([0, 1, 2].map(() => startMemcached()));
+  cleanup.push(async () => {
+    for (const m of mcs) m.resume();
+    await Promise.all(mcs.map((m) => m.stop()));
+  });
+  const backends = mcs.map((m) => new Backend(m.address, BACKEND));
+  // M's fills wait while `holding` (ended, incomplete, when the agent aborts them): M stays in refill.
+  let holding = true;
+  let [X, M, T] = [-1, -1, -1];
+  const fill = async (node: MemcachedNode, signal: AbortSignal): Promise<boolean> => {
+    if (node.address === backends[M]?.address) {
+      await pollUntil(() => !holding || signal.aborted, 60_000, 10);
+      if (signal.aborted) return false;
+    }
+    return s.resyncer.fill(node, signal);
+  };
+  const s = inProcessSidecar(backends, {}, undefined, { id: 'a', fill });
+  cleanup.push(async () => {
+    holding = false;
+    await s.agent.stop();
+    await s.resyncer.close();
+    await Promise.all(backends.map((b) => b.close()));
+  });
+  await s.agent.start();
+  const role = (i: number) => s.agent.roleOf(backends[i]);
+  const roles = () => `X ${role(X)}, M ${role(M)}, T ${role(T)}`;
+  await pollUntil(() => backends.every((_, i) => role(i) === 'trusted'), 10_000, 20);
+
+  // A key whose order on the ring is X, M, T.
+  const key = Buffer.from('session-key');
+  [X, , T] = s.ring.ringOrder(key).map((n) => backends.findIndex((b) => b.address === n.address));
+  M = 3 - X - T;
+  expect((await s.router.store(set(key, 'older'))).status).toBe('stored');
+
+  // M away and back into a refill that does not end (its fill held).
+  await mcs[M].pause();
+  await pollUntil(() => role(M) === 'out', 10_000, 20, 'M out');
+  mcs[M].resume();
+  await pollUntil(() => role(M) === 'refill', 10_000, 20, `M in refill: ${roles()}`);
+  // X away (it keeps its data): K's newest write goes to M, in refill, and to T, standing in.
+  await mcs[X].pause();
+  await pollUntil(() => role(X) === 'out', 10_000, 20, 'X out');
+  expect((await s.router.store(set(key, 'newest'))).status).toBe('stored');
+  expect(await valueOn(backends[M], 'session-key'), `M (${role(M)}) took the newest write`).toBe('newest');
+
+  // M leaves that refill and enters another; T restarts empty.
+  await mcs[M].pause();
+  await pollUntil(() => role(M) === 'out', 10_000, 20, 'M out');
+  mcs[M].resume();
+  await pollUntil(() => role(M) === 'refill', 10_000, 20, `M in refill: ${roles()}`);
+  mcs[T].kill('SIGKILL');
+  await mcs[T].exited();
+  await pollUntil(() => role(T) === 'out', 10_000, 20, 'T out');
+  await mcs[T].restart();
+  // X back, with the older value; then M's fill may end too.
+  mcs[X].resume();
+  await pollUntil(() => role(X) !== 'out' && role(T) !== 'out', 10_000, 5, `X and T back: ${roles()}`);
+  holding = false;
+
+  const order: number[] = [];
+  await pollUntil(
+    () => {
+      for (const i of [X, M, T]) if (role(i) === 'trusted' && !order.includes(i)) order.push(i);
+      return order.length === 3;
+    },
+    30_000,
+    2,
+    `not every backend trusted again: ${roles()}`,
+  );
+  // X first: M took what X missed only in refill, X what M missed while trusted; T came back empty.
+  expect(order[0]).toBe(X);
+  const read = await s.router.get(key);
+  expect(read.status === 'hit' ? read.item.value.toString() : read.status).toBe('newest');
+  // Its natural members hold it (T, a stand-in no more, is in no placement of K).
+  for (const i of [X, M]) expect(await valueOn(backends[i], 'session-key'), `on ${i === X ? 'X' : 'M'}`).toBe('newest');
+}, 90_000);
