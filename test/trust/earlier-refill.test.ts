@@ -13,6 +13,7 @@ import type { MemcachedNode } from '../../src/routing/node';
 import { startMemcached } from '../helpers/memcached';
 import { pollUntil } from '../helpers/wait';
 import { inProcessSidecar, valueOn } from '../resync/support';
+import { trustedInOrder } from './support';
 
 const BACKEND = { requestTimeoutMs: 300, probeIntervalMs: 30, retryMaxMs: 100, upAfterProbes: 1 };
 
@@ -83,16 +84,7 @@ test("a fill takes the newest write from what another backend took in a refill i
   await pollUntil(() => role(X) !== 'out' && role(T) !== 'out', 10_000, 5, `X and T back: ${roles()}`);
   holding = false;
 
-  const order: number[] = [];
-  await pollUntil(
-    () => {
-      for (const i of [X, M, T]) if (role(i) === 'trusted' && !order.includes(i)) order.push(i);
-      return order.length === 3;
-    },
-    30_000,
-    2,
-    `not every backend trusted again: ${roles()}`,
-  );
+  const order = await trustedInOrder(role, [X, M, T], 'not every backend trusted again');
   // X first: M took what X missed only in refill, X what M missed while trusted; T came back empty.
   expect(order[0]).toBe(X);
   const read = await s.router.get(key);

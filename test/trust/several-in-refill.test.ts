@@ -13,6 +13,7 @@ import { INCARNATION_KEY } from '../../src/trust/reserved-keys';
 import { startMemcached } from '../helpers/memcached';
 import { pollUntil } from '../helpers/wait';
 import { inProcessSidecar } from '../resync/support';
+import { trustedInOrder } from './support';
 
 const BACKEND = { requestTimeoutMs: 300, probeIntervalMs: 30, retryMaxMs: 100, upAfterProbes: 1 };
 
@@ -118,15 +119,7 @@ test('one entering refill while the others were read does not count as come back
   expect(role(B)).toBe('refill');
   gate.release();
 
-  const order: number[] = [];
-  await pollUntil(
-    () => {
-      for (const i of [A, B, C]) if (role(i) === 'trusted' && !order.includes(i)) order.push(i);
-      return order.length === 3;
-    },
-    30_000,
-    2,
-  );
+  const order = await trustedInOrder(role, [A, B, C]);
   // C first: B, outlasted by C while trusted, after it (A, come back empty, last).
   expect(order.map((i) => 'ABC'[i])).toEqual(['C', 'B', 'A']);
 });
@@ -156,15 +149,7 @@ test('a failed read of which kept their data counts no backend as come back empt
   expect([role(A), role(B)]).toEqual(['refill', 'refill']);
 
   gate.failing = false;
-  const order: number[] = [];
-  await pollUntil(
-    () => {
-      for (const i of [A, B]) if (role(i) === 'trusted' && !order.includes(i)) order.push(i);
-      return order.length === 2;
-    },
-    30_000,
-    2,
-  );
+  const order = await trustedInOrder(role, [A, B]);
   // B first: it kept its data; A, come back empty, after it.
   expect(order.map((i) => 'AB'[i])).toEqual(['B', 'A']);
 }, 60_000);

@@ -10,6 +10,7 @@ import type { StoreFields } from '../../src/protocol/types';
 import type { Clock } from '../../src/resync/rate-limiter';
 import { TrustAgent } from '../../src/trust/agent';
 import { timingFor, type TrustState, type TrustTiming } from '../../src/trust/protocol';
+import { pollUntil } from '../helpers/wait';
 
 /** A memcached as far as the agent's reads and adds go: values with CAS, or cut off (every op fails). */
 export class FakeNode {
@@ -44,4 +45,22 @@ export function agentOver(id: string, nodes: readonly FakeNode[], clock: Clock =
   const boards = nodes as unknown as MemcachedNode[];
   const agent = new TrustAgent({ id, boards, replicas: 2, ringOrder: () => boards, clock, timing: TEST_TIMING });
   return { agent, state: (agent as unknown as { state: TrustState }).state };
+}
+
+/**
+ * The order in which the backends `indexes` name become trusted (`role` read every 2 ms), once
+ * all of them are; fails after 30 s.
+ */
+export async function trustedInOrder(role: (i: number) => string, indexes: readonly number[], message?: string): Promise<number[]> {
+  const order: number[] = [];
+  await pollUntil(
+    () => {
+      for (const i of indexes) if (role(i) === 'trusted' && !order.includes(i)) order.push(i);
+      return order.length === indexes.length;
+    },
+    30_000,
+    2,
+    message,
+  );
+  return order;
 }
