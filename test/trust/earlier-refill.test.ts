@@ -24,7 +24,7 @@ afterEach(async () => {
 
 const set = (key: Buffer, value: string) => ({ mode: 'set' as const, key, value: Buffer.from(value), flags: 0, exptime: 0, cas: 0n });
 
-test("a fill takes the newest write from what another backend took in a refill it left, when the trusted one that took it too came back empty", async () => {
+test('a fill takes the newest write from what another backend took in a refill it left, when the trusted one that took it too came back empty', async () => {
   const mcs = await Promise.all([0, 1, 2].map(() => startMemcached()));
   cleanup.push(async () => {
     for (const m of mcs) m.resume();
@@ -50,10 +50,9 @@ test("a fill takes the newest write from what another backend took in a refill i
   });
   await s.agent.start();
   const role = (i: number) => s.agent.roleOf(backends[i]);
-  const roles = () => `X ${role(X)}, M ${role(M)}, T ${role(T)}`;
   await pollUntil(() => backends.every((_, i) => role(i) === 'trusted'), 10_000, 20);
 
-  // A key whose order on the ring is X, M, T.
+  // K, and which backend is X, M and T by its order on the ring.
   const key = Buffer.from('session-key');
   [X, , T] = s.ring.ringOrder(key).map((n) => backends.findIndex((b) => b.address === n.address));
   M = 3 - X - T;
@@ -63,7 +62,7 @@ test("a fill takes the newest write from what another backend took in a refill i
   await mcs[M].pause();
   await pollUntil(() => role(M) === 'out', 10_000, 20, 'M out');
   mcs[M].resume();
-  await pollUntil(() => role(M) === 'refill', 10_000, 20, `M in refill: ${roles()}`);
+  await pollUntil(() => role(M) === 'refill', 10_000, 20, 'M in refill');
   // X away (it keeps its data): K's newest write goes to M, in refill, and to T, standing in.
   await mcs[X].pause();
   await pollUntil(() => role(X) === 'out', 10_000, 20, 'X out');
@@ -74,14 +73,14 @@ test("a fill takes the newest write from what another backend took in a refill i
   await mcs[M].pause();
   await pollUntil(() => role(M) === 'out', 10_000, 20, 'M out');
   mcs[M].resume();
-  await pollUntil(() => role(M) === 'refill', 10_000, 20, `M in refill: ${roles()}`);
+  await pollUntil(() => role(M) === 'refill', 10_000, 20, 'M in refill');
   mcs[T].kill('SIGKILL');
   await mcs[T].exited();
   await pollUntil(() => role(T) === 'out', 10_000, 20, 'T out');
   await mcs[T].restart();
   // X back, with the older value; then M's fill may end too.
   mcs[X].resume();
-  await pollUntil(() => role(X) !== 'out' && role(T) !== 'out', 10_000, 5, `X and T back: ${roles()}`);
+  await pollUntil(() => role(X) !== 'out' && role(T) !== 'out', 10_000, 5, 'X and T back');
   holding = false;
 
   const order = await trustedInOrder(role, [X, M, T], 'not every backend trusted again');
