@@ -173,6 +173,13 @@ export interface InProcessSidecar<B extends Backend = Backend> {
   agent: TrustAgent;
 }
 
+/** For cleanup: stops the sidecar's agent and resync runs, then closes its backends. */
+export async function stopSidecar(s: Pick<InProcessSidecar, 'agent' | 'resyncer' | 'backends'>): Promise<void> {
+  await s.agent.stop();
+  await s.resyncer.close();
+  await Promise.all(s.backends.map((b) => b.close()));
+}
+
 /**
  * A sidecar over `backends` (2 replicas): its trust agent (not started: `await s.agent.start()`),
  * the ring over the agent's guarded nodes, a resyncer with no quiet time before copies, plus

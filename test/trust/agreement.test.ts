@@ -13,7 +13,7 @@ import { OrderedRouter } from '../../src/routing/ordered-router';
 import { startMemcached, type MemcachedProcess } from '../helpers/memcached';
 import { RelayedBackend, startRelay, type Relay } from '../helpers/relay';
 import { pollUntil } from '../helpers/wait';
-import { inProcessSidecar, type InProcessSidecar } from '../resync/support';
+import { inProcessSidecar, stopSidecar, type InProcessSidecar } from '../resync/support';
 import { REAL_CLOCK } from '../../src/resync/rate-limiter';
 import { INCARNATION_KEY, standInKey } from '../../src/trust/reserved-keys';
 
@@ -43,11 +43,7 @@ async function memcacheds(): Promise<MemcachedProcess[]> {
 async function sidecar(id: string, mcs: MemcachedProcess[], relay?: Relay, options = BACKEND): Promise<Sidecar> {
   const backends = mcs.map((m, i) => (i === 0 && relay !== undefined ? new RelayedBackend(m.address, relay.address, options) : new Backend(m.address, options)));
   const s = inProcessSidecar(backends, {}, undefined, { id });
-  cleanup.push(async () => {
-    await s.agent.stop();
-    await s.resyncer.close();
-    await Promise.all(backends.map((b) => b.close()));
-  });
+  cleanup.push(() => stopSidecar(s));
   await s.agent.start();
   return { ...s, conn: new OrderedRouter(new KeySequencer(), s.router, s.agent) };
 }
@@ -351,11 +347,7 @@ describe("a client's flush_all", () => {
     const racing = backends[0] as FlushRacing;
     const restarted: string[] = [];
     const s = inProcessSidecar(backends, {}, undefined, { id: 'flush-a', events: { acknowledged: (c) => c.reason === 'restarted' && restarted.push(c.address) } });
-    cleanup.push(async () => {
-      await s.agent.stop();
-      await s.resyncer.close();
-      await Promise.all(backends.map((b) => b.close()));
-    });
+    cleanup.push(() => stopSidecar(s));
     await s.agent.start();
     await pollUntil(() => backends.every((b) => s.agent.roleOf(b) === 'trusted'), 10_000, 20, 'every backend trusted');
     let release!: () => void;

@@ -12,7 +12,7 @@ import { Backend } from '../../src/backends/backend';
 import type { MemcachedNode } from '../../src/routing/node';
 import { startMemcached } from '../helpers/memcached';
 import { pollUntil } from '../helpers/wait';
-import { inProcessSidecar, valueOn } from '../resync/support';
+import { inProcessSidecar, stopSidecar, valueOn } from '../resync/support';
 import { trustedInOrder } from './support';
 
 const BACKEND = { requestTimeoutMs: 300, probeIntervalMs: 30, retryMaxMs: 100, upAfterProbes: 1 };
@@ -44,9 +44,7 @@ test('a fill takes the newest write from what another backend took in a refill i
   const s = inProcessSidecar(backends, {}, undefined, { id: 'a', fill });
   cleanup.push(async () => {
     holding = false;
-    await s.agent.stop();
-    await s.resyncer.close();
-    await Promise.all(backends.map((b) => b.close()));
+    await stopSidecar(s);
   });
   await s.agent.start();
   const role = (i: number) => s.agent.roleOf(backends[i]);

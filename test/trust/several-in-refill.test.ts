@@ -12,7 +12,7 @@ import type { MemcachedNode } from '../../src/routing/node';
 import { INCARNATION_KEY } from '../../src/trust/reserved-keys';
 import { startMemcached } from '../helpers/memcached';
 import { pollUntil } from '../helpers/wait';
-import { inProcessSidecar } from '../resync/support';
+import { inProcessSidecar, stopSidecar } from '../resync/support';
 import { trustedInOrder } from './support';
 
 const BACKEND = { requestTimeoutMs: 300, probeIntervalMs: 30, retryMaxMs: 100, upAfterProbes: 1 };
@@ -83,9 +83,7 @@ async function threeTrusted() {
   const s = inProcessSidecar(backends, {}, undefined, { id: 'a', boards, fill });
   cleanup.push(async () => {
     gate.release();
-    await s.agent.stop();
-    await s.resyncer.close();
-    await Promise.all(backends.map((b) => b.close()));
+    await stopSidecar(s);
   });
   await s.agent.start();
   const role = (i: number) => s.agent.roleOf(backends[i]);

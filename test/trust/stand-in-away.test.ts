@@ -14,7 +14,7 @@ import { KeySequencer } from '../../src/routing/key-sequencer';
 import { OrderedRouter } from '../../src/routing/ordered-router';
 import { startMemcached } from '../helpers/memcached';
 import { pollUntil } from '../helpers/wait';
-import { inProcessSidecar } from '../resync/support';
+import { inProcessSidecar, stopSidecar } from '../resync/support';
 
 const BACKEND = { requestTimeoutMs: 300, probeIntervalMs: 30, retryMaxMs: 100, upAfterProbes: 1 };
 const k = (s: string): Buffer => Buffer.from(s);
@@ -33,11 +33,7 @@ test('a stand-in back from its own time away does not bring back a key deleted m
   });
   const backends = mcs.map((m) => new Backend(m.address, BACKEND));
   const s = inProcessSidecar(backends, {}, undefined, { id: 'a' });
-  cleanup.push(async () => {
-    await s.agent.stop();
-    await s.resyncer.close();
-    await Promise.all(backends.map((b) => b.close()));
-  });
+  cleanup.push(() => stopSidecar(s));
   await s.agent.start();
   const conn = new OrderedRouter(new KeySequencer(), s.router, s.agent);
   const role = (i: number) => s.agent.roleOf(backends[i]);
