@@ -509,11 +509,7 @@ export class ResyncRun {
         const read = await member.get(key);
         failed ||= read.status === 'failed';
         if (read.status !== 'hit' || read.item.cas <= since) continue;
-        if (this.stopReason !== null) return 'skipped';
-        const exptime = exptimeForCopy(read.item.ttl);
-        if (exptime === null) return this.expiring(key, read.item, mine);
-        if (mine !== null && sameItem(mine, read.item)) return 'skipped';
-        return this.store(key, member, read.item, exptime, mine);
+        return this.takeFrom(key, member, read.item, mine);
       }
     }
     // A member in refill that took the writes the target missed only in an earlier refill, which it
@@ -529,11 +525,7 @@ export class ResyncRun {
         const read = await member.get(key);
         failed ||= read.status === 'failed';
         if (read.status !== 'hit' || read.item.cas <= since.member) continue;
-        if (this.stopReason !== null) return 'skipped';
-        const exptime = exptimeForCopy(read.item.ttl);
-        if (exptime === null) return this.expiring(key, read.item, mine);
-        if (sameItem(mine, read.item)) return 'skipped';
-        return this.store(key, member, read.item, exptime, mine);
+        return this.takeFrom(key, member, read.item, mine);
       }
     }
     if (failed) return 'failed';
@@ -542,6 +534,15 @@ export class ResyncRun {
       return this.dropMine(key, mine.cas);
     }
     return (await this.deletedWhileRefilling(key, set, natural, mine)) ?? 'skipped';
+  }
+
+  /** A member in refill's item, found a source: copied to the target, unless it expires now or the target holds it already. */
+  private async takeFrom(key: Buffer, member: MemcachedNode, item: StoredItem, mine: StoredItem | null): Promise<KeyOutcome> {
+    if (this.stopReason !== null) return 'skipped';
+    const exptime = exptimeForCopy(item.ttl);
+    if (exptime === null) return this.expiring(key, item, mine);
+    if (mine !== null && sameItem(mine, item)) return 'skipped';
+    return this.store(key, member, item, exptime, mine);
   }
 
   /**

@@ -711,10 +711,20 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     if (this.state.outlastedBy(target.address, this.clock.now()) !== null) return null;
     const epochs = await this.awayEpochs(target.address, targetStage);
     if (epochs === null) return null;
-    const reads = await Promise.all(epochs.map((epoch) => member.get(standInKey(target.address, epoch))));
-    const took = reads.flatMap((r) => (r.status === 'hit' && standInTrusted(r.item.value) ? [standInRefill(r.item.value)] : []));
-    if (took.length === 0 || took.includes(undefined)) return null;
-    return took[0] ?? null;
+    const { took } = await this.standInMarks(member, target.address, epochs);
+    return typeof took === 'number' ? took : null;
+  }
+
+  /**
+   * What `on`'s stand-in keys of `away` at `epochs` (its time away: awayEpochs) say: `on` took
+   * its writes trusted, or only in refill (the first refill named), or none says it took them
+   * (null); `failed`: a read failed (the others still count).
+   */
+  private async standInMarks(on: MemcachedNode, away: string, epochs: readonly number[]): Promise<{ took: 'trusted' | number | null; failed: boolean }> {
+    const reads = await Promise.all(epochs.map((epoch) => on.get(standInKey(away, epoch))));
+    const failed = reads.some((r) => r.status === 'failed');
+    const took = reads.flatMap((r) => (r.status === 'hit' && standInTrusted(r.item.value) ? [standInRefill(r.item.value) ?? ('trusted' as const)] : []));
+    return { took: took.includes('trusted') ? 'trusted' : (took[0] ?? null), failed };
   }
 
   /**
@@ -1146,12 +1156,11 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     const marked = new Map<string, Map<string, number | undefined>>();
     let failed = false;
     const markedBy = async (c: MemcachedNode, d: MemcachedNode, epochs: readonly number[]): Promise<void> => {
-      const reads = await Promise.all(epochs.map((epoch) => d.get(standInKey(c.address, epoch))));
-      failed ||= reads.some((r) => r.status === 'failed');
-      const took = reads.flatMap((r) => (r.status === 'hit' && standInTrusted(r.item.value) ? [standInRefill(r.item.value)] : []));
-      if (took.length === 0) return;
+      const marks = await this.standInMarks(d, c.address, epochs);
+      failed ||= marks.failed;
+      if (marks.took === null) return;
       const by = marked.get(c.address) ?? new Map<string, number | undefined>();
-      by.set(d.address, took.includes(undefined) ? undefined : took[0]);
+      by.set(d.address, marks.took === 'trusted' ? undefined : marks.took);
       marked.set(c.address, by);
     };
     await Promise.all(

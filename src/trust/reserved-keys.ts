@@ -53,8 +53,8 @@ export function refillKey(address: string, epoch: number): Buffer {
 /**
  * On a backend, as a sidecar proposes its refill at `epoch` (after the incarnation key, before
  * the proposal; a set): its CAS is under every write the backend takes from that refill on, but
- * for those before a concurrent proposer's set. The incarnation key marks the current refill only; this one outlasts it (see
- * src/trust/agent.ts, outageRefillSince).
+ * for those before a concurrent proposer's set. The incarnation key marks the current refill
+ * only; this one outlasts it (see src/trust/agent.ts, outageRefillSince).
  */
 export function refillBeganKey(epoch: number): Buffer {
   return Buffer.from(`${RESERVED_PREFIX}refill-began:${epoch}`);
