@@ -563,7 +563,11 @@ export class ReplicatedRouter {
     // before sending, that member's refill could not tell the change from a value it missed,
     // and would bring the old one back.
     if (absenceUnproved && this.naturalMissed(key, members, replies)) return UNAVAILABLE;
-    const decided = absenceUnproved ? answered.find((r) => r.status === 'deleted' || r.status === 'touched') : answered[0];
+    // A delete answers what it did to the key: a member that held a copy (a set half landed, the
+    // authority not reached yet) makes it DELETED, and the follow-up leaves the key absent everywhere,
+    // as after a set then the delete. NOT_FOUND there would say the set came after it, yet its value is gone.
+    const removed = command === 'delete' ? answered.find((r) => r.status === 'deleted') : undefined;
+    const decided = absenceUnproved ? answered.find((r) => r.status === 'deleted' || r.status === 'touched') : removed ?? answered[0];
     const disagree = answered.some((r) => r.status !== answered[0].status);
     if (disagree) this.events.disagreement(command);
     // A member that failed is going away (its return is resynced); the others still converge,

@@ -126,6 +126,17 @@ describe('ReplicatedRouter writes', () => {
     expect(b.calls).toEqual(['delete s2d', 'cas? s2d']);
   });
 
+  test('a delete that removed a copy the authority lacks (a set half landed) answers DELETED, and leaves the key absent everywhere', async () => {
+    const { router, membersOf, counts } = setup(3, 2);
+    const [a, b] = membersOf('s2h');
+    b.put('s2h', 'v');
+    const later: Array<Promise<unknown>> = [];
+    expect(await router.delete(k('s2h'), 0n, later)).toEqual({ status: 'deleted' });
+    expect(counts.disagreement).toBe(1);
+    await Promise.all(later);
+    expect([a.value('s2h'), b.value('s2h')]).toEqual([undefined, undefined]);
+  });
+
   test('a write that another write overtook on one member: the authority\'s state is copied over it', async () => {
     const { router, membersOf, counts } = setup(3, 2);
     const [a, b] = membersOf('s2o');

@@ -96,6 +96,7 @@ describe('the trust protocol', () => {
     // stand-in b0 (trusted, restarted empty); b1 went first with the older copy (a stale read at 61.92 s).
     { seed: 1064, steps: 203_000, rule: 'the same, the newest write on the other natural member only', timing: { requestTimeoutMs: 300, quickRounds: 3 } },
     { seed: 525, steps: 205_000, rule: 'who outlasted a backend is read from the stand-in keys of its whole time away', timing: { requestTimeoutMs: 300, quickRounds: 3 } },
+    { seed: 725, steps: 247_000, rule: 'a delete that removed a copy of a half-landed set answers DELETED', timing: { requestTimeoutMs: 300, quickRounds: 3 } },
   ];
   for (const { seed, steps, rule, timing = FOUND_AT } of REPLAYS) {
     test(`seed ${seed}, every kind of fault: ${rule}`, async () => {
