@@ -207,6 +207,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
    */
   async start(): Promise<void> {
     this.running = true;
+    this.placementDigest();
     await this.survey();
     const first = [...this.byAddress.keys()].map((a) => new Promise<void>((resolve) => this.loops.push(this.loop(a, resolve))));
     await Promise.all(first);
@@ -249,6 +250,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     for (const a of [...this.filled.keys()]) if (!this.byAddress.has(a)) this.filled.delete(a);
     for (const a of [...this.reach]) if (!this.byAddress.has(a)) this.reach.delete(a);
     this.state.setAddresses([...this.byAddress.keys()]);
+    this.placementDigest();
     if (this.running) for (const node of this.byAddress.values()) if (!this.looping.has(node.address)) this.loops.push(this.loop(node.address, () => {}));
     this.wake();
   }
@@ -845,7 +847,10 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
 
   /**
    * Which keys each backend is a natural member of, in short: a reload that moves any changes it.
-   * Computed on first use after a reload (the ring is replaced before reconfigure() is called).
+   * Computed at start and at each reload (the ring is replaced before reconfigure() is called),
+   * not on first use: that is a backend's first failure, when every sidecar would compute it at
+   * once (256 ring lookups, tens of ms cold) before it can write the stand-in key it must write
+   * before it acknowledges the out.
    */
   private placementDigest(): string {
     if (this.digest !== null) return this.digest;
