@@ -6,6 +6,7 @@
 //               gat  replicached:trust-roster   the ids to read (appended when ours is missing)
 //               gat  replicached:incarnation    gone: W restarted empty
 //             then get replicached:trust:<each id>
+//             an id whose record it has read missing for 5 minutes is taken off the roster (cas)
 //             a failed step is a failed round: W is proposed out
 //   requests  admitted with the view's generation (admit); a request that waits in a
 //             hold is parked and counts for nothing; an acknowledgement is published
@@ -42,6 +43,7 @@ import {
   LONGEST_RELATIVE_EXPIRY_S,
   RECORD_TTL_S,
   ROSTER_KEY,
+  ROSTER_PRUNE_AFTER_MS,
   ROSTER_TTL_S,
   recordKey,
   refillBeganKey,
@@ -74,6 +76,8 @@ export interface AgentOptions {
   quickRounds?: number;
   /** A request waits this long for a view that lets it go, then is unavailable. */
   holdMs?: number;
+  /** An id whose record has been missing this long leaves the roster (ROSTER_PRUNE_AFTER_MS). */
+  rosterPruneMs?: number;
   /**
    * Reconciles a backend in refill (resync-run.ts, mode reconcile); resolves true when
    * the run completed. The signal aborts it when the backend leaves refill.
@@ -138,6 +142,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   private readonly roundMs: number;
   private readonly quickRounds: number;
   private readonly holdMs: number;
+  private readonly rosterPruneMs: number;
   private readonly byAddress = new Map<string, MemcachedNode>();
   /** Backends whose last round succeeded. */
   private readonly reach = new Set<string>();
@@ -184,6 +189,8 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   private running = false;
   private readonly loops: Promise<void>[] = [];
   private readonly looping = new Set<string>();
+  /** Per backend, since when each roster id's record has been read missing there (pruneRoster). */
+  private readonly missingSince = new Map<string, Map<string, number>>();
   private replicas: number;
   /** placementDigest(), until a reload. */
   private digest: string | null = null;
@@ -194,6 +201,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     this.roundMs = opts.roundMs ?? 50;
     this.quickRounds = opts.quickRounds ?? QUICK_ROUNDS;
     this.holdMs = opts.holdMs ?? 1000;
+    this.rosterPruneMs = opts.rosterPruneMs ?? ROSTER_PRUNE_AFTER_MS;
     this.replicas = opts.replicas;
     for (const b of opts.boards) this.byAddress.set(b.address, b);
     this.state = new TrustState(opts.id, [...this.byAddress.keys()], this.timing);
@@ -249,6 +257,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     // A backend removed and added again starts its stages afresh: no fill of before counts.
     for (const a of [...this.filled.keys()]) if (!this.byAddress.has(a)) this.filled.delete(a);
     for (const a of [...this.reach]) if (!this.byAddress.has(a)) this.reach.delete(a);
+    for (const a of [...this.missingSince.keys()]) if (!this.byAddress.has(a)) this.missingSince.delete(a);
     this.state.setAddresses([...this.byAddress.keys()]);
     this.placementDigest();
     if (this.running) for (const node of this.byAddress.values()) if (!this.looping.has(node.address)) this.loops.push(this.loop(node.address, () => {}));
@@ -1023,6 +1032,13 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     const replies = await Promise.all(others.map((other) => node.get(recordKey(other))));
     const failedRead = replies.find((r): r is Failed => r.status === 'failed');
     if (failedRead !== undefined) return failedRead;
+    const prune = roster.status === 'hit' ? this.rosterPruned(node.address, roster.item.cas, ids, others.filter((_, i) => replies[i].status === 'miss')) : null;
+    if (prune !== null) {
+      // CAS-guarded: an id appended meanwhile stays, and the pruning is tried again next round.
+      const r = await node.store({ mode: 'cas', key: ROSTER_KEY, value: prune.value, flags: 0, exptime: ROSTER_TTL_S, cas: prune.cas });
+      if (r.status === 'failed') return r;
+      if (r.status === 'stored') for (const other of prune.gone) this.missingSince.get(node.address)?.delete(other);
+    }
     const records: TrustRecord[] = [];
     for (const r of replies) {
       if (r.status !== 'hit') continue;
@@ -1036,6 +1052,23 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
       this.propose(node.address, 'out', 'restarted');
     }
     return null;
+  }
+
+  /**
+   * The roster of `address` without the ids whose record this sidecar has read missing there for
+   * rosterPruneMs (null: none). Every sidecar that ever ran (each restart and each worker is a new
+   * id) would otherwise be read every round for as long as any sidecar runs. A record is written
+   * every round with a 10 s expiry, so its owner stopped, or has not reached this backend since:
+   * one that comes back finds its id missing and adds it again (see round).
+   */
+  private rosterPruned(address: string, cas: bigint, ids: readonly string[], missing: readonly string[]): { value: Buffer; cas: bigint; gone: ReadonlySet<string> } | null {
+    const now = this.clock.now();
+    const before = this.missingSince.get(address);
+    const since = new Map(missing.map((other) => [other, before?.get(other) ?? now]));
+    this.missingSince.set(address, since);
+    const gone = new Set(missing.filter((other) => now - since.get(other)! >= this.rosterPruneMs));
+    if (gone.size === 0) return null;
+    return { value: Buffer.from(ids.filter((other) => !gone.has(other)).map((other) => ` ${other}`).join('')), cas, gone };
   }
 
   /** What a round may start: a refill of a reachable backend that is out, a fill, the trusted proposal. */

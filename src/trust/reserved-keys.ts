@@ -24,6 +24,8 @@ export function recordKey(id: string): Buffer {
 
 export const ROSTER_KEY = Buffer.from(`${RESERVED_PREFIX}trust-roster`);
 export const ROSTER_TTL_S = 60 * 60 * 24;
+/** An id whose record a sidecar has read missing this long leaves the roster (TrustAgent.pruneRoster). */
+export const ROSTER_PRUNE_AFTER_MS = 5 * 60 * 1000;
 
 export const INCARNATION_KEY = Buffer.from(`${RESERVED_PREFIX}incarnation`);
 
@@ -95,7 +97,7 @@ export const RESERVED_KEYS: readonly ReservedKey[] = [
   {
     name: ROSTER_KEY.toString(),
     ttlSeconds: ROSTER_TTL_S,
-    writer: 'each sidecar that finds its id missing (append); every round renews the expiry',
+    writer: 'each sidecar that finds its id missing (append); every round renews the expiry; a sidecar that has read an id\'s record missing for 5 minutes removes that id (CAS-guarded)',
     meaning: 'the ids whose records to read',
   },
   {

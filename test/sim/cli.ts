@@ -24,12 +24,15 @@ async function main(): Promise<void> {
   const steps = Number(stepsArg ?? 200_000);
   if (protocolArg !== undefined && protocolArg !== 'trust' && protocolArg !== 'none') throw new Error(`protocol: trust or none, not ${protocolArg}`);
   const protocol: Protocol = protocolArg ?? 'trust';
+  // SIM_ROSTER_PRUNE_MS: sidecars take a dead id off the roster after this long, not after the
+  // product's 5 minutes (longer than any run), so that the pruning itself runs under the faults.
+  const rosterPruneMs = process.env.SIM_ROSTER_PRUNE_MS === undefined ? undefined : Number(process.env.SIM_ROSTER_PRUNE_MS);
   let totalSteps = 0;
   let totalMs = 0;
   let failed = 0;
   for (const seed of seeds) {
     const started = process.hrtime.bigint();
-    const result = await simulate({ seed, ...shapeOf(seed), protocol, steps, zones, faults: { kinds } });
+    const result = await simulate({ seed, ...shapeOf(seed), protocol, steps, zones, rosterPruneMs, faults: { kinds } });
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
     totalSteps += result.steps;
     totalMs += ms;

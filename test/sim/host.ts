@@ -81,6 +81,7 @@ export interface HostEnv {
   protocol: Protocol;
   requestTimeoutMs: number;
   quickRounds: number;
+  rosterPruneMs: number;
 }
 
 export class Host {
@@ -110,7 +111,7 @@ export class Host {
   /** A new sidecar starts on the node. */
   arrive(): void {
     if (this.current !== null) return;
-    const { scheduler, rng, trace, backends, replicas, zones, protocol, requestTimeoutMs, quickRounds } = this.env;
+    const { scheduler, rng, trace, backends, replicas, zones, protocol, requestTimeoutMs, quickRounds, rosterPruneMs } = this.env;
     const id = `s${this.index}.${this.arrivals++}`;
     const streams = rng.stream(id);
     const process = new Process(id);
@@ -123,7 +124,7 @@ export class Host {
     );
     const names = new Map(backends.map((mc, b) => [mc.address, `b${b}`]));
     const note = (address: string, op: string, detail: string): void => trace.record(id, names.get(address) ?? address, op, '', detail);
-    const sidecar = buildSidecar({ id, clock, paths, replicas, zones, quickRounds, note }, protocol);
+    const sidecar = buildSidecar({ id, clock, paths, replicas, zones, quickRounds, rosterPruneMs, note }, protocol);
     this.current = { id, process, paths, sidecar, open: new Set() };
     trace.record(id, '', 'arrive', '', '');
   }

@@ -22,6 +22,7 @@
 import { DEFAULT_BACKEND_OPTIONS } from '../../src/backends/backend';
 import { ReplicaRing } from '../../src/routing/ring';
 import { QUICK_ROUNDS } from '../../src/trust/agent';
+import { ROSTER_PRUNE_AFTER_MS } from '../../src/trust/reserved-keys';
 import { Checker, type Violation, type ViolationKind } from './checker';
 import { Scheduler } from './clock';
 import { DEFAULT_FAULTS, Faults, type FaultOptions } from './faults';
@@ -49,6 +50,8 @@ export interface SimOptions {
   requestTimeoutMs?: number;
   /** The trust agents' rounds just after an acknowledgement (AgentOptions.quickRounds); the product's default by default. */
   quickRounds?: number;
+  /** AgentOptions.rosterPruneMs; the product's default (longer than any run) by default. */
+  rosterPruneMs?: number;
   faults?: Partial<FaultOptions>;
   workload?: Partial<WorkloadOptions>;
   /** Stop early once this holds; by default at the first violation. */
@@ -82,6 +85,7 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
   const { seed, sidecars, backends: backendCount, replicas = 2, protocol = 'trust', steps } = options;
   const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_BACKEND_OPTIONS.requestTimeoutMs;
   const quickRounds = options.quickRounds ?? QUICK_ROUNDS;
+  const rosterPruneMs = options.rosterPruneMs ?? ROSTER_PRUNE_AFTER_MS;
   const faultOptions: FaultOptions = { ...DEFAULT_FAULTS, ...options.faults };
   const workloadOptions: WorkloadOptions = { clientsPerHost: 3, sessions: 2 * sidecars + 2, plainKeys: 16, ...options.workload };
   const stopWhen = options.stopWhen ?? ((counts) => counts.size > 0);
@@ -93,7 +97,7 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
   let pids = 1000;
   const backends = Array.from({ length: backendCount }, (_, b) => new SimMemcached(`10.0.0.${b + 1}:11211`, scheduler, () => pids++));
   const zones = options.zones ? backends.map((_, b) => `z${b % options.zones!}`) : undefined;
-  const hosts = Array.from({ length: sidecars }, (_, i) => new Host(i, { scheduler, rng, trace, backends, replicas, zones, protocol, requestTimeoutMs, quickRounds }));
+  const hosts = Array.from({ length: sidecars }, (_, i) => new Host(i, { scheduler, rng, trace, backends, replicas, zones, protocol, requestTimeoutMs, quickRounds, rosterPruneMs }));
   for (const host of hosts) host.arrive();
   // Placement depends on the addresses and zones alone: any sidecar's paths give every sidecar's ring.
   const ring = new ReplicaRing(hosts[0].paths.map((node, b) => ({ node, weight: 1, zone: zones?.[b] })), replicas);
@@ -174,7 +178,7 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
   cycle();
   await scheduler.run(() => scheduler.steps >= steps || stopWhen(checker.counts));
   const result: SimResult = {
-    options: { ...options, requestTimeoutMs, quickRounds },
+    options: { ...options, requestTimeoutMs, quickRounds, rosterPruneMs },
     steps: scheduler.steps,
     virtualMs: scheduler.now,
     ops: checker.ops,

@@ -35,6 +35,8 @@ export interface SidecarEnv {
   zones?: readonly string[];
   /** AgentOptions.quickRounds. */
   quickRounds: number;
+  /** AgentOptions.rosterPruneMs. */
+  rosterPruneMs: number;
   /** Into the trace: what the sidecar decided about a backend. */
   note(address: string, op: string, detail: string): void;
 }
@@ -62,6 +64,7 @@ function withTrust(env: SidecarEnv): Sidecar {
     ringOrder: (key) => ring.ringOrder(key),
     clock: env.clock,
     quickRounds: env.quickRounds,
+    rosterPruneMs: env.rosterPruneMs,
     fill: (node, signal) => resyncer.fill(node, signal),
     sweep: (node) => resyncer.sweep(node),
     events: {
