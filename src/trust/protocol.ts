@@ -18,6 +18,14 @@ export interface Stage {
 
 export const INITIAL_STAGE: Stage = Object.freeze({ epoch: 0, role: 'trusted' });
 
+/**
+ * A peer whose record has not changed for this long is forgotten (roundDone): it wrote its last
+ * record long past that record's 10 s expiry, so only a peer that wrote again can be read again,
+ * and it then counts as new. Every restart of a sidecar is a new peer: without this, each one
+ * stays in memory, and in every scan of the peers, for as long as this sidecar runs.
+ */
+export const FORGET_PEER_AFTER_MS = 5 * 60 * 1000;
+
 const RANK: Readonly<Record<Role, number>> = { trusted: 0, refill: 1, out: 2 };
 
 /** a is newer than b: a higher epoch, or at the same epoch the stronger role (out > refill > trusted). */
@@ -470,6 +478,12 @@ export class TrustState {
         const seen = r.seen[a];
         if (seen !== undefined && isNewer(seen, this.seen.get(a) ?? INITIAL_STAGE)) changes.push(this.acknowledge(a, seen));
       }
+    }
+    for (const [id, p] of this.peers) {
+      if (now - p.changedAt < FORGET_PEER_AFTER_MS) continue;
+      this.peers.delete(id);
+      this.unnamedBy.delete(id);
+      this.toldSilent.delete(id);
     }
     return changes;
   }

@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import {
+  FORGET_PEER_AFTER_MS,
   TrustState,
   decodeRecord,
   encodeRecord,
@@ -422,6 +423,22 @@ describe('agreement', () => {
     round(900 + timing.silentMs - 500, bRecord);
     expect(a.tryApply(900 + timing.silentMs - 1)).toEqual([]);
     expect(a.tryApply(900 + timing.silentMs)).toMatchObject([{ address: Y }]);
+  });
+
+  test('a peer whose record stood still for FORGET_PEER_AFTER_MS is forgotten; one read again counts as new', () => {
+    const b = publish(sidecar('b'));
+    const a = sidecar('a', 0, [b]);
+    expect(a.peerReaches('b', X)).toBe(true);
+    roundsAt(a, FORGET_PEER_AFTER_MS - 1, []);
+    expect(a.peerReaches('b', X)).toBe(true);
+    expect(a.silentPeers(FORGET_PEER_AFTER_MS - 1)).toEqual(['b']);
+    roundsAt(a, FORGET_PEER_AFTER_MS, []);
+    expect(a.peerReaches('b', X)).toBe(false);
+    expect(a.liveIds(FORGET_PEER_AFTER_MS)).toEqual(['a']);
+    // Its record read again (it wrote within the record's expiry): live, and told silent again later.
+    roundsAt(a, FORGET_PEER_AFTER_MS + 10, [b]);
+    expect(a.liveIds(FORGET_PEER_AFTER_MS + 10)).toEqual(['a', 'b']);
+    expect(a.silentPeers(FORGET_PEER_AFTER_MS + 10 + timing.silentMs)).toEqual(['b']);
   });
 
   test('the view is stale once a backend not out had no round in the lease', () => {
