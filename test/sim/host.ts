@@ -88,6 +88,8 @@ export class Host {
   readonly links: Link[];
   private current: Incarnation | null = null;
   private arrivals = 0;
+  /** When its last sidecar died (virtual ms). */
+  diedAt = -Infinity;
 
   constructor(
     readonly index: number,
@@ -134,6 +136,7 @@ export class Host {
     const inc = this.current;
     if (inc === null) return;
     this.current = null;
+    this.diedAt = this.env.scheduler.now;
     inc.process.dead = true;
     for (const end of inc.open) end();
     inc.open.clear();
