@@ -112,6 +112,13 @@ class KeyState {
   readonly holders = new Map<string, OpRecord>();
   /** When the last surviving copy of the key's latest value was lost (see the head comment). */
   lostAt = -Infinity;
+  /** Deletes not yet answered, for absenceLost. */
+  readonly deletesInFlight = new Set<OpRecord>();
+  /**
+   * Writes in flight when their only copy (or, for a delete, the only backend that may have
+   * applied it) was lost: acknowledged after, they count as completed before the loss.
+   */
+  readonly lostInFlight = new Set<OpRecord>();
 }
 
 /** How many of each kind are kept whole (all are counted). */
@@ -141,6 +148,7 @@ export class Checker {
     const state = this.state(key);
     if (kind === 'delete') {
       state.pendingDeletes++;
+      state.deletesInFlight.add(op);
       // A holder's delete of its lock is its release: from now on another may hold it.
       if (isLockKey(key)) state.holders.delete(who);
     }
@@ -168,6 +176,7 @@ export class Checker {
         break;
       case 'delete':
         state.pendingDeletes--;
+        state.deletesInFlight.delete(op);
         state.writes.add(op);
         if (outcome.status === 'deleted') state.lastRemoval = Math.max(state.lastRemoval, op.done);
         break;
@@ -193,6 +202,7 @@ export class Checker {
       if (op.kind !== 'delete') continue;
       const state = this.state(op.key);
       state.pendingDeletes--;
+      state.deletesInFlight.delete(op);
       state.lastRemoval = Math.max(state.lastRemoval, now);
     }
     this.unanswered = [];
@@ -213,6 +223,7 @@ export class Checker {
     const w = this.written.get(value);
     const latest = state.writes.latestBefore(Infinity);
     if (w !== undefined && (w.done === Infinity || latest === w)) state.lostAt = this.now();
+    if (w !== undefined && w.done === Infinity) state.lostInFlight.add(w);
   }
 
   /**
@@ -223,6 +234,7 @@ export class Checker {
     const state = this.keys.get(key);
     if (state === undefined || isLockKey(key)) return;
     if (state.pendingDeletes > 0 || state.writes.latestBefore(Infinity)?.kind === 'delete') state.lostAt = this.now();
+    for (const d of state.deletesInFlight) state.lostInFlight.add(d);
   }
 
   /** The members of `key` hold different values at a quiet moment. */
@@ -242,14 +254,14 @@ export class Checker {
       return;
     }
     const later = state.writes.latestBefore(read.inv);
-    if (later === undefined || later.inv <= w.done || later.done <= state.lostAt) return;
+    if (later === undefined || later.inv <= w.done || later.done <= state.lostAt || state.lostInFlight.has(later)) return;
     const kind = later.kind === 'delete' ? 'deleted-served' : 'stale-read';
     this.report(kind, `${show(read)} returned ${value} from ${show(w)}, but ${show(later)} came after it`);
   }
 
   private checkMiss(read: OpRecord, state: KeyState): void {
     const set = state.sets.latestBefore(read.inv);
-    if (set === undefined || set.done <= state.lostAt || this.mayBeGone(state, set, set.inv, read.done)) return;
+    if (set === undefined || set.done <= state.lostAt || state.lostInFlight.has(set) || this.mayBeGone(state, set, set.inv, read.done)) return;
     this.report('lost-write', `${show(read)} missed, but ${show(set)} came before it and no delete since`);
   }
 
