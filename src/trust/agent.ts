@@ -189,7 +189,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   private running = false;
   private readonly loops: Promise<void>[] = [];
   private readonly looping = new Set<string>();
-  /** Per backend, since when each roster id's record has been read missing there (pruneRoster). */
+  /** Per backend, since when each roster id's record has been read missing there (rosterPruned). */
   private readonly missingSince = new Map<string, Map<string, number>>();
   private replicas: number;
   /** placementDigest(), until a reload. */
@@ -1066,7 +1066,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     const before = this.missingSince.get(address);
     const since = new Map(missing.map((other) => [other, before?.get(other) ?? now]));
     this.missingSince.set(address, since);
-    const gone = new Set(missing.filter((other) => now - since.get(other)! >= this.rosterPruneMs));
+    const gone = new Set([...since].filter(([, at]) => now - at >= this.rosterPruneMs).map(([other]) => other));
     if (gone.size === 0) return null;
     return { value: Buffer.from(ids.filter((other) => !gone.has(other)).map((other) => ` ${other}`).join('')), cas, gone };
   }

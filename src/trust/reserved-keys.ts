@@ -3,6 +3,8 @@
 // start with RESERVED_PREFIX in practice (PHP session keys are prefixed
 // `memc.sess.` or `sess_`).
 
+import { FORGET_PEER_AFTER_MS } from './protocol';
+
 export const RESERVED_PREFIX = 'replicached:';
 
 /** memcached's longest relative expiry (30 days); longer values are read as a Unix time. */
@@ -24,8 +26,11 @@ export function recordKey(id: string): Buffer {
 
 export const ROSTER_KEY = Buffer.from(`${RESERVED_PREFIX}trust-roster`);
 export const ROSTER_TTL_S = 60 * 60 * 24;
-/** An id whose record a sidecar has read missing this long leaves the roster (TrustAgent.pruneRoster). */
-export const ROSTER_PRUNE_AFTER_MS = 5 * 60 * 1000;
+/**
+ * An id whose record a sidecar has read missing this long leaves the roster (TrustAgent.rosterPruned):
+ * the bound after which the protocol forgets a peer whose record stood still.
+ */
+export const ROSTER_PRUNE_AFTER_MS = FORGET_PEER_AFTER_MS;
 
 export const INCARNATION_KEY = Buffer.from(`${RESERVED_PREFIX}incarnation`);
 

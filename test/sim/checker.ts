@@ -104,15 +104,13 @@ class KeyState {
   readonly writes = new Completed();
   /** Acknowledged sets only. */
   readonly sets = new Completed();
-  /** Deletes in flight or unacknowledged (before settle): they may take effect at any moment. */
-  pendingDeletes = 0;
   /** The latest completion of a delete that removed the item (or settled without an answer). */
   lastRemoval = -Infinity;
   /** Lock keys: acquisitions whose holder has not begun the release, by client. */
   readonly holders = new Map<string, OpRecord>();
   /** When the last surviving copy of the key's latest value was lost (see the head comment). */
   lostAt = -Infinity;
-  /** Deletes not yet answered, for absenceLost. */
+  /** Deletes in flight or unacknowledged (before settle): they may take effect at any moment. */
   readonly deletesInFlight = new Set<OpRecord>();
   /**
    * Writes in flight when their only copy (or, for a delete, the only backend that may have
@@ -147,7 +145,6 @@ export class Checker {
     const op: OpRecord = { id: this.ops++, who, kind, key, value, ttlMs, inv: this.now(), done: Infinity, result: '' };
     const state = this.state(key);
     if (kind === 'delete') {
-      state.pendingDeletes++;
       state.deletesInFlight.add(op);
       // A holder's delete of its lock is its release: from now on another may hold it.
       if (isLockKey(key)) state.holders.delete(who);
@@ -175,7 +172,6 @@ export class Checker {
         state.sets.add(op);
         break;
       case 'delete':
-        state.pendingDeletes--;
         state.deletesInFlight.delete(op);
         state.writes.add(op);
         if (outcome.status === 'deleted') state.lastRemoval = Math.max(state.lastRemoval, op.done);
@@ -201,7 +197,6 @@ export class Checker {
       op.done = now;
       if (op.kind !== 'delete') continue;
       const state = this.state(op.key);
-      state.pendingDeletes--;
       state.deletesInFlight.delete(op);
       state.lastRemoval = Math.max(state.lastRemoval, now);
     }
@@ -233,7 +228,7 @@ export class Checker {
   absenceLost(key: string): void {
     const state = this.keys.get(key);
     if (state === undefined || isLockKey(key)) return;
-    if (state.pendingDeletes > 0 || state.writes.latestBefore(Infinity)?.kind === 'delete') state.lostAt = this.now();
+    if (state.deletesInFlight.size > 0 || state.writes.latestBefore(Infinity)?.kind === 'delete') state.lostAt = this.now();
     for (const d of state.deletesInFlight) state.lostInFlight.add(d);
   }
 
@@ -279,7 +274,7 @@ export class Checker {
 
   /** A delete or an expiry may fall between `since` (the earlier write's start) and `until`. */
   private mayBeGone(state: KeyState, write: OpRecord, since: number, until: number): boolean {
-    if (state.pendingDeletes > 0 || state.lastRemoval > since) return true;
+    if (state.deletesInFlight.size > 0 || state.lastRemoval > since) return true;
     return write.ttlMs > 0 && since + write.ttlMs <= until;
   }
 
