@@ -27,12 +27,14 @@ async function main(): Promise<void> {
   // SIM_ROSTER_PRUNE_MS: sidecars take a dead id off the roster after this long, not after the
   // product's 5 minutes (longer than any run), so that the pruning itself runs under the faults.
   const rosterPruneMs = process.env.SIM_ROSTER_PRUNE_MS === undefined ? undefined : Number(process.env.SIM_ROSTER_PRUNE_MS);
+  // SIM_ONE_BACKEND=1: trouble on one backend at a time (faults.ts, oneBackend).
+  const oneBackend = process.env.SIM_ONE_BACKEND === '1';
   let totalSteps = 0;
   let totalMs = 0;
   let failed = 0;
   for (const seed of seeds) {
     const started = process.hrtime.bigint();
-    const result = await simulate({ seed, ...shapeOf(seed), protocol, steps, zones, rosterPruneMs, faults: { kinds } });
+    const result = await simulate({ seed, ...shapeOf(seed), protocol, steps, zones, rosterPruneMs, faults: { kinds, oneBackend } });
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
     totalSteps += result.steps;
     totalMs += ms;

@@ -21,6 +21,12 @@
 // The faults that lose data (kill, restart, death-in-refill) hit at most R - 1
 // backends until those are refilled: with R copies of each key, that much loss is
 // what replication promises to survive.
+//
+// With oneBackend, trouble on a backend (every kind but stall and death) starts only
+// while no other backend has a fault in progress and every live sidecar trusts every
+// other backend: one backend at a time is away, the loss the product promises to
+// survive. Faults on that backend may still overlap, and the sidecars' faults come
+// as before.
 
 import type { Scheduler, Timer } from './clock';
 import type { Host } from './host';
@@ -49,9 +55,11 @@ export interface FaultOptions {
   meanGapMs: number;
   /** How long a chaos phase lasts, ms: drawn between the two. */
   chaosMs: readonly [number, number];
+  /** Trouble on one backend at a time (see above). */
+  oneBackend: boolean;
 }
 
-export const DEFAULT_FAULTS: FaultOptions = { kinds: FAULT_KINDS, meanGapMs: 1000, chaosMs: [2000, 10_000] };
+export const DEFAULT_FAULTS: FaultOptions = { kinds: FAULT_KINDS, meanGapMs: 1000, chaosMs: [2000, 10_000], oneBackend: false };
 
 export interface Cluster {
   scheduler: Scheduler;
@@ -60,10 +68,14 @@ export interface Cluster {
   hosts: readonly Host[];
   /** The sidecars' backend request timeout, which a delay falls under or over. */
   requestTimeoutMs: number;
+  /** Every live sidecar trusts backend b. */
+  trusted(b: number): boolean;
 }
 
 /** The faults that lose a memcached's data. */
 const LOSING: ReadonlySet<FaultKind> = new Set(['kill', 'restart', 'death-in-refill']);
+/** The faults that hit a sidecar, not a backend or a path to one. */
+const SIDECAR_ONLY: ReadonlySet<FaultKind> = new Set(['stall', 'death']);
 
 export class Faults {
   /** Faults in progress: the timer that ends each. */
@@ -74,6 +86,8 @@ export class Faults {
    * covers the loss of R - 1 of them at a time: a fault that would lose more is not started.
    */
   private readonly emptied = new Set<number>();
+  /** Backend faults in progress, by backend (for oneBackend). */
+  private readonly troubled = new Map<number, number>();
 
   constructor(
     private readonly cluster: Cluster,
@@ -107,6 +121,7 @@ export class Faults {
     this.chaosEnd = 0;
     for (const timer of this.active) timer.cancel();
     this.active.clear();
+    this.troubled.clear();
     for (const host of hosts) {
       for (const link of host.links) {
         if (link.outFrozen || link.inFrozen) link.heal(this.rng.chance(0.5));
@@ -131,6 +146,8 @@ export class Faults {
     const rng = this.rng;
     const host = rng.pick(hosts);
     const b = rng.int(0, backends.length - 1);
+    const onBackend = !SIDECAR_ONLY.has(kind);
+    if (this.options.oneBackend && onBackend && !this.alone(b)) return;
     if (LOSING.has(kind)) {
       if (!this.emptied.has(b) && this.emptied.size >= this.replicas - 1) return;
       this.emptied.add(b);
@@ -139,6 +156,16 @@ export class Faults {
     const mc = backends[b];
     /** Who the fault hits: a node's path or sidecar, or a backend itself. */
     const note = (detail: string, who = `n${host.index}`): void => trace.record(who, `b${b}`, kind, '', detail);
+    /** Ends the fault on b after `ms`. */
+    const lasting = (ms: number, end: () => unknown): void => {
+      this.troubled.set(b, (this.troubled.get(b) ?? 0) + 1);
+      this.until(ms, () => {
+        const left = (this.troubled.get(b) ?? 1) - 1;
+        if (left === 0) this.troubled.delete(b);
+        else this.troubled.set(b, left);
+        end();
+      });
+    };
     switch (kind) {
       case 'freeze':
       case 'one-way': {
@@ -148,7 +175,7 @@ export class Faults {
         const late = rng.chance(0.5);
         const ms = rng.between(100, 5000);
         note(`${way} for ${ms.toFixed(0)} ms, then ${late ? 'late' : 'lost'}`);
-        return this.until(ms, () => link.heal(late));
+        return lasting(ms, () => link.heal(late));
       }
       case 'delay': {
         const t = this.cluster.requestTimeoutMs;
@@ -156,7 +183,7 @@ export class Faults {
         link.delayMs = delay;
         const ms = rng.between(1000, 8000);
         note(`${delay.toFixed(0)} ms each way for ${ms.toFixed(0)} ms`);
-        return this.until(ms, () => (link.delayMs = 0));
+        return lasting(ms, () => (link.delayMs = 0));
       }
       case 'reset':
         note('');
@@ -166,13 +193,13 @@ export class Faults {
         host.paths[b]?.reset();
         const ms = rng.between(200, 5000);
         note(`for ${ms.toFixed(0)} ms`);
-        return this.until(ms, () => (link.refusing = false));
+        return lasting(ms, () => (link.refusing = false));
       }
       case 'kill': {
         mc.kill();
         const ms = rng.between(500, 12_000);
         note(`restart in ${ms.toFixed(0)} ms`, 'faults');
-        return this.until(ms, () => mc.state === 'dead' && mc.restart());
+        return lasting(ms, () => mc.state === 'dead' && mc.restart());
       }
       case 'restart':
         mc.restart();
@@ -181,7 +208,7 @@ export class Faults {
         mc.stop();
         const ms = rng.between(200, 6000);
         note(`for ${ms.toFixed(0)} ms`, 'faults');
-        return this.until(ms, () => mc.cont());
+        return lasting(ms, () => mc.cont());
       }
       case 'stall':
         return host.stall(rng.between(50, 2000));
@@ -192,6 +219,12 @@ export class Faults {
         note(`pid ${mc.pid}`, 'faults');
         return this.death(host, rng.between(50, 1500), true);
     }
+  }
+
+  /** No other backend has a fault in progress, and every live sidecar trusts every other backend. */
+  private alone(b: number): boolean {
+    const { backends, trusted } = this.cluster;
+    return backends.every((_, other) => other === b || (!this.troubled.has(other) && trusted(other)));
   }
 
   /**

@@ -121,11 +121,15 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
       }
     };
   }
-  const faults = new Faults({ scheduler, trace, backends, hosts, requestTimeoutMs }, rng.stream('faults'), faultOptions, replicas);
+  const trusted = (address: string): boolean => hosts.every((h) => h.sidecar === null || h.sidecar.trusts(address));
+  const faults = new Faults(
+    { scheduler, trace, backends, hosts, requestTimeoutMs, trusted: (b) => trusted(backends[b].address) },
+    rng.stream('faults'),
+    faultOptions,
+    replicas,
+  );
   const phases = rng.stream('phases');
   let quietChecks = 0;
-
-  const trusted = (address: string): boolean => hosts.every((h) => h.sidecar === null || h.sidecar.trusts(address));
   const quiet = (): boolean =>
     workload.busy === 0 && hosts.every((h) => (h.sidecar === null || h.sidecar.idle()) && h.links.every((l) => l.inFlight === 0));
 
