@@ -14,6 +14,9 @@
 #     kinds     fault kinds, comma-separated (test/sim/faults.ts); "" for every kind (default every kind)
 #     zones     backends spread over this many zones, backend b in zone b mod zones (default 0: no zones)
 #
+# SIM_ONE_BACKEND=1: trouble on one backend at a time (test/sim/faults.ts, oneBackend):
+# a backend fault starts only while every other backend is trusted and has none.
+#
 # One process, one seed after another: run several with disjoint ranges to use
 # more cores.
 set -euo pipefail
