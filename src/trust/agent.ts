@@ -122,6 +122,11 @@ const MARKS_SEEN_MAX = 4096;
 /** Epochs of a backend's time away scanned for its departure's stand-in key (see departureMark); more: its current one. */
 const DEPARTURE_SCAN_MAX = 64;
 
+/** The ids a roster read lists (none when it missed). */
+function rosterIds(roster: NodeGet): string[] {
+  return roster.status === 'hit' ? roster.item.value.toString('latin1').split(' ').filter((s) => s.length > 0) : [];
+}
+
 /** What a stand-in key says of the backend it goes on: it takes Y's writes (trusted, or in `refill`), or not. */
 interface Taking {
   trusted: boolean;
@@ -702,13 +707,20 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     if (refill === null || refill >= stage.epoch) return null;
     const away = this.state.witnessedUntrustedSince(target.address, this.clock.now()) ?? (await this.awayEpochs(target.address, targetStage))?.[0];
     if (away === undefined || targetStage.epoch - away > DEPARTURE_SCAN_MAX) return null;
-    const [began, ...targetMarks] = await Promise.all([
+    const [began, left, ...targetMarks] = await Promise.all([
       node.get(refillBeganKey(refill)),
+      own.get(standInKey(member.address, refill + 1)),
       ...Array.from({ length: targetStage.epoch - away }, (_, i) => own.get(refillBeganKey(away + 1 + i))),
     ]);
     const hits = targetMarks.flatMap((r) => (r.status === 'hit' ? [r.item.cas] : []));
-    if (began.status !== 'hit' || hits.length === 0 || targetMarks.some((r) => r.status === 'failed')) return null;
-    return { member: began.item.cas, target: hits.reduce((a, b) => (a < b ? a : b)) };
+    if (began.status !== 'hit' || hits.length === 0 || targetMarks.some((r) => r.status === 'failed') || left.status === 'failed') return null;
+    const beforeAway = hits.reduce((a, b) => (a < b ? a : b));
+    // `member` left that refill at out epoch refill+1. Its stand-in key of that out went on `target`
+    // when the first sidecar acknowledged it (the first add stays), and until then every sidecar
+    // sent `member` every write of its keys: an item of `target` under that key was written while
+    // `member` took them all, even one `target` took in a refill of its own in this time away.
+    const beforeMemberLeft = left.status === 'hit' ? left.item.cas : 0n;
+    return { member: began.item.cas, target: beforeMemberLeft > beforeAway ? beforeMemberLeft : beforeAway };
   }
 
   /**
@@ -1021,18 +1033,18 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     if (roster.status === 'failed') return roster;
     if (incarnation.status === 'failed') return incarnation;
     this.incarnationFound.set(node.address, incarnation.status === 'hit');
-    const ids = roster.status === 'hit' ? roster.item.value.toString('latin1').split(' ').filter((s) => s.length > 0) : [];
-    if (!ids.includes(id)) {
-      const entry = Buffer.from(` ${id}`);
-      const mode = roster.status === 'hit' ? 'append' : 'add';
-      const joined = await node.store({ mode, key: ROSTER_KEY, value: entry, flags: 0, exptime: ROSTER_TTL_S, cas: 0n });
+    let listed = roster;
+    if (!rosterIds(roster).includes(id)) {
+      const joined = await this.joinRoster(node, roster.status === 'hit');
       if (joined.status === 'failed') return joined;
+      listed = joined;
     }
+    const ids = rosterIds(listed);
     const others = ids.filter((other) => other !== id);
     const replies = await Promise.all(others.map((other) => node.get(recordKey(other))));
     const failedRead = replies.find((r): r is Failed => r.status === 'failed');
     if (failedRead !== undefined) return failedRead;
-    const prune = roster.status === 'hit' ? this.rosterPruned(node.address, roster.item.cas, ids, others.filter((_, i) => replies[i].status === 'miss')) : null;
+    const prune = listed.status === 'hit' ? this.rosterPruned(node.address, listed.item.cas, ids, others.filter((_, i) => replies[i].status === 'miss')) : null;
     if (prune !== null) {
       // CAS-guarded: an id appended meanwhile stays, and the pruning is tried again next round.
       const r = await node.store({ mode: 'cas', key: ROSTER_KEY, value: prune.value, flags: 0, exptime: ROSTER_TTL_S, cas: prune.cas });
@@ -1052,6 +1064,24 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
       this.propose(node.address, 'out', 'restarted');
     }
     return null;
+  }
+
+  /**
+   * Adds this sidecar's id to the roster of `node` (appended; added when `exists` is false, or
+   * appended after all when another sidecar added the key first), then reads the roster again.
+   * Only a roster read that lists this sidecar tells it of its peers: of two sidecars that start
+   * at once, each may read the roster before the other's id is on it, and both would then apply a
+   * change alone. A read after its own append sees every id appended before it, and any id
+   * appended after it belongs to a sidecar whose own read after that append lists this one, and
+   * which so waits for this one to name it before it acts (TrustState.fresh).
+   */
+  private async joinRoster(node: MemcachedNode, exists: boolean): Promise<NodeGet> {
+    const entry = Buffer.from(` ${this.state.id}`);
+    const store = (mode: 'add' | 'append') => node.store({ mode, key: ROSTER_KEY, value: entry, flags: 0, exptime: ROSTER_TTL_S, cas: 0n });
+    let joined = await store(exists ? 'append' : 'add');
+    if (joined.status === 'not_stored') joined = await store(exists ? 'add' : 'append');
+    if (joined.status === 'failed') return joined;
+    return node.get(ROSTER_KEY, ROSTER_TTL_S);
   }
 
   /**
