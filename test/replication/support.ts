@@ -58,9 +58,9 @@ export class RawClient {
   }
 
   /** Text: sends `request` and reads until `lines` reply terminators (END, STORED, DELETED, ...) have come. */
-  async text(request: string, terminators: number): Promise<string> {
+  async text(request: string, terminators: number, timeoutMs?: number): Promise<string> {
     this.send(request);
-    const reply = await this.read((b) => textRepliesLength(b, terminators));
+    const reply = await this.read((b) => textRepliesLength(b, terminators), timeoutMs);
     return reply.toString('latin1');
   }
 
