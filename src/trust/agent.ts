@@ -1034,12 +1034,13 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     if (incarnation.status === 'failed') return incarnation;
     this.incarnationFound.set(node.address, incarnation.status === 'hit');
     let listed = roster;
-    if (!rosterIds(roster).includes(id)) {
+    let ids = rosterIds(roster);
+    if (!ids.includes(id)) {
       const joined = await this.joinRoster(node, roster.status === 'hit');
       if (joined.status === 'failed') return joined;
       listed = joined;
+      ids = rosterIds(listed);
     }
-    const ids = rosterIds(listed);
     const others = ids.filter((other) => other !== id);
     const replies = await Promise.all(others.map((other) => node.get(recordKey(other))));
     const failedRead = replies.find((r): r is Failed => r.status === 'failed');

@@ -146,8 +146,7 @@ export class Faults {
     const rng = this.rng;
     const host = rng.pick(hosts);
     const b = rng.int(0, backends.length - 1);
-    const onBackend = !SIDECAR_ONLY.has(kind);
-    if (this.options.oneBackend && onBackend && !this.alone(b)) return;
+    if (this.options.oneBackend && !SIDECAR_ONLY.has(kind) && !this.alone(b)) return;
     if (LOSING.has(kind)) {
       if (!this.emptied.has(b) && this.emptied.size >= this.replicas - 1) return;
       this.emptied.add(b);
