@@ -98,7 +98,7 @@ import type { MemcachedNode, StoredItem } from '../routing/node';
 import { exptimeForCopy, sameExpiry } from '../routing/replicated-router';
 import type { ReplicaRing } from '../routing/ring';
 import { RateLimiter, type Clock } from './rate-limiter';
-import { INCARNATION_KEY, MARK_KEY, isReserved } from '../trust/reserved-keys';
+import { INCARNATION_KEY, MARK_KEY, deleteRecordKey, isReserved } from '../trust/reserved-keys';
 import type { DumpLine } from '../protocol/backend/meta';
 
 /**
@@ -533,6 +533,9 @@ export class ResyncRun {
     if (missedBy !== null && !this.isMember(natural, this.target) && (await this.writtenWhileStandingIn(key, this.target, mine.cas)) && (await provedStale())) {
       return this.dropMine(key, mine.cas);
     }
+    if (missedBy !== null && this.isMember(natural, this.target) && (await this.deletedWhileStandingIn(key, missedBy)) && (await provedStale())) {
+      return this.dropMine(key, mine.cas);
+    }
     return (await this.deletedWhileRefilling(key, set, natural, mine)) ?? 'skipped';
   }
 
@@ -615,6 +618,19 @@ export class ResyncRun {
     }
     const c = await since;
     return c !== null && cas > c;
+  }
+
+  /**
+   * The first stand-in, which misses the key, took a client's delete of it in its current time in
+   * the key's placement: its delete record is over its stand-in keys (see writtenWhileStandingIn).
+   * If it also stood in all along, it took every write and delete of the key since the natural
+   * members away left, the last of them a delete: the target's copy, a natural member's, is from
+   * before it (held when the target left, or a write sent before that and landed late) or was
+   * deleted by it too. Either way the key is gone.
+   */
+  private async deletedWhileStandingIn(key: Buffer, standIn: MemcachedNode): Promise<boolean> {
+    const record = await standIn.get(deleteRecordKey(key));
+    return record.status === 'hit' && (await this.writtenWhileStandingIn(key, standIn, record.item.cas));
   }
 
   /** A stand-in's item written in its current time in the key's placement (see RunContext.standInSince). */

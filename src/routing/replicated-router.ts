@@ -47,6 +47,7 @@ import type {
 } from '../protocol/types';
 import type { Failed, MemcachedNode, NodeCas, NodeDelete, NodeGet, NodeStore, NodeTouch, StoredItem } from './node';
 import type { ReplicaRing } from './ring';
+import { LONGEST_RELATIVE_EXPIRY_S, deleteRecordKey } from '../trust/reserved-keys';
 
 /** Where the router reports what metrics count. */
 export interface RouterEvents {
@@ -103,6 +104,9 @@ export const NO_RESYNC: ResyncHooks = {
   catchingUp: () => undefined,
   handingOver: () => undefined,
 };
+
+/** A delete record's value: its CAS is what it says. */
+const EMPTY = Buffer.alloc(0);
 
 /** Steps of a request that go on after its reply is known; the request has finished when they settle. */
 export type FollowUps = Array<Promise<unknown>>;
@@ -287,15 +291,28 @@ export class ReplicatedRouter {
     if ((await this.handedOver(key, later)) === false) return UNAVAILABLE;
     const members = this.trustedFirst(key, this.ring.writeSet(key));
     if (members.length === 0 || this.naturalAway(key, members)) return UNAVAILABLE;
-    if (cas === 0n) return this.writeAll('delete', key, members, (m) => m.delete(key, 0n), deleteLeft, later);
+    const natural = this.ring.naturalSet(key);
+    if (cas === 0n) return this.writeAll('delete', key, members, (m) => this.deleteOn(m, key, 0n, natural), deleteLeft, later);
     // Only the authority's CAS is meaningful; the others follow its decision.
-    const { reply, authority, rest } = await this.askAuthority('delete', key, members, (m) => m.delete(key, cas), later);
+    const { reply, authority, rest } = await this.askAuthority('delete', key, members, (m) => this.deleteOn(m, key, cas, natural), later);
     if (reply.status === 'failed') return UNAVAILABLE;
     if (reply.status === 'deleted' && rest.length > 0) {
-      if (!(await this.landed(key, await Promise.all(rest.map((m) => m.delete(key, 0n))), later))) return UNAVAILABLE;
+      if (!(await this.landed(key, await Promise.all(rest.map((m) => this.deleteOn(m, key, 0n, natural))), later))) return UNAVAILABLE;
       later.push(this.converge(later, key, [authority, ...rest], ['gone'], false));
     }
     return reply;
+  }
+
+  /**
+   * A client's delete on one member. A stand-in (not one of the key's natural members, one of
+   * which is away) first takes the key's delete record, whose CAS then says the key was deleted
+   * there after it: a natural member's older copy, which the stand-in's miss alone says nothing
+   * of, is proved deleted by it (docs/trust.md, Delete records). A failed record fails the delete.
+   */
+  private deleteOn(m: MemcachedNode, key: Buffer, cas: bigint, natural: readonly MemcachedNode[]): Promise<NodeDelete> {
+    if (natural.includes(m)) return m.delete(key, cas);
+    const record: StoreFields = { mode: 'set', key: deleteRecordKey(key), value: EMPTY, flags: 0, exptime: LONGEST_RELATIVE_EXPIRY_S, cas: 0n };
+    return m.store(record).then((r) => (r.status === 'failed' ? r : m.delete(key, cas)));
   }
 
   async touch(key: Buffer, exptime: number, later: FollowUps = []): Promise<TouchOutcome> {

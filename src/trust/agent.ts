@@ -50,6 +50,7 @@ import {
   refillKey,
   standInDigest,
   standInKey,
+  standInLate,
   standInRefill,
   standInTrusted,
   standInValue,
@@ -182,6 +183,10 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   private readonly marksSeen = new Map<string, bigint>();
   /** Stand-in keys being written: acknowledgements wait for them (see markStandIns). */
   private readonly marking = new Set<Promise<unknown>>();
+  /** Outs this sidecar acknowledged while its view was not fresh: nobody may have marked them (see serving). */
+  private readonly unmarkedOuts = new Map<string, { epoch: number; from: Stage }>();
+  /** Those outs' stand-in keys being written, once the view is fresh: nothing is served meanwhile. */
+  private lateMarking: Promise<unknown> | null = null;
   /**
    * Backends whose fill completed here: the epoch of the refill it was for, and the backends
    * trusted or in refill when it began, with the epoch of that stage (its sources).
@@ -353,10 +358,38 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   }
 
   private held(key: Buffer): boolean {
-    const fresh = this.state.fresh(this.clock.now());
+    const fresh = this.serving();
     if (fresh && !this.state.pending) return false;
     if (!fresh) return true;
     return this.state.holds(this.opts.ringOrder(key).map((n) => n.address), this.replicas);
+  }
+
+  /**
+   * The view is fresh and every out still away that this sidecar acknowledged while it was not
+   * has its stand-in keys. When every sidecar acknowledged such an out while not fresh (all
+   * joining at a cluster's start, say), nobody marked it, and the stand-ins' copies would mark
+   * nothing; no sidecar served meanwhile, so keys added now, before this one serves, are under
+   * every write that went to a stand-in by that out (a sidecar fresh when it acknowledged added
+   * its own, and the first add stays).
+   */
+  private serving(): boolean {
+    if (!this.state.fresh(this.clock.now())) return false;
+    if (this.lateMarking !== null) return false;
+    if (this.unmarkedOuts.size === 0) return true;
+    const marks: Promise<unknown>[] = [];
+    for (const [address, { epoch, from }] of this.unmarkedOuts) {
+      const stage = this.state.seenStageOf(address);
+      const away = (stage.role === 'out' && stage.epoch === epoch) || (stage.role === 'refill' && stage.epoch === epoch + 1);
+      if (away) marks.push(this.markStandInsOf(address, epoch, from, true));
+    }
+    this.unmarkedOuts.clear();
+    if (marks.length === 0) return true;
+    const all = Promise.all(marks).finally(() => {
+      this.lateMarking = null;
+      this.wake();
+    });
+    this.lateMarking = all;
+    return false;
   }
 
   /** Resolves on the next change of view, or after `ms`. */
@@ -436,7 +469,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   }
 
   private guard<R extends { status: string }>(address: string, send: () => Promise<R>): Promise<R | Failed> {
-    if (!this.state.fresh(this.clock.now())) return Promise.resolve(STALE);
+    if (!this.serving()) return Promise.resolve(STALE);
     if (this.state.seenRoleOf(address) === 'out' && this.state.roleOf(address) !== 'out') return Promise.resolve(GOING_OUT);
     // One handler per backend for every reply: the same function, whatever R is.
     return send().then(this.replyFrom(address) as unknown as (reply: R) => R | Failed);
@@ -480,23 +513,11 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
       this.opts.events?.acknowledged?.(c);
       // A stand-in key says what this sidecar's view holds of the others: from a stale view (a
       // newcomer that has not read every backend yet) it may name one trusted that the others
-      // agreed out while this one could not read it. Those that are fresh mark it.
-      if (c.to.role === 'out' && this.state.fresh(this.clock.now())) {
-        // `trusted`: the backend takes Y's writes from now on, trusted or in refill (its own trust
-        // pending, say: in refill it takes the writes of the keys it stands in for all the same).
-        // Out again from refill: it was never made whole since it last went out, so a backend that
-        // outlasted that outage outlasts this one too (its mark of then says so).
-        // In refill, the mark names it: it took them only in that refill while it lasts (markedOutlasted).
-        // One that took them before (the mark of then) keeps what that says: trusted, or the first refill.
-        const before = c.from.role === 'refill' ? standInKey(c.address, outEpoch(c.from)) : null;
-        const taking = async (n: MemcachedNode): Promise<Taking> => {
-          const here: Taking = this.state.takesWrites(n.address) ? { trusted: true, refill: this.state.takingInRefill(n.address) } : { trusted: false };
-          if (before === null || (here.trusted && here.refill === undefined)) return here;
-          const r = await n.get(before);
-          if (r.status !== 'hit' || !standInTrusted(r.item.value)) return here;
-          return { trusted: true, refill: standInRefill(r.item.value) };
-        };
-        this.markStandIns(c.address, c.to.epoch, [...this.byAddress.values()].filter((n) => n.address !== c.address), taking);
+      // agreed out while this one could not read it. Those that are fresh mark it; one that is
+      // not marks it once fresh, before it serves (see serving).
+      if (c.to.role === 'out') {
+        if (this.state.fresh(this.clock.now())) this.markStandInsOf(c.address, c.to.epoch, c.from, false);
+        else this.unmarkedOuts.set(c.address, { epoch: c.to.epoch, from: c.from });
       }
       if (c.to.role === 'trusted') {
         this.bornEmpty.delete(c.address);
@@ -519,17 +540,38 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   }
 
   /**
+   * The stand-in keys of Y's out at `epoch`, from `from`, on every other backend. `trusted`: the
+   * backend takes Y's writes from now on, trusted or in refill (its own trust pending, say: in
+   * refill it takes the writes of the keys it stands in for all the same). Out again from refill:
+   * it was never made whole since it last went out, so a backend that outlasted that outage
+   * outlasts this one too (its mark of then says so). In refill, the mark names it: it took them
+   * only in that refill while it lasts (markedOutlasted). One that took them before (the mark of
+   * then) keeps what that says: trusted, or the first refill.
+   */
+  private markStandInsOf(address: string, epoch: number, from: Stage, late: boolean): Promise<unknown> {
+    const before = from.role === 'refill' ? standInKey(address, outEpoch(from)) : null;
+    const taking = async (n: MemcachedNode): Promise<Taking> => {
+      const here: Taking = this.state.takesWrites(n.address) ? { trusted: true, refill: this.state.takingInRefill(n.address) } : { trusted: false };
+      if (before === null || (here.trusted && here.refill === undefined)) return here;
+      const r = await n.get(before);
+      if (r.status !== 'hit' || !standInTrusted(r.item.value)) return here;
+      return { trusted: true, refill: standInRefill(r.item.value) };
+    };
+    return this.markStandIns(address, epoch, [...this.byAddress.values()].filter((n) => n.address !== address), taking, late);
+  }
+
+  /**
    * Before this sidecar acknowledges Y out (and so before anyone writes Y's keys to a stand-in),
    * the stand-in key goes on every other backend (`on`), and on a backend trusted again while Y
    * is away: the first add stays, its CAS under all of those writes. A backend this sidecar
    * cannot reach takes none of its writes either.
    */
-  private markStandIns(address: string, epoch: number, on: readonly MemcachedNode[], taking: (n: MemcachedNode) => Taking | Promise<Taking>): void {
+  private markStandIns(address: string, epoch: number, on: readonly MemcachedNode[], taking: (n: MemcachedNode) => Taking | Promise<Taking>, late = false): Promise<unknown> {
     const key = standInKey(address, epoch);
     // Whether the backend it goes on takes Y's writes from now on, and in which refill if in one (see markedOutlasted).
     const add = async (n: MemcachedNode) => {
       const { trusted, refill } = await taking(n);
-      const value = standInValue(this.state.id, trusted, this.placementDigest(), refill);
+      const value = standInValue(this.state.id, trusted, this.placementDigest(), refill, late);
       return n.store({ mode: 'add', key, value, flags: 0, exptime: LONGEST_RELATIVE_EXPIRY_S, cas: 0n });
     };
     const adds = on.map(add);
@@ -538,6 +580,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
       this.tryPublish();
     });
     this.marking.add(all);
+    return all;
   }
 
   /**
@@ -719,7 +762,8 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     // when the first sidecar acknowledged it (the first add stays), and until then every sidecar
     // sent `member` every write of its keys: an item of `target` under that key was written while
     // `member` took them all, even one `target` took in a refill of its own in this time away.
-    const beforeMemberLeft = left.status === 'hit' ? left.item.cas : 0n;
+    // Not a late key: written after that out applied, it is over writes `member` did not take.
+    const beforeMemberLeft = left.status === 'hit' && !standInLate(left.item.value) ? left.item.cas : 0n;
     return { member: began.item.cas, target: beforeMemberLeft > beforeAway ? beforeMemberLeft : beforeAway };
   }
 

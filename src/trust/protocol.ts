@@ -314,6 +314,11 @@ export class TrustState {
     return this.applied.get(address) ?? INITIAL_STAGE;
   }
 
+  /** The stage acknowledged here (what will apply). */
+  seenStageOf(address: string): Stage {
+    return this.seen.get(address) ?? INITIAL_STAGE;
+  }
+
   /** Some acknowledged stage is not applied yet. */
   get pending(): boolean {
     return this.pendingCount > 0;

@@ -3,6 +3,7 @@
 // start with RESERVED_PREFIX in practice (PHP session keys are prefixed
 // `memc.sess.` or `sess_`).
 
+import { createHash } from 'node:crypto';
 import { FORGET_PEER_AFTER_MS } from './protocol';
 
 export const RESERVED_PREFIX = 'replicached:';
@@ -37,10 +38,12 @@ export const INCARNATION_KEY = Buffer.from(`${RESERVED_PREFIX}incarnation`);
 /**
  * On every other backend, when Y goes out at `epoch`: its CAS is under every write a
  * stand-in took for Y's keys in that outage (see src/trust/agent.ts, standInSince); its
- * value, `<sidecar id> trusted|away <placement digest>[ r<refill epoch>]`, says whether the
- * backend it is on took Y's writes from then on (`trusted`: it was trusted or in refill, and not
- * going out; see markedOutlasted, standInSince), for which placement (stoodInThroughout), and,
- * with `r<e>`, that it took them in its refill at e, not trusted (markedOutlasted).
+ * value, `<sidecar id> trusted|away <placement digest>[ r<refill epoch>][ late]`, says whether
+ * the backend it is on took Y's writes from then on (`trusted`: it was trusted or in refill, and
+ * not going out; see markedOutlasted, standInSince), for which placement (stoodInThroughout),
+ * with `r<e>`, that it took them in its refill at e, not trusted (markedOutlasted), and with
+ * `late`, that it was written once a view was fresh, after the out applied (see serving in
+ * src/trust/agent.ts), not before it: Y took no write from before it (outageMarksOf).
  */
 export function standInKey(address: string, epoch: number): Buffer {
   return Buffer.from(`${RESERVED_PREFIX}standin:${address}:${epoch}`);
@@ -68,8 +71,13 @@ export function refillBeganKey(epoch: number): Buffer {
 }
 
 /** A stand-in key's value: who wrote it, whether the backend it is on took writes then (trusted or in refill, not going out), and the placement's digest. */
-export function standInValue(writer: string, trusted: boolean, digest: string, refill?: number): Buffer {
-  return Buffer.from(`${writer} ${trusted ? 'trusted' : 'away'} ${digest}${trusted && refill !== undefined ? ` r${refill}` : ''}`);
+export function standInValue(writer: string, trusted: boolean, digest: string, refill?: number, late = false): Buffer {
+  return Buffer.from(`${writer} ${trusted ? 'trusted' : 'away'} ${digest}${trusted && refill !== undefined ? ` r${refill}` : ''}${late ? ' late' : ''}`);
+}
+
+/** The stand-in key was written after its out applied, once a view was fresh (see standInKey). */
+export function standInLate(value: Buffer): boolean {
+  return value.toString('latin1').split(' ').includes('late');
 }
 
 /** The stand-in key's value says its backend was trusted when it was written. */
@@ -87,6 +95,16 @@ export function standInRefill(value: Buffer): number | undefined {
 /** The placement digest a stand-in key's value names (undefined in one written without). */
 export function standInDigest(value: Buffer): string | undefined {
   return value.toString('latin1').split(' ')[2];
+}
+
+/**
+ * On a stand-in, just before it takes a client's delete of `key` (a natural member away): its
+ * CAS says the key was deleted there after that moment. A stand-in that stood in all along and
+ * misses the key then proves a natural member's older copy deleted (src/resync/resync-run.ts,
+ * deletedWhileStandingIn). Named by a digest of the key, so any key has one.
+ */
+export function deleteRecordKey(key: Buffer): Buffer {
+  return Buffer.from(`${RESERVED_PREFIX}deleted:${createHash('sha1').update(key).digest('hex')}`);
 }
 
 /** The key whose CAS marks the start of a reconcile run; stored already expired, so never served. */
@@ -114,7 +132,7 @@ export const RESERVED_KEYS: readonly ReservedKey[] = [
   {
     name: `${RESERVED_PREFIX}standin:<backend>:<epoch>`,
     ttlSeconds: LONGEST_RELATIVE_EXPIRY_S,
-    writer: 'every sidecar, before it acknowledges that backend out (an add: the first one stays)',
+    writer: 'every sidecar, before it acknowledges that backend out, or, if its view was not fresh then, before it next serves (an add: the first one stays)',
     meaning: 'its CAS: items a stand-in holds with a higher one were written while that backend was out; its value: the writer, whether this backend took writes then (trusted or in refill, not going out), a placement digest',
   },
   {
@@ -128,6 +146,12 @@ export const RESERVED_KEYS: readonly ReservedKey[] = [
     ttlSeconds: LONGEST_RELATIVE_EXPIRY_S,
     writer: 'each sidecar that proposes the backend\'s refill at that epoch, on that backend (a set)',
     meaning: 'its CAS: items with a higher one were written since that refill began, each while the backend took the writes of the keys it would hold',
+  },
+  {
+    name: `${RESERVED_PREFIX}deleted:<sha1 of the key>`,
+    ttlSeconds: LONGEST_RELATIVE_EXPIRY_S,
+    writer: "every sidecar, on each stand-in it sends a client's delete of the key, just before the delete (a set)",
+    meaning: 'its CAS: the key was deleted on that stand-in after it; one per key deleted through a stand-in, not per delete',
   },
   {
     name: MARK_KEY.toString(),

@@ -114,6 +114,20 @@ describe('the trust protocol', () => {
     // empty. b0's copy was over its refill-began key of 2, so not held before it left, and b0 went
     // first with it (a stale read at 19.13 s). b2's stand-in key of 6 on b0 dates b0's copy before b2 left.
     { seed: 1622, steps: 100_000, rule: "an earlier refill's writes replace a copy written before that refill ended", timing: { requestTimeoutMs: 300, quickRounds: 3 } },
+    // Four sidecars started at once and s3.0 died 0.04 s later. The other three, waiting for its first
+    // record to fall silent, acknowledged b0's out (0.66 s) while none was fresh, so nobody wrote its
+    // stand-in keys. sess:7's write (4.95 s) went to b1 and the stand-in b2; b1 was killed, b0 came
+    // back (SIGSTOPped, its data kept) and was filled without it: b2's copy, over no key, was no
+    // source, and was deleted (a lost write at 15.56 s). The keys now go on once a view is fresh.
+    { seed: 348, steps: 80_000, rule: 'an out acknowledged while no view was fresh is marked before anyone serves', timing: { requestTimeoutMs: 300, quickRounds: 3 } },
+    // b2 (a natural member of sess:4) SIGSTOPped at 2.44 s with s2.0's set of sess:4 on its way; the
+    // set was acknowledged through b1 once b2 was out. A delete (3.47 s) reached b1 and the stand-in
+    // b0; b1 was killed (3.53 s), and the hung set landed on b2 as it resumed (3.56 s). No trusted
+    // natural member was left, b0's miss said nothing of b2's copy, and b2 was trusted with it (a
+    // deleted key served at 11.10 s). b0's delete record now proves the copy deleted.
+    { seed: 9, steps: 180_000, rule: "a stand-in's delete record proves a natural member's older copy deleted", timing: { requestTimeoutMs: 300, quickRounds: 3 } },
+    // The same shape with four backends (a deleted key served at 7.21 s).
+    { seed: 2150, steps: 115_000, rule: 'the same, four backends', timing: { requestTimeoutMs: 300, quickRounds: 3 } },
   ];
   for (const { seed, steps, rule, timing = FOUND_AT, kinds } of REPLAYS) {
     test(`seed ${seed}, ${kinds === undefined ? 'every kind of fault' : kinds.join(', ')}: ${rule}`, async () => {
