@@ -1386,8 +1386,9 @@ export function routerHooks(agent: TrustAgent, runs: () => Pick<Resyncer, 'delet
  * A backend trusted at epoch `trusted` has not been trusted again since, when the out epoch at
  * which it left trusted this time (TrustState.untrustedSince) is `since`: a later trusted stage
  * is at least `trusted` + 3 (out, refill, trusted, each a newer epoch), and leaving it at least
- * `trusted` + 4. Not only `trusted` + 1: a sidecar that applied trusted straight to a later out
- * (out, refill and out again while it waited for others) saw it leave at that later out.
+ * `trusted` + 4. Not only `trusted` + 1: a witness that applied trusted straight to a later out
+ * dates the departure at that out when it published an acknowledgement of a trusted stage in
+ * between (leftTrusted, protocol.ts), and the latest date any witness gives counts.
  */
 export function leftOnceSince(trusted: number, since: number): boolean {
   return since > trusted && since < trusted + 4;

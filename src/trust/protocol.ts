@@ -33,6 +33,20 @@ export function isNewer(a: Stage, b: Stage): boolean {
   return a.epoch !== b.epoch ? a.epoch > b.epoch : RANK[a.role] > RANK[b.role];
 }
 
+/**
+ * The out epoch at which a backend left trusted(e), for a sidecar that next applied its stage at
+ * out epoch `out` (it may have missed the stages between, stalled or catching up from records).
+ * The only stage after trusted(e) is out(e+1); a trusted stage after that would be at e+3 at the
+ * earliest (refill at e+2), and leaving it would take e+4, unless an out(e+3) beat it. So up to
+ * e+3 it left at e+1, and its stand-in keys of e+1 mark where the writes it missed begin; unless
+ * this sidecar published an acknowledgement of a later trusted stage (`published`), which others
+ * may then have applied. Else `out`: no earlier.
+ */
+export function leftTrusted(from: Stage, out: number, published: Stage | undefined): number {
+  const trustedSince = published !== undefined && published.role === 'trusted' && published.epoch > from.epoch;
+  return out - from.epoch <= 3 && !trustedSince ? from.epoch + 1 : out;
+}
+
 /** The epoch at which a backend that is not trusted went out: its stage's, or (in refill) the one before. */
 export function outEpoch(stage: Stage): number {
   return stage.role === 'out' ? stage.epoch : stage.epoch - 1;
@@ -645,7 +659,7 @@ export class TrustState {
       // Away since before this sidecar witnessed it: who outlasted it is not known here.
       if (from.role !== 'trusted' && entry === undefined) continue;
       const epoch = outEpoch(to);
-      this.outlasted.set(address, entry === undefined ? { epoch, by: [], since: epoch } : { ...entry, epoch });
+      this.outlasted.set(address, entry === undefined ? { epoch, by: [], since: leftTrusted(from, epoch, this.published.get(address)) } : { ...entry, epoch });
       // Straight from trusted (going out) to refill here: out for no time, it missed what those
       // taking writes before these changes took meanwhile, not what one entering refill with it takes.
       const entering = (b: string): boolean => changes.some((c) => c.address === b && c.to.role === 'refill');

@@ -128,6 +128,15 @@ describe('the trust protocol', () => {
     { seed: 9, steps: 180_000, rule: "a stand-in's delete record proves a natural member's older copy deleted", timing: { requestTimeoutMs: 300, quickRounds: 3 } },
     // The same shape with four backends (a deleted key served at 7.21 s).
     { seed: 2150, steps: 115_000, rule: 'the same, four backends', timing: { requestTimeoutMs: 300, quickRounds: 3 } },
+    // sess:6's natural members b1 and b2, its first stand-in b0. b2 went out at 7 (its stand-in key on
+    // b0 at CAS 1834), and s1.0's write took b1 and b0 (1842). s0.1 applied b2 from trusted(6)
+    // straight to out(9) and dated its departure there, at a key written after the write (1845). b1
+    // restarted empty; b2's reconcile took b0's copy for older than b2's departure and kept its own
+    // older one (a stale read at 51.34 s). Nothing but out(7) follows trusted(6), and no trusted stage
+    // fits before out(9): b2 left at 7.
+    { seed: 1042, steps: 152_000, rule: 'a witness that skipped stages dates the departure at the first out after trusted', timing: { requestTimeoutMs: 300, quickRounds: 3 } },
+    // The same: three witnesses dated b2's departure at 7, three at 9, and the latest counted (a stale read at 22.59 s).
+    { seed: 1102, steps: 190_000, rule: 'the same, six sidecars', timing: { requestTimeoutMs: 300, quickRounds: 3 } },
   ];
   for (const { seed, steps, rule, timing = FOUND_AT, kinds } of REPLAYS) {
     test(`seed ${seed}, ${kinds === undefined ? 'every kind of fault' : kinds.join(', ')}: ${rule}`, async () => {

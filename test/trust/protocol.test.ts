@@ -5,6 +5,7 @@ import {
   decodeRecord,
   encodeRecord,
   isNewer,
+  leftTrusted,
   place,
   timingFor,
   type Role,
@@ -378,7 +379,7 @@ describe('agreement', () => {
     expect(ALL.filter((c) => b.mayTrust(c, all, 90))).toEqual([Z]);
   });
 
-  test('a sidecar that applied trusted straight to a later out (out, refill, out again acknowledged meanwhile) saw it leave there: the refill keys of its trusted epoch still tell', () => {
+  test('a sidecar that applied trusted straight to a later out (out, refill, out again acknowledged meanwhile) dates the departure at the first out: no trusted stage fits between', () => {
     const a = sidecar('a');
     const b = sidecar('b', 0, [publish(a)]);
     roundsAt(a, 0, [publish(b)]);
@@ -396,10 +397,15 @@ describe('agreement', () => {
     roundsAt(b, 50, [publish(a)]);
     roundsAt(a, 60, [publish(b)]);
     expect(a.tryApply(60)).toMatchObject([{ address: Y, from: { role: 'trusted' }, to: { epoch: trustedEpoch + 3, role: 'out' } }]);
-    // Seen from a, Y left trusted at e+3; it was trusted at e, never since (the stages were
-    // out, refill, out): the refill keys written while it was trusted at e still order its items.
-    expect(a.untrustedSince(Y, 60)).toBe(trustedEpoch + 3);
+    // Y was trusted at e and never since (the stages were out, refill, out): it left at e+1, where
+    // its stand-in keys mark the writes it missed (those of e+3 came later, over some of them), and
+    // the refill keys written while it was trusted at e still order its items.
+    expect(a.untrustedSince(Y, 60)).toBe(trustedEpoch + 1);
     expect(leftOnceSince(trustedEpoch, a.untrustedSince(Y, 60))).toBe(true);
+    expect(leftTrusted({ epoch: trustedEpoch, role: 'trusted' }, trustedEpoch + 3, undefined)).toBe(trustedEpoch + 1);
+    // One that published a later trusted stage (others may have applied it), or further on, no earlier than the out.
+    expect(leftTrusted({ epoch: trustedEpoch, role: 'trusted' }, trustedEpoch + 3, { epoch: trustedEpoch + 3, role: 'trusted' })).toBe(trustedEpoch + 3);
+    expect(leftTrusted({ epoch: trustedEpoch, role: 'trusted' }, trustedEpoch + 4, undefined)).toBe(trustedEpoch + 4);
     // A trusted stage in between is at least e+3, and leaving it at least e+4.
     expect(leftOnceSince(trustedEpoch, trustedEpoch + 1)).toBe(true);
     expect(leftOnceSince(trustedEpoch, trustedEpoch + 4)).toBe(false);
