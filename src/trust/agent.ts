@@ -50,10 +50,11 @@ import {
   refillKey,
   standInDigest,
   standInKey,
-  standInLate,
+  standInNote,
   standInRefill,
   standInTrusted,
   standInValue,
+  type StandInNote,
 } from './reserved-keys';
 
 export interface AgentEvents {
@@ -132,6 +133,8 @@ function rosterIds(roster: NodeGet): string[] {
 interface Taking {
   trusted: boolean;
   refill?: number | undefined;
+  /** It began to take them after Y left, as its key of then says (see markJoined). */
+  joined?: boolean;
 }
 
 /** A request's standing: the generation of the view it was admitted under. */
@@ -525,6 +528,13 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
       }
       // Trusted again, it may stand in for a backend still away: its stand-in key goes on it too.
       const node = this.byAddress.get(c.address);
+      // Into refill while others are away: from now on it takes their writes as a stand-in or member.
+      if (c.to.role === 'refill' && node !== undefined && this.state.fresh(this.clock.now())) {
+        for (const a of this.state.addresses) {
+          if (a === c.address || this.state.seenRoleOf(a) === 'trusted') continue;
+          for (const epoch of new Set([outEpoch(this.state.seenStageOf(a)), this.state.untrustedSince(a, this.clock.now())])) this.markJoined(a, epoch, node, c.to.epoch);
+        }
+      }
       if (c.to.role === 'trusted' && node !== undefined) {
         for (const a of this.state.addresses) {
           const stage = this.state.stageOf(a);
@@ -555,9 +565,9 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
       if (before === null || (here.trusted && here.refill === undefined)) return here;
       const r = await n.get(before);
       if (r.status !== 'hit' || !standInTrusted(r.item.value)) return here;
-      return { trusted: true, refill: standInRefill(r.item.value) };
+      return { trusted: true, refill: standInRefill(r.item.value), joined: standInNote(r.item.value) === 'joined' };
     };
-    return this.markStandIns(address, epoch, [...this.byAddress.values()].filter((n) => n.address !== address), taking, late);
+    return this.markStandIns(address, epoch, [...this.byAddress.values()].filter((n) => n.address !== address), taking, late ? 'late' : undefined);
   }
 
   /**
@@ -566,12 +576,12 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
    * is away: the first add stays, its CAS under all of those writes. A backend this sidecar
    * cannot reach takes none of its writes either.
    */
-  private markStandIns(address: string, epoch: number, on: readonly MemcachedNode[], taking: (n: MemcachedNode) => Taking | Promise<Taking>, late = false): Promise<unknown> {
+  private markStandIns(address: string, epoch: number, on: readonly MemcachedNode[], taking: (n: MemcachedNode) => Taking | Promise<Taking>, note?: StandInNote): Promise<unknown> {
     const key = standInKey(address, epoch);
     // Whether the backend it goes on takes Y's writes from now on, and in which refill if in one (see markedOutlasted).
     const add = async (n: MemcachedNode) => {
-      const { trusted, refill } = await taking(n);
-      const value = standInValue(this.state.id, trusted, this.placementDigest(), refill, late);
+      const { trusted, refill, joined } = await taking(n);
+      const value = standInValue(this.state.id, trusted, this.placementDigest(), refill, joined === true ? 'joined' : note);
       return n.store({ mode: 'add', key, value, flags: 0, exptime: LONGEST_RELATIVE_EXPIRY_S, cas: 0n });
     };
     const adds = on.map(add);
@@ -581,6 +591,31 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     });
     this.marking.add(all);
     return all;
+  }
+
+  /**
+   * Before this sidecar acknowledges Z's refill at `refill` (and so before anyone routes Z a write
+   * by it), Y being away: Y's stand-in key of `epoch` on Z, if it says `away` (Z was away when Y
+   * left) or is missing, now says Z takes Y's writes from here, in that refill, and `joined`. Its
+   * CAS is under every write Z takes in that refill (every sidecar acknowledges it first), so Z's
+   * items over it are writes it took for Y's keys, and the refills that read who outlasted whom
+   * (markedOutlasted) see that Z took what Y missed in that refill, not nothing. A `set` guarded by
+   * the `away` value's CAS, or an add: the first one stays.
+   */
+  private markJoined(address: string, epoch: number, on: MemcachedNode, refill: number): void {
+    const key = standInKey(address, epoch);
+    const value = standInValue(this.state.id, true, this.placementDigest(), refill, 'joined');
+    const job = (async () => {
+      const r = await on.get(key);
+      if (r.status === 'failed' || (r.status === 'hit' && standInTrusted(r.item.value))) return;
+      const cas = r.status === 'hit' ? r.item.cas : 0n;
+      await on.store({ mode: cas === 0n ? 'add' : 'set', key, value, flags: 0, exptime: LONGEST_RELATIVE_EXPIRY_S, cas });
+    })();
+    const all: Promise<unknown> = job.finally(() => {
+      this.marking.delete(all);
+      this.tryPublish();
+    });
+    this.marking.add(all);
   }
 
   /**
@@ -699,7 +734,10 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     if (born.status !== 'hit') return false;
     const since = born.item.cas;
     const digest = this.placementDigest();
-    const marked = marks.every((r) => r.status === 'hit' && standInTrusted(r.item.value) && standInDigest(r.item.value) === digest && r.item.cas > since);
+    // Not a `joined` one: it began to stand in after they left, without what their keys held then.
+    const marked = marks.every(
+      (r) => r.status === 'hit' && standInTrusted(r.item.value) && standInNote(r.item.value) !== 'joined' && standInDigest(r.item.value) === digest && r.item.cas > since,
+    );
     return marked && this.state.isTrusted(standIn.address);
   }
 
@@ -762,8 +800,8 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     // when the first sidecar acknowledged it (the first add stays), and until then every sidecar
     // sent `member` every write of its keys: an item of `target` under that key was written while
     // `member` took them all, even one `target` took in a refill of its own in this time away.
-    // Not a late key: written after that out applied, it is over writes `member` did not take.
-    const beforeMemberLeft = left.status === 'hit' && !standInLate(left.item.value) ? left.item.cas : 0n;
+    // Not one written after that out applied (late, joined): it is over writes `member` did not take.
+    const beforeMemberLeft = left.status === 'hit' && standInNote(left.item.value) === undefined ? left.item.cas : 0n;
     return { member: began.item.cas, target: beforeMemberLeft > beforeAway ? beforeMemberLeft : beforeAway };
   }
 

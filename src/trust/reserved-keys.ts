@@ -38,12 +38,15 @@ export const INCARNATION_KEY = Buffer.from(`${RESERVED_PREFIX}incarnation`);
 /**
  * On every other backend, when Y goes out at `epoch`: its CAS is under every write a
  * stand-in took for Y's keys in that outage (see src/trust/agent.ts, standInSince); its
- * value, `<sidecar id> trusted|away <placement digest>[ r<refill epoch>][ late]`, says whether
- * the backend it is on took Y's writes from then on (`trusted`: it was trusted or in refill, and
- * not going out; see markedOutlasted, standInSince), for which placement (stoodInThroughout),
- * with `r<e>`, that it took them in its refill at e, not trusted (markedOutlasted), and with
- * `late`, that it was written once a view was fresh, after the out applied (see serving in
- * src/trust/agent.ts), not before it: Y took no write from before it (outageMarksOf).
+ * value, `<sidecar id> trusted|away <placement digest>[ r<refill epoch>][ late|joined]`, says
+ * whether the backend it is on took Y's writes from then on (`trusted`: it was trusted or in
+ * refill, and not going out; see markedOutlasted, standInSince), for which placement
+ * (stoodInThroughout), with `r<e>`, that it took them in its refill at e, not trusted
+ * (markedOutlasted), and with a note, that it was written after Y's out applied: `late`, once a
+ * view was fresh (see serving in src/trust/agent.ts), nobody having served since the out; `joined`,
+ * when the backend it is on entered refill while Y was away, from when on it took Y's writes
+ * (markJoined), not holding what Y's keys were when Y left. Y took no write from before either
+ * (outageMarksOf), and a `joined` one does not say its backend stood in all along (stoodInThroughout).
  */
 export function standInKey(address: string, epoch: number): Buffer {
   return Buffer.from(`${RESERVED_PREFIX}standin:${address}:${epoch}`);
@@ -70,19 +73,24 @@ export function refillBeganKey(epoch: number): Buffer {
   return Buffer.from(`${RESERVED_PREFIX}refill-began:${epoch}`);
 }
 
-/** A stand-in key's value: who wrote it, whether the backend it is on took writes then (trusted or in refill, not going out), and the placement's digest. */
-export function standInValue(writer: string, trusted: boolean, digest: string, refill?: number, late = false): Buffer {
-  return Buffer.from(`${writer} ${trusted ? 'trusted' : 'away'} ${digest}${trusted && refill !== undefined ? ` r${refill}` : ''}${late ? ' late' : ''}`);
+/** What a stand-in key written after its out applied says of when (see standInKey). */
+export type StandInNote = 'late' | 'joined';
+
+/** A stand-in key's value: who wrote it, whether the backend it is on took writes then (trusted or in refill, not going out), the placement's digest, the refill, the note. */
+export function standInValue(writer: string, trusted: boolean, digest: string, refill?: number, note?: StandInNote): Buffer {
+  return Buffer.from(`${writer} ${trusted ? 'trusted' : 'away'} ${digest}${trusted && refill !== undefined ? ` r${refill}` : ''}${note !== undefined ? ` ${note}` : ''}`);
 }
 
-/** The stand-in key was written after its out applied, once a view was fresh (see standInKey). */
-export function standInLate(value: Buffer): boolean {
-  return value.toString('latin1').split(' ').includes('late');
-}
-
-/** The stand-in key's value says its backend was trusted when it was written. */
+/** The stand-in key's value says `trusted`: its backend took Y's writes from then on. */
 export function standInTrusted(value: Buffer): boolean {
   return value.toString('latin1').split(' ')[1] === 'trusted';
+}
+
+/** The note of a stand-in key written after its out applied (see standInKey); undefined: written before. */
+export function standInNote(value: Buffer): StandInNote | undefined {
+  const words = value.toString('latin1').split(' ');
+  const last = words[words.length - 1];
+  return words.length > 3 && (last === 'late' || last === 'joined') ? last : undefined;
 }
 
 /** The refill epoch a `trusted` stand-in key's value names: its backend took the writes in that refill (undefined: trusted). */
@@ -132,7 +140,7 @@ export const RESERVED_KEYS: readonly ReservedKey[] = [
   {
     name: `${RESERVED_PREFIX}standin:<backend>:<epoch>`,
     ttlSeconds: LONGEST_RELATIVE_EXPIRY_S,
-    writer: 'every sidecar, before it acknowledges that backend out, or, if its view was not fresh then, before it next serves (an add: the first one stays)',
+    writer: 'every sidecar, before it acknowledges that backend out, or, if its view was not fresh then, before it next serves (an add: the first one stays); one that says away, or none, on a backend entering refill while that one is away: before the refill is acknowledged (a CAS-guarded set, or an add)',
     meaning: 'its CAS: items a stand-in holds with a higher one were written while that backend was out; its value: the writer, whether this backend took writes then (trusted or in refill, not going out), a placement digest',
   },
   {

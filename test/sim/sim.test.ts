@@ -137,6 +137,15 @@ describe('the trust protocol', () => {
     { seed: 1042, steps: 152_000, rule: 'a witness that skipped stages dates the departure at the first out after trusted', timing: { requestTimeoutMs: 300, quickRounds: 3 } },
     // The same: three witnesses dated b2's departure at 7, three at 9, and the latest counted (a stale read at 22.59 s).
     { seed: 1102, steps: 190_000, rule: 'the same, six sidecars', timing: { requestTimeoutMs: 300, quickRounds: 3 } },
+    // sess:5's natural members b0 and b2, b1 a stand-in. b1 went out, then b0 (SIGSTOPped): b0's stand-in
+    // key on b1 said `away`. b1 entered refill(11) and took s1.2's newer write with b2; b2 restarted
+    // empty and b1 left that refill. b0 went first with its older copy: nothing said b1 had taken what
+    // b0 missed, so Earlier refills did not apply (a stale read at 67.04 s). The key now becomes
+    // `trusted r11 joined` before b1's refill is acknowledged.
+    { seed: 282, steps: 118_000, rule: 'a backend entering refill while another is away marks that it takes its writes', timing: { requestTimeoutMs: 300, quickRounds: 3 } },
+    // The same shape (stale reads at 15.05 and 13.54 s).
+    { seed: 1325, steps: 131_000, rule: 'the same, six sidecars', timing: { requestTimeoutMs: 300, quickRounds: 3 } },
+    { seed: 2163, steps: 135_000, rule: 'the same, seven sidecars', timing: { requestTimeoutMs: 300, quickRounds: 3 } },
   ];
   for (const { seed, steps, rule, timing = FOUND_AT, kinds } of REPLAYS) {
     test(`seed ${seed}, ${kinds === undefined ? 'every kind of fault' : kinds.join(', ')}: ${rule}`, async () => {
