@@ -291,13 +291,12 @@ export class ReplicatedRouter {
     if ((await this.handedOver(key, later)) === false) return UNAVAILABLE;
     const members = this.trustedFirst(key, this.ring.writeSet(key));
     if (members.length === 0 || this.naturalAway(key, members)) return UNAVAILABLE;
-    const natural = this.ring.naturalSet(key);
-    if (cas === 0n) return this.writeAll('delete', key, members, (m) => this.deleteOn(m, key, 0n, natural), deleteLeft, later);
+    if (cas === 0n) return this.writeAll('delete', key, members, (m) => this.deleteOn(m, key, 0n), deleteLeft, later);
     // Only the authority's CAS is meaningful; the others follow its decision.
-    const { reply, authority, rest } = await this.askAuthority('delete', key, members, (m) => this.deleteOn(m, key, cas, natural), later);
+    const { reply, authority, rest } = await this.askAuthority('delete', key, members, (m) => this.deleteOn(m, key, cas), later);
     if (reply.status === 'failed') return UNAVAILABLE;
     if (reply.status === 'deleted' && rest.length > 0) {
-      if (!(await this.landed(key, await Promise.all(rest.map((m) => this.deleteOn(m, key, 0n, natural))), later))) return UNAVAILABLE;
+      if (!(await this.landed(key, await Promise.all(rest.map((m) => this.deleteOn(m, key, 0n))), later))) return UNAVAILABLE;
       later.push(this.converge(later, key, [authority, ...rest], ['gone'], false));
     }
     return reply;
@@ -309,8 +308,8 @@ export class ReplicatedRouter {
    * there after it: a natural member's older copy, which the stand-in's miss alone says nothing
    * of, is proved deleted by it (docs/trust.md, Delete records). A failed record fails the delete.
    */
-  private deleteOn(m: MemcachedNode, key: Buffer, cas: bigint, natural: readonly MemcachedNode[]): Promise<NodeDelete> {
-    if (natural.includes(m)) return m.delete(key, cas);
+  private deleteOn(m: MemcachedNode, key: Buffer, cas: bigint): Promise<NodeDelete> {
+    if (this.ring.isNatural(key, m)) return m.delete(key, cas);
     const record: StoreFields = { mode: 'set', key: deleteRecordKey(key), value: EMPTY, flags: 0, exptime: LONGEST_RELATIVE_EXPIRY_S, cas: 0n };
     return m.store(record).then((r) => (r.status === 'failed' ? r : m.delete(key, cas)));
   }
