@@ -45,7 +45,10 @@
 //          that listed it over its incarnation key (or whose listing was not whole), with
 //          the item over RunContext.refillSince: it took it in its refill and stayed in
 //          the key's placement, so the item is the latest ──> copied as above; no source
-//          and no trusted natural member's miss: every other natural member is in refill
+//          and no trusted natural member's miss: a trusted stand-in misses it and holds its
+//          delete record over the point since which it stood in (RunContext.stoodInSince),
+//          or the first stand-in, there all along, does (a natural member's copy) ──> delete
+//          the target's copy, guarded by its CAS; or every other natural member is in refill
 //          and misses it, and the target's CAS is over one's refill key on the target
 //          (RunContext.refillingSince: that one took the write and every delete since)
 //          ──> delete the target's copy, guarded by its CAS
@@ -138,6 +141,11 @@ export interface RunContext {
    * that is away now left (TrustAgent.stoodInThroughout). Absent: none is known to.
    */
   stoodInThroughout?(standIn: MemcachedNode, naturals: readonly MemcachedNode[]): Promise<boolean>;
+  /**
+   * standInSince, when the stand-in has been in the key's placement without a break since then
+   * (TrustAgent.stoodInSince): it took every write and delete of the key since. null: not known.
+   */
+  stoodInSince?(standIn: MemcachedNode, ahead: readonly MemcachedNode[], replicas: number): Promise<bigint | null>;
   /**
    * The target's items with a CAS over this were written while `natural`, in refill, took every
    * write of its natural keys too (TrustAgent.refillingSince); null: none is known so.
@@ -467,6 +475,8 @@ export class ResyncRun {
     // The first stand-in, when it misses the key: asked once, and only when an item turns up that its
     // miss may prove stale, whether it stood in all along (see firstStandIn).
     let missedBy: MemcachedNode | null = null;
+    // Every stand-in that misses it: one holding its delete record may prove the target's copy stale.
+    const missedByStandIns: MemcachedNode[] = [];
     let stale: Promise<boolean> | null = null;
     const provedStale = (): Promise<boolean> => (missedBy === null ? Promise.resolve(false) : (stale ??= this.stoodInThroughout(missedBy, natural)));
     for (const member of set) {
@@ -481,6 +491,7 @@ export class ResyncRun {
         return mine === null ? 'skipped' : this.dropMine(key, mine.cas);
       }
       if (read.status === 'miss' && this.firstStandIn(key, member)) missedBy = member;
+      if (read.status === 'miss' && !natural.includes(member)) missedByStandIns.push(member);
       if (read.status !== 'hit') continue;
       if (!natural.includes(member) && (!(await this.writtenWhileStandingIn(key, member, read.item.cas)) || (await provedStale()))) continue;
       if (this.stopReason !== null) return 'skipped';
@@ -536,6 +547,7 @@ export class ResyncRun {
     if (missedBy !== null && this.isMember(natural, this.target) && (await this.deletedWhileStandingIn(key, missedBy)) && (await provedStale())) {
       return this.dropMine(key, mine.cas);
     }
+    for (const standIn of missedByStandIns) if (await this.deletedWhileStoodIn(key, standIn)) return this.dropMine(key, mine.cas);
     return (await this.deletedWhileRefilling(key, set, natural, mine)) ?? 'skipped';
   }
 
@@ -631,6 +643,21 @@ export class ResyncRun {
   private async deletedWhileStandingIn(key: Buffer, standIn: MemcachedNode): Promise<boolean> {
     const record = await standIn.get(deleteRecordKey(key));
     return record.status === 'hit' && (await this.writtenWhileStandingIn(key, standIn, record.item.cas));
+  }
+
+  /**
+   * A trusted stand-in that misses the key has been in its placement without a break since some
+   * point (RunContext.stoodInSince), and holds its delete record over that point: it took every
+   * write and delete of the key since, the last a delete (or the write after it expired). The
+   * target's copy, whether the target is a natural member or a stand-in, is older than that delete
+   * (written before that point, or landed late from a write sent before the target left), or was
+   * taken by the stand-in too and deleted since. Either way the key is gone.
+   */
+  private async deletedWhileStoodIn(key: Buffer, standIn: MemcachedNode): Promise<boolean> {
+    const since = await this.context.stoodInSince?.(standIn, this.ring.ahead(key, standIn), this.ring.replicas);
+    if (since === undefined || since === null) return false;
+    const record = await standIn.get(deleteRecordKey(key));
+    return record.status === 'hit' && record.item.cas > since;
   }
 
   /** A stand-in's item written in its current time in the key's placement (see RunContext.standInSince). */

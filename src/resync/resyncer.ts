@@ -84,7 +84,7 @@ export interface ResyncProgress {
 type Totals = { copied: number; skipped: number; pruned: number };
 
 /** Whether the trust protocol trusts a node, and which stand-in copies are sources (the agent's answers: trust/agent.ts, resyncTrust). */
-export type ResyncTrust = Pick<RunContext, 'isResyncing' | 'standInSince' | 'stoodInThroughout' | 'refillingSince' | 'refillTookSince' | 'refillSince' | 'outageRefillSince'>;
+export type ResyncTrust = Pick<RunContext, 'isResyncing' | 'standInSince' | 'stoodInThroughout' | 'stoodInSince' | 'refillingSince' | 'refillTookSince' | 'refillSince' | 'outageRefillSince'>;
 
 /** A completed fill: every key listed (or held out the longest lifetime) and none failed. */
 export function isComplete(result: ResyncResult): boolean {
@@ -164,6 +164,7 @@ export class Resyncer {
         isResyncing: (node) => this.trust.isResyncing(node),
         ...(this.trust.standInSince !== undefined && { standInSince: this.trust.standInSince }),
         ...(this.trust.stoodInThroughout !== undefined && { stoodInThroughout: this.trust.stoodInThroughout }),
+        ...(this.trust.stoodInSince !== undefined && { stoodInSince: this.trust.stoodInSince }),
         ...(this.trust.refillingSince !== undefined && { refillingSince: this.trust.refillingSince }),
         ...(this.trust.refillTookSince !== undefined && { refillTookSince: this.trust.refillTookSince }),
         ...(this.trust.refillSince !== undefined && { refillSince: this.trust.refillSince }),

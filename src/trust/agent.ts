@@ -715,6 +715,21 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   }
 
   /**
+   * standInSince, when the stand-in has been in the key's placement without a break since then:
+   * it is trusted with nothing pending, and its incarnation key, which each refill of its own
+   * rewrites (markRefill), is under it: it was not away since. So it took every write and delete of
+   * the key since (a write it failed would have taken it out, and refilled it). null: not known.
+   */
+  async stoodInSince(standIn: MemcachedNode, ahead: readonly MemcachedNode[], replicas: number): Promise<bigint | null> {
+    const node = this.byAddress.get(standIn.address);
+    if (node === undefined || !this.state.isTrusted(standIn.address)) return null;
+    const generation = this.state.generation;
+    const [since, born] = await Promise.all([this.standInSince(standIn, ahead, replicas), node.get(INCARNATION_KEY)]);
+    if (since === null || born.status !== 'hit' || born.item.cas >= since) return null;
+    return this.state.generation === generation && this.state.isTrusted(standIn.address) ? since : null;
+  }
+
+  /**
    * The stand-in has stood in without a break since each of `naturals` that is not trusted left:
    * it is trusted (nothing pending), and its stand-in key of each one's outage (the one standInSince
    * reads) says it was trusted then, under the same placement, and is over its incarnation key's
@@ -1398,6 +1413,7 @@ export function resyncTrust(agent: TrustAgent): ResyncTrust {
     isResyncing: (node) => agent.isResyncing(node),
     standInSince: (standIn, ahead, replicas) => agent.standInSince(standIn, ahead, replicas),
     stoodInThroughout: (standIn, naturals) => agent.stoodInThroughout(standIn, naturals),
+    stoodInSince: (standIn, ahead, replicas) => agent.stoodInSince(standIn, ahead, replicas),
     refillingSince: (member, on) => agent.refillingSince(member, on),
     refillTookSince: (target, source) => agent.refillTookSince(target, source),
     refillSince: (member, ahead, replicas) => agent.refillSince(member, ahead, replicas),

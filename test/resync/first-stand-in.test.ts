@@ -11,7 +11,7 @@ import type { ResyncResult } from '../../src/resync/resync-run';
 import type { MemcachedNode } from '../../src/routing/node';
 import type { ReplicaRing } from '../../src/routing/ring';
 import type { Role } from '../../src/trust/protocol';
-import { standInKey } from '../../src/trust/reserved-keys';
+import { deleteRecordKey, standInKey } from '../../src/trust/reserved-keys';
 import { k, runOn, startHandRolesCluster, stopHandRolesCluster, storeOn as store, valueOn, type HandRolesCluster } from './support';
 
 afterEach(stopHandRolesCluster);
@@ -94,5 +94,52 @@ describe("the first stand-in's miss", () => {
     await store(s.S, s.mark, 'mark');
     expect(await reconcile(s, s.S, true)).toMatchObject({ outcome: 'done', pruned: 0 });
     expect(await valueOn(s.S, s.key)).toBe('from before');
+  });
+});
+
+describe("a stand-in's delete record", () => {
+  /** T (the first stand-in) in refill is the target; S, a later stand-in, trusted, stood in since its mark. */
+  async function standInTarget(): Promise<Setup> {
+    const s = await setup('trusted');
+    s.roles.set(s.T.address, 'refill');
+    return s;
+  }
+  const reconcileT = ({ cluster, roles, mark, S }: Setup, target: Backend): Promise<ResyncResult> =>
+    runOn(cluster, target, {
+      mode: Promise.resolve('reconcile'),
+      isResyncing: (node: MemcachedNode) => roles.get(node.address) !== 'trusted',
+      holdMs: 0,
+      standInSince: async (standIn) => {
+        const r = await standIn.get(mark);
+        return r.status === 'hit' ? r.item.cas : null;
+      },
+      stoodInSince: async (standIn) => {
+        const r = await standIn.get(mark);
+        return standIn.address === S.address && r.status === 'hit' ? r.item.cas : null;
+      },
+    });
+
+  test("a stand-in's copy from before goes when a stand-in there since misses the key and holds its delete record", async () => {
+    const s = await standInTarget();
+    await s.T.delete(s.mark, 0n);
+    await store(s.T, s.key, 'from before');
+    await store(s.T, s.mark, 'mark');
+    await store(s.S, deleteRecordKey(k(s.key)), '');
+    expect(await reconcileT(s, s.T)).toMatchObject({ outcome: 'done', pruned: 1 });
+    expect(await valueOn(s.T, s.key)).toBeNull();
+  });
+
+  test('without the record, or with one from before it stood in, the copy stays: its miss alone proves nothing', async () => {
+    const s = await standInTarget();
+    await s.T.delete(s.mark, 0n);
+    await store(s.T, s.key, 'from before');
+    await store(s.T, s.mark, 'mark');
+    expect(await reconcileT(s, s.T)).toMatchObject({ outcome: 'done', pruned: 0 });
+    expect(await valueOn(s.T, s.key)).toBe('from before');
+    await s.S.delete(s.mark, 0n);
+    await store(s.S, deleteRecordKey(k(s.key)), '');
+    await store(s.S, s.mark, 'mark');
+    expect(await reconcileT(s, s.T)).toMatchObject({ outcome: 'done', pruned: 0 });
+    expect(await valueOn(s.T, s.key)).toBe('from before');
   });
 });

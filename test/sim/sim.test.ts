@@ -146,6 +146,12 @@ describe('the trust protocol', () => {
     // The same shape (stale reads at 15.05 and 13.54 s).
     { seed: 1325, steps: 131_000, rule: 'the same, six sidecars', timing: { requestTimeoutMs: 300, quickRounds: 3 } },
     { seed: 2163, steps: 135_000, rule: 'the same, seven sidecars', timing: { requestTimeoutMs: 300, quickRounds: 3 } },
+    // key:15's natural members b1 and b0, then the stand-ins b3 and b2. b3 went away holding the copy
+    // written at 2.68 s; the delete (8.94 s) reached b0, b1 and b2. b3 was filled first (10.94 s) and
+    // kept its copy: no trusted natural member was left, and b2's miss proved nothing; the natural
+    // members, in refill, then took it from b3 (a deleted key served at 15.90 s). b2, in the key's
+    // placement without a break since before the delete, holds its record.
+    { seed: 145, steps: 223_000, rule: 'a later stand-in there all along proves, by its delete record, a copy deleted', timing: { requestTimeoutMs: 300, quickRounds: 3 } },
   ];
   for (const { seed, steps, rule, timing = FOUND_AT, kinds } of REPLAYS) {
     test(`seed ${seed}, ${kinds === undefined ? 'every kind of fault' : kinds.join(', ')}: ${rule}`, async () => {
