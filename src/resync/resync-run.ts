@@ -528,6 +528,8 @@ export class ResyncRun {
     // (RunContext.outageRefillSince). A trusted backend took those writes too, and may have come
     // back empty since. Only over a copy of the target's own: the member's item is not the key's
     // latest (the refill ended, maybe with a delete it failed), only newer than that copy.
+    // Not over a read that failed: that member may be the key's source, and the key is tried again.
+    if (failed) return 'failed';
     if (this.context.outageRefillSince !== undefined && mine !== null) {
       for (const member of set) {
         if (member.address === this.target.address || !this.context.isResyncing(member)) continue;

@@ -152,6 +152,12 @@ describe('the trust protocol', () => {
     // members, in refill, then took it from b3 (a deleted key served at 15.90 s). b2, in the key's
     // placement without a break since before the delete, holds its record.
     { seed: 145, steps: 223_000, rule: 'a later stand-in there all along proves, by its delete record, a copy deleted', timing: { requestTimeoutMs: 300, quickRounds: 3 } },
+    // Every backend in refill. s0.1's fill of b2 read sess:1 on b1, the source of its latest write,
+    // while its own view had just turned fresh and its late stand-in keys were being written: the
+    // read failed, and the run went on to Earlier refills, which copied b0's older #210 onto b2.
+    // b3's fill then took that copy as a write b2 took in its refill, over b3's newer #380 (a stale
+    // read at 21.50 s). A failed read now fails the key, which is tried again.
+    { seed: 368, steps: 116_000, rule: 'a fill copies nothing by Earlier refills over a read that failed', timing: { requestTimeoutMs: 300, quickRounds: 3 }, kinds: PATH_KINDS },
   ];
   for (const { seed, steps, rule, timing = FOUND_AT, kinds } of REPLAYS) {
     test(`seed ${seed}, ${kinds === undefined ? 'every kind of fault' : kinds.join(', ')}: ${rule}`, async () => {
