@@ -169,7 +169,7 @@ export interface RunContext {
    * which it left: its items over `member` were taken since that refill began, and are at least as
    * new as the target's items under `target` (TrustAgent.outageRefillSince). null: nothing tells.
    */
-  outageRefillSince?(target: MemcachedNode, member: MemcachedNode, ahead: readonly MemcachedNode[], replicas: number): Promise<{ member: bigint; target: bigint } | null>;
+  outageRefillSince?(target: MemcachedNode, member: MemcachedNode, ahead: readonly MemcachedNode[], replicas: number): Promise<{ member: bigint; target: bigint } | null | 'failed'>;
   /** How long the target stays distrusted after a run that could not list every key (see hold); 0: not at all. */
   holdMs: number;
 }
@@ -534,7 +534,8 @@ export class ResyncRun {
       for (const member of set) {
         if (member.address === this.target.address || !this.context.isResyncing(member)) continue;
         const since = await this.context.outageRefillSince(this.target, member, this.ring.ahead(key, member), this.ring.replicas);
-        if (since === null || mine.cas > since.target) continue;
+        failed ||= since === 'failed';
+        if (since === null || since === 'failed' || mine.cas > since.target) continue;
         const read = await member.get(key);
         failed ||= read.status === 'failed';
         if (read.status !== 'hit' || read.item.cas <= since.member) continue;

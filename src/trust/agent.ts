@@ -173,7 +173,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
    */
   private readonly mayHaveRestarted = new Set<string>();
   /** outageRefillSince's reads, per stage generation, target and member. */
-  private readonly outageMarks = new Map<string, Promise<{ member: bigint; target: bigint } | null>>();
+  private readonly outageMarks = new Map<string, Promise<{ member: bigint; target: bigint } | null | 'failed'>>();
   /** Backends whose filled epoch (in the incarnation key) is being written before their trusted proposal. */
   private readonly markingFilled = new Set<string>();
   /** Backends the survey found restarted, until an out of theirs applies here or a round finds their incarnation key again (see acknowledged). */
@@ -772,7 +772,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     member: MemcachedNode,
     ahead: readonly MemcachedNode[],
     replicas: number,
-  ): Promise<{ member: bigint; target: bigint } | null> {
+  ): Promise<{ member: bigint; target: bigint } | null | 'failed'> {
     const generation = this.state.generation;
     const id = `${generation} ${target.address} ${member.address}`;
     let marks = this.outageMarks.get(id);
@@ -782,6 +782,11 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
       this.outageMarks.set(id, marks);
     }
     const found = await marks;
+    // A read failed (a backend stopping, this view stale for a moment): asked again next time, not kept.
+    if (found === 'failed') {
+      if (this.outageMarks.get(id) === marks) this.outageMarks.delete(id);
+      return 'failed';
+    }
     if (found === null) return null;
     let since = found.member;
     if (ahead.length >= replicas) {
@@ -793,23 +798,26 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   }
 
   /** outageRefillSince's marks, but for a stand-in's placement: the same for every key while no stage changes. */
-  private async outageMarksOf(target: MemcachedNode, member: MemcachedNode): Promise<{ member: bigint; target: bigint } | null> {
+  private async outageMarksOf(target: MemcachedNode, member: MemcachedNode): Promise<{ member: bigint; target: bigint } | null | 'failed'> {
     const node = this.byAddress.get(member.address);
     const own = this.byAddress.get(target.address);
     const stage = this.state.stageOf(member.address);
     const targetStage = this.state.stageOf(target.address);
     if (node === undefined || own === undefined || stage.role !== 'refill' || targetStage.role !== 'refill') return null;
     const refill = await this.tookWhileAway(target, member, targetStage);
+    if (refill === 'failed') return 'failed';
     if (refill === null || refill >= stage.epoch) return null;
     const away = this.state.witnessedUntrustedSince(target.address, this.clock.now()) ?? (await this.awayEpochs(target.address, targetStage))?.[0];
-    if (away === undefined || targetStage.epoch - away > DEPARTURE_SCAN_MAX) return null;
+    if (away === undefined) return 'failed';
+    if (targetStage.epoch - away > DEPARTURE_SCAN_MAX) return null;
     const [began, left, ...targetMarks] = await Promise.all([
       node.get(refillBeganKey(refill)),
       own.get(standInKey(member.address, refill + 1)),
       ...Array.from({ length: targetStage.epoch - away }, (_, i) => own.get(refillBeganKey(away + 1 + i))),
     ]);
     const hits = targetMarks.flatMap((r) => (r.status === 'hit' ? [r.item.cas] : []));
-    if (began.status !== 'hit' || hits.length === 0 || targetMarks.some((r) => r.status === 'failed') || left.status === 'failed') return null;
+    if (began.status === 'failed' || targetMarks.some((r) => r.status === 'failed') || left.status === 'failed') return 'failed';
+    if (began.status !== 'hit' || hits.length === 0) return null;
     const beforeAway = hits.reduce((a, b) => (a < b ? a : b));
     // `member` left that refill at out epoch refill+1. Its stand-in key of that out went on `target`
     // when the first sidecar acknowledged it (the first add stays), and until then every sidecar
@@ -825,13 +833,14 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
    * took them only in refill: by the live witnesses, else by `target`'s stand-in keys of that time
    * on `member` (see markedOutlasted). null: it took them trusted, or nothing tells.
    */
-  private async tookWhileAway(target: MemcachedNode, member: MemcachedNode, targetStage: Stage): Promise<number | null> {
+  private async tookWhileAway(target: MemcachedNode, member: MemcachedNode, targetStage: Stage): Promise<number | null | 'failed'> {
     const witnessed = this.state.tookWhileAway(target.address, member.address, this.clock.now());
     if (witnessed !== undefined) return witnessed === 'trusted' ? null : witnessed;
     if (this.state.outlastedBy(target.address, this.clock.now()) !== null) return null;
     const epochs = await this.awayEpochs(target.address, targetStage);
-    if (epochs === null) return null;
-    const { took } = await this.standInMarks(member, target.address, epochs);
+    if (epochs === null) return 'failed';
+    const { took, failed } = await this.standInMarks(member, target.address, epochs);
+    if (failed) return 'failed';
     return typeof took === 'number' ? took : null;
   }
 
