@@ -383,7 +383,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     for (const [address, { epoch, from }] of this.unmarkedOuts) {
       const stage = this.state.seenStageOf(address);
       const away = (stage.role === 'out' && stage.epoch === epoch) || (stage.role === 'refill' && stage.epoch === epoch + 1);
-      if (away) marks.push(this.markStandInsOf(address, epoch, from, true));
+      if (away) marks.push(this.markStandInsOf(address, epoch, from, 'late'));
     }
     this.unmarkedOuts.clear();
     if (marks.length === 0) return true;
@@ -519,14 +519,13 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
       // agreed out while this one could not read it. Those that are fresh mark it; one that is
       // not marks it once fresh, before it serves (see serving).
       if (c.to.role === 'out') {
-        if (this.state.fresh(this.clock.now())) this.markStandInsOf(c.address, c.to.epoch, c.from, false);
+        if (this.state.fresh(this.clock.now())) this.markStandInsOf(c.address, c.to.epoch, c.from);
         else this.unmarkedOuts.set(c.address, { epoch: c.to.epoch, from: c.from });
       }
       if (c.to.role === 'trusted') {
         this.bornEmpty.delete(c.address);
         this.mayHaveRestarted.delete(c.address);
       }
-      // Trusted again, it may stand in for a backend still away: its stand-in key goes on it too.
       const node = this.byAddress.get(c.address);
       // Into refill while others are away: from now on it takes their writes as a stand-in or member.
       if (c.to.role === 'refill' && node !== undefined && this.state.fresh(this.clock.now())) {
@@ -535,6 +534,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
           for (const epoch of new Set([outEpoch(this.state.seenStageOf(a)), this.state.untrustedSince(a, this.clock.now())])) this.markJoined(a, epoch, node, c.to.epoch);
         }
       }
+      // Trusted again, it may stand in for a backend still away: its stand-in key goes on it too.
       if (c.to.role === 'trusted' && node !== undefined) {
         for (const a of this.state.addresses) {
           const stage = this.state.stageOf(a);
@@ -558,7 +558,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
    * only in that refill while it lasts (markedOutlasted). One that took them before (the mark of
    * then) keeps what that says: trusted, or the first refill.
    */
-  private markStandInsOf(address: string, epoch: number, from: Stage, late: boolean): Promise<unknown> {
+  private markStandInsOf(address: string, epoch: number, from: Stage, note?: StandInNote): Promise<unknown> {
     const before = from.role === 'refill' ? standInKey(address, outEpoch(from)) : null;
     const taking = async (n: MemcachedNode): Promise<Taking> => {
       const here: Taking = this.state.takesWrites(n.address) ? { trusted: true, refill: this.state.takingInRefill(n.address) } : { trusted: false };
@@ -567,7 +567,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
       if (r.status !== 'hit' || !standInTrusted(r.item.value)) return here;
       return { trusted: true, refill: standInRefill(r.item.value), joined: standInNote(r.item.value) === 'joined' };
     };
-    return this.markStandIns(address, epoch, [...this.byAddress.values()].filter((n) => n.address !== address), taking, late ? 'late' : undefined);
+    return this.markStandIns(address, epoch, [...this.byAddress.values()].filter((n) => n.address !== address), taking, note);
   }
 
   /**
@@ -584,8 +584,12 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
       const value = standInValue(this.state.id, trusted, this.placementDigest(), refill, joined === true ? 'joined' : note);
       return n.store({ mode: 'add', key, value, flags: 0, exptime: LONGEST_RELATIVE_EXPIRY_S, cas: 0n });
     };
-    const adds = on.map(add);
-    const all: Promise<unknown> = Promise.all(adds).finally(() => {
+    return this.whileMarking(Promise.all(on.map(add)));
+  }
+
+  /** A stand-in key write: acknowledgements wait for it (tryPublish), and publish once it settles. */
+  private whileMarking(write: Promise<unknown>): Promise<unknown> {
+    const all: Promise<unknown> = write.finally(() => {
       this.marking.delete(all);
       this.tryPublish();
     });
@@ -611,11 +615,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
       const cas = r.status === 'hit' ? r.item.cas : 0n;
       await on.store({ mode: cas === 0n ? 'add' : 'set', key, value, flags: 0, exptime: LONGEST_RELATIVE_EXPIRY_S, cas });
     })();
-    const all: Promise<unknown> = job.finally(() => {
-      this.marking.delete(all);
-      this.tryPublish();
-    });
-    this.marking.add(all);
+    void this.whileMarking(job);
   }
 
   /**
