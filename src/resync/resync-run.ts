@@ -167,7 +167,8 @@ export interface RunContext {
   /**
    * A member in refill that took the writes the target missed while away only in an earlier refill,
    * which it left: its items over `member` were taken since that refill began, and are at least as
-   * new as the target's items under `target` (TrustAgent.outageRefillSince). null: nothing tells.
+   * new as the target's items under `target` (TrustAgent.outageRefillSince). null: nothing tells;
+   * 'failed': not known now (a read failed, a stage changed meanwhile), the key is tried again.
    */
   outageRefillSince?(target: MemcachedNode, member: MemcachedNode, ahead: readonly MemcachedNode[], replicas: number): Promise<{ member: bigint; target: bigint } | null | 'failed'>;
   /** How long the target stays distrusted after a run that could not list every key (see hold); 0: not at all. */

@@ -765,7 +765,8 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
    * refill of `member` overlapped `target`'s time away: every write of a key `member` holds for
    * it took since was also taken by `target` before it left, or came after. So an item of
    * `member` over its mark is at least as new as one of `target` under its own. null: nothing
-   * tells (no witness or mark says it took them only in refill, a key missing, a read failed).
+   * tells (no witness or mark says it took them only in refill, a key missing). 'failed': a read
+   * failed, or a stage changed while reading: not known, ask again.
    */
   async outageRefillSince(
     target: MemcachedNode,
@@ -794,7 +795,9 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
       if (standIn === null) return null;
       if (standIn > since) since = standIn;
     }
-    return this.state.generation === generation ? { member: since, target: found.target } : null;
+    // A stage changed during these reads: they may no longer tell, nor say that nothing tells (a
+    // skipped key would keep the target's older item). Asked again, as after a failed read.
+    return this.state.generation === generation ? { member: since, target: found.target } : 'failed';
   }
 
   /** outageRefillSince's marks, but for a stand-in's placement: the same for every key while no stage changes. */

@@ -6,9 +6,12 @@
 // what X missed only in refill; X took what M missed while trusted). Its fill must take K from
 // what M took in the refill it left, by M's refill-began key of that refill: read through the
 // sidecar once every backend is trusted again, K is the newest write, not the one X kept.
+// The second test has T come back while X's fill reads M's refill-began key: the stage change
+// leaves those reads telling nothing sure, and the key is read again, not skipped.
 
 import { afterEach, expect, test } from 'vitest';
 import { Backend } from '../../src/backends/backend';
+import { refillBeganKey } from '../../src/trust/reserved-keys';
 import type { MemcachedNode } from '../../src/routing/node';
 import { startMemcached } from '../helpers/memcached';
 import { pollUntil } from '../helpers/wait';
@@ -24,13 +27,35 @@ afterEach(async () => {
 
 const set = (key: Buffer, value: string) => ({ mode: 'set' as const, key, value: Buffer.from(value), flags: 0, exptime: 0, cas: 0n });
 
-test('a fill takes the newest write from what another backend took in a refill it left, when the trusted one that took it too came back empty', async () => {
+/** With `stageChangeWhileMarksRead`, T restarts (and enters refill) while X's fill reads M's refill-began key. */
+async function scenario(stageChangeWhileMarksRead: boolean): Promise<void> {
   const mcs = await Promise.all([0, 1, 2].map(() => startMemcached()));
   cleanup.push(async () => {
     for (const m of mcs) m.resume();
     await Promise.all(mcs.map((m) => m.stop()));
   });
   const backends = mcs.map((m) => new Backend(m.address, BACKEND));
+  // The first read of a refill-began key on M during X's fill waits, when asked, until `marksRead` is released.
+  let xFilling = false;
+  let marksRead: { reached: () => void; release: Promise<void> } | null = null;
+  const began = refillBeganKey(0).toString('latin1').slice(0, -1); // the key's name without its epoch
+  for (const b of backends) {
+    const control = b.control.bind(b);
+    b.control = () => {
+      const node = control();
+      const get = node.get;
+      node.get = async (key, touch) => {
+        const gate = marksRead;
+        if (gate !== null && xFilling && b.address === backends[M]?.address && key.toString('latin1').startsWith(began)) {
+          marksRead = null;
+          gate.reached();
+          await gate.release;
+        }
+        return get(key, touch);
+      };
+      return node;
+    };
+  }
   // M's fills wait while `holding` (ended, incomplete, when the agent aborts them): M stays in refill.
   let holding = true;
   let [X, M, T] = [-1, -1, -1];
@@ -39,7 +64,13 @@ test('a fill takes the newest write from what another backend took in a refill i
       await pollUntil(() => !holding || signal.aborted, 60_000, 10);
       if (signal.aborted) return false;
     }
-    return s.resyncer.fill(node, signal);
+    if (node.address !== backends[X]?.address) return s.resyncer.fill(node, signal);
+    xFilling = true;
+    try {
+      return await s.resyncer.fill(node, signal);
+    } finally {
+      xFilling = false;
+    }
   };
   const s = inProcessSidecar(backends, {}, undefined, { id: 'a', fill });
   cleanup.push(async () => {
@@ -75,9 +106,22 @@ test('a fill takes the newest write from what another backend took in a refill i
   mcs[T].kill('SIGKILL');
   await mcs[T].exited();
   await pollUntil(() => role(T) === 'out', 10_000, 20, 'T out');
-  await mcs[T].restart();
-  // X back, with the older value; then M's fill may end too.
-  mcs[X].resume();
+  if (stageChangeWhileMarksRead) {
+    // X back while T is still down; T comes back once X's fill reads M's refill-began key.
+    let release = () => {};
+    const reached = new Promise<void>((resolve) => {
+      marksRead = { reached: resolve, release: new Promise<void>((r) => (release = r)) };
+    });
+    mcs[X].resume();
+    await reached;
+    await mcs[T].restart();
+    await pollUntil(() => role(T) === 'refill', 10_000, 5, 'T in refill');
+    release();
+  } else {
+    await mcs[T].restart();
+    // X back, with the older value; then M's fill may end too.
+    mcs[X].resume();
+  }
   await pollUntil(() => role(X) !== 'out' && role(T) !== 'out', 10_000, 5, 'X and T back');
   holding = false;
 
@@ -88,4 +132,8 @@ test('a fill takes the newest write from what another backend took in a refill i
   expect(read.status === 'hit' ? read.item.value.toString() : read.status).toBe('newest');
   // Its natural members hold it (T, a stand-in no more, is in no placement of K).
   for (const i of [X, M]) expect(await valueOn(backends[i], 'session-key'), `on ${i === X ? 'X' : 'M'}`).toBe('newest');
-}, 90_000);
+}
+
+test('a fill takes the newest write from what another backend took in a refill it left, when the trusted one that took it too came back empty', () => scenario(false), 90_000);
+
+test('a stage change while a fill reads what dates an earlier refill leaves the key to be read again, not skipped', () => scenario(true), 90_000);
