@@ -54,6 +54,7 @@ import {
   standInRefill,
   standInTrusted,
   standInValue,
+  standInWriter,
   type StandInNote,
 } from './reserved-keys';
 
@@ -567,22 +568,41 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
       if (r.status !== 'hit' || !standInTrusted(r.item.value)) return here;
       return { trusted: true, refill: standInRefill(r.item.value), joined: standInNote(r.item.value) === 'joined' };
     };
-    return this.markStandIns(address, epoch, [...this.byAddress.values()].filter((n) => n.address !== address), taking, note);
+    const on = [...this.byAddress.values()].filter((n) => n.address !== address);
+    return this.markStandIns(address, epoch, on, taking, note, note === undefined);
   }
 
   /**
    * Before this sidecar acknowledges Y out (and so before anyone writes Y's keys to a stand-in),
    * the stand-in key goes on every other backend (`on`), and on a backend trusted again while Y
    * is away: the first add stays, its CAS under all of those writes. A backend this sidecar
-   * cannot reach takes none of its writes either.
+   * cannot reach takes none of its writes either. `replacingOrphans` (an acknowledgement not yet
+   * published): a key whose writer is no live sidecar is replaced (see below).
    */
-  private markStandIns(address: string, epoch: number, on: readonly MemcachedNode[], taking: (n: MemcachedNode) => Taking | Promise<Taking>, note?: StandInNote): Promise<unknown> {
+  private markStandIns(
+    address: string,
+    epoch: number,
+    on: readonly MemcachedNode[],
+    taking: (n: MemcachedNode) => Taking | Promise<Taking>,
+    note?: StandInNote,
+    replacingOrphans = false,
+  ): Promise<unknown> {
     const key = standInKey(address, epoch);
+    const live = new Set(this.state.liveIds(this.clock.now()));
     // Whether the backend it goes on takes Y's writes from now on, and in which refill if in one (see markedOutlasted).
     const add = async (n: MemcachedNode) => {
       const { trusted, refill, joined } = await taking(n);
       const value = standInValue(this.state.id, trusted, this.placementDigest(), refill, joined === true ? 'joined' : note);
-      return n.store({ mode: 'add', key, value, flags: 0, exptime: LONGEST_RELATIVE_EXPIRY_S, cas: 0n });
+      const added = await n.store({ mode: 'add', key, value, flags: 0, exptime: LONGEST_RELATIVE_EXPIRY_S, cas: 0n });
+      if (!replacingOrphans || added.status !== 'not_stored') return added;
+      // A key whose writer is no live sidecar may be an orphan: written for an earlier out of the
+      // same epoch that its writer acknowledged and died before publishing, which applied nowhere,
+      // and so marking a moment long before this departure. Replaced (CAS-guarded: a live one's
+      // replacement stays): this write, too, precedes this sidecar's acknowledgement, so it is
+      // still before anyone applies this out. A live writer's key is this out's.
+      const found = await n.get(key);
+      if (found.status !== 'hit' || live.has(standInWriter(found.item.value))) return added;
+      return n.store({ mode: 'set', key, value, flags: 0, exptime: LONGEST_RELATIVE_EXPIRY_S, cas: found.item.cas });
     };
     return this.whileMarking(Promise.all(on.map(add)));
   }

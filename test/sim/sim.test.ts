@@ -158,6 +158,13 @@ describe('the trust protocol', () => {
     // b3's fill then took that copy as a write b2 took in its refill, over b3's newer #380 (a stale
     // read at 21.50 s). A failed read now fails the key, which is tried again.
     { seed: 368, steps: 116_000, rule: 'a fill copies nothing by Earlier refills over a read that failed', timing: { requestTimeoutMs: 300, quickRounds: 3 }, kinds: PATH_KINDS },
+    // sess:8's natural members b2 and b3. s1.0 acknowledged an out(1) of b3, added its stand-in keys and
+    // died before publishing it: that out applied nowhere. b3's later out got epoch 1 again, and those
+    // keys stayed (the first add stays), marking a moment long before the departure. A stand-in's
+    // delete record of sess:8 from between was read as a delete since, and a reconcile dropped the
+    // copy of s3.1's write at 20.50 s (a lost write at 28.80 s). An acknowledger now replaces a
+    // stand-in key whose writer is no live sidecar.
+    { seed: 2058, steps: 195_000, rule: 'a stand-in key left by a sidecar that died before publishing is replaced', timing: { requestTimeoutMs: 300, quickRounds: 3 } },
   ];
   for (const { seed, steps, rule, timing = FOUND_AT, kinds } of REPLAYS) {
     test(`seed ${seed}, ${kinds === undefined ? 'every kind of fault' : kinds.join(', ')}: ${rule}`, async () => {
