@@ -528,13 +528,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
         this.mayHaveRestarted.delete(c.address);
       }
       const node = this.byAddress.get(c.address);
-      // Into refill while others are away: from now on it takes their writes as a stand-in or member.
-      if (c.to.role === 'refill' && node !== undefined && this.state.fresh(this.clock.now())) {
-        for (const a of this.state.addresses) {
-          if (a === c.address || this.state.seenRoleOf(a) === 'trusted') continue;
-          for (const epoch of new Set([outEpoch(this.state.seenStageOf(a)), this.state.untrustedSince(a, this.clock.now())])) this.markJoined(a, epoch, node, c.to.epoch);
-        }
-      }
+      if (c.to.role === 'refill') this.markJoinedAll(c.address, c.to.epoch);
       // Trusted again, it may stand in for a backend still away: its stand-in key goes on it too.
       if (c.to.role === 'trusted' && node !== undefined) {
         for (const a of this.state.addresses) {
@@ -618,11 +612,27 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   }
 
   /**
+   * Into refill while others are away: from now on it takes their writes as a stand-in or member
+   * (markJoined). As this sidecar acknowledges the refill, and again as it applies it: one that
+   * left in between got its stand-in key on Z from sidecars that had not applied the refill, which
+   * says `away` (limit in docs/trust.md).
+   */
+  private markJoinedAll(address: string, refill: number): void {
+    const node = this.byAddress.get(address);
+    if (node === undefined || !this.state.fresh(this.clock.now())) return;
+    for (const a of this.state.addresses) {
+      if (a === address || this.state.seenRoleOf(a) === 'trusted') continue;
+      for (const epoch of new Set([outEpoch(this.state.seenStageOf(a)), this.state.untrustedSince(a, this.clock.now())])) this.markJoined(a, epoch, node, refill);
+    }
+  }
+
+  /**
    * Before this sidecar acknowledges Z's refill at `refill` (and so before anyone routes Z a write
    * by it), Y being away: Y's stand-in key of `epoch` on Z, if it says `away` (Z was away when Y
    * left) or is missing, now says Z takes Y's writes from here, in that refill, and `joined`. Its
-   * CAS is under every write Z takes in that refill (every sidecar acknowledges it first), so Z's
-   * items over it are writes it took for Y's keys, and the refills that read who outlasted whom
+   * CAS is under every write Z takes in that refill (every sidecar acknowledges it first; written
+   * as the refill applies, under those taken since), so Z's items over it are writes it took for
+   * Y's keys, and the refills that read who outlasted whom
    * (markedOutlasted) see that Z took what Y missed in that refill, not nothing. A `set` guarded by
    * the `away` value's CAS, or an add: the first one stays.
    */
@@ -1028,6 +1038,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     const changes = this.state.tryApply(this.clock.now());
     for (const c of changes) if (c.to.role === 'out') this.foundRestarted.delete(c.address);
     for (const c of changes) if (c.to.role === 'refill' && c.byAll === true) this.writeRefillKeys(c.address, c.to.epoch);
+    for (const c of changes) if (c.to.role === 'refill') this.markJoinedAll(c.address, c.to.epoch);
     for (const c of changes) this.opts.events?.applied?.(c);
     if (changes.length > 0) {
       this.hurry();

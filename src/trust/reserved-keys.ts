@@ -145,7 +145,7 @@ export const RESERVED_KEYS: readonly ReservedKey[] = [
   {
     name: `${RESERVED_PREFIX}standin:<backend>:<epoch>`,
     ttlSeconds: LONGEST_RELATIVE_EXPIRY_S,
-    writer: 'every sidecar, before it acknowledges that backend out (an add: the first one stays, unless its writer is no live sidecar: then a CAS-guarded set), or, if its view was not fresh then, before it next serves (an add); one that says away, or none, on a backend entering refill while that one is away: before the refill is acknowledged (a CAS-guarded set, or an add)',
+    writer: 'every sidecar, before it acknowledges that backend out (an add: the first one stays, unless its writer is no live sidecar: then a CAS-guarded set), or, if its view was not fresh then, before it next serves (an add); one that says away, or none, on a backend entering refill while that one is away: before the refill is acknowledged, and as it applies (a CAS-guarded set, or an add)',
     meaning: 'its CAS: items a stand-in holds with a higher one were written while that backend was out; its value: the writer, whether this backend took writes then (trusted or in refill, not going out), a placement digest',
   },
   {

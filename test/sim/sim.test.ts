@@ -165,6 +165,11 @@ describe('the trust protocol', () => {
     // copy of s3.1's write at 20.50 s (a lost write at 28.80 s). An acknowledger now replaces a
     // stand-in key whose writer is no live sidecar.
     { seed: 2058, steps: 195_000, rule: 'a stand-in key left by a sidecar that died before publishing is replaced', timing: { requestTimeoutMs: 300, quickRounds: 3 } },
+    // A backend left while another's refill was acknowledged and not yet applied by the sidecars that
+    // wrote its stand-in keys: the key on the one in refill said `away`, though it took the departed
+    // one's writes from the refill's application on, and its copies were no source (a stale read at
+    // 17.27 s). The key now becomes `joined` as each sidecar applies the refill.
+    { seed: 1192, steps: 75_000, rule: 'a refill applied while another is away marks that it takes its writes', timing: { requestTimeoutMs: 300, quickRounds: 3 } },
   ];
   for (const { seed, steps, rule, timing = FOUND_AT, kinds } of REPLAYS) {
     test(`seed ${seed}, ${kinds === undefined ? 'every kind of fault' : kinds.join(', ')}: ${rule}`, async () => {

@@ -10,7 +10,7 @@
 // a write by the refill.
 
 import { expect, test } from 'vitest';
-import type { Role } from '../../src/trust/protocol';
+import type { Role, Stage, TrustRecord } from '../../src/trust/protocol';
 import { INCARNATION_KEY, standInKey, standInNote, standInRefill, standInTrusted, standInValue } from '../../src/trust/reserved-keys';
 import { FakeNode, agentOver } from './support';
 
@@ -107,4 +107,45 @@ test('a joined key does not say its backend stood in all along: it began after t
   const words = marked.item.value.toString().split(' ');
   F.put(key, standInValue(words[0], true, words[2], 5, 'joined').toString());
   expect(await agent.stoodInThroughout(F as never, naturals)).toBe(false);
+});
+
+test('one that leaves between the refill of another and its application gets a joined key there too, as the refill applies', async () => {
+  const [X, Y, Z] = ['x:1', 'y:1', 'z:1'].map((a) => new FakeNode(a));
+  const { agent, state } = agentOver('applies-refill', [X, Y, Z]);
+  const internals = agent as unknown as { propose(a: string, r: Role, why: string): void; apply(): void };
+  const settle = async (): Promise<void> => {
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+  };
+  // A live peer: a stage applies here once its record acknowledges it too.
+  let seq = 0;
+  const peerSaw = (seen: Record<string, Stage>): void => {
+    const peer: TrustRecord = { id: 'peer', seq: ++seq, applied: {}, seen, reach: [X.address, Y.address, Z.address], knows: ['applies-refill'] };
+    for (const n of [X, Y, Z]) state.roundDone(n.address, 0, 0, [peer]);
+    internals.apply();
+  };
+  peerSaw({});
+  agent.failed(Z.address);
+  await settle();
+  peerSaw({ [Z.address]: state.seenStageOf(Z.address) });
+  expect(state.stageOf(Z.address).role).toBe('out');
+  // Z's refill acknowledged here, not yet by the peer; then Y leaves: its key on Z says Z was away.
+  internals.propose(Z.address, 'refill', 'test');
+  await settle();
+  const refill = state.seenStageOf(Z.address);
+  expect([refill.role, state.stageOf(Z.address).role]).toEqual(['refill', 'out']);
+  agent.failed(Y.address);
+  await settle();
+  const yOut = state.seenStageOf(Y.address);
+  const before = await Z.get(standInKey(Y.address, yOut.epoch));
+  expect(before.status === 'hit' && !standInTrusted(before.item.value)).toBe(true);
+  // The peer acknowledges both, and Z's refill applies: from now on Z takes Y's writes, and its key says so.
+  peerSaw({ [Z.address]: refill, [Y.address]: yOut });
+  expect(state.stageOf(Z.address)).toEqual(refill);
+  await settle();
+  const after = await Z.get(standInKey(Y.address, yOut.epoch));
+  expect(after.status === 'hit' && [standInTrusted(after.item.value), standInRefill(after.item.value), standInNote(after.item.value)]).toEqual([
+    true,
+    refill.epoch,
+    'joined',
+  ]);
 });
