@@ -8,16 +8,11 @@
 // dropped in its reconcile (docs/trust.md, Delete records).
 
 import { afterEach, expect, test } from 'vitest';
-import { Backend } from '../../src/backends/backend';
 import type { StoreFields } from '../../src/protocol/types';
-import { KeySequencer } from '../../src/routing/key-sequencer';
-import { OrderedRouter } from '../../src/routing/ordered-router';
 import { deleteRecordKey } from '../../src/trust/reserved-keys';
-import { startMemcached } from '../helpers/memcached';
 import { pollUntil } from '../helpers/wait';
-import { inProcessSidecar, stopSidecar } from '../resync/support';
+import { sidecarOverMemcached } from './support';
 
-const BACKEND = { requestTimeoutMs: 300, probeIntervalMs: 30, retryMaxMs: 100, upAfterProbes: 1 };
 const k = (s: string): Buffer => Buffer.from(s);
 const set = (key: string, value: string): StoreFields => ({ mode: 'set', key: k(key), value: k(value), flags: 0, exptime: 0, cas: 0n });
 
@@ -27,22 +22,9 @@ afterEach(async () => {
 });
 
 test("a delete taken by a stand-in while a natural member hung removes that member's copy when it comes back", async () => {
-  const mcs = await Promise.all([0, 1, 2].map(() => startMemcached()));
-  cleanup.push(async () => {
-    for (const m of mcs) m.resume();
-    await Promise.all(mcs.map((m) => m.stop()));
-  });
-  const backends = mcs.map((m) => new Backend(m.address, BACKEND));
-  const s = inProcessSidecar(backends, {}, undefined, { id: 'a' });
-  cleanup.push(() => stopSidecar(s));
-  await s.agent.start();
-  const conn = new OrderedRouter(new KeySequencer(), s.router, s.agent);
-  const role = (i: number) => s.agent.roleOf(backends[i]);
-  const allTrusted = () => backends.every((_, i) => role(i) === 'trusted');
-  await pollUntil(allTrusted, 10_000, 20);
-
+  const { mcs, backends, conn, role, allTrusted, order } = await sidecarOverMemcached(3, cleanup);
   const key = 'delete-record';
-  const [N1, N2, F] = s.ring.ringOrder(k(key)).map((m) => mcs.findIndex((x) => x.address === m.address));
+  const [N1, N2, F] = order(key);
   expect((await conn.store(set(key, 'v1'))).status).toBe('stored');
   // N1 hangs with v1; the delete goes to N2 and the stand-in F, which takes the record first.
   await mcs[N1].pause();

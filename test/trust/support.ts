@@ -4,13 +4,22 @@
 //
 //   const [X, Y] = ['x:1', 'y:1'].map((a) => new FakeNode(a));
 //   const { agent, state } = agentOver('late', [X, Y]);
+//
+// And, against real memcached, one sidecar in-process over them with a client's router:
+//
+//   const { mcs, conn, role, order } = await sidecarOverMemcached(3, cleanup);
 
+import { Backend } from '../../src/backends/backend';
+import { KeySequencer } from '../../src/routing/key-sequencer';
 import type { MemcachedNode, NodeGet, NodeStore } from '../../src/routing/node';
+import { OrderedRouter } from '../../src/routing/ordered-router';
 import type { StoreFields } from '../../src/protocol/types';
 import type { Clock } from '../../src/resync/rate-limiter';
 import { TrustAgent } from '../../src/trust/agent';
 import { timingFor, type TrustState, type TrustTiming } from '../../src/trust/protocol';
+import { startMemcached } from '../helpers/memcached';
 import { pollUntil } from '../helpers/wait';
+import { inProcessSidecar, stopSidecar } from '../resync/support';
 
 /** A memcached as far as the agent's reads and adds go: values with CAS, or cut off (every op fails). */
 export class FakeNode {
@@ -63,4 +72,31 @@ export async function trustedInOrder(role: (i: number) => string, indexes: reado
     message,
   );
   return order;
+}
+
+/** Backends that find a stopped memcached within a few hundred ms, and take it back at its first answer. */
+const REAL_BACKEND = { requestTimeoutMs: 300, probeIntervalMs: 30, retryMaxMs: 100, upAfterProbes: 1 };
+
+/**
+ * `count` real memcached and one sidecar in-process over them (trust agent, ring, router,
+ * resyncer, two replicas), started, once every backend is trusted; `conn` routes as a client
+ * connection does. Stopping them is pushed onto `cleanup` (run in reverse order).
+ */
+export async function sidecarOverMemcached(count: number, cleanup: Array<() => Promise<void>>) {
+  const mcs = await Promise.all(Array.from({ length: count }, () => startMemcached()));
+  cleanup.push(async () => {
+    for (const m of mcs) m.resume();
+    await Promise.all(mcs.map((m) => m.stop()));
+  });
+  const backends = mcs.map((m) => new Backend(m.address, REAL_BACKEND));
+  const s = inProcessSidecar(backends, {}, undefined, { id: 'a' });
+  cleanup.push(() => stopSidecar(s));
+  await s.agent.start();
+  const conn = new OrderedRouter(new KeySequencer(), s.router, s.agent);
+  const role = (i: number) => s.agent.roleOf(backends[i]);
+  const allTrusted = () => backends.every((_, i) => role(i) === 'trusted');
+  await pollUntil(allTrusted, 10_000, 20);
+  /** The indexes (into `mcs`) of a key's backends in its ring order. */
+  const order = (key: string) => s.ring.ringOrder(Buffer.from(key)).map((m) => mcs.findIndex((x) => x.address === m.address));
+  return { mcs, backends, s, conn, role, allTrusted, order };
 }
