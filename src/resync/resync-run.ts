@@ -302,6 +302,11 @@ export class ResyncRun {
     return set.some((m) => m.address === node.address);
   }
 
+  /** The key's natural members are the target and `member`, and no other. */
+  private naturalPair(natural: readonly MemcachedNode[], member: MemcachedNode): boolean {
+    return natural.length === 2 && this.isMember(natural, this.target) && this.isMember(natural, member);
+  }
+
   private async work(): Promise<ResyncResult> {
     if (this.mode !== 'refill') await this.takeMark();
     if (this.mode !== 'shed') await this.list();
@@ -527,16 +532,20 @@ export class ResyncRun {
     // A member in refill that took the writes the target missed only in an earlier refill, which it
     // left: what it took since that refill began is newer than what the target held before it left
     // (RunContext.outageRefillSince). A trusted backend took those writes too, and may have come
-    // back empty since. Only over a copy of the target's own: the member's item is not the key's
-    // latest (the refill ended, maybe with a delete it failed), only newer than that copy.
+    // back empty since. Over a copy of the target's own: the member's item is not the key's latest
+    // (the refill ended, maybe with a delete it failed), only newer than that copy. Over the
+    // target's miss only when the two are the key's natural members: with neither trusted, a delete
+    // of the key is acknowledged only once both took it (docs/trust.md, Decisions), so the
+    // target's miss is no acknowledged delete after the member's item.
     // Not over a read that failed: that member may be the key's source, and the key is tried again.
     if (failed) return 'failed';
-    if (this.context.outageRefillSince !== undefined && mine !== null) {
+    if (this.context.outageRefillSince !== undefined) {
       for (const member of set) {
         if (member.address === this.target.address || !this.context.isResyncing(member)) continue;
+        if (mine === null && !this.naturalPair(natural, member)) continue;
         const since = await this.context.outageRefillSince(this.target, member, this.ring.ahead(key, member), this.ring.replicas);
         failed ||= since === 'failed';
-        if (since === null || since === 'failed' || mine.cas > since.target) continue;
+        if (since === null || since === 'failed' || (mine !== null && mine.cas > since.target)) continue;
         const read = await member.get(key);
         failed ||= read.status === 'failed';
         if (read.status !== 'hit' || read.item.cas <= since.member) continue;

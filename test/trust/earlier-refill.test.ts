@@ -7,7 +7,9 @@
 // what M took in the refill it left, by M's refill-began key of that refill: read through the
 // sidecar once every backend is trusted again, K is the newest write, not the one X kept.
 // The second test has T come back while X's fill reads M's refill-began key: the stage change
-// leaves those reads telling nothing sure, and the key is read again, not skipped.
+// leaves those reads telling nothing sure, and the key is read again, not skipped. The third has
+// K deleted before X left, so X comes back with no copy: with neither natural member trusted, a
+// delete is acknowledged only once both took it, so X's miss is older than M's item, and taken.
 
 import { afterEach, expect, test } from 'vitest';
 import { Backend } from '../../src/backends/backend';
@@ -27,8 +29,12 @@ afterEach(async () => {
 
 const set = (key: Buffer, value: string) => ({ mode: 'set' as const, key, value: Buffer.from(value), flags: 0, exptime: 0, cas: 0n });
 
-/** With `stageChangeWhileMarksRead`, T restarts (and enters refill) while X's fill reads M's refill-began key. */
-async function scenario(stageChangeWhileMarksRead: boolean): Promise<void> {
+/**
+ * With `stageChangeWhileMarksRead`, T restarts (and enters refill) while X's fill reads M's
+ * refill-began key. With `deletedBeforeXLeft`, K is deleted (from X, M and T) while M is in its
+ * first refill and X still trusted: X comes back holding nothing.
+ */
+async function scenario({ stageChangeWhileMarksRead = false, deletedBeforeXLeft = false }): Promise<void> {
   const mcs = await Promise.all([0, 1, 2].map(() => startMemcached()));
   cleanup.push(async () => {
     for (const m of mcs) m.resume();
@@ -92,6 +98,7 @@ async function scenario(stageChangeWhileMarksRead: boolean): Promise<void> {
   await pollUntil(() => role(M) === 'out', 10_000, 20, 'M out');
   mcs[M].resume();
   await pollUntil(() => role(M) === 'refill', 10_000, 20, 'M in refill');
+  if (deletedBeforeXLeft) expect((await s.router.delete(key, 0n)).status).toBe('deleted');
   // X away (it keeps its data): K's newest write goes to M, in refill, and to T, standing in.
   await mcs[X].pause();
   await pollUntil(() => role(X) === 'out', 10_000, 20, 'X out');
@@ -134,6 +141,8 @@ async function scenario(stageChangeWhileMarksRead: boolean): Promise<void> {
   for (const i of [X, M]) expect(await valueOn(backends[i], 'session-key'), `on ${i === X ? 'X' : 'M'}`).toBe('newest');
 }
 
-test('a fill takes the newest write from what another backend took in a refill it left, when the trusted one that took it too came back empty', () => scenario(false), 90_000);
+test('a fill takes the newest write from what another backend took in a refill it left, when the trusted one that took it too came back empty', () => scenario({}), 90_000);
 
-test('a stage change while a fill reads what dates an earlier refill leaves the key to be read again, not skipped', () => scenario(true), 90_000);
+test('a stage change while a fill reads what dates an earlier refill leaves the key to be read again, not skipped', () => scenario({ stageChangeWhileMarksRead: true }), 90_000);
+
+test('the same where the fill holds no copy: the two are the natural members, so its miss is no later delete', () => scenario({ deletedBeforeXLeft: true }), 90_000);
