@@ -526,6 +526,11 @@ export class ResyncRun {
         const read = await member.get(key);
         failed ||= read.status === 'failed';
         if (read.status !== 'hit' || read.item.cas <= since) continue;
+        // The target took this item's write too, in its refill (the source's refill key of it is
+        // under the item): what it holds is newer, a miss a delete still on its way to the source.
+        // Asked for each key, not once per run as of a trusted source: this one's refill may end.
+        const took = (await this.context.refillTookSince?.(this.target, member)) ?? null;
+        if (took !== null && read.item.cas > took) return 'skipped';
         return this.takeFrom(key, member, read.item, mine);
       }
     }

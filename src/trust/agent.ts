@@ -932,16 +932,18 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
    * Y's refill applied here because every live record acknowledged it: from now on each write of a
    * key of which Y is a natural member goes to Y too, and every request sent under an older view has
    * ended (one that timed out on a backend put that backend out, in the same records). The refill
-   * key goes on every backend trusted here, with nothing pending (an add: the first stays): its CAS
-   * is under every such write the backend takes from then on; its value names the placement it
-   * holds for, and the backend's trusted epoch (see refillingSince).
+   * key goes on every backend trusted or in refill here, with nothing pending (an add: the first
+   * stays): its CAS is under every such write the backend takes from then on; its value names the
+   * placement it holds for, and the backend's stage: its trusted epoch (see refillingSince), or
+   * `r<epoch>` in refill (see refillTookSince).
    */
   private writeRefillKeys(address: string, epoch: number): void {
     const key = refillKey(address, epoch);
     const digest = this.placementDigest();
     for (const node of this.byAddress.values()) {
-      if (node.address === address || !this.state.isTrusted(node.address)) continue;
-      const value = Buffer.from(`${this.state.id} ${digest} ${this.state.stageOf(node.address).epoch}`);
+      const stage = this.state.stageOf(node.address);
+      if (node.address === address || stage.role === 'out' || this.state.isPending(node.address)) continue;
+      const value = Buffer.from(`${this.state.id} ${digest} ${refillKeyStage(stage)}`);
       void node.store({ mode: 'add', key, value, flags: 0, exptime: LONGEST_RELATIVE_EXPIRY_S, cas: 0n });
     }
   }
@@ -959,39 +961,41 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     const node = this.byAddress.get(on.address);
     if (node === undefined) return null;
     const key = await this.refillKeyOn(natural.address, node);
-    if (key === null) return null;
-    if (this.state.stageOf(on.address).role === 'trusted' || !leftOnceSince(key.trustedEpoch, this.state.untrustedSince(on.address, this.clock.now()))) return null;
+    // Only a key written while `on` was trusted (one written in refill names `r<epoch>`) dates its leaving trusted.
+    const trustedEpoch = key === null ? NaN : Number(key.stage);
+    if (key === null || !Number.isSafeInteger(trustedEpoch)) return null;
+    if (this.state.stageOf(on.address).role === 'trusted' || !leftOnceSince(trustedEpoch, this.state.untrustedSince(on.address, this.clock.now()))) return null;
     return key.cas;
   }
 
   /**
    * The CAS on `source` over which every write it took of a key of which `target` is a natural
-   * member went to `target` too, in the refill `target` is in now: `source` has been trusted without
-   * a break since that refill applied (the refill key's value names its trusted epoch then, the same
-   * as now), so a write that timed out on it since would have put it out. For such an item, what the
-   * target holds is as new or newer (resync-run.ts, tookInRefill). null: the target is not in refill
-   * (or is leaving it), the source is not trusted (or is leaving it), or no refill key of the same
-   * placement tells.
+   * member went to `target` too, in the refill `target` is in now: `source` has been in the same
+   * stage, trusted or in refill, without a break since that refill applied (the refill key's value
+   * names its stage then, the same as now), so a write that timed out on it since would have put it
+   * out. For such an item, what the target holds is as new or newer (resync-run.ts, tookInRefill).
+   * null: the target is not in refill (or is leaving it), the source is out or leaving its stage,
+   * or no refill key of the same placement tells.
    */
   async refillTookSince(target: MemcachedNode, source: MemcachedNode): Promise<bigint | null> {
     const node = this.byAddress.get(source.address);
-    const trusted = this.state.stageOf(source.address);
-    const stillTrusted = (): boolean => {
+    const then = this.state.stageOf(source.address);
+    const unchanged = (): boolean => {
       const now = this.state.stageOf(source.address);
-      return now.role === 'trusted' && now.epoch === trusted.epoch && !this.state.isPending(source.address);
+      return now.role !== 'out' && now.role === then.role && now.epoch === then.epoch && !this.state.isPending(source.address);
     };
-    if (node === undefined || !stillTrusted()) return null;
+    if (node === undefined || !unchanged()) return null;
     const key = await this.refillKeyOn(target.address, node);
-    return key !== null && key.trustedEpoch === trusted.epoch && stillTrusted() ? key.cas : null;
+    return key !== null && key.stage === refillKeyStage(then) && unchanged() ? key.cas : null;
   }
 
   /**
    * The refill key of the refill `address` is in now, read on `node` (see writeRefillKeys): its CAS,
-   * and the trusted epoch of `node` its value names. null: `address` is not in refill, or left or
-   * began leaving it by the time the key was read; the key is not there; or it names another
+   * and the stage of `node` its value names (refillKeyStage). null: `address` is not in refill, or
+   * left or began leaving it by the time the key was read; the key is not there; or it names another
    * placement (a reload moved keys since).
    */
-  private async refillKeyOn(address: string, node: MemcachedNode): Promise<{ cas: bigint; trustedEpoch: number } | null> {
+  private async refillKeyOn(address: string, node: MemcachedNode): Promise<{ cas: bigint; stage: string } | null> {
     const stage = this.state.stageOf(address);
     const inThatRefill = (): boolean => {
       const now = this.state.stageOf(address);
@@ -1000,9 +1004,9 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     if (!inThatRefill()) return null;
     const r = await node.get(refillKey(address, stage.epoch));
     if (r.status !== 'hit') return null;
-    const [, digest, trustedEpoch] = r.item.value.toString('latin1').split(' ');
-    if (digest !== this.placementDigest() || trustedEpoch === undefined || !inThatRefill()) return null;
-    return { cas: r.item.cas, trustedEpoch: Number(trustedEpoch) };
+    const [, digest, named] = r.item.value.toString('latin1').split(' ');
+    if (digest !== this.placementDigest() || named === undefined || !inThatRefill()) return null;
+    return { cas: r.item.cas, stage: named };
   }
 
   /**
@@ -1487,6 +1491,11 @@ export function routerHooks(agent: TrustAgent, runs: () => Pick<Resyncer, 'delet
  * dates the departure at that out when it published an acknowledgement of a trusted stage in
  * between (leftTrusted, protocol.ts), and the latest date any witness gives counts.
  */
+/** How a refill key's value names the stage of the backend it is on: its trusted epoch, or `r<epoch>` in refill. */
+function refillKeyStage(stage: Stage): string {
+  return stage.role === 'refill' ? `r${stage.epoch}` : String(stage.epoch);
+}
+
 export function leftOnceSince(trusted: number, since: number): boolean {
   return since > trusted && since < trusted + 4;
 }

@@ -53,11 +53,12 @@ export function standInKey(address: string, epoch: number): Buffer {
 }
 
 /**
- * On every backend trusted when Y's refill at `epoch` applies (an add: the first one stays): its
- * CAS is under every write the backend took from then on for a key of which Y is a natural
- * member, and each of those went to Y too while Y stays in that refill; its value,
- * `<sidecar id> <placement digest> <the backend's trusted epoch>` (see src/trust/agent.ts,
- * refillingSince, and src/resync/resync-run.ts, copyFromMembers).
+ * On every backend trusted or in refill when Y's refill at `epoch` applies (an add: the first one
+ * stays): its CAS is under every write the backend took from then on for a key of which Y is a
+ * natural member, and each of those went to Y too while Y stays in that refill; its value,
+ * `<sidecar id> <placement digest> <the backend's stage>`, the stage its trusted epoch or
+ * `r<epoch>` in refill (see src/trust/agent.ts, refillingSince and refillTookSince, and
+ * src/resync/resync-run.ts, copyFromMembers).
  */
 export function refillKey(address: string, epoch: number): Buffer {
   return Buffer.from(`${RESERVED_PREFIX}refill:${address}:${epoch}`);
@@ -151,8 +152,8 @@ export const RESERVED_KEYS: readonly ReservedKey[] = [
   {
     name: `${RESERVED_PREFIX}refill:<backend>:<epoch>`,
     ttlSeconds: LONGEST_RELATIVE_EXPIRY_S,
-    writer: "every sidecar, as that backend's refill applies, on each backend it has trusted (an add: the first one stays)",
-    meaning: 'its CAS: items with a higher one were written while that backend, in refill, took the writes of its natural keys; its value: the writer, a placement digest, the trusted epoch of the backend it is on',
+    writer: "every sidecar, as that backend's refill applies, on each backend it has trusted or in refill (an add: the first one stays)",
+    meaning: 'its CAS: items with a higher one were written while that backend, in refill, took the writes of its natural keys; its value: the writer, a placement digest, the stage of the backend it is on (its trusted epoch, or r<epoch> in refill)',
   },
   {
     name: `${RESERVED_PREFIX}refill-began:<epoch>`,

@@ -4,14 +4,15 @@
 // refillTookSince) marks where the writes begin that went to the target too: for a source's
 // item over it, the target holds that write or what came after it. A miss there is a delete
 // that reached the target and is still on its way to the source (a path that froze one way,
-// say); copied, the deleted item would be trusted and served again.
+// say); copied, the deleted item would be trusted and served again. The same holds for a source
+// in refill (a refill source: no trusted member is left), whose key names its refill.
 
 import { afterEach, describe, expect, test } from 'vitest';
 import type { Backend } from '../../src/backends/backend';
 import type { ResyncMode, ResyncResult } from '../../src/resync/resync-run';
 import type { MemcachedNode } from '../../src/routing/node';
 import type { Role } from '../../src/trust/protocol';
-import { refillKey } from '../../src/trust/reserved-keys';
+import { INCARNATION_KEY, refillKey } from '../../src/trust/reserved-keys';
 import { k, runOn, startHandRolesCluster, stopHandRolesCluster, storeOn as store, valueOn, type HandRolesCluster } from './support';
 
 afterEach(stopHandRolesCluster);
@@ -89,4 +90,40 @@ test("reconcile: the target's other value, where the source's is from its refill
   await store(s.target, s.key, 'newer');
   expect(await fill(s, 'reconcile')).toMatchObject({ outcome: 'done', copied: 0 });
   expect(await valueOn(s.target, s.key)).toBe('newer');
+});
+
+describe('the source in refill too (a refill source: every backend in refill)', () => {
+  /** The target's reconcile, the source's items over its incarnation key taken in its refill (RunContext.refillSince). */
+  async function fillFromRefill(s: Setup): Promise<ResyncResult> {
+    s.cluster.ring.useRoles(() => 'refill');
+    const began = await s.source.get(INCARNATION_KEY);
+    if (began.status !== 'hit') throw new Error('no incarnation key on the source');
+    return runOn(s.cluster, s.target, {
+      mode: Promise.resolve('reconcile'),
+      isResyncing: () => true,
+      holdMs: 0,
+      refillSince: async (member) => (member === s.source ? began.item.cas : null),
+      refillTookSince: async (t, source) => {
+        const r = await (source as Backend).get(refillKey(t.address, EPOCH));
+        return r.status === 'hit' ? r.item.cas : null;
+      },
+    });
+  }
+
+  test("its item written since the target's refill key on it, which the target misses: not copied back", async () => {
+    const s = await setup();
+    await store(s.source, INCARNATION_KEY, '0 r2');
+    await store(s.source, refillKey(s.target.address, EPOCH), 'mark');
+    await deletedOnTargetOnly(s);
+    expect(await fillFromRefill(s)).toMatchObject({ outcome: 'done', copied: 0 });
+    expect(await valueOn(s.target, s.key)).toBeNull();
+  });
+
+  test('no refill key on it: its item, taken in its refill, is the latest and copied', async () => {
+    const s = await setup();
+    await store(s.source, INCARNATION_KEY, '0 r2');
+    await deletedOnTargetOnly(s);
+    expect(await fillFromRefill(s)).toMatchObject({ outcome: 'done', copied: 1 });
+    expect(await valueOn(s.target, s.key)).toBe('deleted since');
+  });
 });
