@@ -529,8 +529,10 @@ export class ResyncRun {
         // The target took this item's write too, in its refill (the source's refill key of it is
         // under the item): what it holds is newer, a miss a delete still on its way to the source.
         // Asked for each key, not once per run as of a trusted source: this one's refill may end.
+        // Not over a read that failed: a trusted holder may have the key's latest, and this item may
+        // be a fill's copy (nothing tells it from a client's write), so the key is tried again.
         const took = (await this.context.refillTookSince?.(this.target, member)) ?? null;
-        if (took !== null && read.item.cas > took) return 'skipped';
+        if (took !== null && read.item.cas > took) return failed ? 'failed' : 'skipped';
         return this.takeFrom(key, member, read.item, mine);
       }
     }

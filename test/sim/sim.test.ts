@@ -177,6 +177,11 @@ describe('the trust protocol', () => {
     // from b1 (a deleted key served at 11.77 s). Refill keys now also go on backends in refill, and
     // a refill source's item over the target's key there is not copied.
     { seed: 683, steps: 145_000, rule: "a fill takes nothing from a refill source that its target took in its own refill", timing: { requestTimeoutMs: 300, quickRounds: 3 } },
+    // key:1's natural members b1 and b2 away; #187 on b0 alone (a trusted stand-in). b2 came back
+    // empty and was filled from b0, over b1's refill key on it. b1's fill read b0 and failed (its view
+    // stale a moment), then skipped b2's copy as a write b1 took in its refill, and went trusted without
+    // the key (a lost write at 17.57 s). A failed read now fails that key, which is read again.
+    { seed: 2126, steps: 200_000, rule: 'a refill source skipped as taken by the target fails the key when another read failed', timing: { requestTimeoutMs: 300, quickRounds: 3 } },
   ];
   for (const { seed, steps, rule, timing = FOUND_AT, kinds } of REPLAYS) {
     test(`seed ${seed}, ${kinds === undefined ? 'every kind of fault' : kinds.join(', ')}: ${rule}`, async () => {
