@@ -101,7 +101,7 @@ import type { MemcachedNode, StoredItem } from '../routing/node';
 import { exptimeForCopy, sameExpiry } from '../routing/replicated-router';
 import type { ReplicaRing } from '../routing/ring';
 import { RateLimiter, type Clock } from './rate-limiter';
-import { INCARNATION_KEY, MARK_KEY, deleteRecordKey, isReserved } from '../trust/reserved-keys';
+import { INCARNATION_KEY, LONGEST_RELATIVE_EXPIRY_S, MARK_KEY, copiedRecordKey, deleteRecordKey, isReserved } from '../trust/reserved-keys';
 import type { DumpLine } from '../protocol/backend/meta';
 
 /**
@@ -112,6 +112,11 @@ export type ResyncMode = 'refill' | 'reconcile' | 'refresh' | 'shed';
 
 /** What one key's step did to the target; failed: a backend failed it, so the key is tried again. */
 type KeyOutcome = 'copied' | 'pruned' | 'skipped' | 'failed';
+
+/** How a copy is stored: recordCopy, an Earlier refills copy, named by the key's copied record. */
+interface StoreOptions {
+  readonly recordCopy?: boolean;
+}
 
 /** Reads of the source after a copy, to follow touches that reached it meanwhile (see store). */
 const EXPIRY_ROUNDS = 3;
@@ -526,6 +531,9 @@ export class ResyncRun {
         const read = await member.get(key);
         failed ||= read.status === 'failed';
         if (read.status !== 'hit' || read.item.cas <= since) continue;
+        const copy = await this.earlierRefillsCopy(key, member, read.item);
+        failed ||= copy === 'failed';
+        if (copy !== false) continue;
         // The target took this item's write too, in its refill (the source's refill key of it is
         // under the item): what it holds is newer, a miss a delete still on its way to the source.
         // Asked for each key, not once per run as of a trusted source: this one's refill may end.
@@ -556,7 +564,10 @@ export class ResyncRun {
         const read = await member.get(key);
         failed ||= read.status === 'failed';
         if (read.status !== 'hit' || read.item.cas <= since.member) continue;
-        return this.takeFrom(key, member, read.item, mine);
+        const copy = await this.earlierRefillsCopy(key, member, read.item);
+        failed ||= copy === 'failed';
+        if (copy !== false) continue;
+        return this.takeFrom(key, member, read.item, mine, { recordCopy: true });
       }
     }
     if (failed) return 'failed';
@@ -572,12 +583,12 @@ export class ResyncRun {
   }
 
   /** A member in refill's item, found a source: copied to the target, unless it expires now or the target holds it already. */
-  private async takeFrom(key: Buffer, member: MemcachedNode, item: StoredItem, mine: StoredItem | null): Promise<KeyOutcome> {
+  private async takeFrom(key: Buffer, member: MemcachedNode, item: StoredItem, mine: StoredItem | null, opts: StoreOptions = {}): Promise<KeyOutcome> {
     if (this.stopReason !== null) return 'skipped';
     const exptime = exptimeForCopy(item.ttl);
     if (exptime === null) return this.expiring(key, item, mine);
     if (mine !== null && sameItem(mine, item)) return 'skipped';
-    return this.store(key, member, item, exptime, mine);
+    return this.store(key, member, item, exptime, mine, opts);
   }
 
   /**
@@ -693,8 +704,9 @@ export class ResyncRun {
    * is undone; the same item with another expiry (a touch, which keeps the CAS, reached the source
    * after our read, and maybe the target before our copy) ──> our copy is stored again with it,
    * guarded by the CAS our copy got (a newer write stays), and the source read once more.
+   * recordCopy: the copy's CAS is then written to the key's copied record on the target.
    */
-  private async store(key: Buffer, source: MemcachedNode, item: StoredItem, exptime: number, mine: StoredItem | null): Promise<KeyOutcome> {
+  private async store(key: Buffer, source: MemcachedNode, item: StoredItem, exptime: number, mine: StoredItem | null, opts: StoreOptions = {}): Promise<KeyOutcome> {
     const { value, flags } = item;
     let stored = await this.target.store(
       mine === null ? { mode: 'add', key, value, flags, exptime, cas: 0n } : { mode: 'set', key, value, flags, exptime, cas: mine.cas },
@@ -717,9 +729,42 @@ export class ResyncRun {
         return 'skipped';
       }
       stored = await this.target.store({ mode: 'set', key, value, flags, exptime: next, cas: stored.cas });
-      if (stored.status !== 'stored') break; // a newer write replaced the copy
+      if (stored.status !== 'stored') return 'copied'; // a newer write replaced the copy
     }
+    if (opts.recordCopy === true) return this.recordCopy(key, stored.cas);
     return 'copied';
+  }
+
+  /**
+   * The item of a member in refill, over its mark: an earlier fill's Earlier refills copy onto it
+   * (its copied record names the CAS), which is no write the member took in its refill, only newer
+   * than the copy it replaced and maybe not the key's latest; a source by neither rule.
+   */
+  private async earlierRefillsCopy(key: Buffer, member: MemcachedNode, item: StoredItem): Promise<boolean | 'failed'> {
+    const record = await member.get(copiedRecordKey(key));
+    if (record.status === 'failed') return 'failed';
+    return record.status === 'hit' && record.item.value.toString('latin1') === item.cas.toString();
+  }
+
+  /**
+   * An Earlier refills copy onto the target, which is in refill: its CAS goes to the key's copied
+   * record there, so that Refill sources does not take the copy for a write the target took in its
+   * refill (it is only newer than what the target held, maybe not the key's latest). A write to the
+   * key after the copy gets another CAS, and the record no longer names it. Not written (the target
+   * failed it): the copy stays unnamed, as one read between the copy and the record is taken for a
+   * write (docs/trust.md, What it does not cover). A backend that reports no CAS has nothing to name.
+   */
+  private async recordCopy(key: Buffer, cas: bigint): Promise<KeyOutcome> {
+    if (cas === 0n) return 'copied';
+    const record = await this.target.store({
+      mode: 'set',
+      key: copiedRecordKey(key),
+      value: Buffer.from(cas.toString(), 'latin1'),
+      flags: 0,
+      exptime: LONGEST_RELATIVE_EXPIRY_S,
+      cas: 0n,
+    });
+    return record.status === 'stored' ? 'copied' : 'failed';
   }
 
   /** refresh: the target's copy made what the key's authority holds (see the head comment). */

@@ -121,6 +121,16 @@ export function deleteRecordKey(key: Buffer): Buffer {
   return Buffer.from(`${RESERVED_PREFIX}deleted:${createHash('sha1').update(key).digest('hex')}`);
 }
 
+/**
+ * On a backend in refill, just after a fill copied an item onto it by Earlier refills (newer than
+ * what it held, maybe not the key's latest): its value is that copy's CAS, so Refill sources does
+ * not take the copy for a write the backend took in its refill (src/resync/resync-run.ts,
+ * recordCopy). A restart wipes the copy and the record alike.
+ */
+export function copiedRecordKey(key: Buffer): Buffer {
+  return Buffer.from(`${RESERVED_PREFIX}copied:${createHash('sha1').update(key).digest('hex')}`);
+}
+
 /** The key whose CAS marks the start of a reconcile run; stored already expired, so never served. */
 export const MARK_KEY = Buffer.from(`${RESERVED_PREFIX}resync-mark`);
 
@@ -166,6 +176,12 @@ export const RESERVED_KEYS: readonly ReservedKey[] = [
     ttlSeconds: LONGEST_RELATIVE_EXPIRY_S,
     writer: "every sidecar, on each stand-in it sends a client's delete of the key, just before the delete (a set)",
     meaning: 'its CAS: the key was deleted on that stand-in after it; one per key deleted through a stand-in, not per delete',
+  },
+  {
+    name: `${RESERVED_PREFIX}copied:<sha1 of the key>`,
+    ttlSeconds: LONGEST_RELATIVE_EXPIRY_S,
+    writer: 'a fill, on the backend in refill it copied an item onto by Earlier refills, just after the copy (a set)',
+    meaning: 'its value: the CAS of that copy, which is no write the backend took in its refill',
   },
   {
     name: MARK_KEY.toString(),

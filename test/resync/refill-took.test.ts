@@ -5,14 +5,15 @@
 // item over it, the target holds that write or what came after it. A miss there is a delete
 // that reached the target and is still on its way to the source (a path that froze one way,
 // say); copied, the deleted item would be trusted and served again. The same holds for a source
-// in refill (a refill source: no trusted member is left), whose key names its refill.
+// in refill (a refill source: no trusted member is left), whose key names its refill. Its item
+// that its copied record names is an earlier fill's copy, no write it took: not taken either.
 
 import { afterEach, describe, expect, test } from 'vitest';
 import type { Backend } from '../../src/backends/backend';
 import type { ResyncMode, ResyncResult } from '../../src/resync/resync-run';
 import type { MemcachedNode } from '../../src/routing/node';
 import type { Role } from '../../src/trust/protocol';
-import { INCARNATION_KEY, refillKey } from '../../src/trust/reserved-keys';
+import { INCARNATION_KEY, copiedRecordKey, refillKey } from '../../src/trust/reserved-keys';
 import { k, runOn, startHandRolesCluster, stopHandRolesCluster, storeOn as store, valueOn, type HandRolesCluster } from './support';
 
 afterEach(stopHandRolesCluster);
@@ -117,6 +118,30 @@ describe('the source in refill too (a refill source: every backend in refill)', 
     await deletedOnTargetOnly(s);
     expect(await fillFromRefill(s)).toMatchObject({ outcome: 'done', copied: 0 });
     expect(await valueOn(s.target, s.key)).toBeNull();
+  });
+
+  /** The source's item for the key, and its copied record naming the CAS `named` gives it. */
+  async function copiedOnSource(s: Setup, named: (cas: bigint) => bigint): Promise<void> {
+    await store(s.source, s.key, 'copied by an earlier fill');
+    const item = await s.source.get(k(s.key));
+    if (item.status !== 'hit') throw new Error('the source lost the item');
+    await store(s.source, copiedRecordKey(k(s.key)), named(item.item.cas).toString());
+  }
+
+  test('its item that its copied record names (an Earlier refills copy onto it): not taken, it may not be the latest', async () => {
+    const s = await setup();
+    await store(s.source, INCARNATION_KEY, '0 r2');
+    await copiedOnSource(s, (cas) => cas);
+    expect(await fillFromRefill(s)).toMatchObject({ outcome: 'done', copied: 0 });
+    expect(await valueOn(s.target, s.key)).toBeNull();
+  });
+
+  test('its item written over such a copy (the record names an older CAS): a write it took, copied', async () => {
+    const s = await setup();
+    await store(s.source, INCARNATION_KEY, '0 r2');
+    await copiedOnSource(s, (cas) => cas - 1n);
+    expect(await fillFromRefill(s)).toMatchObject({ outcome: 'done', copied: 1 });
+    expect(await valueOn(s.target, s.key)).toBe('copied by an earlier fill');
   });
 
   test('no refill key on it: its item, taken in its refill, is the latest and copied', async () => {

@@ -10,10 +10,11 @@
 // leaves those reads telling nothing sure, and the key is read again, not skipped. The third has
 // K deleted before X left, so X comes back with no copy: with neither natural member trusted, a
 // delete is acknowledged only once both took it, so X's miss is older than M's item, and taken.
+// In each, X's copy is then named by its copied record (no write X took in its refill).
 
 import { afterEach, expect, test } from 'vitest';
 import { Backend } from '../../src/backends/backend';
-import { refillBeganKey } from '../../src/trust/reserved-keys';
+import { copiedRecordKey, refillBeganKey } from '../../src/trust/reserved-keys';
 import type { MemcachedNode } from '../../src/routing/node';
 import { startMemcached } from '../helpers/memcached';
 import { pollUntil } from '../helpers/wait';
@@ -139,6 +140,10 @@ async function scenario({ stageChangeWhileMarksRead = false, deletedBeforeXLeft 
   expect(read.status === 'hit' ? read.item.value.toString() : read.status).toBe('newest');
   // Its natural members hold it (T, a stand-in no more, is in no placement of K).
   for (const i of [X, M]) expect(await valueOn(backends[i], 'session-key'), `on ${i === X ? 'X' : 'M'}`).toBe('newest');
+  // X's copy is named by its copied record: no later fill takes it for a write X took in its refill.
+  const copy = await backends[X].get(key);
+  const record = await backends[X].get(copiedRecordKey(key));
+  expect(record.status === 'hit' ? record.item.value.toString() : record.status).toBe(copy.status === 'hit' ? copy.item.cas.toString() : copy.status);
 }
 
 test('a fill takes the newest write from what another backend took in a refill it left, when the trusted one that took it too came back empty', () => scenario({}), 90_000);
