@@ -148,9 +148,10 @@ export interface RunContext {
   stoodInThroughout?(standIn: MemcachedNode, naturals: readonly MemcachedNode[]): Promise<boolean>;
   /**
    * standInSince, when the stand-in has been in the key's placement without a break since then
-   * (TrustAgent.stoodInSince): it took every write and delete of the key since. null: not known.
+   * (TrustAgent.stoodInSince): it took every write and delete of the key since. null: not known;
+   * 'failed': not read, ask again.
    */
-  stoodInSince?(standIn: MemcachedNode, ahead: readonly MemcachedNode[], replicas: number): Promise<bigint | null>;
+  stoodInSince?(standIn: MemcachedNode, ahead: readonly MemcachedNode[], replicas: number): Promise<bigint | null | 'failed'>;
   /**
    * The target's items with a CAS over this were written while `natural`, in refill, took every
    * write of its natural keys too (TrustAgent.refillingSince); null: none is known so.
@@ -578,7 +579,11 @@ export class ResyncRun {
     if (missedBy !== null && this.isMember(natural, this.target) && (await this.deletedWhileStandingIn(key, missedBy)) && (await provedStale())) {
       return this.dropMine(key, mine.cas);
     }
-    for (const standIn of missedByStandIns) if (await this.deletedWhileStoodIn(key, standIn)) return this.dropMine(key, mine.cas);
+    for (const standIn of missedByStandIns) {
+      const deleted = await this.deletedWhileStoodIn(key, standIn);
+      if (deleted === 'failed') return 'failed';
+      if (deleted) return this.dropMine(key, mine.cas);
+    }
     return (await this.deletedWhileRefilling(key, set, natural, mine)) ?? 'skipped';
   }
 
@@ -682,12 +687,15 @@ export class ResyncRun {
    * write and delete of the key since, the last a delete (or the write after it expired). The
    * target's copy, whether the target is a natural member or a stand-in, is older than that delete
    * (written before that point, or landed late from a write sent before the target left), or was
-   * taken by the stand-in too and deleted since. Either way the key is gone.
+   * taken by the stand-in too and deleted since. Either way the key is gone. 'failed': not known
+   * (a read failed, a stage changed): the key is tried again rather than the copy kept.
    */
-  private async deletedWhileStoodIn(key: Buffer, standIn: MemcachedNode): Promise<boolean> {
+  private async deletedWhileStoodIn(key: Buffer, standIn: MemcachedNode): Promise<boolean | 'failed'> {
     const since = await this.context.stoodInSince?.(standIn, this.ring.ahead(key, standIn), this.ring.replicas);
+    if (since === 'failed') return 'failed';
     if (since === undefined || since === null) return false;
     const record = await standIn.get(deleteRecordKey(key));
+    if (record.status === 'failed') return 'failed';
     return record.status === 'hit' && record.item.cas > since;
   }
 

@@ -749,14 +749,17 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
    * it is trusted with nothing pending, and its incarnation key, which each refill of its own
    * rewrites (markRefill), is under it: it was not away since. So it took every write and delete of
    * the key since (a write it failed would have taken it out, and refilled it). null: not known.
+   * 'failed': its incarnation key not read, or a stage changed while reading (what was read may
+   * no longer tell, nor say that nothing tells): asked again.
    */
-  async stoodInSince(standIn: MemcachedNode, ahead: readonly MemcachedNode[], replicas: number): Promise<bigint | null> {
+  async stoodInSince(standIn: MemcachedNode, ahead: readonly MemcachedNode[], replicas: number): Promise<bigint | null | 'failed'> {
     const node = this.byAddress.get(standIn.address);
     if (node === undefined || !this.state.isTrusted(standIn.address)) return null;
     const generation = this.state.generation;
     const [since, born] = await Promise.all([this.standInSince(standIn, ahead, replicas), node.get(INCARNATION_KEY)]);
+    if (this.state.generation !== generation || born.status === 'failed') return 'failed';
     if (since === null || born.status !== 'hit' || born.item.cas >= since) return null;
-    return this.state.generation === generation && this.state.isTrusted(standIn.address) ? since : null;
+    return this.state.isTrusted(standIn.address) ? since : null;
   }
 
   /**
