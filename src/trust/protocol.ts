@@ -530,6 +530,15 @@ export class TrustState {
     return silent;
   }
 
+  /**
+   * Whether this sidecar still waits for peer `id` to fall silent: known, no record saying it left,
+   * and not yet reported by silentPeers (that report is what starts a sweep, see the agent).
+   */
+  awaitsSilenceOf(id: string): boolean {
+    const p = this.peers.get(id);
+    return p !== undefined && p.record.left !== true && !this.toldSilent.has(id);
+  }
+
   /** Live peers that reach `address`, and this sidecar if `here` does. */
   allReach(address: string, here: boolean, now: number): boolean {
     return here && this.livePeers(now).every((p) => p.record.reach.includes(address));

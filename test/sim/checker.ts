@@ -20,8 +20,8 @@
 //   double lock  an acquisition (add STORED, or pecl-memcache's incr answering 1)
 //                completes while another acquisition's holder has not begun its
 //                release, and no delete or expiry can fall between the two
-// Members (at the quiet moments, see run.ts; not within a sweep's wait of a sidecar's death,
-// whose half-landed writes the sweep finishes):
+// Members (at the quiet moments, see run.ts; once every live sidecar took each dead one for silent,
+// and the sweep that finishes its half-landed writes ran):
 //   diverged     a key's natural members that every live sidecar trusts hold
 //                different values
 //   stuck        long after the faults stopped, a backend is still not trusted by

@@ -88,8 +88,8 @@ export class Host {
   readonly links: Link[];
   private current: Incarnation | null = null;
   private arrivals = 0;
-  /** When its last sidecar died (virtual ms). */
-  diedAt = -Infinity;
+  /** The ids of its sidecars that died. */
+  readonly deadIds: string[] = [];
 
   constructor(
     readonly index: number,
@@ -136,7 +136,7 @@ export class Host {
     const inc = this.current;
     if (inc === null) return;
     this.current = null;
-    this.diedAt = this.env.scheduler.now;
+    this.deadIds.push(inc.id);
     inc.process.dead = true;
     for (const end of inc.open) end();
     inc.open.clear();

@@ -8,10 +8,10 @@
 //   chaos   faults start and end at random, the workers keep going
 //   heal    every fault ends at once
 //   calm    a while with no faults (CALM_MS), the workers keep going
-//   quiet   the workers stop starting requests; once nothing is in flight anywhere
-//           and every sidecar trusts every backend again: the members of every key
-//           are compared (diverged; not within SWEEP_WAIT_MS of a sidecar's death),
-//           the checker settles what was never
+//   quiet   the workers stop starting requests; once nothing is in flight anywhere,
+//           every sidecar trusts every backend again and every live sidecar has taken
+//           each dead one for silent (its sweep ran): the members of every key are
+//           compared (diverged), the checker settles what was never
 //           acknowledged, and the next cycle begins. Not there TRUST_WAIT_MS after
 //           the faults stopped: stuck (it still waits for quiet, then goes on with
 //           the backends every sidecar trusts)
@@ -23,7 +23,6 @@
 import { DEFAULT_BACKEND_OPTIONS } from '../../src/backends/backend';
 import { ReplicaRing } from '../../src/routing/ring';
 import { QUICK_ROUNDS } from '../../src/trust/agent';
-import { DEFAULT_TIMING } from '../../src/trust/protocol';
 import { ROSTER_PRUNE_AFTER_MS } from '../../src/trust/reserved-keys';
 import { Checker, type Violation, type ViolationKind } from './checker';
 import { Scheduler } from './clock';
@@ -80,12 +79,6 @@ export interface SimResult {
 const CALM_MS = 2000;
 const QUIET_POLL_MS = 100;
 const TRUST_WAIT_MS = 30_000;
-/**
- * How long after a sidecar's death its writes may still be half landed: the others take it for
- * silent after D on their own clocks (up to 10% slow), and the lowest of them then sweeps every
- * trusted backend (docs/trust.md, Sweep). Members are not compared before then.
- */
-const SWEEP_WAIT_MS = Math.ceil(DEFAULT_TIMING.silentMs * 1.1) + 500;
 /** An item this close to its expiry may be gone from one member and not yet from another. */
 const EXPIRY_MARGIN_MS = 2000;
 
@@ -144,6 +137,16 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
     }
   };
 
+  /**
+   * Every live sidecar has taken every sidecar that died for silent (or never knew it): the lowest
+   * live one has then started its sweep (docs/trust.md, Sweep), and quiet() waits for the run.
+   * Before then a dead sidecar's writes may still be half landed, and members are not compared.
+   */
+  const swept = (): boolean => {
+    const dead = hosts.flatMap((h) => h.deadIds);
+    return hosts.every((h) => h.sidecar === null || dead.every((id) => !h.sidecar!.awaitsSilenceOf(id)));
+  };
+
   /** What keeps the cluster from its quiet moment: untrusted backends, work in flight. */
   const stuckness = (): string => {
     const untrusted = backends.flatMap((mc, b) =>
@@ -173,14 +176,14 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
       checker.stuck(`${TRUST_WAIT_MS / 1000} s after the faults stopped: ${stuckness()}`);
       flagged = true;
     }
-    if (!quiet() || (!allTrusted && !late)) {
+    if (!quiet() || ((!allTrusted || !swept()) && !late)) {
       scheduler.after(QUIET_POLL_MS, () => awaitQuiet(since, flagged));
       return;
     }
     quietChecks++;
     trace.record('checker', '', 'quiet', '', allTrusted ? 'all trusted' : 'not all trusted');
     backends.forEach((mc, b) => trusted(mc.address) && faults.refilled(b));
-    if (hosts.every((h) => scheduler.now - h.diedAt >= SWEEP_WAIT_MS)) compareMembers();
+    if (swept()) compareMembers();
     checker.settle();
     workload.resume();
     cycle();

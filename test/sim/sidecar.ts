@@ -50,6 +50,8 @@ export interface Sidecar {
   trusts(address: string): boolean;
   /** A resync of this sidecar is copying (a moment to kill it at). */
   filling(): boolean;
+  /** It has not yet taken sidecar `id` (one that died) for silent: the sweep after it has not started. */
+  awaitsSilenceOf(id: string): boolean;
 }
 
 export function buildSidecar(env: SidecarEnv, protocol: Protocol): Sidecar {
@@ -99,6 +101,7 @@ function withTrust(env: SidecarEnv): Sidecar {
     // Trusted, with no change of it acknowledged and not yet applied (a newcomer waits out a dead peer's silence).
     trusts: (address) => agent.state.isTrusted(address),
     filling: resyncing,
+    awaitsSilenceOf: (id) => agent.state.awaitsSilenceOf(id),
   };
 }
 
@@ -118,5 +121,6 @@ function withoutAgreement(env: SidecarEnv): Sidecar {
     idle: () => keys.activeKeys === 0,
     trusts: (address) => env.paths.some((p) => p.address === address && p.isUp()),
     filling: () => false,
+    awaitsSilenceOf: () => false,
   };
 }
