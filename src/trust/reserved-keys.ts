@@ -123,9 +123,9 @@ export function deleteRecordKey(key: Buffer): Buffer {
 
 /**
  * On a backend in refill, just after a fill copied an item onto it by Earlier refills (newer than
- * what it held, maybe not the key's latest): its value is that copy's CAS, so Refill sources does
- * not take the copy for a write the backend took in its refill (src/resync/resync-run.ts,
- * recordCopy). A restart wipes the copy and the record alike.
+ * what it held, maybe not the key's latest): its value is that copy's CAS, so no later fill takes
+ * the copy for a write the backend took in its refill, by Refill sources or Earlier refills
+ * (src/resync/resync-run.ts, recordCopy). A restart wipes the copy and the record alike.
  */
 export function copiedRecordKey(key: Buffer): Buffer {
   return Buffer.from(`${RESERVED_PREFIX}copied:${createHash('sha1').update(key).digest('hex')}`);
