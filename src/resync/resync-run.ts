@@ -43,8 +43,9 @@
 //          outage is a source, and the target's, when it is a stand-in, is deleted (CAS-guarded)
 //          no trusted member holds it (every holder away at once) ──> a member in refill
 //          that listed it over its incarnation key (or whose listing was not whole), with
-//          the item over RunContext.refillSince: it took it in its refill and stayed in
-//          the key's placement, so the item is the latest ──> copied as above; no source
+//          the item over RunContext.refillSince, and no earlier fill's copy (its copied
+//          record names another CAS): it took it in its refill and stayed in the key's
+//          placement, so the item is the latest ──> copied as above; no source
 //          and no trusted natural member's miss: a trusted stand-in misses it and holds its
 //          delete record over the point since which it stood in (RunContext.stoodInSince),
 //          or the first stand-in, there all along, does (a natural member's copy) ──> delete
