@@ -118,6 +118,7 @@ const QUICK_WINDOW_ROUNDS = 2;
 
 const STALE: Failed = { status: 'failed', reason: 'trust view stale' };
 const GOING_OUT: Failed = { status: 'failed', reason: 'backend going out' };
+const FAILED_MEANWHILE: Failed = { status: 'failed', reason: 'backend failed while the request was out' };
 
 /** Remembered mark CASes (refillMark, casOn) at most; then forgotten all at once. */
 const MARKS_SEEN_MAX = 4096;
@@ -166,6 +167,8 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   /** Until then, while a stage is pending, rounds come quicker (see QUICK_ROUNDS). */
   private quickUntil = -Infinity;
   private readonly replyHandlers = new Map<string, (reply: { status: string }) => { status: string }>();
+  /** Failures seen per backend (failed()): a reply to a request sent before the latest one counts as failed (guard). */
+  private readonly failuresSeen = new Map<string, number>();
   private readonly fills = new Map<string, AbortController>();
   /**
    * Backends whose incarnation key this sidecar found gone since they were last trusted here:
@@ -475,8 +478,16 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   private guard<R extends { status: string }>(address: string, send: () => Promise<R>): Promise<R | Failed> {
     if (!this.serving()) return Promise.resolve(STALE);
     if (this.state.seenRoleOf(address) === 'out' && this.state.roleOf(address) !== 'out') return Promise.resolve(GOING_OUT);
-    // One handler per backend for every reply: the same function, whatever R is.
-    return send().then(this.replyFrom(address) as unknown as (reply: R) => R | Failed);
+    // A failure of the backend seen while the request was out (a connection dropped: the process
+    // may have restarted, and the request gone on a connection opened to the new, empty one before
+    // the drop was read here) makes its reply a failure too: a miss from an empty process would
+    // otherwise pass for the member's answer.
+    const failures = this.failuresSeen.get(address) ?? 0;
+    const handle = this.replyFrom(address) as unknown as (reply: R) => R | Failed;
+    return send().then((reply) => {
+      const r = handle(reply);
+      return r.status !== 'failed' && (this.failuresSeen.get(address) ?? 0) !== failures ? FAILED_MEANWHILE : r;
+    });
   }
 
   /** A reply's handler for the backend: a failure proposes it out; a reply that came back stale is none. */
@@ -494,6 +505,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
 
   /** A request or a round failed on the backend: it goes out, unless it is out already. */
   failed(address: string): void {
+    this.failuresSeen.set(address, (this.failuresSeen.get(address) ?? 0) + 1);
     this.propose(address, 'out', 'failed');
   }
 
