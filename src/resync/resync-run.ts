@@ -180,6 +180,12 @@ export interface RunContext {
   outageRefillSince?(target: MemcachedNode, member: MemcachedNode, ahead: readonly MemcachedNode[], replicas: number): Promise<{ member: bigint; target: bigint } | null | 'failed'>;
   /** How long the target stays distrusted after a run that could not list every key (see hold); 0: not at all. */
   holdMs: number;
+  /**
+   * This process's Earlier refills copies whose copied record is not written yet, by target address
+   * and key (shared by every run of one Resyncer): such a copy on a member is named by no record yet,
+   * so a run that finds the member's item while one is in flight tries the key again.
+   */
+  recording?: Map<string, number>;
 }
 
 export { MARK_KEY };
@@ -716,6 +722,20 @@ export class ResyncRun {
    * recordCopy: the copy's CAS is then written to the key's copied record on the target.
    */
   private async store(key: Buffer, source: MemcachedNode, item: StoredItem, exptime: number, mine: StoredItem | null, opts: StoreOptions = {}): Promise<KeyOutcome> {
+    const recording = opts.recordCopy === true ? this.context.recording : undefined;
+    if (recording === undefined) return this.storeCopy(key, source, item, exptime, mine, opts);
+    const id = recordingId(this.target, key);
+    recording.set(id, (recording.get(id) ?? 0) + 1);
+    try {
+      return await this.storeCopy(key, source, item, exptime, mine, opts);
+    } finally {
+      const left = (recording.get(id) ?? 1) - 1;
+      if (left > 0) recording.set(id, left);
+      else recording.delete(id);
+    }
+  }
+
+  private async storeCopy(key: Buffer, source: MemcachedNode, item: StoredItem, exptime: number, mine: StoredItem | null, opts: StoreOptions): Promise<KeyOutcome> {
     const { value, flags } = item;
     let stored = await this.target.store(
       mine === null ? { mode: 'add', key, value, flags, exptime, cas: 0n } : { mode: 'set', key, value, flags, exptime, cas: mine.cas },
@@ -750,6 +770,9 @@ export class ResyncRun {
    * than the copy it replaced and maybe not the key's latest; a source by neither rule.
    */
   private async earlierRefillsCopy(key: Buffer, member: MemcachedNode, item: StoredItem): Promise<boolean | 'failed'> {
+    // Checked after the member's item was read: a copy registered by then may be that item, its
+    // record not written yet (it is registered from before its store until its record settles).
+    if (this.context.recording?.has(recordingId(member, key))) return 'failed';
     const record = await member.get(copiedRecordKey(key));
     if (record.status === 'failed') return 'failed';
     return record.status === 'hit' && record.item.value.toString('latin1') === item.cas.toString();
@@ -904,4 +927,9 @@ export class ResyncRun {
     this.skipped++;
     this.counters.skipped();
   }
+}
+
+/** An Earlier refills copy onto `target` of `key`, in RunContext.recording. */
+function recordingId(target: MemcachedNode, key: Buffer): string {
+  return `${target.address} ${key.toString('latin1')}`;
 }

@@ -97,6 +97,8 @@ export class Resyncer {
   private readonly runs = { fill: new Map<Backend, ResyncRun>(), membership: new Map<Backend, ResyncRun>(), shed: new Map<Backend, ResyncRun>() };
   /** Every run not yet settled, current or aborted: their copies in flight still matter to deletes. */
   private readonly live = new Set<ResyncRun>();
+  /** Earlier refills copies whose copied record is not written yet (RunContext.recording), across runs. */
+  private readonly recording = new Map<string, number>();
   private readonly totals = new Map<Backend, Totals>();
   /** Refreshes and sheds that ended short, in a row, per backend (see retryLater). */
   private readonly retries = new Map<Backend, number>();
@@ -172,6 +174,7 @@ export class Resyncer {
         // A fill's hold keeps its backend untrusted; a refresh's keeps it from holding the keys a
         // reload gave it (ReplicaRing.holds) until every item it could not list has expired.
         holdMs: kind === 'shed' ? 0 : this.opts.unlistedHoldMs,
+        recording: this.recording,
       },
     );
     const onAbort = (): void => run.abort('left refill');

@@ -10,7 +10,8 @@
 
 import { afterEach, describe, expect, test } from 'vitest';
 import type { Backend } from '../../src/backends/backend';
-import type { ResyncMode, ResyncResult } from '../../src/resync/resync-run';
+import { REAL_CLOCK, type Clock } from '../../src/resync/rate-limiter';
+import type { ResyncMode, ResyncResult, RunContext } from '../../src/resync/resync-run';
 import type { MemcachedNode } from '../../src/routing/node';
 import type { Role } from '../../src/trust/protocol';
 import { INCARNATION_KEY, copiedRecordKey, refillKey } from '../../src/trust/reserved-keys';
@@ -95,11 +96,11 @@ test("reconcile: the target's other value, where the source's is from its refill
 
 describe('the source in refill too (a refill source: every backend in refill)', () => {
   /** The target's reconcile, the source's items over its incarnation key taken in its refill (RunContext.refillSince). */
-  async function fillFromRefill(s: Setup): Promise<ResyncResult> {
+  async function fillFromRefill(s: Setup, extra: Partial<RunContext> = {}, clock?: Clock): Promise<ResyncResult> {
     s.cluster.ring.useRoles(() => 'refill');
     const began = await s.source.get(INCARNATION_KEY);
     if (began.status !== 'hit') throw new Error('no incarnation key on the source');
-    return runOn(s.cluster, s.target, {
+    const context: RunContext = {
       mode: Promise.resolve('reconcile'),
       isResyncing: () => true,
       holdMs: 0,
@@ -108,7 +109,9 @@ describe('the source in refill too (a refill source: every backend in refill)', 
         const r = await (source as Backend).get(refillKey(t.address, EPOCH));
         return r.status === 'hit' ? r.item.cas : null;
       },
-    });
+      ...extra,
+    };
+    return runOn(s.cluster, s.target, context, clock);
   }
 
   test("its item written since the target's refill key on it, which the target misses: not copied back", async () => {
@@ -133,6 +136,29 @@ describe('the source in refill too (a refill source: every backend in refill)', 
     await store(s.source, INCARNATION_KEY, '0 r2');
     await copiedOnSource(s, (cas) => cas);
     expect(await fillFromRefill(s)).toMatchObject({ outcome: 'done', copied: 0 });
+    expect(await valueOn(s.target, s.key)).toBeNull();
+  });
+
+  test("its item while this process's Earlier refills copy of the key onto it awaits its record: the key read again, then skipped", async () => {
+    const s = await setup();
+    await store(s.source, INCARNATION_KEY, '0 r2');
+    await store(s.source, s.key, 'copied, its record on its way');
+    const item = await s.source.get(k(s.key));
+    if (item.status !== 'hit') throw new Error('the source lost the item');
+    const cas = item.item.cas.toString();
+    // The copy onto the source is registered (RunContext.recording) until its record is written:
+    // the record lands as the run first finds it registered, before the key's retry pass.
+    let written: Promise<void> = Promise.resolve();
+    class Settling extends Map<string, number> {
+      override has(id: string): boolean {
+        const found = super.has(id);
+        if (found) written = store(s.source, copiedRecordKey(k(s.key)), cas).then(() => void this.delete(id));
+        return found;
+      }
+    }
+    const recording = new Settling([[`${s.source.address} ${s.key}`, 1]]);
+    const clock: Clock = { now: REAL_CLOCK.now, sleep: async (ms) => (await written, REAL_CLOCK.sleep(ms)) };
+    expect(await fillFromRefill(s, { recording }, clock)).toMatchObject({ outcome: 'done', copied: 0 });
     expect(await valueOn(s.target, s.key)).toBeNull();
   });
 

@@ -13,7 +13,7 @@ import { Backend, type BackendOptions } from '../../src/backends/backend';
 import { Resyncer, type ResyncCause, type ResyncEvents, type ResyncOptions } from '../../src/resync/resyncer';
 import type { MemcachedNode } from '../../src/routing/node';
 import { ResyncRun, type ResyncResult, type RunContext } from '../../src/resync/resync-run';
-import { REAL_CLOCK } from '../../src/resync/rate-limiter';
+import { REAL_CLOCK, type Clock } from '../../src/resync/rate-limiter';
 import { ReplicatedRouter } from '../../src/routing/replicated-router';
 import { ReplicaRing } from '../../src/routing/ring';
 import { TrustAgent, resyncTrust, routerHooks, type AgentOptions } from '../../src/trust/agent';
@@ -147,8 +147,8 @@ export async function stopHandRolesCluster(): Promise<void> {
 }
 
 /** One run on `target` in `context`: copies unthrottled, no quiet time, no events. */
-export function runOn(c: HandRolesCluster, target: Backend, context: RunContext): Promise<ResyncResult> {
-  const options = { keysPerSecond: 1000, maxInFlight: 4, quietMs: 0, listAttempts: 3, clock: REAL_CLOCK };
+export function runOn(c: HandRolesCluster, target: Backend, context: RunContext, clock: Clock = REAL_CLOCK): Promise<ResyncResult> {
+  const options = { keysPerSecond: 1000, maxInFlight: 4, quietMs: 0, listAttempts: 3, clock };
   return new ResyncRun(target, c.backends, c.ring, options, { copied: () => {}, skipped: () => {}, pruned: () => {}, holding: () => {} }, context).done;
 }
 
