@@ -781,10 +781,11 @@ export class ResyncRun {
   /**
    * An Earlier refills copy onto the target, which is in refill: its CAS goes to the key's copied
    * record there, so that no later fill takes the copy for a write the target took in its refill
-   * (earlierRefillsCopy; it is only newer than what the target held, maybe not the key's latest). A write to the
-   * key after the copy gets another CAS, and the record no longer names it. Not written (the target
-   * failed it): the copy stays unnamed, as one read between the copy and the record is taken for a
-   * write (docs/trust.md, What it does not cover). A backend that reports no CAS has nothing to name.
+   * (earlierRefillsCopy; it is only newer than what the target held, maybe not the key's latest).
+   * A write to the key after the copy gets another CAS, and the record no longer names it. Not
+   * written (the target failed it): the copy stays unnamed, as one another sidecar reads between
+   * the copy and the record is taken for a write (docs/trust.md, What it does not cover). A backend
+   * that reports no CAS has nothing to name.
    */
   private async recordCopy(key: Buffer, cas: bigint): Promise<KeyOutcome> {
     if (cas === 0n) return 'copied';

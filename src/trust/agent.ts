@@ -48,6 +48,7 @@ import {
   recordKey,
   refillBeganKey,
   refillKey,
+  refillKeyStage,
   standInDigest,
   standInKey,
   standInNote,
@@ -1506,11 +1507,6 @@ export function routerHooks(agent: TrustAgent, runs: () => Pick<Resyncer, 'delet
  * dates the departure at that out when it published an acknowledgement of a trusted stage in
  * between (leftTrusted, protocol.ts), and the latest date any witness gives counts.
  */
-/** How a refill key's value names the stage of the backend it is on: its trusted epoch, or `r<epoch>` in refill. */
-function refillKeyStage(stage: Stage): string {
-  return stage.role === 'refill' ? `r${stage.epoch}` : String(stage.epoch);
-}
-
 export function leftOnceSince(trusted: number, since: number): boolean {
   return since > trusted && since < trusted + 4;
 }

@@ -4,7 +4,7 @@
 // `memc.sess.` or `sess_`).
 
 import { createHash } from 'node:crypto';
-import { FORGET_PEER_AFTER_MS } from './protocol';
+import { FORGET_PEER_AFTER_MS, type Stage } from './protocol';
 
 export const RESERVED_PREFIX = 'replicached:';
 
@@ -62,6 +62,11 @@ export function standInKey(address: string, epoch: number): Buffer {
  */
 export function refillKey(address: string, epoch: number): Buffer {
   return Buffer.from(`${RESERVED_PREFIX}refill:${address}:${epoch}`);
+}
+
+/** How a refill key's value names the stage of the backend it is on: its trusted epoch, or `r<epoch>` in refill. */
+export function refillKeyStage(stage: Stage): string {
+  return stage.role === 'refill' ? `r${stage.epoch}` : String(stage.epoch);
 }
 
 /**
