@@ -8,6 +8,7 @@
 import { afterEach, expect, test } from 'vitest';
 import type { Backend } from '../../src/backends/backend';
 import type { StoreFields } from '../../src/protocol/types';
+import type { FollowUps } from '../../src/routing/replicated-router';
 import { pollUntil } from '../helpers/wait';
 import { k, startResyncCluster, stopResyncCluster, type ResyncCluster } from './support';
 
@@ -80,8 +81,13 @@ test('SASL: a touch near expiry while a restarted backend is held in refill leav
 
   await restartEmpty(c, 0);
   await pollUntil(() => c.holds.length === 1, 10_000, 10, 'the run never began its hold');
-  // Touched near expiry: the restarted member misses the touch, the convergence check copies the item to it.
-  for (const key of keys) expect((await c.router.touch(key, 2)).status).toBe('touched');
+  // Touched near expiry: the restarted member misses the touch, the convergence check (a
+  // follow-up step, after the reply) copies the item to it.
+  for (const key of keys) {
+    const later: FollowUps = [];
+    expect((await c.router.touch(key, 2, later)).status).toBe('touched');
+    await Promise.all(later);
+  }
   // Copied, with the expiry the touch gave (the router knows it: its own write set it).
   for (const key of keys) expect(await isOn(target, key)).toBe(true);
   await pollUntil(() => agent.roleOf(target) === 'trusted', 20_000, 20, 'never trusted again');
