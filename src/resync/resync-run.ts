@@ -178,6 +178,17 @@ export interface RunContext {
    * 'failed': not known now (a read failed, a stage changed meanwhile), the key is tried again.
    */
   outageRefillSince?(target: MemcachedNode, member: MemcachedNode, ahead: readonly MemcachedNode[], replicas: number): Promise<{ member: bigint; target: bigint } | null | 'failed'>;
+  /**
+   * For a target (a natural member in refill) that misses a key no trusted member holds: which items
+   * of `standIn` (the key's first stand-in, in refill) are newer than that miss, `accepts` (TrustAgent.
+   * missedSince), unless the target's delete record of the key is over `target` (a delete it took in
+   * its current refill). null: none; 'failed': not known now, the key is tried again.
+   */
+  missedSince?(
+    target: MemcachedNode,
+    standIn: MemcachedNode,
+    naturals: readonly MemcachedNode[],
+  ): Promise<{ target: bigint; accepts(cas: bigint): boolean } | null | 'failed'>;
   /** How long the target stays distrusted after a run that could not list every key (see hold); 0: not at all. */
   holdMs: number;
   /**
@@ -579,6 +590,29 @@ export class ResyncRun {
       }
     }
     if (failed) return 'failed';
+    // The target, a natural member, misses the key, and the first stand-in, in refill, holds an item
+    // written after every live sidecar applied the target's current out, while no natural member was
+    // trusted in any view or the stand-in took every delete one took (TrustAgent.missedSince); and no
+    // delete record on the target says it took a delete of the key in its current refill. Every delete
+    // of the key since the item then reached the stand-in, or the target: the target's miss is older.
+    if (mine === null && this.context.missedSince !== undefined && this.isMember(natural, this.target)) {
+      for (const member of set) {
+        if (member.address === this.target.address || !this.context.isResyncing(member) || natural.includes(member) || !this.firstStandIn(key, member)) continue;
+        const since = await this.context.missedSince(this.target, member, natural);
+        if (since === 'failed') return 'failed';
+        if (since === null) continue;
+        const read = await member.get(key);
+        if (read.status === 'failed') return 'failed';
+        if (read.status !== 'hit' || !since.accepts(read.item.cas)) continue;
+        const record = await this.target.get(deleteRecordKey(key));
+        if (record.status === 'failed') return 'failed';
+        if (record.status === 'hit' && record.item.cas > since.target) continue;
+        const copy = await this.earlierRefillsCopy(key, member, read.item);
+        if (copy === 'failed') return 'failed';
+        if (copy) continue;
+        return this.takeFrom(key, member, read.item, mine, { recordCopy: true });
+      }
+    }
     if (mine === null) return 'skipped';
     if (missedBy !== null && !this.isMember(natural, this.target) && (await this.writtenWhileStandingIn(key, this.target, mine.cas)) && (await provedStale())) {
       return this.dropMine(key, mine.cas);

@@ -309,7 +309,9 @@ export class ReplicatedRouter {
    * of, is proved deleted by it (docs/trust.md, Delete records). A failed record fails the delete.
    */
   private deleteOn(m: MemcachedNode, key: Buffer, cas: bigint): Promise<NodeDelete> {
-    if (this.ring.isNatural(key, m)) return m.delete(key, cas);
+    // A natural member in refill takes it too: a fill that finds the key missing there tells a
+    // delete it took in its refill from a miss of before (TrustAgent.missedSince).
+    if (this.ring.isNatural(key, m) && !this.resync.isResyncing(m)) return m.delete(key, cas);
     const record: StoreFields = { mode: 'set', key: deleteRecordKey(key), value: EMPTY, flags: 0, exptime: LONGEST_RELATIVE_EXPIRY_S, cas: 0n };
     return m.store(record).then((r) => (r.status === 'failed' ? r : m.delete(key, cas)));
   }

@@ -49,6 +49,8 @@ import {
   refillBeganKey,
   refillKey,
   refillKeyStage,
+  leftAfterKey,
+  outAppliedKey,
   standInDigest,
   standInKey,
   standInNote,
@@ -965,6 +967,125 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   }
 
   /**
+   * Y's out applied here because every live record acknowledged it: no live sidecar sends Y anything
+   * from now until its next refill applies, and every request sent to Y under an older view has
+   * ended (one that timed out put a backend out, in the same records). The out-applied key goes on
+   * every other backend (a set: a later one marks less), and, when no live record shows this out
+   * applied yet, the left-after key, naming the backends whose outs every live sidecar acknowledged
+   * before anyone applied this one (TrustState.leftAfter). Only from a fresh view: a stale one may
+   * count as live fewer sidecars than there are.
+   */
+  private writeOutMarks(address: string, stage: Stage): void {
+    const now = this.clock.now();
+    if (!this.state.fresh(now)) return;
+    const took = this.state.leftAfter(address, stage, now);
+    const note = took === null || took.size === 0 ? null : Buffer.from([this.state.id, ...[...took].map(([a, e]) => `${a}=${e}`)].join(' '));
+    for (const node of this.byAddress.values()) {
+      if (node.address === address) continue;
+      void node.store({ mode: 'set', key: outAppliedKey(address, stage.epoch), value: Buffer.from(this.state.id), flags: 0, exptime: LONGEST_RELATIVE_EXPIRY_S, cas: 0n });
+      if (note !== null) void node.store({ mode: 'set', key: leftAfterKey(address, stage.epoch), value: note, flags: 0, exptime: LONGEST_RELATIVE_EXPIRY_S, cas: 0n });
+    }
+  }
+
+  /**
+   * For a fill of `target` (a natural member in refill) that misses a key no trusted member holds,
+   * whether the item of `standIn` (the key's first stand-in, in refill) is newer than that miss
+   * (resync-run.ts, copyFromMembers). `accepts(cas)`: the item was written (1) after every live
+   * sidecar applied the target's current out (the out-applied key of it on the stand-in is under
+   * it): the target took nothing since, until its refill, and no natural member was trusted in any
+   * view since (2) for each other natural member, as (1), or the item is of a refill of the
+   * stand-in that it left once every live sidecar had acknowledged that member's out, which it has
+   * not left since (its left-after key), while no one applied the stand-in's out before that: each
+   * delete that member took while trusted after the item reached the stand-in too (in the
+   * placement: the target, ahead of it, was not trusted). `target`: a delete record of the key on
+   * the target over it is a delete the target took in its current refill (each one sent to a
+   * natural member in refill takes that record first). null: not so, or not known; 'failed': a
+   * read failed or a stage changed while reading.
+   */
+  async missedSince(
+    target: MemcachedNode,
+    standIn: MemcachedNode,
+    naturals: readonly MemcachedNode[],
+  ): Promise<{ target: bigint; accepts(cas: bigint): boolean } | null | 'failed'> {
+    const generation = this.state.generation;
+    const node = this.byAddress.get(standIn.address);
+    const own = this.byAddress.get(target.address);
+    const targetStage = this.state.stageOf(target.address);
+    const stage = this.state.stageOf(standIn.address);
+    if (node === undefined || own === undefined || targetStage.role !== 'refill' || stage.role !== 'refill') return null;
+    if (this.state.isPending(target.address) || this.state.isPending(standIn.address)) return null;
+    if (naturals.some((n) => this.state.roleOf(n.address) === 'trusted' || this.state.seenRoleOf(n.address) === 'trusted')) return null;
+    const others = naturals.filter((n) => n.address !== target.address);
+    const now = this.clock.now();
+    // The stand-in's refills before its current one (a refill-began key at each), lowest first.
+    const scan = Array.from({ length: Math.min(DEPARTURE_SCAN_MAX, stage.epoch) }, (_, i) => stage.epoch - i).filter((e) => e >= 1);
+    const [mine, began, inc, ...rest] = await Promise.all([
+      node.get(outAppliedKey(target.address, outEpoch(targetStage))),
+      own.get(refillBeganKey(targetStage.epoch)),
+      own.get(INCARNATION_KEY),
+      ...others.map((n) => node.get(outAppliedKey(n.address, outEpoch(this.state.stageOf(n.address))))),
+      ...scan.map((e) => node.get(refillBeganKey(e))),
+    ]);
+    const marks = rest.slice(0, others.length);
+    const refills = rest.slice(others.length);
+    if ([mine, began, inc, ...rest].some((r) => r.status === 'failed')) return 'failed';
+    if (mine.status !== 'hit') return null;
+    // Where the target's writes in its current refill begin: the lower of its refill marks.
+    const targetMarks = [
+      ...(began.status === 'hit' ? [began.item.cas] : []),
+      ...(inc.status === 'hit' && inc.item.value.toString('latin1').split(' ').some((w, i) => (i === 0 && Number(w) === targetStage.epoch - 1) || w === `r${targetStage.epoch}`)
+        ? [inc.item.cas]
+        : []),
+    ];
+    if (targetMarks.length === 0) return null;
+    const targetSince = targetMarks.reduce((a, b) => (a < b ? a : b));
+    // The stand-in's refills that it left by an out at the next epoch, and entered again at the one after.
+    const beganAt = new Map<number, bigint>();
+    scan.forEach((e, i) => {
+      const r = refills[i];
+      if (r.status === 'hit') beganAt.set(e, r.item.cas);
+    });
+    const ranges: Array<{ from: bigint; to: bigint; out: number }> = [];
+    for (const [e, cas] of beganAt) {
+      const next = beganAt.get(e + 2);
+      if (e < stage.epoch && next !== undefined && next > cas) ranges.push({ from: cas, to: next, out: e + 1 });
+    }
+    // Each such refill's left-after key, from any backend that holds it (each writer's is true).
+    const notes = new Map<number, Map<string, number>>();
+    const reads = await Promise.all(
+      ranges.flatMap((r) => [...this.byAddress.values()].map(async (b) => ({ out: r.out, read: await b.get(leftAfterKey(standIn.address, r.out)) }))),
+    );
+    for (const { out, read } of reads) {
+      if (read.status !== 'hit') continue;
+      const took = notes.get(out) ?? new Map<string, number>();
+      for (const word of read.item.value.toString('latin1').split(' ').slice(1)) {
+        const at = word.lastIndexOf('=');
+        const epoch = Number(word.slice(at + 1));
+        if (at > 0 && Number.isSafeInteger(epoch)) took.set(word.slice(0, at), Math.max(took.get(word.slice(0, at)) ?? epoch, epoch));
+      }
+      notes.set(out, took);
+    }
+    const over = mine.item.cas;
+    const perOther = others.map((n, i) => {
+      const m = marks[i];
+      const leftFrom = this.state.untrustedSince(n.address, now);
+      const current = outEpoch(this.state.stageOf(n.address));
+      const inside = ranges.filter((r) => {
+        const f = notes.get(r.out)?.get(n.address);
+        return f !== undefined && f >= leftFrom && f <= current;
+      });
+      return { after: m.status === 'hit' ? m.item.cas : null, inside };
+    });
+    if (this.state.generation !== generation) return 'failed';
+    return {
+      target: targetSince,
+      accepts: (cas) =>
+        cas > over &&
+        perOther.every((o) => (o.after !== null && cas > o.after) || o.inside.some((r) => cas > r.from && cas < r.to)),
+    };
+  }
+
+  /**
    * The CAS on `on` (a backend away, being reconciled) over which its items were written while
    * `natural` was in its current refill, which took every write of its natural keys from then on:
    * for such a key, an item of `on` with a higher CAS that `natural` misses was deleted since
@@ -1058,6 +1179,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     const changes = this.state.tryApply(this.clock.now());
     for (const c of changes) if (c.to.role === 'out') this.foundRestarted.delete(c.address);
     for (const c of changes) if (c.to.role === 'refill' && c.byAll === true) this.writeRefillKeys(c.address, c.to.epoch);
+    for (const c of changes) if (c.to.role === 'out' && c.byAll === true) this.writeOutMarks(c.address, c.to);
     for (const c of changes) if (c.to.role === 'refill') this.markJoinedAll(c.address, c.to.epoch);
     for (const c of changes) this.opts.events?.applied?.(c);
     if (changes.length > 0) {
@@ -1481,6 +1603,7 @@ export function resyncTrust(agent: TrustAgent): ResyncTrust {
     refillTookSince: (target, source) => agent.refillTookSince(target, source),
     refillSince: (member, ahead, replicas) => agent.refillSince(member, ahead, replicas),
     outageRefillSince: (target, member, ahead, replicas) => agent.outageRefillSince(target, member, ahead, replicas),
+    missedSince: (target, standIn, naturals) => agent.missedSince(target, standIn, naturals),
   };
 }
 

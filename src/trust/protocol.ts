@@ -746,6 +746,28 @@ export class TrustState {
   }
 
   /**
+   * As `address`'s out `stage` applies here because every live record acknowledged it: each other
+   * backend, not trusted, whose out every live record (and this sidecar) has acknowledged, with the
+   * lowest out epoch so acknowledged; null when a live record shows this out applied already (its
+   * writer may have applied it before it acknowledged theirs). A live sidecar that applies this out
+   * later does so after the records read here, which show those outs acknowledged: from its own
+   * acknowledgement on it sent them nothing, so none took a write or delete, from anyone, while this
+   * backend was out in that sidecar's view.
+   */
+  leftAfter(address: string, stage: Stage, now: number): Map<string, number> | null {
+    const live = this.livePeers(now);
+    if (live.some((p) => atLeast(p.record.applied[address], stage))) return null;
+    const took = new Map<string, number>();
+    for (const b of this.addresses) {
+      if (b === address) continue;
+      const views = [this.seen.get(b), ...live.map((p) => p.record.seen[b])];
+      if (views.some((v) => v === undefined || v.role === 'trusted')) continue;
+      took.set(b, Math.min(...views.map((v) => outEpoch(v!))));
+    }
+    return took;
+  }
+
+  /**
    * The out epoch at which a backend away now left trusted, the latest any live witness saw
    * (its stand-in keys of then mark where the writes it missed begin); else its current out epoch.
    */

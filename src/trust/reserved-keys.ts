@@ -79,6 +79,28 @@ export function refillBeganKey(epoch: number): Buffer {
   return Buffer.from(`${RESERVED_PREFIX}refill-began:${epoch}`);
 }
 
+/**
+ * On every other backend, as a fresh sidecar applies Y's out at `epoch` because every live record
+ * acknowledged it (a set: a later one marks less): from then on no sidecar sends Y anything until Y's
+ * next refill applies, and every request sent to Y under an older view has ended. An item of a
+ * stand-in with a higher CAS was written after Y stopped taking writes (src/trust/agent.ts, missedSince).
+ */
+export function outAppliedKey(address: string, epoch: number): Buffer {
+  return Buffer.from(`${RESERVED_PREFIX}out-applied:${address}:${epoch}`);
+}
+
+/**
+ * On every other backend, as a fresh sidecar applies Y's out at `epoch` because every live record
+ * acknowledged it, while no live record shows that out applied yet: `<sidecar id> <backend>=<out
+ * epoch> ...`, the backends (not trusted) whose out at that epoch or later every live record had
+ * acknowledged by then. No sidecar applied Y's out before it stopped sending those backends
+ * anything, so each delete they took while Y was still taking writes reached Y too, where it was
+ * in the key's placement (src/trust/agent.ts, missedSince).
+ */
+export function leftAfterKey(address: string, epoch: number): Buffer {
+  return Buffer.from(`${RESERVED_PREFIX}left-after:${address}:${epoch}`);
+}
+
 /** What a stand-in key written after its out applied says of when (see standInKey). */
 export type StandInNote = 'late' | 'joined';
 
@@ -177,9 +199,21 @@ export const RESERVED_KEYS: readonly ReservedKey[] = [
     meaning: 'its CAS: items with a higher one were written since that refill began, each while the backend took the writes of the keys it would hold',
   },
   {
+    name: `${RESERVED_PREFIX}out-applied:<backend>:<epoch>`,
+    ttlSeconds: LONGEST_RELATIVE_EXPIRY_S,
+    writer: "every fresh sidecar that applies that backend's out because every live record acknowledged it, on every other backend (a set)",
+    meaning: 'its CAS: items with a higher one were written after that backend stopped taking writes, until its next refill',
+  },
+  {
+    name: `${RESERVED_PREFIX}left-after:<backend>:<epoch>`,
+    ttlSeconds: LONGEST_RELATIVE_EXPIRY_S,
+    writer: "every fresh sidecar that applies that backend's out because every live record acknowledged it, while no live record shows it applied, on every other backend (a set)",
+    meaning: 'its value: the backends, with an out epoch each, whose outs every live sidecar had acknowledged before anyone applied this one',
+  },
+  {
     name: `${RESERVED_PREFIX}deleted:<sha1 of the key>`,
     ttlSeconds: LONGEST_RELATIVE_EXPIRY_S,
-    writer: "every sidecar, on each stand-in it sends a client's delete of the key, just before the delete (a set)",
+    writer: "every sidecar, on each stand-in, and each natural member in refill, it sends a client's delete of the key, just before the delete (a set)",
     meaning: 'its CAS: the key was deleted on that stand-in after it; one per key deleted through a stand-in, not per delete',
   },
   {

@@ -182,6 +182,17 @@ describe('the trust protocol', () => {
     // stale a moment), then skipped b2's copy as a write b1 took in its refill, and went trusted without
     // the key (a lost write at 17.57 s). A failed read now fails that key, which is read again.
     { seed: 2126, steps: 200_000, rule: 'a refill source skipped as taken by the target fails the key when another read failed', timing: { requestTimeoutMs: 300, quickRounds: 3 } },
+    // key:13's natural members b1 and b2 away (b2 restarted empty since); the latest write, at 14.49 s,
+    // on b2 and on the first stand-in b0 while b0 was in a refill it then left. b1 missed that write:
+    // every sidecar had applied its out at 12.83 s. b1's fill copied nothing over its miss (the
+    // miss might have been a delete it took since), went trusted, and b0's fill then deleted the
+    // write from b0 (a lost write at 26.06 s). Now the mark of b1's out on b0, under the write, says
+    // b1 took nothing since, and b0's left-after key that every sidecar had acknowledged b2's out
+    // before anyone applied b0's (so b2 took no delete b0 missed): the item is copied over the miss.
+    { seed: 793, steps: 223_000, rule: "a natural member's miss is older than a stand-in's item over its out-applied mark", timing: { requestTimeoutMs: 300, quickRounds: 3 } },
+    // The same shape, four backends, the other natural member out after the write with every
+    // sidecar's acknowledgement before anyone applied the stand-in's out (its left-after key).
+    { seed: 956, steps: 220_000, rule: 'the same, the other natural member gone after the stand-in took the write', timing: { requestTimeoutMs: 300, quickRounds: 3 } },
   ];
   for (const { seed, steps, rule, timing = FOUND_AT, kinds } of REPLAYS) {
     test(`seed ${seed}, ${kinds === undefined ? 'every kind of fault' : kinds.join(', ')}: ${rule}`, async () => {
