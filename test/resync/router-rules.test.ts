@@ -6,6 +6,7 @@ import type { MemcachedNode } from '../../src/routing/node';
 import { ReplicatedRouter, type ResyncHooks } from '../../src/routing/replicated-router';
 import { ReplicaRing } from '../../src/routing/ring';
 import type { Role } from '../../src/trust/protocol';
+import { LONGEST_RELATIVE_EXPIRY_S, deleteRecordKey } from '../../src/trust/reserved-keys';
 import { FakeNode } from '../routing/fake-node';
 
 const k = (s: string) => Buffer.from(s);
@@ -270,6 +271,24 @@ describe('add and cas while the authority resyncs: the other member decides', ()
     resyncing.add(first);
     expect(await router.arith({ kind: 'incr', key: k('n'), delta: 1n })).toMatchObject({ status: 'ok', value: 11n });
     expect(first.value('n')).toBe('11');
+  });
+});
+
+describe('delete records', () => {
+  test('a delete sent to a natural member in refill writes the delete record there first; one to a trusted natural member does not', async () => {
+    const { router, resyncing, setOf } = setup();
+    const [first, second] = setOf('a');
+    second.put('a', 'v', 0);
+    first.put('a', 'v', 0);
+    resyncing.add(second);
+    const later: Array<Promise<unknown>> = [];
+    expect(await router.delete(k('a'), 0n, later)).toEqual({ status: 'deleted' });
+    await Promise.all(later);
+    const record = deleteRecordKey(k('a')).toString();
+    expect(first.calls.filter((c) => c.includes(record) || c === 'delete a')).toEqual(['delete a']);
+    // The record before the delete: a fill that finds the key missing on the member in refill
+    // tells a delete it took in this refill from a miss of before (docs/trust.md).
+    expect(second.calls.filter((c) => c.includes(record) || c === 'delete a')).toEqual([`set ${record}  exptime=${LONGEST_RELATIVE_EXPIRY_S}`, 'delete a']);
   });
 });
 

@@ -120,6 +120,28 @@ describe('agreement', () => {
     expect(a.holds([Y, X, Z], 2)).toBe(false);
   });
 
+  test("an out applied by every live acknowledgement notes the outs every live record acknowledged before it (left-after), until a record shows it applied", () => {
+    let a = sidecar('a');
+    const b = sidecar('b', 0, [publish(a)]);
+    a = sidecar('a', 0, [publish(b)]);
+    a.propose(X, 'out', 'failed');
+    a.propose(Y, 'out', 'failed');
+    b.roundDone(Z, 10, 10, [publish(a)]);
+    const ack = publish(b); // b acknowledged both outs, applied neither
+    a.propose(Z, 'out', 'failed'); // b has not seen this one
+    a.roundDone(Z, 20, 20, [ack]);
+    const applied = a.tryApply(20);
+    const outOfY = applied.find((c) => c.address === Y);
+    expect(outOfY).toMatchObject({ to: { epoch: 1, role: 'out' }, byAll: true });
+    // X's out, acknowledged by every live record, is noted; Z's, which b never saw, is not.
+    expect(a.leftAfter(Y, outOfY!.to, 20)).toEqual(new Map([[X, 1]]));
+    // Once b applies Y's out (it read a's record), b may have done so before acknowledging others.
+    b.roundDone(Z, 30, 30, [publish(a)]);
+    b.tryApply(30);
+    a.roundDone(Z, 40, 40, [publish(b)]);
+    expect(a.leftAfter(Y, outOfY!.to, 40)).toBeNull();
+  });
+
   test('a change applies only once every live record acknowledged it', () => {
     let a = sidecar('a');
     const b = sidecar('b', 0, [publish(a)]);

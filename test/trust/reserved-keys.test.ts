@@ -11,8 +11,11 @@ import {
   RESERVED_KEYS,
   RESERVED_PREFIX,
   ROSTER_KEY,
+  copiedRecordKey,
   deleteRecordKey,
   isReserved,
+  leftAfterKey,
+  outAppliedKey,
   recordKey,
   refillBeganKey,
   refillKey,
@@ -23,7 +26,9 @@ import {
 const pattern = (name: string): RegExp => new RegExp(`^${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/<[^>]+>/g, '.+')}$`);
 
 test('every key the code builds is in the registry, under the reserved prefix', () => {
-  const built = [recordKey('web-1-1234-ab12cd34'), ROSTER_KEY, INCARNATION_KEY, standInKey('10.0.0.3:11211', 7), refillKey('10.0.0.3:11211', 8), refillBeganKey(9), deleteRecordKey(Buffer.from('memc.sess.key.abc')), MARK_KEY];
+  const built = [recordKey('web-1-1234-ab12cd34'), ROSTER_KEY, INCARNATION_KEY, standInKey('10.0.0.3:11211', 7), refillKey('10.0.0.3:11211', 8), refillBeganKey(9),
+    outAppliedKey('10.0.0.3:11211', 10), leftAfterKey('10.0.0.3:11211', 11), deleteRecordKey(Buffer.from('memc.sess.key.abc')),
+    copiedRecordKey(Buffer.from('memc.sess.key.abc')), MARK_KEY];
   for (const key of built) {
     const name = key.toString();
     expect(isReserved(key), name).toBe(true);
