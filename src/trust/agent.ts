@@ -50,6 +50,7 @@ import {
   refillKey,
   refillKeyStage,
   leftAfterKey,
+  markWriter,
   outAppliedKey,
   standInDigest,
   standInKey,
@@ -1029,7 +1030,10 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     const marks = rest.slice(0, others.length);
     const refills = rest.slice(others.length);
     if ([mine, began, inc, ...rest].some((r) => r.status === 'failed')) return 'failed';
-    if (mine.status !== 'hit') return null;
+    // A mark or note counts only from a writer of this cluster's epochs (TrustState.hasRead): one
+    // from before every sidecar restarted may name an epoch used again, and be under the item.
+    const ofThisCluster = (r: NodeGet): r is Extract<NodeGet, { status: 'hit' }> => r.status === 'hit' && this.state.hasRead(markWriter(r.item.value));
+    if (!ofThisCluster(mine)) return null;
     // Where the target's writes in its current refill begin: the lower of its refill marks.
     const targetMarks = [
       ...(began.status === 'hit' ? [began.item.cas] : []),
@@ -1056,7 +1060,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
       ranges.flatMap((r) => [...this.byAddress.values()].map(async (b) => ({ out: r.out, read: await b.get(leftAfterKey(standIn.address, r.out)) }))),
     );
     for (const { out, read } of reads) {
-      if (read.status !== 'hit') continue;
+      if (!ofThisCluster(read)) continue;
       const took = notes.get(out) ?? new Map<string, number>();
       for (const word of read.item.value.toString('latin1').split(' ').slice(1)) {
         const at = word.lastIndexOf('=');
@@ -1074,7 +1078,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
         const f = notes.get(r.out)?.get(n.address);
         return f !== undefined && f >= leftFrom && f <= current;
       });
-      return { after: m.status === 'hit' ? m.item.cas : null, inside };
+      return { after: ofThisCluster(m) ? m.item.cas : null, inside };
     });
     if (this.state.generation !== generation) return 'failed';
     return {

@@ -25,6 +25,8 @@ export const INITIAL_STAGE: Stage = Object.freeze({ epoch: 0, role: 'trusted' })
  * stays in memory, and in every scan of the peers, for as long as this sidecar runs.
  */
 export const FORGET_PEER_AFTER_MS = 5 * 60 * 1000;
+/** How many writers' ids TrustState.hasRead keeps: one forgotten only makes its marks unused. */
+const WRITERS_KEPT = 4096;
 
 const RANK: Readonly<Record<Role, number>> = { trusted: 0, refill: 1, out: 2 };
 
@@ -242,6 +244,8 @@ export class TrustState {
   private joining = true;
   /** Peers silentPeers() reported, until they write again. */
   private readonly toldSilent = new Set<string>();
+  /** Every sidecar whose record this process has read, oldest first, at most WRITERS_KEPT (see hasRead). */
+  private readonly everRead = new Set<string>();
   private seq = 0;
   /**
    * When the latest round's answers arrived: `knows` names the peers live as of then. Not as of
@@ -483,6 +487,7 @@ export class TrustState {
     const changes: StageChange[] = [];
     for (const r of records) {
       if (r.id === this.id) continue;
+      this.noteRead(r.id);
       const peer = this.peers.get(r.id);
       if (peer === undefined || r.seq > peer.seq) {
         this.toldSilent.delete(r.id);
@@ -743,6 +748,21 @@ export class TrustState {
       first = Math.min(first ?? e, e);
     }
     return first;
+  }
+
+  private noteRead(id: string): void {
+    if (this.everRead.has(id)) return;
+    this.everRead.add(id);
+    if (this.everRead.size > WRITERS_KEPT) this.everRead.delete(this.everRead.values().next().value!);
+  }
+
+  /**
+   * Whether `id` is this sidecar or one whose record it has read: its stages are of the epochs
+   * this process counts by (it took them from that record, or went on from them), not of a
+   * cluster before every sidecar restarted, when epochs begin again.
+   */
+  hasRead(id: string): boolean {
+    return id === this.id || this.everRead.has(id);
   }
 
   /**

@@ -101,6 +101,11 @@ export function leftAfterKey(address: string, epoch: number): Buffer {
   return Buffer.from(`${RESERVED_PREFIX}left-after:${address}:${epoch}`);
 }
 
+/** The sidecar that wrote an out-applied or left-after key: the first word of its value. */
+export function markWriter(value: Buffer): string {
+  return value.toString('latin1').split(' ', 1)[0];
+}
+
 /** What a stand-in key written after its out applied says of when (see standInKey). */
 export type StandInNote = 'late' | 'joined';
 

@@ -142,6 +142,15 @@ describe('agreement', () => {
     expect(a.leftAfter(Y, outOfY!.to, 40)).toBeNull();
   });
 
+  test('marks count only from writers of these epochs: this sidecar, or one whose record it has read', () => {
+    const b = sidecar('b');
+    const a = sidecar('a', 0, [publish(b)]);
+    expect(a.hasRead('a')).toBe(true);
+    expect(a.hasRead('b')).toBe(true);
+    // A writer from before every sidecar restarted, never read here: its epoch may be used again.
+    expect(a.hasRead('gone-before-a-started')).toBe(false);
+  });
+
   test('a change applies only once every live record acknowledged it', () => {
     let a = sidecar('a');
     const b = sidecar('b', 0, [publish(a)]);
