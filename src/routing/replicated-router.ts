@@ -306,11 +306,11 @@ export class ReplicatedRouter {
    * A client's delete on one member. A stand-in (not one of the key's natural members, one of
    * which is away) first takes the key's delete record, whose CAS then says the key was deleted
    * there after it: a natural member's older copy, which the stand-in's miss alone says nothing
-   * of, is proved deleted by it (docs/trust.md, Delete records). A failed record fails the delete.
+   * of, is proved deleted by it (docs/trust.md, Delete records). A natural member in refill takes
+   * it too: a fill that finds the key missing there tells a delete it took in this refill from a
+   * miss of before (TrustAgent.missedSince). A failed record fails the delete.
    */
   private deleteOn(m: MemcachedNode, key: Buffer, cas: bigint): Promise<NodeDelete> {
-    // A natural member in refill takes it too: a fill that finds the key missing there tells a
-    // delete it took in its refill from a miss of before (TrustAgent.missedSince).
     if (this.ring.isNatural(key, m) && !this.resync.isResyncing(m)) return m.delete(key, cas);
     const record: StoreFields = { mode: 'set', key: deleteRecordKey(key), value: EMPTY, flags: 0, exptime: LONGEST_RELATIVE_EXPIRY_S, cas: 0n };
     return m.store(record).then((r) => (r.status === 'failed' ? r : m.delete(key, cas)));
