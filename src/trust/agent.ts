@@ -45,6 +45,7 @@ import {
   ROSTER_KEY,
   ROSTER_PRUNE_AFTER_MS,
   ROSTER_TTL_S,
+  incarnationNamesRefill,
   leftAfterKey,
   markWriter,
   outAppliedKey,
@@ -706,10 +707,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
    * proposal's write that did not land, a fill mark since) null: no mark for this refill.
    */
   private refillMark(node: MemcachedNode, epoch: number): Promise<bigint | null> {
-    return this.casOn(node, epoch, INCARNATION_KEY, (value) => {
-      const words = value.toString('latin1').split(' ');
-      return Number(words[0]) === epoch - 1 || words.includes(`r${epoch}`);
-    });
+    return this.casOn(node, epoch, INCARNATION_KEY, (value) => incarnationNamesRefill(value, epoch));
   }
 
   private remember(id: string, cas: bigint): void {
@@ -1037,9 +1035,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     // Where the target's writes in its current refill begin: the lower of its refill marks.
     const targetMarks = [
       ...(began.status === 'hit' ? [began.item.cas] : []),
-      ...(inc.status === 'hit' && inc.item.value.toString('latin1').split(' ').some((w, i) => (i === 0 && Number(w) === targetStage.epoch - 1) || w === `r${targetStage.epoch}`)
-        ? [inc.item.cas]
-        : []),
+      ...(inc.status === 'hit' && incarnationNamesRefill(inc.item.value, targetStage.epoch) ? [inc.item.cas] : []),
     ];
     if (targetMarks.length === 0) return null;
     const targetSince = targetMarks.reduce((a, b) => (a < b ? a : b));

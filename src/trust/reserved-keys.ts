@@ -36,6 +36,16 @@ export const ROSTER_PRUNE_AFTER_MS = FORGET_PEER_AFTER_MS;
 export const INCARNATION_KEY = Buffer.from(`${RESERVED_PREFIX}incarnation`);
 
 /**
+ * Whether an incarnation key's value was written for the backend's refill at `epoch`: added at
+ * the out epoch just before it, or with ` r<epoch>` appended (TrustAgent.markRefill). Then its CAS
+ * is under every write the backend takes in that refill.
+ */
+export function incarnationNamesRefill(value: Buffer, epoch: number): boolean {
+  const words = value.toString('latin1').split(' ');
+  return Number(words[0]) === epoch - 1 || words.includes(`r${epoch}`);
+}
+
+/**
  * On every other backend, when Y goes out at `epoch`: its CAS is under every write a
  * stand-in took for Y's keys in that outage (see src/trust/agent.ts, standInSince); its
  * value, `<sidecar id> trusted|away <placement digest>[ r<refill epoch>][ late|joined]`, says
@@ -219,7 +229,7 @@ export const RESERVED_KEYS: readonly ReservedKey[] = [
     name: `${RESERVED_PREFIX}deleted:<sha1 of the key>`,
     ttlSeconds: LONGEST_RELATIVE_EXPIRY_S,
     writer: "every sidecar, on each stand-in, and each natural member in refill, it sends a client's delete of the key, just before the delete (a set)",
-    meaning: 'its CAS: the key was deleted on that stand-in after it; one per key deleted through a stand-in, not per delete',
+    meaning: 'its CAS: the key was deleted on that backend after it; one per key so deleted, not per delete',
   },
   {
     name: `${RESERVED_PREFIX}copied:<sha1 of the key>`,
