@@ -49,7 +49,11 @@
 //          and no trusted natural member's miss: a trusted stand-in misses it and holds its
 //          delete record over the point since which it stood in (RunContext.stoodInSince),
 //          or the first stand-in, there all along, does (a natural member's copy) ──> delete
-//          the target's copy, guarded by its CAS; or every other natural member is in refill
+//          the target's copy, guarded by its CAS; or the target's item predates its refill
+//          (sent before its out applied: a write that timed out on it lands while it is out) and
+//          a backend of the placement holds its delete record over the point after which what
+//          it takes was sent after that out (RunContext.leftBefore) ──> delete the target's copy,
+//          guarded by its CAS; or every other natural member is in refill
 //          and misses it, and the target's CAS is over one's refill key on the target
 //          (RunContext.refillingSince: that one took the write and every delete since)
 //          ──> delete the target's copy, guarded by its CAS
@@ -189,6 +193,13 @@ export interface RunContext {
     standIn: MemcachedNode,
     naturals: readonly MemcachedNode[],
   ): Promise<{ target: bigint; accepts(cas: bigint): boolean } | null | 'failed'>;
+  /**
+   * For a reconcile of the target (in refill): `target`, the CAS under which every item of the target
+   * was sent to it before its current out applied (a write that timed out on it landing late among
+   * them); `other`, the CAS on `other` over which a request it took was sent after that
+   * (TrustAgent.leftBefore). null: not known so; 'failed': not known now, the key is tried again.
+   */
+  leftBefore?(target: MemcachedNode, other: MemcachedNode): Promise<{ target: bigint; other: bigint } | null | 'failed'>;
   /** How long the target stays distrusted after a run that could not list every key (see hold); 0: not at all. */
   holdMs: number;
   /**
@@ -625,6 +636,9 @@ export class ResyncRun {
       if (deleted === 'failed') return 'failed';
       if (deleted) return this.dropMine(key, mine.cas);
     }
+    const deletedSince = await this.deletedSinceLeft(key, set, mine);
+    if (deletedSince === 'failed') return 'failed';
+    if (deletedSince) return this.dropMine(key, mine.cas);
     return (await this.deletedWhileRefilling(key, set, natural, mine)) ?? 'skipped';
   }
 
@@ -738,6 +752,36 @@ export class ResyncRun {
     const record = await standIn.get(deleteRecordKey(key));
     if (record.status === 'failed') return 'failed';
     return record.status === 'hit' && record.item.cas > since;
+  }
+
+  /**
+   * The target's item was sent to it before its current out applied (under RunContext.leftBefore's
+   * `target` mark: held when it left, or a write that timed out on it and landed while it was out),
+   * and another backend of the key's placement holds the key's delete record over its `other` mark:
+   * a client's delete of the key was sent there after the target stopped taking writes, so after
+   * every write the target's item can be. The item is older than that delete (or of a write
+   * concurrent with it); a write acknowledged since went to the members then, not to the target,
+   * and is no item of the target's either way. So the item is no latest write, and is dropped. Any
+   * backend in the placement, whatever its role (a delete record goes on a stand-in or a natural
+   * member in refill, before the delete). 'failed': a read failed and none proved it: tried again.
+   */
+  private async deletedSinceLeft(key: Buffer, set: readonly MemcachedNode[], mine: StoredItem): Promise<boolean | 'failed'> {
+    const ask = this.context.leftBefore;
+    if (ask === undefined) return false;
+    let failed = false;
+    for (const other of set) {
+      if (other.address === this.target.address) continue;
+      const marks = await ask(this.target, other);
+      if (marks === 'failed') {
+        failed = true;
+        continue;
+      }
+      if (marks === null || mine.cas >= marks.target) continue;
+      const record = await other.get(deleteRecordKey(key));
+      if (record.status === 'failed') failed = true;
+      else if (record.status === 'hit' && record.item.cas > marks.other) return true;
+    }
+    return failed ? 'failed' : false;
   }
 
   /** A stand-in's item written in its current time in the key's placement (see RunContext.standInSince). */

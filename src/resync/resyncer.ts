@@ -84,7 +84,7 @@ export interface ResyncProgress {
 type Totals = { copied: number; skipped: number; pruned: number };
 
 /** Whether the trust protocol trusts a node, and which stand-in copies are sources (the agent's answers: trust/agent.ts, resyncTrust). */
-export type ResyncTrust = Pick<RunContext, 'isResyncing' | 'standInSince' | 'stoodInThroughout' | 'stoodInSince' | 'refillingSince' | 'refillTookSince' | 'refillSince' | 'outageRefillSince' | 'missedSince'>;
+export type ResyncTrust = Pick<RunContext, 'isResyncing' | 'standInSince' | 'stoodInThroughout' | 'stoodInSince' | 'refillingSince' | 'refillTookSince' | 'refillSince' | 'outageRefillSince' | 'missedSince' | 'leftBefore'>;
 
 /** A completed fill: every key listed (or held out the longest lifetime) and none failed. */
 export function isComplete(result: ResyncResult): boolean {
@@ -172,6 +172,7 @@ export class Resyncer {
         ...(this.trust.refillSince !== undefined && { refillSince: this.trust.refillSince }),
         ...(this.trust.outageRefillSince !== undefined && { outageRefillSince: this.trust.outageRefillSince }),
         ...(this.trust.missedSince !== undefined && { missedSince: this.trust.missedSince }),
+        ...(this.trust.leftBefore !== undefined && { leftBefore: this.trust.leftBefore }),
         // A fill's hold keeps its backend untrusted; a refresh's keeps it from holding the keys a
         // reload gave it (ReplicaRing.holds) until every item it could not list has expired.
         holdMs: kind === 'shed' ? 0 : this.opts.unlistedHoldMs,

@@ -193,6 +193,8 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   private readonly incarnationFound = new Map<string, boolean>();
   /** CASes of incarnation and stand-in keys read on backends in refill, by backend, stage and key (refillMark, casOn). */
   private readonly marksSeen = new Map<string, bigint>();
+  /** Per backend, the out epoch of its latest out whose out-applied keys this sidecar wrote (writeOutMarks; see carryOutMarks). */
+  private readonly outsMarked = new Map<string, number>();
   /** Stand-in keys being written: acknowledgements wait for them (see markStandIns). */
   private readonly marking = new Set<Promise<unknown>>();
   /** Outs this sidecar acknowledged while its view was not fresh: nobody may have marked them (see serving). */
@@ -977,6 +979,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   private writeOutMarks(address: string, stage: Stage): void {
     const now = this.clock.now();
     if (!this.state.fresh(now)) return;
+    this.outsMarked.set(address, stage.epoch);
     const took = this.state.leftAfter(address, stage, now);
     const note = took === null || took.size === 0 ? null : Buffer.from([this.state.id, ...[...took].map(([a, e]) => `${a}=${e}`)].join(' '));
     for (const node of this.byAddress.values()) {
@@ -984,6 +987,80 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
       void node.store({ mode: 'set', key: outAppliedKey(address, stage.epoch), value: Buffer.from(this.state.id), flags: 0, exptime: LONGEST_RELATIVE_EXPIRY_S, cas: 0n });
       if (note !== null) void node.store({ mode: 'set', key: leftAfterKey(address, stage.epoch), value: note, flags: 0, exptime: LONGEST_RELATIVE_EXPIRY_S, cas: 0n });
     }
+  }
+
+  /**
+   * Before a refill proposal of Y: the out-applied key, on Y, of each other backend whose out this
+   * sidecar applied with every live acknowledgement and marked (writeOutMarks), and that is still
+   * away at that out. Y may have been away when that out applied and not got the key then. An add:
+   * one written then stays (it marks more), and any of them is over the moment that backend stopped
+   * taking writes. Y takes no write before its refill applies, after this: a delete record on Y over
+   * the key is of a delete sent after every write that backend holds from before its refill
+   * (leftBefore). Only from a fresh view, as writeOutMarks. Failures are left: the key is missing.
+   */
+  private async carryOutMarks(node: MemcachedNode): Promise<void> {
+    if (!this.state.fresh(this.clock.now())) return;
+    const writes: Array<Promise<unknown>> = [];
+    for (const [address, epoch] of this.outsMarked) {
+      const stage = this.state.stageOf(address);
+      if (stage.role === 'trusted' || outEpoch(stage) !== epoch) {
+        this.outsMarked.delete(address);
+        continue;
+      }
+      if (address === node.address) continue;
+      writes.push(node.store({ mode: 'add', key: outAppliedKey(address, epoch), value: Buffer.from(this.state.id), flags: 0, exptime: LONGEST_RELATIVE_EXPIRY_S, cas: 0n }));
+    }
+    await Promise.all(writes);
+  }
+
+  /**
+   * For a reconcile of `target` (in refill, its items kept from before), and another backend `other`
+   * of a key's placement. `target`: the CAS under which `target`'s items were all sent to it before
+   * its current out applied anywhere: the lower of its marks of its current refill (its refill-began
+   * key, its incarnation key naming that refill; see markRefill), written by that refill's proposer
+   * after it applied the out. Every live sidecar had acknowledged the out then, so none sends `target`
+   * anything from then until its refill applies, after the marks; a write that timed out on it (and
+   * put it out) lands, if at all, while it is out, before the next proposal. `other`: a CAS on
+   * `other` over which a request it took was sent after that out applied: over both `target`'s
+   * out-applied key of that out there (writeOutMarks, carryOutMarks; from a writer of this cluster's
+   * epochs), and the start of `other`'s current stage: the refill-began key of the refill it is in or
+   * was trusted from (markRefill), else its incarnation key, which every refill proposal rewrites
+   * before that key. A request that timed out on `other` puts it out, and it is in a placement again
+   * only after a refill, whose proposal writes those keys after such a request has landed: so a
+   * request landing over both was not sent before the out-applied key was written, and was sent
+   * after `target`'s out applied (resync-run.ts, deletedSinceLeft). null: `target` not in refill,
+   * `other` out or going out, or a key missing; 'failed': a read failed, or a stage changed while
+   * reading.
+   */
+  async leftBefore(target: MemcachedNode, other: MemcachedNode): Promise<{ target: bigint; other: bigint } | null | 'failed'> {
+    const generation = this.state.generation;
+    const own = this.byAddress.get(target.address);
+    const node = this.byAddress.get(other.address);
+    const stage = this.state.stageOf(target.address);
+    if (own === undefined || node === undefined || own === node || stage.role !== 'refill') return null;
+    const otherStage = this.state.stageOf(other.address);
+    if (otherStage.role === 'out' || this.state.isPending(other.address)) return null;
+    // The refill `other` is in, or the one it was trusted from (trusted(e) follows refill(e-1)).
+    const otherRefill = otherStage.role === 'refill' ? otherStage.epoch : otherStage.epoch - 1;
+    const [mark, otherBegan, otherBorn, began, inc] = await Promise.all([
+      node.get(outAppliedKey(target.address, outEpoch(stage))),
+      otherRefill >= 0 ? node.get(refillBeganKey(otherRefill)) : Promise.resolve<NodeGet>({ status: 'miss' }),
+      node.get(INCARNATION_KEY),
+      own.get(refillBeganKey(stage.epoch)),
+      own.get(INCARNATION_KEY),
+    ]);
+    if ([mark, otherBegan, otherBorn, began, inc].some((r) => r.status === 'failed') || this.state.generation !== generation) return 'failed';
+    if (mark.status !== 'hit' || !this.state.hasRead(markWriter(mark.item.value))) return null;
+    // Where `other`'s time in its current stage began: its latest refill's proposal (its refill-began
+    // key), else its incarnation key, which no write of that proposal's precedes either.
+    const since = otherBegan.status === 'hit' ? otherBegan.item.cas : otherBorn.status === 'hit' ? otherBorn.item.cas : null;
+    if (since === null) return null;
+    const marks = [
+      ...(began.status === 'hit' ? [began.item.cas] : []),
+      ...(inc.status === 'hit' && incarnationNamesRefill(inc.item.value, stage.epoch) ? [inc.item.cas] : []),
+    ];
+    if (marks.length === 0) return null;
+    return { target: marks.reduce((a, b) => (a < b ? a : b)), other: mark.item.cas > since ? mark.item.cas : since };
   }
 
   /**
@@ -1249,6 +1326,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
    */
   private async markRefill(node: MemcachedNode): Promise<'born' | 'kept' | 'failed'> {
     const epoch = this.state.stageOf(node.address).epoch + 1;
+    await this.carryOutMarks(node);
     const add = async () => {
       const r = await this.markIncarnation(node);
       return r.status === 'stored' ? 'born' : r.status === 'not_stored' ? 'kept' : 'failed';
@@ -1604,6 +1682,7 @@ export function resyncTrust(agent: TrustAgent): ResyncTrust {
     refillSince: (member, ahead, replicas) => agent.refillSince(member, ahead, replicas),
     outageRefillSince: (target, member, ahead, replicas) => agent.outageRefillSince(target, member, ahead, replicas),
     missedSince: (target, standIn, naturals) => agent.missedSince(target, standIn, naturals),
+    leftBefore: (target, other) => agent.leftBefore(target, other),
   };
 }
 

@@ -193,6 +193,21 @@ describe('the trust protocol', () => {
     // The same shape, four backends, the other natural member out after the write with every
     // sidecar's acknowledgement before anyone applied the stand-in's out (its left-after key).
     { seed: 956, steps: 220_000, rule: 'the same, the other natural member gone after the stand-in took the write', timing: { requestTimeoutMs: 300, quickRounds: 3 } },
+    // sess:4's natural members b1 and b2, b0 the first stand-in. With b2 out, s0.4's set #941 reached
+    // b1 and hung on b0 (SIGSTOP); b0 went out and the set was acknowledged from b1. b2 came back in
+    // refill and took two deletes of sess:4 (their delete records on b2); b1 was killed and came back
+    // empty; the set then landed on b0, still out. b0's reconcile found no source and kept it, b0 went
+    // trusted, and b2's and b1's fills copied it back (a deleted key served at 106.14 s). Now b2's delete
+    // record, over b2's mark of b0's out and over b2's refill-began key, says the delete was sent after
+    // b0 stopped taking writes, so after every write b0 held from before its refill: b0's item goes.
+    { seed: 2889, steps: 210_000, rule: "a late write on a stand-in goes when a member's delete record is over its mark of the stand-in's out", timing: { requestTimeoutMs: 300, quickRounds: 3 } },
+    // key:4's natural members b2 and b3, stand-ins b0 and b1. #394 reached b0 and timed out on b1
+    // (delayed), which went out; it landed there while b1 was out. Later writes went to b0 and b3,
+    // then to b2 and b3, and a delete reached b2, b0 and b3, all in refill (their delete records). b1
+    // came back, its reconcile kept #394 (no source, no trusted natural member), and b2's and b3's fills
+    // copied it from b1 once trusted (a stale read at 18.18 s). A delete record over the mark of b1's
+    // out (b2's, which b2 took at its own refill proposal, or b0's) now drops it.
+    { seed: 1819, steps: 130_000, rule: 'the same, a write delayed on a later stand-in', timing: { requestTimeoutMs: 300, quickRounds: 3 } },
   ];
   for (const { seed, steps, rule, timing = FOUND_AT, kinds } of REPLAYS) {
     test(`seed ${seed}, ${kinds === undefined ? 'every kind of fault' : kinds.join(', ')}: ${rule}`, async () => {
