@@ -12,6 +12,13 @@
 // failure. So is a head request past its deadline. Either way the socket is
 // destroyed, every request on it fails, and the owner learns why.
 //
+// A connection given up with requests on it is reset (RST), not closed: the kernel
+// then drops what it had not yet delivered, so a write whose reply we stopped
+// waiting for cannot reach the backend after a frozen path heals, once the trust
+// protocol has moved on (docs/trust.md, assumption 5). Only bytes the backend's
+// host already received can still be applied. A TLS socket has no TCP handle of
+// its own to reset, and is destroyed.
+//
 // With a codec that has a handshake (SASL to a memcached -S), the handshake is
 // the first request on the socket, and the connection opens only once it
 // succeeds; a refusal ends it as an 'auth' failure, before anything else is sent.
@@ -341,9 +348,13 @@ export class Connection {
       clearImmediate(this.flushHandle);
       this.flushHandle = null;
     }
+    const abandoned = failure !== null || this.fifo.length > 0 || this.outBytes > 0;
     this.outq = [];
     this.outBytes = 0;
-    this.socket.destroy();
+    // Still connecting, nothing was sent (and resetAndDestroy would wait for the connect).
+    const resettable = !this.socket.connecting && !this.socket.destroyed && !(this.socket instanceof tls.TLSSocket);
+    if (abandoned && resettable) this.socket.resetAndDestroy();
+    else this.socket.destroy();
     const lost = this.fifo.drain();
     const result = failed(reason);
     for (const f of lost) deliver(() => f.req.resolve(result));

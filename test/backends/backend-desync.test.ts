@@ -13,7 +13,7 @@ interface Fake {
   address: string;
   /** Connections accepted so far. */
   accepted: number;
-  /** Connections the client closed so far. */
+  /** Connections the client closed (or reset: it gave up on requests) so far. */
   closedByClient: number;
   /** `data` events received so far, over all connections. */
   chunks: number;
@@ -60,8 +60,15 @@ async function fake(reply: Fake['reply']): Promise<Fake> {
         if (!socket.destroyed) f.reply(line, socket);
       }
     });
-    socket.on('end', () => f.closedByClient++);
-    socket.on('error', () => {});
+    let ended = false;
+    const byClient = (): void => {
+      if (!ended) f.closedByClient++;
+      ended = true;
+    };
+    socket.on('end', byClient);
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ECONNRESET') byClient();
+    });
     socket.on('close', () => sockets.delete(socket));
   });
   server.listen(0, '127.0.0.1');

@@ -126,6 +126,26 @@ describe('SIGSTOP', () => {
     expect(downs).toBe(1);
   });
 
+  it('a write it gave up on never lands after SIGCONT: the connection is reset, not closed', async () => {
+    // A value larger than what the hung memcached's socket takes in, small enough for this side's
+    // kernel to queue whole: the rest waits in the send queue when the request times out. A
+    // graceful close would deliver it once memcached resumes, and the abandoned write would land;
+    // a reset drops the queue.
+    const mc = await startMemcached({ maxItemSize: '2m' });
+    const backend = track(new Backend(mc.address, { ...FAST, upAfterProbes: 2 }));
+    expect((await backend.store(set('before'))).status).toBe('stored');
+
+    await mc.pause();
+    const big = 'x'.repeat(1024 * 1024);
+    expect(await backend.store(set('late', big))).toEqual({ status: 'failed', reason: expect.stringMatching(/timeout/) });
+
+    const up = once(backend, 'up');
+    mc.resume();
+    await up;
+    expect((await backend.get(k('before'))).status).toBe('hit');
+    expect((await backend.get(k('late'))).status).toBe('miss');
+  });
+
   it('fails requests beyond maxPending at once', async () => {
     const mc = await startMemcached();
     const backend = track(new Backend(mc.address, { ...FAST, maxPending: 10, connections: 1 }));
