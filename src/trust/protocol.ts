@@ -555,7 +555,8 @@ export class TrustState {
    * are being refilled at once (two failed together), they would wait for each other for
    * ever: one goes first, one that kept its data (`intact`: it did not restart) before one
    * that came back empty, so that a key whose only copy it holds is not answered a miss by
-   * the empty one; among equals, the lowest address.
+   * the empty one; among equals, the lowest address (of several each outlasted by another, the
+   * lowest among the sources of the graph of who outlasted whom: docs/trust.md, Several in refill).
    */
   mayTrust(
     address: string,
@@ -609,7 +610,20 @@ export class TrustState {
       if (first.length > 0) return first.sort()[0] === address;
     }
     const unknown = candidates.filter((c) => outlasted.get(c) === null);
-    return (unknown.length > 0 ? unknown : candidates).sort()[0] === address;
+    if (unknown.length > 0) return unknown.sort()[0] === address;
+    // Each was outlasted, all known: the lowest address among the sources of the graph of who
+    // outlasted whom (those that no candidate outside their cycle outlasted), by pass 0, then pass
+    // 1, where they are not every candidate. The lowest address would go first otherwise: a write the
+    // chosen one missed and it holds, it took while the chosen one was out, so it outlasted it in that
+    // pass's graph (in pass 1 unless it took it in the refill it is still in, and then the chosen
+    // one's fill took it from there): it reaches a source, so is one, and, the lowest, the one chosen.
+    // Not pass 2: it sets aside refills that ended, whose writes no fill took (the lowest address may
+    // hold the only copy of one).
+    for (const pass of [0, 1]) {
+      const sources = sourcesOf(candidates, (c, d) => counts(c, d, pass));
+      if (sources.length < candidates.length) return sources.sort()[0] === address;
+    }
+    return candidates.sort()[0] === address;
   }
 
   /** The peer's latest record says it reaches `address`. */
@@ -817,4 +831,16 @@ export class TrustState {
     if (wasPending && !this.isPending(address)) this.pendingCount--;
     this.generation++;
   }
+}
+
+/**
+ * The nodes that no node outside their strongly connected component reaches (`edge(c, d)`: an edge
+ * from d to c): every node that reaches one is reached by it. Empty only for no nodes.
+ */
+export function sourcesOf(nodes: readonly string[], edge: (c: string, d: string) => boolean): string[] {
+  const reaches = new Map(nodes.map((n) => [n, new Set<string>()]));
+  for (const c of nodes) for (const d of nodes) if (d !== c && edge(c, d)) reaches.get(d)!.add(c);
+  // Transitive closure (a handful of backends).
+  for (const k of nodes) for (const from of nodes) if (reaches.get(from)!.has(k)) for (const to of reaches.get(k)!) reaches.get(from)!.add(to);
+  return nodes.filter((c) => nodes.every((d) => d === c || !reaches.get(d)!.has(c) || reaches.get(c)!.has(d)));
 }

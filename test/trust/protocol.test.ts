@@ -7,6 +7,7 @@ import {
   isNewer,
   leftTrusted,
   place,
+  sourcesOf,
   timingFor,
   type Role,
   type TrustRecord,
@@ -365,6 +366,42 @@ describe('agreement', () => {
     // Three or more back: X may have been trusted since (refill, trusted, out, refill), and taken Y's writes so: plain.
     expect(ALL.filter((at) => a.mayTrust(at, kept, 1, marks(inRefill - 3)))).toEqual([X]);
     expect(ALL.filter((at) => a.mayTrust(at, kept, 1, marks(inRefill - 4)))).toEqual([X]);
+  });
+
+  test('each outlasted and all known: the lowest address among the sources of the graph of who outlasted whom, by pass 0, then pass 1, never pass 2', () => {
+    const a = sidecar('a'); // not witnessing: every time away is told by the marks alone
+    for (const at of ALL) a.propose(at, 'out', 'failed');
+    publish(a);
+    a.tryApply(1);
+    for (const at of ALL) a.propose(at, 'refill', 'reachable');
+    publish(a);
+    a.tryApply(1);
+    const inRefill = a.stageOf(X).epoch;
+    const all = (): boolean => true;
+    /** Per backend, who outlasted it, each with the refill named by its mark (undefined: trusted). */
+    const marks = (m: Record<string, Record<string, number | undefined>>) => (c: string) => new Map(Object.entries(m[c] ?? {}));
+    // Y and Z each took writes trusted while the other was out (they left moments apart), and both
+    // while X was out: X missed what they took and took nothing they missed. Pass 0's sources: Y and Z.
+    const cycle = { [X]: { [Y]: undefined, [Z]: undefined }, [Y]: { [Z]: undefined }, [Z]: { [Y]: undefined } };
+    expect(ALL.filter((at) => a.mayTrust(at, all, 1, marks(cycle)))).toEqual([Y]);
+    // X also took what Y and Z missed, in the refill it is still in (their fills took those from it):
+    // pass 0's graph is one cycle, pass 1's sources are Y and Z.
+    const inX = (e: number) => ({ [X]: cycle[X], [Y]: { ...cycle[Y], [X]: e }, [Z]: { ...cycle[Z], [X]: e } });
+    expect(ALL.filter((at) => a.mayTrust(at, all, 1, marks(inX(inRefill))))).toEqual([Y]);
+    // In a refill X has left since: no fill took those writes, and X may hold the only copy of one
+    // (its pass 2 sources, Y and Z, are not read). The lowest address, X.
+    expect(ALL.filter((at) => a.mayTrust(at, all, 1, marks(inX(inRefill - 2))))).toEqual([X]);
+    // One whose time away nothing tells (no mark): as before, the lowest such one.
+    expect(ALL.filter((at) => a.mayTrust(at, all, 1, (c) => (c === Z ? undefined : marks(cycle)(c))))).toEqual([Z]);
+  });
+
+  test('sourcesOf: the nodes that no node outside their cycle reaches', () => {
+    const edges = (pairs: string[]) => (c: string, d: string) => pairs.includes(d + c); // "dc": d reaches c
+    expect(sourcesOf(['a', 'b', 'c'], edges(['ab', 'ba', 'bc', 'ca']))).toEqual(['a', 'b', 'c']);
+    expect(sourcesOf(['a', 'b', 'c'], edges(['ba', 'ca', 'bc', 'cb']))).toEqual(['b', 'c']);
+    expect(sourcesOf(['a', 'b', 'c', 'd'], edges(['ab', 'bc', 'cb', 'da']))).toEqual(['d']);
+    expect(sourcesOf(['a', 'b', 'c'], edges(['ab']))).toEqual(['a', 'c']);
+    expect(sourcesOf(['a', 'b', 'c'], edges([]))).toEqual(['a', 'b', 'c']);
   });
 
   test('one acknowledged on its way to a refill (its out acknowledged, not applied here) when another goes out took what that one missed only in the refill', () => {
