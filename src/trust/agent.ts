@@ -1323,8 +1323,20 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
    * every client write Y took before it went out (every sidecar acknowledged that, so none sends
    * it any more) and under every write Y takes in the refill. One request: the add when the last
    * round found the key gone, else the append (the add too if it is gone after all).
+   *
+   * Acknowledgements wait for it (whileMarking), as for a stand-in key: several sidecars may mark
+   * one refill at once, and one whose marks landed after the refill applied would put them over
+   * writes Y took in it (Late writes reads every item under them as sent before Y's out). So every
+   * live sidecar's marks have landed, or failed, before it acknowledges anything, and a refill
+   * applies only with every live acknowledgement.
    */
-  private async markRefill(node: MemcachedNode): Promise<'born' | 'kept' | 'failed'> {
+  private markRefill(node: MemcachedNode): Promise<'born' | 'kept' | 'failed'> {
+    const marked = this.writeRefillMarks(node);
+    void this.whileMarking(marked);
+    return marked;
+  }
+
+  private async writeRefillMarks(node: MemcachedNode): Promise<'born' | 'kept' | 'failed'> {
     const epoch = this.state.stageOf(node.address).epoch + 1;
     await this.carryOutMarks(node);
     const add = async () => {

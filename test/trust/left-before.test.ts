@@ -99,3 +99,39 @@ test('no mark, one of another cluster, the other out, or T not in refill: nothin
   agent.failed(X.address);
   expect(await agent.leftBefore(T as never, X as never)).toBeNull();
 });
+
+test("a refill's marks in flight hold this sidecar's acknowledgements until they land: none lands after the refill applied", async () => {
+  const [X, Y, T] = ['x:1', 'y:1', 't:1'].map((a) => new FakeNode(a));
+  const { agent, state } = agentOver('marks-in-flight', [X, Y, T]);
+  const internals = agent as unknown as { markRefill(n: FakeNode): Promise<string> };
+  const flush = async (): Promise<void> => {
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+  };
+  for (const n of [X, Y, T]) {
+    n.put(INCARNATION_KEY, '0');
+    state.roundDone(n.address, 0, 0, []);
+  }
+  agent.failed(T.address);
+  await flush();
+  state.markPublished(state.acknowledged());
+  state.tryApply(0);
+  expect(state.stageOf(T.address).role).toBe('out');
+  // T answers this sidecar's incarnation-key append late (a slow path); other writes go through.
+  let release = (): void => {};
+  const gate = new Promise<void>((r) => (release = r));
+  const store = T.store.bind(T);
+  T.store = async (f) => {
+    if (f.mode === 'append') await gate;
+    return store(f);
+  };
+  const marking = internals.markRefill(T);
+  // Meanwhile this sidecar acknowledges a change (X fails here, or another's refill proposal of T is
+  // read): it publishes nothing while its marks are in flight.
+  agent.failed(X.address);
+  await flush();
+  expect(state.record([]).seen[X.address]?.role).not.toBe('out');
+  release();
+  expect(await marking).not.toBe('failed');
+  await flush();
+  expect(state.record([]).seen[X.address]?.role).toBe('out');
+});
