@@ -1353,8 +1353,8 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     if (marked === 'failed') return marked;
     // The same moment, in a key that outlasts the refill (outageRefillSince). A set, not an add: a
     // key of the same epoch left by a cluster whose sidecars all restarted (epochs begin again)
-    // would mark too early; another proposer's set after writes of the refill began marks late,
-    // which only makes fewer items sources.
+    // would mark too early. Another proposer's set lands before the refill applies (its
+    // acknowledgement waits for it), unless that proposer stopped counting as live meanwhile.
     const began = await node.store({ mode: 'set', key: refillBeganKey(epoch), value: Buffer.from(this.state.id), flags: 0, exptime: LONGEST_RELATIVE_EXPIRY_S, cas: 0n });
     return began.status === 'failed' ? 'failed' : marked;
   }
