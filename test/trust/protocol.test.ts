@@ -38,6 +38,13 @@ function publish(s: TrustState): TrustRecord {
   return s.record(ALL);
 }
 
+/** Every backend proposed `role`, published and applied (no other sidecar to wait for). */
+function allTo(s: TrustState, role: 'out' | 'refill'): void {
+  for (const at of ALL) s.propose(at, role, role === 'out' ? 'failed' : 'reachable');
+  publish(s);
+  s.tryApply(1);
+}
+
 describe('stages', () => {
   test('a higher epoch is newer; at one epoch out beats refill beats trusted', () => {
     expect(isNewer({ epoch: 2, role: 'trusted' }, { epoch: 1, role: 'out' })).toBe(true);
@@ -249,9 +256,7 @@ describe('agreement', () => {
     expect([...(a.outlastedBy(Y, 1) ?? [])].sort()).toEqual([X, Z]);
     expect([...(a.outlastedBy(X, 1) ?? [])]).toEqual([Z]);
     expect(a.outlastedBy(Z, 1)).toEqual(new Set());
-    for (const at of ALL) a.propose(at, 'refill', 'reachable');
-    publish(a);
-    a.tryApply(1);
+    allTo(a, 'refill');
     const all = (): boolean => true;
     expect(ALL.filter((at) => a.mayTrust(at, all, 1))).toEqual([Z]);
     // What it saw goes out in its record. A live peer that saw X trusted when Z went out (its
@@ -344,12 +349,8 @@ describe('agreement', () => {
 
   test('with no live witness, a stand-in mark naming the refill it was written in counts as taking the writes only in refill, while that refill or the one after its next out lasts', () => {
     const a = sidecar('a'); // not witnessing: every time away is told by the marks alone
-    for (const at of ALL) a.propose(at, 'out', 'failed');
-    publish(a);
-    a.tryApply(1);
-    for (const at of ALL) a.propose(at, 'refill', 'reachable');
-    publish(a);
-    a.tryApply(1);
+    allTo(a, 'out');
+    allTo(a, 'refill');
     expect(a.outlastedBy(X, 1)).toBeNull();
     const inRefill = a.stageOf(X).epoch;
     // X's mark on Y says Y took X's writes trusted; Y's mark on X that X took Y's only in the
@@ -370,12 +371,8 @@ describe('agreement', () => {
 
   test('each outlasted and all known: the lowest address among the sources of the graph of who outlasted whom, by pass 0, then pass 1, never pass 2', () => {
     const a = sidecar('a'); // not witnessing: every time away is told by the marks alone
-    for (const at of ALL) a.propose(at, 'out', 'failed');
-    publish(a);
-    a.tryApply(1);
-    for (const at of ALL) a.propose(at, 'refill', 'reachable');
-    publish(a);
-    a.tryApply(1);
+    allTo(a, 'out');
+    allTo(a, 'refill');
     const inRefill = a.stageOf(X).epoch;
     const all = (): boolean => true;
     /** Per backend, who outlasted it, each with the refill named by its mark (undefined: trusted). */
