@@ -16,8 +16,8 @@
 // then drops what it had not yet delivered, so a write whose reply we stopped
 // waiting for cannot reach the backend after a frozen path heals, once the trust
 // protocol has moved on (docs/trust.md, assumption 5). Only bytes the backend's
-// host already received can still be applied. A TLS socket has no TCP handle of
-// its own to reset, and is destroyed.
+// host already received can still be applied. TLS runs over a TCP socket opened
+// here, so that the TCP connection under it can be reset too.
 //
 // With a codec that has a handshake (SASL to a memcached -S), the handshake is
 // the first request on the socket, and the connection opens only once it
@@ -113,6 +113,8 @@ export function failed(reason: string): Failed {
 export class Connection {
   private state: 'connecting' | 'authenticating' | 'open' | 'closed' = 'connecting';
   private readonly socket: net.Socket;
+  /** The TCP connection under `socket`: itself, or the one TLS runs over (kept to reset it, see end). */
+  private readonly tcp: net.Socket;
   private readonly parser: ReplyReader;
   private readonly codec: BackendCodec;
   private readonly fifo = new Fifo<InFlight>();
@@ -133,9 +135,9 @@ export class Connection {
   ) {
     this.codec = opts.codec ?? META_CODEC;
     this.parser = this.codec.reader({ ...DEFAULT_PARSER_LIMITS, ...opts.parser });
-    this.socket = opts.tls
-      ? tls.connect({ ...opts.tls, host: opts.host, port: opts.port })
-      : net.connect({ host: opts.host, port: opts.port });
+    this.tcp = net.connect({ host: opts.host, port: opts.port });
+    // TLS over a TCP socket of our own: a TLS socket has no TCP handle to reset.
+    this.socket = opts.tls ? tls.connect({ ...opts.tls, host: opts.host, socket: this.tcp }) : this.tcp;
     this.socket.setNoDelay(true);
     this.done = new Promise((resolve) => this.socket.once('close', () => resolve()));
     this.timer = setTimeout(() => {
@@ -147,6 +149,8 @@ export class Connection {
     this.socket.on('error', (err: NodeJS.ErrnoException) => {
       this.lastError = err.code ?? err.message;
     });
+    // Under TLS the TCP socket's own errors reach `socket` too; this keeps them from being unhandled.
+    if (this.tcp !== this.socket) this.tcp.on('error', () => {});
     this.socket.once('close', () => {
       const reason = this.lastError ?? 'connection closed by backend';
       if (this.state === 'authenticating') this.fail({ kind: 'auth', reason: `${AUTH_FAILED}: ${reason}` });
@@ -352,9 +356,9 @@ export class Connection {
     this.outq = [];
     this.outBytes = 0;
     // Still connecting, nothing was sent (and resetAndDestroy would wait for the connect).
-    const resettable = !this.socket.connecting && !this.socket.destroyed && !(this.socket instanceof tls.TLSSocket);
-    if (abandoned && resettable) this.socket.resetAndDestroy();
-    else this.socket.destroy();
+    const resettable = !this.tcp.connecting && !this.tcp.destroyed;
+    if (abandoned && resettable) this.tcp.resetAndDestroy();
+    this.socket.destroy();
     const lost = this.fifo.drain();
     const result = failed(reason);
     for (const f of lost) deliver(() => f.req.resolve(result));

@@ -10,12 +10,15 @@
 //     reload; each counted in replicached_tls_reloads_total.
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { Backend } from '../../src/backends/backend';
+import type { StoreRequest } from '../../src/routing/node';
 import { freePort } from '../helpers/memcached';
 import { startProxy, type ProxyProcess } from '../helpers/proxy';
 import { timingClaim } from '../helpers/timing';
@@ -49,9 +52,9 @@ const servers: TlsMemcached[] = [];
 const proxies: ProxyProcess[] = [];
 
 /** memcached -Z with the given certificate, on a free port; resolves once it answers over TLS. */
-async function startTlsMemcached(cert: string, ca: string): Promise<TlsMemcached> {
+async function startTlsMemcached(cert: string, ca: string, extraArgs: string[] = []): Promise<TlsMemcached> {
   const port = await freePort();
-  const args = ['-l', '127.0.0.1', '-p', String(port), '-U', '0', '-m', '16', '-t', '1', '-Z'];
+  const args = ['-l', '127.0.0.1', '-p', String(port), '-U', '0', '-m', '16', '-t', '1', '-Z', ...extraArgs];
   args.push('-o', `ssl_chain_cert=${file(`${cert}.crt`)},ssl_key=${file(`${cert}.key`)}`);
   if (process.getuid?.() === 0) args.push('-u', 'root');
   const child = spawn('memcached', args, { stdio: 'ignore' });
@@ -166,6 +169,29 @@ afterAll(async () => {
 describe('TLS to the backends', () => {
   it('memcached -Z speaks only TLS on its port (so the tests below prove the proxy used TLS)', async () => {
     expect((await plainExchange(good1.port, latin1('version\r\n'))).toString('latin1')).not.toMatch(/^VERSION/);
+  });
+
+  it('a write given up on a hung TLS memcached never lands after SIGCONT: the TCP connection under TLS is reset', async () => {
+    // As in test/backends/backend-failures.test.ts, over TLS: the part of a 1 MB set that the
+    // hung memcached's socket did not take in waits in this side's send queue when the request
+    // times out. Closed, that queue would still be delivered once memcached resumes, and the
+    // abandoned write would land; reset, it is dropped.
+    const hung = await startTlsMemcached('server', 'ca', ['-I', '2m']);
+    const backend = new Backend(hung.address, { tls: { ca }, connectTimeoutMs: 5000, requestTimeoutMs: 1000, probeIntervalMs: 50, retryMaxMs: 400 });
+    try {
+      const item = (key: string, value: string): StoreRequest => ({ mode: 'set', key: latin1(key), value: latin1(value), flags: 0, exptime: 0, cas: 0n });
+      expect((await backend.store(item('before', 'v'))).status).toBe('stored');
+      hung.child.kill('SIGSTOP');
+      expect(await backend.store(item('late', 'x'.repeat(1024 * 1024)))).toEqual({ status: 'failed', reason: expect.stringMatching(/timeout/) });
+      const up = once(backend, 'up');
+      hung.child.kill('SIGCONT');
+      await up;
+      expect((await backend.get(latin1('before'))).status).toBe('hit');
+      expect((await backend.get(latin1('late'))).status).toBe('miss');
+    } finally {
+      hung.child.kill('SIGCONT');
+      await backend.close();
+    }
   });
 
   it('set/get through the proxy to two TLS backends, certificates verified against --backend-tls-ca', async () => {
