@@ -8,7 +8,8 @@
 // nothing. That no request takes a second or more, and none a backend was dead during takes
 // 0.3 s or more (issue 19, contract 6), holds on a calm machine: recorded here, asserted by
 // scripts/timing-check.sh (see test/helpers/timing.ts; a loaded machine stretches any request
-// past it).
+// past it). So is the agreement's share of a kill: from the SIGKILL until the last sidecar's log
+// says it applied the backend's out (that every sidecar does is asserted).
 
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startMemcached, type MemcachedProcess } from '../helpers/memcached';
@@ -54,9 +55,10 @@ describe(`PHP sessions through ${SIDECARS} sidecars while backends die and come 
 
   /**
    * Kills (or hangs) a random backend, brings it back, waits for every sidecar to refill it; again
-   * until `stop`. Each SIGKILL's time until the restart begins goes into `dead` ([from, to], ms).
+   * until `stop`. Each SIGKILL's time until the restart begins goes into `dead` ([from, to], ms),
+   * with the backend it killed into `killed`.
    */
-  async function chaos(seed: number, stop: () => boolean, dead: Array<[number, number]>): Promise<number> {
+  async function chaos(seed: number, stop: () => boolean, dead: Array<[number, number]>, killed: string[]): Promise<number> {
     const rng = seeded(seed);
     let kills = 0;
     while (!stop()) {
@@ -73,6 +75,7 @@ describe(`PHP sessions through ${SIDECARS} sidecars while backends die and come 
         await victim.exited();
         await new Promise((r) => setTimeout(r, 100 + rng() * 300));
         dead.push([killedAt, Date.now()]);
+        killed.push(victim.address);
         await victim.restart();
       }
       kills++;
@@ -93,7 +96,8 @@ describe(`PHP sessions through ${SIDECARS} sidecars while backends die and come 
       }
       let done = false;
       const dead: Array<[number, number]> = [];
-      const killing = chaos(kind.length * 7919, () => done, dead);
+      const killed: string[] = [];
+      const killing = chaos(kind.length * 7919, () => done, dead, killed);
       // A pause between increments lets the other process in: pecl-memcache backs off while it
       // waits for the lock (its wait doubles), and one that reacquires at once starves it past a
       // second with no fault at all (REPLICACHED_OVERLAP_FAULT=none, ten sidecars on two cores:
@@ -115,6 +119,10 @@ describe(`PHP sessions through ${SIDECARS} sidecars while backends die and come 
         // The requests a dead backend was dead during, from its SIGKILL until its restart began.
         const during = runs.flatMap((r) => r.requests).filter((q) => dead.some(([from, to]) => q.at < to && q.at + q.ms > from));
         timingClaim(`overlap, ${SIDECARS} sidecars: slowest ${kind} session request while a backend is dead`, Math.max(0, ...during.map((q) => q.ms)), KILLED_MS);
+        // The agreement's share of that: from each SIGKILL until the last sidecar applied the out.
+        const agreed = dead.map(([killedAt], i) => sidecars.map((s) => outAppliedAfter(s.output(), killed[i], killedAt)));
+        expect(agreed.flat().filter((ms) => ms === undefined)).toEqual([]);
+        timingClaim(`overlap, ${SIDECARS} sidecars: a killed backend out on every sidecar`, Math.max(0, ...agreed.flat().map((ms) => ms ?? 0)), KILLED_MS);
       }
       if (FAULT !== 'none') expect(kills).toBeGreaterThan(0);
       for (const [i, final] of finals.entries()) {
@@ -126,3 +134,17 @@ describe(`PHP sessions through ${SIDECARS} sidecars while backends die and come 
     120_000,
   );
 });
+
+/**
+ * How long after `since` (ms since the epoch) a sidecar's log says it applied `backend`'s out
+ * (the first such line from then on; the log's times are this machine's clock, as `since` is).
+ */
+function outAppliedAfter(log: string, backend: string, since: number): number | undefined {
+  for (const line of log.split('\n')) {
+    if (!line.includes('every sidecar agreed')) continue;
+    const entry = JSON.parse(line) as { time: string; msg: string; backend?: string; to?: string };
+    const at = Date.parse(entry.time);
+    if (entry.backend === backend && entry.to === 'out' && at >= since) return at - since;
+  }
+  return undefined;
+}
