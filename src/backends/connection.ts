@@ -138,7 +138,7 @@ export class Connection {
     this.tcp = net.connect({ host: opts.host, port: opts.port });
     // TLS over a TCP socket of our own: a TLS socket has no TCP handle to reset.
     this.socket = opts.tls ? tls.connect({ ...opts.tls, host: opts.host, socket: this.tcp }) : this.tcp;
-    this.socket.setNoDelay(true);
+    this.tcp.setNoDelay(true);
     this.done = new Promise((resolve) => this.socket.once('close', () => resolve()));
     this.timer = setTimeout(() => {
       this.timer = null;
