@@ -142,7 +142,12 @@ describe(`PHP sessions through ${SIDECARS} sidecars while backends die and come 
 function outAppliedAfter(log: string, backend: string, since: number): number | undefined {
   for (const line of log.split('\n')) {
     if (!line.includes('every sidecar agreed')) continue;
-    const entry = JSON.parse(line) as { time: string; msg: string; backend?: string; to?: string };
+    let entry: { time: string; backend?: string; to?: string };
+    try {
+      entry = JSON.parse(line) as typeof entry;
+    } catch {
+      continue; // the last line, still being written
+    }
     const at = Date.parse(entry.time);
     if (entry.backend === backend && entry.to === 'out' && at >= since) return at - since;
   }

@@ -4,6 +4,7 @@
 //   - set/get through the proxy to TLS backends, verification on (--backend-tls-ca);
 //   - a backend whose certificate the CA did not sign is refused: marked down, requests
 //     go to the other replica; with --backend-tls-insecure it is used (encrypted only);
+//   - a write given up on a hung (SIGSTOPped) TLS memcached never lands once it resumes;
 //   - client TLS on the listen socket (--tls-cert/--tls-key), text and binary;
 //   - reloads: a backendTls change is applied, a rotated certificate file is re-read without
 //     a config edit (backend CA and client certificate), an unreadable file refuses the
@@ -19,7 +20,7 @@ import tls from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Backend } from '../../src/backends/backend';
 import type { StoreRequest } from '../../src/routing/node';
-import { freePort } from '../helpers/memcached';
+import { freePort, waitStopped } from '../helpers/memcached';
 import { startProxy, type ProxyProcess } from '../helpers/proxy';
 import { timingClaim } from '../helpers/timing';
 import { pollUntil, waitForOutput } from '../helpers/wait';
@@ -182,6 +183,7 @@ describe('TLS to the backends', () => {
       const item = (key: string, value: string): StoreRequest => ({ mode: 'set', key: latin1(key), value: latin1(value), flags: 0, exptime: 0, cas: 0n });
       expect((await backend.store(item('before', 'v'))).status).toBe('stored');
       hung.child.kill('SIGSTOP');
+      await waitStopped(hung.child.pid ?? -1);
       expect(await backend.store(item('late', 'x'.repeat(1024 * 1024)))).toEqual({ status: 'failed', reason: expect.stringMatching(/timeout/) });
       const up = once(backend, 'up');
       hung.child.kill('SIGCONT');

@@ -241,7 +241,7 @@ export async function startMemcached(opts: MemcachedOptions = {}): Promise<Memca
 }
 
 /** Waits until every thread of `pid` is in state T (stopped), per /proc; a short sleep where there is no /proc. */
-async function waitStopped(pid: number): Promise<void> {
+export async function waitStopped(pid: number): Promise<void> {
   const deadline = Date.now() + 2000;
   while (Date.now() < deadline) {
     let tids: string[];
