@@ -1288,7 +1288,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
         nodes.filter((_, i) => found[i].status !== 'miss').map((n) => n.address),
         this.clock.now(),
       );
-      await Promise.all(nodes.map((n) => this.markIncarnation(n, whole)));
+      await Promise.all(nodes.map(async (n) => ((await this.markIncarnation(n, whole)).status === 'not_stored' && whole ? this.markWhole(n) : undefined)));
       return;
     }
     if (found.some((r) => r.status === 'miss')) {
@@ -1314,6 +1314,22 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     const epoch = this.state.stageOf(node.address).epoch;
     const value = Buffer.from(whole ? `${epoch} ${epoch}` : String(epoch));
     return node.store({ mode: 'add', key: INCARNATION_KEY, value, flags: 0, exptime: LONGEST_RELATIVE_EXPIRY_S, cas: 0n });
+  }
+
+  /**
+   * Every backend answered this sidecar's survey without an incarnation key: a new cluster, each
+   * backend whole (empty) as it is. Another sidecar starting with it, to which some backend did not
+   * answer, may have added the key first, not whole (born at this epoch, nothing after): that add
+   * came after this survey read the backend, so it is of the same new cluster, and the key is
+   * marked whole here, guarded by its CAS (a restart since wipes the key, a refill mark changes it).
+   * Left so, *Several in refill* would count the backend as come back empty for as long as it lives,
+   * and set it aside while it holds the only copy of a write.
+   */
+  private async markWhole(node: MemcachedNode): Promise<void> {
+    const epoch = this.state.stageOf(node.address).epoch;
+    const r = await node.get(INCARNATION_KEY);
+    if (r.status !== 'hit' || r.item.value.toString('latin1') !== String(epoch)) return;
+    await node.store({ mode: 'cas', key: INCARNATION_KEY, value: Buffer.from(`${epoch} ${epoch}`), flags: 0, exptime: LONGEST_RELATIVE_EXPIRY_S, cas: r.item.cas });
   }
 
   /**

@@ -216,6 +216,12 @@ describe('the trust protocol', () => {
     // of who outlasted whom: b1 goes first (no holder of sess:5), then b2, which only b0's refill still
     // going on outlasted.
     { seed: 2904, steps: 90_000, rule: 'of candidates each outlasted, the lowest address among the sources of the outlasted graph', timing: { requestTimeoutMs: 300, quickRounds: 3 } },
+    // s2 started cut off from b3, so its survey added b0's, b2's and b4's incarnation keys not
+    // whole (`0`), ahead of s0's and s1's `0 0`. b0 never restarted, but counted as come back empty
+    // from then on: with every backend in refill, b1 (a natural member of sess:3 with an older
+    // value) went first while b0, trusted when b1 left, held the key's latest write alone (a stale
+    // read at 9.83 s). s0 and s1, whose surveys every backend answered, now mark those keys whole.
+    { seed: 3048, steps: 90_000, rule: 'a new cluster\'s incarnation key marked whole by a sidecar whose survey every backend answered', timing: { requestTimeoutMs: 300, quickRounds: 3 } },
   ];
   for (const { seed, steps, rule, timing = FOUND_AT, kinds } of REPLAYS) {
     test(`seed ${seed}, ${kinds === undefined ? 'every kind of fault' : kinds.join(', ')}: ${rule}`, async () => {
