@@ -46,6 +46,7 @@ import {
   ROSTER_PRUNE_AFTER_MS,
   ROSTER_TTL_S,
   incarnationNamesRefill,
+  incarnationValue,
   leftAfterKey,
   markWriter,
   outAppliedKey,
@@ -1288,7 +1289,12 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
         nodes.filter((_, i) => found[i].status !== 'miss').map((n) => n.address),
         this.clock.now(),
       );
-      await Promise.all(nodes.map(async (n) => ((await this.markIncarnation(n, whole)).status === 'not_stored' && whole ? this.markWhole(n) : undefined)));
+      await Promise.all(
+        nodes.map(async (n) => {
+          const added = await this.markIncarnation(n, whole);
+          if (whole && added.status === 'not_stored') await this.markWhole(n);
+        }),
+      );
       return;
     }
     if (found.some((r) => r.status === 'miss')) {
@@ -1312,8 +1318,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
    */
   private markIncarnation(node: MemcachedNode, whole = false): Promise<NodeStore> {
     const epoch = this.state.stageOf(node.address).epoch;
-    const value = Buffer.from(whole ? `${epoch} ${epoch}` : String(epoch));
-    return node.store({ mode: 'add', key: INCARNATION_KEY, value, flags: 0, exptime: LONGEST_RELATIVE_EXPIRY_S, cas: 0n });
+    return node.store({ mode: 'add', key: INCARNATION_KEY, value: incarnationValue(epoch, whole), flags: 0, exptime: LONGEST_RELATIVE_EXPIRY_S, cas: 0n });
   }
 
   /**
@@ -1328,8 +1333,8 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   private async markWhole(node: MemcachedNode): Promise<void> {
     const epoch = this.state.stageOf(node.address).epoch;
     const r = await node.get(INCARNATION_KEY);
-    if (r.status !== 'hit' || r.item.value.toString('latin1') !== String(epoch)) return;
-    await node.store({ mode: 'cas', key: INCARNATION_KEY, value: Buffer.from(`${epoch} ${epoch}`), flags: 0, exptime: LONGEST_RELATIVE_EXPIRY_S, cas: r.item.cas });
+    if (r.status !== 'hit' || !r.item.value.equals(incarnationValue(epoch, false))) return;
+    await node.store({ mode: 'cas', key: INCARNATION_KEY, value: incarnationValue(epoch, true), flags: 0, exptime: LONGEST_RELATIVE_EXPIRY_S, cas: r.item.cas });
   }
 
   /**

@@ -36,6 +36,14 @@ export const ROSTER_PRUNE_AFTER_MS = FORGET_PEER_AFTER_MS;
 export const INCARNATION_KEY = Buffer.from(`${RESERVED_PREFIX}incarnation`);
 
 /**
+ * An incarnation key's value as added at `epoch`: that epoch, then, for a new cluster's backend
+ * known whole (`whole`), the epoch at which it was made whole, the same one.
+ */
+export function incarnationValue(epoch: number, whole: boolean): Buffer {
+  return Buffer.from(whole ? `${epoch} ${epoch}` : String(epoch));
+}
+
+/**
  * Whether an incarnation key's value was written for the backend's refill at `epoch`: added at
  * the out epoch just before it, or with ` r<epoch>` appended (TrustAgent.markRefill). Then its CAS
  * is under every write the backend takes in that refill.
