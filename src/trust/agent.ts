@@ -62,6 +62,7 @@ import {
   standInValue,
   standInWriter,
   type StandInNote,
+  tookTrustedKey,
 } from './reserved-keys';
 
 export interface AgentEvents {
@@ -186,6 +187,8 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
   private readonly outageMarks = new Map<string, Promise<{ member: bigint; target: bigint } | null | 'failed'>>();
   /** Backends whose filled epoch (in the incarnation key) is being written before their trusted proposal. */
   private readonly markingFilled = new Set<string>();
+  /** The took-trusted notes written, of the notes this sidecar holds now (writeTookTrusted): away:since:by. */
+  private readonly tookTrustedWritten = new Set<string>();
   /** Backends the survey found restarted, until an out of theirs applies here or a round finds their incarnation key again (see acknowledged). */
   private readonly foundRestarted = new Set<string>();
   /** Backends whose incarnation key this sidecar wrote anew for their refill: they came back empty. */
@@ -1260,10 +1263,62 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     for (const c of changes) if (c.to.role === 'out' && c.byAll === true) this.writeOutMarks(c.address, c.to);
     for (const c of changes) if (c.to.role === 'refill') this.markJoinedAll(c.address, c.to.epoch);
     for (const c of changes) this.opts.events?.applied?.(c);
+    if (changes.length > 0) this.writeTookTrusted();
     if (changes.length > 0) {
       this.hurry();
       this.wake();
     }
+  }
+
+  /**
+   * Each backend this sidecar noted taking writes trusted while another was away (TrustState.trustedTakers)
+   * gets the note on itself (tookTrustedKey), once per time away: it outlives this sidecar, whose own
+   * note may be the only one that names that backend (a live witness that saw less, or none, may
+   * be left), and Several in refill reads it (notedTrusted). A failed write is tried at the next apply.
+   */
+  private writeTookTrusted(): void {
+    const current = new Set<string>();
+    for (const [away, since, by] of this.state.trustedTakers()) {
+      const id = `${away}:${since}:${by}`;
+      current.add(id);
+      const node = this.byAddress.get(by);
+      if (this.tookTrustedWritten.has(id) || node === undefined) continue;
+      this.tookTrustedWritten.add(id);
+      void node.store({ mode: 'set', key: tookTrustedKey(away, since), value: Buffer.from(this.state.id), flags: 0, exptime: LONGEST_RELATIVE_EXPIRY_S, cas: 0n }).then((r) => {
+        if (r.status !== 'stored') this.tookTrustedWritten.delete(id);
+      });
+    }
+    for (const id of this.tookTrustedWritten) if (!current.has(id)) this.tookTrustedWritten.delete(id);
+  }
+
+  /**
+   * Per backend in refill: the others in refill holding a took-trusted note of its current time
+   * away (every epoch awayEpochs names, and the one a live witness dates its departure at) from a
+   * writer of this cluster. null: a read failed.
+   */
+  private async notedTrusted(): Promise<Map<string, Set<string>> | null> {
+    const inRefill = [...this.byAddress.values()].filter((n) => this.state.roleOf(n.address) === 'refill');
+    const noted = new Map<string, Set<string>>();
+    let failed = false;
+    await Promise.all(
+      inRefill.map(async (c) => {
+        const epochs = await this.awayEpochs(c.address, this.state.stageOf(c.address));
+        if (epochs === null) return void (failed = true);
+        const w = this.state.witnessedUntrustedSince(c.address, this.clock.now());
+        const all = [...new Set([...epochs, ...(w === undefined ? [] : [w])])];
+        await Promise.all(
+          inRefill.filter((d) => d !== c).map(async (d) => {
+            const reads = await Promise.all(all.map((e) => d.get(tookTrustedKey(c.address, e))));
+            failed ||= reads.some((r) => r.status === 'failed');
+            if (!reads.some((r) => r.status === 'hit' && this.state.hasRead(markWriter(r.item.value)))) return;
+            const by = noted.get(c.address) ?? new Set<string>();
+            by.add(d.address);
+            noted.set(c.address, by);
+          }),
+        );
+      }),
+    );
+    return failed ? null : noted;
   }
 
   // ---- rounds ----
@@ -1538,9 +1593,9 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     // copy of a key's latest write, failing and about to be agreed out, would let an empty one go
     // first, whose miss then proves that write gone. Asked again after the next round.
     const generation = this.state.generation;
-    void Promise.all([this.keptData(), this.markedOutlasted()]).then(([kept, marked]) => {
-      if (kept === null || marked === null) return;
-      if (this.state.generation === generation && this.fillCounts(a) && this.state.mayTrust(a, (b) => kept.has(b), this.clock.now(), (b) => marked.get(b))) {
+    void Promise.all([this.keptData(), this.markedOutlasted(), this.notedTrusted()]).then(([kept, marked, noted]) => {
+      if (kept === null || marked === null || noted === null) return;
+      if (this.state.generation === generation && this.fillCounts(a) && this.state.mayTrust(a, (b) => kept.has(b), this.clock.now(), (b) => marked.get(b), (b) => noted.get(b))) {
         this.proposeTrusted(a);
       }
     });

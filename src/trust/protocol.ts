@@ -568,6 +568,11 @@ export class TrustState {
      * witness tells.
      */
     marked: (address: string) => ReadonlyMap<string, number | undefined> | undefined = () => undefined,
+    /**
+     * Who took a backend's writes trusted in its current time away, by the notes witnesses left on
+     * the backends (the agent's took-trusted keys): a witness that has gone since, as a live one.
+     */
+    noted: (address: string) => ReadonlySet<string> | undefined = () => undefined,
   ): boolean {
     const others = this.addresses.filter((a) => a !== address);
     if (others.every((a) => this.isTrusted(a))) return true;
@@ -586,8 +591,17 @@ export class TrustState {
     // A mark that says it took them in refill tells that it took them only in refill while that
     // refill lasts (after it, it may have taken them trusted too): then as a witness's note.
     const witnessed = new Map(candidates.map((c) => [c, this.outlastedBy(c, now)]));
-    const outlasted = new Map(candidates.map((c) => [c, witnessed.get(c) ?? marked(c) ?? null]));
+    // A witness's note may be partial (its view lagged one out behind), and one that saw more may
+    // have gone: the took-trusted notes it left on the backends add what it saw.
+    const outlasted = new Map(
+      candidates.map((c) => {
+        const told = witnessed.get(c) ?? marked(c) ?? null;
+        const notes = noted(c) ?? new Set<string>();
+        return [c, told === null && notes.size === 0 ? null : new Set([...(told?.keys() ?? []), ...notes])] as const;
+      }),
+    );
     const refillOf = (c: string, d: string): number | undefined => {
+      if (noted(c)?.has(d) === true) return undefined;
       if (witnessed.get(c) !== null) return this.refillOf(c, d, now);
       // The mark names the refill in which d took them. Still in it, or in the refill after its next
       // out (two epochs on), d took them only in refills, as a witness would note: a trusted stage
@@ -624,6 +638,17 @@ export class TrustState {
       if (sources.length < candidates.length) return sources.sort()[0] === address;
     }
     return candidates.sort()[0] === address;
+  }
+
+  /** This sidecar's notes of backends taking writes trusted (not only in a refill) while another was away: [away, since, taker]. */
+  trustedTakers(): Array<[string, number, string]> {
+    const out: Array<[string, number, string]> = [];
+    if (!this.witnessing) return out;
+    for (const [a, v] of this.outlasted) {
+      if (v.since === undefined) continue;
+      for (const b of v.by) if (v.refill?.[b] === undefined) out.push([a, v.since, b]);
+    }
+    return out;
   }
 
   /** The peer's latest record says it reaches `address`. */

@@ -119,6 +119,16 @@ export function leftAfterKey(address: string, epoch: number): Buffer {
   return Buffer.from(`${RESERVED_PREFIX}left-after:${address}:${epoch}`);
 }
 
+/**
+ * On a backend D, by a sidecar that noted D taking writes trusted (not in refill, not going out)
+ * while Y was out, in Y's time away that began at out epoch `since` (TrustRecord.outlasted, there
+ * with no refill): the sidecar's id. The witness's note, kept where it outlives the witness, and
+ * read by Several in refill beside what live witnesses tell (src/trust/agent.ts, notedTrusted).
+ */
+export function tookTrustedKey(address: string, since: number): Buffer {
+  return Buffer.from(`${RESERVED_PREFIX}took-trusted:${address}:${since}`);
+}
+
 /** The sidecar that wrote an out-applied or left-after key: the first word of its value. */
 export function markWriter(value: Buffer): string {
   return value.toString('latin1').split(' ', 1)[0];
@@ -232,6 +242,12 @@ export const RESERVED_KEYS: readonly ReservedKey[] = [
     ttlSeconds: LONGEST_RELATIVE_EXPIRY_S,
     writer: "every fresh sidecar that applies that backend's out because every live record acknowledged it, while no live record shows it applied, on every other backend (a set)",
     meaning: 'its value: the backends, with an out epoch each, whose outs every live sidecar had acknowledged before anyone applied this one',
+  },
+  {
+    name: `${RESERVED_PREFIX}took-trusted:<backend>:<epoch>`,
+    ttlSeconds: LONGEST_RELATIVE_EXPIRY_S,
+    writer: 'every witnessing sidecar that saw the backend it is on take writes trusted while that backend was out, in the time away that began at that out epoch, once per sidecar (a set)',
+    meaning: "its value: the writer; the backend it is on outlasted that backend, trusted: an edge of Several in refill's graph that outlives its witness",
   },
   {
     name: `${RESERVED_PREFIX}deleted:<sha1 of the key>`,

@@ -222,6 +222,15 @@ describe('the trust protocol', () => {
     // value) went first while b0, trusted when b1 left, held the key's latest write alone (a stale
     // read at 9.83 s). s0 and s1, whose surveys every backend answered, now mark those keys whole.
     { seed: 3048, steps: 90_000, rule: 'a new cluster\'s incarnation key marked whole by a sidecar whose survey every backend answered', timing: { requestTimeoutMs: 300, quickRounds: 3 } },
+    // b0 and b1 each took writes trusted while the other was out. s3.0's view lagged one out behind,
+    // so its note said b1 outlasted b0 and nothing of b0 outlasting b1; the three other sidecars,
+    // whose notes said both, restarted. With b0 and b1 in refill, s3.0's partial note was read
+    // before the stand-in keys: b1 went first, and its fill overwrote b0's sess:7 #578 with the
+    // older #573 (a stale read at 33.44 s). The others had left took-trusted notes on b0 and b1:
+    // the cycle is known, and b0 goes first.
+    { seed: 1590, steps: 135_000, rule: "a witness's took-trusted note outlives it and completes a live witness's partial one", timing: { requestTimeoutMs: 300, quickRounds: 3 } },
+    // The same shape with eight sidecars (a stale read of sess:12 at 18.81 s).
+    { seed: 3860, steps: 240_000, rule: 'the same, eight sidecars', timing: { requestTimeoutMs: 300, quickRounds: 3 } },
   ];
   for (const { seed, steps, rule, timing = FOUND_AT, kinds } of REPLAYS) {
     test(`seed ${seed}, ${kinds === undefined ? 'every kind of fault' : kinds.join(', ')}: ${rule}`, async () => {

@@ -20,6 +20,7 @@ import {
   refillBeganKey,
   refillKey,
   standInKey,
+  tookTrustedKey,
 } from '../../src/trust/reserved-keys';
 
 /** A registry name with its <placeholders> as a pattern. */
@@ -27,7 +28,7 @@ const pattern = (name: string): RegExp => new RegExp(`^${name.replace(/[.*+?^${}
 
 test('every key the code builds is in the registry, under the reserved prefix', () => {
   const built = [recordKey('web-1-1234-ab12cd34'), ROSTER_KEY, INCARNATION_KEY, standInKey('10.0.0.3:11211', 7), refillKey('10.0.0.3:11211', 8), refillBeganKey(9),
-    outAppliedKey('10.0.0.3:11211', 10), leftAfterKey('10.0.0.3:11211', 11), deleteRecordKey(Buffer.from('memc.sess.key.abc')),
+    outAppliedKey('10.0.0.3:11211', 10), leftAfterKey('10.0.0.3:11211', 11), tookTrustedKey('10.0.0.3:11211', 12), deleteRecordKey(Buffer.from('memc.sess.key.abc')),
     copiedRecordKey(Buffer.from('memc.sess.key.abc')), MARK_KEY];
   for (const key of built) {
     const name = key.toString();
