@@ -269,6 +269,28 @@ describe('agreement', () => {
     expect(ALL.filter((at) => a.mayTrust(at, all, 1))).toEqual([X]); // X and Z now unordered: the lowest address
   });
 
+  test("took-trusted notes, which outlive their witness, add to a live witness's note", () => {
+    const a = sidecar('a');
+    a.tryApply(0);
+    const goOut = (at: string): void => {
+      a.propose(at, 'out', 'failed');
+      publish(a);
+      a.tryApply(1);
+    };
+    goOut(Y);
+    goOut(X);
+    goOut(Z);
+    // What it leaves on the backends: each one it saw take another's writes trusted, once per time away.
+    expect(a.trustedTakers().map(([away, , by]) => `${by} took ${away}`).sort()).toEqual([`${X} took ${Y}`, `${Z} took ${X}`, `${Z} took ${Y}`]);
+    allTo(a, 'refill');
+    const all = (): boolean => true;
+    expect(ALL.filter((at) => a.mayTrust(at, all, 1))).toEqual([Z]);
+    // A peer now gone saw X trusted when Z went out (its view lagged) and left that note on X:
+    // each outlasted the other, as with a live peer's record.
+    const noted = (b: string): ReadonlySet<string> | undefined => (b === Z ? new Set([X]) : undefined);
+    expect(ALL.filter((at) => a.mayTrust(at, all, 1, () => undefined, noted))).toEqual([X]);
+  });
+
   test('a backend in refill when another goes out, or entering refill while it is out, outlasted it: it took the writes and deletes the other missed', () => {
     const a = sidecar('a');
     a.tryApply(0); // witnessing from now on
