@@ -129,7 +129,7 @@ export function tookTrustedKey(address: string, since: number): Buffer {
   return Buffer.from(`${RESERVED_PREFIX}took-trusted:${address}:${since}`);
 }
 
-/** The sidecar that wrote an out-applied or left-after key: the first word of its value. */
+/** The sidecar that wrote an out-applied, left-after or took-trusted key: the first word of its value. */
 export function markWriter(value: Buffer): string {
   return value.toString('latin1').split(' ', 1)[0];
 }
