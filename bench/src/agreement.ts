@@ -1,11 +1,13 @@
 // How long the sidecars take to agree that a SIGKILLed memcached is out: the part of a killed
 // backend's cost that the trust protocol adds (docs/trust.md, Costs), with no client traffic.
 //
-//   node bench/dist/agreement.js [--sidecars 10] [--kills 4] [--rounds 1] [--cli dist/cli.js]
-//                                [--baseline <other build>/dist/cli.js] [--out DIR] [--name NAME]
+//   node bench/dist/agreement.js [--sidecars 10] [--kills 4] [--rounds 1] [--settle-ms 1000]
+//                                [--cli dist/cli.js] [--baseline <other build>/dist/cli.js]
+//                                [--out DIR] [--name NAME]
 //
 // Each round starts, per build (with --baseline the two take turns, round by round), 3 memcached
-// and N replicached over them, then kills a memcached `kills` times, a different one each time:
+// and N replicached over them, waits --settle-ms after every sidecar listens (a cluster's first
+// kill is slower soon after the start), then kills a memcached `kills` times, a different one each time:
 // SIGKILL, then the ms until each sidecar logs "trust: backend out, every sidecar agreed" (the log
 // line's own time, the same wall clock), then the memcached started again on its port and trusted
 // again everywhere before the next kill. Per kill: the slowest and the median sidecar. Per build:
@@ -63,7 +65,7 @@ async function allLogged(proxies: Proc[], msg: string, backend: string, sinceMs:
   return false;
 }
 
-async function cluster(build: string, cli: string, round: number, sidecars: number, kills: number): Promise<Kill[]> {
+async function cluster(build: string, cli: string, round: number, sidecars: number, kills: number, settleMs: number): Promise<Kill[]> {
   const mcs: Proc[] = [];
   const proxies: Proc[] = [];
   const out: Kill[] = [];
@@ -77,7 +79,7 @@ async function cluster(build: string, cli: string, round: number, sidecars: numb
     const addresses = ports.map((p) => `${HOST}:${p}`);
     const started = await Promise.all(Array.from({ length: sidecars }, () => startReplicached(addresses, REPLICAS, { cli, logLevel: 'info' })));
     proxies.push(...started.map((s) => s.proc));
-    await sleep(1000);
+    await sleep(settleMs);
     for (let k = 0; k < kills; k++) {
       const b = k % BACKENDS;
       const killedAt = Date.now();
@@ -136,13 +138,14 @@ async function main(): Promise<void> {
   const sidecars = numberOption(argv, 'sidecars', 10);
   const kills = numberOption(argv, 'kills', 4);
   const rounds = numberOption(argv, 'rounds', 1);
+  const settleMs = numberOption(argv, 'settle-ms', 1000);
   const cli = path.resolve(option(argv, 'cli') ?? CLI);
   const baseline = option(argv, 'baseline');
   const builds: Array<[string, string]> = [['replicached', cli], ...(baseline === undefined ? [] : [['baseline', path.resolve(baseline)] as [string, string]])];
   const env = environment();
   const all: Kill[] = [];
   for (let round = 1; round <= rounds; round++) {
-    for (const [build, file] of round % 2 === 1 ? builds : [...builds].reverse()) all.push(...(await cluster(build, file, round, sidecars, kills)));
+    for (const [build, file] of round % 2 === 1 ? builds : [...builds].reverse()) all.push(...(await cluster(build, file, round, sidecars, kills, settleMs)));
   }
   const command = `node bench/dist/agreement.js ${argv.join(' ')}`.trim();
   const md = markdown(all, command, env);
