@@ -1274,7 +1274,9 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
    * Each backend this sidecar noted taking writes trusted while another was away (TrustState.trustedTakers)
    * gets the note on itself (tookTrustedKey), once per time away: it outlives this sidecar, whose own
    * note may be the only one that names that backend (a live witness that saw less, or none, may
-   * be left), and Several in refill reads it (notedTrusted). A failed write is tried at the next apply.
+   * be left), and Several in refill reads it (notedTrusted). A failed write is tried at the next apply,
+   * but only while that backend still takes writes trusted here: once it went out, it may have
+   * restarted, and a note on the new process would say it took writes it never held.
    */
   private writeTookTrusted(): void {
     const current = new Set<string>();
@@ -1282,7 +1284,8 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
       const id = `${away}:${since}:${by}`;
       current.add(id);
       const node = this.byAddress.get(by);
-      if (this.tookTrustedWritten.has(id) || node === undefined) continue;
+      const takesTrusted = this.state.takesWrites(by) && this.state.takingInRefill(by) === undefined;
+      if (this.tookTrustedWritten.has(id) || node === undefined || !takesTrusted) continue;
       this.tookTrustedWritten.add(id);
       void node.store({ mode: 'set', key: tookTrustedKey(away, since), value: Buffer.from(this.state.id), flags: 0, exptime: LONGEST_RELATIVE_EXPIRY_S, cas: 0n }).then((r) => {
         if (r.status !== 'stored') this.tookTrustedWritten.delete(id);
