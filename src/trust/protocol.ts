@@ -592,12 +592,14 @@ export class TrustState {
     // refill lasts (after it, it may have taken them trusted too): then as a witness's note.
     const witnessed = new Map(candidates.map((c) => [c, this.outlastedBy(c, now)]));
     // A witness's note may be partial (its view lagged one out behind), and one that saw more may
-    // have gone: the took-trusted notes it left on the backends add what it saw.
+    // have gone: the took-trusted notes it left on the backends add what it saw. Only those on
+    // candidates: a note on one that came back empty tells nothing of who else outlasted c, and
+    // would make c, of which nothing else is known, go as if it were.
     const outlasted = new Map(
       candidates.map((c) => {
         const told = witnessed.get(c) ?? marked(c) ?? null;
-        const notes = noted(c) ?? new Set<string>();
-        return [c, told === null && notes.size === 0 ? null : new Set([...(told?.keys() ?? []), ...notes])] as const;
+        const notes = [...(noted(c) ?? [])].filter((d) => candidates.includes(d));
+        return [c, told === null && notes.length === 0 ? null : new Set([...(told?.keys() ?? []), ...notes])] as const;
       }),
     );
     const refillOf = (c: string, d: string): number | undefined => {

@@ -291,6 +291,19 @@ describe('agreement', () => {
     expect(ALL.filter((at) => a.mayTrust(at, all, 1, () => undefined, noted))).toEqual([X]);
   });
 
+  test('a took-trusted note on a backend that came back empty tells nothing of the order of those that kept their data', () => {
+    const a = sidecar('a'); // witnessing none of it: every order below comes from marks and notes
+    allTo(a, 'out');
+    allTo(a, 'refill');
+    expect(ALL.map((at) => a.outlastedBy(at, 1))).toEqual([null, null, null]);
+    const kept = (b: string): boolean => b !== Z; // Z came back empty: X and Y are the candidates
+    const marked = (b: string): ReadonlyMap<string, number | undefined> | undefined => (b === Y ? new Map([[Z, undefined]]) : undefined);
+    // Y is known (only Z outlasted it); nothing is known of X's time away: Y goes first.
+    expect(ALL.filter((at) => a.mayTrust(at, kept, 1, marked))).toEqual([Y]);
+    const noted = (b: string): ReadonlySet<string> | undefined => (b === X ? new Set([Z]) : undefined);
+    expect(ALL.filter((at) => a.mayTrust(at, kept, 1, marked, noted))).toEqual([Y]);
+  });
+
   test('a backend in refill when another goes out, or entering refill while it is out, outlasted it: it took the writes and deletes the other missed', () => {
     const a = sidecar('a');
     a.tryApply(0); // witnessing from now on
