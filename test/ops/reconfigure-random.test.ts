@@ -7,7 +7,7 @@ import { expect, test } from 'vitest';
 import { runReconfigure } from './reconfigure/run';
 
 const SEED = Number(process.env.REPLICACHED_RECONF_SEED ?? Math.floor(Math.random() * 1e9));
-const EVENTS = Number(process.env.REPLICACHED_RECONF_EVENTS ?? 8);
+const EVENTS = Number(process.env.REPLICACHED_RECONF_EVENTS ?? 5);
 
 test(`reloads at random moments while a backend restarts and clients write keep R equal copies (seed ${SEED})`, async () => {
   console.log(`reconfigure check: seed ${SEED}, ${EVENTS} events (replay: REPLICACHED_RECONF_SEED=${SEED} REPLICACHED_RECONF_EVENTS=${EVENTS})`);
