@@ -1,5 +1,5 @@
 // PHP session locks made visible, with real PHP and real memcached, for both extensions:
-// a second request of a session waiting ~2 s while the first sleeps holding the lock shows
+// a second request of a session waiting ~3 s while the first sleeps holding the lock shows
 // in the wait histogram and in `stats locks`; a PHP worker killed holding the lock shows as
 // taken over once the lock expired. Only lower bounds on time are asserted. The four cases
 // run at once, each on a sidecar of its own (the metrics are per sidecar), over two memcached.
@@ -19,7 +19,7 @@ const KINDS: PhpClientKind[] = ['memcached-binary', 'memcache'];
 /**
  * Lock settings: php-memcached polls every 20..100 ms for up to ~20 s (its default gives up
  * after 0.75 s); pecl-memcache polls 5 ms doubling to 1 s, for twice its lock timeout. The
- * expiry is the lock key's exptime: long enough for the 2 s hold, or short for the killed worker.
+ * expiry is the lock key's exptime: long enough for the 3 s hold, or short for the killed worker.
  */
 function lockIni(kind: PhpClientKind, expirySeconds: number): Record<string, number> {
   return kind.startsWith('memcached')
@@ -27,7 +27,7 @@ function lockIni(kind: PhpClientKind, expirySeconds: number): Record<string, num
     : { 'memcache.lock_timeout': expirySeconds };
 }
 
-const HOLD_MS = 2000;
+const HOLD_MS = 3000;
 
 let backends: MemcachedProcess[];
 const sidecars: ProxyProcess[] = [];
@@ -52,7 +52,7 @@ const locks = (proxy: ProxyProcess) => proxyStats(proxy.port, 'locks');
 const lockHeld = (proxy: ProxyProcess) => waitForStats(proxy.port, (s) => Number(s.get('lock_holders')) >= 1, 15_000, 'locks');
 
 describe.concurrent.each(KINDS)('%s', (kind) => {
-  test('two requests of one session, the first sleeping 2 s holding the lock: the second waited at least 1.5 s', async () => {
+  test('two requests of one session, the first sleeping 3 s holding the lock: the second waited at least 1.5 s', async () => {
     const id = `tabs${kind.replace(/\W/g, '')}0123456789abcdef`;
     const ini = lockIni(kind, 10);
     const proxy = await sidecar();
