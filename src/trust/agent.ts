@@ -54,6 +54,7 @@ import {
   refillBeganKey,
   refillKey,
   refillKeyStage,
+  standInAwaySince,
   standInDigest,
   standInKey,
   standInNote,
@@ -144,6 +145,8 @@ interface Taking {
   refill?: number | undefined;
   /** It began to take them after Y left, as its key of then says (see markJoined). */
   joined?: boolean;
+  /** Y's time away began at this earlier out epoch: it goes out again from a refill (see departureMark). */
+  awaySince?: number | undefined;
 }
 
 /** A request's standing: the generation of the view it was admitted under. */
@@ -574,16 +577,25 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
    * it was never made whole since it last went out, so a backend that outlasted that outage
    * outlasts this one too (its mark of then says so). In refill, the mark names it: it took them
    * only in that refill while it lasts (markedOutlasted). One that took them before (the mark of
-   * then) keeps what that says: trusted, or the first refill.
+   * then) keeps what that says: trusted, or the first refill. Out again from refill, the key also
+   * names the out epoch at which Y's time away began: as a live witness saw it, else as the key
+   * of then names it, else that key's own epoch (Y was away by then), so a restart of Y, which
+   * takes the filled epoch that departureMark would scan from, does not move the departure later.
+   * Only from a key of this sidecar's or of one whose record it read: one from before every
+   * sidecar restarted, when epochs begin again, may name an epoch used again.
    */
   private markStandInsOf(address: string, epoch: number, from: Stage, note?: StandInNote): Promise<unknown> {
     const before = from.role === 'refill' ? standInKey(address, outEpoch(from)) : null;
+    const witnessed = before === null ? undefined : this.state.witnessedUntrustedSince(address, this.clock.now());
     const taking = async (n: MemcachedNode): Promise<Taking> => {
       const here: Taking = this.state.takesWrites(n.address) ? { trusted: true, refill: this.state.takingInRefill(n.address) } : { trusted: false };
-      if (before === null || (here.trusted && here.refill === undefined)) return here;
+      if (before === null) return here;
+      if (here.trusted && here.refill === undefined && witnessed !== undefined) return { ...here, awaySince: witnessed };
       const r = await n.get(before);
-      if (r.status !== 'hit' || !standInTrusted(r.item.value)) return here;
-      return { trusted: true, refill: standInRefill(r.item.value), joined: standInNote(r.item.value) === 'joined' };
+      const ours = r.status === 'hit' && this.state.hasRead(standInWriter(r.item.value));
+      const awaySince = witnessed ?? (ours ? (standInAwaySince(r.item.value) ?? outEpoch(from)) : undefined);
+      if ((here.trusted && here.refill === undefined) || r.status !== 'hit' || !standInTrusted(r.item.value)) return { ...here, awaySince };
+      return { trusted: true, refill: standInRefill(r.item.value), joined: standInNote(r.item.value) === 'joined', awaySince };
     };
     const on = [...this.byAddress.values()].filter((n) => n.address !== address);
     return this.markStandIns(address, epoch, on, taking, note, note === undefined);
@@ -608,8 +620,8 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     const live = new Set(this.state.liveIds(this.clock.now()));
     // Whether the backend it goes on takes Y's writes from now on, and in which refill if in one (see markedOutlasted).
     const add = async (n: MemcachedNode) => {
-      const { trusted, refill, joined } = await taking(n);
-      const value = standInValue(this.state.id, trusted, this.placementDigest(), refill, joined === true ? 'joined' : note);
+      const { trusted, refill, joined, awaySince } = await taking(n);
+      const value = standInValue(this.state.id, trusted, this.placementDigest(), refill, joined === true ? 'joined' : note, awaySince);
       const added = await n.store({ mode: 'add', key, value, flags: 0, exptime: LONGEST_RELATIVE_EXPIRY_S, cas: 0n });
       if (!replacingOrphans || added.status !== 'not_stored') return added;
       // A key whose writer is no live sidecar may be an orphan: written for an earlier out of the
@@ -921,18 +933,31 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
    * later; every stand-in key of an epoch from there to its current out epoch is of this time
    * away, written when it went out at that epoch (or when `node` was trusted again while it was
    * away). The lowest one on `node` is the departure's, or one written since (later, so it marks
-   * less). No filled epoch (a restart since): its current out epoch's.
+   * less). No filled epoch (a restart since): its current out epoch's key, which, for an out
+   * from a refill, names the out epoch S at which the time away began (markStandInsOf): every
+   * key from S to there is of this time away, and the lowest one is read as above.
    */
   private async departureMark(node: MemcachedNode, natural: MemcachedNode, stage: Stage): Promise<NodeGet> {
     const witnessed = this.state.witnessedUntrustedSince(natural.address, this.clock.now());
     const at = (epoch: number) => node.get(standInKey(natural.address, epoch));
     if (witnessed !== undefined) return at(witnessed);
     const epochs = (await this.awayEpochs(natural.address, stage)) ?? [outEpoch(stage)];
+    const current = epochs[epochs.length - 1];
+    if (epochs.length === 1) {
+      const r = await at(current);
+      const since = r.status === 'hit' ? standInAwaySince(r.item.value) : undefined;
+      if (since === undefined || since >= current || current - since > DEPARTURE_SCAN_MAX) return r;
+      for (let epoch = since; epoch < current; epoch++) {
+        const earlier = await at(epoch);
+        if (earlier.status !== 'miss') return earlier;
+      }
+      return r;
+    }
     for (const epoch of epochs.slice(0, -1)) {
       const r = await at(epoch);
       if (r.status !== 'miss') return r;
     }
-    return at(epochs[epochs.length - 1]);
+    return at(current);
   }
 
   /**

@@ -56,11 +56,13 @@ export function incarnationNamesRefill(value: Buffer, epoch: number): boolean {
 /**
  * On every other backend, when Y goes out at `epoch`: its CAS is under every write a
  * stand-in took for Y's keys in that outage (see src/trust/agent.ts, standInSince); its
- * value, `<sidecar id> trusted|away <placement digest>[ r<refill epoch>][ late|joined]`, says
+ * value, `<sidecar id> trusted|away <placement digest>[ r<refill epoch>][ s<epoch>][ late|joined]`, says
  * whether the backend it is on took Y's writes from then on (`trusted`: it was trusted or in
  * refill, and not going out; see markedOutlasted, standInSince), for which placement
  * (stoodInThroughout), with `r<e>`, that it took them in its refill at e, not trusted
- * (markedOutlasted), and with a note, that it was written after Y's out applied: `late`, once a
+ * (markedOutlasted), with `s<epoch>`, that Y went out again from a refill and its time away
+ * began at that earlier out epoch (departureMark follows it when a restart of Y took the
+ * incarnation key's filled epoch), and with a note, that it was written after Y's out applied: `late`, once a
  * view was fresh (see serving in src/trust/agent.ts), nobody having served since the out; `joined`,
  * when the backend it is on entered refill while Y was away, from when on it took Y's writes
  * (markJoined), not holding what Y's keys were when Y left. Y took no write from before either
@@ -137,9 +139,14 @@ export function markWriter(value: Buffer): string {
 /** What a stand-in key written after its out applied says of when (see standInKey). */
 export type StandInNote = 'late' | 'joined';
 
-/** A stand-in key's value: who wrote it, whether the backend it is on took writes then (trusted or in refill, not going out), the placement's digest, the refill, the note. */
-export function standInValue(writer: string, trusted: boolean, digest: string, refill?: number, note?: StandInNote): Buffer {
-  return Buffer.from(`${writer} ${trusted ? 'trusted' : 'away'} ${digest}${trusted && refill !== undefined ? ` r${refill}` : ''}${note !== undefined ? ` ${note}` : ''}`);
+/**
+ * A stand-in key's value: who wrote it, whether the backend it is on took writes then (trusted or
+ * in refill, not going out), the placement's digest, the refill, the out epoch at which Y's time
+ * away began (when earlier than this out's), the note.
+ */
+export function standInValue(writer: string, trusted: boolean, digest: string, refill?: number, note?: StandInNote, awaySince?: number): Buffer {
+  const took = trusted && refill !== undefined ? ` r${refill}` : '';
+  return Buffer.from(`${writer} ${trusted ? 'trusted' : 'away'} ${digest}${took}${awaySince !== undefined ? ` s${awaySince}` : ''}${note !== undefined ? ` ${note}` : ''}`);
 }
 
 /** The id of the sidecar that wrote a stand-in key. */
@@ -163,6 +170,13 @@ export function standInNote(value: Buffer): StandInNote | undefined {
 export function standInRefill(value: Buffer): number | undefined {
   const word = value.toString('latin1').split(' ')[3];
   const epoch = word?.startsWith('r') === true ? Number(word.slice(1)) : NaN;
+  return Number.isSafeInteger(epoch) ? epoch : undefined;
+}
+
+/** The out epoch at which Y's time away began, as a stand-in key of a later out in it names (undefined: not named). */
+export function standInAwaySince(value: Buffer): number | undefined {
+  const word = value.toString('latin1').split(' ').slice(3).find((w) => /^s[0-9]+$/.test(w));
+  const epoch = word === undefined ? NaN : Number(word.slice(1));
   return Number.isSafeInteger(epoch) ? epoch : undefined;
 }
 
