@@ -231,6 +231,15 @@ describe('the trust protocol', () => {
     { seed: 1590, steps: 135_000, rule: "a witness's took-trusted note outlives it and completes a live witness's partial one", timing: { requestTimeoutMs: 300, quickRounds: 3 } },
     // The same shape with eight sidecars (a stale read of sess:12 at 18.81 s).
     { seed: 3860, steps: 240_000, rule: 'the same, eight sidecars', timing: { requestTimeoutMs: 300, quickRounds: 3 } },
+    // A natural member restarted more than once in one time away (out, refill, out again), and every
+    // sidecar that saw it leave died. The restart took its incarnation key's filled epoch, so the
+    // departure was read from the stand-in key of its current out, later than the real one: a
+    // stand-in's copy of the key's latest write, taken in between, counted as left from before, and
+    // the other natural member's older copy won (a stale read at 124.56 s). The stand-in key of an
+    // out from a refill now names the out epoch at which the time away began.
+    { seed: 126, steps: 240_000, rule: 'a departure read across a restart from the epoch the stand-in key of an out from a refill names', timing: { requestTimeoutMs: 300, quickRounds: 3 } },
+    // The same shape, five backends (a stale read at 21.42 s).
+    { seed: 4235, steps: 80_000, rule: 'the same, five backends', timing: { requestTimeoutMs: 300, quickRounds: 3 } },
   ];
   for (const { seed, steps, rule, timing = FOUND_AT, kinds } of REPLAYS) {
     test(`seed ${seed}, ${kinds === undefined ? 'every kind of fault' : kinds.join(', ')}: ${rule}`, async () => {

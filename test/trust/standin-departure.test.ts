@@ -7,7 +7,7 @@ import { describe, expect, test } from 'vitest';
 import type { MemcachedNode } from '../../src/routing/node';
 import type { TrustAgent } from '../../src/trust/agent';
 import type { TrustRecord } from '../../src/trust/protocol';
-import { INCARNATION_KEY, standInKey, standInRefill, standInTrusted, standInValue } from '../../src/trust/reserved-keys';
+import { INCARNATION_KEY, standInAwaySince, standInKey, standInRefill, standInTrusted, standInValue } from '../../src/trust/reserved-keys';
 import { FakeNode, agentOver } from './support';
 
 const [X, Y, S] = ['x:1', 'y:1', 's:1'].map((a) => new FakeNode(a));
@@ -42,6 +42,19 @@ describe('standInSince, no live witness of the departure', () => {
   test('no filled epoch (it restarted since): its current out epoch, as before', async () => {
     Y.put(INCARNATION_KEY, '5 r6');
     expect(await newcomer(6).standInSince(S as unknown as MemcachedNode, [Y as unknown as MemcachedNode], 1)).toBe(again);
+    Y.put(INCARNATION_KEY, '1 2');
+  });
+
+  test('no filled epoch, and the key of its current out names the epoch its time away began: that one', async () => {
+    const T = new FakeNode('t:1');
+    const fromRefill = T.put(standInKey(Y.address, 4), standInValue('gone', true, 'placement').toString());
+    const again = standInValue('gone', true, 'placement', undefined, undefined, 4);
+    expect(standInAwaySince(again)).toBe(4);
+    T.put(standInKey(Y.address, 6), again.toString());
+    Y.put(INCARNATION_KEY, '5 r6');
+    const agent = newcomer(6);
+    (agent as unknown as { byAddress: Map<string, MemcachedNode> }).byAddress.set(T.address, T as unknown as MemcachedNode);
+    expect(await agent.standInSince(T as unknown as MemcachedNode, [Y as unknown as MemcachedNode], 1)).toBe(fromRefill);
     Y.put(INCARNATION_KEY, '1 2');
   });
 
