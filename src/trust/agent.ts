@@ -1288,8 +1288,8 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     for (const c of changes) if (c.to.role === 'out' && c.byAll === true) this.writeOutMarks(c.address, c.to);
     for (const c of changes) if (c.to.role === 'refill') this.markJoinedAll(c.address, c.to.epoch);
     for (const c of changes) this.opts.events?.applied?.(c);
-    if (changes.length > 0) this.writeTookTrusted();
     if (changes.length > 0) {
+      this.writeTookTrusted();
       this.hurry();
       this.wake();
     }
@@ -1299,7 +1299,7 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
    * Each backend this sidecar noted taking writes trusted while another was away (TrustState.trustedTakers)
    * gets the note on itself (tookTrustedKey), once per time away: it outlives this sidecar, whose own
    * note may be the only one that names that backend (a live witness that saw less, or none, may
-   * be left), and Several in refill reads it (notedTrusted). A failed write is tried at the next apply,
+   * be left), and Several in refill reads it (markedOutlasted). A failed write is tried at the next apply,
    * but only while that backend still takes writes trusted here: once it went out, it may have
    * restarted, and a note on the new process would say it took writes it never held.
    */
@@ -1317,36 +1317,6 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
       });
     }
     for (const id of this.tookTrustedWritten) if (!current.has(id)) this.tookTrustedWritten.delete(id);
-  }
-
-  /**
-   * Per backend in refill: the others in refill holding a took-trusted note of its current time
-   * away (every epoch awayEpochs names, and the one a live witness dates its departure at) from a
-   * writer of this cluster. null: a read failed.
-   */
-  private async notedTrusted(): Promise<Map<string, Set<string>> | null> {
-    const inRefill = [...this.byAddress.values()].filter((n) => this.state.roleOf(n.address) === 'refill');
-    const noted = new Map<string, Set<string>>();
-    let failed = false;
-    await Promise.all(
-      inRefill.map(async (c) => {
-        const epochs = await this.awayEpochs(c.address, this.state.stageOf(c.address));
-        if (epochs === null) return void (failed = true);
-        const w = this.state.witnessedUntrustedSince(c.address, this.clock.now());
-        const all = [...new Set([...epochs, ...(w === undefined ? [] : [w])])];
-        await Promise.all(
-          inRefill.filter((d) => d !== c).map(async (d) => {
-            const reads = await Promise.all(all.map((e) => d.get(tookTrustedKey(c.address, e))));
-            failed ||= reads.some((r) => r.status === 'failed');
-            if (!reads.some((r) => r.status === 'hit' && this.state.hasRead(markWriter(r.item.value)))) return;
-            const by = noted.get(c.address) ?? new Set<string>();
-            by.add(d.address);
-            noted.set(c.address, by);
-          }),
-        );
-      }),
-    );
-    return failed ? null : noted;
   }
 
   // ---- rounds ----
@@ -1621,8 +1591,9 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     // copy of a key's latest write, failing and about to be agreed out, would let an empty one go
     // first, whose miss then proves that write gone. Asked again after the next round.
     const generation = this.state.generation;
-    void Promise.all([this.keptData(), this.markedOutlasted(), this.notedTrusted()]).then(([kept, marked, noted]) => {
-      if (kept === null || marked === null || noted === null) return;
+    void Promise.all([this.keptData(), this.markedOutlasted()]).then(([kept, marks]) => {
+      if (kept === null || marks === null) return;
+      const { marked, noted } = marks;
       if (this.state.generation === generation && this.fillCounts(a) && this.state.mayTrust(a, (b) => kept.has(b), this.clock.now(), (b) => marked.get(b), (b) => noted.get(b))) {
         this.proposeTrusted(a);
       }
@@ -1694,11 +1665,15 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
    * those keys says it took them trusted. For the order of several refills when no live sidecar
    * witnessed the outages (TrustState.mayTrust). Every key of its time away (awayEpochs), not its
    * current out epoch's alone: out again from refill, its new key carries what the key of before
-   * said on each backend it went on, and one that was stopped then got none. null: a read failed.
+   * said on each backend it went on, and one that was stopped then got none. With them, from the
+   * same candidates, `noted`: those holding a took-trusted note of its current time away (every
+   * epoch awayEpochs names, and the one a live witness dates its departure at) from a writer of
+   * this cluster (writeTookTrusted). null: a read failed.
    */
-  private async markedOutlasted(): Promise<Map<string, Map<string, number | undefined>> | null> {
+  private async markedOutlasted(): Promise<{ marked: Map<string, Map<string, number | undefined>>; noted: Map<string, Set<string>> } | null> {
     const inRefill = [...this.byAddress.values()].filter((n) => this.state.roleOf(n.address) === 'refill');
     const marked = new Map<string, Map<string, number | undefined>>();
+    const noted = new Map<string, Set<string>>();
     let failed = false;
     const markedBy = async (c: MemcachedNode, d: MemcachedNode, epochs: readonly number[]): Promise<void> => {
       const marks = await this.standInMarks(d, c.address, epochs);
@@ -1708,14 +1683,22 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
       by.set(d.address, marks.took === 'trusted' ? undefined : marks.took);
       marked.set(c.address, by);
     };
+    const notedBy = async (c: MemcachedNode, d: MemcachedNode, epochs: readonly number[]): Promise<void> => {
+      const reads = await Promise.all(epochs.map((e) => d.get(tookTrustedKey(c.address, e))));
+      failed ||= reads.some((r) => r.status === 'failed');
+      if (!reads.some((r) => r.status === 'hit' && this.state.hasRead(markWriter(r.item.value)))) return;
+      noted.set(c.address, (noted.get(c.address) ?? new Set<string>()).add(d.address));
+    };
     await Promise.all(
       inRefill.map(async (c) => {
         const epochs = await this.awayEpochs(c.address, this.state.stageOf(c.address));
-        if (epochs === null) failed = true;
-        else await Promise.all(inRefill.filter((d) => d !== c).map((d) => markedBy(c, d, epochs)));
+        if (epochs === null) return void (failed = true);
+        const w = this.state.witnessedUntrustedSince(c.address, this.clock.now());
+        const dated = w === undefined || epochs.includes(w) ? epochs : [...epochs, w];
+        await Promise.all(inRefill.filter((d) => d !== c).flatMap((d) => [markedBy(c, d, epochs), notedBy(c, d, dated)]));
       }),
     );
-    return failed ? null : marked;
+    return failed ? null : { marked, noted };
   }
 
   /**

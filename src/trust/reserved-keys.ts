@@ -125,7 +125,7 @@ export function leftAfterKey(address: string, epoch: number): Buffer {
  * On a backend D, by a sidecar that noted D taking writes trusted (not in refill, not going out)
  * while Y was out, in Y's time away that began at out epoch `since` (TrustRecord.outlasted, there
  * with no refill): the sidecar's id. The witness's note, kept where it outlives the witness, and
- * read by Several in refill beside what live witnesses tell (src/trust/agent.ts, notedTrusted).
+ * read by Several in refill beside what live witnesses tell (src/trust/agent.ts, markedOutlasted).
  */
 export function tookTrustedKey(address: string, since: number): Buffer {
   return Buffer.from(`${RESERVED_PREFIX}took-trusted:${address}:${since}`);
