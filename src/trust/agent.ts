@@ -590,11 +590,12 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     const taking = async (n: MemcachedNode): Promise<Taking> => {
       const here: Taking = this.state.takesWrites(n.address) ? { trusted: true, refill: this.state.takingInRefill(n.address) } : { trusted: false };
       if (before === null) return here;
-      if (here.trusted && here.refill === undefined && witnessed !== undefined) return { ...here, awaySince: witnessed };
+      const trustedHere = here.trusted && here.refill === undefined;
+      if (trustedHere && witnessed !== undefined) return { ...here, awaySince: witnessed };
       const r = await n.get(before);
       const ours = r.status === 'hit' && this.state.hasRead(standInWriter(r.item.value));
       const awaySince = witnessed ?? (ours ? (standInAwaySince(r.item.value) ?? outEpoch(from)) : undefined);
-      if ((here.trusted && here.refill === undefined) || r.status !== 'hit' || !standInTrusted(r.item.value)) return { ...here, awaySince };
+      if (trustedHere || r.status !== 'hit' || !standInTrusted(r.item.value)) return { ...here, awaySince };
       return { trusted: true, refill: standInRefill(r.item.value), joined: standInNote(r.item.value) === 'joined', awaySince };
     };
     const on = [...this.byAddress.values()].filter((n) => n.address !== address);
@@ -941,23 +942,20 @@ export class TrustAgent implements Pick<ResyncHooks, 'isResyncing' | 'catchingUp
     const witnessed = this.state.witnessedUntrustedSince(natural.address, this.clock.now());
     const at = (epoch: number) => node.get(standInKey(natural.address, epoch));
     if (witnessed !== undefined) return at(witnessed);
-    const epochs = (await this.awayEpochs(natural.address, stage)) ?? [outEpoch(stage)];
+    let epochs = (await this.awayEpochs(natural.address, stage)) ?? [outEpoch(stage)];
     const current = epochs[epochs.length - 1];
+    // No filled epoch: the current key is read first, for the epoch it names; it is the answer when no earlier one is there.
+    let latest: NodeGet | undefined;
     if (epochs.length === 1) {
-      const r = await at(current);
-      const since = r.status === 'hit' ? standInAwaySince(r.item.value) : undefined;
-      if (since === undefined || since >= current || current - since > DEPARTURE_SCAN_MAX) return r;
-      for (let epoch = since; epoch < current; epoch++) {
-        const earlier = await at(epoch);
-        if (earlier.status !== 'miss') return earlier;
-      }
-      return r;
+      latest = await at(current);
+      const since = latest.status === 'hit' ? standInAwaySince(latest.item.value) : undefined;
+      if (since !== undefined && since < current && current - since <= DEPARTURE_SCAN_MAX) epochs = Array.from({ length: current - since + 1 }, (_, i) => since + i);
     }
     for (const epoch of epochs.slice(0, -1)) {
       const r = await at(epoch);
       if (r.status !== 'miss') return r;
     }
-    return at(current);
+    return latest ?? at(current);
   }
 
   /**
